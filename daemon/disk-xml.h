@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Every piece of XML the daemon writes or reads goes through libxml2 here:
+ * caller-supplied strings only ever become attribute values or text nodes
+ * built by the library, never pasted text. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct DiskSpec {
+        bool block;              /* type='block' <source dev=…>, else type='file' <source file=…> */
+        const char *source;      /* absolute path */
+        const char *target;      /* e.g. "vdb", "sdc" */
+        const char *bus;         /* "virtio", "scsi", "sata", "usb" */
+        bool read_only;          /* adds <readonly/> */
+        const char *secret_uuid; /* non-NULL: <encryption format='luks'><secret type='passphrase' uuid=…/></encryption> under <source> */
+} DiskSpec;
+
+/* <disk type=… device='disk'><driver name='qemu' type='raw'/><source …>[<encryption…>]</source>
+ *  <target dev=… bus=…/>[<readonly/>]</disk>.  Returns 0 or negative errno
+ * (-EINVAL for a NULL/empty required field). *ret_xml is malloc()ed. */
+int disk_xml_build(const DiskSpec *spec, char **ret_xml);
+
+/* <secret ephemeral='yes' private='yes'><description>…</description>
+ *  <usage type='volume'><volume>USAGE_ID</volume></usage></secret> */
+int secret_xml_build(const char *usage_id, const char *description, char **ret_xml);
+
+typedef struct DiskInfo {
+        char *target;            /* <target dev> */
+        char *bus;               /* <target bus>, may be NULL */
+        char *device;            /* device attribute: "disk", "cdrom", … */
+        char *source;            /* <source file> or <source dev>, may be NULL */
+        bool block;              /* disk type='block' */
+        bool read_only;          /* <readonly/> present */
+        bool encrypted;          /* an <encryption> element under <source> (or legacy under <disk>) */
+        char *encryption_format; /* its format attribute, may be NULL */
+        char *secret_uuid;       /* <encryption><secret uuid>, may be NULL */
+        char *alias;             /* <alias name>, may be NULL */
+} DiskInfo;
+
+void disk_info_free(DiskInfo *d);
+void disk_info_array_free(DiskInfo *d, size_t n);
+
+/* Parses a domain XML document (virDomainGetXMLDesc output) and returns all
+ * <devices><disk> entries. Malformed XML → -EBADMSG. */
+int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *ret_n);
+
+/* The disk whose <target dev> equals target; -ENOENT if none. */
+int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *ret);
