@@ -8,6 +8,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Initializes libxml2 (xmlInitParser()).  Call once from main() before any
+ * thread starts — libxml2's first initialization is not thread-safe, and
+ * libvirt's client library uses libxml2 too.  The functions below call it
+ * as well (idempotent), so tests and fuzzers need not.  Never call
+ * xmlCleanupParser() while the daemon runs. */
+void disk_xml_init(void);
+
 typedef struct DiskSpec {
         bool block;              /* type='block' <source dev=…>, else type='file' <source file=…> */
         const char *source;      /* absolute path */

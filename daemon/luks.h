@@ -17,3 +17,6 @@ typedef struct LuksInfo {
 
 /* Reads the LUKS header of path. Not LUKS → -EBADMSG with Error.NotLuks set. */
 int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error);
+
+/* Device-mapper with the crypt target usable on this host. */
+bool luks_dm_crypt_available(void);

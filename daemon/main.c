@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <getopt.h>
+#include <libvirt/libvirt.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "disk-xml.h"
+#include "manager.h"
+#include "mode.h"
+#include "util.h"
+
+static void help(void) {
+        printf("luksvolumed [OPTIONS]\n\n"
+               "Attaches encrypted LUKS volumes to running libvirt guests (D-Bus: org.example.LuksVolume1).\n\n"
+               "  -h --help                     Show this help\n"
+               "     --version                  Show the version\n"
+               "     --libvirt-uri=URI          libvirt connection (default qemu:///system)\n"
+               "     --min-libvirt-version=X.Y.Z  Native LUKS gate for libvirt (default 2.2.0)\n"
+               "     --min-qemu-version=X.Y.Z   Native LUKS gate for QEMU (default 2.6.0)\n"
+               "     --max-volumes=N            Cap on attached volumes (default 64)\n"
+               "     --idle-timeout=SEC         Exit after SEC idle seconds, 0 = never (default 60)\n"
+               "     --log-level=LEVEL          err, warning, notice, info, debug (default info)\n");
+}
+
+static int parse_level(const char *s) {
+        static const struct { const char *name; int level; } table[] = {
+                { "err", LOG_LEVEL_ERR }, { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
+                { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(s, table[i].name))
+                        return table[i].level;
+        return -EINVAL;
+}
+
+static int parse_unsigned(const char *s, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || v > 1000000UL)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_URI,
+                ARG_MIN_LIBVIRT,
+                ARG_MIN_QEMU,
+                ARG_MAX_VOLUMES,
+                ARG_IDLE,
+                ARG_LOG_LEVEL,
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "libvirt-uri", required_argument, NULL, ARG_URI },
+                { "min-libvirt-version", required_argument, NULL, ARG_MIN_LIBVIRT },
+                { "min-qemu-version", required_argument, NULL, ARG_MIN_QEMU },
+                { "max-volumes", required_argument, NULL, ARG_MAX_VOLUMES },
+                { "idle-timeout", required_argument, NULL, ARG_IDLE },
+                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                {}
+        };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("luksvolumed %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_URI:
+                        config->libvirt_uri = optarg;
+                        break;
+                case ARG_MIN_LIBVIRT:
+                        if (version_parse(optarg, &config->min_libvirt_version) < 0)
+                                return log_error_errno(EINVAL, "Invalid --min-libvirt-version: %s", optarg);
+                        break;
+                case ARG_MIN_QEMU:
+                        if (version_parse(optarg, &config->min_qemu_version) < 0)
+                                return log_error_errno(EINVAL, "Invalid --min-qemu-version: %s", optarg);
+                        break;
+                case ARG_MAX_VOLUMES:
+                        if (parse_unsigned(optarg, &config->max_volumes) < 0 || config->max_volumes == 0)
+                                return log_error_errno(EINVAL, "Invalid --max-volumes: %s", optarg);
+                        break;
+                case ARG_IDLE:
+                        if (parse_unsigned(optarg, &config->idle_timeout_sec) < 0)
+                                return log_error_errno(EINVAL, "Invalid --idle-timeout: %s", optarg);
+                        break;
+                case ARG_LOG_LEVEL:
+                        r = parse_level(optarg);
+                        if (r < 0)
+                                return log_error_errno(EINVAL, "Invalid --log-level: %s", optarg);
+                        log_set_max_level(r);
+                        break;
+                case '?':
+                        return -EINVAL;
+                default:
+                        abort();
+                }
+
+        if (optind < argc)
+                return log_error_errno(EINVAL, "This program takes no positional arguments.");
+        return 1;
+}
+
+/* The process holds passphrases, however briefly: keep it out of core
+ * dumps and away from ptrace by other same-uid processes. */
+static void harden_process(void) {
+        struct rlimit rl = { 0, 0 };
+
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                log_warning_errno(errno, "Failed to make the process non-dumpable: %m");
+        if (setrlimit(RLIMIT_CORE, &rl) < 0)
+                log_warning_errno(errno, "Failed to disable core dumps: %m");
+}
+
+int main(int argc, char *argv[]) {
+        ManagerConfig config = {
+                .libvirt_uri = (char *) "qemu:///system",
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
+                .min_qemu_version = LV_MIN_QEMU_VERSION,
+                .max_volumes = 64,
+                .idle_timeout_sec = 60,
+                .max_pending_polkit = 128,
+        };
+        Manager *m = NULL;
+        sigset_t mask;
+        int r;
+
+        r = parse_argv(argc, argv, &config);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        harden_process();
+
+        /* Before any thread exists: both libraries set up global state. */
+        if (virInitialize() < 0) {
+                log_error("Failed to initialize libvirt.");
+                return EXIT_FAILURE;
+        }
+        disk_xml_init();
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = manager_new(&config, &m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up: %m");
+                return EXIT_FAILURE;
+        }
+
+        (void) sd_event_add_signal(m->event, NULL, SIGTERM, NULL, NULL);
+        (void) sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
+
+        r = manager_start(m);
+        if (r < 0) {
+                manager_free(m);
+                return EXIT_FAILURE;
+        }
+
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+
+        (void) sd_notify(false, "STOPPING=1");
+        manager_free(m);
+        return r < 0 ? EXIT_FAILURE : r;
+}

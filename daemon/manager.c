@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <systemd/sd-daemon.h>
+
+#include "disk-xml.h"
+#include "manager.h"
+#include "scan.h"
+#include "util.h"
+#include "volume-id.h"
+
+int manager_new(const ManagerConfig *config, Manager **ret) {
+        Manager *m;
+        int r;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->config = *config;
+        m->config.libvirt_uri = strdup(config->libvirt_uri);
+        if (!m->config.libvirt_uri) {
+                free(m);
+                return -ENOMEM;
+        }
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_set_watchdog(m->event, true);
+
+        /* LUKS key derivation happens inside QEMU, not here: the threads
+         * mostly wait on RPCs, so a handful is plenty for parallel domains. */
+        r = worker_new(m->event, 16, &m->worker);
+        if (r < 0)
+                goto fail;
+
+        r = virt_new(m->config.libvirt_uri, &m->virt);
+        if (r < 0)
+                goto fail;
+
+        *ret = m;
+        return 0;
+
+fail:
+        manager_free(m);
+        return r;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+
+        /* Threads first: their done callbacks reference the manager. */
+        m->worker = worker_free(m->worker);
+        m->polkit = polkit_registry_free(m->polkit);
+
+        for (Volume *v = m->volumes, *n; v; v = n) {
+                n = v->next;
+                volume_free(v);
+        }
+        for (SourceClaim *c = m->claims, *n; c; c = n) {
+                n = c->next;
+                free(c);
+        }
+
+        sd_event_source_disable_unref(m->idle_timer);
+        sd_bus_flush_close_unref(m->bus);
+        m->virt = virt_free(m->virt);
+        sd_event_unref(m->event);
+        free(m->config.libvirt_uri);
+        free(m);
+        return NULL;
+}
+
+Volume *manager_find_volume_by_path(Manager *m, const char *path) {
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (streq(v->path, path))
+                        return v;
+        return NULL;
+}
+
+Volume *manager_find_volume_by_source(Manager *m, dev_t dev, ino_t ino) {
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (v->source_identity_known && v->source_dev == dev && v->source_ino == ino)
+                        return v;
+        return NULL;
+}
+
+int manager_add_volume(Manager *m, Volume *v) {
+        Volume *old = manager_find_volume_by_path(m, v->path);
+
+        /* Same domain and target: the old object describes a disk that is
+         * no longer there (the new one took its place). */
+        if (old)
+                manager_remove_volume(m, old);
+
+        v->manager = m;
+        v->next = m->volumes;
+        m->volumes = v;
+        m->n_volumes++;
+        (void) volume_bus_emit_added(v);
+        return 0;
+}
+
+void manager_remove_volume(Manager *m, Volume *v) {
+        for (Volume **pp = &m->volumes; *pp; pp = &(*pp)->next)
+                if (*pp == v) {
+                        *pp = v->next;
+                        m->n_volumes--;
+                        (void) volume_bus_emit_removed(v);
+                        volume_free(v);
+                        return;
+                }
+}
+
+bool manager_source_claimed(Manager *m, dev_t dev, ino_t ino) {
+        for (SourceClaim *c = m->claims; c; c = c->next)
+                if (c->dev == dev && c->ino == ino)
+                        return true;
+        return false;
+}
+
+int manager_claim_source(Manager *m, dev_t dev, ino_t ino) {
+        SourceClaim *c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->dev = dev;
+        c->ino = ino;
+        c->next = m->claims;
+        m->claims = c;
+        m->n_claims++;
+        return 0;
+}
+
+void manager_release_source(Manager *m, dev_t dev, ino_t ino) {
+        for (SourceClaim **pp = &m->claims; *pp; pp = &(*pp)->next)
+                if ((*pp)->dev == dev && (*pp)->ino == ino) {
+                        SourceClaim *c = *pp;
+                        *pp = c->next;
+                        free(c);
+                        m->n_claims--;
+                        return;
+                }
+}
+
+/* Idle exit: with nothing in flight for idle_timeout_sec, give the name
+ * back first and exit only once the bus confirms, so that calls queued
+ * meanwhile are still ours to answer and later ones activate a new
+ * instance, which rebuilds the same state from libvirt. */
+static int on_name_released(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+
+        log_info("Exiting after %u s idle.", m->config.idle_timeout_sec);
+        m->name_acquired = false;
+        (void) sd_notify(false, "STOPPING=1");
+        return sd_event_exit(m->event, 0);
+}
+
+static bool manager_is_idle(Manager *m) {
+        if (m->calls_in_flight > 0 || worker_in_flight(m->worker) > 0)
+                return false;
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (v->operation_pending)
+                        return false;
+        return true;
+}
+
+static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (!manager_is_idle(m))
+                return 0;
+
+        r = sd_bus_release_name_async(m->bus, NULL, LV_BUS_NAME, on_name_released, m);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to release the bus name, exiting anyway: %m");
+                return sd_event_exit(m->event, 0);
+        }
+        return 0;
+}
+
+static void manager_arm_idle(Manager *m) {
+        uint64_t now;
+        int r;
+
+        if (m->config.idle_timeout_sec == 0 || !m->name_acquired || !manager_is_idle(m))
+                return;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        now += (uint64_t) m->config.idle_timeout_sec * 1000000ULL;
+
+        if (m->idle_timer) {
+                (void) sd_event_source_set_time(m->idle_timer, now);
+                (void) sd_event_source_set_enabled(m->idle_timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        r = sd_event_add_time(m->event, &m->idle_timer, CLOCK_MONOTONIC, now, 0, on_idle_timer, m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to arm the idle timer: %m");
+}
+
+void manager_call_begin(Manager *m) {
+        m->calls_in_flight++;
+        if (m->idle_timer)
+                (void) sd_event_source_set_enabled(m->idle_timer, SD_EVENT_OFF);
+}
+
+void manager_call_end(Manager *m) {
+        if (m->calls_in_flight > 0)
+                m->calls_in_flight--;
+        manager_arm_idle(m);
+}
+
+typedef struct ScanJob {
+        Manager *manager;
+        Volume *found;
+        sd_bus_error error;
+        int r;
+} ScanJob;
+
+static void scan_job(void *userdata) {
+        ScanJob *j = userdata;
+        j->r = scan_volumes(j->manager->virt, &j->found, &j->error);
+}
+
+static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e) {
+                log_error("Failed to acquire the bus name %s: %s", LV_BUS_NAME, e->message);
+                return sd_event_exit(m->event, 1);
+        }
+        m->name_acquired = true;
+        log_info("Ready on the bus as %s, %u volume(s) attached.", LV_BUS_NAME, m->n_volumes);
+        (void) sd_notify(false, "READY=1\nSTATUS=Processing requests...");
+        manager_arm_idle(m);
+        return 0;
+}
+
+static void scan_done(void *userdata) {
+        ScanJob *j = userdata;
+        Manager *m = j->manager;
+        int r;
+
+        if (j->r < 0)
+                /* Start anyway: calls will report libvirt's state, and a
+                 * later start (or reconnect) rebuilds the objects. */
+                log_warning("Could not rebuild volumes from libvirt: %s", j->error.message ? j->error.message : "unknown error");
+
+        for (Volume *v = j->found, *n; v; v = n) {
+                n = v->next;
+                v->next = NULL;
+                (void) manager_add_volume(m, v);
+        }
+        sd_bus_error_free(&j->error);
+        free(j);
+
+        r = sd_bus_request_name_async(m->bus, NULL, LV_BUS_NAME, 0, on_name_acquired, m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to request the bus name: %m");
+                sd_event_exit(m->event, 1);
+        }
+}
+
+int manager_start(Manager *m) {
+        ScanJob *j;
+        int r;
+
+        r = sd_bus_open_system(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        r = sd_bus_attach_event(m->bus, m->event, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        /* Without the bus the daemon has no purpose; leave instead of
+         * spinning on a dead connection. */
+        (void) sd_bus_set_exit_on_disconnect(m->bus, true);
+
+        r = polkit_registry_new(m->bus, m->config.max_pending_polkit, &m->polkit);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up polkit: %m");
+
+        r = sd_bus_add_object_manager(m->bus, NULL, LV_OBJECT_PATH);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the object manager: %m");
+        r = manager_bus_register(m);
+        if (r < 0)
+                return r;
+        r = volume_bus_register(m);
+        if (r < 0)
+                return r;
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return log_oom();
+        j->manager = m;
+        r = worker_submit(m->worker, scan_job, scan_done, j);
+        if (r < 0) {
+                free(j);
+                return log_error_errno(r, "Failed to start the volume scan: %m");
+        }
+        return 0;
+}

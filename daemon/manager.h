@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The daemon's state: the loop, the bus, the libvirt side, the registry of
+ * attached volumes and the operations in flight. */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "polkit.h"
+#include "virt.h"
+#include "volume.h"
+#include "worker.h"
+
+#define LV_BUS_NAME "org.example.LuksVolume1"
+#define LV_MANAGER_INTERFACE "org.example.LuksVolume1"
+#define LV_VOLUME_INTERFACE "org.example.LuksVolume1.Volume"
+
+typedef struct ManagerConfig {
+        char *libvirt_uri;
+        unsigned long min_libvirt_version;
+        unsigned long min_qemu_version;
+        unsigned max_volumes;
+        unsigned idle_timeout_sec;        /* 0: never exit when idle */
+        unsigned max_pending_polkit;
+} ManagerConfig;
+
+/* A source claimed by an Attach in flight, so that two concurrent
+ * attaches of one source cannot both succeed. */
+typedef struct SourceClaim {
+        dev_t dev;
+        ino_t ino;
+        struct SourceClaim *next;
+} SourceClaim;
+
+typedef struct Manager {
+        ManagerConfig config;
+
+        sd_event *event;
+        sd_bus *bus;
+        Worker *worker;
+        Virt *virt;
+        PolkitRegistry *polkit;
+
+        Volume *volumes;
+        unsigned n_volumes;
+        SourceClaim *claims;
+        unsigned n_claims;
+
+        unsigned calls_in_flight;
+        sd_event_source *idle_timer;
+        bool name_acquired;
+} Manager;
+
+int manager_new(const ManagerConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+
+/* Connects the bus, exports objects, rebuilds volumes from libvirt, then
+ * takes the bus name. */
+int manager_start(Manager *m);
+
+Volume *manager_find_volume_by_path(Manager *m, const char *path);
+Volume *manager_find_volume_by_source(Manager *m, dev_t dev, ino_t ino);
+/* Takes ownership; emits InterfacesAdded when the bus is up. */
+int manager_add_volume(Manager *m, Volume *v);
+/* Unlinks, emits InterfacesRemoved, frees. */
+void manager_remove_volume(Manager *m, Volume *v);
+
+bool manager_source_claimed(Manager *m, dev_t dev, ino_t ino);
+int manager_claim_source(Manager *m, dev_t dev, ino_t ino);
+void manager_release_source(Manager *m, dev_t dev, ino_t ino);
+
+/* Called when a method call starts and when it has been answered; drives
+ * the idle exit. */
+void manager_call_begin(Manager *m);
+void manager_call_end(Manager *m);
+
+/* manager-bus.c */
+int manager_bus_register(Manager *m);
+/* volume-bus.c */
+int volume_bus_register(Manager *m);
+int volume_bus_emit_added(Volume *v);
+int volume_bus_emit_removed(Volume *v);
+int volume_bus_emit_state(Volume *v);

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+
+#include "mode.h"
+#include "util.h"
+
+static const char *const mode_table[_VOLUME_MODE_MAX] = {
+        [VOLUME_MODE_AUTO] = "auto",
+        [VOLUME_MODE_NATIVE] = "native",
+        [VOLUME_MODE_CRYPTSETUP] = "cryptsetup",
+};
+
+const char *volume_mode_to_string(VolumeMode m) {
+        if (m < 0 || m >= _VOLUME_MODE_MAX)
+                return NULL;
+        return mode_table[m];
+}
+
+VolumeMode volume_mode_from_string(const char *s) {
+        if (!s)
+                return _VOLUME_MODE_INVALID;
+        for (VolumeMode m = 0; m < _VOLUME_MODE_MAX; m++)
+                if (streq(mode_table[m], s))
+                        return m;
+        return _VOLUME_MODE_INVALID;
+}
+
+void version_format(unsigned long v, char *buf, size_t size) {
+        snprintf(buf, size, "%lu.%lu.%lu", v / 1000000UL, (v / 1000UL) % 1000UL, v % 1000UL);
+}
+
+int version_parse(const char *s, unsigned long *ret) {
+        unsigned long part[3] = {};
+        unsigned n = 0;
+        const char *p = s;
+
+        if (isempty(s))
+                return -EINVAL;
+
+        for (;;) {
+                char *end;
+
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                errno = 0;
+                unsigned long v = strtoul(p, &end, 10);
+                if (errno != 0 || v > 999)
+                        return -EINVAL;
+                part[n++] = v;
+                p = end;
+                if (*p == '\0')
+                        break;
+                if (*p != '.' || n == 3)
+                        return -EINVAL;
+                p++;
+        }
+        if (n < 2)
+                return -EINVAL;
+
+        *ret = LV_VERSION(part[0], part[1], part[2]);
+        return 0;
+}
+
+bool mode_native_gate(const ModeInput *in) {
+        return in->hypervisor_is_qemu &&
+               in->libvirt_version >= in->min_libvirt_version &&
+               in->hypervisor_version >= in->min_hypervisor_version;
+}
+
+static VolumeMode refuse(char *reason, size_t size, const char *fmt, ...) _printf_(3, 4);
+static VolumeMode refuse(char *reason, size_t size, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, size, fmt, ap);
+        va_end(ap);
+        return _VOLUME_MODE_INVALID;
+}
+
+/* Why native is impossible for this input, or NULL if it is possible. */
+static const char *native_obstacle(const ModeInput *in, char *buf, size_t size) {
+        char have[32], need[32];
+
+        if (!in->hypervisor_is_qemu)
+                return "the hypervisor is not QEMU";
+        if (in->libvirt_version < in->min_libvirt_version) {
+                version_format(in->libvirt_version, have, sizeof have);
+                version_format(in->min_libvirt_version, need, sizeof need);
+                snprintf(buf, size, "libvirt %s is older than %s", have, need);
+                return buf;
+        }
+        if (in->hypervisor_version < in->min_hypervisor_version) {
+                version_format(in->hypervisor_version, have, sizeof have);
+                version_format(in->min_hypervisor_version, need, sizeof need);
+                snprintf(buf, size, "QEMU %s is older than %s", have, need);
+                return buf;
+        }
+        if (in->luks_version != 1) {
+                snprintf(buf, size, "QEMU decrypts LUKS1 only and this volume is LUKS%u", in->luks_version);
+                return buf;
+        }
+        return NULL;
+}
+
+VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size) {
+        char obstacle_buf[160];
+        const char *obstacle;
+
+        if (reason_size > 0)
+                reason[0] = '\0';
+
+        if (in->luks_version != 1 && in->luks_version != 2)
+                return refuse(reason, reason_size, "unknown LUKS version %u", in->luks_version);
+
+        obstacle = native_obstacle(in, obstacle_buf, sizeof obstacle_buf);
+
+        switch (in->requested) {
+
+        case VOLUME_MODE_NATIVE:
+                if (obstacle)
+                        return refuse(reason, reason_size, "native mode is not possible: %s", obstacle);
+                return VOLUME_MODE_NATIVE;
+
+        case VOLUME_MODE_CRYPTSETUP:
+                if (!in->dm_crypt_available)
+                        return refuse(reason, reason_size,
+                                      "cryptsetup mode needs dm-crypt, which is not available on this host");
+                return VOLUME_MODE_CRYPTSETUP;
+
+        case VOLUME_MODE_AUTO:
+                /* Native is preferred: no cleartext device ever exists on the host. */
+                if (!obstacle)
+                        return VOLUME_MODE_NATIVE;
+                if (in->dm_crypt_available)
+                        return VOLUME_MODE_CRYPTSETUP;
+                if (in->luks_version == 2 && mode_native_gate(in))
+                        return refuse(reason, reason_size,
+                                      "LUKS2 volumes need dm-crypt (QEMU decrypts LUKS1 only), which is not available on this host");
+                return refuse(reason, reason_size,
+                              "native mode is not possible (%s) and dm-crypt is not available on this host", obstacle);
+
+        default:
+                return refuse(reason, reason_size, "invalid mode requested");
+        }
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Which way a volume gets to the guest: a pure function of the host's
+ * versions, the volume's LUKS version, what the caller asked for and
+ * whether dm-crypt is usable.  Table-tested in tests/unit/test-mode.c. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum VolumeMode {
+        VOLUME_MODE_AUTO,        /* only as a request */
+        VOLUME_MODE_NATIVE,
+        VOLUME_MODE_CRYPTSETUP,
+        _VOLUME_MODE_MAX,
+        _VOLUME_MODE_INVALID = -1,
+} VolumeMode;
+
+const char *volume_mode_to_string(VolumeMode m);
+VolumeMode volume_mode_from_string(const char *s);
+
+/* Versions in libvirt's encoding: major * 1000000 + minor * 1000 + micro. */
+#define LV_VERSION(maj, min, mic) ((unsigned long) (maj) * 1000000UL + (unsigned long) (min) * 1000UL + (unsigned long) (mic))
+#define LV_MIN_LIBVIRT_VERSION LV_VERSION(2, 2, 0)
+#define LV_MIN_QEMU_VERSION    LV_VERSION(2, 6, 0)
+
+typedef struct ModeInput {
+        unsigned long libvirt_version;
+        unsigned long hypervisor_version;
+        unsigned long min_libvirt_version;   /* the gate; normally LV_MIN_LIBVIRT_VERSION */
+        unsigned long min_hypervisor_version;
+        bool hypervisor_is_qemu;
+        unsigned luks_version;               /* 1 or 2 */
+        VolumeMode requested;
+        bool dm_crypt_available;
+} ModeInput;
+
+/* Returns the mode to use, or _VOLUME_MODE_INVALID with a human reason in
+ * reason (always NUL-terminated, never empty on refusal). */
+VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size);
+
+/* Whether the host's versions allow native LUKS at all (Probe's native-luks). */
+bool mode_native_gate(const ModeInput *in);
+
+/* "2.6.0" from 2006000. */
+void version_format(unsigned long v, char *buf, size_t size);
+/* Parses "MAJOR.MINOR[.MICRO]" into libvirt's encoding; -EINVAL if malformed. */
+int version_parse(const char *s, unsigned long *ret);

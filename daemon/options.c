@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+
+#include "errors.h"
+#include "options.h"
+#include "passphrase.h"
+#include "util.h"
+#include "volume-id.h"
+
+void attach_options_done(AttachOptions *o) {
+        free(o->target);
+        free(o->bus);
+        if (o->passphrase_fd >= 0)
+                close(o->passphrase_fd);
+        *o = (AttachOptions) { .passphrase_fd = -1 };
+}
+
+/* Reads one variant of the expected type; wrong type → InvalidArgs. */
+static int read_variant(sd_bus_message *m, const char *key, char type, void *ret, sd_bus_error *error) {
+        const char *contents;
+        char t[2] = { type, 0 };
+        int r;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+        if (!streq(contents, t))
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                         "Option '%s' must be of type '%s', got '%s'.", key, t, contents);
+
+        r = sd_bus_message_enter_container(m, 'v', t);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_basic(m, type, ret);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int refuse_unknown(const char *key, sd_bus_error *error) {
+        /* The key is echoed back to its own sender only; cap it so a
+         * megabyte key does not become a megabyte error. */
+        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Unknown option '%.64s%s'.",
+                                 key, strlen(key) > 64 ? "…" : "");
+}
+
+/* Drives the dictionary loop; handler returns <0 on error, >0 if it
+ * consumed the value, 0 if the key is unknown. */
+typedef int (*option_handler_t)(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error);
+
+static int parse_dict(sd_bus_message *m, option_handler_t handler, void *userdata, sd_bus_error *error) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                const char *key;
+
+                r = sd_bus_message_enter_container(m, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+
+                r = sd_bus_message_read_basic(m, 's', &key);
+                if (r < 0)
+                        return r;
+
+                r = handler(m, key, userdata, error);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return refuse_unknown(key, error);
+
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+
+        return sd_bus_message_exit_container(m);
+}
+
+typedef struct AttachParse {
+        AttachOptions o;
+        bool seen_target, seen_bus, seen_mode, seen_ro, seen_fd;
+} AttachParse;
+
+static int duplicate(const char *key, sd_bus_error *error) {
+        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Option '%s' given more than once.", key);
+}
+
+static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        AttachParse *p = userdata;
+        const char *s;
+        int b, fd, r;
+
+        if (streq(key, "target")) {
+                if (p->seen_target)
+                        return duplicate(key, error);
+                p->seen_target = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                if (!bus_from_target(s))
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'target' must be 'vd' or 'sd' followed by 1 to 3 lowercase letters.");
+                p->o.target = strdup(s);
+                return p->o.target ? 1 : -ENOMEM;
+        }
+        if (streq(key, "bus")) {
+                if (p->seen_bus)
+                        return duplicate(key, error);
+                p->seen_bus = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                if (!bus_valid(s))
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'bus' must be one of virtio, scsi, sata, usb.");
+                p->o.bus = strdup(s);
+                return p->o.bus ? 1 : -ENOMEM;
+        }
+        if (streq(key, "mode")) {
+                if (p->seen_mode)
+                        return duplicate(key, error);
+                p->seen_mode = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                p->o.mode = volume_mode_from_string(s);
+                if (p->o.mode < 0)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'mode' must be one of auto, native, cryptsetup.");
+                return 1;
+        }
+        if (streq(key, "read-only")) {
+                if (p->seen_ro)
+                        return duplicate(key, error);
+                p->seen_ro = true;
+                r = read_variant(m, key, 'b', &b, error);
+                if (r < 0)
+                        return r;
+                p->o.read_only = b;
+                return 1;
+        }
+        if (streq(key, "passphrase-fd")) {
+                if (p->seen_fd)
+                        return duplicate(key, error);
+                p->seen_fd = true;
+                r = read_variant(m, key, 'h', &fd, error);
+                if (r < 0)
+                        return r;
+                r = passphrase_fd_check(fd);
+                if (r < 0)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'passphrase-fd' must be a readable pipe, memfd or regular file.");
+                /* The message owns fd; keep our own for the worker. */
+                p->o.passphrase_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (p->o.passphrase_fd < 0)
+                        return -errno;
+                return 1;
+        }
+        return 0;
+}
+
+int attach_options_parse(sd_bus_message *m, AttachOptions *ret, sd_bus_error *error) {
+        AttachParse p = { .o = { .mode = VOLUME_MODE_AUTO, .passphrase_fd = -1 } };
+        int r;
+
+        r = parse_dict(m, attach_option, &p, error);
+        if (r < 0)
+                goto fail;
+
+        if (!p.o.bus) {
+                /* A target alone implies its bus ("sdc" → scsi). */
+                p.o.bus = strdup(p.o.target ? bus_from_target(p.o.target) : "virtio");
+                if (!p.o.bus) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        if (p.o.target && !target_valid_for_bus(p.o.target, p.o.bus)) {
+                r = sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                      "Target '%s' does not fit bus '%s' (virtio uses vdX, the others sdX).",
+                                      p.o.target, p.o.bus);
+                goto fail;
+        }
+
+        *ret = p.o;
+        return 0;
+
+fail:
+        attach_options_done(&p.o);
+        return r;
+}
+
+static int detach_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        DetachOptions *o = userdata;
+        uint32_t u;
+        int r;
+
+        if (streq(key, "timeout")) {
+                if (o->timeout_set)
+                        return duplicate(key, error);
+                r = read_variant(m, key, 'u', &u, error);
+                if (r < 0)
+                        return r;
+                if (u > DETACH_TIMEOUT_MAX_SEC)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'timeout' must be at most %u seconds.", DETACH_TIMEOUT_MAX_SEC);
+                o->timeout_sec = u;
+                o->timeout_set = true;
+                return 1;
+        }
+        return 0;
+}
+
+int detach_options_parse(sd_bus_message *m, DetachOptions *ret, sd_bus_error *error) {
+        DetachOptions o = { .timeout_sec = DETACH_TIMEOUT_DEFAULT_SEC };
+        int r;
+
+        r = parse_dict(m, detach_option, &o, error);
+        if (r < 0)
+                return r;
+        *ret = o;
+        return 0;
+}
+
+static int no_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        return 0;
+}
+
+int probe_options_parse(sd_bus_message *m, sd_bus_error *error) {
+        return parse_dict(m, no_option, NULL, error);
+}

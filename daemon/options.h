@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The a{sv} option dictionaries of Attach, Detach and Probe: one table of
+ * known keys and their types.  Unknown key, wrong type or bad value →
+ * InvalidArgs, before anything is authorized or touched. */
+
+#include <stdbool.h>
+
+#include <systemd/sd-bus.h>
+
+#include "mode.h"
+
+typedef struct AttachOptions {
+        char *target;          /* NULL: first free name for the bus */
+        char *bus;             /* never NULL after parsing: "virtio" default */
+        VolumeMode mode;       /* VOLUME_MODE_AUTO default */
+        bool read_only;
+        int passphrase_fd;     /* dup()ed, owned; -1 if not given */
+} AttachOptions;
+
+typedef struct DetachOptions {
+        unsigned timeout_sec;  /* seconds to wait for the guest to let go */
+        bool timeout_set;
+} DetachOptions;
+
+#define DETACH_TIMEOUT_DEFAULT_SEC 30U
+#define DETACH_TIMEOUT_MAX_SEC 3600U
+
+void attach_options_done(AttachOptions *o);
+
+/* m must be positioned at the a{sv}. */
+int attach_options_parse(sd_bus_message *m, AttachOptions *ret, sd_bus_error *error);
+int detach_options_parse(sd_bus_message *m, DetachOptions *ret, sd_bus_error *error);
+/* Probe has no options yet; anything given is refused so that adding some
+ * later does not change what old callers get. */
+int probe_options_parse(sd_bus_message *m, sd_bus_error *error);

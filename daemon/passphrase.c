@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "passphrase.h"
+#include "util.h"
+
+static int passphrase_alloc(Passphrase **ret) {
+        long page = sysconf(_SC_PAGESIZE);
+        size_t mapped = ((PASSPHRASE_MAX + 1 + (size_t) page - 1) / (size_t) page) * (size_t) page;
+        Passphrase *p;
+        void *m;
+
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+
+        m = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+                free(p);
+                return -ENOMEM;
+        }
+        /* Never swapped, never in a core dump, never inherited. mlock can
+         * fail under a tight RLIMIT_MEMLOCK; the unit file raises it, and
+         * a passphrase that might be swapped is still better than none. */
+        (void) mlock(m, mapped);
+        (void) madvise(m, mapped, MADV_DONTDUMP);
+        (void) madvise(m, mapped, MADV_DONTFORK);
+
+        p->data = m;
+        p->mapped = mapped;
+        *ret = p;
+        return 0;
+}
+
+Passphrase *passphrase_free(Passphrase *p) {
+        if (!p)
+                return NULL;
+        if (p->data) {
+                explicit_bzero(p->data, p->mapped);
+                munlock(p->data, p->mapped);
+                munmap(p->data, p->mapped);
+        }
+        free(p);
+        return NULL;
+}
+
+int passphrase_new_from_buffer(const void *buf, size_t n, Passphrase **ret) {
+        Passphrase *p;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        if (n > PASSPHRASE_MAX)
+                return -E2BIG;
+
+        r = passphrase_alloc(&p);
+        if (r < 0)
+                return r;
+        memcpy(p->data, buf, n);
+        p->size = n;
+        *ret = p;
+        return 0;
+}
+
+int passphrase_fd_check(int fd) {
+        struct stat st;
+
+        if (fd < 0)
+                return -EBADF;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISFIFO(st.st_mode) && !S_ISREG(st.st_mode))
+                return -EBADFD;
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0)
+                return -errno;
+        if ((fl & O_ACCMODE) == O_WRONLY)
+                return -EBADFD;
+        return 0;
+}
+
+int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
+        _cleanup_passphrase_ Passphrase *p = NULL;
+        int r;
+
+        r = passphrase_fd_check(fd);
+        if (r < 0)
+                return r;
+
+        r = passphrase_alloc(&p);
+        if (r < 0)
+                return r;
+
+        /* Read one byte past the cap so an over-long input is refused
+         * instead of silently truncated into a different passphrase. */
+        for (;;) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+
+                r = poll(&pfd, 1, timeout_ms);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r == 0)
+                        return -ETIMEDOUT;
+
+                n = read(fd, p->data + p->size, PASSPHRASE_MAX + 1 - p->size);
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                p->size += (size_t) n;
+                if (p->size > PASSPHRASE_MAX)
+                        return -E2BIG;
+        }
+
+        if (p->size == 0)
+                return -EINVAL;
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+_noinline_ void stack_scrub(void) {
+        volatile char area[256 * 1024];
+
+        explicit_bzero((void *) area, sizeof area);
+        /* Keep the compiler from proving the area dead. */
+        __asm__ __volatile__("" : : "r"(area) : "memory");
+}

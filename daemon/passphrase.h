@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The one place a passphrase lives in the daemon: a locked, non-dumpable
+ * mapping that is wiped on free.  It is filled once, from the method's
+ * `ay` argument or from the caller's passphrase-fd, and freed as soon as
+ * libvirt (or libcryptsetup) has it. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The cap for both the `ay` and the fd form.  cryptsetup's own limit for
+ * an interactive passphrase is 512 bytes and for a key file 8 MiB; 8 KiB
+ * is plenty for passphrases and binary key material alike while keeping
+ * the locked buffer to two pages. */
+#define PASSPHRASE_MAX 8192
+
+typedef struct Passphrase {
+        uint8_t *data;
+        size_t size;
+        size_t mapped;
+} Passphrase;
+
+/* -E2BIG over the cap, -EINVAL if empty. */
+int passphrase_new_from_buffer(const void *p, size_t n, Passphrase **ret);
+
+/* Is fd something we read passphrases from: a pipe or a regular file
+ * (memfds are regular files).  Sockets, devices, directories → -EBADFD.
+ * Needs no data, so it runs during argument validation. */
+int passphrase_fd_check(int fd);
+
+/* Reads until EOF, at most PASSPHRASE_MAX bytes, waiting at most
+ * timeout_ms for each chunk.  -E2BIG, -ETIMEDOUT, -EINVAL (empty). */
+int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret);
+
+Passphrase *passphrase_free(Passphrase *p);
+
+static inline void passphrase_freep(Passphrase **p) {
+        if (*p)
+                passphrase_free(*p);
+}
+#define _cleanup_passphrase_ __attribute__((cleanup(passphrase_freep)))
+
+/* Writes zeros over a large region of the calling thread's stack.  Some
+ * libraries (libvirt's RPC client, measured) leave copies of a secret in
+ * dead stack frames; call this right after handing a secret to them. */
+void stack_scrub(void);

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <libvirt/virterror.h>
+#include <sys/stat.h>
+
+#include "disk-xml.h"
+#include "luks.h"
+#include "scan.h"
+#include "util.h"
+#include "volume-id.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
+DEFINE_TRIVIAL_CLEANUP_FUNC(virSecretPtr, virSecretFree);
+
+void volume_fill_source_facts(Volume *v) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct stat st;
+        LuksInfo info;
+
+        if (!v->source)
+                return;
+
+        if (stat(v->source, &st) >= 0) {
+                v->source_identity_known = true;
+                v->source_dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+                v->source_ino = S_ISBLK(st.st_mode) ? 0 : st.st_ino;
+        }
+        if (luks_probe(v->source, &info, &error) >= 0) {
+                v->luks_version = info.version;
+                free(v->luks_uuid);
+                v->luks_uuid = strdup(info.uuid);
+        }
+        sd_bus_error_free(&error);
+}
+
+/* Is this encrypted disk one of ours: its secret carries our usage
+ * namespace for exactly this domain and target? */
+static bool secret_is_ours(virConnectPtr conn, const char *secret_uuid, const char *domain_uuid, const char *target) {
+        _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
+        _cleanup_free_ char *u = NULL, *t = NULL;
+        const char *usage;
+
+        secret = virSecretLookupByUUIDString(conn, secret_uuid);
+        if (!secret)
+                return false;
+        usage = virSecretGetUsageID(secret);
+        if (!usage || secret_usage_parse(usage, &u, &t) < 0)
+                return false;
+        return streq(u, domain_uuid) && streq(t, target);
+}
+
+static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
+        _cleanup_free_ char *xml = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        DiskInfo *disks = NULL;
+        size_t n = 0;
+        const char *name;
+        int r;
+
+        name = virDomainGetName(dom);
+        if (!name || virDomainGetUUIDString(dom, uuid) < 0)
+                return -EIO;
+        xml = virDomainGetXMLDesc(dom, 0);
+        if (!xml)
+                return -EIO; /* it may just have stopped; not fatal */
+
+        r = domain_xml_list_disks(xml, &disks, &n);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                DiskInfo *d = &disks[i];
+                Volume *v;
+
+                if (!d->encrypted || !d->secret_uuid || !d->target)
+                        continue;
+                if (!secret_is_ours(conn, d->secret_uuid, uuid, d->target))
+                        continue;
+
+                r = volume_new(name, uuid, d->target, &v);
+                if (r < 0)
+                        break;
+                v->mode = VOLUME_MODE_NATIVE;
+                v->source = d->source ? strdup(d->source) : NULL;
+                v->bus = d->bus ? strdup(d->bus) : bus_from_target(d->target) ? strdup(bus_from_target(d->target)) : NULL;
+                v->secret_uuid = strdup(d->secret_uuid);
+                v->read_only = d->read_only;
+                volume_fill_source_facts(v);
+
+                v->next = *list;
+                *list = v;
+                log_info("Found attached volume %s (%s on %s).", v->path, strempty(v->source), name);
+        }
+
+        disk_info_array_free(disks, n);
+        return r < 0 ? r : 0;
+}
+
+int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        virDomainPtr *doms = NULL;
+        Volume *list = NULL;
+        int n, r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+
+        n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+        if (n < 0)
+                return sd_bus_error_setf(error, "org.example.LuksVolume1.Error.Failed",
+                                         "Cannot list domains: %s", strempty(virGetLastErrorMessage()));
+
+        for (int i = 0; i < n; i++) {
+                r = scan_domain(conn, doms[i], &list);
+                if (r < 0 && r != -EIO)
+                        log_warning_errno(r, "Failed to scan domain '%s': %m", strempty(virDomainGetName(doms[i])));
+                virDomainFree(doms[i]);
+        }
+        free(doms);
+
+        *ret = list;
+        return 0;
+}

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Rebuilding the registry from the truth: libvirt's running domains and
+ * their live XML.  Runs on a worker thread; returns detached Volumes. */
+
+#include <systemd/sd-bus.h>
+
+#include "virt.h"
+#include "volume.h"
+
+/* *ret is a singly linked list through Volume.next (may be NULL). */
+int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error);
+
+/* Fills in what the header and the file system say about v->source
+ * (LUKS version and UUID, identity); failures leave fields unset. */
+void volume_fill_source_facts(Volume *v);

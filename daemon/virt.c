@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <libvirt/virterror.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "disk-xml.h"
+#include "errors.h"
+#include "util.h"
+#include "virt.h"
+#include "volume-id.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
+DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
+DEFINE_TRIVIAL_CLEANUP_FUNC(virSecretPtr, virSecretFree);
+
+typedef struct DomainLock {
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        struct DomainLock *next;
+} DomainLock;
+
+struct Virt {
+        char *uri;
+        pthread_mutex_t lock;   /* protects conn and the domain lock list */
+        pthread_cond_t cond;
+        virConnectPtr conn;
+        DomainLock *held;
+};
+
+/* QEMU's text for a LUKS passphrase that opens no key slot, wrapped by
+ * libvirt into an internal error; the one way to tell it apart. */
+#define QEMU_BAD_PASSPHRASE_TEXT "Invalid password"
+
+static const char *last_error_message(void) {
+        const char *m = virGetLastErrorMessage();
+        return m ? m : "unknown libvirt error";
+}
+
+static int fail(sd_bus_error *error, const char *what) {
+        virErrorPtr e = virGetLastError();
+        int code = e ? e->code : VIR_ERR_INTERNAL_ERROR;
+
+        if (code == VIR_ERR_NO_CONNECT || code == VIR_ERR_RPC || code == VIR_ERR_SYSTEM_ERROR)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "%s: libvirt is not reachable: %s",
+                                         what, last_error_message());
+        return sd_bus_error_setf(error, LV_ERROR_FAILED, "%s: %s", what, last_error_message());
+}
+
+/* libvirt reports every error through this hook as well as through the
+ * thread-local last error; the default prints to stderr. We report each
+ * error once, where it is handled. */
+static void silent_error_func(void *userdata, virErrorPtr error) {
+}
+
+int virt_new(const char *uri, Virt **ret) {
+        Virt *v;
+
+        v = calloc(1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        v->uri = strdup(uri);
+        if (!v->uri) {
+                free(v);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&v->lock, NULL);
+        pthread_cond_init(&v->cond, NULL);
+        virSetErrorFunc(NULL, silent_error_func);
+        *ret = v;
+        return 0;
+}
+
+Virt *virt_free(Virt *v) {
+        if (!v)
+                return NULL;
+        if (v->conn)
+                virConnectClose(v->conn);
+        for (DomainLock *l = v->held, *n; l; l = n) {
+                n = l->next;
+                free(l);
+        }
+        pthread_cond_destroy(&v->cond);
+        pthread_mutex_destroy(&v->lock);
+        free(v->uri);
+        free(v);
+        return NULL;
+}
+
+int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
+        virConnectPtr c;
+
+        pthread_mutex_lock(&v->lock);
+        if (v->conn && virConnectIsAlive(v->conn) != 1) {
+                /* libvirtd went away (restart, crash): start afresh. */
+                log_warning("Connection to libvirt at %s was lost, reconnecting.", v->uri);
+                virConnectClose(v->conn);
+                v->conn = NULL;
+        }
+        if (!v->conn) {
+                v->conn = virConnectOpen(v->uri);
+                if (!v->conn) {
+                        pthread_mutex_unlock(&v->lock);
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot connect to libvirt at %s: %s",
+                                                 v->uri, last_error_message());
+                }
+        }
+        c = v->conn;
+        virConnectRef(c);
+        pthread_mutex_unlock(&v->lock);
+
+        *ret = c;
+        return 0;
+}
+
+int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        HostInfo h = {};
+        const char *type;
+        int r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+
+        if (virConnectGetLibVersion(conn, &h.libvirt_version) < 0)
+                return fail(error, "Cannot read libvirt's version");
+        if (virConnectGetVersion(conn, &h.hypervisor_version) < 0)
+                return fail(error, "Cannot read the hypervisor's version");
+        type = virConnectGetType(conn);
+        if (!type)
+                return fail(error, "Cannot read the hypervisor type");
+        snprintf(h.hypervisor, sizeof h.hypervisor, "%s", type);
+
+        *ret = h;
+        return 0;
+}
+
+int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        int r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+
+        /* A string that parses as a UUID is looked up as one first: names
+         * may look like anything, but a UUID match is exact. */
+        if (uuid_valid(name_or_uuid))
+                dom = virDomainLookupByUUIDString(conn, name_or_uuid);
+        if (!dom)
+                dom = virDomainLookupByName(conn, name_or_uuid);
+        if (!dom) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_DOMAIN)
+                        return sd_bus_error_setf(error, LV_ERROR_NO_SUCH_DOMAIN, "No domain '%s'.", name_or_uuid);
+                return fail(error, "Cannot look up the domain");
+        }
+
+        r = virDomainIsActive(dom);
+        if (r < 0)
+                return fail(error, "Cannot query the domain's state");
+        if (r == 0)
+                return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.", name_or_uuid);
+
+        *ret = TAKE_PTR(dom);
+        return 0;
+}
+
+int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error) {
+        char *xml = virDomainGetXMLDesc(dom, 0);
+        if (!xml) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_DOMAIN)
+                        return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "The domain has gone away.");
+                return fail(error, "Cannot read the domain's live XML");
+        }
+        *ret = xml;
+        return 0;
+}
+
+int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
+                       char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
+        _cleanup_free_ char *xml = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        int r, k;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                goto finish;
+
+        /* Our usage ids encode domain and target, and the caller holds that
+         * domain's lock with the target free in the live XML: a secret
+         * already defined under this id is an orphan of a crashed run. */
+        secret = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_VOLUME, usage_id);
+        if (secret) {
+                log_notice("Removing orphaned secret for usage '%s'.", usage_id);
+                (void) virSecretUndefine(secret);
+                virSecretFree(TAKE_PTR(secret));
+        }
+
+        r = secret_xml_build(usage_id, "luksvolumed: passphrase of an attached LUKS volume", &xml);
+        if (r < 0) {
+                r = sd_bus_error_set_errnof(error, -r, "Cannot build the secret XML: %s", strerror(-r));
+                goto finish;
+        }
+
+        secret = virSecretDefineXML(conn, xml, 0);
+        if (!secret) {
+                r = fail(error, "Cannot define the libvirt secret");
+                goto finish;
+        }
+        if (virSecretGetUUIDString(secret, uuid) < 0) {
+                r = fail(error, "Cannot read the secret's UUID");
+                (void) virSecretUndefine(secret);
+                goto finish;
+        }
+
+        k = virSecretSetValue(secret, (*passphrase)->data, (*passphrase)->size, 0);
+        /* The daemon's copy is no longer needed, whatever the outcome. */
+        *passphrase = passphrase_free(*passphrase);
+        stack_scrub();
+        if (k < 0) {
+                r = fail(error, "Cannot set the libvirt secret's value");
+                /* A defined secret without value is useless and misleading. */
+                (void) virSecretUndefine(secret);
+                goto finish;
+        }
+
+        memcpy(ret_uuid, uuid, VIR_UUID_STRING_BUFLEN);
+        r = 0;
+
+finish:
+        *passphrase = passphrase_free(*passphrase);
+        return r;
+}
+
+int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
+        int r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+
+        secret = virSecretLookupByUUIDString(conn, uuid);
+        if (!secret) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_SECRET)
+                        return 0;
+                return fail(error, "Cannot look up the libvirt secret");
+        }
+        if (virSecretUndefine(secret) < 0) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_SECRET)
+                        return 0;
+                return fail(error, "Cannot undefine the libvirt secret");
+        }
+        return 0;
+}
+
+int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error) {
+        if (virDomainAttachDeviceFlags(dom, disk_xml, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+                const char *m = last_error_message();
+                if (strstr(m, QEMU_BAD_PASSPHRASE_TEXT))
+                        return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                                "The passphrase does not open any key slot of the volume.");
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_OPERATION_INVALID && strstr(m, "not running"))
+                        return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "%s", m);
+                return fail(error, "Cannot attach the disk");
+        }
+        return 0;
+}
+
+static bool disk_present(virDomainPtr dom, const char *target, sd_bus_error *error, int *ret_r) {
+        _cleanup_free_ char *xml = NULL;
+        DiskInfo d = {};
+        int r;
+
+        r = virt_domain_live_xml(dom, &xml, error);
+        if (r < 0) {
+                *ret_r = r;
+                return false;
+        }
+        r = domain_xml_find_disk(xml, target, &d);
+        disk_info_free(&d);
+        *ret_r = 0;
+        return r >= 0;
+}
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error) {
+        uint64_t deadline = now_ms() + timeout_ms;
+        int r;
+
+        if (!alias)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Disk '%s' has no device alias in the live XML.", target);
+
+        /* The request only asks the guest; removal is complete when QEMU
+         * reports the device deleted and libvirt drops it from the live XML. */
+        if (virDomainDetachDeviceAlias(dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+                virErrorPtr e = virGetLastError();
+                if (!(e && e->code == VIR_ERR_DEVICE_MISSING))
+                        return fail(error, "Cannot detach the disk");
+        }
+
+        for (;;) {
+                bool present = disk_present(dom, target, error, &r);
+                if (r < 0)
+                        return r;
+                if (!present)
+                        return 0;
+                if (now_ms() >= deadline)
+                        return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                                 "The guest has not released disk '%s' within %u s.",
+                                                 target, timeout_ms / 1000);
+                usleep(50 * 1000);
+        }
+}
+
+static DomainLock *find_lock(Virt *v, const char *uuid) {
+        for (DomainLock *l = v->held; l; l = l->next)
+                if (streq(l->uuid, uuid))
+                        return l;
+        return NULL;
+}
+
+void virt_domain_lock(Virt *v, const char *domain_uuid) {
+        DomainLock *l;
+
+        pthread_mutex_lock(&v->lock);
+        while (find_lock(v, domain_uuid))
+                pthread_cond_wait(&v->cond, &v->lock);
+        l = calloc(1, sizeof *l);
+        if (!l)
+                abort(); /* cannot serialise safely without it */
+        snprintf(l->uuid, sizeof l->uuid, "%s", domain_uuid);
+        l->next = v->held;
+        v->held = l;
+        pthread_mutex_unlock(&v->lock);
+}
+
+void virt_domain_unlock(Virt *v, const char *domain_uuid) {
+        pthread_mutex_lock(&v->lock);
+        for (DomainLock **pp = &v->held; *pp; pp = &(*pp)->next)
+                if (streq((*pp)->uuid, domain_uuid)) {
+                        DomainLock *l = *pp;
+                        *pp = l->next;
+                        free(l);
+                        break;
+                }
+        pthread_cond_broadcast(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The libvirt side: one shared connection (libvirt's client is
+ * thread-safe), host versions, domains' live XML, secrets, hot-plug.
+ * Every function here blocks on RPCs: call them from worker threads only.
+ * Errors are reported as typed sd_bus_errors carrying libvirt's text. */
+
+#include <stdbool.h>
+
+#include <libvirt/libvirt.h>
+#include <systemd/sd-bus.h>
+
+#include "passphrase.h"
+
+typedef struct Virt Virt;
+
+typedef struct HostInfo {
+        unsigned long libvirt_version;
+        unsigned long hypervisor_version;
+        char hypervisor[32];      /* "QEMU" */
+} HostInfo;
+
+int virt_new(const char *uri, Virt **ret);
+Virt *virt_free(Virt *v);
+
+/* Returns a new reference to a live connection, (re)connecting if needed. */
+int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error);
+
+int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error);
+
+/* By name or UUID. Error.NoSuchDomain; Error.DomainNotRunning if inactive. */
+int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error);
+
+int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error);
+
+/* Defines an ephemeral, private secret with that usage id and sets its
+ * value; on any failure nothing is left defined.  The passphrase is wiped
+ * here (and the thread's stack scrubbed) whatever the outcome. */
+int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
+                       char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
+/* Missing secret counts as success. */
+int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error);
+
+int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error);
+
+/* Asks for removal and waits until the disk with that target is gone from
+ * the live XML or timeout_ms passes (-ETIMEDOUT, Error.Busy). */
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error);
+
+/* Per-domain serialisation of target choice + hot-plug + unplug: two
+ * callers must never pick the same free target at once. */
+void virt_domain_lock(Virt *v, const char *domain_uuid);
+void virt_domain_unlock(Virt *v, const char *domain_uuid);

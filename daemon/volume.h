@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The model of one attached volume.  Owned by the Manager's registry and
+ * touched on the event loop only; worker threads build a detached Volume
+ * and hand it over to the loop for registration. */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "mode.h"
+
+typedef struct Manager Manager;
+
+typedef enum VolumeState {
+        VOLUME_STATE_ATTACHED,
+        VOLUME_STATE_DETACHING,
+        _VOLUME_STATE_MAX,
+} VolumeState;
+
+typedef struct Volume {
+        Manager *manager;          /* NULL until registered */
+        struct Volume *next;
+
+        char *path;                /* object path, from (domain_uuid, target) */
+        char *domain;              /* domain name */
+        char *domain_uuid;
+        char *source;              /* canonical path */
+        char *target;
+        char *bus;
+        VolumeMode mode;
+        char *secret_uuid;         /* native: the libvirt secret; else NULL */
+        char *mapper_device;       /* cryptsetup: /dev/mapper/…; else NULL */
+        unsigned luks_version;
+        char *luks_uuid;
+        bool read_only;
+        VolumeState state;
+
+        dev_t source_dev;          /* identity of the source, for AlreadyAttached */
+        ino_t source_ino;
+        bool source_identity_known;
+
+        bool operation_pending;    /* a Detach is running for it */
+} Volume;
+
+const char *volume_state_to_string(VolumeState s);
+
+/* A Volume not yet in any registry; path is derived here. */
+int volume_new(const char *domain, const char *domain_uuid, const char *target, Volume **ret);
+Volume *volume_free(Volume *v);
+
+static inline void volume_freep(Volume **v) {
+        if (*v)
+                volume_free(*v);
+}
