@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Every row of the mode-selection table, plus the version codec. */
+#include <glib.h>
+
+#include "mode.h"
+
+typedef struct Row {
+        const char *name;
+        unsigned long libvirt, qemu;
+        bool is_qemu;
+        unsigned luks;
+        VolumeMode requested;
+        bool dm_crypt;
+        VolumeMode expect;
+        const char *reason_contains; /* for refusals */
+} Row;
+
+#define V LV_VERSION
+static const Row rows[] = {
+        /* auto */
+        { "auto/luks1/new/no-dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
+        { "auto/luks1/new/dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_NATIVE, NULL },
+        { "auto/luks1/exact-minimums", V(2,2,0), V(2,6,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
+        { "auto/luks1/old-libvirt/dm", V(2,1,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "auto/luks1/old-libvirt/no-dm", V(2,1,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "libvirt 2.1.9 is older than 2.2.0" },
+        { "auto/luks1/old-qemu/dm", V(9,0,0), V(2,5,99), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "auto/luks1/old-qemu/no-dm", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older than 2.6.0" },
+        { "auto/luks1/not-qemu/dm", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "auto/luks1/not-qemu/no-dm", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "not QEMU" },
+        { "auto/luks2/new/dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "auto/luks2/new/no-dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "LUKS2 volumes need dm-crypt" },
+        { "auto/luks2/old/no-dm", V(2,0,0), V(2,0,0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "dm-crypt is not available" },
+        /* native */
+        { "native/luks1/new", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, false, VOLUME_MODE_NATIVE, NULL },
+        { "native/luks1/old-libvirt", V(2,1,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "libvirt 2.1.0 is older" },
+        { "native/luks1/old-qemu", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older" },
+        { "native/luks2", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU decrypts LUKS1 only" },
+        { "native/luks1/not-qemu", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "not QEMU" },
+        /* cryptsetup */
+        { "cryptsetup/luks1/dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "cryptsetup/luks2/dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "cryptsetup/luks1/no-dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt" },
+        { "cryptsetup/luks2/no-dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt" },
+        /* nonsense */
+        { "auto/luks3", V(9,0,0), V(7,2,0), true, 3, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID, "unknown LUKS version 3" },
+        { "auto/luks0", V(9,0,0), V(7,2,0), true, 0, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID, "unknown LUKS version 0" },
+};
+
+static void test_row(gconstpointer data) {
+        const Row *row = data;
+        char reason[256];
+        ModeInput in = {
+                .libvirt_version = row->libvirt,
+                .hypervisor_version = row->qemu,
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
+                .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = row->is_qemu,
+                .luks_version = row->luks,
+                .requested = row->requested,
+                .dm_crypt_available = row->dm_crypt,
+        };
+
+        VolumeMode got = mode_select(&in, reason, sizeof reason);
+        g_assert_cmpint(got, ==, row->expect);
+        if (row->expect < 0) {
+                g_assert_cmpstr(reason, !=, "");
+                g_assert_nonnull(strstr(reason, row->reason_contains));
+        } else
+                g_assert_cmpstr(reason, ==, "");
+}
+
+static void test_raised_minimums(void) {
+        /* The daemon setting that raises the gate above the host's
+         * versions turns a native-capable host into a cryptsetup one. */
+        char reason[256];
+        ModeInput in = {
+                .libvirt_version = V(9,0,0), .hypervisor_version = V(7,2,0),
+                .min_libvirt_version = V(99,0,0), .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true, .luks_version = 1, .requested = VOLUME_MODE_AUTO,
+                .dm_crypt_available = true,
+        };
+        g_assert_false(mode_native_gate(&in));
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_CRYPTSETUP);
+        in.min_libvirt_version = LV_MIN_LIBVIRT_VERSION;
+        g_assert_true(mode_native_gate(&in));
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+}
+
+static void test_mode_strings(void) {
+        g_assert_cmpint(volume_mode_from_string("auto"), ==, VOLUME_MODE_AUTO);
+        g_assert_cmpint(volume_mode_from_string("native"), ==, VOLUME_MODE_NATIVE);
+        g_assert_cmpint(volume_mode_from_string("cryptsetup"), ==, VOLUME_MODE_CRYPTSETUP);
+        g_assert_cmpint(volume_mode_from_string("Native"), ==, _VOLUME_MODE_INVALID);
+        g_assert_cmpint(volume_mode_from_string(""), ==, _VOLUME_MODE_INVALID);
+        g_assert_cmpint(volume_mode_from_string(NULL), ==, _VOLUME_MODE_INVALID);
+        g_assert_cmpstr(volume_mode_to_string(VOLUME_MODE_CRYPTSETUP), ==, "cryptsetup");
+        g_assert_null(volume_mode_to_string(_VOLUME_MODE_INVALID));
+}
+
+static void test_versions(void) {
+        unsigned long v;
+        char buf[32];
+
+        g_assert_cmpint(version_parse("2.2.0", &v), ==, 0);
+        g_assert_cmpuint(v, ==, 2002000);
+        g_assert_cmpint(version_parse("2.6", &v), ==, 0);
+        g_assert_cmpuint(v, ==, 2006000);
+        g_assert_cmpint(version_parse("10.1.999", &v), ==, 0);
+        g_assert_cmpuint(v, ==, 10001999);
+        version_format(9000000, buf, sizeof buf);
+        g_assert_cmpstr(buf, ==, "9.0.0");
+        version_format(7002011, buf, sizeof buf);
+        g_assert_cmpstr(buf, ==, "7.2.11");
+
+        const char *bad[] = { "", "2", "2.", ".2", "2..1", "a.b", "2.2.0.1", "1000.0", "-1.2", "2.2 ", " 2.2", "2.2x" };
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
+                g_assert_cmpint(version_parse(bad[i], &v), ==, -EINVAL);
+}
+
+int main(int argc, char *argv[]) {
+        g_test_init(&argc, &argv, NULL);
+        for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+                g_autofree char *name = g_strdup_printf("/mode/select/%s", rows[i].name);
+                g_test_add_data_func(name, &rows[i], test_row);
+        }
+        g_test_add_func("/mode/raised-minimums", test_raised_minimums);
+        g_test_add_func("/mode/strings", test_mode_strings);
+        g_test_add_func("/mode/versions", test_versions);
+        return g_test_run();
+}

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The option dictionaries, fed real sd-bus messages: built, sealed and
+ * read back exactly as the daemon reads a received call. */
+#include <fcntl.h>
+#include <glib.h>
+#include <sys/socket.h>
+
+#include <systemd/sd-bus.h>
+
+#include "errors.h"
+#include "options.h"
+#include "util.h"
+
+static sd_bus *bus;
+
+static sd_bus_message *new_message(void) {
+        sd_bus_message *m = NULL;
+        g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, "org.example.LuksVolume1", "/org/example/LuksVolume1",
+                                                       "org.example.LuksVolume1", "Attach"), ==, 0);
+        return m;
+}
+
+static void seal(sd_bus_message *m) {
+        static uint64_t cookie = 1;
+        g_assert_cmpint(sd_bus_message_seal(m, cookie++, 0), ==, 0);
+        g_assert_cmpint(sd_bus_message_rewind(m, true), >=, 0);
+}
+
+/* Parses and returns the error name (NULL on success). */
+static char *parse_attach(sd_bus_message *m, AttachOptions *ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        seal(m);
+        int r = attach_options_parse(m, ret, &error);
+        char *name = r < 0 ? g_strdup(error.name ? error.name : "errno") : NULL;
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(m);
+        return name;
+}
+
+static void test_defaults(void) {
+        sd_bus_message *m = new_message();
+        AttachOptions o;
+
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 0), >=, 0);
+        g_assert_null(parse_attach(m, &o));
+        g_assert_null(o.target);
+        g_assert_cmpstr(o.bus, ==, "virtio");
+        g_assert_cmpint(o.mode, ==, VOLUME_MODE_AUTO);
+        g_assert_false(o.read_only);
+        g_assert_cmpint(o.passphrase_fd, ==, -1);
+        attach_options_done(&o);
+}
+
+static void test_all_options(void) {
+        sd_bus_message *m = new_message();
+        AttachOptions o;
+        int p[2];
+
+        g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 5,
+                                              "target", "s", "sdc",
+                                              "bus", "s", "scsi",
+                                              "mode", "s", "native",
+                                              "read-only", "b", 1,
+                                              "passphrase-fd", "h", p[0]), >=, 0);
+        g_assert_null(parse_attach(m, &o));
+        g_assert_cmpstr(o.target, ==, "sdc");
+        g_assert_cmpstr(o.bus, ==, "scsi");
+        g_assert_cmpint(o.mode, ==, VOLUME_MODE_NATIVE);
+        g_assert_true(o.read_only);
+        g_assert_cmpint(o.passphrase_fd, >=, 0);
+        g_assert_cmpint(o.passphrase_fd, !=, p[0]); /* our own dup */
+        attach_options_done(&o);
+        close(p[0]);
+        close(p[1]);
+}
+
+static void test_target_implies_bus(void) {
+        sd_bus_message *m = new_message();
+        AttachOptions o;
+
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 1, "target", "s", "sdb"), >=, 0);
+        g_assert_null(parse_attach(m, &o));
+        g_assert_cmpstr(o.bus, ==, "scsi");
+        attach_options_done(&o);
+}
+
+typedef struct Bad {
+        const char *name;
+        void (*build)(sd_bus_message *m);
+} Bad;
+
+static void b_unknown(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "colour", "s", "red"); }
+static void b_target_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "target", "u", 3); }
+static void b_target_value(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "target", "s", "vd'b"); }
+static void b_target_long(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "target", "s", "vdabcd"); }
+static void b_target_bus_mismatch(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "target", "s", "sdb", "bus", "s", "virtio"); }
+static void b_bus_value(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "bus", "s", "ide"); }
+static void b_bus_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "bus", "b", 1); }
+static void b_mode_value(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "mode", "s", "fast"); }
+static void b_ro_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "read-only", "s", "yes"); }
+static void b_fd_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "i", 0); }
+static void b_fd_socket(sd_bus_message *m) {
+        int s[2];
+        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), ==, 0);
+        sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "h", s[0]);
+        close(s[0]);
+        close(s[1]);
+}
+static void b_fd_dev(sd_bus_message *m) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "h", fd);
+        close(fd);
+}
+static void b_fd_dir(sd_bus_message *m) {
+        int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "h", fd);
+        close(fd);
+}
+static void b_fd_writeonly(sd_bus_message *m) {
+        int p[2];
+        g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+        sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "h", p[1]);
+        close(p[0]);
+        close(p[1]);
+}
+static void b_duplicate(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "mode", "s", "auto", "mode", "s", "native"); }
+static void b_empty_key(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "", "s", "x"); }
+
+static const Bad bad[] = {
+        { "unknown", b_unknown },
+        { "target-type", b_target_type },
+        { "target-value", b_target_value },
+        { "target-long", b_target_long },
+        { "target-bus-mismatch", b_target_bus_mismatch },
+        { "bus-value", b_bus_value },
+        { "bus-type", b_bus_type },
+        { "mode-value", b_mode_value },
+        { "read-only-type", b_ro_type },
+        { "fd-type", b_fd_type },
+        { "fd-socket", b_fd_socket },
+        { "fd-chardev", b_fd_dev },
+        { "fd-directory", b_fd_dir },
+        { "fd-write-only", b_fd_writeonly },
+        { "duplicate", b_duplicate },
+        { "empty-key", b_empty_key },
+};
+
+static void test_bad(gconstpointer data) {
+        const Bad *b = data;
+        sd_bus_message *m = new_message();
+        AttachOptions o = { .passphrase_fd = -1 };
+
+        b->build(m);
+        g_autofree char *err = parse_attach(m, &o);
+        g_assert_cmpstr(err, ==, DBUS_ERROR_INVALID_ARGS);
+}
+
+static void test_detach(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m;
+        DetachOptions o;
+
+        m = new_message();
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 0), >=, 0);
+        seal(m);
+        g_assert_cmpint(detach_options_parse(m, &o, &error), ==, 0);
+        g_assert_cmpuint(o.timeout_sec, ==, DETACH_TIMEOUT_DEFAULT_SEC);
+        sd_bus_message_unref(m);
+
+        m = new_message();
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 1, "timeout", "u", 5), >=, 0);
+        seal(m);
+        g_assert_cmpint(detach_options_parse(m, &o, &error), ==, 0);
+        g_assert_cmpuint(o.timeout_sec, ==, 5);
+        sd_bus_message_unref(m);
+
+        const struct { const char *sig; } cases[] = { { "s" }, { "x" } };
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                m = new_message();
+                if (streq(cases[i].sig, "s"))
+                        sd_bus_message_append(m, "a{sv}", 1, "timeout", "s", "5");
+                else
+                        sd_bus_message_append(m, "a{sv}", 1, "timeout", "x", (int64_t) 5);
+                seal(m);
+                g_assert_cmpint(detach_options_parse(m, &o, &error), <, 0);
+                g_assert_cmpstr(error.name, ==, DBUS_ERROR_INVALID_ARGS);
+                sd_bus_error_free(&error);
+                sd_bus_message_unref(m);
+        }
+
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "timeout", "u", DETACH_TIMEOUT_MAX_SEC + 1);
+        seal(m);
+        g_assert_cmpint(detach_options_parse(m, &o, &error), <, 0);
+        g_assert_cmpstr(error.name, ==, DBUS_ERROR_INVALID_ARGS);
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(m);
+
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "force", "b", 1);
+        seal(m);
+        g_assert_cmpint(detach_options_parse(m, &o, &error), <, 0);
+        g_assert_cmpstr(error.name, ==, DBUS_ERROR_INVALID_ARGS);
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(m);
+}
+
+static void test_probe(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = new_message();
+
+        sd_bus_message_append(m, "a{sv}", 0);
+        seal(m);
+        g_assert_cmpint(probe_options_parse(m, &error), >=, 0);
+        sd_bus_message_unref(m);
+
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "verbose", "b", 1);
+        seal(m);
+        g_assert_cmpint(probe_options_parse(m, &error), <, 0);
+        g_assert_cmpstr(error.name, ==, DBUS_ERROR_INVALID_ARGS);
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(m);
+}
+
+int main(int argc, char *argv[]) {
+        int sv[2];
+
+        g_test_init(&argc, &argv, NULL);
+
+        /* A started (not connected to anything real) bus object: enough
+         * for sd-bus to create and seal messages. */
+        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+        g_assert_cmpint(sd_bus_new(&bus), ==, 0);
+        g_assert_cmpint(sd_bus_set_fd(bus, sv[0], sv[0]), ==, 0);
+        g_assert_cmpint(sd_bus_negotiate_fds(bus, true), >=, 0);
+        g_assert_cmpint(sd_bus_start(bus), >=, 0);
+
+        g_test_add_func("/options/defaults", test_defaults);
+        g_test_add_func("/options/all", test_all_options);
+        g_test_add_func("/options/target-implies-bus", test_target_implies_bus);
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autofree char *name = g_strdup_printf("/options/bad/%s", bad[i].name);
+                g_test_add_data_func(name, &bad[i], test_bad);
+        }
+        g_test_add_func("/options/detach", test_detach);
+        g_test_add_func("/options/probe", test_probe);
+
+        int r = g_test_run();
+        sd_bus_close_unref(bus);
+        close(sv[1]);
+        return r;
+}
