@@ -62,21 +62,40 @@ int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error) {
         return 0;
 }
 
-bool luks_dm_crypt_available(void) {
-        struct utsname u;
+static bool kernel_module_file(const char *release, const char *name) {
+        static const char *const suffixes[] = { ".ko", ".ko.xz", ".ko.zst", ".ko.gz" };
         char path[512];
 
-        /* No control node: no device-mapper in this kernel (or no /dev). */
-        if (access("/dev/mapper/control", F_OK) < 0)
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                snprintf(path, sizeof path, "/lib/modules/%s/kernel/drivers/md/%s%s", release, name, suffixes[i]);
+                if (access(path, F_OK) >= 0)
+                        return true;
+        }
+        return false;
+}
+
+static bool proc_misc_has_device_mapper(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/misc", "re");
+        char line[128];
+
+        if (!f)
                 return false;
-        /* The crypt target is either loaded or loadable on demand. */
-        if (access("/sys/module/dm_crypt", F_OK) >= 0)
-                return true;
+        while (fgets(line, sizeof line, f))
+                if (strstr(line, "device-mapper"))
+                        return true;
+        return false;
+}
+
+bool luks_dm_crypt_available(void) {
+        struct utsname u;
+
+        /* Not /dev/mapper/control: libdevmapper creates that node itself
+         * whether or not the kernel has device-mapper.  The kernel's own
+         * word is its misc device list, or a module it can load. */
         if (uname(&u) < 0)
                 return false;
-        snprintf(path, sizeof path, "/lib/modules/%s/kernel/drivers/md/dm-crypt.ko", u.release);
-        if (access(path, F_OK) >= 0)
-                return true;
-        snprintf(path, sizeof path, "/lib/modules/%s/kernel/drivers/md/dm-crypt.ko.xz", u.release);
-        return access(path, F_OK) >= 0;
+        if (!proc_misc_has_device_mapper() && !kernel_module_file(u.release, "dm-mod"))
+                return false;
+        /* The crypt target: loaded (or built in with parameters), or loadable. */
+        return access("/sys/module/dm_crypt", F_OK) >= 0 || kernel_module_file(u.release, "dm-crypt");
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Installs what building, testing and the demo need on Debian 12, and
+# nothing when it is all there already.  Needs root for apt-get.
+set -euo pipefail
+
+packages=(
+        # build
+        meson ninja-build pkg-config gcc clang llvm lld
+        libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev libglib2.0-dev
+        # the real stack the integration tests and the demo run
+        dbus-daemon polkitd libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+        qemu-system-x86 qemu-utils cryptsetup-bin util-linux
+        # systemd-analyze for the unit's security score
+        systemd
+        # the dm-crypt test VM: a real kernel and a static busybox for its initramfs
+        linux-image-amd64 busybox-static kmod
+)
+
+missing=()
+for p in "${packages[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+                missing+=("$p")
+        fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+        echo "install-deps: all ${#packages[@]} packages present."
+        exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+        echo "install-deps: missing packages (${missing[*]}) and not root; run as root." >&2
+        exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done."

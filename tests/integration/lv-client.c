@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <gio/gunixfdlist.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "lv-client.h"
+
+/* Attach spends the volume's key derivation inside QEMU; generous. */
+#define CALL_TIMEOUT_MS (120 * 1000)
+
+GVariant *lv_opts(const char *first_key, ...) {
+        GVariantBuilder b;
+        va_list ap;
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE("a{sv}"));
+        va_start(ap, first_key);
+        for (const char *k = first_key; k; k = va_arg(ap, const char *)) {
+                GVariant *v = va_arg(ap, GVariant *);
+                g_variant_builder_add(&b, "{sv}", k, v);
+        }
+        va_end(ap);
+        return g_variant_builder_end(&b);
+}
+
+static GVariant *bytes_variant(const char *s) {
+        return g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, s, s ? strlen(s) : 0, 1);
+}
+
+static char *attach_common(GDBusConnection *bus, GVariant *params, GUnixFDList *fds, GError **error) {
+        g_autoptr(GVariant) reply = NULL;
+        char *path = NULL;
+
+        reply = g_dbus_connection_call_with_unix_fd_list_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
+                                                              G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NONE,
+                                                              CALL_TIMEOUT_MS, fds, NULL, NULL, error);
+        if (!reply)
+                return NULL;
+        g_variant_get(reply, "(o)", &path);
+        return path;
+}
+
+char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
+                GVariant *options, GError **error) {
+        GVariant *params = g_variant_new("(ss@ay@a{sv})", domain, source, bytes_variant(passphrase),
+                                         options ? options : lv_opts(NULL));
+        return attach_common(bus, params, NULL, error);
+}
+
+char *lv_attach_fd(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
+                   GVariant *options, GError **error) {
+        g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
+        GVariantBuilder b;
+        int p[2];
+
+        g_assert_no_errno(pipe2(p, O_CLOEXEC));
+        g_assert_cmpint(write(p[1], passphrase, strlen(passphrase)), ==, (gssize) strlen(passphrase));
+        close(p[1]);
+        gint idx = g_unix_fd_list_append(fds, p[0], NULL);
+        close(p[0]);
+        g_assert_cmpint(idx, >=, 0);
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE("a{sv}"));
+        g_variant_builder_add(&b, "{sv}", "passphrase-fd", g_variant_new_handle(idx));
+        if (options) {
+                GVariantIter it;
+                const char *k;
+                GVariant *v;
+                g_variant_ref_sink(options);
+                g_variant_iter_init(&it, options);
+                while (g_variant_iter_next(&it, "{&sv}", &k, &v)) {
+                        g_variant_builder_add(&b, "{sv}", k, v);
+                        g_variant_unref(v);
+                }
+                g_variant_unref(options);
+        }
+        GVariant *params = g_variant_new("(ss@ay@a{sv})", domain, source, bytes_variant(""), g_variant_builder_end(&b));
+        return attach_common(bus, params, fds, error);
+}
+
+gboolean lv_detach(GDBusConnection *bus, const char *path, GVariant *options, GError **error) {
+        g_autoptr(GVariant) reply = NULL;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Detach",
+                                            g_variant_new("(o@a{sv})", path, options ? options : lv_opts(NULL)),
+                                            G_VARIANT_TYPE("()"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+        return reply != NULL;
+}
+
+GVariant *lv_probe(GDBusConnection *bus, const char *source, GError **error) {
+        g_autoptr(GVariant) reply = NULL;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Probe",
+                                            g_variant_new("(s@a{sv})", source, lv_opts(NULL)),
+                                            G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+        if (!reply)
+                return NULL;
+        return g_variant_get_child_value(reply, 0);
+}
+
+GVariant *lv_volume_props(GDBusConnection *bus, const char *path) {
+        g_autoptr(GVariant) reply = NULL;
+        g_autoptr(GError) error = NULL;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll",
+                                            g_variant_new("(s)", LV_VOLUME_IFACE), G_VARIANT_TYPE("(a{sv})"),
+                                            G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+        if (!reply)
+                return NULL;
+        return g_variant_get_child_value(reply, 0);
+}
+
+char *lv_volume_prop_string(GDBusConnection *bus, const char *path, const char *name) {
+        g_autoptr(GVariant) props = lv_volume_props(bus, path);
+        const char *s = NULL;
+
+        if (!props || !g_variant_lookup(props, name, "&s", &s))
+                return NULL;
+        return g_strdup(s);
+}
+
+GStrv lv_managed_objects(GDBusConnection *bus) {
+        g_autoptr(GVariant) reply = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) paths = g_ptr_array_new();
+        GVariantIter *it;
+        const char *path;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, "org.freedesktop.DBus.ObjectManager",
+                                            "GetManagedObjects", NULL, G_VARIANT_TYPE("(a{oa{sa{sv}}})"),
+                                            G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+        g_assert_no_error(error);
+        g_variant_get(reply, "(a{oa{sa{sv}}})", &it);
+        while (g_variant_iter_next(it, "{&o@a{sa{sv}}}", &path, NULL))
+                g_ptr_array_add(paths, g_strdup(path));
+        g_variant_iter_free(it);
+        g_ptr_array_add(paths, NULL);
+        return (GStrv) g_ptr_array_free(g_steal_pointer(&paths), FALSE);
+}
+
+char *lv_error_name(const GError *error) {
+        if (!error)
+                return NULL;
+        char *n = g_dbus_error_get_remote_error(error);
+        return n ? n : g_strdup("(not a remote error)");
+}
+
+guint32 lv_daemon_pid(GDBusConnection *bus) {
+        g_autoptr(GVariant) reply = NULL;
+        guint32 pid = 0;
+
+        reply = g_dbus_connection_call_sync(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                            "GetConnectionUnixProcessID", g_variant_new("(s)", LV_BUS_NAME),
+                                            G_VARIANT_TYPE("(u)"), G_DBUS_CALL_FLAGS_NONE, 5000, NULL, NULL);
+        if (reply)
+                g_variant_get(reply, "(u)", &pid);
+        return pid;
+}
+
+void lv_daemon_kill(GDBusConnection *bus, int sig) {
+        guint32 pid = lv_daemon_pid(bus);
+
+        g_assert_cmpuint(pid, !=, 0);
+        g_assert_no_errno(kill((pid_t) pid, sig));
+        for (int i = 0; i < 500; i++) {
+                g_autofree char *owner = lv_bus_name_owner(bus, LV_BUS_NAME);
+                if (!owner)
+                        return;
+                g_usleep(10 * 1000);
+        }
+        g_error("daemon (pid %u) still owns the name 5 s after signal %d", pid, sig);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* GDBus-side helpers for calling luksvolumed in integration tests: an
+ * independent D-Bus implementation from the daemon's sd-bus. */
+
+#include <gio/gio.h>
+
+#define LV_PATH "/org/example/LuksVolume1"
+#define LV_IFACE "org.example.LuksVolume1"
+#define LV_VOLUME_IFACE "org.example.LuksVolume1.Volume"
+#define LV_ERR(x) "org.example.LuksVolume1.Error." x
+
+/* Build an a{sv} from key, GVariant*, key, GVariant*, …, NULL (floating). */
+GVariant *lv_opts(const char *first_key, ...);
+
+/* Attach with the passphrase as `ay`.  Returns the object path or NULL with
+ * *error set.  options may be NULL (empty). */
+char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
+                GVariant *options, GError **error);
+/* Attach with the passphrase through a pipe as passphrase-fd. */
+char *lv_attach_fd(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
+                   GVariant *options, GError **error);
+gboolean lv_detach(GDBusConnection *bus, const char *path, GVariant *options, GError **error);
+/* Returns the a{sv} (caller unrefs) or NULL. */
+GVariant *lv_probe(GDBusConnection *bus, const char *source, GError **error);
+
+/* All properties of a volume object as a{sv}, or NULL if it does not exist. */
+GVariant *lv_volume_props(GDBusConnection *bus, const char *path);
+char *lv_volume_prop_string(GDBusConnection *bus, const char *path, const char *name);
+/* Object paths of all managed volume objects (GetManagedObjects). */
+GStrv lv_managed_objects(GDBusConnection *bus);
+
+/* The remote error name of error (static string owned by the caller's free). */
+char *lv_error_name(const GError *error);
+
+/* Assert: error is set and its D-Bus name is expected. */
+#define lv_assert_error(error, expected)                                             \
+        G_STMT_START {                                                               \
+                g_assert_nonnull(error);                                             \
+                g_autofree char *_n = lv_error_name(error);                          \
+                if (g_strcmp0(_n, (expected)) != 0)                                   \
+                        g_error("expected %s, got %s: %s", (expected), _n, (error)->message); \
+        } G_STMT_END
+
+/* PID of the daemon currently owning the name, or 0. */
+guint32 lv_daemon_pid(GDBusConnection *bus);
+/* Kill the daemon with sig and wait until the name has no owner. */
+void lv_daemon_kill(GDBusConnection *bus, int sig);
