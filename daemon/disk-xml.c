@@ -332,6 +332,8 @@ int secret_xml_build(const char *usage_id, const char *description, char **ret_x
 
 /* ---- parsing ---- */
 
+/* Frees the strings a DiskInfo owns (not the struct itself: find_disk fills
+ * a caller-owned one) and resets it, so a second call is harmless. */
 void disk_info_free(DiskInfo *d) {
         if (!d)
                 return;
@@ -493,22 +495,49 @@ static int disk_from_node(xmlNode *node, DiskInfo *ret) {
         return 0;
 }
 
+/* What a parse saw besides the tree it built. */
+typedef struct ParseState {
+        bool saw_doctype;
+        bool saw_error;
+        bool saw_oom;
+} ParseState;
+
+/* Records every error the parser raises.  We cannot rely on the parser's
+ * own verdict alone: libxml2 2.9 stops on an allocation failure in the tree
+ * builder without clearing wellFormed, and hands back a truncated document
+ * that would look like a domain with fewer disks. */
+#if LIBXML_VERSION >= 21200
+static void record_error(void *userdata, const xmlError *error) {
+#else
+static void record_error(void *userdata, xmlErrorPtr error) {
+#endif
+        ParseState *state = userdata;
+
+        if (!error || error->level < XML_ERR_ERROR)
+                return; /* warnings (odd version numbers, relative namespace URIs) are harmless */
+
+        state->saw_error = true;
+        if (error->code == XML_ERR_NO_MEMORY)
+                state->saw_oom = true;
+}
+
 /* SAX hook called when the parser meets <!DOCTYPE …>, before it reads the
  * internal subset: stop right there, so no entity is ever declared. */
 static void refuse_doctype(void *ctx, _unused_ const xmlChar *name,
                            _unused_ const xmlChar *external_id, _unused_ const xmlChar *system_id) {
         xmlParserCtxt *ctxt = ctx;
 
-        *(bool *) ctxt->_private = true;
+        ((ParseState *) ctxt->_private)->saw_doctype = true;
         xmlStopParser(ctxt);
 }
 
 /* Parses domain_xml and returns its <domain> root element via *ret_root;
- * the caller frees *ret_doc. */
+ * the caller frees *ret_doc.  Must run under QUIET_XML_ERRORS, which puts
+ * back the thread's error handler replaced here. */
 static int parse_domain(const char *domain_xml, xmlDoc **ret_doc, xmlNode **ret_root) {
         _cleanup_(xmlFreeParserCtxtp) xmlParserCtxt *ctxt = NULL;
         _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
-        bool saw_doctype = false;
+        ParseState state = {};
         size_t size;
         xmlNode *root;
 
@@ -522,12 +551,14 @@ static int parse_domain(const char *domain_xml, xmlDoc **ret_doc, xmlNode **ret_
 
         /* The SAX2 tree builder passes the parser context as the callback
          * context, and leaves _private to us. */
-        ctxt->_private = &saw_doctype;
+        ctxt->_private = &state;
         ctxt->sax->internalSubset = refuse_doctype;
         ctxt->sax->externalSubset = NULL;
-        /* Parser errors go to sax->serror first, ahead of the thread's
-         * handlers; keep them quiet on either route. */
-        ctxt->sax->serror = quiet_structured;
+        /* With no per-context structured handler (sax->serror is NULL), all
+         * parser errors go to the calling thread's one: record them there,
+         * silently. */
+        ctxt->sax->serror = NULL;
+        xmlSetStructuredErrorFunc(&state, record_error);
 
         /* Deliberately absent: XML_PARSE_NOENT (would substitute entities),
          * XML_PARSE_DTDLOAD/DTDATTR/DTDVALID (would read DTDs),
@@ -537,10 +568,14 @@ static int parse_domain(const char *domain_xml, xmlDoc **ret_doc, xmlNode **ret_
          * overrides whatever the document declares. */
         doc = xmlCtxtReadMemory(ctxt, domain_xml, (int) size, NULL, "UTF-8",
                                 XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
-        if (saw_doctype)
+
+        /* Back to the quiet handler before state goes out of scope. */
+        xmlSetStructuredErrorFunc(NULL, quiet_structured);
+
+        if (state.saw_oom || ctxt->errNo == XML_ERR_NO_MEMORY)
+                return -ENOMEM;
+        if (state.saw_doctype || state.saw_error || !doc || !ctxt->wellFormed)
                 return -EBADMSG;
-        if (!doc || !ctxt->wellFormed)
-                return ctxt->errNo == XML_ERR_NO_MEMORY ? -ENOMEM : -EBADMSG;
         if (doc->intSubset || doc->extSubset) /* cannot happen given the hook; be sure */
                 return -EBADMSG;
 

@@ -196,8 +196,12 @@ static bool polkit_unavailable(PolkitQuery *q, const char *why, sd_bus_error *er
                 return true;
         }
 
-        log_warning("polkit is unavailable (%s); denying %s to %s (uid %s)",
-                    why, q->action, sender, k >= 0 ? "non-zero" : "unknown");
+        if (k >= 0)
+                log_warning("polkit is unavailable (%s); denying %s to %s (uid %u)",
+                            why, q->action, sender, (unsigned) euid);
+        else
+                log_warning("polkit is unavailable (%s); denying %s to %s (uid unknown)",
+                            why, q->action, sender);
         sd_bus_error_setf(error, DBUS_ERROR_ACCESS_DENIED,
                           "polkit is unavailable (%s); only root may call this method", why);
         return false;

@@ -47,7 +47,8 @@ static void test_bad(void) {
         g_autofree char *dangling = g_build_filename(dir, "dangling", NULL);
         g_autofree char *loop = g_build_filename(dir, "loop1", NULL);
         g_autofree char *fifo = g_build_filename(dir, "fifo", NULL);
-        g_autofree char *dotdot = g_strdup_printf("%s/../%s/img", dir, g_path_get_basename(dir));
+        g_autofree char *base = g_path_get_basename(dir);
+        g_autofree char *dotdot = g_strdup_printf("%s/../%s/img", dir, base);
         g_autofree char *dot = g_strdup_printf("%s/./img", dir);
         g_autofree char *missing = g_build_filename(dir, "missing", NULL);
         g_autofree char *longpath = g_strnfill(5000, 'a');
