@@ -1,0 +1,1132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers for integration tests run inside tests/sandbox/sandbox.sh.
+ * See fixture.h for the contract of each helper. */
+
+#include "fixture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+
+/* Every external tool gets this long before it is killed. */
+#define LV_TOOL_TIMEOUT_S 60
+/* How long QEMU may take to print a qemu-io verdict into its log. */
+#define LV_QEMU_IO_TIMEOUT_MS 10000
+/* How long polkitd may take to reload its rules. */
+#define LV_POLKIT_RELOAD_TIMEOUT_MS 10000
+
+/* ---- environment ---------------------------------------------------------- */
+
+static const char *
+require_env(const char *name)
+{
+  const char *v = g_getenv(name);
+  if (v == NULL || *v == '\0')
+    g_error("%s is not set: run this test through tests/sandbox/sandbox.sh", name);
+  return v;
+}
+
+void
+lv_require_sandbox(void)
+{
+  require_env("DBUS_SYSTEM_BUS_ADDRESS");
+  require_env("LV_SANDBOX_DIR");
+  require_env("LV_DAEMON_LOG");
+  require_env("LV_POLKIT_RULES_DIR");
+  require_env("LV_LIBVIRT_URI");
+}
+
+const char *
+lv_sandbox_dir(void)
+{
+  return require_env("LV_SANDBOX_DIR");
+}
+
+/* Names end up in qemu --image-opts (',' is special) and in paths. */
+static void
+check_name(const char *name)
+{
+  if (name == NULL || *name == '\0' || strpbrk(name, "/,'\"\\ ") != NULL)
+    g_error("invalid scratch file name '%s' (no '/', ',', quotes, spaces)", name ? name : "(null)");
+}
+
+char *
+lv_sandbox_path(const char *name)
+{
+  check_name(name);
+  return g_build_filename(lv_sandbox_dir(), name, NULL);
+}
+
+/* ---- credentials ------------------------------------------------------------ */
+
+typedef struct {
+  uid_t uid;
+  gid_t gid;
+  int ngroups;
+  gid_t groups[64];
+} Creds;
+
+/* Look the user up through NSS (the sandbox's passwd/group copies). */
+static void
+creds_for_uid(uid_t uid, Creds *c)
+{
+  struct passwd pw, *res = NULL;
+  char buf[4096];
+  int r = getpwuid_r(uid, &pw, buf, sizeof buf, &res);
+  if (r != 0 || res == NULL)
+    g_error("uid %u has no passwd entry (%s): is this the sandbox?", (unsigned) uid,
+            r ? g_strerror(r) : "not found");
+  c->uid = uid;
+  c->gid = pw.pw_gid;
+  c->ngroups = G_N_ELEMENTS(c->groups);
+  if (getgrouplist(pw.pw_name, pw.pw_gid, c->groups, &c->ngroups) < 0)
+    g_error("user %s is in more than %zu groups", pw.pw_name, G_N_ELEMENTS(c->groups));
+}
+
+/* Raw syscalls on purpose: glibc's wrappers change every thread of the
+ * process; the kernel keeps credentials per thread, and only this thread
+ * should ever act as the test user.  Saved ids stay 0 so we can come back. */
+static int
+thread_become(const Creds *c)
+{
+  if (syscall(SYS_setgroups, (size_t) c->ngroups, c->groups) < 0)
+    return -errno;
+  if (syscall(SYS_setresgid, c->gid, c->gid, (gid_t) 0) < 0)
+    return -errno;
+  if (syscall(SYS_setresuid, c->uid, c->uid, (uid_t) 0) < 0)
+    return -errno;
+  return 0;
+}
+
+static void
+thread_become_root(const gid_t *groups, int ngroups)
+{
+  /* The order matters: uid first, to regain the capabilities needed for the
+   * rest.  Failing here would leave the test running as someone else. */
+  if (syscall(SYS_setresuid, (uid_t) 0, (uid_t) 0, (uid_t) 0) < 0 ||
+      syscall(SYS_setresgid, (gid_t) 0, (gid_t) 0, (gid_t) 0) < 0 ||
+      syscall(SYS_setgroups, (size_t) ngroups, groups) < 0)
+    g_error("cannot switch the thread back to root: %s", g_strerror(errno));
+}
+
+static void
+require_root(const char *what)
+{
+  if (geteuid() != 0)
+    g_error("%s needs root", what);
+}
+
+/* ---- subprocesses ------------------------------------------------------------ */
+
+typedef struct {
+  gboolean done;
+  gboolean timed_out;
+  GBytes *out, *err;
+  GError *error;
+} CommState;
+
+static void
+comm_done(GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  CommState *st = user_data;
+  g_subprocess_communicate_finish(G_SUBPROCESS(source), res, &st->out, &st->err, &st->error);
+  st->done = TRUE;
+}
+
+static gboolean
+comm_timeout(gpointer user_data)
+{
+  GSubprocess *p = user_data;
+  g_subprocess_force_exit(p);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+child_become(gpointer user_data)
+{
+  /* In the forked child, single-threaded: plain calls change the process. */
+  const Creds *c = user_data;
+  if (setgroups((size_t) c->ngroups, c->groups) < 0 ||
+      setresgid(c->gid, c->gid, c->gid) < 0 ||
+      setresuid(c->uid, c->uid, c->uid) < 0)
+    _exit(126);
+}
+
+static char *
+bytes_to_str(GBytes *b)
+{
+  if (b == NULL)
+    return g_strdup("");
+  gsize n;
+  const char *d = g_bytes_get_data(b, &n);
+  return g_strndup(d ? d : "", n);
+}
+
+/* Run argv with optional stdin bytes, as uid (or as ourselves when creds is
+ * NULL).  Returns the exit status, -1 when killed (timeout or signal).
+ * Aborts if it cannot even be started. */
+static int
+run_argv(const char *const *argv, const char *stdin_data, gsize stdin_len, const Creds *creds,
+         guint timeout_s, char **ret_out, char **ret_err)
+{
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(
+      G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  if (creds)
+    g_subprocess_launcher_set_child_setup(l, child_become, (gpointer) creds, NULL);
+
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocess) p = g_subprocess_launcher_spawnv(l, argv, &error);
+  if (p == NULL)
+    g_error("cannot run %s: %s", argv[0], error->message);
+
+  /* A private context: the wait must not dispatch anything of the test's. */
+  g_autoptr(GMainContext) ctx = g_main_context_new();
+  g_main_context_push_thread_default(ctx);
+  CommState st = { 0 };
+  /* With a stdin pipe, communicate wants bytes; empty means EOF at once. */
+  g_autoptr(GBytes) in = g_bytes_new(stdin_data ? stdin_data : "", stdin_data ? stdin_len : 0);
+  g_subprocess_communicate_async(p, in, NULL, comm_done, &st);
+  GSource *t = g_timeout_source_new_seconds(timeout_s);
+  g_source_set_callback(t, comm_timeout, p, NULL);
+  g_source_attach(t, ctx);
+  while (!st.done)
+    g_main_context_iteration(ctx, TRUE);
+  g_source_destroy(t);
+  g_source_unref(t);
+  /* communicate finishes when the pipes close; reap the child too. */
+  g_subprocess_wait(p, NULL, NULL);
+  g_main_context_pop_thread_default(ctx);
+
+  if (st.error)
+    g_error("talking to %s failed: %s", argv[0], st.error->message);
+
+  int status = -1;
+  if (g_subprocess_get_if_exited(p))
+    status = g_subprocess_get_exit_status(p);
+  if (ret_out)
+    *ret_out = bytes_to_str(st.out);
+  if (ret_err)
+    *ret_err = bytes_to_str(st.err);
+  g_clear_pointer(&st.out, g_bytes_unref);
+  g_clear_pointer(&st.err, g_bytes_unref);
+  return status;
+}
+
+/* Run a tool that must succeed; abort with its output otherwise. */
+static char *
+run_tool(const char *const *argv, const char *stdin_data, gsize stdin_len)
+{
+  g_autofree char *err = NULL;
+  char *out = NULL;
+  int status = run_argv(argv, stdin_data, stdin_len, NULL, LV_TOOL_TIMEOUT_S, &out, &err);
+  if (status != 0) {
+    g_autofree char *cmdline = g_strjoinv(" ", (char **) argv);
+    g_error("'%s' failed (%s %d)\nstdout: %s\nstderr: %s", cmdline,
+            status < 0 ? "killed/timeout" : "exit status", status, out, err);
+  }
+  return out;
+}
+
+int
+lv_run_as(uid_t uid, const char *const *argv, guint timeout_s, char **ret_stdout, char **ret_stderr)
+{
+  require_root("lv_run_as");
+  Creds c;
+  creds_for_uid(uid, &c);
+  return run_argv(argv, NULL, 0, &c, timeout_s, ret_stdout, ret_stderr);
+}
+
+/* ---- D-Bus ---------------------------------------------------------------- */
+
+GDBusConnection *
+lv_bus(void)
+{
+  static GDBusConnection *bus;
+  if (bus == NULL) {
+    require_env("DBUS_SYSTEM_BUS_ADDRESS");
+    g_autoptr(GError) error = NULL;
+    bus = g_bus_get_sync(G_BUS_TYPE_SYSTEM, NULL, &error);
+    if (bus == NULL)
+      g_error("cannot connect to the sandbox system bus: %s", error->message);
+    /* A test failing must not take the process down through GDBus. */
+    g_dbus_connection_set_exit_on_close(bus, FALSE);
+  }
+  return bus;
+}
+
+GDBusConnection *
+lv_bus_as_uid(uid_t uid)
+{
+  require_root("lv_bus_as_uid");
+  const char *address = require_env("DBUS_SYSTEM_BUS_ADDRESS");
+  Creds c;
+  creds_for_uid(uid, &c);
+
+  gid_t saved_groups[64];
+  int nsaved = getgroups(G_N_ELEMENTS(saved_groups), saved_groups);
+  if (nsaved < 0)
+    g_error("getgroups: %s", g_strerror(errno));
+
+  int r = thread_become(&c);
+  if (r < 0) {
+    thread_become_root(saved_groups, nsaved);
+    g_error("cannot switch thread credentials to uid %u: %s", (unsigned) uid, g_strerror(-r));
+  }
+  g_autoptr(GError) error = NULL;
+  GDBusConnection *conn = g_dbus_connection_new_for_address_sync(
+      address,
+      G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+      NULL, NULL, &error);
+  thread_become_root(saved_groups, nsaved);
+  if (conn == NULL)
+    g_error("cannot connect to the bus as uid %u: %s", (unsigned) uid, error->message);
+  g_dbus_connection_set_exit_on_close(conn, FALSE);
+  return conn;
+}
+
+static GVariant *
+bus_call(GDBusConnection *bus, const char *method, GVariant *args, const char *reply_type)
+{
+  g_autoptr(GError) error = NULL;
+  GVariant *r = g_dbus_connection_call_sync(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                            "org.freedesktop.DBus", method, args,
+                                            G_VARIANT_TYPE(reply_type), G_DBUS_CALL_FLAGS_NONE,
+                                            10000, NULL, &error);
+  if (r == NULL)
+    g_error("org.freedesktop.DBus.%s failed: %s", method, error->message);
+  return r;
+}
+
+char *
+lv_bus_name_owner(GDBusConnection *bus, const char *name)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) r = g_dbus_connection_call_sync(
+      bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+      "GetNameOwner", g_variant_new("(s)", name), G_VARIANT_TYPE("(s)"),
+      G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+  if (r == NULL) {
+    if (g_dbus_error_is_remote_error(error)) {
+      g_autofree char *ename = g_dbus_error_get_remote_error(error);
+      if (g_strcmp0(ename, "org.freedesktop.DBus.Error.NameHasNoOwner") == 0)
+        return NULL;
+    }
+    g_error("GetNameOwner(%s) failed: %s", name, error->message);
+  }
+  char *owner;
+  g_variant_get(r, "(s)", &owner);
+  return owner;
+}
+
+guint32
+lv_bus_unix_user(GDBusConnection *bus, const char *name)
+{
+  g_autoptr(GVariant) r = bus_call(bus, "GetConnectionUnixUser", g_variant_new("(s)", name), "(u)");
+  guint32 uid;
+  g_variant_get(r, "(u)", &uid);
+  return uid;
+}
+
+/* ---- polkit ---------------------------------------------------------------- */
+
+static void
+on_authority_changed(GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                     const char *signal, GVariant *params, gpointer user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+void
+lv_polkit_set_rules(const char *name, const char *contents)
+{
+  check_name(name);
+  if (!g_str_has_suffix(name, ".rules"))
+    g_error("polkit only reads files named *.rules, not '%s'", name);
+  g_autofree char *path = g_build_filename(require_env("LV_POLKIT_RULES_DIR"), name, NULL);
+  GDBusConnection *bus = lv_bus();
+
+  g_autoptr(GMainContext) ctx = g_main_context_new();
+  g_main_context_push_thread_default(ctx);
+  guint changes = 0;
+  guint sub = g_dbus_connection_signal_subscribe(
+      bus, "org.freedesktop.PolicyKit1", "org.freedesktop.PolicyKit1.Authority", "Changed",
+      "/org/freedesktop/PolicyKit1/Authority", NULL, G_DBUS_SIGNAL_FLAGS_NONE,
+      on_authority_changed, &changes, NULL);
+  /* Make sure the match rule is installed before the file changes. */
+  g_autoptr(GVariant) ping = bus_call(bus, "GetId", NULL, "(s)");
+
+  if (contents != NULL) {
+    /* Write beside the directory and rename in, so polkitd never reads a
+     * half-written file (both are on the sandbox's tmpfs). */
+    g_autofree char *tmp = g_strdup_printf("%s/.%s.tmp", lv_sandbox_dir(), name);
+    g_autoptr(GError) error = NULL;
+    if (!g_file_set_contents_full(tmp, contents, -1, G_FILE_SET_CONTENTS_NONE, 0644, &error))
+      g_error("cannot write %s: %s", tmp, error->message);
+    if (rename(tmp, path) < 0)
+      g_error("cannot rename %s to %s: %s", tmp, path, g_strerror(errno));
+  } else if (unlink(path) < 0 && errno != ENOENT) {
+    g_error("cannot remove %s: %s", path, g_strerror(errno));
+  }
+
+  /* polkitd reloads (and emits Changed) once per directory event; a rename
+   * produces two, ~5 ms apart (measured).  Wait for the first, then for
+   * 150 ms of quiet, so a late signal cannot satisfy the next call. */
+  gint64 deadline = g_get_monotonic_time() + LV_POLKIT_RELOAD_TIMEOUT_MS * 1000;
+  guint seen = 0;
+  gint64 quiet_until = 0;
+  for (;;) {
+    gint64 now = g_get_monotonic_time();
+    if (changes != seen) {
+      seen = changes;
+      quiet_until = now + 150 * 1000;
+    }
+    if (seen > 0 && now >= quiet_until)
+      break;
+    if (now >= deadline)
+      break;
+    /* Poll: the deadlines are checked here, not by sources. */
+    while (g_main_context_iteration(ctx, FALSE))
+      ;
+    g_usleep(10 * 1000);
+  }
+  g_dbus_connection_signal_unsubscribe(bus, sub);
+  g_main_context_pop_thread_default(ctx);
+  if (seen == 0)
+    g_error("polkitd did not reload its rules within %d ms after %s %s",
+            LV_POLKIT_RELOAD_TIMEOUT_MS, contents ? "writing" : "removing", path);
+}
+
+gboolean
+lv_polkit_check(const char *action_id, const char *subject_bus_name, gboolean *ret_challenge)
+{
+  GVariantBuilder subject_details;
+  g_variant_builder_init(&subject_details, G_VARIANT_TYPE("a{sv}"));
+  g_variant_builder_add(&subject_details, "{sv}", "name", g_variant_new_string(subject_bus_name));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) r = g_dbus_connection_call_sync(
+      lv_bus(), "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority",
+      "org.freedesktop.PolicyKit1.Authority", "CheckAuthorization",
+      g_variant_new("((sa{sv})sa{ss}us)", "system-bus-name", &subject_details, action_id, NULL,
+                    (guint32) 0, ""),
+      G_VARIANT_TYPE("((bba{ss}))"), G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+  if (r == NULL)
+    g_error("CheckAuthorization(%s, %s) failed: %s", action_id, subject_bus_name, error->message);
+  gboolean authorized, challenge;
+  g_variant_get(r, "((bb@a{ss}))", &authorized, &challenge, NULL);
+  if (ret_challenge)
+    *ret_challenge = challenge;
+  return authorized;
+}
+
+char **
+lv_polkit_action_ids(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) r = g_dbus_connection_call_sync(
+      lv_bus(), "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority",
+      "org.freedesktop.PolicyKit1.Authority", "EnumerateActions", g_variant_new("(s)", ""),
+      G_VARIANT_TYPE("(a(ssssssuuua{ss}))"), G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+  if (r == NULL)
+    g_error("EnumerateActions failed: %s", error->message);
+  g_autoptr(GVariant) arr = g_variant_get_child_value(r, 0);
+  GPtrArray *ids = g_ptr_array_new();
+  GVariantIter it;
+  const char *id;
+  g_variant_iter_init(&it, arr);
+  /* (id, description, message, vendor, vendor_url, icon, 3 × implicit, annotations) */
+  while (g_variant_iter_next(&it, "(&ssssssuuu@a{ss})", &id, NULL, NULL, NULL, NULL, NULL,
+                             NULL, NULL, NULL, NULL))
+    g_ptr_array_add(ids, g_strdup(id));
+  g_ptr_array_add(ids, NULL);
+  return (char **) g_ptr_array_free(ids, FALSE);
+}
+
+/* ---- daemon log ------------------------------------------------------------ */
+
+char *
+lv_daemon_log(void)
+{
+  return lv_daemon_log_since(0);
+}
+
+goffset
+lv_daemon_log_mark(void)
+{
+  struct stat st;
+  const char *path = require_env("LV_DAEMON_LOG");
+  if (stat(path, &st) < 0)
+    g_error("cannot stat %s: %s", path, g_strerror(errno));
+  return st.st_size;
+}
+
+static char *
+read_file_from(const char *path, goffset from)
+{
+  g_autofree char *all = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+  if (!g_file_get_contents(path, &all, &len, &error))
+    g_error("cannot read %s: %s", path, error->message);
+  if (from < 0 || (gsize) from > len)
+    from = len;
+  return g_strndup(all + from, len - from);
+}
+
+char *
+lv_daemon_log_since(goffset mark)
+{
+  return read_file_from(require_env("LV_DAEMON_LOG"), mark);
+}
+
+/* ---- images and block devices --------------------------------------------- */
+
+/* A passphrase file for qemu's --object secret,file=…: readable by root only,
+ * removed by the caller. */
+static char *
+write_secret_file(const char *passphrase)
+{
+  g_autofree char *tmpl = g_build_filename(lv_sandbox_dir(), ".secret-XXXXXX", NULL);
+  int fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0)
+    g_error("cannot create a secret file in %s: %s", lv_sandbox_dir(), g_strerror(errno));
+  size_t n = strlen(passphrase);
+  if (write(fd, passphrase, n) != (ssize_t) n)
+    g_error("cannot write the secret file: %s", g_strerror(errno));
+  close(fd);
+  return g_steal_pointer(&tmpl);
+}
+
+static void
+make_readable(const char *path)
+{
+  if (chmod(path, 0644) < 0)
+    g_error("chmod %s: %s", path, g_strerror(errno));
+}
+
+void
+lv_luks1_write_pattern(const char *path, const char *passphrase, guint8 pattern,
+                       guint64 offset, guint64 len)
+{
+  g_autofree char *secret = write_secret_file(passphrase);
+  g_autofree char *obj = g_strdup_printf("secret,id=s0,format=raw,file=%s", secret);
+  g_autofree char *opts = g_strdup_printf("driver=luks,key-secret=s0,file.filename=%s", path);
+  g_autofree char *io = g_strdup_printf("write -P 0x%02x %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+                                        pattern, offset, len);
+  const char *argv[] = { "qemu-io", "--object", obj, "--image-opts", opts, "-c", io, NULL };
+  g_autofree char *out = run_tool(argv, NULL, 0);
+  unlink(secret);
+  g_autofree char *want = g_strdup_printf("wrote %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " bytes",
+                                          len, len);
+  if (strstr(out, want) == NULL)
+    g_error("qemu-io did not confirm '%s' on %s:\n%s", want, path, out);
+}
+
+static char *
+create_sized_file(const char *name, guint size_mib)
+{
+  g_autofree char *path = lv_sandbox_path(name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    g_error("cannot create %s: %s", path, g_strerror(errno));
+  if (ftruncate(fd, (off_t) size_mib * 1024 * 1024) < 0)
+    g_error("cannot size %s: %s", path, g_strerror(errno));
+  close(fd);
+  make_readable(path);
+  return g_steal_pointer(&path);
+}
+
+char *
+lv_make_luks1_image_full(const char *name, const char *passphrase, guint8 pattern,
+                         guint size_mib, guint iter_time_ms)
+{
+  g_autofree char *path = NULL;
+  if (iter_time_ms == 0) {
+    /* cryptsetup with forced iterations (which also pins the master-key
+     * digest at its minimum, 1000) skips PBKDF benchmarking: ~0.1 s. LUKS1's
+     * header takes 2 MiB, so the payload is exactly size_mib. */
+    path = create_sized_file(name, size_mib + 2);
+    const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks1",
+                           "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file=-",
+                           path, NULL };
+    g_autofree char *out = run_tool(argv, passphrase, strlen(passphrase));
+  } else {
+    /* qemu-img sizes PBKDF2 by time.  Its benchmark runs ~0.5 s of CPU per
+     * PBKDF2 whatever iter-time is, so this costs ~1-2 s to create; every
+     * open then costs about iter_time_ms. */
+    path = lv_sandbox_path(name);
+    g_autofree char *secret = write_secret_file(passphrase);
+    g_autofree char *obj = g_strdup_printf("secret,id=s0,format=raw,file=%s", secret);
+    g_autofree char *opts = g_strdup_printf("key-secret=s0,iter-time=%u", iter_time_ms);
+    g_autofree char *size = g_strdup_printf("%uM", size_mib);
+    const char *argv[] = { "qemu-img", "create", "-q", "--object", obj, "-f", "luks", "-o", opts,
+                           path, size, NULL };
+    g_autofree char *out = run_tool(argv, NULL, 0);
+    unlink(secret);
+    make_readable(path);
+  }
+  lv_luks1_write_pattern(path, passphrase, pattern, 0, 64 * 1024);
+  return g_steal_pointer(&path);
+}
+
+char *
+lv_make_luks1_image(const char *name, const char *passphrase, guint8 pattern, guint size_mib)
+{
+  return lv_make_luks1_image_full(name, passphrase, pattern, size_mib, 0);
+}
+
+char *
+lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib)
+{
+  if (size_mib < 17)
+    g_error("a LUKS2 image needs at least 17 MiB (16 MiB header), not %u", size_mib);
+  g_autofree char *path = create_sized_file(name, size_mib);
+  /* --key-file=-: stdin is the key, byte for byte (no newline handling). */
+  const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2",
+                         "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file=-",
+                         path, NULL };
+  g_autofree char *out = run_tool(argv, passphrase, strlen(passphrase));
+  return g_steal_pointer(&path);
+}
+
+char *
+lv_make_plain_file(const char *name, guint size_mib)
+{
+  return create_sized_file(name, size_mib);
+}
+
+char *
+lv_losetup(const char *path)
+{
+  const char *argv[] = { "losetup", "--find", "--show", path, NULL };
+  char *out = run_tool(argv, NULL, 0);
+  g_strstrip(out);
+  if (!g_str_has_prefix(out, "/dev/loop"))
+    g_error("losetup printed '%s', not a loop device", out);
+  return out;
+}
+
+void
+lv_losetup_detach(const char *dev)
+{
+  if (dev == NULL)
+    return;
+  const char *argv[] = { "losetup", "--detach", dev, NULL };
+  g_autofree char *out = run_tool(argv, NULL, 0);
+}
+
+/* ---- libvirt -------------------------------------------------------------- */
+
+static void
+quiet_virt_errors(void *opaque, virErrorPtr err)
+{
+  /* Helpers report errors themselves, with context; libvirt's default
+   * handler would print every expected failure too. */
+}
+
+static const char *
+virt_error(void)
+{
+  const char *m = virGetLastErrorMessage();
+  return m ? m : "unknown libvirt error";
+}
+
+virConnectPtr
+lv_virt(void)
+{
+  static virConnectPtr conn;
+  if (conn == NULL) {
+    const char *uri = require_env("LV_LIBVIRT_URI");
+    virSetErrorFunc(NULL, quiet_virt_errors);
+    conn = virConnectOpen(uri);
+    if (conn == NULL)
+      g_error("cannot connect to %s: %s", uri, virt_error());
+  }
+  return conn;
+}
+
+virDomainPtr
+lv_start_guest(const char *name)
+{
+  check_name(name);
+  /* No OS: SeaBIOS idles, which is all QEMU's block layer needs.  ACPI is
+   * required for PCI hot-plug; virtio-scsi disks are released at once on
+   * detach even without a guest driver (virtio-blk ones are not). */
+  g_autofree char *xml = g_strdup_printf(
+      "<domain type='qemu'>"
+      "  <name>%s</name>"
+      "  <memory unit='MiB'>64</memory>"
+      "  <vcpu>1</vcpu>"
+      "  <os><type arch='x86_64' machine='pc'>hvm</type></os>"
+      "  <features><acpi/></features>"
+      "  <on_poweroff>destroy</on_poweroff>"
+      "  <devices>"
+      "    <controller type='scsi' index='0' model='virtio-scsi'/>"
+      "    <console type='pty'/>"
+      "    <memballoon model='none'/>"
+      "  </devices>"
+      "</domain>",
+      name);
+  virDomainPtr dom = virDomainCreateXML(lv_virt(), xml, 0);
+  if (dom == NULL)
+    g_error("cannot start guest %s: %s", name, virt_error());
+  return dom;
+}
+
+void
+lv_destroy_guest(virDomainPtr dom)
+{
+  if (dom == NULL)
+    return;
+  if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0)
+    g_error("cannot destroy guest %s: %s", virDomainGetName(dom), virt_error());
+  virDomainFree(dom);
+}
+
+char *
+lv_domain_xml(virDomainPtr dom)
+{
+  char *xml = virDomainGetXMLDesc(dom, 0);
+  if (xml == NULL)
+    g_error("cannot get the XML of %s: %s", virDomainGetName(dom), virt_error());
+  /* libvirt allocates with malloc; hand out a g_malloc'd copy. */
+  char *copy = g_strdup(xml);
+  free(xml);
+  return copy;
+}
+
+char *
+lv_domain_disk_xml(virDomainPtr dom, const char *target)
+{
+  if (target == NULL || strpbrk(target, "'\"") != NULL)
+    g_error("invalid disk target '%s'", target ? target : "(null)");
+  g_autofree char *xml = lv_domain_xml(dom);
+  xmlDocPtr doc = xmlReadMemory(xml, (int) strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+  if (doc == NULL)
+    g_error("libvirt returned unparsable domain XML:\n%s", xml);
+  xmlXPathContextPtr xp = xmlXPathNewContext(doc);
+  g_autofree char *expr = g_strdup_printf("/domain/devices/disk[target/@dev='%s']", target);
+  xmlXPathObjectPtr res = xmlXPathEvalExpression(BAD_CAST expr, xp);
+  char *out = NULL;
+  if (res && res->nodesetval && res->nodesetval->nodeNr > 0) {
+    if (res->nodesetval->nodeNr > 1)
+      g_error("domain %s has %d disks with target %s", virDomainGetName(dom),
+              res->nodesetval->nodeNr, target);
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlNodeDump(buf, doc, res->nodesetval->nodeTab[0], 0, 0);
+    out = g_strdup((const char *) xmlBufferContent(buf));
+    xmlBufferFree(buf);
+  }
+  xmlXPathFreeObject(res);
+  xmlXPathFreeContext(xp);
+  xmlFreeDoc(doc);
+  return out;
+}
+
+gboolean
+lv_domain_has_disk(virDomainPtr dom, const char *target)
+{
+  g_autofree char *disk = lv_domain_disk_xml(dom, target);
+  return disk != NULL;
+}
+
+gboolean
+lv_domain_wait_disk_gone(virDomainPtr dom, const char *target, guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+  for (;;) {
+    if (!lv_domain_has_disk(dom, target))
+      return TRUE;
+    if (g_get_monotonic_time() >= deadline)
+      return FALSE;
+    g_usleep(20 * 1000);
+  }
+}
+
+guint
+lv_count_secrets(void)
+{
+  int n = virConnectNumOfSecrets(lv_virt());
+  if (n < 0)
+    g_error("cannot count secrets: %s", virt_error());
+  return (guint) n;
+}
+
+/* ---- a small JSON reader (for QMP replies) ----------------------------------
+ * JSON maps onto GVariant as: object a{sv}, array av, string s, integer x,
+ * other number d, true/false b, null "mv" nothing.  Enough for QMP; it is
+ * strict and refuses what it does not understand. */
+
+typedef struct {
+  const char *p, *end;
+} JCur;
+
+static GVariant *json_value(JCur *c, int depth, GError **error);
+
+static void
+json_ws(JCur *c)
+{
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+    c->p++;
+}
+
+static gboolean
+json_fail(GError **error, JCur *c, const char *what)
+{
+  g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "JSON: %s near '%.20s'", what, c->p);
+  return FALSE;
+}
+
+static char *
+json_string(JCur *c, GError **error)
+{
+  if (c->p >= c->end || *c->p != '"') {
+    json_fail(error, c, "expected a string");
+    return NULL;
+  }
+  c->p++;
+  g_autoptr(GString) s = g_string_new(NULL);
+  while (c->p < c->end && *c->p != '"') {
+    char ch = *c->p++;
+    if (ch != '\\') {
+      g_string_append_c(s, ch);
+      continue;
+    }
+    if (c->p >= c->end)
+      break;
+    ch = *c->p++;
+    switch (ch) {
+    case '"': case '\\': case '/': g_string_append_c(s, ch); break;
+    case 'b': g_string_append_c(s, '\b'); break;
+    case 'f': g_string_append_c(s, '\f'); break;
+    case 'n': g_string_append_c(s, '\n'); break;
+    case 'r': g_string_append_c(s, '\r'); break;
+    case 't': g_string_append_c(s, '\t'); break;
+    case 'u': {
+      if (c->end - c->p < 4 || !g_ascii_isxdigit(c->p[0]) || !g_ascii_isxdigit(c->p[1]) ||
+          !g_ascii_isxdigit(c->p[2]) || !g_ascii_isxdigit(c->p[3])) {
+        json_fail(error, c, "bad \\u escape");
+        return NULL;
+      }
+      gunichar u = 0;
+      for (int i = 0; i < 4; i++)
+        u = u * 16 + g_ascii_xdigit_value(*c->p++);
+      /* A lone or paired surrogate: keep it simple, QMP sends ASCII. */
+      if (u >= 0xd800 && u <= 0xdfff)
+        u = 0xfffd;
+      g_string_append_unichar(s, u);
+      break;
+    }
+    default:
+      json_fail(error, c, "bad escape");
+      return NULL;
+    }
+  }
+  if (c->p >= c->end) {
+    json_fail(error, c, "unterminated string");
+    return NULL;
+  }
+  c->p++;
+  if (!g_utf8_validate(s->str, s->len, NULL)) {
+    json_fail(error, c, "string is not UTF-8");
+    return NULL;
+  }
+  return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+static GVariant *
+json_value(JCur *c, int depth, GError **error)
+{
+  if (depth > 64) {
+    json_fail(error, c, "nested too deeply");
+    return NULL;
+  }
+  json_ws(c);
+  if (c->p >= c->end) {
+    json_fail(error, c, "unexpected end");
+    return NULL;
+  }
+  char ch = *c->p;
+  if (ch == '{') {
+    c->p++;
+    GVariantBuilder b;
+    g_variant_builder_init(&b, G_VARIANT_TYPE("a{sv}"));
+    json_ws(c);
+    if (c->p < c->end && *c->p == '}') {
+      c->p++;
+      return g_variant_builder_end(&b);
+    }
+    for (;;) {
+      json_ws(c);
+      g_autofree char *key = json_string(c, error);
+      if (key == NULL)
+        goto obj_fail;
+      json_ws(c);
+      if (c->p >= c->end || *c->p != ':') {
+        json_fail(error, c, "expected ':'");
+        goto obj_fail;
+      }
+      c->p++;
+      GVariant *v = json_value(c, depth + 1, error);
+      if (v == NULL)
+        goto obj_fail;
+      g_variant_builder_add(&b, "{sv}", key, v);
+      json_ws(c);
+      if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        continue;
+      }
+      if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return g_variant_builder_end(&b);
+      }
+      json_fail(error, c, "expected ',' or '}'");
+      goto obj_fail;
+    }
+  obj_fail:
+    g_variant_builder_clear(&b);
+    return NULL;
+  }
+  if (ch == '[') {
+    c->p++;
+    GVariantBuilder b;
+    g_variant_builder_init(&b, G_VARIANT_TYPE("av"));
+    json_ws(c);
+    if (c->p < c->end && *c->p == ']') {
+      c->p++;
+      return g_variant_builder_end(&b);
+    }
+    for (;;) {
+      GVariant *v = json_value(c, depth + 1, error);
+      if (v == NULL)
+        goto arr_fail;
+      g_variant_builder_add(&b, "v", v);
+      json_ws(c);
+      if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        continue;
+      }
+      if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        return g_variant_builder_end(&b);
+      }
+      json_fail(error, c, "expected ',' or ']'");
+      goto arr_fail;
+    }
+  arr_fail:
+    g_variant_builder_clear(&b);
+    return NULL;
+  }
+  if (ch == '"') {
+    char *s = json_string(c, error);
+    return s ? g_variant_new_take_string(s) : NULL;
+  }
+  if (c->end - c->p >= 4 && memcmp(c->p, "true", 4) == 0) {
+    c->p += 4;
+    return g_variant_new_boolean(TRUE);
+  }
+  if (c->end - c->p >= 5 && memcmp(c->p, "false", 5) == 0) {
+    c->p += 5;
+    return g_variant_new_boolean(FALSE);
+  }
+  if (c->end - c->p >= 4 && memcmp(c->p, "null", 4) == 0) {
+    c->p += 4;
+    return g_variant_new_maybe(G_VARIANT_TYPE_VARIANT, NULL);
+  }
+  if (ch == '-' || g_ascii_isdigit(ch)) {
+    const char *start = c->p;
+    gboolean integral = TRUE;
+    while (c->p < c->end && (g_ascii_isdigit(*c->p) || strchr("+-.eE", *c->p))) {
+      if (strchr(".eE", *c->p))
+        integral = FALSE;
+      c->p++;
+    }
+    g_autofree char *num = g_strndup(start, c->p - start);
+    char *endp;
+    if (integral) {
+      errno = 0;
+      gint64 v = g_ascii_strtoll(num, &endp, 10);
+      if (*endp == '\0' && errno != ERANGE)
+        return g_variant_new_int64(v);
+      /* Out of range (QMP may send uint64 values): fall back to double. */
+    }
+    double d = g_ascii_strtod(num, &endp);
+    if (*endp != '\0') {
+      json_fail(error, c, "bad number");
+      return NULL;
+    }
+    return g_variant_new_double(d);
+  }
+  json_fail(error, c, "unexpected character");
+  return NULL;
+}
+
+static GVariant *
+json_parse(const char *text, GError **error)
+{
+  JCur c = { text, text + strlen(text) };
+  GVariant *v = json_value(&c, 0, error);
+  if (v == NULL)
+    return NULL;
+  g_variant_ref_sink(v);
+  json_ws(&c);
+  if (c.p != c.end) {
+    g_variant_unref(v);
+    json_fail(error, &c, "trailing data");
+    return NULL;
+  }
+  return v;
+}
+
+/* ---- QEMU monitor ------------------------------------------------------------ */
+
+GVariant *
+lv_guest_qmp(virDomainPtr dom, const char *command_json)
+{
+  char *reply = NULL;
+  if (virDomainQemuMonitorCommand(dom, command_json, &reply, 0) < 0)
+    g_error("QMP %s on %s failed: %s", command_json, virDomainGetName(dom), virt_error());
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) v = json_parse(reply, &error);
+  if (v == NULL)
+    g_error("cannot parse the QMP reply to %s (%s):\n%s", command_json, error->message, reply);
+  GVariant *ret = g_variant_lookup_value(v, "return", NULL);
+  if (ret == NULL)
+    g_error("QMP %s returned no result:\n%s", command_json, reply);
+  free(reply);
+  return ret;
+}
+
+void
+lv_block_node_free(LvBlockNode *n)
+{
+  if (n == NULL)
+    return;
+  g_free(n->node_name);
+  g_free(n->drv);
+  g_free(n->file);
+  g_free(n);
+}
+
+GPtrArray *
+lv_guest_block_nodes(virDomainPtr dom)
+{
+  g_autoptr(GVariant) ret = lv_guest_qmp(
+      dom, "{\"execute\":\"query-named-block-nodes\",\"arguments\":{\"flat\":true}}");
+  if (!g_variant_is_of_type(ret, G_VARIANT_TYPE("av")))
+    g_error("query-named-block-nodes did not return an array");
+  GPtrArray *nodes = g_ptr_array_new_with_free_func((GDestroyNotify) lv_block_node_free);
+  GVariantIter it;
+  GVariant *item;
+  g_variant_iter_init(&it, ret);
+  while (g_variant_iter_next(&it, "v", &item)) {
+    LvBlockNode *n = g_new0(LvBlockNode, 1);
+    if (!g_variant_lookup(item, "node-name", "s", &n->node_name) ||
+        !g_variant_lookup(item, "drv", "s", &n->drv))
+      g_error("query-named-block-nodes: an entry without node-name/drv");
+    if (!g_variant_lookup(item, "file", "s", &n->file))
+      n->file = g_strdup("");
+    g_ptr_array_add(nodes, n);
+    g_variant_unref(item);
+  }
+  return nodes;
+}
+
+char *
+lv_guest_luks_node_for(virDomainPtr dom, const char *image_path)
+{
+  g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(dom);
+  for (guint i = 0; i < nodes->len; i++) {
+    LvBlockNode *n = nodes->pdata[i];
+    /* The file of a luks node is its child's filename, or a json:{…}
+     * pseudo-filename that contains it. */
+    if (g_str_equal(n->drv, "luks") &&
+        (g_str_equal(n->file, image_path) || strstr(n->file, image_path) != NULL))
+      return g_strdup(n->node_name);
+  }
+  return NULL;
+}
+
+/* One qemu-io read check on one node; the verdict is read back from the log. */
+static gboolean
+node_reads_pattern(virDomainPtr dom, const char *node, guint8 pattern, gsize len)
+{
+  g_autofree char *log_path = g_strdup_printf("/var/log/libvirt/qemu/%s.log", virDomainGetName(dom));
+  struct stat st;
+  if (stat(log_path, &st) < 0)
+    g_error("no QEMU log %s: %s", log_path, g_strerror(errno));
+  goffset mark = st.st_size;
+
+  g_autofree char *hmp = g_strdup_printf("qemu-io %s \"read -P 0x%02x 0 %" G_GSIZE_FORMAT "\"",
+                                         node, pattern, len);
+  char *reply = NULL;
+  if (virDomainQemuMonitorCommand(dom, hmp, &reply, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0)
+    g_error("HMP '%s' failed: %s", hmp, virt_error());
+  /* HMP's own errors (unknown node, …) come back in the reply; qemu-io's
+   * output goes to QEMU's stdout, i.e. the log. */
+  if (reply != NULL && reply[strspn(reply, " \r\n")] != '\0') {
+    g_test_message("HMP '%s' replied: %s", hmp, reply);
+    free(reply);
+    return FALSE;
+  }
+  free(reply);
+
+  g_autofree char *ok = g_strdup_printf("read %" G_GSIZE_FORMAT "/%" G_GSIZE_FORMAT " bytes", len, len);
+  gint64 deadline = g_get_monotonic_time() + LV_QEMU_IO_TIMEOUT_MS * 1000;
+  for (;;) {
+    g_autofree char *news = read_file_from(log_path, mark);
+    /* qemu-io prints the mismatch before (or instead of) its summary line,
+     * on the same stream, so seeing either line decides. */
+    if (strstr(news, "Pattern verification failed") != NULL) {
+      g_test_message("node %s does not read pattern 0x%02x: %s", node, pattern, g_strstrip(news));
+      return FALSE;
+    }
+    if (strstr(news, "read failed") != NULL) {
+      g_test_message("node %s: read failed: %s", node, g_strstrip(news));
+      return FALSE;
+    }
+    if (strstr(news, ok) != NULL)
+      return TRUE;
+    if (g_get_monotonic_time() >= deadline)
+      g_error("no qemu-io verdict in %s within %d ms after '%s' (new log text: '%s')", log_path,
+              LV_QEMU_IO_TIMEOUT_MS, hmp, news);
+    g_usleep(10 * 1000);
+  }
+}
+
+gboolean
+lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guint8 pattern, gsize len)
+{
+  if (node_name != NULL)
+    return node_reads_pattern(dom, node_name, pattern, len);
+
+  g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(dom);
+  guint nluks = 0;
+  for (guint i = 0; i < nodes->len; i++) {
+    LvBlockNode *n = nodes->pdata[i];
+    if (!g_str_equal(n->drv, "luks"))
+      continue;
+    nluks++;
+    if (node_reads_pattern(dom, n->node_name, pattern, len))
+      return TRUE;
+  }
+  if (nluks == 0)
+    g_test_message("guest %s has no block node with driver luks", virDomainGetName(dom));
+  return FALSE;
+}
+
+gboolean
+lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len)
+{
+  return lv_guest_reads_pattern_on(dom, NULL, pattern, len);
+}
