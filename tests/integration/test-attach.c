@@ -447,14 +447,17 @@ static void test_loop_not_blocked(void) {
 
         unsigned answered_during = 0;
         for (int i = 0; i < 5; i++) {
+                gint64 t0 = g_get_monotonic_time();
                 g_autoptr(GVariant) info = lv_probe(bus, "", &error);
                 g_assert_no_error(error);
+                g_test_message("Probe('') %d answered in %.1f ms", i, (g_get_monotonic_time() - t0) / 1000.0);
                 g_main_context_iteration(NULL, FALSE);
                 if (!reply)
                         answered_during++;
         }
         g_test_message("%u of 5 Probe('') calls answered while the attach was running", answered_during);
-        g_assert_cmpuint(answered_during, >=, 1);
+        /* A loop (or connection) that blocked behind the attach answers at most one. */
+        g_assert_cmpuint(answered_during, >=, 4);
 
         while (!reply)
                 g_main_context_iteration(NULL, TRUE);
