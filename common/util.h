@@ -132,3 +132,8 @@ int log_internal(int level, int error, const char *format, ...) _printf_(3, 4);
 #define log_error_errno(e, ...) log_internal(LOG_LEVEL_ERR, (e), __VA_ARGS__)
 
 #define log_oom() log_internal(LOG_LEVEL_ERR, ENOMEM, "Out of memory.")
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}

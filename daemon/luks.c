@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "luks.h"
 #include "util.h"
+#include "volume-id.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free);
 
@@ -98,4 +99,156 @@ bool luks_dm_crypt_available(void) {
                 return false;
         /* The crypt target: loaded (or built in with parameters), or loadable. */
         return access("/sys/module/dm_crypt", F_OK) >= 0 || kernel_module_file(u.release, "dm-crypt");
+}
+
+int luks_mapping_name(const char *domain_uuid, const char *target, char **ret) {
+        _cleanup_free_ char *id = NULL;
+        char *s;
+        int r;
+
+        r = volume_id_build(domain_uuid, target, &id);
+        if (r < 0)
+                return r;
+        if (asprintf(&s, LUKS_MAPPING_PREFIX "%s", id) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int luks_activate(const char *source, const char *name, bool read_only, Passphrase **passphrase,
+                  char **ret_mapper_path, sd_bus_error *error) {
+        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        _cleanup_free_ char *path = NULL;
+        uint32_t flags = read_only ? CRYPT_ACTIVATE_READONLY : 0;
+        int r;
+
+        r = crypt_init(&cd, source);
+        if (r < 0) {
+                r = sd_bus_error_set_errnof(error, -r, "Cannot open '%s': %s", source, strerror(-r));
+                goto finish;
+        }
+        crypt_set_log_callback(cd, luks_log, NULL);
+
+        r = crypt_load(cd, CRYPT_LUKS, NULL);
+        if (r < 0) {
+                r = sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' does not hold a valid LUKS header.", source);
+                goto finish;
+        }
+
+        if (asprintf(&path, "/dev/mapper/%s", name) < 0) {
+                r = -ENOMEM;
+                goto finish;
+        }
+
+        r = crypt_activate_by_passphrase(cd, name, CRYPT_ANY_SLOT,
+                                         (const char *) (*passphrase)->data, (*passphrase)->size, flags);
+        /* The mapping holds the volume key now; the passphrase goes. */
+        *passphrase = passphrase_free(*passphrase);
+        stack_scrub();
+        if (r == -EPERM) {
+                r = sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                     "The passphrase does not open any key slot of the volume.");
+                goto finish;
+        }
+        if (r == -EEXIST) {
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "A device-mapper device '%s' already exists.", name);
+                goto finish;
+        }
+        if (r < 0) {
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot activate the dm-crypt mapping for '%s': %s",
+                                      source, strerror(-r));
+                goto finish;
+        }
+
+        *ret_mapper_path = TAKE_PTR(path);
+        r = 0;
+
+finish:
+        *passphrase = passphrase_free(*passphrase);
+        return r;
+}
+
+int luks_deactivate(const char *name, sd_bus_error *error) {
+        int r;
+
+        /* A guest's QEMU may take a moment to close the device after
+         * libvirt reports it removed; busy is worth waiting out. */
+        for (unsigned attempt = 0; attempt < 50; attempt++) {
+                _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+
+                r = crypt_init_by_name(&cd, name);
+                if (r == -ENODEV || r == -ENOENT)
+                        return 0;
+                if (r < 0)
+                        break;
+                crypt_set_log_callback(cd, luks_log, NULL);
+
+                r = crypt_deactivate(cd, name);
+                if (r >= 0 || r == -ENODEV)
+                        return 0;
+                if (r != -EBUSY)
+                        break;
+                usleep(100 * 1000);
+        }
+        return sd_bus_error_setf(error, r == -EBUSY ? LV_ERROR_BUSY : LV_ERROR_FAILED,
+                                 "Cannot close the dm-crypt mapping '%s': %s", name, strerror(-r));
+}
+
+/* A loop device's backing file, from sysfs. */
+static int loop_backing_file(const char *dev, char **ret) {
+        _cleanup_free_ char *p = NULL, *line = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        size_t n = 0;
+        ssize_t k;
+
+        if (!startswith(dev, "/dev/loop"))
+                return -EINVAL;
+        if (asprintf(&p, "/sys/block/%s/loop/backing_file", dev + strlen("/dev/")) < 0)
+                return -ENOMEM;
+        f = fopen(p, "re");
+        if (!f)
+                return -errno;
+        k = getline(&line, &n, f);
+        if (k <= 0)
+                return -ENODATA;
+        line[strcspn(line, "\n")] = '\0';
+        *ret = TAKE_PTR(line);
+        return 0;
+}
+
+int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
+        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        _cleanup_free_ char *backing = NULL;
+        LuksInfo info = {};
+        const char *dev, *type;
+        char *src;
+        int r;
+
+        r = crypt_init_by_name(&cd, name);
+        if (r < 0)
+                return r == -ENOENT ? -ENODEV : r;
+        crypt_set_log_callback(cd, luks_log, NULL);
+
+        type = crypt_get_type(cd);
+        info.version = streq_ptr(type, CRYPT_LUKS1) ? 1 : streq_ptr(type, CRYPT_LUKS2) ? 2 : 0;
+        snprintf(info.uuid, sizeof info.uuid, "%s", strempty(crypt_get_uuid(cd)));
+        snprintf(info.cipher, sizeof info.cipher, "%s-%s",
+                 strempty(crypt_get_cipher(cd)), strempty(crypt_get_cipher_mode(cd)));
+        r = crypt_get_volume_key_size(cd);
+        info.key_size_bits = r > 0 ? (unsigned) r * 8 : 0;
+
+        dev = crypt_get_device_name(cd);
+        if (!dev)
+                return -ENODEV;
+        if (loop_backing_file(dev, &backing) >= 0)
+                src = TAKE_PTR(backing);
+        else
+                src = strdup(dev);
+        if (!src)
+                return -ENOMEM;
+
+        *ret_source = src;
+        if (ret_info)
+                *ret_info = info;
+        return 0;
 }

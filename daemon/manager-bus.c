@@ -142,6 +142,44 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
         return op->volume->secret_uuid ? 0 : -ENOMEM;
 }
 
+/* Worker thread.  The mapping is opened only right before the hot-plug
+ * and closed again if the hot-plug fails. */
+static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
+        _cleanup_free_ char *name = NULL, *mapper = NULL, *xml = NULL;
+        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = luks_mapping_name(domain_uuid, target, &name);
+        if (r < 0)
+                return sd_bus_error_set_errnof(&op->error, -r, "Cannot name the mapping: %s", strerror(-r));
+
+        r = luks_activate(op->source.path, name, op->options.read_only, &op->passphrase, &mapper, &op->error);
+        if (r < 0)
+                return r;
+
+        DiskSpec spec = {
+                .block = true,
+                .source = mapper,
+                .target = target,
+                .bus = op->options.bus,
+                .read_only = op->options.read_only,
+        };
+        r = disk_xml_build(&spec, &xml);
+        if (r < 0)
+                r = sd_bus_error_set_errnof(&op->error, -r, "Cannot build the disk XML: %s", strerror(-r));
+        else
+                r = virt_attach_disk(dom, xml, &op->error);
+        if (r < 0) {
+                if (luks_deactivate(name, &undo_error) < 0)
+                        log_error("Failed to close mapping %s after a failed attach: %s", name, undo_error.message);
+                sd_bus_error_free(&undo_error);
+                return r;
+        }
+
+        op->volume->mapper_device = TAKE_PTR(mapper);
+        return 0;
+}
+
 static int attach_pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
         _cleanup_free_ char *xml = NULL;
         DiskInfo *disks = NULL;
@@ -229,11 +267,6 @@ static void attach_job(void *userdata) {
                 r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "%s.", reason);
                 goto finish;
         }
-        if (mode != VOLUME_MODE_NATIVE) {
-                r = sd_bus_error_set(&op->error, LV_ERROR_NOT_SUPPORTED, "cryptsetup mode is not implemented yet.");
-                goto finish;
-        }
-
         r = virt_domain_lookup_running(m->virt, op->domain, &dom, &op->error);
         if (r < 0)
                 goto finish;
@@ -267,7 +300,10 @@ static void attach_job(void *userdata) {
                 goto finish;
         }
 
-        r = attach_native(op, dom, domain_uuid, target);
+        if (mode == VOLUME_MODE_NATIVE)
+                r = attach_native(op, dom, domain_uuid, target);
+        else
+                r = attach_cryptsetup(op, dom, domain_uuid, target);
 
 finish:
         if (locked)
@@ -447,7 +483,7 @@ typedef struct DetachOp {
         DetachOptions options;
 
         /* copies for the worker: it must not read the Volume */
-        char *domain_uuid, *target, *source, *secret_uuid;
+        char *domain_uuid, *target, *source, *secret_uuid, *mapper_device;
 
         int r;
         sd_bus_error error;
@@ -463,6 +499,7 @@ static void detach_op_free(DetachOp *op) {
         free(op->target);
         free(op->source);
         free(op->secret_uuid);
+        free(op->mapper_device);
         sd_bus_error_free(&op->error);
         free(op);
 }
@@ -500,7 +537,7 @@ static void detach_job(void *userdata) {
                 else if (r < 0) {
                         r = sd_bus_error_set_errnof(&op->error, -r, "Cannot parse the domain's live XML: %s", strerror(-r));
                         goto finish;
-                } else if (!streq_ptr(d.source, op->source)) {
+                } else if (!streq_ptr(d.source, d.encrypted ? op->source : op->mapper_device)) {
                         /* Someone else's disk now sits on that target; ours
                          * is gone. Never touch theirs. */
                         log_notice("Target %s now holds '%s', not '%s'; treating the volume as detached.",
@@ -512,23 +549,29 @@ static void detach_job(void *userdata) {
         }
 
         if (have_disk) {
-                if (!d.encrypted) {
-                        r = sd_bus_error_set(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                             "This disk is a cryptsetup-mode volume, which is not implemented yet.");
-                        goto finish;
-                }
                 r = virt_detach_disk(dom, op->target, d.alias, op->options.timeout_sec * 1000U, &op->error);
                 if (r < 0)
                         goto finish;
-                /* The XML names the secret in use; prefer it to our record. */
-                if (d.secret_uuid) {
+                /* The XML decides the mode: <encryption> names the secret in
+                 * use; without it the source is our mapping. */
+                if (d.encrypted) {
                         free(op->secret_uuid);
-                        op->secret_uuid = strdup(d.secret_uuid);
+                        op->secret_uuid = d.secret_uuid ? strdup(d.secret_uuid) : NULL;
+                        op->mapper_device = mfree(op->mapper_device);
+                } else {
+                        op->secret_uuid = mfree(op->secret_uuid);
                 }
         }
 
+        /* The device is gone from the guest: now its backing can go. */
         if (op->secret_uuid)
                 r = virt_secret_undefine(m->virt, op->secret_uuid, &op->error);
+        if (r >= 0 && op->mapper_device) {
+                const char *name = op->mapper_device + strlen("/dev/mapper/");
+                /* Never close a mapping that is not ours, whatever a record says. */
+                if (startswith(op->mapper_device, "/dev/mapper/" LUKS_MAPPING_PREFIX))
+                        r = luks_deactivate(name, &op->error);
+        }
 
 finish:
         if (locked)
@@ -597,7 +640,9 @@ static void detach_authorized(sd_bus_message *message, bool allowed, const sd_bu
         op->target = strdup(v->target);
         op->source = strdup(strempty(v->source));
         op->secret_uuid = v->secret_uuid ? strdup(v->secret_uuid) : NULL;
-        if (!op->domain_uuid || !op->target || !op->source || (v->secret_uuid && !op->secret_uuid)) {
+        op->mapper_device = v->mapper_device ? strdup(v->mapper_device) : NULL;
+        if (!op->domain_uuid || !op->target || !op->source || (v->secret_uuid && !op->secret_uuid) ||
+            (v->mapper_device && !op->mapper_device)) {
                 (void) sd_bus_reply_method_errnof(message, ENOMEM, "Out of memory.");
                 detach_op_free(op);
                 return;

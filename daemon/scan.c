@@ -71,20 +71,47 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
                 DiskInfo *d = &disks[i];
                 Volume *v;
 
-                if (!d->encrypted || !d->secret_uuid || !d->target)
-                        continue;
-                if (!secret_is_ours(conn, d->secret_uuid, uuid, d->target))
+                if (!d->target || !bus_from_target(d->target))
                         continue;
 
-                r = volume_new(name, uuid, d->target, &v);
-                if (r < 0)
-                        break;
-                v->mode = VOLUME_MODE_NATIVE;
-                v->source = d->source ? strdup(d->source) : NULL;
-                v->bus = d->bus ? strdup(d->bus) : bus_from_target(d->target) ? strdup(bus_from_target(d->target)) : NULL;
-                v->secret_uuid = strdup(d->secret_uuid);
+                if (d->encrypted) {
+                        if (!d->secret_uuid || !secret_is_ours(conn, d->secret_uuid, uuid, d->target))
+                                continue;
+
+                        r = volume_new(name, uuid, d->target, &v);
+                        if (r < 0)
+                                break;
+                        v->mode = VOLUME_MODE_NATIVE;
+                        v->source = d->source ? strdup(d->source) : NULL;
+                        v->secret_uuid = strdup(d->secret_uuid);
+                        volume_fill_source_facts(v);
+                } else {
+                        _cleanup_free_ char *mapping = NULL, *expected = NULL, *source = NULL;
+                        LuksInfo info;
+
+                        /* Ours only if the mapping's name is the one we would
+                         * have given this very domain and target. */
+                        if (!d->source || !startswith(d->source, "/dev/mapper/" LUKS_MAPPING_PREFIX))
+                                continue;
+                        if (luks_mapping_name(uuid, d->target, &expected) < 0 ||
+                            !streq(d->source + strlen("/dev/mapper/"), expected))
+                                continue;
+                        if (luks_mapping_info(expected, &source, &info) < 0)
+                                continue;
+
+                        r = volume_new(name, uuid, d->target, &v);
+                        if (r < 0)
+                                break;
+                        v->mode = VOLUME_MODE_CRYPTSETUP;
+                        v->mapper_device = strdup(d->source);
+                        v->source = TAKE_PTR(source);
+                        volume_fill_source_facts(v);
+                        v->luks_version = info.version;
+                        free(v->luks_uuid);
+                        v->luks_uuid = strdup(info.uuid);
+                }
+                v->bus = d->bus ? strdup(d->bus) : strdup(bus_from_target(d->target));
                 v->read_only = d->read_only;
-                volume_fill_source_facts(v);
 
                 v->next = *list;
                 *list = v;
