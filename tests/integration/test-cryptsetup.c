@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* cryptsetup mode on the real stack, inside a TCG VM whose kernel has
+ * device-mapper (tests/vm/run-in-vm.sh), inside the usual sandbox: the
+ * daemon opens dm-crypt mappings with libcryptsetup and the nested guest's
+ * QEMU reads the plaintext through /dev/mapper/luksvol-…
+ *
+ * Paths (-p) select what a given daemon configuration can show:
+ *   /cryptsetup/default/...   the daemon with its default version gate
+ *   /cryptsetup/raised/...    the daemon started with minimums above the host's */
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <libvirt/virterror.h>
+#include <signal.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "lv-client.h"
+
+#define PASS "cryptsetup mode passphrase"
+#define PATTERN 0x3c
+
+static GDBusConnection *bus;
+static virDomainPtr guest;
+
+static guint count_our_mappings(void) {
+        g_autoptr(GDir) d = g_dir_open("/dev/mapper", 0, NULL);
+        const char *n;
+        guint k = 0;
+
+        if (!d)
+                return 0;
+        while ((n = g_dir_read_name(d)))
+                if (g_str_has_prefix(n, "luksvol-"))
+                        k++;
+        return k;
+}
+
+static void assert_clean(void) {
+        g_auto(GStrv) objs = lv_managed_objects(bus);
+        g_assert_cmpuint(g_strv_length(objs), ==, 0);
+        g_assert_cmpuint(lv_count_secrets(), ==, 0);
+        g_assert_cmpuint(count_our_mappings(), ==, 0);
+        g_autofree char *xml = lv_domain_xml(guest);
+        g_assert_null(strstr(xml, "/dev/mapper/"));
+}
+
+/* Write the pattern into the plaintext of a LUKS image through a temporary
+ * mapping of the test's own, so the guest has something to read. */
+static void write_pattern_via_dm(const char *image, const char *passphrase) {
+        g_autofree char *keyfile = lv_sandbox_path("pattern.key");
+        g_assert_true(g_file_set_contents(keyfile, passphrase, strlen(passphrase), NULL));
+        const char *open_argv[] = { "cryptsetup", "open", "--key-file", keyfile, image, "lvtest-pattern", NULL };
+        g_assert_cmpint(lv_run_as(0, open_argv, 60, NULL, NULL), ==, 0);
+        g_autofree char *cmd = g_strdup_printf(
+                "head -c 65536 /dev/zero | tr '\\000' '\\%03o' > /dev/mapper/lvtest-pattern && sync", PATTERN);
+        const char *w_argv[] = { "sh", "-c", cmd, NULL };
+        g_assert_cmpint(lv_run_as(0, w_argv, 60, NULL, NULL), ==, 0);
+        const char *close_argv[] = { "cryptsetup", "close", "lvtest-pattern", NULL };
+        g_assert_cmpint(lv_run_as(0, close_argv, 60, NULL, NULL), ==, 0);
+        g_unlink(keyfile);
+}
+
+/* QEMU reads the plaintext pattern from the guest's (non-LUKS) node for the
+ * mapper device: the decryption happened in the kernel's dm-crypt. */
+static gboolean guest_reads_pattern_on_mapper(const char *mapper, guint8 pattern) {
+        g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(guest);
+        for (guint i = 0; i < nodes->len; i++) {
+                LvBlockNode *n = nodes->pdata[i];
+                if (g_strcmp0(n->file, mapper) == 0 && g_strcmp0(n->drv, "luks") != 0)
+                        return lv_guest_reads_pattern_on(guest, n->node_name, pattern, 65536);
+        }
+        g_test_message("no block node for %s", mapper);
+        return FALSE;
+}
+
+static void attach_cryptsetup_roundtrip(const char *image, GVariant *options, const char *target) {
+        g_autoptr(GError) error = NULL;
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", image, PASS, options, &error);
+        g_assert_no_error(error);
+
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        g_autofree char *secret = lv_volume_prop_string(bus, path, "SecretUUID");
+        g_autofree char *source = lv_volume_prop_string(bus, path, "Source");
+        g_assert_cmpstr(mode, ==, "cryptsetup");
+        g_assert_true(g_str_has_prefix(mapper, "/dev/mapper/luksvol-"));
+        g_assert_cmpstr(secret, ==, "");
+        g_assert_cmpstr(source, ==, image);
+        g_assert_true(g_file_test(mapper, G_FILE_TEST_EXISTS));
+
+        /* The guest's disk is the mapping, without <encryption>. */
+        g_autofree char *dxml = lv_domain_disk_xml(guest, target);
+        g_assert_nonnull(dxml);
+        g_assert_nonnull(strstr(dxml, mapper));
+        g_assert_null(strstr(dxml, "<encryption"));
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+        g_assert_false(guest_reads_pattern_on_mapper(mapper, PATTERN ^ 0xff));
+        g_assert_cmpuint(lv_count_secrets(), ==, 0);
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_false(lv_domain_has_disk(guest, target));
+        g_assert_false(g_file_test(mapper, G_FILE_TEST_EXISTS));
+        assert_clean();
+}
+
+static void test_probe_dm(void) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) info = lv_probe(bus, "", &error);
+        gboolean b;
+        g_assert_no_error(error);
+        g_assert_true(g_variant_lookup(info, "dm-crypt", "b", &b));
+        g_assert_true(b);
+}
+
+static void test_luks2_auto(void) {
+        g_autofree char *img = lv_make_luks2_image("c-luks2.img", PASS, 20);
+        write_pattern_via_dm(img, PASS);
+        attach_cryptsetup_roundtrip(img, lv_opts("bus", g_variant_new_string("scsi"),
+                                                 "target", g_variant_new_string("sdb"), NULL), "sdb");
+}
+
+static void test_luks1_forced(void) {
+        g_autofree char *img = lv_make_luks1_image("c-luks1.img", PASS, PATTERN, 16);
+        attach_cryptsetup_roundtrip(img, lv_opts("target", g_variant_new_string("sdc"),
+                                                 "mode", g_variant_new_string("cryptsetup"), NULL), "sdc");
+}
+
+static void test_block_device(void) {
+        g_autofree char *img = lv_make_luks2_image("c-block.img", PASS, 20);
+        write_pattern_via_dm(img, PASS);
+        g_autofree char *dev = lv_losetup(img);
+        attach_cryptsetup_roundtrip(dev, lv_opts("target", g_variant_new_string("sdd"), NULL), "sdd");
+        lv_losetup_detach(dev);
+}
+
+static void test_bad_passphrase(void) {
+        g_autofree char *img = lv_make_luks2_image("c-bad.img", PASS, 20);
+        GError *error = NULL;
+        char *path = lv_attach(bus, "lvtest-guest", img, "not the passphrase",
+                               lv_opts("target", g_variant_new_string("sde"), NULL), &error);
+        g_assert_null(path);
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        assert_clean();
+}
+
+/* Attached by one daemon, detached by the next, decided by the XML alone. */
+static void test_restart_then_detach(void) {
+        g_autofree char *img = lv_make_luks2_image("c-restart.img", PASS, 20);
+        GError *error = NULL;
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
+                                          lv_opts("target", g_variant_new_string("sdf"), NULL), &error);
+        g_assert_no_error(error);
+        g_autoptr(GVariant) before = lv_volume_props(bus, path);
+
+        lv_daemon_kill(bus, SIGKILL);
+
+        g_autoptr(GVariant) after = lv_volume_props(bus, path);
+        g_assert_nonnull(after);
+        g_assert_true(g_variant_equal(before, after));
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
+/* With the version minimums raised above the host's, auto mode sends even
+ * a LUKS1 volume down the cryptsetup path. */
+static void test_raised_minimums(void) {
+        g_autofree char *img = lv_make_luks1_image("c-raised.img", PASS, PATTERN, 16);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) info = lv_probe(bus, "", &error);
+        gboolean native = TRUE;
+        g_assert_no_error(error);
+        g_assert_true(g_variant_lookup(info, "native-luks", "b", &native));
+        g_assert_false(native);
+        attach_cryptsetup_roundtrip(img, lv_opts("target", g_variant_new_string("sdg"), NULL), "sdg");
+}
+
+int main(int argc, char *argv[]) {
+        g_test_init(&argc, &argv, NULL);
+        lv_require_sandbox();
+
+        if (!g_file_test("/proc/misc", G_FILE_TEST_EXISTS))
+                g_error("no /proc/misc");
+        g_autofree char *misc = NULL;
+        g_assert_true(g_file_get_contents("/proc/misc", &misc, NULL, NULL));
+        if (!strstr(misc, "device-mapper"))
+                g_error("no device-mapper in this kernel: run inside tests/vm/run-in-vm.sh");
+
+        bus = lv_bus();
+        guest = lv_start_guest("lvtest-guest");
+
+        g_test_add_func("/cryptsetup/default/probe-dm", test_probe_dm);
+        g_test_add_func("/cryptsetup/default/luks2-auto", test_luks2_auto);
+        g_test_add_func("/cryptsetup/default/luks1-forced", test_luks1_forced);
+        g_test_add_func("/cryptsetup/default/block-device", test_block_device);
+        g_test_add_func("/cryptsetup/default/bad-passphrase", test_bad_passphrase);
+        g_test_add_func("/cryptsetup/default/restart-then-detach", test_restart_then_detach);
+        g_test_add_func("/cryptsetup/raised/luks1-auto", test_raised_minimums);
+
+        int r = g_test_run();
+        lv_destroy_guest(guest);
+        return r;
+}
