@@ -21,13 +21,20 @@
  * even read.  libxml2's own limits (no XML_PARSE_HUGE) bound nesting depth
  * and node sizes; we bound the input size.
  *
- * Threads: the daemon calls these from worker threads.  libxml2 (2.9) is
- * thread-safe once xmlInitParser() has run, but that first call is not; see
+ * Errors: -EINVAL for bad arguments (including strings XML 1.0 cannot
+ * carry), -EBADMSG for anything that is not a well-formed, DTD-free
+ * <domain> document whose disks all have <target dev>, -ENOMEM when an
+ * allocation fails anywhere, libxml2 included.  libxml2 reports its own
+ * allocation failures through the error handler rather than always failing
+ * the parse, so the parser's errors are recorded and any error fails it.
+ *
+ * Threads: the daemon calls these from worker threads.  libxml2 (2.9, built
+ * with thread support as distributions ship it) is thread-safe once
+ * xmlInitParser() has run, but that first call is not; see
  * disk_xml_init().  Error handlers are per-thread state in libxml2, so the
  * quiet handlers installed around each call affect only the calling thread
  * and are restored afterwards. */
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 
