@@ -241,6 +241,8 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
                 return -EINVAL;
         if (spec->secret_uuid && !field_valid(spec->secret_uuid))
                 return -EINVAL;
+        if (spec->alias && !field_valid(spec->alias))
+                return -EINVAL;
 
         disk_xml_init();
         QUIET_XML_ERRORS;
@@ -293,6 +295,14 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
 
         if (spec->read_only && !new_element(disk, "readonly"))
                 return -ENOMEM;
+
+        if (spec->alias) {
+                xmlNode *alias = new_element(disk, "alias");
+                if (!alias)
+                        return -ENOMEM;
+                if ((r = set_attr(alias, "name", spec->alias)) < 0)
+                        return r;
+        }
 
         return dump_root(doc, ret_xml);
 }

@@ -22,6 +22,7 @@ typedef struct DiskSpec {
         const char *bus;         /* "virtio", "scsi", "sata", "usb" */
         bool read_only;          /* adds <readonly/> */
         const char *secret_uuid; /* non-NULL: <encryption format='luks'><secret type='passphrase' uuid=…/></encryption> under <source> */
+        const char *alias;       /* non-NULL: <alias name=…/> (a libvirt user alias, "ua-" prefix) */
 } DiskSpec;
 
 /* <disk type=… device='disk'><driver name='qemu' type='raw'/><source …>[<encryption…>]</source>

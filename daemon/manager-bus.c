@@ -105,7 +105,7 @@ static void attach_op_free(AttachOp *op) {
  * fails. */
 static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
         Manager *m = op->manager;
-        _cleanup_free_ char *usage = NULL, *xml = NULL;
+        _cleanup_free_ char *usage = NULL, *xml = NULL, *alias = NULL;
         char secret_uuid[VIR_UUID_STRING_BUFLEN];
         sd_bus_error undo_error = SD_BUS_ERROR_NULL;
         int r;
@@ -113,6 +113,10 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
         r = secret_usage_build(domain_uuid, target, &usage);
         if (r < 0)
                 return sd_bus_error_set_errnof(&op->error, -r, "Cannot build the secret usage id: %s", strerror(-r));
+
+        r = disk_alias_build(domain_uuid, target, &alias);
+        if (r < 0)
+                return sd_bus_error_set_errnof(&op->error, -r, "Cannot build the disk alias: %s", strerror(-r));
 
         r = virt_secret_create(m->virt, usage, &op->passphrase, secret_uuid, &op->error);
         if (r < 0)
@@ -125,6 +129,7 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 .bus = op->options.bus,
                 .read_only = op->options.read_only,
                 .secret_uuid = secret_uuid,
+                .alias = alias,
         };
         r = disk_xml_build(&spec, &xml);
         if (r < 0)
@@ -145,11 +150,13 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
 /* Worker thread.  The mapping is opened only right before the hot-plug
  * and closed again if the hot-plug fails. */
 static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
-        _cleanup_free_ char *name = NULL, *mapper = NULL, *xml = NULL;
+        _cleanup_free_ char *name = NULL, *mapper = NULL, *xml = NULL, *alias = NULL;
         sd_bus_error undo_error = SD_BUS_ERROR_NULL;
         int r;
 
         r = luks_mapping_name(domain_uuid, target, &name);
+        if (r >= 0)
+                r = disk_alias_build(domain_uuid, target, &alias);
         if (r < 0)
                 return sd_bus_error_set_errnof(&op->error, -r, "Cannot name the mapping: %s", strerror(-r));
 
@@ -163,6 +170,7 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
                 .target = target,
                 .bus = op->options.bus,
                 .read_only = op->options.read_only,
+                .alias = alias,
         };
         r = disk_xml_build(&spec, &xml);
         if (r < 0)

@@ -32,22 +32,6 @@ void volume_fill_source_facts(Volume *v) {
         sd_bus_error_free(&error);
 }
 
-/* Is this encrypted disk one of ours: its secret carries our usage
- * namespace for exactly this domain and target? */
-static bool secret_is_ours(virConnectPtr conn, const char *secret_uuid, const char *domain_uuid, const char *target) {
-        _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
-        _cleanup_free_ char *u = NULL, *t = NULL;
-        const char *usage;
-
-        secret = virSecretLookupByUUIDString(conn, secret_uuid);
-        if (!secret)
-                return false;
-        usage = virSecretGetUsageID(secret);
-        if (!usage || secret_usage_parse(usage, &u, &t) < 0)
-                return false;
-        return streq(u, domain_uuid) && streq(t, target);
-}
-
 static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
         _cleanup_free_ char *xml = NULL;
         char uuid[VIR_UUID_STRING_BUFLEN];
@@ -74,29 +58,29 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
                 if (!d->target || !bus_from_target(d->target))
                         continue;
 
-                if (d->encrypted) {
-                        if (!d->secret_uuid || !secret_is_ours(conn, d->secret_uuid, uuid, d->target))
-                                continue;
+                /* Ours: the alias we give every disk we plug in, for
+                 * exactly this domain and target. */
+                _cleanup_free_ char *alias = NULL;
+                if (disk_alias_build(uuid, d->target, &alias) < 0 || !streq_ptr(d->alias, alias))
+                        continue;
 
+                if (d->encrypted) {
                         r = volume_new(name, uuid, d->target, &v);
                         if (r < 0)
                                 break;
                         v->mode = VOLUME_MODE_NATIVE;
                         v->source = d->source ? strdup(d->source) : NULL;
-                        v->secret_uuid = strdup(d->secret_uuid);
+                        /* The secret may be gone (libvirtd restarts drop
+                         * ephemeral secrets); QEMU already has the key. */
+                        v->secret_uuid = d->secret_uuid ? strdup(d->secret_uuid) : NULL;
                         volume_fill_source_facts(v);
                 } else {
-                        _cleanup_free_ char *mapping = NULL, *expected = NULL, *source = NULL;
+                        _cleanup_free_ char *expected = NULL, *source = NULL;
                         LuksInfo info;
 
-                        /* Ours only if the mapping's name is the one we would
-                         * have given this very domain and target. */
-                        if (!d->source || !startswith(d->source, "/dev/mapper/" LUKS_MAPPING_PREFIX))
-                                continue;
-                        if (luks_mapping_name(uuid, d->target, &expected) < 0 ||
+                        if (!d->source || luks_mapping_name(uuid, d->target, &expected) < 0 ||
+                            !startswith(d->source, "/dev/mapper/") ||
                             !streq(d->source + strlen("/dev/mapper/"), expected))
-                                continue;
-                        if (luks_mapping_info(expected, &source, &info) < 0)
                                 continue;
 
                         r = volume_new(name, uuid, d->target, &v);
@@ -104,11 +88,13 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
                                 break;
                         v->mode = VOLUME_MODE_CRYPTSETUP;
                         v->mapper_device = strdup(d->source);
-                        v->source = TAKE_PTR(source);
-                        volume_fill_source_facts(v);
-                        v->luks_version = info.version;
-                        free(v->luks_uuid);
-                        v->luks_uuid = strdup(info.uuid);
+                        if (luks_mapping_info(expected, &source, &info) >= 0) {
+                                v->source = TAKE_PTR(source);
+                                volume_fill_source_facts(v);
+                                v->luks_version = info.version;
+                                free(v->luks_uuid);
+                                v->luks_uuid = strdup(info.uuid);
+                        }
                 }
                 v->bus = d->bus ? strdup(d->bus) : strdup(bus_from_target(d->target));
                 v->read_only = d->read_only;

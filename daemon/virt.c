@@ -296,11 +296,22 @@ static bool disk_present(virDomainPtr dom, const char *target, sd_bus_error *err
 
         r = virt_domain_live_xml(dom, &xml, error);
         if (r < 0) {
+                /* A guest that went away took the disk with it. */
+                if (sd_bus_error_has_name(error, LV_ERROR_DOMAIN_NOT_RUNNING)) {
+                        sd_bus_error_free(error);
+                        *ret_r = 0;
+                        return false;
+                }
                 *ret_r = r;
                 return false;
         }
         r = domain_xml_find_disk(xml, target, &d);
         disk_info_free(&d);
+        if (r < 0 && r != -ENOENT) {
+                /* Unparseable is not "gone". */
+                *ret_r = sd_bus_error_set_errnof(error, -r, "Cannot parse the domain's live XML: %s", strerror(-r));
+                return false;
+        }
         *ret_r = 0;
         return r >= 0;
 }

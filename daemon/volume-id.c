@@ -204,3 +204,17 @@ int secret_usage_parse(const char *usage, char **ret_domain_uuid, char **ret_tar
         *ret_target = t;
         return 0;
 }
+
+int disk_alias_build(const char *domain_uuid, const char *target, char **ret) {
+        _cleanup_free_ char *id = NULL;
+        char *s;
+        int r;
+
+        r = volume_id_build(domain_uuid, target, &id);
+        if (r < 0)
+                return r;
+        if (asprintf(&s, LV_DISK_ALIAS_PREFIX "%s", id) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}

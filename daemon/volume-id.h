@@ -37,6 +37,13 @@ int volume_path_build(const char *domain_uuid, const char *target, char **ret);
 /* -EINVAL unless path is LV_VOLUME_PATH_PREFIX "/" + a valid id. */
 int volume_path_parse(const char *path, char **ret_domain_uuid, char **ret_target);
 
+/* The libvirt user alias on every disk this service plugs in:
+ * LV_DISK_ALIAS_PREFIX + volume id.  It lives in the domain's live status
+ * XML, so it survives libvirtd restarts (which drop ephemeral secrets) and
+ * daemon crashes: the start-up scan recognises our disks by it. */
+#define LV_DISK_ALIAS_PREFIX "ua-luksvol-"
+int disk_alias_build(const char *domain_uuid, const char *target, char **ret);
+
 /* LV_SECRET_USAGE_PREFIX + domain uuid + ":" + target */
 int secret_usage_build(const char *domain_uuid, const char *target, char **ret);
 int secret_usage_parse(const char *usage, char **ret_domain_uuid, char **ret_target);

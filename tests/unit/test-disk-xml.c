@@ -357,6 +357,26 @@ static void test_build_exact_output(void) {
         free(xml);
 }
 
+/* The user alias luksvolumed puts on its disks comes back from parsing. */
+static void test_build_alias(void) {
+        DiskSpec spec = {
+                .source = "/img", .target = "sdb", .bus = "scsi", .secret_uuid = "4b1f5c2a-9d3e-4f10-8a7b-0c1d2e3f4a5b",
+                .alias = "ua-luksvol-4b1f5c2a9d3e4f108a7b0c1d2e3f4a5b_sdb",
+        };
+        g_autofree char *xml = NULL;
+        g_assert_cmpint(disk_xml_build(&spec, &xml), ==, 0);
+        g_autofree char *dom = wrap_in_domain(xml);
+        DiskInfo d = {};
+        g_assert_cmpint(domain_xml_find_disk(dom, "sdb", &d), ==, 0);
+        g_assert_cmpstr(d.alias, ==, spec.alias);
+        disk_info_free(&d);
+
+        spec.alias = "";
+        g_autofree char *bad = NULL;
+        g_assert_cmpint(disk_xml_build(&spec, &bad), ==, -EINVAL);
+        g_assert_null(bad);
+}
+
 static void test_build_roundtrip_combinations(void) {
         /* file/block × plain/encrypted × read-write/read-only */
         for (unsigned i = 0; i < 8; i++) {
@@ -1050,6 +1070,7 @@ int main(int argc, char *argv[]) {
 
         g_test_add_func("/disk-xml/build/exact-output", test_build_exact_output);
         g_test_add_func("/disk-xml/build/roundtrip", test_build_roundtrip_combinations);
+        g_test_add_func("/disk-xml/build/alias", test_build_alias);
         g_test_add_func("/disk-xml/build/hostile-strings", test_build_hostile_strings);
         g_test_add_func("/disk-xml/build/long-strings", test_build_long_strings);
         g_test_add_func("/disk-xml/build/secret-hostile-strings", test_secret_hostile_strings);

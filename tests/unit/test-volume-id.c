@@ -110,6 +110,16 @@ static void test_secret_usage(void) {
         }
 }
 
+static void test_disk_alias(void) {
+        g_autofree char *a = NULL;
+        char *bad = NULL;
+
+        g_assert_cmpint(disk_alias_build(UUID, "sdb", &a), ==, 0);
+        g_assert_cmpstr(a, ==, "ua-luksvol-4b1f5c2a9d3e4f108a7b0c1d2e3f4a5b_sdb");
+        g_assert_cmpint(disk_alias_build(UUID, "hda", &bad), ==, -EINVAL);
+        g_assert_null(bad);
+}
+
 static void test_uuid(void) {
         g_assert_true(uuid_valid(UUID));
         g_assert_false(uuid_valid("4b1f5c2a9d3e4f108a7b0c1d2e3f4a5b"));
@@ -126,5 +136,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/volume-id/path-invalid", test_volume_path_invalid);
         g_test_add_func("/volume-id/secret-usage", test_secret_usage);
         g_test_add_func("/volume-id/uuid", test_uuid);
+        g_test_add_func("/volume-id/disk-alias", test_disk_alias);
         return g_test_run();
 }
