@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "disk-xml.h"
+#include "events.h"
 #include "manager.h"
 #include "mode.h"
 #include "util.h"
@@ -151,6 +152,11 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         disk_xml_init();
+        /* libvirt's event loop must exist before the first connection. */
+        if (virt_events_init() < 0) {
+                log_error("Failed to set up libvirt's event loop.");
+                return EXIT_FAILURE;
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

@@ -243,6 +243,8 @@ static void attach_job(void *userdata) {
         bool locked = false;
         int r;
 
+        pthread_rwlock_rdlock(&m->ops_lock);
+
         if (!op->passphrase) {
                 r = passphrase_read_fd(op->options.passphrase_fd, PASSPHRASE_FD_TIMEOUT_MS, &op->passphrase);
                 close(op->options.passphrase_fd);
@@ -316,6 +318,7 @@ static void attach_job(void *userdata) {
 finish:
         if (locked)
                 virt_domain_unlock(m->virt, domain_uuid);
+        pthread_rwlock_unlock(&m->ops_lock);
         /* On every path: the passphrase is gone once the job is over. */
         op->passphrase = passphrase_free(op->passphrase);
         if (r < 0) {
@@ -524,6 +527,8 @@ static void detach_job(void *userdata) {
         bool locked = false, have_disk = false;
         int r;
 
+        pthread_rwlock_rdlock(&m->ops_lock);
+
         r = virt_domain_lookup_running(m->virt, op->domain_uuid, &dom, &op->error);
         if (r < 0) {
                 if (!sd_bus_error_has_names(&op->error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING))
@@ -584,6 +589,7 @@ static void detach_job(void *userdata) {
 finish:
         if (locked)
                 virt_domain_unlock(m->virt, op->domain_uuid);
+        pthread_rwlock_unlock(&m->ops_lock);
         disk_info_free(&d);
         if (r < 0 && !sd_bus_error_is_set(&op->error))
                 sd_bus_error_set_errnof(&op->error, -r, "Detach failed: %s", strerror(-r));

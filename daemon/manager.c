@@ -21,6 +21,8 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
                 return -ENOMEM;
         }
 
+        pthread_rwlock_init(&m->ops_lock, NULL);
+
         r = sd_event_default(&m->event);
         if (r < 0)
                 goto fail;
@@ -49,6 +51,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         /* Threads first: their done callbacks reference the manager. */
+        m->events = virt_events_stop(m->events);
         m->worker = worker_free(m->worker);
         m->polkit = polkit_registry_free(m->polkit);
 
@@ -66,6 +69,7 @@ Manager *manager_free(Manager *m) {
         m->virt = virt_free(m->virt);
         sd_event_unref(m->event);
         free(m->config.libvirt_uri);
+        pthread_rwlock_destroy(&m->ops_lock);
         free(m);
         return NULL;
 }
@@ -154,7 +158,7 @@ static int on_name_released(sd_bus_message *reply, void *userdata, sd_bus_error 
         return sd_event_exit(m->event, 0);
 }
 
-static bool manager_is_idle(Manager *m) {
+bool manager_is_idle(Manager *m) {
         if (m->calls_in_flight > 0 || worker_in_flight(m->worker) > 0)
                 return false;
         for (Volume *v = m->volumes; v; v = v->next)
@@ -178,7 +182,7 @@ static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void manager_arm_idle(Manager *m) {
+void manager_arm_idle(Manager *m) {
         uint64_t now;
         int r;
 
@@ -210,60 +214,7 @@ void manager_call_end(Manager *m) {
         manager_arm_idle(m);
 }
 
-typedef struct ScanJob {
-        Manager *manager;
-        Volume *found;
-        sd_bus_error error;
-        int r;
-} ScanJob;
-
-static void scan_job(void *userdata) {
-        ScanJob *j = userdata;
-        j->r = scan_volumes(j->manager->virt, &j->found, &j->error);
-}
-
-static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        Manager *m = userdata;
-        const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-        if (e) {
-                log_error("Failed to acquire the bus name %s: %s", LV_BUS_NAME, e->message);
-                return sd_event_exit(m->event, 1);
-        }
-        m->name_acquired = true;
-        log_info("Ready on the bus as %s, %u volume(s) attached.", LV_BUS_NAME, m->n_volumes);
-        (void) sd_notify(false, "READY=1\nSTATUS=Processing requests...");
-        manager_arm_idle(m);
-        return 0;
-}
-
-static void scan_done(void *userdata) {
-        ScanJob *j = userdata;
-        Manager *m = j->manager;
-        int r;
-
-        if (j->r < 0)
-                /* Start anyway: calls will report libvirt's state, and a
-                 * later start (or reconnect) rebuilds the objects. */
-                log_warning("Could not rebuild volumes from libvirt: %s", j->error.message ? j->error.message : "unknown error");
-
-        for (Volume *v = j->found, *n; v; v = n) {
-                n = v->next;
-                v->next = NULL;
-                (void) manager_add_volume(m, v);
-        }
-        sd_bus_error_free(&j->error);
-        free(j);
-
-        r = sd_bus_request_name_async(m->bus, NULL, LV_BUS_NAME, 0, on_name_acquired, m);
-        if (r < 0) {
-                log_error_errno(r, "Failed to request the bus name: %m");
-                sd_event_exit(m->event, 1);
-        }
-}
-
 int manager_start(Manager *m) {
-        ScanJob *j;
         int r;
 
         r = sd_bus_open_system(&m->bus);
@@ -290,14 +241,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        j = calloc(1, sizeof *j);
-        if (!j)
-                return log_oom();
-        j->manager = m;
-        r = worker_submit(m->worker, scan_job, scan_done, j);
-        if (r < 0) {
-                free(j);
-                return log_error_errno(r, "Failed to start the volume scan: %m");
-        }
-        return 0;
+        r = virt_events_start(m->event, m->config.libvirt_uri, manager_on_virt_event, m, &m->events);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start following libvirt events: %m");
+
+        return manager_rescan(m, true);
 }

@@ -4,12 +4,14 @@
 /* The daemon's state: the loop, the bus, the libvirt side, the registry of
  * attached volumes and the operations in flight. */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "events.h"
 #include "polkit.h"
 #include "virt.h"
 #include "volume.h"
@@ -44,6 +46,12 @@ typedef struct Manager {
         Worker *worker;
         Virt *virt;
         PolkitRegistry *polkit;
+        VirtEvents *events;
+
+        /* Attach and detach jobs hold it shared for their whole run; the
+         * orphan cleanup holds it exclusively, so it can never take a
+         * secret or mapping an operation has just created for its own. */
+        pthread_rwlock_t ops_lock;
 
         Volume *volumes;
         unsigned n_volumes;
@@ -77,6 +85,15 @@ void manager_release_source(Manager *m, dev_t dev, ino_t ino);
  * the idle exit. */
 void manager_call_begin(Manager *m);
 void manager_call_end(Manager *m);
+bool manager_is_idle(Manager *m);
+/* (Re)arms the idle-exit timer if nothing is in flight. */
+void manager_arm_idle(Manager *m);
+
+/* manager-events.c: rebuilding state from libvirt and following its events */
+/* Scans libvirt's running domains and reconciles the registry with them;
+ * initial: the start-up scan, after which the bus name is requested. */
+int manager_rescan(Manager *m, bool initial);
+void manager_on_virt_event(const VirtEvent *event, void *userdata);
 
 /* manager-bus.c */
 int manager_bus_register(Manager *m);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libvirt/virterror.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "disk-xml.h"
@@ -133,4 +134,74 @@ int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error) {
 
         *ret = list;
         return 0;
+}
+
+static bool secret_kept(const Volume *keep, const char *uuid) {
+        for (const Volume *v = keep; v; v = v->next)
+                if (streq_ptr(v->secret_uuid, uuid))
+                        return true;
+        return false;
+}
+
+static bool mapping_kept(const Volume *keep, const char *name) {
+        for (const Volume *v = keep; v; v = v->next)
+                if (v->mapper_device && startswith(v->mapper_device, "/dev/mapper/") &&
+                    streq(v->mapper_device + strlen("/dev/mapper/"), name))
+                        return true;
+        return false;
+}
+
+static void cleanup_orphan_secrets(Virt *v, const Volume *keep) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        virSecretPtr *secrets = NULL;
+        int n;
+
+        if (virt_connect(v, &conn, &error) < 0) {
+                sd_bus_error_free(&error);
+                return;
+        }
+        n = virConnectListAllSecrets(conn, &secrets, VIR_CONNECT_LIST_SECRETS_EPHEMERAL);
+        if (n < 0)
+                return;
+        for (int i = 0; i < n; i++) {
+                const char *usage = virSecretGetUsageID(secrets[i]);
+                char uuid[VIR_UUID_STRING_BUFLEN];
+
+                if (usage && startswith(usage, LV_SECRET_USAGE_PREFIX) &&
+                    virSecretGetUUIDString(secrets[i], uuid) >= 0 && !secret_kept(keep, uuid)) {
+                        if (virSecretUndefine(secrets[i]) >= 0)
+                                log_notice("Cleaned up orphaned secret %s (%s).", uuid, usage);
+                        else
+                                log_warning("Cannot undefine orphaned secret %s: %s", uuid,
+                                            strempty(virGetLastErrorMessage()));
+                }
+                virSecretFree(secrets[i]);
+        }
+        free(secrets);
+}
+
+static void cleanup_orphan_mappings(const Volume *keep) {
+        DIR *d = opendir("/dev/mapper");
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                if (!startswith(de->d_name, LUKS_MAPPING_PREFIX) || mapping_kept(keep, de->d_name))
+                        continue;
+                if (luks_deactivate(de->d_name, &error) >= 0)
+                        log_notice("Closed orphaned mapping %s.", de->d_name);
+                else
+                        log_warning("Cannot close orphaned mapping %s: %s", de->d_name, error.message);
+                sd_bus_error_free(&error);
+        }
+        closedir(d);
+}
+
+void scan_cleanup_orphans(Virt *v, const Volume *keep) {
+        cleanup_orphan_secrets(v, keep);
+        cleanup_orphan_mappings(keep);
 }

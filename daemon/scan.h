@@ -15,3 +15,9 @@ int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error);
 /* Fills in what the header and the file system say about v->source
  * (LUKS version and UUID, identity); failures leave fields unset. */
 void volume_fill_source_facts(Volume *v);
+
+/* Undefines secrets in our usage namespace and closes mappings with our
+ * prefix that no volume in keep (a list through Volume.next) uses: what a
+ * crash between two steps of an attach or detach can leave.  The caller
+ * guarantees no attach or detach is running (Manager.ops_lock). */
+void scan_cleanup_orphans(Virt *v, const Volume *keep);

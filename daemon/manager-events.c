@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* The truth is what libvirt says: the registry is rebuilt from the live
+ * XML of running domains at start and after every reconnect, and follows
+ * libvirt's events in between.  A guest that stops takes its volumes with
+ * it (their secrets and mappings are cleaned up); a device the guest
+ * releases after a Detach answered Busy finishes its cleanup when the
+ * device-removed event arrives. */
+
+#include <systemd/sd-daemon.h>
+
+#include "luks.h"
+#include "manager.h"
+#include "scan.h"
+#include "util.h"
+#include "volume-id.h"
+
+/* ------------------------------------------------------------ rescanning */
+
+typedef struct ScanJob {
+        Manager *manager;
+        bool initial;
+        bool cleanup_orphans;
+        Volume *found;
+        sd_bus_error error;
+        int r;
+} ScanJob;
+
+static void scan_job(void *userdata) {
+        ScanJob *j = userdata;
+        Manager *m = j->manager;
+
+        if (j->cleanup_orphans)
+                pthread_rwlock_wrlock(&m->ops_lock);
+        j->r = scan_volumes(m->virt, &j->found, &j->error);
+        /* Only with a complete picture: a failed scan must not make every
+         * secret of ours look orphaned. */
+        if (j->r >= 0 && j->cleanup_orphans)
+                scan_cleanup_orphans(m->virt, j->found);
+        if (j->cleanup_orphans)
+                pthread_rwlock_unlock(&m->ops_lock);
+}
+
+static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e) {
+                log_error("Failed to acquire the bus name %s: %s", LV_BUS_NAME, e->message);
+                return sd_event_exit(m->event, 1);
+        }
+        m->name_acquired = true;
+        log_info("Ready on the bus as %s, %u volume(s) attached.", LV_BUS_NAME, m->n_volumes);
+        (void) sd_notify(false, "READY=1\nSTATUS=Processing requests...");
+        manager_arm_idle(m);
+        return 0;
+}
+
+static Volume *find_in_list(Volume *list, const char *path) {
+        for (Volume *v = list; v; v = v->next)
+                if (streq(v->path, path))
+                        return v;
+        return NULL;
+}
+
+/* The registry becomes what the scan found, except for volumes an
+ * operation is working on right now: that operation finishes them. */
+static void reconcile(Manager *m, Volume *found) {
+        for (Volume *v = m->volumes, *n; v; v = n) {
+                n = v->next;
+                if (!v->operation_pending && !find_in_list(found, v->path)) {
+                        log_info("Volume %s is gone from libvirt; removing its object.", v->path);
+                        manager_remove_volume(m, v);
+                }
+        }
+
+        for (Volume *v = found, *n; v; v = n) {
+                n = v->next;
+                v->next = NULL;
+                Volume *have = manager_find_volume_by_path(m, v->path);
+                if (have && (have->operation_pending || streq_ptr(have->source, v->source))) {
+                        volume_free(v);
+                        continue;
+                }
+                (void) manager_add_volume(m, v);
+        }
+}
+
+static void scan_done(void *userdata) {
+        ScanJob *j = userdata;
+        Manager *m = j->manager;
+        int r;
+
+        if (j->r < 0)
+                /* Start anyway: calls report libvirt's state, and the next
+                 * (re)connect rescans. */
+                log_warning("Could not rebuild volumes from libvirt: %s",
+                            j->error.message ? j->error.message : "unknown error");
+        else
+                reconcile(m, TAKE_PTR(j->found));
+
+        bool initial = j->initial;
+        for (Volume *v = j->found, *n; v; v = n) {
+                n = v->next;
+                volume_free(v);
+        }
+        sd_bus_error_free(&j->error);
+        free(j);
+
+        if (initial) {
+                r = sd_bus_request_name_async(m->bus, NULL, LV_BUS_NAME, 0, on_name_acquired, m);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to request the bus name: %m");
+                        sd_event_exit(m->event, 1);
+                }
+        } else
+                manager_arm_idle(m);
+}
+
+int manager_rescan(Manager *m, bool initial) {
+        ScanJob *j;
+        int r;
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return log_oom();
+        j->manager = m;
+        j->initial = initial;
+        /* Orphans can only be told apart from work in progress when none
+         * is in progress; at start there is none by construction. */
+        j->cleanup_orphans = true;
+
+        r = worker_submit(m->worker, scan_job, scan_done, j);
+        if (r < 0) {
+                free(j);
+                return log_error_errno(r, "Failed to start the volume scan: %m");
+        }
+        return 0;
+}
+
+/* ------------------------------------------------- cleaning up a volume */
+
+typedef struct CleanupJob {
+        Manager *manager;
+        char *path;
+        char *secret_uuid;
+        char *mapper_device;
+        const char *why;
+        sd_bus_error error;
+        int r;
+} CleanupJob;
+
+static void cleanup_job(void *userdata) {
+        CleanupJob *j = userdata;
+        Manager *m = j->manager;
+
+        pthread_rwlock_rdlock(&m->ops_lock);
+        j->r = 0;
+        if (j->secret_uuid)
+                j->r = virt_secret_undefine(m->virt, j->secret_uuid, &j->error);
+        if (j->r >= 0 && j->mapper_device && startswith(j->mapper_device, "/dev/mapper/" LUKS_MAPPING_PREFIX))
+                j->r = luks_deactivate(j->mapper_device + strlen("/dev/mapper/"), &j->error);
+        pthread_rwlock_unlock(&m->ops_lock);
+}
+
+static void cleanup_done(void *userdata) {
+        CleanupJob *j = userdata;
+        Manager *m = j->manager;
+        Volume *v = manager_find_volume_by_path(m, j->path);
+
+        if (j->r < 0) {
+                /* Keep the object: it is the handle for a later Detach. */
+                log_warning("Cleanup of %s (%s) failed: %s", j->path, j->why, j->error.message);
+                if (v)
+                        v->operation_pending = false;
+        } else if (v) {
+                log_info("Volume %s cleaned up (%s).", j->path, j->why);
+                manager_remove_volume(m, v);
+        }
+
+        free(j->path);
+        free(j->secret_uuid);
+        free(j->mapper_device);
+        sd_bus_error_free(&j->error);
+        free(j);
+        manager_arm_idle(m);
+}
+
+static void volume_start_cleanup(Manager *m, Volume *v, const char *why) {
+        CleanupJob *j;
+
+        if (v->operation_pending)
+                return; /* the operation at work finishes it */
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return log_oom(), (void) 0;
+        j->manager = m;
+        j->why = why;
+        j->path = strdup(v->path);
+        j->secret_uuid = v->secret_uuid ? strdup(v->secret_uuid) : NULL;
+        j->mapper_device = v->mapper_device ? strdup(v->mapper_device) : NULL;
+        if (!j->path || (v->secret_uuid && !j->secret_uuid) || (v->mapper_device && !j->mapper_device)) {
+                free(j->path);
+                free(j->secret_uuid);
+                free(j->mapper_device);
+                free(j);
+                return log_oom(), (void) 0;
+        }
+        if (worker_submit(m->worker, cleanup_job, cleanup_done, j) < 0) {
+                free(j->path);
+                free(j->secret_uuid);
+                free(j->mapper_device);
+                free(j);
+                return;
+        }
+        v->operation_pending = true;
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void on_domain_stopped(Manager *m, const char *uuid) {
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (streq(v->domain_uuid, uuid))
+                        volume_start_cleanup(m, v, "its domain stopped");
+}
+
+static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
+        for (Volume *v = m->volumes; v; v = v->next) {
+                _cleanup_free_ char *ours = NULL;
+
+                if (!streq(v->domain_uuid, uuid) || disk_alias_build(uuid, v->target, &ours) < 0 ||
+                    !streq_ptr(alias, ours))
+                        continue;
+                /* Only a detach that already answered Busy is waiting for
+                 * this; anything else is someone unplugging our disk behind
+                 * our back, which ends the volume just the same. */
+                volume_start_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
+                                     "the guest released it" : "it was unplugged outside this service");
+        }
+}
+
+void manager_on_virt_event(const VirtEvent *event, void *userdata) {
+        Manager *m = userdata;
+
+        switch (event->kind) {
+        case VIRT_EVENT_DOMAIN_STOPPED:
+                on_domain_stopped(m, event->domain_uuid);
+                break;
+        case VIRT_EVENT_DEVICE_REMOVED:
+                on_device_removed(m, event->domain_uuid, event->device_alias);
+                break;
+        case VIRT_EVENT_CONNECTED:
+                /* After an outage anything may have happened. */
+                if (!event->first) {
+                        log_info("Reconnected to libvirt; rescanning.");
+                        (void) manager_rescan(m, false);
+                }
+                break;
+        case VIRT_EVENT_DISCONNECTED:
+                log_warning("libvirt is unreachable; calls fail until it is back.");
+                break;
+        }
+}
