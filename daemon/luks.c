@@ -4,6 +4,7 @@
 #include <sys/utsname.h>
 
 #include "errors.h"
+#include "fault.h"
 #include "luks.h"
 #include "util.h"
 #include "volume-id.h"
@@ -159,6 +160,8 @@ int luks_activate(const char *source, const char *name, bool read_only, Passphra
                                       source, strerror(-r));
                 goto finish;
         }
+
+        fault_point("attach", 2);   /* mapping open, not attached */
 
         *ret_mapper_path = TAKE_PTR(path);
         r = 0;

@@ -9,6 +9,7 @@
 
 #include "disk-xml.h"
 #include "events.h"
+#include "fault.h"
 #include "manager.h"
 #include "mode.h"
 #include "util.h"
@@ -58,6 +59,7 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
                 ARG_MAX_VOLUMES,
                 ARG_IDLE,
                 ARG_LOG_LEVEL,
+                ARG_FAULT_FILE,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -68,6 +70,8 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
                 { "max-volumes", required_argument, NULL, ARG_MAX_VOLUMES },
                 { "idle-timeout", required_argument, NULL, ARG_IDLE },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                /* Test only; deliberately not in --help. */
+                { "fault-file", required_argument, NULL, ARG_FAULT_FILE },
                 {}
         };
         int c, r;
@@ -104,6 +108,9 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
                         if (r < 0)
                                 return log_error_errno(EINVAL, "Invalid --log-level: %s", optarg);
                         log_set_max_level(r);
+                        break;
+                case ARG_FAULT_FILE:
+                        fault_set_file(optarg);
                         break;
                 case '?':
                         return -EINVAL;

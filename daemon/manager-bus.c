@@ -10,6 +10,7 @@
 
 #include "disk-xml.h"
 #include "errors.h"
+#include "fault.h"
 #include "luks.h"
 #include "manager.h"
 #include "options.h"
@@ -68,8 +69,9 @@ static int host_mode_input(Manager *m, ModeInput *ret, HostInfo *ret_host, sd_bu
 
 /* ---------------------------------------------------------------- Attach */
 
-typedef struct AttachOp {
+struct AttachOp {
         Manager *manager;
+        AttachOp *next;             /* in Manager.attach_ops */
         sd_bus_message *message;
         char *domain;
         SourceInfo source;
@@ -81,11 +83,16 @@ typedef struct AttachOp {
         int r;
         sd_bus_error error;
         Volume *volume;
-} AttachOp;
+};
 
 static void attach_op_free(AttachOp *op) {
         if (!op)
                 return;
+        for (AttachOp **pp = &op->manager->attach_ops; *pp; pp = &(*pp)->next)
+                if (*pp == op) {
+                        *pp = op->next;
+                        break;
+                }
         if (op->claimed)
                 manager_release_source(op->manager, op->source.dev, op->source.ino);
         manager_call_end(op->manager);
@@ -121,6 +128,8 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
         r = virt_secret_create(m->virt, usage, &op->passphrase, secret_uuid, &op->error);
         if (r < 0)
                 return r;
+
+        fault_point("attach", 3);   /* secret complete, disk not plugged */
 
         DiskSpec spec = {
                 .block = op->source.block,
@@ -293,6 +302,8 @@ static void attach_job(void *userdata) {
         if (r < 0)
                 goto finish;
 
+        fault_point("attach", 1);   /* everything checked, nothing created */
+
         r = volume_new(virDomainGetName(dom), domain_uuid, target, &op->volume);
         if (r < 0)
                 goto finish;
@@ -314,6 +325,8 @@ static void attach_job(void *userdata) {
                 r = attach_native(op, dom, domain_uuid, target);
         else
                 r = attach_cryptsetup(op, dom, domain_uuid, target);
+        if (r >= 0)
+                fault_point("attach", 4);   /* plugged in, no object, no reply */
 
 finish:
         if (locked)
@@ -415,6 +428,8 @@ static int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *
                 return -ENOMEM;
         op->manager = m;
         op->options.passphrase_fd = -1;
+        op->next = m->attach_ops;
+        m->attach_ops = op;
         manager_call_begin(m);
 
         r = sd_bus_message_read(message, "ss", &domain, &source);
@@ -576,6 +591,8 @@ static void detach_job(void *userdata) {
                 }
         }
 
+        fault_point("detach", 2);   /* device gone, backing still there */
+
         /* The device is gone from the guest: now its backing can go. */
         if (op->secret_uuid)
                 r = virt_secret_undefine(m->virt, op->secret_uuid, &op->error);
@@ -585,6 +602,9 @@ static void detach_job(void *userdata) {
                 if (startswith(op->mapper_device, "/dev/mapper/" LUKS_MAPPING_PREFIX))
                         r = luks_deactivate(name, &op->error);
         }
+
+        if (r >= 0)
+                fault_point("detach", 3);   /* all gone but the object */
 
 finish:
         if (locked)
@@ -977,6 +997,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
+
+void manager_bus_drop_pending(Manager *m) {
+        while (m->attach_ops)
+                attach_op_free(m->attach_ops);
+}
 
 int manager_bus_register(Manager *m) {
         int r;

@@ -51,8 +51,12 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         /* Threads first: their done callbacks reference the manager. */
+        m->name_acquired = false;
         m->events = virt_events_stop(m->events);
         m->worker = worker_free(m->worker);
+        /* polkit drops pending queries without calling back, and the
+         * worker dropped queued jobs: their attaches still hold passphrases. */
+        manager_bus_drop_pending(m);
         m->polkit = polkit_registry_free(m->polkit);
 
         for (Volume *v = m->volumes, *n; v; v = n) {

@@ -38,6 +38,8 @@ typedef struct SourceClaim {
         struct SourceClaim *next;
 } SourceClaim;
 
+typedef struct AttachOp AttachOp;
+
 typedef struct Manager {
         ManagerConfig config;
 
@@ -55,6 +57,9 @@ typedef struct Manager {
 
         Volume *volumes;
         unsigned n_volumes;
+        /* Every Attach from parse to reply: at shutdown their passphrases
+         * are wiped even if polkit or a worker never got back to them. */
+        AttachOp *attach_ops;
         SourceClaim *claims;
         unsigned n_claims;
 
@@ -97,6 +102,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata);
 
 /* manager-bus.c */
 int manager_bus_register(Manager *m);
+void manager_bus_drop_pending(Manager *m);
 /* volume-bus.c */
 int volume_bus_register(Manager *m);
 int volume_bus_emit_added(Volume *v);

@@ -15,24 +15,45 @@
 typedef struct PolkitRegistry PolkitRegistry;
 
 /* Called once per query on the event loop.  allowed=true: go on with the
- * work.  allowed=false: error is set to the D-Bus error to reply with
- * (AccessDenied, InteractiveAuthorizationRequired, …); the continuation
- * replies itself (it usually just does sd_bus_reply_method_error(m, error)). */
+ * work (error is NULL).  allowed=false: error is set to the D-Bus error to
+ * reply with (AccessDenied, InteractiveAuthorizationRequired, …); the
+ * continuation replies itself (it usually just does
+ * sd_bus_reply_method_error(m, error)).  Never called from inside
+ * polkit_check_async(), and never for queries still pending when the
+ * registry is freed (see polkit_registry_free()).  It may start new checks
+ * or free the registry. */
 typedef void (*polkit_continuation_t)(sd_bus_message *m, bool allowed, const sd_bus_error *error, void *userdata);
 
-/* max_pending bounds concurrently pending queries; past it
- * polkit_check_async() returns -EBUSY (callers reply Error.Busy). */
+/* max_pending (> 0) bounds concurrently pending queries; past it
+ * polkit_check_async() returns -EBUSY (callers reply Error.Busy).  The
+ * registry holds a reference on bus. */
 int polkit_registry_new(sd_bus *bus, unsigned max_pending, PolkitRegistry **ret);
+/* Drops pending queries WITHOUT calling their continuations (their userdata
+ * must be owned elsewhere) and without replying to their messages: at
+ * shutdown the bus sends callers NoReply when our connection goes.  Free it
+ * before closing the bus.  Accepts NULL; returns NULL. */
 PolkitRegistry *polkit_registry_free(PolkitRegistry *r);
 unsigned polkit_registry_pending(PolkitRegistry *r);
 
 /* details: NULL-terminated list of key, value, key, value, …, NULL (may be NULL).
+ * The subject is m's sender (its unique bus name), AllowUserInteraction is
+ * set iff m allows interactive authorization.  If polkitd gives no usable
+ * answer (not running, error reply, timeout, malformed reply) the check
+ * fails closed: allowed only if the bus-verified euid of the sender is 0,
+ * else AccessDenied "polkit is unavailable (…); only root may call this
+ * method".
  * Returns 0 when the query was sent (the continuation will run later),
- * negative errno when it could not even be started (nothing will run). */
+ * negative errno when it could not even be started (nothing will run):
+ * -EBUSY past max_pending; -EINVAL for bad arguments (empty action, a
+ * key without value, no callback) or a message without sender; -ENOMEM;
+ * or sd-bus's error (e.g. -ENOTCONN). */
 int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
                        const char *const *details, polkit_continuation_t cb, void *userdata);
 
 /* Pure: maps polkit's (is_authorized, is_challenge, details) answer plus
- * whether the caller allowed interactive authorization to allowed / error. */
+ * whether the caller allowed interactive authorization to allowed / error.
+ * authorized → true; dismissed → AccessDenied; challenge → Interactive-
+ * AuthorizationRequired if !interactive_allowed, else AccessDenied; else
+ * AccessDenied.  Every error message names the action.  error may be NULL. */
 bool polkit_verdict(bool is_authorized, bool is_challenge, bool dismissed,
                     bool interactive_allowed, const char *action, sd_bus_error *error);

@@ -5,6 +5,7 @@
 
 #include "disk-xml.h"
 #include "errors.h"
+#include "fault.h"
 #include "util.h"
 #include "virt.h"
 #include "volume-id.h"
@@ -231,6 +232,8 @@ int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
                 goto finish;
         }
 
+        fault_point("attach", 2);   /* secret defined, no value */
+
         k = virSecretSetValue(secret, (*passphrase)->data, (*passphrase)->size, 0);
         /* The daemon's copy is no longer needed, whatever the outcome. */
         *passphrase = passphrase_free(*passphrase);
@@ -336,6 +339,8 @@ int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, un
                 if (!(e && e->code == VIR_ERR_DEVICE_MISSING))
                         return fail(error, "Cannot detach the disk");
         }
+
+        fault_point("detach", 1);   /* unplug requested, not yet confirmed */
 
         for (;;) {
                 bool present = disk_present(dom, target, error, &r);

@@ -101,9 +101,11 @@ static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
                 if (!j)
                         break;
 
+                /* Counted out before done runs: done may ask whether the
+                 * daemon is idle, and this job no longer keeps it busy. */
+                w->in_flight--;
                 if (j->done)
                         j->done(j->userdata);
-                w->in_flight--;
                 free(j);
         }
         return 0;

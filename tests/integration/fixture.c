@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -641,18 +642,61 @@ virt_error(void)
   return m ? m : "unknown libvirt error";
 }
 
+static virConnectPtr cached_conn;
+
 virConnectPtr
 lv_virt(void)
 {
-  static virConnectPtr conn;
+  virConnectPtr conn = cached_conn;
+  if (conn != NULL && virConnectIsAlive(conn) != 1) {
+    /* libvirtd was restarted (lv_restart_libvirtd): start afresh. */
+    virConnectClose(conn);
+    conn = cached_conn = NULL;
+  }
   if (conn == NULL) {
     const char *uri = require_env("LV_LIBVIRT_URI");
     virSetErrorFunc(NULL, quiet_virt_errors);
-    conn = virConnectOpen(uri);
+    conn = cached_conn = virConnectOpen(uri);
     if (conn == NULL)
       g_error("cannot connect to %s: %s", uri, virt_error());
   }
   return conn;
+}
+
+void
+lv_restart_libvirtd(void)
+{
+  g_autofree char *pidtext = NULL;
+  if (!g_file_get_contents("/run/libvirtd.pid", &pidtext, NULL, NULL))
+    g_error("cannot read /run/libvirtd.pid");
+  pid_t pid = (pid_t) g_ascii_strtoll(pidtext, NULL, 10);
+  g_assert_cmpint(pid, >, 1);
+  g_assert_no_errno(kill(pid, SIGTERM));
+  for (int i = 0; i < 1000 && kill(pid, 0) == 0; i++)
+    g_usleep(10 * 1000);
+  if (kill(pid, 0) == 0)
+    g_error("libvirtd (pid %d) did not exit within 10 s", (int) pid);
+  if (cached_conn != NULL) {
+    virConnectClose(cached_conn);
+    cached_conn = NULL;
+  }
+  /* The same way sandbox.sh starts it; it reconnects to running guests. */
+  const char *argv[] = { "libvirtd", "-d", NULL };
+  g_autoptr(GError) error = NULL;
+  gint status = 0;
+  g_auto(GStrv) env = g_environ_setenv(g_get_environ(), "LIBVIRT_LOG_OUTPUTS",
+                                        "3:file:/var/log/libvirt/libvirtd.log", TRUE);
+  if (!g_spawn_sync(NULL, (char **) argv, env, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, &error))
+    g_error("cannot start libvirtd: %s", error->message);
+  for (int i = 0; i < 2000; i++) {
+    virConnectPtr c = virConnectOpen(require_env("LV_LIBVIRT_URI"));
+    if (c != NULL) {
+      cached_conn = c;
+      return;
+    }
+    g_usleep(10 * 1000);
+  }
+  g_error("libvirtd did not come back within 20 s");
 }
 
 virDomainPtr

@@ -125,8 +125,11 @@ void lv_losetup_detach(const char *dev);
 
 /* ---- libvirt -------------------------------------------------------------- */
 
-/* Cached connection to $LV_LIBVIRT_URI (qemu:///system). */
+/* Cached connection to $LV_LIBVIRT_URI (qemu:///system); reopened if dead. */
 virConnectPtr lv_virt(void);
+/* SIGTERM libvirtd, start it again as sandbox.sh does, wait until it answers.
+ * Running guests survive (libvirtd reconnects to them); ephemeral secrets do not. */
+void lv_restart_libvirtd(void);
 
 /* Start a transient, OS-less TCG guest (64 MiB, ACPI, pc, pty console,
  * virtio-scsi controller).  Caller releases with lv_destroy_guest(). */

@@ -132,7 +132,7 @@ typedef struct Fixture {
         char *reply_error_name;
 } Fixture;
 
-static int stub_authority(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+static int stub_authority(sd_bus_message *m, void *userdata, sd_bus_error *ret_error _unused_) {
         Fixture *f = userdata;
         const char *kind, *action, *cancel_id;
         int r;
@@ -249,7 +249,7 @@ static const sd_bus_vtable service_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
-static int client_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+static int client_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error _unused_) {
         Fixture *f = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
@@ -291,7 +291,7 @@ static void fixture_setup(Fixture *f, gconstpointer with_authority) {
         f->client = bus_connect(f);
 }
 
-static void fixture_teardown(Fixture *f, gconstpointer unused) {
+static void fixture_teardown(Fixture *f, gconstpointer unused _unused_) {
         for (unsigned i = 0; i < f->n_held; i++)
                 sd_bus_message_unref(f->held[i]);
         f->registry = polkit_registry_free(f->registry);
@@ -341,7 +341,7 @@ static void run_for(Fixture *f, unsigned msec) {
                 g_assert_cmpint(sd_event_run(f->event, 10 * 1000), >=, 0);
 }
 
-static void test_wire_format(Fixture *f, gconstpointer unused) {
+static void test_wire_format(Fixture *f, gconstpointer unused _unused_) {
         static const char *const details[] = {
                 "domain", "web1",
                 "source", "/var/lib/libvirt/images/a.img",
@@ -384,7 +384,7 @@ static void test_wire_format(Fixture *f, gconstpointer unused) {
         g_assert_cmpuint(f->asked_flags, ==, 1);
 }
 
-static void test_no_details(Fixture *f, gconstpointer unused) {
+static void test_no_details(Fixture *f, gconstpointer unused _unused_) {
         f->details = NULL;
         f->mode = STUB_ANSWER;
         f->answer_authorized = true;
@@ -395,7 +395,7 @@ static void test_no_details(Fixture *f, gconstpointer unused) {
         g_assert_true(f->cont_allowed);
 }
 
-static void test_challenge_reaches_caller(Fixture *f, gconstpointer unused) {
+static void test_challenge_reaches_caller(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_ANSWER;
         f->answer_challenge = true;
 
@@ -409,7 +409,7 @@ static void test_challenge_reaches_caller(Fixture *f, gconstpointer unused) {
         g_assert_cmpstr(f->reply_error_name, ==, DBUS_ERROR_ACCESS_DENIED);
 }
 
-static void test_dismissed_detail(Fixture *f, gconstpointer unused) {
+static void test_dismissed_detail(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_ANSWER;
         f->answer_dismissed = true;
 
@@ -436,7 +436,7 @@ static void assert_failed_closed(Fixture *f) {
         }
 }
 
-static void test_error_reply_fails_closed(Fixture *f, gconstpointer unused) {
+static void test_error_reply_fails_closed(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_ERROR;
 
         client_call(f, false);
@@ -444,7 +444,7 @@ static void test_error_reply_fails_closed(Fixture *f, gconstpointer unused) {
         assert_failed_closed(f);
 }
 
-static void test_malformed_reply_fails_closed(Fixture *f, gconstpointer unused) {
+static void test_malformed_reply_fails_closed(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_MALFORMED;
 
         client_call(f, false);
@@ -452,14 +452,14 @@ static void test_malformed_reply_fails_closed(Fixture *f, gconstpointer unused) 
         assert_failed_closed(f);
 }
 
-static void test_no_polkitd_fails_closed(Fixture *f, gconstpointer unused) {
+static void test_no_polkitd_fails_closed(Fixture *f, gconstpointer unused _unused_) {
         /* nobody owns org.freedesktop.PolicyKit1 on this bus */
         client_call(f, false);
         run_until_replies(f, 1);
         assert_failed_closed(f);
 }
 
-static void test_max_pending(Fixture *f, gconstpointer unused) {
+static void test_max_pending(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_HOLD;
 
         for (unsigned i = 0; i < 5; i++)
@@ -486,7 +486,7 @@ static void test_max_pending(Fixture *f, gconstpointer unused) {
         g_assert_cmpuint(polkit_registry_pending(f->registry), ==, 4);
 }
 
-static void test_free_drops_pending(Fixture *f, gconstpointer unused) {
+static void test_free_drops_pending(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_HOLD;
 
         client_call(f, false);
@@ -505,7 +505,7 @@ static void test_free_drops_pending(Fixture *f, gconstpointer unused) {
         g_assert_cmpuint(f->n_replies, ==, 0);
 }
 
-static void test_free_from_continuation(Fixture *f, gconstpointer unused) {
+static void test_free_from_continuation(Fixture *f, gconstpointer unused _unused_) {
         f->mode = STUB_HOLD;
         f->free_registry_in_continuation = true;
 
@@ -524,7 +524,7 @@ static void test_free_from_continuation(Fixture *f, gconstpointer unused) {
         g_assert_cmpuint(f->n_continuations, ==, 1);
 }
 
-static void test_bad_arguments(Fixture *f, gconstpointer unused) {
+static void test_bad_arguments(Fixture *f, gconstpointer unused _unused_) {
         static const char *const odd[] = { "domain", NULL };
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
 
