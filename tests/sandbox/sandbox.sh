@@ -28,6 +28,7 @@
 #                            inherit the bus's stdout/stderr, so it is their log
 #   LV_POLKIT_RULES_DIR      writable, watched by polkitd (/etc/polkit-1/rules.d)
 #   LV_LIBVIRT_URI           qemu:///system
+#   LV_BUS_SERVICES_DIR      the bus's activation directory
 #   TMPDIR                   $LV_SANDBOX_DIR/tmp
 #
 # Exit status: CMD's status.  77 (skip) when not root or a required host
@@ -341,6 +342,8 @@ export LV_SANDBOX_DIR=$SB
 export LV_DAEMON_LOG=$SB/bus.log
 export LV_POLKIT_RULES_DIR=$SB/polkit-rules
 export LV_LIBVIRT_URI=qemu:///system
+# Tests that take polkitd away remove its activation file from here.
+export LV_BUS_SERVICES_DIR=$PRIV/bus/services
 export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$BUS_SOCKET
 export TMPDIR=$SB/tmp
 : >"$LV_DAEMON_LOG"
