@@ -137,3 +137,10 @@ static inline void *mfree(void *p) {
         free(p);
         return NULL;
 }
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif

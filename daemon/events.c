@@ -3,10 +3,19 @@
 #include <libvirt/virterror.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <time.h>
 
 #include "events.h"
 #include "util.h"
+
+struct RemovalWatch {
+        char domain_uuid[37];
+        char *alias;
+        bool removed;
+        RemovalWatch *next;
+};
 
 struct VirtEvents {
         char *uri;
@@ -23,6 +32,8 @@ struct VirtEvents {
         VirtEvent *head, *tail;    /* for the sd-event loop */
         bool stopping;
         int wake_timer;            /* a libvirt timeout used to wake the loop */
+        RemovalWatch *watches;     /* under lock */
+        pthread_cond_t removal_cond;
 
         /* events thread only */
         virConnectPtr conn;
@@ -71,7 +82,78 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 }
 
 static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
-        post_simple(opaque, VIRT_EVENT_DEVICE_REMOVED, dom, alias);
+        VirtEvents *e = opaque;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        if (virDomainGetUUIDString(dom, uuid) >= 0) {
+                pthread_mutex_lock(&e->lock);
+                for (RemovalWatch *w = e->watches; w; w = w->next)
+                        if (streq(w->domain_uuid, uuid) && streq_ptr(w->alias, alias))
+                                w->removed = true;
+                pthread_cond_broadcast(&e->removal_cond);
+                pthread_mutex_unlock(&e->lock);
+        }
+        post_simple(e, VIRT_EVENT_DEVICE_REMOVED, dom, alias);
+}
+
+RemovalWatch *virt_events_watch_removal(VirtEvents *e, const char *domain_uuid, const char *alias) {
+        RemovalWatch *w;
+
+        if (!e)
+                return NULL;
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return NULL;
+        snprintf(w->domain_uuid, sizeof w->domain_uuid, "%s", domain_uuid);
+        w->alias = strdup(alias);
+        if (!w->alias) {
+                free(w);
+                return NULL;
+        }
+        pthread_mutex_lock(&e->lock);
+        w->next = e->watches;
+        e->watches = w;
+        pthread_mutex_unlock(&e->lock);
+        return w;
+}
+
+bool virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms) {
+        struct timespec deadline;
+        bool removed;
+
+        if (!e || !w) {
+                usleep(timeout_ms * 1000U);
+                return false;
+        }
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+
+        pthread_mutex_lock(&e->lock);
+        while (!w->removed)
+                if (pthread_cond_timedwait(&e->removal_cond, &e->lock, &deadline) == ETIMEDOUT)
+                        break;
+        removed = w->removed;
+        pthread_mutex_unlock(&e->lock);
+        return removed;
+}
+
+void virt_events_unwatch_removal(VirtEvents *e, RemovalWatch *w) {
+        if (!e || !w)
+                return;
+        pthread_mutex_lock(&e->lock);
+        for (RemovalWatch **pp = &e->watches; *pp; pp = &(*pp)->next)
+                if (*pp == w) {
+                        *pp = w->next;
+                        break;
+                }
+        pthread_mutex_unlock(&e->lock);
+        free(w->alias);
+        free(w);
 }
 
 static void on_close(virConnectPtr conn, int reason, void *opaque) {
@@ -204,6 +286,7 @@ int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t han
         e->cb_lifecycle = e->cb_removed = -1;
         e->wake_timer = -1;
         pthread_mutex_init(&e->lock, NULL);
+        pthread_cond_init(&e->removal_cond, NULL);
         e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (!e->uri || e->efd < 0) {
                 virt_events_stop(e);
@@ -251,6 +334,7 @@ VirtEvents *virt_events_stop(VirtEvents *e) {
         sd_event_source_disable_unref(e->source);
         if (e->efd >= 0)
                 close(e->efd);
+        pthread_cond_destroy(&e->removal_cond);
         pthread_mutex_destroy(&e->lock);
         free(e->uri);
         free(e);

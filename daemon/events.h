@@ -35,6 +35,15 @@ typedef struct VirtEvents VirtEvents;
  * detection). */
 int virt_events_init(void);
 
+/* Lets a worker thread wait for a device-removed event without going
+ * through the sd-event loop: the events thread signals it directly.
+ * Watch before asking for the removal, so the event cannot be missed. */
+typedef struct RemovalWatch RemovalWatch;
+RemovalWatch *virt_events_watch_removal(VirtEvents *e, const char *domain_uuid, const char *alias);
+/* Returns true once the removal was seen; waits at most timeout_ms. */
+bool virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms);
+void virt_events_unwatch_removal(VirtEvents *e, RemovalWatch *w);
+
 int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata,
                       VirtEvents **ret);
 VirtEvents *virt_events_stop(VirtEvents *e);

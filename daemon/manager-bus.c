@@ -530,6 +530,25 @@ static void detach_op_free(DetachOp *op) {
         free(op);
 }
 
+typedef struct RemovalWaiter {
+        VirtEvents *events;
+        RemovalWatch *watch;
+        bool seen;
+} RemovalWaiter;
+
+static bool removal_wait(void *userdata, unsigned ms) {
+        RemovalWaiter *w = userdata;
+
+        /* After the event, only the periodic look remains (the live XML
+         * may lag the event by a moment in theory). */
+        if (w->seen || !w->watch) {
+                usleep(MIN(ms, 50U) * 1000U);
+                return false;
+        }
+        w->seen = virt_events_wait_removal(w->events, w->watch, ms);
+        return w->seen;
+}
+
 /* Worker thread.  The live XML decides: <encryption> → native (undefine
  * the secret it names), none → cryptsetup (close the mapping); the
  * device is removed from the guest first, its backing after. */
@@ -577,7 +596,13 @@ static void detach_job(void *userdata) {
         }
 
         if (have_disk) {
-                r = virt_detach_disk(dom, op->target, d.alias, op->options.timeout_sec * 1000U, &op->error);
+                RemovalWaiter waiter = {
+                        .events = m->events,
+                        .watch = d.alias ? virt_events_watch_removal(m->events, op->domain_uuid, d.alias) : NULL,
+                };
+                r = virt_detach_disk(dom, op->target, d.alias, op->options.timeout_sec * 1000U,
+                                     removal_wait, &waiter, &op->error);
+                virt_events_unwatch_removal(m->events, waiter.watch);
                 if (r < 0)
                         goto finish;
                 /* The XML decides the mode: <encryption> names the secret in

@@ -251,6 +251,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 on_device_removed(m, event->domain_uuid, event->device_alias);
                 break;
         case VIRT_EVENT_CONNECTED:
+                virt_invalidate_host_info(m->virt);
                 /* After an outage anything may have happened. */
                 if (!event->first) {
                         log_info("Reconnected to libvirt; rescanning.");
@@ -258,6 +259,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 }
                 break;
         case VIRT_EVENT_DISCONNECTED:
+                virt_invalidate_host_info(m->virt);
                 log_warning("libvirt is unreachable; calls fail until it is back.");
                 break;
         }

@@ -27,10 +27,20 @@ struct Virt {
          * separate connections proceed in parallel.  Worker threads are
          * reused, so a connection is too, and it closes with its thread. */
         pthread_key_t conn_key;
-        pthread_mutex_t lock;   /* protects the domain lock list */
+        pthread_mutex_t lock;   /* protects the domain lock list and the host info cache */
         pthread_cond_t cond;
         DomainLock *held;
+
+        /* Versions only change when libvirtd (or QEMU under it) does; every
+         * Attach and Probe needs them, so they are cached per connection
+         * epoch, and for at most HOST_INFO_TTL_MS in case QEMU is upgraded
+         * under a running libvirtd. */
+        HostInfo host_info;
+        uint64_t host_info_time;
+        bool host_info_valid;
 };
+
+#define HOST_INFO_TTL_MS (60U * 1000U)
 
 static void conn_close_destructor(void *p) {
         virConnectClose(p);
@@ -106,6 +116,7 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
         if (c && virConnectIsAlive(c) != 1) {
                 /* libvirtd went away (restart, crash): start afresh. */
                 log_warning("Connection to libvirt at %s was lost, reconnecting.", v->uri);
+                virt_invalidate_host_info(v);
                 virConnectClose(c);
                 c = NULL;
                 (void) pthread_setspecific(v->conn_key, NULL);
@@ -126,11 +137,27 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
         return 0;
 }
 
+static uint64_t now_ms(void);
+
+void virt_invalidate_host_info(Virt *v) {
+        pthread_mutex_lock(&v->lock);
+        v->host_info_valid = false;
+        pthread_mutex_unlock(&v->lock);
+}
+
 int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         HostInfo h = {};
         const char *type;
         int r;
+
+        pthread_mutex_lock(&v->lock);
+        if (v->host_info_valid && now_ms() - v->host_info_time < HOST_INFO_TTL_MS) {
+                *ret = v->host_info;
+                pthread_mutex_unlock(&v->lock);
+                return 0;
+        }
+        pthread_mutex_unlock(&v->lock);
 
         r = virt_connect(v, &conn, error);
         if (r < 0)
@@ -144,6 +171,12 @@ int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error) {
         if (!type)
                 return fail(error, "Cannot read the hypervisor type");
         snprintf(h.hypervisor, sizeof h.hypervisor, "%s", type);
+
+        pthread_mutex_lock(&v->lock);
+        v->host_info = h;
+        v->host_info_time = now_ms();
+        v->host_info_valid = true;
+        pthread_mutex_unlock(&v->lock);
 
         *ret = h;
         return 0;
@@ -205,16 +238,6 @@ int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
         if (r < 0)
                 goto finish;
 
-        /* Our usage ids encode domain and target, and the caller holds that
-         * domain's lock with the target free in the live XML: a secret
-         * already defined under this id is an orphan of a crashed run. */
-        secret = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_VOLUME, usage_id);
-        if (secret) {
-                log_notice("Removing orphaned secret for usage '%s'.", usage_id);
-                (void) virSecretUndefine(secret);
-                virSecretFree(TAKE_PTR(secret));
-        }
-
         r = secret_xml_build(usage_id, "luksvolumed: passphrase of an attached LUKS volume", &xml);
         if (r < 0) {
                 r = sd_bus_error_set_errnof(error, -r, "Cannot build the secret XML: %s", strerror(-r));
@@ -222,6 +245,20 @@ int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
         }
 
         secret = virSecretDefineXML(conn, xml, 0);
+        if (!secret) {
+                /* Our usage ids encode domain and target, and the caller
+                 * holds that domain's lock with the target free in the live
+                 * XML: a secret already defined under this id is an orphan
+                 * of a crashed run.  Looked for only on failure, to keep
+                 * the common path at one RPC. */
+                virSecretPtr old = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_VOLUME, usage_id);
+                if (old) {
+                        log_notice("Removing orphaned secret for usage '%s'.", usage_id);
+                        (void) virSecretUndefine(old);
+                        virSecretFree(old);
+                        secret = virSecretDefineXML(conn, xml, 0);
+                }
+        }
         if (!secret) {
                 r = fail(error, "Cannot define the libvirt secret");
                 goto finish;
@@ -325,7 +362,8 @@ static uint64_t now_ms(void) {
         return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
-int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error) {
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms,
+                     virt_removal_wait_t wait, void *wait_userdata, sd_bus_error *error) {
         uint64_t deadline = now_ms() + timeout_ms;
         int r;
 
@@ -348,11 +386,18 @@ int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, un
                         return r;
                 if (!present)
                         return 0;
-                if (now_ms() >= deadline)
+                uint64_t now = now_ms();
+                if (now >= deadline)
                         return sd_bus_error_setf(error, LV_ERROR_BUSY,
                                                  "The guest has not released disk '%s' within %u s.",
                                                  target, timeout_ms / 1000);
-                usleep(50 * 1000);
+                /* Woken at once by the device-removed event; the periodic
+                 * look covers an event lost to a reconnect. */
+                unsigned ms = (unsigned) MIN(deadline - now, (uint64_t) 250);
+                if (wait)
+                        (void) wait(wait_userdata, ms);
+                else
+                        usleep(MIN(ms, 50U) * 1000U);
         }
 }
 

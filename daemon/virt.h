@@ -27,7 +27,10 @@ Virt *virt_free(Virt *v);
 /* Returns a new reference to a live connection, (re)connecting if needed. */
 int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error);
 
+/* Cached; see virt_invalidate_host_info(). */
 int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error);
+/* libvirtd went away or came back: the versions may have changed. */
+void virt_invalidate_host_info(Virt *v);
 
 /* By name or UUID. Error.NoSuchDomain; Error.DomainNotRunning if inactive. */
 int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error);
@@ -44,9 +47,15 @@ int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error);
 
 int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error);
 
+/* Waits up to ms for a sign that the device may be gone; returns true if
+ * it knows so (a device-removed event). */
+typedef bool (*virt_removal_wait_t)(void *userdata, unsigned ms);
+
 /* Asks for removal and waits until the disk with that target is gone from
- * the live XML or timeout_ms passes (-ETIMEDOUT, Error.Busy). */
-int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error);
+ * the live XML or timeout_ms passes (Error.Busy).  The live XML is the
+ * judge; wait (may be NULL: plain sleeps) only decides when to look. */
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms,
+                     virt_removal_wait_t wait, void *wait_userdata, sd_bus_error *error);
 
 /* Per-domain serialisation of target choice + hot-plug + unplug: two
  * callers must never pick the same free target at once. */
