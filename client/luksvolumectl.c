@@ -23,7 +23,9 @@
 #include <sys/stat.h>
 #include <termios.h>
 
+#include <json-c/json.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
 
 #include "errors.h"
 #include "util.h"
@@ -36,6 +38,8 @@
 #define VOLUME_IFACE     "org.example.LuksVolume1.Volume"
 #define OBJECT_MANAGER_IFACE "org.freedesktop.DBus.ObjectManager"
 #define PROPERTIES_IFACE "org.freedesktop.DBus.Properties"
+/* Where volume objects live: MANAGER_PATH/volume/<id> */
+#define VOLUME_PATH_PREFIX MANAGER_PATH "/volume/"
 
 /* Same cap as the daemon applies; LUKS itself allows more, but nobody types
  * 8 KiB, and a bounded size guarantees the whole secret fits into the pipe
@@ -79,6 +83,16 @@ static bool arg_read_only = false;
 static const char *arg_passphrase_file = NULL;
 static bool arg_timeout_set = false;
 static uint32_t arg_timeout = 0;
+static const char *arg_host = NULL;
+
+typedef enum JsonMode {
+        JSON_OFF,
+        JSON_SHORT,
+        JSON_PRETTY,
+} JsonMode;
+static JsonMode arg_json = JSON_OFF;
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
 
 /* ───────────────────────── errors → exit status ───────────────────────── */
 
@@ -144,6 +158,10 @@ static int make_absolute(const char *path, char **ret) {
         _cleanup_free_ char *cwd = NULL;
         char *p;
 
+        /* Our working directory means nothing on another host. */
+        if (arg_host && path[0] != '/')
+                return -EREMOTE;
+
         /* The daemon runs with "/" as working directory, so a relative
          * SOURCE would silently refer to the wrong file there. Symlinks are
          * left alone: resolving them is the daemon's business. */
@@ -191,7 +209,8 @@ static int parse_u32(const char *s, uint32_t *ret) {
 
 typedef struct Prop {
         char *name;
-        char *value; /* already formatted for display */
+        char *value;              /* already formatted for display */
+        struct json_object *json; /* the same value, typed, for --json; NULL is JSON null */
 } Prop;
 
 typedef struct PropList {
@@ -203,6 +222,7 @@ static void prop_list_done(PropList *l) {
         for (size_t i = 0; i < l->n; i++) {
                 free(l->items[i].name);
                 free(l->items[i].value);
+                json_object_put(l->items[i].json);
         }
         free(l->items);
         *l = (PropList) {};
@@ -215,7 +235,8 @@ static const char *prop_list_get(const PropList *l, const char *name) {
         return NULL;
 }
 
-static int prop_list_add(PropList *l, const char *name, char *value) {
+/* Takes ownership of value and json on success only. */
+static int prop_list_add(PropList *l, const char *name, char *value, struct json_object *json) {
         Prop *n;
         char *nm;
 
@@ -228,7 +249,7 @@ static int prop_list_add(PropList *l, const char *name, char *value) {
                 return -ENOMEM;
         }
         l->items = n;
-        l->items[l->n++] = (Prop) { .name = nm, .value = value };
+        l->items[l->n++] = (Prop) { .name = nm, .value = value, .json = json };
         return 0;
 }
 
@@ -261,8 +282,76 @@ static void prop_list_sort(PropList *l, const char *const *order) {
                 qsort(l->items, l->n, sizeof(Prop), prop_cmp);
 }
 
-/* Formats one basic value the message is positioned at. */
-static int format_basic(sd_bus_message *m, char type, FILE *out) {
+/* ──────────────────────────────── JSON ───────────────────────────────── */
+
+/* json_object_object_add() that always consumes val, and says -ENOMEM
+ * instead of -1. val may be NULL (JSON null). */
+static int json_add(struct json_object *obj, const char *key, struct json_object *val) {
+        if (json_object_object_add(obj, key, val) < 0) {
+                json_object_put(val);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* json_add() of a new string; NULL s is JSON null. */
+static int json_add_string(struct json_object *obj, const char *key, const char *s) {
+        struct json_object *v = NULL;
+
+        if (s) {
+                v = json_object_new_string(s);
+                if (!v)
+                        return -ENOMEM;
+        }
+        return json_add(obj, key, v);
+}
+
+/* Adds every property of l to obj, in l's order (json-c keeps insertion
+ * order, so the contract order survives into the output). */
+static int json_add_props(struct json_object *obj, const PropList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                int r = json_add(obj, l->items[i].name, json_object_get(l->items[i].json));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int json_new_props(const PropList *l, struct json_object **ret) {
+        _cleanup_(json_object_putp) struct json_object *obj = NULL;
+        int r;
+
+        obj = json_object_new_object();
+        if (!obj)
+                return -ENOMEM;
+        r = json_add_props(obj, l);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(obj);
+        return 0;
+}
+
+/* Prints j as one line (--json, --json=short) or indented (--json=pretty). */
+static int print_json(struct json_object *j) {
+        int flags = JSON_C_TO_STRING_NOSLASHESCAPE; /* "/org/…", not "\/org\/…" */
+        const char *s;
+
+        flags |= arg_json == JSON_PRETTY ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
+                                         : JSON_C_TO_STRING_PLAIN;
+        s = json_object_to_json_string_ext(j, flags);
+        if (!s)
+                return -ENOMEM;
+        if (puts(s) < 0)
+                return errno ? -errno : -EIO;
+        return 0;
+}
+
+/* ────────────────────────────── variants ─────────────────────────────── */
+
+/* Reads one basic value the message is positioned at; writes its display
+ * form to out and returns its typed JSON form in *ret_json (NULL for null:
+ * file descriptors have no meaningful JSON value). */
+static int format_basic(sd_bus_message *m, char type, FILE *out, struct json_object **ret_json) {
         union {
                 uint8_t u8;
                 int b;
@@ -276,6 +365,8 @@ static int format_basic(sd_bus_message *m, char type, FILE *out) {
                 const char *s;
                 int fd;
         } v;
+        struct json_object *j = NULL;
+        bool null = false;
         int r;
 
         r = sd_bus_message_read_basic(m, type, &v);
@@ -283,19 +374,23 @@ static int format_basic(sd_bus_message *m, char type, FILE *out) {
                 return r < 0 ? r : -EBADMSG;
 
         switch (type) {
-        case 'y': fprintf(out, "%" PRIu8, v.u8); break;
-        case 'b': fputs(v.b ? "yes" : "no", out); break;
-        case 'n': fprintf(out, "%" PRIi16, v.i16); break;
-        case 'q': fprintf(out, "%" PRIu16, v.u16); break;
-        case 'i': fprintf(out, "%" PRIi32, v.i32); break;
-        case 'u': fprintf(out, "%" PRIu32, v.u32); break;
-        case 'x': fprintf(out, "%" PRIi64, v.i64); break;
-        case 't': fprintf(out, "%" PRIu64, v.u64); break;
-        case 'd': fprintf(out, "%g", v.d); break;
-        case 's': case 'o': case 'g': fputs(v.s, out); break;
-        case 'h': fprintf(out, "fd %d", v.fd); break;
+        case 'y': fprintf(out, "%" PRIu8, v.u8); j = json_object_new_int64(v.u8); break;
+        case 'b': fputs(v.b ? "yes" : "no", out); j = json_object_new_boolean(v.b); break;
+        case 'n': fprintf(out, "%" PRIi16, v.i16); j = json_object_new_int64(v.i16); break;
+        case 'q': fprintf(out, "%" PRIu16, v.u16); j = json_object_new_int64(v.u16); break;
+        case 'i': fprintf(out, "%" PRIi32, v.i32); j = json_object_new_int64(v.i32); break;
+        case 'u': fprintf(out, "%" PRIu32, v.u32); j = json_object_new_int64(v.u32); break;
+        case 'x': fprintf(out, "%" PRIi64, v.i64); j = json_object_new_int64(v.i64); break;
+        case 't': fprintf(out, "%" PRIu64, v.u64); j = json_object_new_uint64(v.u64); break;
+        case 'd': fprintf(out, "%g", v.d); j = json_object_new_double(v.d); break;
+        case 's': case 'o': case 'g': fputs(v.s, out); j = json_object_new_string(v.s); break;
+        case 'h': fprintf(out, "fd %d", v.fd); null = true; break;
         default: return -EOPNOTSUPP;
         }
+        if (!j && !null)
+                return -ENOMEM;
+
+        *ret_json = j;
         return 0;
 }
 
@@ -303,10 +398,12 @@ static bool is_basic_type(char t) {
         return t && strchr("ybnqiuxtdsogh", t);
 }
 
-/* Reads the variant the message is positioned at into a display string.
- * Basic values and arrays of them are printed; anything fancier (which the
- * v1 contract does not use) is skipped and shown by its signature. */
-static int format_variant(sd_bus_message *m, char **ret) {
+/* Reads the variant the message is positioned at into a display string
+ * and a typed JSON value. Basic values and arrays of them are converted;
+ * anything fancier (which the v1 contract does not use) is skipped, shown
+ * by its signature and given as JSON null. */
+static int format_variant(sd_bus_message *m, char **ret, struct json_object **ret_json) {
+        _cleanup_(json_object_putp) struct json_object *json = NULL;
         _cleanup_free_ char *buf = NULL;
         _cleanup_fclose_ FILE *out = NULL;
         const char *contents;
@@ -329,12 +426,17 @@ static int format_variant(sd_bus_message *m, char **ret) {
                 return r;
 
         if (is_basic_type(contents[0]) && contents[1] == '\0')
-                r = format_basic(m, contents[0], out);
+                r = format_basic(m, contents[0], out, &json);
         else if (contents[0] == 'a' && is_basic_type(contents[1]) && contents[2] == '\0') {
+                json = json_object_new_array();
+                if (!json)
+                        return -ENOMEM;
                 r = sd_bus_message_enter_container(m, 'a', contents + 1);
                 if (r < 0)
                         return r;
                 for (bool first = true;; first = false) {
+                        struct json_object *element = NULL;
+
                         r = sd_bus_message_at_end(m, false);
                         if (r < 0)
                                 return r;
@@ -342,9 +444,13 @@ static int format_variant(sd_bus_message *m, char **ret) {
                                 break;
                         if (!first)
                                 fputc(' ', out);
-                        r = format_basic(m, contents[1], out);
+                        r = format_basic(m, contents[1], out, &element);
                         if (r < 0)
                                 return r;
+                        if (json_object_array_add(json, element) < 0) {
+                                json_object_put(element);
+                                return -ENOMEM;
+                        }
                 }
                 r = sd_bus_message_exit_container(m);
         } else {
@@ -362,6 +468,7 @@ static int format_variant(sd_bus_message *m, char **ret) {
                 return -ENOMEM;
         fclose(TAKE_PTR(out));
         *ret = TAKE_PTR(buf);
+        *ret_json = TAKE_PTR(json);
         return 0;
 }
 
@@ -374,19 +481,21 @@ static int read_prop_list(sd_bus_message *m, PropList *l) {
                 return r;
 
         while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                _cleanup_(json_object_putp) struct json_object *json = NULL;
                 _cleanup_free_ char *value = NULL;
                 const char *name;
 
                 r = sd_bus_message_read_basic(m, 's', &name);
                 if (r < 0)
                         return r;
-                r = format_variant(m, &value);
+                r = format_variant(m, &value, &json);
                 if (r < 0)
                         return r;
-                r = prop_list_add(l, name, value);
+                r = prop_list_add(l, name, value, json);
                 if (r < 0)
                         return r;
                 TAKE_PTR(value);
+                TAKE_PTR(json);
 
                 r = sd_bus_message_exit_container(m);
                 if (r < 0)
@@ -851,14 +960,73 @@ static int passphrase_pipe(const char *secret, size_t len, int *ret_fd) {
 
 /* ─────────────────────────────── verbs ───────────────────────────────── */
 
-static int connect_bus(sd_bus **ret) {
+/* Whether an executable named name is in $PATH (what execvp() would run). */
+static bool in_path(const char *name) {
+        _cleanup_free_ char *copy = NULL;
+        const char *path = getenv("PATH");
+        char *saveptr = NULL;
+
+        /* execvp()'s default search path when PATH is unset. */
+        copy = strdup(path ? path : "/bin:/usr/bin");
+        if (!copy)
+                return true; /* let the exec tell */
+        for (char *dir = strtok_r(copy, ":", &saveptr); dir; dir = strtok_r(NULL, ":", &saveptr)) {
+                _cleanup_free_ char *p = NULL;
+
+                if (asprintf(&p, "%s/%s", isempty(dir) ? "." : dir, name) < 0)
+                        return true;
+                if (access(p, X_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* Step: the system bus of --host over ssh, as systemctl -H does. */
+static int connect_remote(sd_bus **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
-        /* sd_bus_open_system() honours $DBUS_SYSTEM_BUS_ADDRESS. */
-        r = sd_bus_open_system(&bus);
+        /* sd-bus runs "ssh -xT -- HOST systemd-stdio-bridge" in a child; when
+         * the exec fails, all we would ever see is ENOTCONN, so look first. */
+        if (!in_path("ssh"))
+                return fail(EXIT_FAIL, "--host needs ssh(1), which was not found in $PATH; "
+                            "install an ssh client (e.g. openssh-client).");
+
+        r = sd_bus_open_system_remote(&bus, arg_host);
         if (r < 0)
-                return fail_errno(EXIT_FAIL, r, "Failed to connect to the system bus: %m");
+                return fail_errno(EXIT_FAIL, r, "Failed to connect to the system bus of %s: %m", arg_host);
+
+        /* Opening only starts ssh. Make one round trip now, so that an
+         * unreachable host, a refused login or a missing systemd-stdio-bridge
+         * shows up as a connection failure and not as the first call's. */
+        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "GetId", &error, NULL, NULL);
+        if (r < 0) {
+                log_error_errno(r, PROGRAM ": Failed to connect to the system bus of %s over ssh: %m", arg_host);
+                log_error(PROGRAM ": Hint: ssh's own message, if any, is above; %s must be reachable "
+                          "with ssh and have systemd-stdio-bridge installed.", arg_host);
+                return EXIT_FAIL;
+        }
+
+        *ret = TAKE_PTR(bus);
+        return EXIT_OK;
+}
+
+static int connect_bus(sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r, status;
+
+        if (arg_host) {
+                status = connect_remote(&bus);
+                if (status != EXIT_OK)
+                        return status;
+        } else {
+                /* sd_bus_open_system() honours $DBUS_SYSTEM_BUS_ADDRESS. */
+                r = sd_bus_open_system(&bus);
+                if (r < 0)
+                        return fail_errno(EXIT_FAIL, r, "Failed to connect to the system bus: %m");
+        }
 
         /* Like systemd's tools: let polkit ask the user only when there is
          * someone at a terminal to answer. */
@@ -941,6 +1109,8 @@ static int verb_attach(int argc, char **argv) {
                 return fail(EXIT_USAGE, "DOMAIN and SOURCE must not be empty.");
 
         r = make_absolute(argv[2], &source);
+        if (r == -EREMOTE)
+                return fail(EXIT_USAGE, "SOURCE must be an absolute path with --host.");
         if (r < 0)
                 return fail_errno(EXIT_FAIL, r, "Failed to make %s absolute: %m", argv[2]);
 
@@ -949,6 +1119,18 @@ static int verb_attach(int argc, char **argv) {
         status = connect_bus(&bus);
         if (status != EXIT_OK)
                 return status;
+
+        /* The passphrase goes as an fd or not at all (see the top of this
+         * file); ssh (--host) cannot carry file descriptors. */
+        r = sd_bus_can_send(bus, SD_BUS_TYPE_UNIX_FD);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to connect to the system bus: %m");
+        if (r == 0 && arg_host)
+                return fail(EXIT_NOT_SUPPORTED, "Cannot attach over --host: ssh cannot pass the file descriptor "
+                            "that carries the passphrase; run luksvolumectl attach on %s itself.", arg_host);
+        if (r == 0)
+                return fail(EXIT_NOT_SUPPORTED, "The bus connection cannot pass file descriptors, which attach "
+                            "needs to hand over the passphrase.");
 
         status = acquire_passphrase(source, &secret, &secret_len);
         if (status != EXIT_OK)
@@ -1046,6 +1228,8 @@ static int verb_probe(int argc, char **argv) {
                 if (isempty(argv[1]))
                         return fail(EXIT_USAGE, "SOURCE must not be empty.");
                 r = make_absolute(argv[1], &source);
+                if (r == -EREMOTE)
+                        return fail(EXIT_USAGE, "SOURCE must be an absolute path with --host.");
                 if (r < 0)
                         return fail_errno(EXIT_FAIL, r, "Failed to make %s absolute: %m", argv[1]);
         }
@@ -1064,6 +1248,18 @@ static int verb_probe(int argc, char **argv) {
                 return fail_errno(EXIT_FAIL, r, "Failed to parse Probe reply: %m");
 
         prop_list_sort(&info, probe_order);
+
+        if (arg_json != JSON_OFF) {
+                _cleanup_(json_object_putp) struct json_object *j = NULL;
+
+                r = json_new_props(&info, &j);
+                if (r >= 0)
+                        r = print_json(j);
+                if (r < 0)
+                        return fail_errno(EXIT_FAIL, r, "Failed to format JSON: %m");
+                return EXIT_OK;
+        }
+
         for (size_t i = 0; i < info.n; i++)
                 printf("%s: %s\n", info.items[i].name, info.items[i].value);
         return EXIT_OK;
@@ -1088,6 +1284,53 @@ static const char *cell(const Volume *v, size_t column) {
         return isempty(s) ? "-" : s;
 }
 
+static const char *const volume_order[] = {
+        "Domain", "DomainUUID", "Source", "Target", "Bus", "Mode", "SecretUUID",
+        "MapperDevice", "LuksVersion", "LuksUUID", "ReadOnly", "State",
+        NULL,
+};
+
+/* One volume as a JSON object: "Volume" (its object path), then every
+ * property, typed, in contract order. The same shape for list and status. */
+static int json_new_volume(const char *path, const PropList *props, struct json_object **ret) {
+        _cleanup_(json_object_putp) struct json_object *obj = NULL;
+        int r;
+
+        obj = json_object_new_object();
+        if (!obj)
+                return -ENOMEM;
+        r = json_add_string(obj, "Volume", path);
+        if (r < 0)
+                return r;
+        r = json_add_props(obj, props);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(obj);
+        return 0;
+}
+
+static int print_volumes_json(VolumeList *volumes) {
+        _cleanup_(json_object_putp) struct json_object *array = NULL;
+        int r;
+
+        array = json_object_new_array();
+        if (!array)
+                return -ENOMEM;
+        for (size_t i = 0; i < volumes->n; i++) {
+                struct json_object *v = NULL;
+
+                prop_list_sort(&volumes->items[i].props, volume_order);
+                r = json_new_volume(volumes->items[i].path, &volumes->items[i].props, &v);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(array, v) < 0) {
+                        json_object_put(v);
+                        return -ENOMEM;
+                }
+        }
+        return print_json(array);
+}
+
 static void print_row(const char *const *cells, const size_t *width, size_t n) {
         /* The last column is not padded: no trailing blanks. */
         for (size_t c = 0; c + 1 < n; c++)
@@ -1100,7 +1343,7 @@ static int verb_list(int argc, _unused_ char **argv) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(volume_list_done) VolumeList volumes = {};
         size_t width[ELEMENTSOF(header)];
-        int status;
+        int r, status;
 
         if (argc != 1)
                 return fail(EXIT_USAGE, "list takes no arguments.");
@@ -1112,12 +1355,21 @@ static int verb_list(int argc, _unused_ char **argv) {
         if (status != EXIT_OK)
                 return status;
 
+        /* qsort() must not see the NULL items of an empty list. */
+        if (volumes.n > 1)
+                qsort(volumes.items, volumes.n, sizeof(Volume), volume_cmp);
+
+        if (arg_json != JSON_OFF) {
+                r = print_volumes_json(&volumes);
+                if (r < 0)
+                        return fail_errno(EXIT_FAIL, r, "Failed to format JSON: %m");
+                return EXIT_OK;
+        }
+
         if (volumes.n == 0) {
                 puts("No volumes attached.");
                 return EXIT_OK;
         }
-
-        qsort(volumes.items, volumes.n, sizeof(Volume), volume_cmp);
 
         for (size_t c = 0; c < ELEMENTSOF(header); c++) {
                 width[c] = strlen(header[c]);
@@ -1136,12 +1388,6 @@ static int verb_list(int argc, _unused_ char **argv) {
         }
         return EXIT_OK;
 }
-
-static const char *const volume_order[] = {
-        "Domain", "DomainUUID", "Source", "Target", "Bus", "Mode", "SecretUUID",
-        "MapperDevice", "LuksVersion", "LuksUUID", "ReadOnly", "State",
-        NULL,
-};
 
 static int verb_status(int argc, char **argv) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -1174,9 +1420,302 @@ static int verb_status(int argc, char **argv) {
                 return fail_errno(EXIT_FAIL, r, "Failed to parse volume properties: %m");
 
         prop_list_sort(&props, volume_order);
+
+        if (arg_json != JSON_OFF) {
+                _cleanup_(json_object_putp) struct json_object *j = NULL;
+
+                r = json_new_volume(path, &props, &j);
+                if (r >= 0)
+                        r = print_json(j);
+                if (r < 0)
+                        return fail_errno(EXIT_FAIL, r, "Failed to format JSON: %m");
+                return EXIT_OK;
+        }
+
         printf("Volume: %s\n", path);
         for (size_t i = 0; i < props.n; i++)
                 printf("%s: %s\n", props.items[i].name, props.items[i].value);
+        return EXIT_OK;
+}
+
+/* ─────────────────────────────── monitor ─────────────────────────────── */
+
+/* Ends the event loop with a failure (output gone, out of memory), from a
+ * match callback. */
+static int monitor_abort(sd_bus_message *m, int r, const char *what) {
+        log_error_errno(r, PROGRAM ": %s: %m", what);
+        return sd_event_exit(sd_bus_get_event(sd_bus_message_get_bus(m)), EXIT_FAIL);
+}
+
+/* Prints one event: a text line, or a JSON object of the form
+ * {"event": EVENT, "volume": PATH[, "properties": {…}][, "invalidated": […]]}.
+ * Flushes, so that a pipe reader sees each event as it happens. */
+static int monitor_print(sd_bus_message *m, const char *event, const char *path,
+                         const PropList *props, char **invalidated, const char *text) {
+        int r;
+
+        if (arg_json != JSON_OFF) {
+                _cleanup_(json_object_putp) struct json_object *obj = NULL;
+
+                obj = json_object_new_object();
+                if (!obj)
+                        return monitor_abort(m, -ENOMEM, "Failed to format JSON");
+                r = json_add_string(obj, "event", event);
+                if (r >= 0)
+                        r = json_add_string(obj, "volume", path);
+                if (r >= 0 && props) {
+                        struct json_object *p = NULL;
+
+                        r = json_new_props(props, &p);
+                        if (r >= 0)
+                                r = json_add(obj, "properties", p);
+                }
+                if (r >= 0 && invalidated && invalidated[0]) {
+                        struct json_object *a = json_object_new_array();
+
+                        r = a ? json_add(obj, "invalidated", a) : -ENOMEM;
+                        for (char **i = invalidated; r >= 0 && *i; i++) {
+                                struct json_object *s = json_object_new_string(*i);
+
+                                if (!s || json_object_array_add(a, s) < 0) {
+                                        json_object_put(s);
+                                        r = -ENOMEM;
+                                }
+                        }
+                }
+                if (r >= 0)
+                        r = print_json(obj);
+                if (r < 0)
+                        return monitor_abort(m, r, "Failed to format JSON");
+        } else
+                printf("%s %s%s%s\n", event, path, isempty(text) ? "" : " ", strempty(text));
+
+        if (fflush(stdout) != 0 || ferror(stdout))
+                return monitor_abort(m, errno ? errno : EIO, "Failed to write output");
+        return 0;
+}
+
+/* "Name=value" pairs, space separated, into a new string: every property
+ * of props in its order, or with keys only those, in that order and with
+ * lowercased names (the summary line of "added"). */
+static int format_pairs(const PropList *props, const char *const *keys, char **invalidated, char **ret) {
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_fclose_ FILE *out = NULL;
+        size_t size;
+        bool first = true;
+
+        out = open_memstream(&buf, &size);
+        if (!out)
+                return -ENOMEM;
+
+        for (size_t i = 0; keys ? keys[i] != NULL : i < props->n; i++) {
+                const char *name = keys ? keys[i] : props->items[i].name;
+                const char *value = keys ? prop_list_get(props, name) : props->items[i].value;
+
+                if (!value)
+                        continue;
+                if (!first)
+                        fputc(' ', out);
+                first = false;
+                if (keys)
+                        for (const char *c = name; *c; c++)
+                                fputc(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c, out);
+                else
+                        fputs(name, out);
+                fputc('=', out);
+                if (isempty(value))
+                        fputc('-', out);
+                /* One line per event, whatever the value holds. */
+                for (const char *c = value; *c; c++)
+                        if ((unsigned char) *c < 0x20 || *c == 0x7f)
+                                fprintf(out, "\\x%02x", (unsigned) (unsigned char) *c);
+                        else
+                                fputc(*c, out);
+        }
+        /* Changed without a value: "Name=?" (the v1 daemon always sends values). */
+        for (char **i = invalidated; i && *i; i++) {
+                fprintf(out, "%s%s=?", first ? "" : " ", *i);
+                first = false;
+        }
+
+        if (fflush(out) != 0 || ferror(out))
+                return -ENOMEM;
+        fclose(TAKE_PTR(out));
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* InterfacesAdded(o object, a{sa{sv}} interfaces) */
+static int on_interfaces_added(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        static const char *const summary[] = { "Domain", "Target", "Mode", "Source", NULL };
+        _cleanup_(prop_list_done) PropList props = {};
+        _cleanup_free_ char *text = NULL;
+        bool is_volume = false;
+        const char *path;
+        int r;
+
+        r = sd_bus_message_read_basic(m, 'o', &path);
+        if (r < 0)
+                goto bad;
+        r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
+        if (r < 0)
+                goto bad;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
+                const char *iface;
+
+                r = sd_bus_message_read_basic(m, 's', &iface);
+                if (r < 0)
+                        goto bad;
+                if (streq(iface, VOLUME_IFACE)) {
+                        is_volume = true;
+                        r = read_prop_list(m, &props);
+                } else
+                        r = sd_bus_message_skip(m, "a{sv}");
+                if (r < 0)
+                        goto bad;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        goto bad;
+        }
+        if (r < 0)
+                goto bad;
+        if (!is_volume)
+                return 0;
+
+        prop_list_sort(&props, volume_order);
+        r = format_pairs(&props, summary, NULL, &text);
+        if (r < 0)
+                return monitor_abort(m, r, "Failed to format event");
+        return monitor_print(m, "added", path, &props, NULL, text);
+
+bad:
+        /* One garbled signal is no reason to stop watching. */
+        log_error_errno(r, PROGRAM ": Failed to parse InterfacesAdded signal: %m");
+        return 0;
+}
+
+/* InterfacesRemoved(o object, as interfaces) */
+static int on_interfaces_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_strv_free_ char **ifaces = NULL;
+        const char *path;
+        bool is_volume = false;
+        int r;
+
+        r = sd_bus_message_read_basic(m, 'o', &path);
+        if (r >= 0)
+                r = sd_bus_message_read_strv(m, &ifaces);
+        if (r < 0) {
+                log_error_errno(r, PROGRAM ": Failed to parse InterfacesRemoved signal: %m");
+                return 0;
+        }
+        /* luksvolumed 0.1.0 emits this after it has already forgotten the
+         * object, so the list lacks VOLUME_IFACE and names only the standard
+         * interfaces: also go by the documented volume path namespace. The
+         * whole object is gone either way. */
+        is_volume = startswith(path, VOLUME_PATH_PREFIX);
+        for (char **i = ifaces; !is_volume && i && *i; i++)
+                if (streq(*i, VOLUME_IFACE))
+                        is_volume = true;
+        if (!is_volume)
+                return 0;
+
+        return monitor_print(m, "removed", path, NULL, NULL, NULL);
+}
+
+/* PropertiesChanged(s interface, a{sv} changed, as invalidated) */
+static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(prop_list_done) PropList props = {};
+        _cleanup_strv_free_ char **invalidated = NULL;
+        _cleanup_free_ char *text = NULL;
+        const char *iface, *path = sd_bus_message_get_path(m);
+        int r;
+
+        r = sd_bus_message_read_basic(m, 's', &iface);
+        if (r >= 0 && !streq(iface, VOLUME_IFACE))
+                return 0;
+        if (r >= 0)
+                r = read_prop_list(m, &props);
+        if (r >= 0)
+                r = sd_bus_message_read_strv(m, &invalidated);
+        if (r < 0 || !path) {
+                log_error_errno(r < 0 ? r : EBADMSG, PROGRAM ": Failed to parse PropertiesChanged signal: %m");
+                return 0;
+        }
+
+        prop_list_sort(&props, volume_order);
+        r = format_pairs(&props, NULL, invalidated, &text);
+        if (r < 0)
+                return monitor_abort(m, r, "Failed to format event");
+        return monitor_print(m, "changed", path, &props, invalidated, text);
+}
+
+static int verb_monitor(int argc, _unused_ char **argv) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        sigset_t mask;
+        int r, status;
+
+        if (argc != 1)
+                return fail(EXIT_USAGE, "monitor takes no arguments.");
+
+        status = connect_bus(&bus);
+        if (status != EXIT_OK)
+                return status;
+
+        r = sd_event_default(&event);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to allocate event loop: %m");
+
+        /* SIGINT/SIGTERM end the loop (a NULL handler exits it with 0); they
+         * must be blocked for signalfd to see them. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return fail_errno(EXIT_FAIL, errno, "Failed to block signals: %m");
+        r = sd_event_add_signal(event, NULL, SIGINT, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGTERM, NULL, NULL);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to watch signals: %m");
+
+        r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to attach bus to event loop: %m");
+        /* A lost connection ends the loop with EXIT_FAILURE, see below. */
+        r = sd_bus_set_exit_on_disconnect(bus, true);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to set up bus: %m");
+
+        /* Synchronous AddMatch calls: once they return, no event is missed.
+         * The sender is the well-known name, so the matches survive the
+         * daemon exiting when idle and being activated again. */
+        r = sd_bus_match_signal(bus, NULL, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE,
+                                "InterfacesAdded", on_interfaces_added, NULL);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, NULL, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE,
+                                        "InterfacesRemoved", on_interfaces_removed, NULL);
+        if (r >= 0)
+                r = sd_bus_add_match(bus, NULL,
+                                     "type='signal',"
+                                     "sender='" SERVICE_NAME "',"
+                                     "interface='" PROPERTIES_IFACE "',"
+                                     "member='PropertiesChanged',"
+                                     "path_namespace='" MANAGER_PATH "',"
+                                     "arg0='" VOLUME_IFACE "'",
+                                     on_properties_changed, NULL);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to subscribe to volume signals: %m");
+
+        r = sd_event_loop(event);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Event loop failed: %m");
+        if (r != EXIT_OK) {
+                /* Either a callback already said why, or the bus went away. */
+                if (sd_bus_is_open(bus) <= 0)
+                        return fail(EXIT_FAIL, "Lost the connection to the system bus.");
+                return EXIT_FAIL;
+        }
         return EXIT_OK;
 }
 
@@ -1193,6 +1732,8 @@ static void help(void) {
                "  probe [SOURCE]                Show host facts, or the LUKS header of SOURCE\n"
                "  list                          List attached volumes\n"
                "  status VOLUME|DOMAIN:TARGET   Show all properties of a volume\n"
+               "  monitor                       Print volumes being added, changed and removed,\n"
+               "                                one line each, until SIGINT or SIGTERM\n"
                "\n"
                "VOLUME is an object path as printed by attach and list; DOMAIN:TARGET names\n"
                "a volume by its domain's name or UUID and its guest target (e.g. web1:vdb).\n"
@@ -1202,6 +1743,11 @@ static void help(void) {
                "     --version                  Show package version\n"
                "     --no-ask-password          Never prompt (no passphrase prompt, no polkit\n"
                "                                interactive authorization)\n"
+               "  -H --host=[USER@]HOST         Operate on the system bus of a remote host, over\n"
+               "                                ssh (attach is not possible: ssh cannot pass the\n"
+               "                                passphrase file descriptor)\n"
+               "     --json[=short|pretty]      list, status, probe, monitor: print JSON (one\n"
+               "                                line per value with short, the default)\n"
                "\n"
                "attach options:\n"
                "     --target=DEV               Guest target device (e.g. vdb)\n"
@@ -1232,6 +1778,7 @@ enum {
         ARG_READ_ONLY,
         ARG_PASSPHRASE_FILE,
         ARG_TIMEOUT,
+        ARG_JSON,
 };
 
 /* Returns -1 to go on, or an exit status. */
@@ -1246,6 +1793,8 @@ static int parse_argv(int argc, char **argv) {
                 { "read-only",       no_argument,       NULL, ARG_READ_ONLY       },
                 { "passphrase-file", required_argument, NULL, ARG_PASSPHRASE_FILE },
                 { "timeout",         required_argument, NULL, ARG_TIMEOUT         },
+                { "host",            required_argument, NULL, 'H'                 },
+                { "json",            optional_argument, NULL, ARG_JSON            },
                 {}
         };
         static const char *const buses[] = { "virtio", "scsi", "sata", "usb", NULL };
@@ -1255,7 +1804,7 @@ static int parse_argv(int argc, char **argv) {
         /* We print our own one-line messages. */
         opterr = 0;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hH:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -1296,6 +1845,21 @@ static int parse_argv(int argc, char **argv) {
                                             optarg, UINT32_MAX);
                         arg_timeout_set = true;
                         break;
+                case 'H':
+                        /* ssh gets "--" before it, but an option-like host is
+                         * still never what was meant. */
+                        if (isempty(optarg) || optarg[0] == '-')
+                                return fail(EXIT_USAGE, "Invalid --host \"%s\": expected [USER@]HOST.", optarg);
+                        arg_host = optarg;
+                        break;
+                case ARG_JSON:
+                        if (!optarg || streq(optarg, "short"))
+                                arg_json = JSON_SHORT;
+                        else if (streq(optarg, "pretty"))
+                                arg_json = JSON_PRETTY;
+                        else
+                                return fail(EXIT_USAGE, "Invalid --json=\"%s\": expected short or pretty.", optarg);
+                        break;
                 case '?':
                         /* For long options optopt holds our enum value, not
                          * a character: name the word from the command line. */
@@ -1320,6 +1884,8 @@ static int check_options_for(const char *verb) {
                             "only apply to attach.");
         if (!detach && arg_timeout_set)
                 return fail(EXIT_USAGE, "--timeout only applies to detach.");
+        if (arg_json != JSON_OFF && (attach || detach))
+                return fail(EXIT_USAGE, "--json only applies to list, status, probe and monitor.");
         return EXIT_OK;
 }
 
@@ -1328,11 +1894,12 @@ int main(int argc, char **argv) {
                 const char *name;
                 int (*run)(int argc, char **argv);
         } verbs[] = {
-                { "attach", verb_attach },
-                { "detach", verb_detach },
-                { "probe",  verb_probe  },
-                { "list",   verb_list   },
-                { "status", verb_status },
+                { "attach",  verb_attach  },
+                { "detach",  verb_detach  },
+                { "probe",   verb_probe   },
+                { "list",    verb_list    },
+                { "status",  verb_status  },
+                { "monitor", verb_monitor },
         };
         int status;
 

@@ -8,6 +8,8 @@
 #include <systemd/sd-daemon.h>
 
 #include "disk-xml.h"
+#include "config.h"
+#include "event-log.h"
 #include "events.h"
 #include "fault.h"
 #include "manager.h"
@@ -24,6 +26,9 @@ static void help(void) {
                "     --min-qemu-version=X.Y.Z   Native LUKS gate for QEMU (default 2.6.0)\n"
                "     --max-volumes=N            Cap on attached volumes (default 64)\n"
                "     --idle-timeout=SEC         Exit after SEC idle seconds, 0 = never (default 60)\n"
+               "     --detach-timeout=SEC       Detach's default wait for the guest (default 30)\n"
+               "     --config=PATH              Configuration file (default " CONFIG_FILE_DEFAULT "),\n"
+               "                                drop-ins from PATH.d/*.conf; options override it\n"
                "     --log-level=LEVEL          err, warning, notice, info, debug (default info)\n");
 }
 
@@ -50,7 +55,9 @@ static int parse_unsigned(const char *s, unsigned *ret) {
         return 0;
 }
 
-static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
+/* Pass 1 (config_pass): only --help, --version, --config, so the file can
+ * be read before pass 2 applies the other options on top of it. */
+static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config_pass, const char **config_path) {
         enum {
                 ARG_VERSION = 0x100,
                 ARG_URI,
@@ -60,6 +67,8 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
                 ARG_IDLE,
                 ARG_LOG_LEVEL,
                 ARG_FAULT_FILE,
+                ARG_CONFIG,
+                ARG_DETACH_TIMEOUT,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -70,20 +79,35 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
                 { "max-volumes", required_argument, NULL, ARG_MAX_VOLUMES },
                 { "idle-timeout", required_argument, NULL, ARG_IDLE },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "detach-timeout", required_argument, NULL, ARG_DETACH_TIMEOUT },
                 /* Test only; deliberately not in --help. */
                 { "fault-file", required_argument, NULL, ARG_FAULT_FILE },
                 {}
         };
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+        optind = 0;
+        opterr = !config_pass;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                if (config_pass) {
+                        if (c == 'h') {
+                                help();
+                                return 0;
+                        }
+                        if (c == ARG_VERSION) {
+                                printf("luksvolumed %s\n", PACKAGE_VERSION);
+                                return 0;
+                        }
+                        if (c == ARG_CONFIG)
+                                *config_path = optarg;
+                        continue;
+                }
                 switch (c) {
                 case 'h':
-                        help();
-                        return 0;
                 case ARG_VERSION:
-                        printf("luksvolumed %s\n", PACKAGE_VERSION);
-                        return 0;
+                case ARG_CONFIG:
+                        break;
                 case ARG_URI:
                         config->libvirt_uri = optarg;
                         break;
@@ -112,12 +136,19 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config) {
                 case ARG_FAULT_FILE:
                         fault_set_file(optarg);
                         break;
+                case ARG_DETACH_TIMEOUT:
+                        if (parse_unsigned(optarg, &config->detach_timeout_sec) < 0 || config->detach_timeout_sec > 3600)
+                                return log_error_errno(EINVAL, "Invalid --detach-timeout: %s", optarg);
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
                         abort();
                 }
+        }
 
+        if (config_pass)
+                return 1;
         if (optind < argc)
                 return log_error_errno(EINVAL, "This program takes no positional arguments.");
         return 1;
@@ -142,12 +173,21 @@ int main(int argc, char *argv[]) {
                 .max_volumes = 64,
                 .idle_timeout_sec = 60,
                 .max_pending_polkit = 128,
+                .detach_timeout_sec = 30,
         };
+        const char *config_path = CONFIG_FILE_DEFAULT;
         Manager *m = NULL;
         sigset_t mask;
         int r;
 
-        r = parse_argv(argc, argv, &config);
+        event_log_setup();
+
+        r = parse_argv(argc, argv, &config, true, &config_path);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (config_load(config_path, &config) < 0)
+                return EXIT_FAILURE;
+        r = parse_argv(argc, argv, &config, false, &config_path);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
@@ -192,5 +232,6 @@ int main(int argc, char *argv[]) {
 
         (void) sd_notify(false, "STOPPING=1");
         manager_free(m);
+        config_strings_free();
         return r < 0 ? EXIT_FAILURE : r;
 }

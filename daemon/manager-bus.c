@@ -10,6 +10,7 @@
 
 #include "disk-xml.h"
 #include "errors.h"
+#include "event-log.h"
 #include "fault.h"
 #include "luks.h"
 #include "manager.h"
@@ -348,7 +349,9 @@ static void attach_done(void *userdata) {
         Volume *v;
 
         if (op->r < 0) {
-                log_notice("Attach of '%s' to '%s' refused: %s", op->source.path, op->domain, op->error.message);
+                log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, op->domain, op->source.path,
+                                 op->options.target, volume_mode_to_string(op->options.mode),
+                                 "Attach of '%s' to '%s' refused: %s", op->source.path, op->domain, op->error.message);
                 (void) sd_bus_reply_method_error(op->message, &op->error);
                 attach_op_free(op);
                 return;
@@ -356,8 +359,9 @@ static void attach_done(void *userdata) {
 
         v = TAKE_PTR(op->volume);
         (void) manager_add_volume(m, v);
-        log_info("Attached '%s' to '%s' as %s (%s mode), object %s.",
-                 v->source, v->domain, v->target, volume_mode_to_string(v->mode), v->path);
+        log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                         volume_mode_to_string(v->mode), "Attached '%s' to '%s' as %s (%s mode), object %s.",
+                         v->source, v->domain, v->target, volume_mode_to_string(v->mode), v->path);
         (void) sd_bus_reply_method_return(op->message, "o", v->path);
         attach_op_free(op);
 }
@@ -650,7 +654,9 @@ static void detach_done(void *userdata) {
                 v->operation_pending = false;
 
         if (op->r < 0) {
-                log_notice("Detach of %s failed: %s", op->path, op->error.message);
+                log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, v ? v->domain : NULL, op->source, op->target,
+                                 v ? volume_mode_to_string(v->mode) : NULL,
+                                 "Detach of %s failed: %s", op->path, op->error.message);
                 /* Busy keeps State=detaching: the request stands with the
                  * guest.  Anything else: the volume is still attached. */
                 if (v && !sd_bus_error_has_name(&op->error, LV_ERROR_BUSY)) {
@@ -663,7 +669,9 @@ static void detach_done(void *userdata) {
         }
 
         if (v) {
-                log_info("Detached %s (%s from %s).", v->path, v->source, v->domain);
+                log_volume_event(VOLUME_EVENT_DETACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode), "Detached %s (%s from %s).",
+                                 v->path, v->source, v->domain);
                 manager_remove_volume(m, v);
         }
         (void) sd_bus_reply_method_return(op->message, NULL);
@@ -741,6 +749,8 @@ static int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *
         r = detach_options_parse(message, &op->options, error);
         if (r < 0)
                 goto fail;
+        if (!op->options.timeout_set)
+                op->options.timeout_sec = m->config.detach_timeout_sec;
 
         if (volume_path_parse(path, &u, &t) < 0) {
                 r = sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "'%s' is not a volume object path.", path);

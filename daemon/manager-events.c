@@ -9,6 +9,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "event-log.h"
 #include "luks.h"
 #include "manager.h"
 #include "scan.h"
@@ -174,7 +175,8 @@ static void cleanup_done(void *userdata) {
                 if (v)
                         v->operation_pending = false;
         } else if (v) {
-                log_info("Volume %s cleaned up (%s).", j->path, j->why);
+                log_volume_event(VOLUME_EVENT_CLEANED_UP, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode), "Volume %s cleaned up (%s).", j->path, j->why);
                 manager_remove_volume(m, v);
         }
 

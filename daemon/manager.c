@@ -109,11 +109,14 @@ int manager_add_volume(Manager *m, Volume *v) {
 }
 
 void manager_remove_volume(Manager *m, Volume *v) {
+        /* Emitted while the object still exists: sd-bus builds the
+         * interface list of InterfacesRemoved by looking the object up. */
+        (void) volume_bus_emit_removed(v);
+
         for (Volume **pp = &m->volumes; *pp; pp = &(*pp)->next)
                 if (*pp == v) {
                         *pp = v->next;
                         m->n_volumes--;
-                        (void) volume_bus_emit_removed(v);
                         volume_free(v);
                         return;
                 }

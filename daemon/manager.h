@@ -11,6 +11,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "config.h"
 #include "events.h"
 #include "polkit.h"
 #include "virt.h"
@@ -21,14 +22,6 @@
 #define LV_MANAGER_INTERFACE "org.example.LuksVolume1"
 #define LV_VOLUME_INTERFACE "org.example.LuksVolume1.Volume"
 
-typedef struct ManagerConfig {
-        char *libvirt_uri;
-        unsigned long min_libvirt_version;
-        unsigned long min_qemu_version;
-        unsigned max_volumes;
-        unsigned idle_timeout_sec;        /* 0: never exit when idle */
-        unsigned max_pending_polkit;
-} ManagerConfig;
 
 /* A source claimed by an Attach in flight, so that two concurrent
  * attaches of one source cannot both succeed. */

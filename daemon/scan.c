@@ -10,7 +10,6 @@
 #include "volume-id.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
-DEFINE_TRIVIAL_CLEANUP_FUNC(virSecretPtr, virSecretFree);
 
 void volume_fill_source_facts(Volume *v) {
         sd_bus_error error = SD_BUS_ERROR_NULL;

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
         # build
         meson ninja-build pkg-config gcc clang llvm lld
-        libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev libglib2.0-dev
+        libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev libglib2.0-dev libinih-dev
         # the real stack the integration tests and the demo run
         dbus-daemon polkitd libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
         qemu-system-x86 qemu-utils cryptsetup-bin util-linux
@@ -15,6 +15,11 @@ packages=(
         systemd
         # the dm-crypt test VM: a real kernel and a static busybox for its initramfs
         linux-image-amd64 busybox-static kmod
+        # luksvolumectl --json
+        libjson-c-dev
+        # manual pages (scdoc) and their test (man, groff); the Debian package
+        # (tests/packaging/test-deb.sh)
+        scdoc man-db groff-base debhelper dpkg-dev fakeroot
 )
 
 missing=()

@@ -9,6 +9,8 @@
 #
 # Build directories: build/ and build-sanitize/ (override with BUILD_DIR,
 # SANITIZE_BUILD_DIR).  LV_SKIP_SANITIZE=1 skips the second pass.
+# Then a fuzz smoke: each libFuzzer target for LV_FUZZ_SECONDS (default 20)
+# in a clang build, build-fuzz/ (FUZZ_BUILD_DIR); LV_SKIP_FUZZ=1 skips it.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,6 +62,43 @@ if [ "${LV_SKIP_SANITIZE:-0}" != 1 ] && [ $# -eq 0 ]; then
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
                 meson test -C "$san_build" --print-errorlogs --num-processes 2 --suite unit --suite integration || status=1
         tally "$san_build"
+fi
+
+# Fuzz smoke (tests/fuzz/README.md): every libFuzzer target, each for a
+# short fixed time, starting from a copy of its seed corpus so the source
+# tree is never written to.  Each target counts as one test; a crash, leak,
+# sanitizer report or failed check fails it, and its reproducer is kept in
+# build-fuzz/fuzz-artifacts/.
+if [ "${LV_SKIP_FUZZ:-0}" != 1 ] && [ $# -eq 0 ]; then
+        fuzz_build=${FUZZ_BUILD_DIR:-$src/build-fuzz}
+        fuzz_seconds=${LV_FUZZ_SECONDS:-20}
+        if CC=clang setup "$fuzz_build" -Dfuzz=true; then
+                for corpus in "$src"/tests/fuzz/corpus/*/; do
+                        name=$(basename "$corpus")
+                        exe=$fuzz_build/tests/fuzz/fuzz-$name
+                        work=$(mktemp -d)
+                        mkdir "$work/corpus"
+                        cp -r "$corpus". "$work/corpus/"
+                        # -timeout: one slow input is a failure, not a
+                        # 20-minute stall (libFuzzer's default).
+                        if [ -x "$exe" ] && (cd "$work" && "$exe" -max_total_time="$fuzz_seconds" -timeout=10 \
+                                        -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" >"$work/log" 2>&1); then
+                                passed=$((passed + 1))
+                                echo "fuzz-$name: OK, $(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log") runs in ${fuzz_seconds}s"
+                        else
+                                failed=$((failed + 1)) status=1
+                                tail -n 40 "$work/log" 2>/dev/null || echo "fuzz-$name: $exe was not built"
+                                mkdir -p "$fuzz_build/fuzz-artifacts"
+                                find "$work" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
+                                        -exec cp -t "$fuzz_build/fuzz-artifacts/" {} +
+                                echo "fuzz-$name: FAILED (reproducers, if any, in $fuzz_build/fuzz-artifacts/)"
+                        fi
+                        rm -rf "$work"
+                done
+        else
+                echo "fuzz smoke: the clang build in $fuzz_build failed"
+                failed=$((failed + 1)) status=1
+        fi
 fi
 
 echo

@@ -172,3 +172,40 @@ void lv_daemon_kill(GDBusConnection *bus, int sig) {
         }
         g_error("daemon (pid %u) still owns the name 5 s after signal %d", pid, sig);
 }
+
+/* ---- lower-level calls, for hostile-input and secret tests ----------------- */
+
+GVariant *lv_call_manager(GDBusConnection *bus, const char *method, GVariant *params, GUnixFDList *fds,
+                          GError **error) {
+        return g_dbus_connection_call_with_unix_fd_list_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params, NULL,
+                                                             G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, fds, NULL, NULL,
+                                                             error);
+}
+
+char *lv_attach_bytes(GDBusConnection *bus, const char *domain, const char *source, const void *passphrase,
+                      gsize len, GVariant *options, GUnixFDList *fds, GError **error) {
+        GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, len, 1);
+        GVariant *params = g_variant_new("(ss@ay@a{sv})", domain, source, pass, options ? options : lv_opts(NULL));
+        return attach_common(bus, params, fds, error);
+}
+
+GVariant *lv_probe_opts(GDBusConnection *bus, const char *source, GVariant *options, GError **error) {
+        g_autoptr(GVariant) reply = NULL;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Probe",
+                                            g_variant_new("(s@a{sv})", source, options ? options : lv_opts(NULL)),
+                                            G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+        if (!reply)
+                return NULL;
+        return g_variant_get_child_value(reply, 0);
+}
+
+char *lv_random_passphrase(gsize len) {
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        char *s = g_malloc(len + 1);
+
+        for (gsize i = 0; i < len; i++)
+                s[i] = alphabet[g_random_int_range(0, sizeof alphabet - 1)];
+        s[len] = '\0';
+        return s;
+}

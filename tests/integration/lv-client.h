@@ -47,3 +47,29 @@ char *lv_error_name(const GError *error);
 guint32 lv_daemon_pid(GDBusConnection *bus);
 /* Kill the daemon with sig and wait until the name has no owner. */
 void lv_daemon_kill(GDBusConnection *bus, int sig);
+
+/* ---- lower-level calls, for hostile-input and secret tests ----------------- */
+
+#include <gio/gunixfdlist.h>
+
+/* Call method on the manager object with any parameters (a tuple GVariant,
+ * floating or not; NULL for none) and an optional fd list, so a test can
+ * send what no well-behaved client would: wrong signatures, handles that
+ * point nowhere, duplicate keys.  Returns the reply tuple or NULL with *error
+ * set.  No reply type is checked. */
+GVariant *lv_call_manager(GDBusConnection *bus, const char *method, GVariant *params, GUnixFDList *fds,
+                          GError **error);
+
+/* Attach with a binary passphrase of exactly len bytes as `ay` (NUL bytes and
+ * lengths past any limit included), options as given (NULL: empty) and an
+ * optional fd list for handles the options refer to. */
+char *lv_attach_bytes(GDBusConnection *bus, const char *domain, const char *source, const void *passphrase,
+                      gsize len, GVariant *options, GUnixFDList *fds, GError **error);
+
+/* Probe with an options dictionary (NULL: empty). */
+GVariant *lv_probe_opts(GDBusConnection *bus, const char *source, GVariant *options, GError **error);
+
+/* A random passphrase of len printable ASCII characters (letters and
+ * digits), from GLib's random source: distinctive enough that finding it
+ * anywhere means a copy.  g_free(). */
+char *lv_random_passphrase(gsize len);

@@ -51,6 +51,18 @@ static void on_signal(GDBusConnection *c, const char *sender, const char *path, 
         const char *obj;
 
         g_variant_get_child(params, 0, "&o", &obj);
+        /* Both signals must name the Volume interface (InterfacesRemoved
+         * lists what the object had). */
+        g_autoptr(GVariant) ifaces = g_variant_get_child_value(params, 1);
+        gboolean has = FALSE;
+        if (g_str_equal(member, "InterfacesAdded"))
+                has = g_variant_lookup_value(ifaces, LV_VOLUME_IFACE, NULL) != NULL;
+        else {
+                g_autofree const char **l = g_variant_get_strv(ifaces, NULL);
+                has = g_strv_contains(l, LV_VOLUME_IFACE);
+        }
+        if (!has)
+                return;
         g_ptr_array_add(g_str_equal(member, "InterfacesAdded") ? s->added : s->removed, g_strdup(obj));
 }
 

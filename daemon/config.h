@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* /etc/luksvolumed.conf and drop-ins /etc/luksvolumed.conf.d/NAME.conf (in
+ * lexical order, later files win), parsed with inih.  Command-line options
+ * override the files. */
+
+#include <stdbool.h>
+
+typedef struct ManagerConfig {
+        char *libvirt_uri;
+        unsigned long min_libvirt_version;
+        unsigned long min_qemu_version;
+        unsigned max_volumes;
+        unsigned idle_timeout_sec;        /* 0: never exit when idle */
+        unsigned detach_timeout_sec;      /* Detach's default 'timeout' */
+        unsigned max_pending_polkit;
+} ManagerConfig;
+
+
+#define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"
+
+/* Reads path and then every PATH.d/NAME.conf in lexical order; a missing
+ * main file is fine.  On a bad file logs "FILE:LINE: …key…" and returns
+ * -EINVAL.  Strings in config are strdup()ed into config_strings_free(). */
+int config_load(const char *path, ManagerConfig *config);
+void config_strings_free(void);

@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# luksvolumectl end to end on the real stack: the built client → private
+# system bus → the bus-activated daemon → polkitd → libvirtd → a TCG guest.
+# Runs inside tests/sandbox/sandbox.sh and speaks TAP (the plan comes last).
+#
+# Usage (inside the sandbox): test-cli.sh PATH-TO-LUKSVOLUMECTL [--tap]
+#
+# Covers: probe/list/status as text and --json (parsed with python3),
+# attach with --passphrase-file, detach by DOMAIN:TARGET, monitor (text and
+# --json) in the background across an attach and a detach, the documented
+# exit codes 2…7 (3 through polkit for an unprivileged uid), and --host
+# failing cleanly without a reachable host.
+
+set -uo pipefail
+
+ctl=${1:?usage: test-cli.sh PATH-TO-LUKSVOLUMECTL [--tap]}
+[[ -x $ctl ]] || { echo "Bail out! $ctl is not executable"; exit 1; }
+ctl=$(realpath "$ctl")
+[[ -n ${LV_SANDBOX_DIR:-} && -n ${DBUS_SYSTEM_BUS_ADDRESS:-} ]] ||
+        { echo "Bail out! not inside tests/sandbox/sandbox.sh"; exit 1; }
+
+readonly GUEST=lvcli-guest
+readonly PASS='cli test passphrase'
+readonly LV_USER_UID=4201 LV_GROUP_GID=4200
+virsh=(virsh -q -c "${LV_LIBVIRT_URI:-qemu:///system}")
+W=$LV_SANDBOX_DIR/cli
+mkdir -p "$W"
+cd "$W" || exit 1
+
+# ───────────────────────────── TAP plumbing ──────────────────────────────
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
+diag() { sed 's/^/# /' "$@"; }
+
+# check DESCRIPTION COMMAND...: one test point from a command's status.
+check() {
+        local desc=$1; shift
+        if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+# run NAME ARGS...: runs luksvolumectl ARGS, stdout → NAME.out, stderr →
+# NAME.err, status → $rc.
+rc=0
+run() {
+        local name=$1; shift
+        "$ctl" "$@" >"$name.out" 2>"$name.err"
+        rc=$?
+}
+
+# expect_rc WANT DESCRIPTION ARGS...: one test point: luksvolumectl ARGS
+# exits WANT; a failure must explain itself on stderr with our prefix.
+expect_rc() {
+        local want=$1 desc=$2; shift 2
+        run last "$@"
+        if ((rc == want)) && { ((want == 0)) || grep -q '^luksvolumectl: ' last.err; }; then
+                ok "$desc (exit $rc)"
+        else
+                not_ok "$desc (exit $rc, want $want)"
+                diag last.out last.err
+        fi
+}
+
+# json_ok FILE PYTHON-EXPR: FILE holds exactly one line of valid JSON (d)
+# for which the expression holds.
+json_ok() {
+        local file=$1 expr=$2
+        [[ $(wc -l <"$file") == 1 ]] || { echo "# $file: not one line:"; diag "$file"; return 1; }
+        python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+if not eval("(" + sys.argv[2] + "\n)"):
+    print("# JSON check failed: " + " ".join(sys.argv[2].split()))
+    print("# " + json.dumps(d))
+    sys.exit(1)
+' "$file" "$expr"
+}
+
+# Every line of FILE is a JSON object (one per line, --json monitor).
+json_lines_ok() {
+        python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    assert isinstance(d, dict), line
+' "$1"
+}
+
+# ─────────────────────────────── fixtures ────────────────────────────────
+
+umask 077
+printf '%s' "$PASS" >pass
+printf '%s' "not $PASS" >wrongpass
+qemu-img create -q --object secret,id=s0,file=pass -f luks \
+        -o key-secret=s0,iter-time=10 volume.img 16M ||
+        { echo "Bail out! qemu-img could not create the LUKS image"; exit 1; }
+head -c 1M /dev/zero >plain.img
+chmod 0644 volume.img plain.img
+chmod 0755 "$W"
+umask 022
+
+cat >guest.xml <<XML
+<domain type='qemu'>
+  <name>$GUEST</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
+  <devices>
+    <controller type='scsi' model='virtio-scsi'/>
+    <console type='pty'/>
+  </devices>
+</domain>
+XML
+"${virsh[@]}" create guest.xml >/dev/null ||
+        { echo "Bail out! virsh create failed"; exit 1; }
+
+# The unprivileged user must be able to run the client; a build directory
+# under a 0700 home would not let it, so fall back to a copy.
+user_ctl=$ctl
+if ! setpriv --reuid=$LV_USER_UID --regid=$LV_GROUP_GID --clear-groups test -x "$ctl" 2>/dev/null; then
+        user_ctl=$W/luksvolumectl
+        cp "$ctl" "$user_ctl" && chmod 0755 "$user_ctl"
+fi
+
+# The unique bus name of the connection owned by process $1, or nothing.
+bus_name_of_pid() {
+        local name pid
+        for name in $(dbus-send --system --print-reply=literal --dest=org.freedesktop.DBus \
+                        /org/freedesktop/DBus org.freedesktop.DBus.ListNames); do
+                [[ $name == :* ]] || continue
+                pid=$(dbus-send --system --print-reply=literal --dest=org.freedesktop.DBus \
+                        /org/freedesktop/DBus org.freedesktop.DBus.GetConnectionUnixProcessID \
+                        "string:$name" 2>/dev/null | awk '{ print $2 }')
+                [[ $pid == "$1" ]] && { echo "$name"; return 0; }
+        done
+        return 1
+}
+
+# Waits until process $1 has its three match rules on the bus, so that no
+# event can slip by before it listens. Without the bus's Debug.Stats
+# interface, a fixed pause has to do.
+wait_monitor_ready() {
+        local pid=$1 name rules i
+        for ((i = 0; i < 200; i++)); do
+                kill -0 "$pid" 2>/dev/null || return 1
+                if name=$(bus_name_of_pid "$pid"); then
+                        rules=$(dbus-send --system --print-reply --dest=org.freedesktop.DBus \
+                                /org/freedesktop/DBus org.freedesktop.DBus.Debug.Stats.GetConnectionStats \
+                                "string:$name" 2>/dev/null |
+                                awk '/"MatchRules"/ { getline; print $NF }')
+                        [[ -z $rules ]] && { sleep 2; return 0; }
+                        ((rules >= 3)) && return 0
+                fi
+                sleep 0.05
+        done
+        return 1
+}
+
+# ─────────────────────────── no daemon needed ────────────────────────────
+
+run version --version
+check "--version prints the package version" \
+        bash -c '(($1 == 0)) && grep -qE "^luksvolumectl [0-9]+\.[0-9]+" version.out' _ "$rc"
+
+expect_rc 2 "usage: unknown command" frobnicate
+expect_rc 2 "usage: list takes no arguments" list extra
+expect_rc 2 "usage: invalid --json value" --json=bogus list
+expect_rc 2 "usage: --json does not apply to detach" --json detach $GUEST:sda
+expect_rc 2 "usage: invalid --bus" attach $GUEST volume.img --bus=floppy
+expect_rc 2 "usage: malformed DOMAIN:TARGET" status nocolon
+expect_rc 2 "usage: monitor takes no arguments" monitor extra
+expect_rc 2 "usage: -H without a host" list -H
+
+# --host: the option parses and a failure to connect is quick and clear.
+# (The sandbox has no network, so no host is reachable.)
+start=$SECONDS
+timeout 60 "$ctl" -H nosuchhost.invalid list >host.out 2>host.err
+rc=$?
+if ((rc == 1 && SECONDS - start < 30)) &&
+   grep -q '^luksvolumectl: Failed to connect to the system bus of nosuchhost.invalid over ssh' host.err; then
+        ok "--host with an unreachable host fails with exit 1 and says so"
+else
+        not_ok "--host with an unreachable host fails with exit 1 and says so (exit $rc)"
+        diag host.out host.err
+fi
+PATH=/nonexistent "$ctl" --host=root@somewhere list >host.out 2>host.err
+rc=$?
+if ((rc == 1)) && grep -q 'ssh(1), which was not found' host.err; then
+        ok "--host without ssh installed says so (exit 1)"
+else
+        not_ok "--host without ssh installed says so (exit $rc)"
+        diag host.out host.err
+fi
+expect_rc 2 "--host refuses a relative SOURCE" -H nosuchhost.invalid probe volume.img
+
+# ──────────────────────────────── probe ──────────────────────────────────
+
+expect_rc 0 "probe (host facts)" probe
+check "probe prints documented keys as key: value" \
+        grep -qE '^native-luks: (yes|no)$' last.out
+run probe --json probe
+check "probe --json: one line, typed host facts" json_ok probe.out \
+        'isinstance(d["version"], str) and isinstance(d["native-luks"], bool) and d["native-luks"] is True
+         and isinstance(d["dm-crypt"], bool) and list(d)[0] == "version"'
+
+expect_rc 0 "probe SOURCE" probe volume.img
+check "probe SOURCE shows LUKS1 and not attached" \
+        bash -c 'grep -qx "luks-version: 1" last.out && grep -qx "attached: /" last.out'
+run probesrc --json probe "$W/volume.img"
+check "probe SOURCE --json: numbers, booleans, object path" json_ok probesrc.out \
+        'd["luks-version"] == 1 and type(d["key-size"]) is int and d["active-keyslots"] == 1
+         and d["native-capable"] is True and d["attached"] == "/" and isinstance(d["uuid"], str)'
+run probepretty --json=pretty probe volume.img
+check "probe --json=pretty is indented valid JSON" \
+        bash -c '(($(wc -l <probepretty.out) > 3)) && python3 -m json.tool probepretty.out >/dev/null'
+
+expect_rc 6 "probe of a file without LUKS header" probe plain.img
+
+# ─────────────────── monitor, attach, list, status ───────────────────────
+
+"$ctl" monitor >monitor.out 2>monitor.err &
+mon_pid=$!
+"$ctl" monitor --json >monitor-json.out 2>monitor-json.err &
+monj_pid=$!
+check "monitor subscribes" wait_monitor_ready $mon_pid
+check "monitor --json subscribes" wait_monitor_ready $monj_pid
+
+expect_rc 4 "attach with a wrong passphrase" \
+        attach $GUEST volume.img --bus=scsi --passphrase-file=wrongpass --no-ask-password
+expect_rc 5 "attach to a domain that does not exist" \
+        attach no-such-guest volume.img --bus=scsi --passphrase-file=pass --no-ask-password
+expect_rc 6 "attach of a file without LUKS header" \
+        attach $GUEST plain.img --bus=scsi --passphrase-file=pass --no-ask-password
+
+expect_rc 0 "attach --passphrase-file --bus=scsi" \
+        attach $GUEST volume.img --bus=scsi --passphrase-file=pass --no-ask-password
+vol=$(cat last.out)
+check "attach prints the volume object path" \
+        bash -c '[[ $1 =~ ^/org/example/LuksVolume1/volume/[0-9a-f]{32}_sda$ ]]' _ "$vol"
+
+expect_rc 7 "attach of an already attached source" \
+        attach $GUEST "$W/volume.img" --bus=scsi --passphrase-file=pass --no-ask-password
+
+expect_rc 0 "list" list
+check "list shows the volume row" \
+        bash -c 'head -n1 last.out | grep -q "^VOLUME  *DOMAIN  *TARGET  *MODE  *SOURCE  *STATE$" &&
+                 grep -qE "^$1  +$2  +sda  +native  +$3  +attached$" last.out' _ "$vol" $GUEST "$W/volume.img"
+run list --json list
+check "list --json: an array with every property, typed" json_ok list.out \
+        "isinstance(d, list) and len(d) == 1 and d[0]['Volume'] == '$vol' and d[0]['Domain'] == '$GUEST'
+         and d[0]['Target'] == 'sda' and d[0]['Bus'] == 'scsi' and d[0]['Mode'] == 'native'
+         and d[0]['Source'] == '$W/volume.img' and d[0]['LuksVersion'] == 1 and d[0]['ReadOnly'] is False
+         and d[0]['State'] == 'attached' and d[0]['MapperDevice'] == '' and len(d[0]['SecretUUID']) == 36
+         and list(d[0]) == ['Volume', 'Domain', 'DomainUUID', 'Source', 'Target', 'Bus', 'Mode',
+                            'SecretUUID', 'MapperDevice', 'LuksVersion', 'LuksUUID', 'ReadOnly', 'State']"
+
+expect_rc 0 "status DOMAIN:TARGET" status $GUEST:sda
+check "status prints Volume: and the properties" \
+        bash -c 'head -n1 last.out | grep -qx "Volume: $1" && grep -qx "State: attached" last.out &&
+                 grep -qx "ReadOnly: no" last.out && grep -qx "LuksVersion: 1" last.out' _ "$vol"
+run status --json status "$vol"
+check "status --json is the same object as list --json's element" \
+        json_ok status.out "d == json.load(open('list.out'))[0]"
+run probeatt --json probe volume.img
+check "probe --json names the attached volume" json_ok probeatt.out "d['attached'] == '$vol'"
+
+# ──────────────────────── --host over a loopback ssh ──────────────────────
+
+# sd-bus runs "ssh -xT -- HOST systemd-stdio-bridge"; a stand-in ssh that
+# runs the command here makes the real --host code path reach this
+# sandbox's system bus, without a network or an sshd.
+if command -v systemd-stdio-bridge >/dev/null; then
+        mkdir -p fakessh
+        cat >fakessh/ssh <<'SH'
+#!/bin/bash
+# Stand-in for "ssh [OPTIONS] -- HOST COMMAND...": runs COMMAND locally,
+# with pipes for its stdin and stdout as sshd gives it (sd-bus hands us a
+# socket, which would let it pass file descriptors, unlike real ssh).
+while (($#)) && [[ $1 != -- ]]; do shift; done
+shift 2
+# sd-bus's end is non-blocking, which cat does not expect.
+python3 -c 'import os; os.set_blocking(0, True); os.set_blocking(1, True)'
+cat | "$@" | cat
+SH
+        chmod 0755 fakessh/ssh
+        PATH=$W/fakessh:$PATH "$ctl" -H root@loopback --json list >remote.out 2>remote.err
+        rc=$?
+        if ((rc == 0)) && json_ok remote.out "[v['Volume'] for v in d] == ['$vol']"; then
+                ok "--host: list --json through ssh and systemd-stdio-bridge"
+        else
+                not_ok "--host: list --json through ssh and systemd-stdio-bridge (exit $rc)"
+                diag remote.out remote.err
+        fi
+        PATH=$W/fakessh:$PATH "$ctl" -H loopback attach $GUEST "$W/volume.img" --bus=scsi \
+                --passphrase-file=pass >remote.out 2>remote.err
+        rc=$?
+        if ((rc == 6)) && grep -q '^luksvolumectl: Cannot attach over --host' remote.err; then
+                ok "--host: attach is refused, ssh cannot pass the passphrase fd (exit 6)"
+        else
+                not_ok "--host: attach is refused, ssh cannot pass the passphrase fd (exit $rc, want 6)"
+                diag remote.out remote.err
+        fi
+else
+        ok "--host: list --json through ssh # SKIP systemd-stdio-bridge is not installed"
+        ok "--host: attach is refused # SKIP systemd-stdio-bridge is not installed"
+fi
+
+# ───────────────────────────── authorization ─────────────────────────────
+
+as_user() { setpriv --reuid=$LV_USER_UID --regid=$LV_GROUP_GID --clear-groups "$user_ctl" "$@"; }
+as_user --no-ask-password probe >user.out 2>user.err
+rc=$?
+if ((rc == 3)) && grep -q '^luksvolumectl: Hint:' user.err; then
+        ok "probe as uid $LV_USER_UID is denied by polkit (exit 3, with hint)"
+        diag user.err
+else
+        not_ok "probe as uid $LV_USER_UID is denied by polkit (exit $rc, want 3)"
+        diag user.out user.err
+fi
+as_user --no-ask-password detach $GUEST:sda >user.out 2>user.err
+rc=$?
+if ((rc == 3)); then
+        ok "detach as uid $LV_USER_UID is denied by polkit (exit 3)"
+else
+        not_ok "detach as uid $LV_USER_UID is denied by polkit (exit $rc, want 3)"
+        diag user.out user.err
+fi
+
+# ──────────────────────────────── detach ─────────────────────────────────
+
+expect_rc 0 "detach DOMAIN:TARGET" detach $GUEST:sda --no-ask-password
+run listempty --json list
+check "list --json after detach is []" json_ok listempty.out 'd == []'
+expect_rc 0 "list after detach" list
+check "list says no volumes" grep -qx "No volumes attached." last.out
+expect_rc 5 "detach of a volume that is gone" detach $GUEST:sda --no-ask-password
+expect_rc 5 "status of a volume path that is not exported" status "$vol"
+
+# ─────────────────────────────── monitor ─────────────────────────────────
+
+# The removal signal may still be on its way: wait for it, then stop.
+for ((i = 0; i < 100; i++)); do
+        grep -q '^removed ' monitor.out && grep -q '"removed"' monitor-json.out && break
+        sleep 0.05
+done
+kill -INT $mon_pid
+wait $mon_pid
+rc=$?
+check "monitor exits 0 on SIGINT (exit $rc)" test $rc = 0
+kill -TERM $monj_pid
+wait $monj_pid
+rc=$?
+check "monitor --json exits 0 on SIGTERM (exit $rc)" test $rc = 0
+
+echo "# monitor output:"
+diag monitor.out monitor.err
+expected=$(printf '%s\n' \
+        "added $vol domain=$GUEST target=sda mode=native source=$W/volume.img" \
+        "changed $vol State=detaching" \
+        "removed $vol")
+if [[ $(cat monitor.out) == "$expected" ]] && [[ ! -s monitor.err ]]; then
+        ok "monitor printed exactly added, changed State=detaching, removed"
+else
+        not_ok "monitor printed exactly added, changed State=detaching, removed"
+        echo "# expected:"
+        diag <<<"$expected"
+fi
+
+echo "# monitor --json output:"
+diag monitor-json.out
+check "monitor --json prints one JSON object per line" json_lines_ok monitor-json.out
+check "monitor --json events carry typed properties" python3 -c '
+import json, sys
+vol = sys.argv[1]
+ev = [json.loads(l) for l in open("monitor-json.out")]
+assert [e["event"] for e in ev] == ["added", "changed", "removed"], ev
+assert all(e["volume"] == vol for e in ev), ev
+assert ev[0]["properties"]["Target"] == "sda" and ev[0]["properties"]["LuksVersion"] == 1
+assert ev[0]["properties"]["ReadOnly"] is False
+assert ev[1]["properties"] == {"State": "detaching"}
+assert "properties" not in ev[2]
+' "$vol"
+
+"${virsh[@]}" destroy $GUEST >/dev/null 2>&1
+
+echo "1..$n"
+((failed == 0))
