@@ -572,7 +572,20 @@ lv_make_luks1_image_full(const char *name, const char *passphrase, guint8 patter
     g_autofree char *size = g_strdup_printf("%uM", size_mib);
     const char *argv[] = { "qemu-img", "create", "-q", "--object", obj, "-f", "luks", "-o", opts,
                            path, size, NULL };
-    g_autofree char *out = run_tool(argv, NULL, 0);
+    /* Its PBKDF2 benchmark gives up ("Unable to get accurate CPU usage")
+     * when the machine is busy, e.g. with parallel test sandboxes: retry. */
+    for (int attempt = 1;; attempt++) {
+      g_autofree char *out = NULL, *err = NULL;
+      g_autoptr(GError) error = NULL;
+      gint status = 0;
+      if (!g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error))
+        g_error("cannot run qemu-img: %s", error->message);
+      if (g_spawn_check_wait_status(status, NULL))
+        break;
+      if (attempt >= 10 || strstr(err, "accurate CPU usage") == NULL)
+        g_error("qemu-img create failed: %s", err);
+      g_usleep(200 * 1000);
+    }
     unlink(secret);
     make_readable(path);
   }
