@@ -46,3 +46,48 @@ int log_internal(int level, int error, const char *format, ...) {
         errno = saved;
         return -error;
 }
+
+bool utf8_valid(const char *str) {
+        const unsigned char *s = (const unsigned char *) str;
+
+        while (*s) {
+                unsigned c = *s, len, cp;
+
+                if (c < 0x80) {
+                        s++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        len = 2, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        len = 3, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        len = 4, cp = c & 0x07;
+                else
+                        return false;
+                for (unsigned i = 1; i < len; i++) {
+                        if ((s[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (s[i] & 0x3f);
+                }
+                if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                s += len;
+        }
+        return true;
+}
+
+size_t utf8_truncate_len(const char *str, size_t n) {
+        const unsigned char *s = (const unsigned char *) str;
+        size_t len = strlen(str);
+        size_t start;
+
+        if (n >= len)
+                return len;
+        /* Back up to the lead byte of the sequence that n falls into. */
+        start = n;
+        while (start > 0 && (s[start] & 0xc0) == 0x80)
+                start--;
+        return start;
+}

@@ -144,3 +144,10 @@ static inline void *mfree(void *p) {
 #ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif
+
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF), as D-Bus requires of every string. */
+bool utf8_valid(const char *s);
+
+/* Largest n' <= n such that s[0..n') does not end inside a UTF-8 sequence. */
+size_t utf8_truncate_len(const char *s, size_t n);

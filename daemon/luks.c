@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libcryptsetup.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 
 #include "errors.h"
@@ -19,6 +23,24 @@ static void luks_log(int level, const char *msg, void *usrptr) {
                 log_debug("libcryptsetup: %.*s", (int) strcspn(msg, "\n"), msg);
 }
 
+/* The smallest LUKS1 header is 592 bytes, read in 4 KiB units. */
+static bool too_small_for_luks(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        uint64_t size = 0;
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return false;
+        if (S_ISREG(st.st_mode))
+                size = (uint64_t) st.st_size;
+        else if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKGETSIZE64, &size) < 0)
+                        return false;
+        } else
+                return false;
+        return size < 4096;
+}
+
 int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error) {
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         LuksInfo info = {};
@@ -32,7 +54,10 @@ int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error) {
 
         r = crypt_load(cd, CRYPT_LUKS, NULL);
         if (r < 0) {
-                if (r == -EINVAL || r == -ENOENT || r == -EBADMSG)
+                /* libcryptsetup answers -EIO for anything shorter than a
+                 * LUKS header: that is "not LUKS", not a failing disk. */
+                if (r == -EINVAL || r == -ENOENT || r == -EBADMSG ||
+                    (r == -EIO && too_small_for_luks(path)))
                         return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
                                                  "'%s' does not hold a valid LUKS header.", path);
                 return sd_bus_error_set_errnof(error, -r, "Cannot read the LUKS header of '%s': %s", path, strerror(-r));

@@ -40,8 +40,12 @@ static int read_variant(sd_bus_message *m, const char *key, char type, void *ret
 static int refuse_unknown(const char *key, sd_bus_error *error) {
         /* The key is echoed back to its own sender only; cap it so a
          * megabyte key does not become a megabyte error. */
-        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Unknown option '%.64s%s'.",
-                                 key, strlen(key) > 64 ? "…" : "");
+        size_t n = utf8_truncate_len(key, 64);
+        /* Cut on a character boundary: an error text ending in half a
+         * UTF-8 sequence cannot be sent at all, and the caller would wait
+         * for a reply that never comes. */
+        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Unknown option '%.*s%s'.",
+                                 (int) n, key, n < strlen(key) ? "…" : "");
 }
 
 /* Drives the dictionary loop; handler returns <0 on error, >0 if it

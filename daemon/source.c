@@ -63,6 +63,12 @@ int source_resolve(const char *path, SourceInfo *ret, sd_bus_error *error) {
                 return sd_bus_error_set_errnof(error, e, "Cannot resolve the source path: %s", strerror(e));
         }
 
+        /* A symlink may lead to a name D-Bus cannot carry (properties,
+         * polkit details); refuse it here, with a reason. */
+        if (!utf8_valid(canonical))
+                return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                        "The source path (symlinks resolved) is not valid UTF-8.");
+
         if (stat(canonical, &st) < 0)
                 return sd_bus_error_set_errnof(error, errno, "Cannot stat the source: %m");
 

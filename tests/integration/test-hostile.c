@@ -52,6 +52,10 @@
  *   source-newline, source-escape
  *                          control characters are refused even though the
  *                          name is a symlink to the good image.
+ *   source-resolves-to-invalid-utf8, probe-resolves-to-invalid-utf8
+ *                          a valid name whose canonical path is not UTF-8
+ *                          (which D-Bus cannot carry, as polkit detail,
+ *                          error text or Source) is refused.
  *   source-64k, source-long-component
  *                          over-long paths are InvalidArgs.
  *   domain-xml-chars, domain-utf8, domain-unknown-uuid
@@ -968,12 +972,6 @@ typedef struct HostileCase {
         const char *bug_name, *bug_text;
 } HostileCase;
 
-#define NOT_LUKS_EIO_BUG                                                                                       \
-        "org.freedesktop.DBus.Error.IOError",                                                                                  \
-        "daemon bug: luks_probe() maps only -EINVAL/-ENOENT/-EBADMSG from crypt_load() to NotLuks, but "       \
-        "libcryptsetup 2.6 returns -EIO for any file shorter than its 4 KiB header read, so a short "           \
-        "non-LUKS file is answered with org.freedesktop.DBus.Error.IOError (EIO) instead of NotLuks"
-
 static const HostileCase cases[] = {
         { "source-relative", c_source_relative, INVALID_ARGS, "absolute" },
         { "source-dotdot", c_source_dotdot, INVALID_ARGS, "'..'" },
@@ -985,9 +983,9 @@ static const HostileCase cases[] = {
         { "source-fifo", c_source_fifo, INVALID_ARGS, "neither a regular file nor a block device" },
         { "source-chardev", c_source_chardev, INVALID_ARGS, "neither a regular file nor a block device" },
         { "source-nonexistent", c_source_nonexistent, INVALID_ARGS, "does not exist" },
-        { "source-etc-shadow", c_source_etc_shadow, LV_ERR("NotLuks"), NULL, NOT_LUKS_EIO_BUG },
-        { "source-empty-file", c_source_empty_file, LV_ERR("NotLuks"), NULL, NOT_LUKS_EIO_BUG },
-        { "source-truncated-luks1", c_source_truncated_luks1, LV_ERR("NotLuks"), NULL, NOT_LUKS_EIO_BUG },
+        { "source-etc-shadow", c_source_etc_shadow, LV_ERR("NotLuks") },
+        { "source-empty-file", c_source_empty_file, LV_ERR("NotLuks") },
+        { "source-truncated-luks1", c_source_truncated_luks1, LV_ERR("NotLuks") },
         { "header-bad-magic", c_header_bad_magic, LV_ERR("NotLuks") },
         { "header-bad-version", c_header_bad_version, LV_ERR("NotLuks") },
         { "header-unknown-hash", c_header_unknown_hash, LV_ERR("NotLuks") },
@@ -999,7 +997,7 @@ static const HostileCase cases[] = {
         { "source-utf8", c_source_utf8, LV_ERR("BadPassphrase") },
         { "source-newline", c_source_newline, INVALID_ARGS, "control characters" },
         { "source-escape", c_source_escape, INVALID_ARGS, "control characters" },
-        { "source-resolves-to-invalid-utf8", c_source_resolves_to_invalid_utf8, INVALID_ARGS },
+        { "source-resolves-to-invalid-utf8", c_source_resolves_to_invalid_utf8, INVALID_ARGS, "not valid UTF-8" },
         { "source-64k", c_source_64k, INVALID_ARGS, "too long" },
         { "source-long-component", c_source_long_component, INVALID_ARGS, "too long" },
         { "domain-xml-chars", c_domain_xml_chars, LV_ERR("NoSuchDomain") },
@@ -1014,11 +1012,7 @@ static const HostileCase cases[] = {
         { "target-too-long", c_target_too_long, INVALID_ARGS, "'target'" },
         { "target-wrong-bus", c_target_wrong_bus, INVALID_ARGS, "does not fit bus" },
         { "option-key-64k", c_option_key_64k, INVALID_ARGS, "Unknown option" },
-        { "option-key-utf8-cut", c_option_key_utf8_cut, INVALID_ARGS, "Unknown option",
-          "org.freedesktop.DBus.Error.NoReply",
-          "daemon bug: refuse_unknown() in daemon/options.c caps the echoed key with '%.64s', which can cut a "
-          "multi-byte UTF-8 character in half; sd-bus then cannot send the error reply (its text is not valid "
-          "UTF-8), the daemon logs nothing and the caller never gets an answer" },
+        { "option-key-utf8-cut", c_option_key_utf8_cut, INVALID_ARGS, "Unknown option" },
         { "option-unknown", c_option_unknown, INVALID_ARGS, "Unknown option 'colour'" },
         { "option-wrong-type", c_option_wrong_type, INVALID_ARGS, "type" },
         { "option-duplicate", c_option_duplicate, INVALID_ARGS, "more than once" },
@@ -1052,9 +1046,9 @@ static const HostileCase cases[] = {
         { "detach-twice", c_detach_twice, LV_ERR("NoSuchVolume") },
         { "probe-option", c_probe_option, INVALID_ARGS, "Unknown option 'verbose'" },
         { "probe-relative", c_probe_relative, INVALID_ARGS, "absolute" },
-        { "probe-resolves-to-invalid-utf8", c_probe_resolves_to_invalid_utf8, INVALID_ARGS },
+        { "probe-resolves-to-invalid-utf8", c_probe_resolves_to_invalid_utf8, INVALID_ARGS, "not valid UTF-8" },
         { "probe-fifo", c_probe_fifo, INVALID_ARGS, "neither a regular file nor a block device" },
-        { "probe-etc-shadow", c_probe_etc_shadow, LV_ERR("NotLuks"), NULL, NOT_LUKS_EIO_BUG },
+        { "probe-etc-shadow", c_probe_etc_shadow, LV_ERR("NotLuks") },
 };
 
 /* What the daemon wrote while a case ran: no sanitizer report, no passphrase. */
@@ -1257,13 +1251,42 @@ static void test_cap_third_attach_busy(void) {
         assert_same_daemon(pid);
 }
 
+/* A LUKS1 image whose key slot costs `iterations` rounds of PBKDF2 to open
+ * (~1 s per million here), made by cryptsetup with forced iterations: no
+ * benchmark, so unlike qemu-img's iter-time it cannot fail on a busy CPU
+ * ("Unable to get accurate CPU usage").  The passphrase goes through stdin. */
+static char *make_slow_luks1(const char *name, const char *pass, guint iterations) {
+        g_autofree char *path = lv_sandbox_path(name);
+        g_autofree char *iters = g_strdup_printf("%u", iterations);
+        g_autoptr(GError) error = NULL;
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_no_errno(ftruncate(fd, 6 << 20));
+        close(fd);
+        g_autoptr(GSubprocess) p = g_subprocess_new(G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                                            G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                                    &error, "cryptsetup", "luksFormat", "--type", "luks1",
+                                                    "--pbkdf-force-iterations", iters, "--batch-mode", "--key-file=-",
+                                                    path, NULL);
+        g_assert_no_error(error);
+        g_autoptr(GBytes) in = g_bytes_new(pass, strlen(pass));
+        g_autoptr(GBytes) errb = NULL;
+        g_assert_true(g_subprocess_communicate(p, in, NULL, NULL, &errb, &error));
+        g_assert_no_error(error);
+        if (!g_subprocess_get_successful(p))
+                g_error("cryptsetup luksFormat %s failed: %.*s", path, (int) g_bytes_get_size(errb),
+                        (const char *) g_bytes_get_data(errb, NULL));
+        return g_steal_pointer(&path);
+}
+
 /* An attach still in flight holds its slot: with one volume attached and a
  * slow one inside QEMU's key derivation, a third attach is Busy. */
 static void test_cap_in_flight_counts(void) {
         guint32 pid = live_daemon();
         g_autoptr(GError) error = NULL;
         g_autofree char *img1 = lv_make_luks1_image("flight1.img", PASS, PATTERN, 4);
-        g_autofree char *slow = lv_make_luks1_image_full("flight-slow.img", PASS, PATTERN, 4, 2000);
+        g_autofree char *slow = make_slow_luks1("flight-slow.img", PASS, 1000000);
         g_autofree char *img3 = lv_make_luks1_image("flight3.img", PASS, PATTERN, 4);
         AsyncReply a = { 0 };
 
@@ -1281,13 +1304,17 @@ static void test_cap_in_flight_counts(void) {
         for (int i = 0; i < 1000 && lv_count_secrets() < 2; i++)
                 g_usleep(5000);
         g_assert_cmpuint(lv_count_secrets(), ==, 2);
-        g_assert_false(a.done);
 
         g_autofree char *p3 = lv_attach(bus, GUEST, img3, PASS, scsi_opts("sdc"), &error);
         g_assert_null(p3);
         lv_assert_error(error, LV_ERR("Busy"));
         g_clear_error(&error);
         g_assert_false(lv_domain_has_disk(guest, "sdc"));
+        /* Still only the first volume's object after the refusal: the slow
+         * attach was in flight, not finished, when the cap said Busy. */
+        g_auto(GStrv) during = lv_managed_objects(bus);
+        g_assert_cmpuint(g_strv_length(during), ==, 1);
+        g_assert_cmpstr(during[0], ==, p1);
 
         while (!a.done)
                 g_main_context_iteration(NULL, TRUE);

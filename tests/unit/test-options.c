@@ -31,6 +31,9 @@ static char *parse_attach(sd_bus_message *m, AttachOptions *ret) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         seal(m);
         int r = attach_options_parse(m, ret, &error);
+        /* Every error text must be sendable: D-Bus strings are UTF-8. */
+        if (error.message)
+                g_assert_true(g_utf8_validate(error.message, -1, NULL));
         char *name = r < 0 ? g_strdup(error.name ? error.name : "errno") : NULL;
         sd_bus_error_free(&error);
         sd_bus_message_unref(m);
@@ -126,6 +129,12 @@ static void b_fd_writeonly(sd_bus_message *m) {
 }
 static void b_duplicate(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "mode", "s", "auto", "mode", "s", "native"); }
 static void b_empty_key(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "", "s", "x"); }
+/* The echoed key is capped at 64 bytes; here byte 64 is inside "é". */
+static void b_key_utf8_cut(sd_bus_message *m) {
+        g_autofree char *k63 = g_strnfill(63, 'k');
+        g_autofree char *key = g_strconcat(k63, "é-tail", NULL);
+        sd_bus_message_append(m, "a{sv}", 1, key, "s", "x");
+}
 
 static const Bad bad[] = {
         { "unknown", b_unknown },
@@ -144,6 +153,7 @@ static const Bad bad[] = {
         { "fd-write-only", b_fd_writeonly },
         { "duplicate", b_duplicate },
         { "empty-key", b_empty_key },
+        { "key-utf8-cut", b_key_utf8_cut },
 };
 
 static void test_bad(gconstpointer data) {
