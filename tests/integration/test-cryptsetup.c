@@ -4,9 +4,8 @@
  * daemon opens dm-crypt mappings with libcryptsetup and the nested guest's
  * QEMU reads the plaintext through /dev/mapper/luksvol-…
  *
- * Paths (-p) select what a given daemon configuration can show:
- *   /cryptsetup/default/...   the daemon with its default version gate
- *   /cryptsetup/raised/...    the daemon started with minimums above the host's */
+ * /cryptsetup/raised/ restarts the daemon with a configuration file that
+ * raises the version minimums above the host's. */
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -165,17 +164,28 @@ static void test_restart_then_detach(void) {
         assert_clean();
 }
 
-/* With the version minimums raised above the host's, auto mode sends even
- * a LUKS1 volume down the cryptsetup path. */
+/* With the version minimums raised above the host's (the documented
+ * configuration setting; the daemon runs with --config=$LV_SANDBOX_DIR/
+ * luksvolumed.conf), auto mode sends even a LUKS1 volume down the
+ * cryptsetup path. */
 static void test_raised_minimums(void) {
         g_autofree char *img = lv_make_luks1_image("c-raised.img", PASS, PATTERN, 16);
+        g_autofree char *conf = lv_sandbox_path("luksvolumed.conf");
         g_autoptr(GError) error = NULL;
+
+        g_assert_true(g_file_set_contents(conf, "[Daemon]\nMinLibvirtVersion=99.0.0\nMinQemuVersion=99.0\n", -1, NULL));
+        /* The next call activates a daemon that reads it. */
+        lv_daemon_kill(bus, SIGTERM);
+
         g_autoptr(GVariant) info = lv_probe(bus, "", &error);
         gboolean native = TRUE;
         g_assert_no_error(error);
         g_assert_true(g_variant_lookup(info, "native-luks", "b", &native));
         g_assert_false(native);
         attach_cryptsetup_roundtrip(img, lv_opts("target", g_variant_new_string("sdg"), NULL), "sdg");
+
+        g_assert_cmpint(g_unlink(conf), ==, 0);
+        lv_daemon_kill(bus, SIGTERM);
 }
 
 int main(int argc, char *argv[]) {
