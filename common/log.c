@@ -11,6 +11,17 @@ void log_set_max_level(int level) {
         max_level = level;
 }
 
+int log_level_from_string(const char *s) {
+        static const struct { const char *name; int level; } table[] = {
+                { "err", LOG_LEVEL_ERR }, { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
+                { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
+        };
+        for (size_t i = 0; s && i < ELEMENTSOF(table); i++)
+                if (streq(s, table[i].name))
+                        return table[i].level;
+        return -EINVAL;
+}
+
 int log_get_max_level(void) {
         return max_level;
 }

@@ -115,6 +115,8 @@ enum {
 };
 
 void log_set_max_level(int level);
+/* "err", "warning", "notice", "info", "debug" → level, or -EINVAL. */
+int log_level_from_string(const char *s);
 int log_get_max_level(void);
 void log_set_prefix(bool with_priority_prefix);
 int log_internal(int level, int error, const char *format, ...) _printf_(3, 4);

@@ -46,16 +46,6 @@ static int parse_uint(const char *s, unsigned max, unsigned *ret) {
         return 0;
 }
 
-static int parse_level(const char *s) {
-        static const struct { const char *name; int level; } table[] = {
-                { "err", LOG_LEVEL_ERR }, { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
-                { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (streq(s, table[i].name))
-                        return table[i].level;
-        return -EINVAL;
-}
 
 /* inih calls this per key; returning 0 makes ini_parse report the line. */
 static int handler(void *user, const char *section, const char *name, const char *value) {
@@ -104,7 +94,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 else
                         c->detach_timeout_sec = u;
         } else if (streq(name, "LogLevel")) {
-                r = parse_level(value);
+                r = log_level_from_string(value);
                 if (r < 0)
                         what = "not one of err, warning, notice, info, debug";
                 else

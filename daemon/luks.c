@@ -128,17 +128,7 @@ bool luks_dm_crypt_available(void) {
 }
 
 int luks_mapping_name(const char *domain_uuid, const char *target, char **ret) {
-        _cleanup_free_ char *id = NULL;
-        char *s;
-        int r;
-
-        r = volume_id_build(domain_uuid, target, &id);
-        if (r < 0)
-                return r;
-        if (asprintf(&s, LUKS_MAPPING_PREFIX "%s", id) < 0)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return volume_id_build_prefixed(LUKS_MAPPING_PREFIX, domain_uuid, target, ret);
 }
 
 int luks_activate(const char *source, const char *name, bool read_only, Passphrase **passphrase,

@@ -32,16 +32,6 @@ static void help(void) {
                "     --log-level=LEVEL          err, warning, notice, info, debug (default info)\n");
 }
 
-static int parse_level(const char *s) {
-        static const struct { const char *name; int level; } table[] = {
-                { "err", LOG_LEVEL_ERR }, { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
-                { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (streq(s, table[i].name))
-                        return table[i].level;
-        return -EINVAL;
-}
 
 static int parse_unsigned(const char *s, unsigned *ret) {
         char *end;
@@ -128,7 +118,7 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config
                                 return log_error_errno(EINVAL, "Invalid --idle-timeout: %s", optarg);
                         break;
                 case ARG_LOG_LEVEL:
-                        r = parse_level(optarg);
+                        r = log_level_from_string(optarg);
                         if (r < 0)
                                 return log_error_errno(EINVAL, "Invalid --log-level: %s", optarg);
                         log_set_max_level(r);

@@ -147,7 +147,7 @@ int volume_id_parse(const char *id, char **ret_domain_uuid, char **ret_target) {
         return 0;
 }
 
-int volume_path_build(const char *domain_uuid, const char *target, char **ret) {
+int volume_id_build_prefixed(const char *prefix, const char *domain_uuid, const char *target, char **ret) {
         _cleanup_free_ char *id = NULL;
         char *s;
         int r;
@@ -155,10 +155,14 @@ int volume_path_build(const char *domain_uuid, const char *target, char **ret) {
         r = volume_id_build(domain_uuid, target, &id);
         if (r < 0)
                 return r;
-        if (asprintf(&s, LV_VOLUME_PATH_PREFIX "/%s", id) < 0)
+        if (asprintf(&s, "%s%s", prefix, id) < 0)
                 return -ENOMEM;
         *ret = s;
         return 0;
+}
+
+int volume_path_build(const char *domain_uuid, const char *target, char **ret) {
+        return volume_id_build_prefixed(LV_VOLUME_PATH_PREFIX "/", domain_uuid, target, ret);
 }
 
 int volume_path_parse(const char *path, char **ret_domain_uuid, char **ret_target) {
@@ -206,15 +210,5 @@ int secret_usage_parse(const char *usage, char **ret_domain_uuid, char **ret_tar
 }
 
 int disk_alias_build(const char *domain_uuid, const char *target, char **ret) {
-        _cleanup_free_ char *id = NULL;
-        char *s;
-        int r;
-
-        r = volume_id_build(domain_uuid, target, &id);
-        if (r < 0)
-                return r;
-        if (asprintf(&s, LV_DISK_ALIAS_PREFIX "%s", id) < 0)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return volume_id_build_prefixed(LV_DISK_ALIAS_PREFIX, domain_uuid, target, ret);
 }

@@ -33,6 +33,9 @@ bool uuid_valid(const char *s);
  * construction, stable across daemon restarts. */
 int volume_id_build(const char *domain_uuid, const char *target, char **ret);
 int volume_id_parse(const char *id, char **ret_domain_uuid, char **ret_target);
+/* prefix + id: the one shape behind object paths, disk aliases and
+ * mapping names, so they can never disagree about a volume's id. */
+int volume_id_build_prefixed(const char *prefix, const char *domain_uuid, const char *target, char **ret);
 int volume_path_build(const char *domain_uuid, const char *target, char **ret);
 /* -EINVAL unless path is LV_VOLUME_PATH_PREFIX "/" + a valid id. */
 int volume_path_parse(const char *path, char **ret_domain_uuid, char **ret_target);
