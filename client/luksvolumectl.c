@@ -532,10 +532,11 @@ static const char *volume_get(const Volume *v, const char *name) {
         return prop_list_get(&v->props, name);
 }
 
-/* Parses one "oa{sa{sv}}" dict entry body; appends a Volume if the object
- * carries the volume interface. */
-static int read_managed_object(sd_bus_message *m, VolumeList *l) {
-        _cleanup_(prop_list_done) PropList props = {};
+/* Reads "o a{sa{sv}}" (a GetManagedObjects entry body, or InterfacesAdded):
+ * the object path and, if the object carries the volume interface, its
+ * properties.  *ret_is_volume says whether it did. */
+static int read_object_with_interfaces(sd_bus_message *m, const char **ret_path, PropList *props,
+                                       bool *ret_is_volume) {
         bool is_volume = false;
         const char *path;
         int r;
@@ -557,7 +558,7 @@ static int read_managed_object(sd_bus_message *m, VolumeList *l) {
 
                 if (streq(iface, VOLUME_IFACE)) {
                         is_volume = true;
-                        r = read_prop_list(m, &props);
+                        r = read_prop_list(m, props);
                 } else
                         r = sd_bus_message_skip(m, "a{sv}");
                 if (r < 0)
@@ -574,6 +575,22 @@ static int read_managed_object(sd_bus_message *m, VolumeList *l) {
         if (r < 0)
                 return r;
 
+        *ret_path = path;
+        *ret_is_volume = is_volume;
+        return 0;
+}
+
+/* Parses one "oa{sa{sv}}" dict entry body; appends a Volume if the object
+ * carries the volume interface. */
+static int read_managed_object(sd_bus_message *m, VolumeList *l) {
+        _cleanup_(prop_list_done) PropList props = {};
+        bool is_volume;
+        const char *path;
+        int r;
+
+        r = read_object_with_interfaces(m, &path, &props, &is_volume);
+        if (r < 0)
+                return r;
         if (!is_volume)
                 return 0;
 
@@ -1550,33 +1567,11 @@ static int on_interfaces_added(sd_bus_message *m, void *userdata, sd_bus_error *
         static const char *const summary[] = { "Domain", "Target", "Mode", "Source", NULL };
         _cleanup_(prop_list_done) PropList props = {};
         _cleanup_free_ char *text = NULL;
-        bool is_volume = false;
+        bool is_volume;
         const char *path;
         int r;
 
-        r = sd_bus_message_read_basic(m, 'o', &path);
-        if (r < 0)
-                goto bad;
-        r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
-        if (r < 0)
-                goto bad;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
-                const char *iface;
-
-                r = sd_bus_message_read_basic(m, 's', &iface);
-                if (r < 0)
-                        goto bad;
-                if (streq(iface, VOLUME_IFACE)) {
-                        is_volume = true;
-                        r = read_prop_list(m, &props);
-                } else
-                        r = sd_bus_message_skip(m, "a{sv}");
-                if (r < 0)
-                        goto bad;
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        goto bad;
-        }
+        r = read_object_with_interfaces(m, &path, &props, &is_volume);
         if (r < 0)
                 goto bad;
         if (!is_volume)
