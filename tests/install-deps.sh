@@ -8,6 +8,8 @@ packages=(
         # build
         meson ninja-build pkg-config gcc clang llvm lld
         libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev libglib2.0-dev libinih-dev
+        # pkg-config files naming the install directories
+        libdbus-1-dev libpolkit-gobject-1-dev
         # the real stack the integration tests and the demo run
         dbus-daemon polkitd libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
         qemu-system-x86 qemu-utils cryptsetup-bin util-linux
