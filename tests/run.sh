@@ -8,7 +8,8 @@
 #   tests/run.sh [MESON-TEST-ARGS...]     e.g. tests/run.sh --suite unit
 #
 # Build directories: build/ and build-sanitize/ (override with BUILD_DIR,
-# SANITIZE_BUILD_DIR).  LV_SKIP_SANITIZE=1 skips the second pass.
+# SANITIZE_BUILD_DIR).  LV_SKIP_SANITIZE=1 skips the second pass,
+# LV_SKIP_FUZZ=1 the fuzz smoke, LV_SKIP_DEB=1 the Debian package build.
 # Then a fuzz smoke: each libFuzzer target for LV_FUZZ_SECONDS (default 20)
 # in a clang build, build-fuzz/ (FUZZ_BUILD_DIR); LV_SKIP_FUZZ=1 skips it.
 set -euo pipefail
@@ -98,6 +99,16 @@ if [ "${LV_SKIP_FUZZ:-0}" != 1 ] && [ $# -eq 0 ]; then
         else
                 echo "fuzz smoke: the clang build in $fuzz_build failed"
                 failed=$((failed + 1)) status=1
+        fi
+fi
+
+# Packaging: the .deb builds from the tree and holds what a deployment needs.
+if [ "${LV_SKIP_DEB:-0}" != 1 ] && [ $# -eq 0 ]; then
+        if bash "$src/tests/packaging/test-deb.sh"; then
+                passed=$((passed + 1))
+        else
+                failed=$((failed + 1)) status=1
+                echo "packaging: test-deb.sh FAILED"
         fi
 fi
 
