@@ -22,6 +22,8 @@ packages=(
         # manual pages (scdoc) and their test (man, groff); the Debian package
         # (tests/packaging/test-deb.sh)
         scdoc man-db groff-base debhelper dpkg-dev fakeroot
+        # examples/luksvolume-agent.py (PyGObject/GDBus) and its test
+        python3-gi gir1.2-glib-2.0
 )
 
 missing=()
