@@ -35,6 +35,11 @@ int polkit_registry_new(sd_bus *bus, unsigned max_pending, PolkitRegistry **ret)
 PolkitRegistry *polkit_registry_free(PolkitRegistry *r);
 unsigned polkit_registry_pending(PolkitRegistry *r);
 
+/* On by default: a caller whose uid the bus driver reports as 0 is allowed
+ * without asking polkitd (which would allow it without running any rule).
+ * Tests of the polkitd conversation turn it off. */
+void polkit_registry_set_root_shortcut(PolkitRegistry *r, bool b);
+
 /* details: NULL-terminated list of key, value, key, value, …, NULL (may be NULL).
  * The subject is m's sender (its unique bus name), AllowUserInteraction is
  * set iff m allows interactive authorization.  If polkitd gives no usable

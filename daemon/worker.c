@@ -24,6 +24,7 @@ struct Worker {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         JobQueue pending;   /* waiting for a thread */
+        unsigned n_pending;
         JobQueue finished;  /* waiting for the loop */
         unsigned max_threads;
         unsigned threads;   /* threads alive */
@@ -72,6 +73,7 @@ static void *worker_thread(void *p) {
                 }
                 if (!j)
                         break;
+                w->n_pending--;
 
                 pthread_mutex_unlock(&w->lock);
                 j->job(j->userdata);
@@ -150,6 +152,7 @@ Worker *worker_free(Worker *w) {
          * with the loop anyway. */
         for (Job *j; (j = queue_pop(&w->pending)); )
                 free(j);
+        w->n_pending = 0;
         pthread_cond_broadcast(&w->cond);
         while (w->threads > 0)
                 pthread_cond_wait(&w->cond, &w->lock);
@@ -177,7 +180,13 @@ int worker_submit(Worker *w, worker_job_t job, worker_done_t done, void *userdat
 
         pthread_mutex_lock(&w->lock);
         queue_push(&w->pending, j);
-        if (w->idle == 0 && w->threads < w->max_threads) {
+        w->n_pending++;
+        /* More queued jobs than idle threads: one more thread.  Comparing
+         * with the queue, not just "is any thread idle", matters: a thread
+         * that was signalled for the previous job still counts as idle
+         * until it wakes, and a second job must not wait behind the first
+         * (a Probe behind an attach reading a slow passphrase-fd did). */
+        if (w->n_pending > w->idle && w->threads < w->max_threads) {
                 pthread_t t;
                 pthread_attr_t attr;
 
@@ -191,6 +200,7 @@ int worker_submit(Worker *w, worker_job_t job, worker_done_t done, void *userdat
                         r = 0; /* an existing thread will get to it */
                 else {
                         /* Nobody would ever run it: take it back. */
+                        w->n_pending--;
                         JobQueue *q = &w->pending;
                         Job **pp = &q->head, *prev = NULL;
                         while (*pp != j) {
