@@ -254,9 +254,6 @@ int main(int argc, char *argv[]) {
         printf("\nImages: the cycle's made by qemu-img with iter-time 10 ms; the slow ones with iter-time %d ms. Host: %d cores, TCG guests.\n",
                SLOW_ITER_MS, (int) g_get_num_processors());
 
-        g_autofree char *summary = g_strdup_printf("%.4f %.2f\n", ratio, p99);
-        g_autofree char *spath = g_build_filename(outdir, "targets.txt", NULL);
-        g_assert_true(g_file_set_contents(spath, summary, -1, NULL));
 
         for (int i = 0; i < 4; i++)
                 lv_destroy_guest(dom[i]);
