@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libcryptsetup.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -14,6 +15,28 @@
 #include "volume-id.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free);
+
+/* libcryptsetup keeps process-global state (its device-mapper backend use
+ * count and logging context, set on every crypt_init/crypt_free), so two
+ * threads must never be inside it at once, whatever their crypt_device.
+ * Every entry point here holds this lock from crypt_init to crypt_free.
+ * Activations thus run their key derivation one at a time; native mode
+ * never comes here for that (QEMU derives the key). */
+static pthread_mutex_t crypt_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void unlockp(pthread_mutex_t **m) {
+        if (*m)
+                pthread_mutex_unlock(*m);
+}
+
+static pthread_mutex_t *crypt_lock_take(void) {
+        pthread_mutex_lock(&crypt_lock);
+        return &crypt_lock;
+}
+
+/* Declared before the crypt_device in each function, so it is released
+ * after crypt_free() ran. */
+#define CRYPT_LOCKED _cleanup_(unlockp) _unused_ pthread_mutex_t *_crypt_guard_ = crypt_lock_take()
 
 /* libcryptsetup logs through a callback; by default it prints errors to
  * stderr. Route them to our debug log: the caller reports the outcome once,
@@ -42,6 +65,7 @@ static bool too_small_for_luks(const char *path) {
 }
 
 int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error) {
+        CRYPT_LOCKED;
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         LuksInfo info = {};
         const char *type, *s;
@@ -133,6 +157,7 @@ int luks_mapping_name(const char *domain_uuid, const char *target, char **ret) {
 
 int luks_activate(const char *source, const char *name, bool read_only, Passphrase **passphrase,
                   char **ret_mapper_path, sd_bus_error *error) {
+        CRYPT_LOCKED;
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         _cleanup_free_ char *path = NULL;
         uint32_t flags = read_only ? CRYPT_ACTIVATE_READONLY : 0;
@@ -192,6 +217,10 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
         /* A guest's QEMU may take a moment to close the device after
          * libvirt reports it removed; busy is worth waiting out. */
         for (unsigned attempt = 0; attempt < 50; attempt++) {
+                if (attempt > 0)
+                        usleep(100 * 1000);     /* not holding the lock */
+
+                CRYPT_LOCKED;
                 _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 
                 r = crypt_init_by_name(&cd, name);
@@ -206,7 +235,6 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
                         return 0;
                 if (r != -EBUSY)
                         break;
-                usleep(100 * 1000);
         }
         return sd_bus_error_setf(error, r == -EBUSY ? LV_ERROR_BUSY : LV_ERROR_FAILED,
                                  "Cannot close the dm-crypt mapping '%s': %s", name, strerror(-r));
@@ -235,6 +263,7 @@ static int loop_backing_file(const char *dev, char **ret) {
 }
 
 int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
+        CRYPT_LOCKED;
         _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
         _cleanup_free_ char *backing = NULL;
         LuksInfo info = {};

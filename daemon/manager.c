@@ -156,22 +156,40 @@ void manager_release_source(Manager *m, dev_t dev, ino_t ino) {
  * back first and exit only once the bus confirms, so that calls queued
  * meanwhile are still ours to answer and later ones activate a new
  * instance, which rebuilds the same state from libvirt. */
+static void manager_exit_if_idle(Manager *m) {
+        if (!m->exiting || !manager_is_idle(m))
+                return;
+        log_info("Exiting after %u s idle.", m->config.idle_timeout_sec);
+        (void) sd_notify(false, "STOPPING=1");
+        (void) sd_event_exit(m->event, 0);
+}
+
 static int on_name_released(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
-        log_info("Exiting after %u s idle.", m->config.idle_timeout_sec);
         m->name_acquired = false;
-        (void) sd_notify(false, "STOPPING=1");
-        return sd_event_exit(m->event, 0);
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                /* Still ours: carry on as if the timer had not fired. */
+                log_warning("Failed to release the bus name: %s", sd_bus_message_get_error(reply)->message);
+                m->name_acquired = true;
+                manager_arm_idle(m);
+                return 0;
+        }
+        /* Calls routed to us before the release took effect arrive before
+         * this reply; answer them all, then exit. */
+        m->exiting = true;
+        manager_exit_if_idle(m);
+        return 0;
 }
 
 bool manager_is_idle(Manager *m) {
         if (m->calls_in_flight > 0 || worker_in_flight(m->worker) > 0)
                 return false;
-        for (Volume *v = m->volumes; v; v = v->next)
-                if (v->operation_pending)
-                        return false;
-        return true;
+        /* While anything is attached the daemon must follow libvirt's
+         * events: a guest that stops must take its secret (in libvirtd's
+         * memory) or its dm-crypt mapping (a cleartext device on the host)
+         * along at once, not whenever the next call happens to come. */
+        return !m->volumes;
 }
 
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -193,6 +211,10 @@ void manager_arm_idle(Manager *m) {
         uint64_t now;
         int r;
 
+        if (m->exiting) {
+                manager_exit_if_idle(m);
+                return;
+        }
         if (m->config.idle_timeout_sec == 0 || !m->name_acquired || !manager_is_idle(m))
                 return;
 
@@ -218,7 +240,10 @@ void manager_call_begin(Manager *m) {
 void manager_call_end(Manager *m) {
         if (m->calls_in_flight > 0)
                 m->calls_in_flight--;
-        manager_arm_idle(m);
+        if (m->exiting)
+                manager_exit_if_idle(m);
+        else
+                manager_arm_idle(m);
 }
 
 int manager_start(Manager *m) {

@@ -59,6 +59,7 @@ typedef struct Manager {
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
         bool name_acquired;
+        bool exiting;           /* name released: exit once idle */
 } Manager;
 
 int manager_new(const ManagerConfig *config, Manager **ret);
