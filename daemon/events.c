@@ -34,6 +34,7 @@ struct VirtEvents {
         int wake_timer;            /* a libvirt timeout used to wake the loop */
         RemovalWatch *watches;     /* under lock */
         pthread_cond_t removal_cond;
+        bool waits_cancelled;      /* under lock */
 
         /* events thread only */
         virConnectPtr conn;
@@ -117,13 +118,13 @@ RemovalWatch *virt_events_watch_removal(VirtEvents *e, const char *domain_uuid, 
         return w;
 }
 
-bool virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms) {
+int virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms) {
         struct timespec deadline;
-        bool removed;
+        int r;
 
         if (!e || !w) {
                 usleep(timeout_ms * 1000U);
-                return false;
+                return 0;
         }
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += timeout_ms / 1000;
@@ -134,12 +135,21 @@ bool virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_m
         }
 
         pthread_mutex_lock(&e->lock);
-        while (!w->removed)
+        while (!w->removed && !e->waits_cancelled)
                 if (pthread_cond_timedwait(&e->removal_cond, &e->lock, &deadline) == ETIMEDOUT)
                         break;
-        removed = w->removed;
+        r = e->waits_cancelled ? -ECANCELED : w->removed ? 1 : 0;
         pthread_mutex_unlock(&e->lock);
-        return removed;
+        return r;
+}
+
+void virt_events_cancel_waits(VirtEvents *e) {
+        if (!e)
+                return;
+        pthread_mutex_lock(&e->lock);
+        e->waits_cancelled = true;
+        pthread_cond_broadcast(&e->removal_cond);
+        pthread_mutex_unlock(&e->lock);
 }
 
 void virt_events_unwatch_removal(VirtEvents *e, RemovalWatch *w) {

@@ -40,8 +40,13 @@ int virt_events_init(void);
  * Watch before asking for the removal, so the event cannot be missed. */
 typedef struct RemovalWatch RemovalWatch;
 RemovalWatch *virt_events_watch_removal(VirtEvents *e, const char *domain_uuid, const char *alias);
-/* Returns true once the removal was seen; waits at most timeout_ms. */
-bool virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms);
+/* 1 once the removal was seen, 0 after timeout_ms, -ECANCELED once the
+ * daemon is shutting down (virt_events_cancel_waits). */
+int virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms);
+/* Wakes every waiter for good: called first at shutdown, so worker jobs
+ * waiting for a guest return promptly and the worker can be joined before
+ * this object is freed. */
+void virt_events_cancel_waits(VirtEvents *e);
 void virt_events_unwatch_removal(VirtEvents *e, RemovalWatch *w);
 
 int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata,

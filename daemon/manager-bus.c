@@ -79,6 +79,7 @@ struct AttachOp {
         AttachOptions options;
         Passphrase *passphrase;
         bool claimed;
+        uint64_t stop_seq;          /* Manager.stop_seq when authorized */
 
         /* worker results */
         int r;
@@ -132,6 +133,14 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
 
         fault_point("attach", 3);   /* secret complete, disk not plugged */
 
+        /* Everything that can fail without side effects comes before the
+         * hot-plug: after it, only success is left. */
+        op->volume->secret_uuid = strdup(secret_uuid);
+        if (!op->volume->secret_uuid) {
+                r = -ENOMEM;
+                goto undo;
+        }
+
         DiskSpec spec = {
                 .block = op->source.block,
                 .source = op->source.path,
@@ -146,15 +155,15 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 r = sd_bus_error_set_errnof(&op->error, -r, "Cannot build the disk XML: %s", strerror(-r));
         else
                 r = virt_attach_disk(dom, xml, &op->error);
-        if (r < 0) {
-                if (virt_secret_undefine(m->virt, secret_uuid, &undo_error) < 0)
-                        log_error("Failed to remove secret %s after a failed attach: %s", secret_uuid, undo_error.message);
-                sd_bus_error_free(&undo_error);
-                return r;
-        }
+        if (r >= 0)
+                return 0;
 
-        op->volume->secret_uuid = strdup(secret_uuid);
-        return op->volume->secret_uuid ? 0 : -ENOMEM;
+undo:
+        if (virt_secret_undefine(m->virt, secret_uuid, &undo_error) < 0)
+                log_error("Failed to remove secret %s after a failed attach: %s", secret_uuid, undo_error.message);
+        sd_bus_error_free(&undo_error);
+        op->volume->secret_uuid = mfree(op->volume->secret_uuid);
+        return r;
 }
 
 /* Worker thread.  The mapping is opened only right before the hot-plug
@@ -359,6 +368,10 @@ static void attach_done(void *userdata) {
 
         v = TAKE_PTR(op->volume);
         (void) manager_add_volume(m, v);
+        /* The guest stopped while we were plugging the disk in: the event
+         * found no volume to clean up then; it does now. */
+        if (manager_domain_stopped_since(m, v->domain_uuid, op->stop_seq))
+                manager_volume_cleanup(m, v, "its domain stopped during the attach");
         log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
                          volume_mode_to_string(v->mode), "Attached '%s' to '%s' as %s (%s mode), object %s.",
                          v->source, v->domain, v->target, volume_mode_to_string(v->mode), v->path);
@@ -388,6 +401,7 @@ static void attach_authorized(sd_bus_message *message, bool allowed, const sd_bu
                 goto reply_fail;
         }
 
+        op->stop_seq = m->stop_seq;
         r = manager_claim_source(m, op->source.dev, op->source.ino);
         if (r < 0) {
                 sd_bus_error_set_errnof(&e, -r, "Cannot record the attach: %s", strerror(-r));
@@ -534,23 +548,33 @@ static void detach_op_free(DetachOp *op) {
         free(op);
 }
 
+/* Ours: it carries the alias we give every disk we plug in, for exactly
+ * this domain and target (the same test the start-up scan applies). */
+static bool disk_is_ours(const DiskInfo *d, const char *domain_uuid, const char *target) {
+        _cleanup_free_ char *alias = NULL;
+
+        return disk_alias_build(domain_uuid, target, &alias) >= 0 && streq_ptr(d->alias, alias);
+}
+
 typedef struct RemovalWaiter {
         VirtEvents *events;
         RemovalWatch *watch;
         bool seen;
 } RemovalWaiter;
 
-static bool removal_wait(void *userdata, unsigned ms) {
+static int removal_wait(void *userdata, unsigned ms) {
         RemovalWaiter *w = userdata;
+        int r;
 
         /* After the event, only the periodic look remains (the live XML
          * may lag the event by a moment in theory). */
         if (w->seen || !w->watch) {
                 usleep(MIN(ms, 50U) * 1000U);
-                return false;
+                return 0;
         }
-        w->seen = virt_events_wait_removal(w->events, w->watch, ms);
-        return w->seen;
+        r = virt_events_wait_removal(w->events, w->watch, ms);
+        w->seen = r > 0;
+        return r;
 }
 
 /* Worker thread.  The live XML decides: <encryption> → native (undefine
@@ -588,11 +612,11 @@ static void detach_job(void *userdata) {
                 else if (r < 0) {
                         r = sd_bus_error_set_errnof(&op->error, -r, "Cannot parse the domain's live XML: %s", strerror(-r));
                         goto finish;
-                } else if (!streq_ptr(d.source, d.encrypted ? op->source : op->mapper_device)) {
+                } else if (!disk_is_ours(&d, op->domain_uuid, op->target)) {
                         /* Someone else's disk now sits on that target; ours
                          * is gone. Never touch theirs. */
-                        log_notice("Target %s now holds '%s', not '%s'; treating the volume as detached.",
-                                   op->target, strempty(d.source), op->source);
+                        log_notice("Target %s now holds a disk not plugged in by this service; treating the volume as detached.",
+                                   op->target);
                         disk_info_free(&d);
                         d = (DiskInfo) {};
                 } else
@@ -600,13 +624,21 @@ static void detach_job(void *userdata) {
         }
 
         if (have_disk) {
+                /* The wait can be long (a guest that does not let go); other
+                 * operations on this domain need not wait for it: the disk
+                 * stays in the live XML, so its target cannot be taken. */
+                if (locked) {
+                        virt_domain_unlock(m->virt, op->domain_uuid);
+                        locked = false;
+                }
+
                 RemovalWaiter waiter = {
                         .events = m->events,
                         .watch = d.alias ? virt_events_watch_removal(m->events, op->domain_uuid, d.alias) : NULL,
                 };
                 r = virt_detach_disk(dom, op->target, d.alias, op->options.timeout_sec * 1000U,
                                      removal_wait, &waiter, &op->error);
-                virt_events_unwatch_removal(m->events, waiter.watch);
+                virt_events_unwatch_removal(waiter.events, waiter.watch);
                 if (r < 0)
                         goto finish;
                 /* The XML decides the mode: <encryption> names the secret in
@@ -617,6 +649,10 @@ static void detach_job(void *userdata) {
                         op->mapper_device = mfree(op->mapper_device);
                 } else {
                         op->secret_uuid = mfree(op->secret_uuid);
+                        if (d.source) {
+                                free(op->mapper_device);
+                                op->mapper_device = strdup(d.source);
+                        }
                 }
         }
 
@@ -652,6 +688,13 @@ static void detach_done(void *userdata) {
 
         if (v)
                 v->operation_pending = false;
+
+        if (op->r < 0 && v && (v->removal_seen || v->domain_gone_seen)) {
+                /* The guest let go (or went away) after our last look: the
+                 * event that said so was held back while we worked. */
+                v->removal_seen = v->domain_gone_seen = false;
+                manager_volume_cleanup(m, v, "the guest released it");
+        }
 
         if (op->r < 0) {
                 log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, v ? v->domain : NULL, op->source, op->target,

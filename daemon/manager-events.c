@@ -7,6 +7,8 @@
  * releases after a Detach answered Busy finishes its cleanup when the
  * device-removed event arrives. */
 
+#include <stdio.h>
+
 #include <systemd/sd-daemon.h>
 
 #include "event-log.h"
@@ -22,6 +24,7 @@ typedef struct ScanJob {
         Manager *manager;
         bool initial;
         bool cleanup_orphans;
+        bool complete;
         Volume *found;
         sd_bus_error error;
         int r;
@@ -33,11 +36,13 @@ static void scan_job(void *userdata) {
 
         if (j->cleanup_orphans)
                 pthread_rwlock_wrlock(&m->ops_lock);
-        j->r = scan_volumes(m->virt, &j->found, &j->error);
-        /* Only with a complete picture: a failed scan must not make every
-         * secret of ours look orphaned. */
-        if (j->r >= 0 && j->cleanup_orphans)
+        j->r = scan_volumes(m->virt, &j->found, &j->complete, &j->error);
+        /* Only with a complete picture: a domain we could not read must
+         * not make its secrets and mappings look orphaned. */
+        if (j->r >= 0 && j->complete && j->cleanup_orphans)
                 scan_cleanup_orphans(m->virt, j->found);
+        else if (j->r >= 0 && !j->complete)
+                log_warning("Scan incomplete; orphan cleanup postponed to the next scan.");
         if (j->cleanup_orphans)
                 pthread_rwlock_unlock(&m->ops_lock);
 }
@@ -65,11 +70,12 @@ static Volume *find_in_list(Volume *list, const char *path) {
 }
 
 /* The registry becomes what the scan found, except for volumes an
- * operation is working on right now: that operation finishes them. */
-static void reconcile(Manager *m, Volume *found) {
+ * operation is working on right now (that operation finishes them), and,
+ * after an incomplete scan, except for removals (absence proves nothing). */
+static void reconcile(Manager *m, Volume *found, bool complete) {
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
-                if (!v->operation_pending && !find_in_list(found, v->path)) {
+                if (complete && !v->operation_pending && !find_in_list(found, v->path)) {
                         log_info("Volume %s is gone from libvirt; removing its object.", v->path);
                         manager_remove_volume(m, v);
                 }
@@ -98,7 +104,7 @@ static void scan_done(void *userdata) {
                 log_warning("Could not rebuild volumes from libvirt: %s",
                             j->error.message ? j->error.message : "unknown error");
         else
-                reconcile(m, TAKE_PTR(j->found));
+                reconcile(m, TAKE_PTR(j->found), j->complete);
 
         bool initial = j->initial;
         for (Volume *v = j->found, *n; v; v = n) {
@@ -188,7 +194,7 @@ static void cleanup_done(void *userdata) {
         manager_arm_idle(m);
 }
 
-static void volume_start_cleanup(Manager *m, Volume *v, const char *why) {
+void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
         CleanupJob *j;
 
         if (v->operation_pending)
@@ -221,10 +227,26 @@ static void volume_start_cleanup(Manager *m, Volume *v, const char *why) {
 
 /* ---------------------------------------------------------------- events */
 
+bool manager_domain_stopped_since(Manager *m, const char *uuid, uint64_t seq) {
+        for (size_t i = 0; i < ELEMENTSOF(m->stopped); i++)
+                if (m->stopped[i].seq > seq && streq(m->stopped[i].uuid, uuid))
+                        return true;
+        return false;
+}
+
 static void on_domain_stopped(Manager *m, const char *uuid) {
+        size_t slot = m->stop_seq % ELEMENTSOF(m->stopped);
+
+        m->stop_seq++;
+        snprintf(m->stopped[slot].uuid, sizeof m->stopped[slot].uuid, "%s", uuid);
+        m->stopped[slot].seq = m->stop_seq;
+
         for (Volume *v = m->volumes; v; v = v->next)
-                if (streq(v->domain_uuid, uuid))
-                        volume_start_cleanup(m, v, "its domain stopped");
+                if (streq(v->domain_uuid, uuid)) {
+                        if (v->operation_pending)
+                                v->domain_gone_seen = true;
+                        manager_volume_cleanup(m, v, "its domain stopped");
+                }
 }
 
 static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
@@ -237,7 +259,9 @@ static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
                 /* Only a detach that already answered Busy is waiting for
                  * this; anything else is someone unplugging our disk behind
                  * our back, which ends the volume just the same. */
-                volume_start_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
+                if (v->operation_pending)
+                        v->removal_seen = true;
+                manager_volume_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
                                      "the guest released it" : "it was unplugged outside this service");
         }
 }

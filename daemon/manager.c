@@ -37,6 +37,7 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
         r = virt_new(m->config.libvirt_uri, &m->virt);
         if (r < 0)
                 goto fail;
+        worker_set_thread_exit(m->worker, virt_thread_done, m->virt);
 
         *ret = m;
         return 0;
@@ -50,10 +51,13 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
-        /* Threads first: their done callbacks reference the manager. */
+        /* Threads first: their done callbacks reference the manager.  Jobs
+         * waiting for a guest are woken to give up, then the worker is
+         * joined, and only then the events object they used is freed. */
         m->name_acquired = false;
-        m->events = virt_events_stop(m->events);
+        virt_events_cancel_waits(m->events);
         m->worker = worker_free(m->worker);
+        m->events = virt_events_stop(m->events);
         /* polkit drops pending queries without calling back, and the
          * worker dropped queued jobs: their attaches still hold passphrases. */
         manager_bus_drop_pending(m);

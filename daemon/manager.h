@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <systemd/sd-bus.h>
@@ -56,6 +57,14 @@ typedef struct Manager {
         SourceClaim *claims;
         unsigned n_claims;
 
+        /* Recent domain-stopped events, so an attach that was plugging a
+         * disk into a guest as it stopped can tell when it registers. */
+        struct {
+                char uuid[37];
+                uint64_t seq;
+        } stopped[32];
+        uint64_t stop_seq;
+
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
         bool name_acquired;
@@ -93,6 +102,11 @@ void manager_arm_idle(Manager *m);
  * initial: the start-up scan, after which the bus name is requested. */
 int manager_rescan(Manager *m, bool initial);
 void manager_on_virt_event(const VirtEvent *event, void *userdata);
+/* Undefines the secret / closes the mapping, then removes the object;
+ * unless an operation is already at work on the volume. */
+void manager_volume_cleanup(Manager *m, Volume *v, const char *why);
+/* Did this domain stop after sequence number seq (manager.stop_seq)? */
+bool manager_domain_stopped_since(Manager *m, const char *uuid, uint64_t seq);
 
 /* manager-bus.c */
 int manager_bus_register(Manager *m);

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "passphrase.h"
 #include "util.h"
@@ -94,13 +95,25 @@ int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
         if (r < 0)
                 return r;
 
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+
         /* Read one byte past the cap so an over-long input is refused
-         * instead of silently truncated into a different passphrase. */
+         * instead of silently truncated into a different passphrase.  One
+         * deadline for the whole read: a writer that trickles a byte now
+         * and then must not hold a worker for hours. */
         for (;;) {
                 struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                struct timespec now;
+                long elapsed_ms;
                 ssize_t n;
 
-                r = poll(&pfd, 1, timeout_ms);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                elapsed_ms = (now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L;
+                if (elapsed_ms >= timeout_ms)
+                        return -ETIMEDOUT;
+
+                r = poll(&pfd, 1, (int) (timeout_ms - elapsed_ms));
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;

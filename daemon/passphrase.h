@@ -29,8 +29,8 @@ int passphrase_new_from_buffer(const void *p, size_t n, Passphrase **ret);
  * Needs no data, so it runs during argument validation. */
 int passphrase_fd_check(int fd);
 
-/* Reads until EOF, at most PASSPHRASE_MAX bytes, waiting at most
- * timeout_ms for each chunk.  -E2BIG, -ETIMEDOUT, -EINVAL (empty). */
+/* Reads until EOF, at most PASSPHRASE_MAX bytes, within timeout_ms in
+ * all.  -E2BIG, -ETIMEDOUT, -EINVAL (empty). */
 int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret);
 
 Passphrase *passphrase_free(Passphrase *p);

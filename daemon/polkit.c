@@ -40,6 +40,9 @@
  * abandoned dialogs do not hold max_pending slots for long. */
 #define POLKIT_TIMEOUT_INTERACTIVE_USEC (120 * USEC_PER_SEC)
 
+/* Pending queries one bus connection may have at a time. */
+#define POLKIT_MAX_PENDING_PER_SENDER 8U
+
 typedef struct PolkitQuery PolkitQuery;
 
 struct PolkitQuery {
@@ -364,6 +367,15 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         sender = sd_bus_message_get_sender(m);
         if (!sender)
                 return -EINVAL;
+
+        /* One connection (e.g. a user whose agent never answers, holding a
+         * query for minutes) must not take every slot from everyone else. */
+        unsigned mine = 0;
+        for (PolkitQuery *i = r->queries; i; i = i->next)
+                if (streq_ptr(sd_bus_message_get_sender(i->message), sender))
+                        mine++;
+        if (mine >= POLKIT_MAX_PENDING_PER_SENDER)
+                return -EBUSY;
 
         interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
 

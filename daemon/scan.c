@@ -44,8 +44,14 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
         if (!name || virDomainGetUUIDString(dom, uuid) < 0)
                 return -EIO;
         xml = virDomainGetXMLDesc(dom, 0);
-        if (!xml)
-                return -EIO; /* it may just have stopped; not fatal */
+        if (!xml) {
+                virErrorPtr e = virGetLastError();
+                /* It stopped since the listing: nothing of ours is in it. */
+                if (e && (e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_OPERATION_INVALID))
+                        return -ENODEV;
+                /* Anything else: we do not know what it holds. */
+                return -EIO;
+        }
 
         r = domain_xml_list_disks(xml, &disks, &n);
         if (r < 0)
@@ -108,10 +114,11 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
         return r < 0 ? r : 0;
 }
 
-int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error) {
+int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         virDomainPtr *doms = NULL;
         Volume *list = NULL;
+        bool complete = true;
         int n, r;
 
         r = virt_connect(v, &conn, error);
@@ -125,13 +132,16 @@ int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error) {
 
         for (int i = 0; i < n; i++) {
                 r = scan_domain(conn, doms[i], &list);
-                if (r < 0 && r != -EIO)
+                if (r < 0 && r != -ENODEV) {
                         log_warning_errno(r, "Failed to scan domain '%s': %m", strempty(virDomainGetName(doms[i])));
+                        complete = false;
+                }
                 virDomainFree(doms[i]);
         }
         free(doms);
 
         *ret = list;
+        *ret_complete = complete;
         return 0;
 }
 

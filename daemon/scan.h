@@ -4,13 +4,18 @@
 /* Rebuilding the registry from the truth: libvirt's running domains and
  * their live XML.  Runs on a worker thread; returns detached Volumes. */
 
+#include <stdbool.h>
+
 #include <systemd/sd-bus.h>
 
 #include "virt.h"
 #include "volume.h"
 
-/* *ret is a singly linked list through Volume.next (may be NULL). */
-int scan_volumes(Virt *v, Volume **ret, sd_bus_error *error);
+/* *ret is a singly linked list through Volume.next (may be NULL).
+ * *ret_complete is false if some running domain could not be read: then
+ * the list is not the whole truth, and nothing may be concluded from what
+ * is missing from it (no orphan cleanup, no object removal). */
+int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error);
 
 /* Fills in what the header and the file system say about v->source
  * (LUKS version and UUID, identity); failures leave fields unset. */

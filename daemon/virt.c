@@ -110,6 +110,16 @@ Virt *virt_free(Virt *v) {
         return NULL;
 }
 
+void virt_thread_done(void *userdata) {
+        Virt *v = userdata;
+        virConnectPtr c = pthread_getspecific(v->conn_key);
+
+        if (c) {
+                (void) pthread_setspecific(v->conn_key, NULL);
+                virConnectClose(c);
+        }
+}
+
 int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
         virConnectPtr c = pthread_getspecific(v->conn_key);
 
@@ -126,6 +136,10 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
                 if (!c)
                         return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot connect to libvirt at %s: %s",
                                                  v->uri, last_error_message());
+                /* A libvirtd that hangs (rather than exits) must not hold a
+                 * worker forever: keepalive (run by the events thread's loop)
+                 * closes the connection and the call fails. */
+                (void) virConnectSetKeepAlive(c, 5, 3);
                 if (pthread_setspecific(v->conn_key, c) != 0) {
                         virConnectClose(c);
                         return -ENOMEM;
@@ -246,22 +260,29 @@ int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
 
         secret = virSecretDefineXML(conn, xml, 0);
         if (!secret) {
+                virErrorPtr saved = virSaveLastError();
                 /* Our usage ids encode domain and target, and the caller
                  * holds that domain's lock with the target free in the live
                  * XML: a secret already defined under this id is an orphan
-                 * of a crashed run.  Looked for only on failure, to keep
-                 * the common path at one RPC. */
-                virSecretPtr old = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_VOLUME, usage_id);
-                if (old) {
-                        log_notice("Removing orphaned secret for usage '%s'.", usage_id);
-                        (void) virSecretUndefine(old);
-                        virSecretFree(old);
-                        secret = virSecretDefineXML(conn, xml, 0);
+                 * of a crashed run.  Only that conflict is worth a second
+                 * try; other failures keep their own error. */
+                if (saved && saved->message && strstr(saved->message, "already defined")) {
+                        virSecretPtr old = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_VOLUME, usage_id);
+                        if (old) {
+                                log_notice("Removing orphaned secret for usage '%s'.", usage_id);
+                                (void) virSecretUndefine(old);
+                                virSecretFree(old);
+                                secret = virSecretDefineXML(conn, xml, 0);
+                        }
                 }
-        }
-        if (!secret) {
-                r = fail(error, "Cannot define the libvirt secret");
-                goto finish;
+                if (!secret) {
+                        /* The define's own error, not the look-up's. */
+                        r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot define the libvirt secret: %s",
+                                              saved && saved->message ? saved->message : last_error_message());
+                        virFreeError(saved);
+                        goto finish;
+                }
+                virFreeError(saved);
         }
         if (virSecretGetUUIDString(secret, uuid) < 0) {
                 r = fail(error, "Cannot read the secret's UUID");
@@ -394,9 +415,11 @@ int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, un
                 /* Woken at once by the device-removed event; the periodic
                  * look covers an event lost to a reconnect. */
                 unsigned ms = (unsigned) MIN(deadline - now, (uint64_t) 250);
-                if (wait)
-                        (void) wait(wait_userdata, ms);
-                else
+                if (wait) {
+                        if (wait(wait_userdata, ms) == -ECANCELED)
+                                return sd_bus_error_set(error, LV_ERROR_FAILED,
+                                                        "The service is shutting down; the detach request stands with the guest.");
+                } else
                         usleep(MIN(ms, 50U) * 1000U);
         }
 }

@@ -24,6 +24,9 @@ typedef struct HostInfo {
 int virt_new(const char *uri, Virt **ret);
 Virt *virt_free(Virt *v);
 
+/* Closes the calling thread's connection; for worker_set_thread_exit(). */
+void virt_thread_done(void *v);
+
 /* Returns a new reference to a live connection, (re)connecting if needed. */
 int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error);
 
@@ -47,9 +50,9 @@ int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error);
 
 int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error);
 
-/* Waits up to ms for a sign that the device may be gone; returns true if
- * it knows so (a device-removed event). */
-typedef bool (*virt_removal_wait_t)(void *userdata, unsigned ms);
+/* Waits up to ms for a sign that the device may be gone: 1 if it knows so
+ * (a device-removed event), 0 if not, -ECANCELED to give up (shutdown). */
+typedef int (*virt_removal_wait_t)(void *userdata, unsigned ms);
 
 /* Asks for removal and waits until the disk with that target is gone from
  * the live XML or timeout_ms passes (Error.Busy).  The live XML is the

@@ -40,7 +40,11 @@ typedef struct Volume {
         ino_t source_ino;
         bool source_identity_known;
 
-        bool operation_pending;    /* a Detach is running for it */
+        bool operation_pending;    /* a Detach or cleanup is running for it */
+        /* Events that arrived while an operation was pending; the
+         * operation's end acts on them if it did not finish the volume. */
+        bool removal_seen;
+        bool domain_gone_seen;
 } Volume;
 
 const char *volume_state_to_string(VolumeState s);

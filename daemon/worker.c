@@ -31,6 +31,9 @@ struct Worker {
         unsigned idle;      /* of those, waiting for work */
         unsigned in_flight;
         bool stopping;
+
+        worker_thread_exit_t thread_exit;
+        void *thread_exit_userdata;
 };
 
 static void queue_push(JobQueue *q, Job *j) {
@@ -84,6 +87,13 @@ static void *worker_thread(void *p) {
                 (void) !write(w->efd, &one, sizeof one);
         }
 out:
+        /* Per-thread resources go before the thread counts as gone, so
+         * worker_free() returning means they are all released. */
+        if (w->thread_exit) {
+                pthread_mutex_unlock(&w->lock);
+                w->thread_exit(w->thread_exit_userdata);
+                pthread_mutex_lock(&w->lock);
+        }
         w->threads--;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->lock);
@@ -219,6 +229,13 @@ int worker_submit(Worker *w, worker_job_t job, worker_done_t done, void *userdat
         pthread_mutex_unlock(&w->lock);
 
         return r;
+}
+
+void worker_set_thread_exit(Worker *w, worker_thread_exit_t fn, void *userdata) {
+        pthread_mutex_lock(&w->lock);
+        w->thread_exit = fn;
+        w->thread_exit_userdata = userdata;
+        pthread_mutex_unlock(&w->lock);
 }
 
 unsigned worker_in_flight(Worker *w) {

@@ -21,5 +21,10 @@ Worker *worker_free(Worker *w);
  * Jobs beyond max_threads queue in FIFO order. */
 int worker_submit(Worker *w, worker_job_t job, worker_done_t done, void *userdata);
 
+/* Called on each worker thread right before it ends (e.g. to close a
+ * per-thread connection). */
+typedef void (*worker_thread_exit_t)(void *userdata);
+void worker_set_thread_exit(Worker *w, worker_thread_exit_t fn, void *userdata);
+
 /* Jobs submitted and not yet completed (including their done callback). */
 unsigned worker_in_flight(Worker *w);

@@ -2,6 +2,7 @@
 /* The passphrase buffer and the fd reader: caps, types, timeouts. */
 #include <fcntl.h>
 #include <glib.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 
@@ -59,6 +60,16 @@ static void test_fd_memfd(void) {
         close(fd);
 }
 
+static gpointer trickle(gpointer data) {
+        int fd = GPOINTER_TO_INT(data);
+        for (int i = 0; i < 40; i++) {
+                if (write(fd, "x", 1) != 1)
+                        break;
+                g_usleep(50 * 1000);
+        }
+        return NULL;
+}
+
 static void test_fd_limits(void) {
         static uint8_t big[PASSPHRASE_MAX + 1];
         Passphrase *p = NULL;
@@ -80,6 +91,18 @@ static void test_fd_limits(void) {
         g_assert_cmpint(passphrase_read_fd(fd, 1000, &p), ==, -EINVAL);
         close(fd);
 
+        /* A writer that trickles a byte every 50 ms (each gap well inside
+         * the 200 ms limit) still meets one overall deadline, not a fresh
+         * one per chunk. */
+        g_assert_cmpint(pipe2(w, O_CLOEXEC), ==, 0);
+        GThread *trickler = g_thread_new("trickle", trickle, GINT_TO_POINTER(w[1]));
+        gint64 t0 = g_get_monotonic_time();
+        g_assert_cmpint(passphrase_read_fd(w[0], 200, &p), ==, -ETIMEDOUT);
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
+        close(w[0]);   /* the trickler's next write fails: it stops */
+        g_thread_join(trickler);
+        close(w[1]);
+
         /* A writer that never writes nor closes. */
         g_assert_cmpint(pipe2(w, O_CLOEXEC), ==, 0);
         g_assert_cmpint(passphrase_read_fd(w[0], 100, &p), ==, -ETIMEDOUT);
@@ -99,6 +122,7 @@ static void test_fd_limits(void) {
 
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
+        signal(SIGPIPE, SIG_IGN);   /* the trickler writes into a closed pipe */
         g_test_add_func("/passphrase/buffer", test_buffer);
         g_test_add_func("/passphrase/fd-pipe", test_fd_pipe);
         g_test_add_func("/passphrase/fd-memfd", test_fd_memfd);
