@@ -40,8 +40,10 @@
  * abandoned dialogs do not hold max_pending slots for long. */
 #define POLKIT_TIMEOUT_INTERACTIVE_USEC (120 * USEC_PER_SEC)
 
-/* Pending queries one bus connection may have at a time. */
-#define POLKIT_MAX_PENDING_PER_SENDER 8U
+/* Pending queries one bus connection may have at a time: room for an
+ * agent firing a burst of calls, not for one caller to take all of
+ * max_pending. */
+#define POLKIT_MAX_PENDING_PER_SENDER 32U
 
 typedef struct PolkitQuery PolkitQuery;
 
