@@ -1179,6 +1179,27 @@ static int verb_attach(int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* The common start of the verbs taking VOLUME-PATH|DOMAIN:TARGET: check
+ * the argument, connect, resolve it to an object path. */
+static int open_volume(int argc, char **argv, const char *verb, sd_bus **ret_bus, char **ret_path) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int status;
+
+        if (argc != 2)
+                return fail(EXIT_USAGE, "%s expects VOLUME-PATH or DOMAIN:TARGET.", verb);
+        status = check_volume_spec(argv[1]);
+        if (status != EXIT_OK)
+                return status;
+        status = connect_bus(&bus);
+        if (status != EXIT_OK)
+                return status;
+        status = resolve_volume(bus, argv[1], ret_path);
+        if (status != EXIT_OK)
+                return status;
+        *ret_bus = TAKE_PTR(bus);
+        return EXIT_OK;
+}
+
 static int verb_detach(int argc, char **argv) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
@@ -1187,17 +1208,7 @@ static int verb_detach(int argc, char **argv) {
         uint64_t timeout = SLOW_CALL_TIMEOUT_USEC;
         int r, status;
 
-        if (argc != 2)
-                return fail(EXIT_USAGE, "detach expects VOLUME-PATH or DOMAIN:TARGET.");
-        status = check_volume_spec(argv[1]);
-        if (status != EXIT_OK)
-                return status;
-
-        status = connect_bus(&bus);
-        if (status != EXIT_OK)
-                return status;
-
-        status = resolve_volume(bus, argv[1], &path);
+        status = open_volume(argc, argv, "detach", &bus, &path);
         if (status != EXIT_OK)
                 return status;
 
@@ -1414,16 +1425,7 @@ static int verb_status(int argc, char **argv) {
         _cleanup_free_ char *path = NULL;
         int r, status;
 
-        if (argc != 2)
-                return fail(EXIT_USAGE, "status expects VOLUME-PATH or DOMAIN:TARGET.");
-        status = check_volume_spec(argv[1]);
-        if (status != EXIT_OK)
-                return status;
-
-        status = connect_bus(&bus);
-        if (status != EXIT_OK)
-                return status;
-        status = resolve_volume(bus, argv[1], &path);
+        status = open_volume(argc, argv, "status", &bus, &path);
         if (status != EXIT_OK)
                 return status;
 
