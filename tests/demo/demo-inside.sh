@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside tests/sandbox/sandbox.sh (see tests/demo.sh).
 set -euo pipefail
+# shellcheck source=../sandbox/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/lib.sh"
 
 ctl=$LUKSVOLUMECTL
 virsh=(virsh -q -c qemu:///system)
@@ -13,29 +15,14 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 step "A LUKS1 image whose plaintext starts with 64 KiB of 0x5a"
 umask 077
 printf 'demo passphrase' > passphrase
-# LUKS1 with a fixed PBKDF2 iteration count (no benchmark: fast and steady).
-truncate -s 18M volume.img
-cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file=passphrase volume.img
+lv_make_luks1_image volume.img passphrase
 qemu-io --object secret,id=s0,file=passphrase \
         --image-opts driver=luks,key-secret=s0,file.filename=volume.img \
         -c 'write -P 0x5a 0 64k' >/dev/null
-chmod 0644 volume.img
 echo "volume.img: $(stat -c %s volume.img) bytes, LUKS1"
 
 step "A running guest (TCG, no OS)"
-cat > guest.xml <<'XML'
-<domain type='qemu'>
-  <name>demo</name>
-  <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <features><acpi/></features>
-  <devices>
-    <controller type='scsi' model='virtio-scsi'/>
-    <console type='pty'/>
-  </devices>
-</domain>
-XML
-"${virsh[@]}" create guest.xml
+lv_start_guest demo
 
 step "What the host can do, and what the volume is"
 run "$ctl" probe

@@ -14,6 +14,8 @@
 # failing cleanly without a reachable host.
 
 set -uo pipefail
+# shellcheck source=../sandbox/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/lib.sh"
 
 ctl=${1:?usage: test-cli.sh PATH-TO-LUKSVOLUMECTL [--tap]}
 [[ -x $ctl ]] || { echo "Bail out! $ctl is not executable"; exit 1; }
@@ -97,27 +99,14 @@ printf '%s' "not $PASS" >wrongpass
 # cryptsetup, not qemu-img: qemu-img's PBKDF benchmark fails now and then on
 # a busy machine ("Unable to get accurate CPU usage"); forced iterations
 # need no benchmark.  LUKS1 either way; QEMU opens both alike.
-truncate -s 18M volume.img
-cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file=pass volume.img ||
+lv_make_luks1_image volume.img pass ||
         { echo "Bail out! cryptsetup could not create the LUKS image"; exit 1; }
 head -c 1M /dev/zero >plain.img
 chmod 0644 volume.img plain.img
 chmod 0755 "$W"
 umask 022
 
-cat >guest.xml <<XML
-<domain type='qemu'>
-  <name>$GUEST</name>
-  <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <features><acpi/></features>
-  <devices>
-    <controller type='scsi' model='virtio-scsi'/>
-    <console type='pty'/>
-  </devices>
-</domain>
-XML
-"${virsh[@]}" create guest.xml >/dev/null ||
+lv_start_guest "$GUEST" ||
         { echo "Bail out! virsh create failed"; exit 1; }
 
 # The unprivileged user must be able to run the client; a build directory

@@ -23,6 +23,8 @@
 # this test fails, it does not skip.
 
 set -uo pipefail
+# shellcheck source=../sandbox/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/lib.sh"
 
 agent=${1:?usage: test-example-agent.sh PATH-TO-AGENT [--tap]}
 [[ -r $agent ]] || { echo "Bail out! $agent is not readable"; exit 1; }
@@ -136,32 +138,15 @@ expect_rc 2 "a bad --bus is a usage error" usage
 umask 077
 printf '%s' "$PASS" >pass
 printf '%s' "not $PASS" >wrongpass
-# With iter-time=10, qemu-img's PBKDF calibration now and then measures no
-# CPU time at all and gives up ("Unable to get accurate CPU usage"): retry.
-for try in 1 2 3 4 5; do
-        qemu-img create -q --object secret,id=s0,file=pass -f luks \
-                -o key-secret=s0,iter-time=10 volume.img 16M && break
-        ((try < 5)) || { echo "Bail out! qemu-img could not create the LUKS image"; exit 1; }
-done
+lv_make_luks1_image volume.img pass ||
+        { echo "Bail out! cryptsetup could not create the LUKS image"; exit 1; }
 head -c 1M /dev/zero >plain.img
 # QEMU runs as libvirt-qemu and must open the images.
 chmod 0644 volume.img plain.img
 chmod 0755 "$W"
 umask 022
 
-cat >guest.xml <<XML
-<domain type='qemu'>
-  <name>$GUEST</name>
-  <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <features><acpi/></features>
-  <devices>
-    <controller type='scsi' model='virtio-scsi'/>
-    <console type='pty'/>
-  </devices>
-</domain>
-XML
-"${virsh[@]}" create guest.xml >/dev/null ||
+lv_start_guest "$GUEST" ||
         { echo "Bail out! virsh create failed"; exit 1; }
 
 # ──────────────────── attach, follow, detach (root) ──────────────────────
