@@ -41,6 +41,7 @@ struct VirtEvents {
         int cb_lifecycle, cb_removed;
         bool closed;
         bool ever_connected;
+        bool told_unreachable;
 };
 
 int virt_events_init(void) {
@@ -228,6 +229,13 @@ static void *events_thread(void *p) {
         while (!stopping(e)) {
                 if (!e->conn) {
                         if (try_connect(e) < 0) {
+                                /* The daemon waits for our first connection
+                                 * before its start-up scan; say that there
+                                 * is none to wait for. */
+                                if (!e->ever_connected && !e->told_unreachable) {
+                                        e->told_unreachable = true;
+                                        post_simple(e, VIRT_EVENT_DISCONNECTED, NULL, NULL);
+                                }
                                 /* Wait out the outage without spinning; calls
                                  * meanwhile fail fast in their own threads. */
                                 for (unsigned waited = 0; waited < backoff_ms && !stopping(e); waited += 50)

@@ -79,7 +79,7 @@ struct AttachOp {
         AttachOptions options;
         Passphrase *passphrase;
         bool claimed;
-        uint64_t stop_seq;          /* Manager.stop_seq when authorized */
+        uint64_t event_seq;         /* Manager.event_seq when authorized */
 
         /* worker results */
         int r;
@@ -370,8 +370,7 @@ static void attach_done(void *userdata) {
         (void) manager_add_volume(m, v);
         /* The guest stopped while we were plugging the disk in: the event
          * found no volume to clean up then; it does now. */
-        if (manager_domain_stopped_since(m, v->domain_uuid, op->stop_seq))
-                manager_volume_cleanup(m, v, "its domain stopped during the attach");
+        (void) manager_volume_gone_since(m, v, op->event_seq);
         log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
                          volume_mode_to_string(v->mode), "Attached '%s' to '%s' as %s (%s mode), object %s.",
                          v->source, v->domain, v->target, volume_mode_to_string(v->mode), v->path);
@@ -401,7 +400,7 @@ static void attach_authorized(sd_bus_message *message, bool allowed, const sd_bu
                 goto reply_fail;
         }
 
-        op->stop_seq = m->stop_seq;
+        op->event_seq = m->event_seq;
         r = manager_claim_source(m, op->source.dev, op->source.ino);
         if (r < 0) {
                 sd_bus_error_set_errnof(&e, -r, "Cannot record the attach: %s", strerror(-r));

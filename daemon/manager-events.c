@@ -25,6 +25,7 @@ typedef struct ScanJob {
         bool initial;
         bool cleanup_orphans;
         bool complete;
+        uint64_t event_seq;     /* Manager.event_seq when the scan started */
         Volume *found;
         sd_bus_error error;
         int r;
@@ -103,8 +104,14 @@ static void scan_done(void *userdata) {
                  * (re)connect rescans. */
                 log_warning("Could not rebuild volumes from libvirt: %s",
                             j->error.message ? j->error.message : "unknown error");
-        else
+        else {
                 reconcile(m, TAKE_PTR(j->found), j->complete);
+                /* What the scan read may have changed before it finished:
+                 * events since its start are applied again now that the
+                 * volumes they concern are in the registry. */
+                for (Volume *v = m->volumes; v; v = v->next)
+                        (void) manager_volume_gone_since(m, v, j->event_seq);
+        }
 
         bool initial = j->initial;
         for (Volume *v = j->found, *n; v; v = n) {
@@ -128,11 +135,18 @@ int manager_rescan(Manager *m, bool initial) {
         ScanJob *j;
         int r;
 
+        if (initial) {
+                if (m->initial_scan_started)
+                        return 0;
+                m->initial_scan_started = true;
+        }
+
         j = calloc(1, sizeof *j);
         if (!j)
                 return log_oom();
         j->manager = m;
         j->initial = initial;
+        j->event_seq = m->event_seq;
         /* Orphans can only be told apart from work in progress when none
          * is in progress; at start there is none by construction. */
         j->cleanup_orphans = true;
@@ -227,19 +241,37 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
 
 /* ---------------------------------------------------------------- events */
 
-bool manager_domain_stopped_since(Manager *m, const char *uuid, uint64_t seq) {
-        for (size_t i = 0; i < ELEMENTSOF(m->stopped); i++)
-                if (m->stopped[i].seq > seq && streq(m->stopped[i].uuid, uuid))
+static void remember_event(Manager *m, const char *uuid, const char *alias) {
+        size_t slot = m->event_seq % ELEMENTSOF(m->recent);
+
+        m->event_seq++;
+        snprintf(m->recent[slot].uuid, sizeof m->recent[slot].uuid, "%s", uuid);
+        snprintf(m->recent[slot].alias, sizeof m->recent[slot].alias, "%s", strempty(alias));
+        m->recent[slot].seq = m->event_seq;
+}
+
+bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq) {
+        _cleanup_free_ char *ours = NULL;
+
+        if (disk_alias_build(v->domain_uuid, v->target, &ours) < 0)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(m->recent); i++) {
+                if (m->recent[i].seq <= seq || !streq(m->recent[i].uuid, v->domain_uuid))
+                        continue;
+                if (isempty(m->recent[i].alias)) {
+                        manager_volume_cleanup(m, v, "its domain stopped meanwhile");
                         return true;
+                }
+                if (streq(m->recent[i].alias, ours)) {
+                        manager_volume_cleanup(m, v, "its disk went away meanwhile");
+                        return true;
+                }
+        }
         return false;
 }
 
 static void on_domain_stopped(Manager *m, const char *uuid) {
-        size_t slot = m->stop_seq % ELEMENTSOF(m->stopped);
-
-        m->stop_seq++;
-        snprintf(m->stopped[slot].uuid, sizeof m->stopped[slot].uuid, "%s", uuid);
-        m->stopped[slot].seq = m->stop_seq;
+        remember_event(m, uuid, NULL);
 
         for (Volume *v = m->volumes; v; v = v->next)
                 if (streq(v->domain_uuid, uuid)) {
@@ -250,6 +282,8 @@ static void on_domain_stopped(Manager *m, const char *uuid) {
 }
 
 static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
+        remember_event(m, uuid, alias);
+
         for (Volume *v = m->volumes; v; v = v->next) {
                 _cleanup_free_ char *ours = NULL;
 
@@ -278,14 +312,21 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 break;
         case VIRT_EVENT_CONNECTED:
                 virt_invalidate_host_info(m->virt);
-                /* After an outage anything may have happened. */
-                if (!event->first) {
-                        log_info("Reconnected to libvirt; rescanning.");
-                        (void) manager_rescan(m, false);
+                if (!m->initial_scan_started) {
+                        (void) manager_rescan(m, true);
+                        break;
                 }
+                /* After an outage (or a start without libvirt, or a start-up
+                 * scan that did not wait for us) anything may have happened. */
+                log_info("Connected to libvirt; rescanning.");
+                (void) manager_rescan(m, false);
                 break;
         case VIRT_EVENT_DISCONNECTED:
                 virt_invalidate_host_info(m->virt);
+                /* Unreachable from the start: start anyway; calls will say
+                 * so, and the eventual connection rescans. */
+                if (!m->initial_scan_started)
+                        (void) manager_rescan(m, true);
                 log_warning("libvirt is unreachable; calls fail until it is back.");
                 break;
         }

@@ -73,6 +73,7 @@ Manager *manager_free(Manager *m) {
         }
 
         sd_event_source_disable_unref(m->idle_timer);
+        sd_event_source_disable_unref(m->initial_scan_timer);
         sd_bus_flush_close_unref(m->bus);
         m->virt = virt_free(m->virt);
         sd_event_unref(m->event);
@@ -250,6 +251,16 @@ void manager_call_end(Manager *m) {
                 manager_arm_idle(m);
 }
 
+static int on_initial_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        if (!m->initial_scan_started) {
+                log_warning("libvirt's events are not subscribed after 5 s; scanning anyway.");
+                (void) manager_rescan(m, true);
+        }
+        return 0;
+}
+
 int manager_start(Manager *m) {
         int r;
 
@@ -281,5 +292,16 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to start following libvirt events: %m");
 
-        return manager_rescan(m, true);
+        /* The start-up scan runs once events are subscribed (or libvirt is
+         * known to be unreachable), so that nothing can happen unseen
+         * between what the scan reads and what the events report; this
+         * timer only guards against an events connection that neither
+         * succeeds nor fails. */
+        uint64_t now;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        r = sd_event_add_time(m->event, &m->initial_scan_timer, CLOCK_MONOTONIC, now + 5 * 1000000ULL, 0,
+                              on_initial_scan_timer, m);
+        if (r < 0)
+                return manager_rescan(m, true);
+        return 0;
 }

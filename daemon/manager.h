@@ -57,13 +57,18 @@ typedef struct Manager {
         SourceClaim *claims;
         unsigned n_claims;
 
-        /* Recent domain-stopped events, so an attach that was plugging a
-         * disk into a guest as it stopped can tell when it registers. */
+        /* Recent domain-stopped and device-removed events, numbered, so
+         * work that started before an event (an attach plugging a disk into
+         * a guest as it stopped, a scan reading XML just before a device
+         * went) can tell when it lands in the registry. */
         struct {
                 char uuid[37];
+                char alias[96];         /* "" for a domain stop */
                 uint64_t seq;
-        } stopped[32];
-        uint64_t stop_seq;
+        } recent[64];
+        uint64_t event_seq;
+        bool initial_scan_started;
+        sd_event_source *initial_scan_timer;
 
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
@@ -105,8 +110,9 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata);
 /* Undefines the secret / closes the mapping, then removes the object;
  * unless an operation is already at work on the volume. */
 void manager_volume_cleanup(Manager *m, Volume *v, const char *why);
-/* Did this domain stop after sequence number seq (manager.stop_seq)? */
-bool manager_domain_stopped_since(Manager *m, const char *uuid, uint64_t seq);
+/* Did v's domain stop, or v's disk go, after sequence number seq
+ * (Manager.event_seq)?  If so, start its cleanup and return true. */
+bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq);
 
 /* manager-bus.c */
 int manager_bus_register(Manager *m);
