@@ -303,6 +303,9 @@ static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
 void manager_on_virt_event(const VirtEvent *event, void *userdata) {
         Manager *m = userdata;
 
+        log_debug("libvirt event %d: domain %s, device %s", event->kind, event->domain_uuid,
+                  strempty(event->device_alias));
+
         switch (event->kind) {
         case VIRT_EVENT_DOMAIN_STOPPED:
                 on_domain_stopped(m, event->domain_uuid);

@@ -130,6 +130,8 @@ virConnectPtr lv_virt(void);
 /* SIGTERM libvirtd, start it again as sandbox.sh does, wait until it answers.
  * Running guests survive (libvirtd reconnects to them); ephemeral secrets do not. */
 void lv_restart_libvirtd(void);
+/* Is the sandbox's libvirtd still running? */
+gboolean lv_libvirtd_alive(void);
 
 /* Start a transient, OS-less TCG guest (64 MiB, ACPI, pc, pty console,
  * virtio-scsi controller).  Caller releases with lv_destroy_guest(). */

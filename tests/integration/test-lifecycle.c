@@ -53,11 +53,16 @@ static guint count_our_disks(void) {
  * and every secret of ours belongs to one of them.  Eventually: a removal
  * the killed daemon had asked for may complete just after the new one
  * scanned, and then reaches it as an event a moment later. */
-static void assert_consistent(void) {
+static gboolean wait_consistent(void) {
         gint64 deadline = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
         while (g_get_monotonic_time() < deadline &&
                (count_objects() != count_our_disks() || lv_count_secrets() > count_our_disks()))
                 g_usleep(20 * 1000);
+        return count_objects() == count_our_disks() && lv_count_secrets() <= count_our_disks();
+}
+
+static void assert_consistent(void) {
+        wait_consistent();
         g_assert_cmpuint(count_objects(), ==, count_our_disks());
         g_assert_cmpuint(lv_count_secrets(), <=, count_our_disks());
 }
@@ -173,7 +178,30 @@ static void test_detach_fault(gconstpointer data) {
         g_assert_nonnull(error);
         g_clear_error(&error);
 
-        /* Re-activation: either still attached (object + secret) or fully gone. */
+        /* libvirt 9.0 sometimes stumbles over the unplug its requester
+         * abandoned (seen here: blockdev-del "node is in use", then either
+         * the disk leaves the live XML without a device-removed event, or
+         * libvirtd dies).  Neither is ours to fix; what the daemon owes is
+         * to recover: after a libvirtd restart it rescans, and a Detach of
+         * a volume whose disk is gone just cleans up. */
+        if (!lv_libvirtd_alive()) {
+                g_test_message("%s: libvirtd died after the abandoned unplug; restarting it", f->spec);
+                lv_restart_libvirtd();
+                virDomainFree(g);
+                g = virDomainLookupByName(lv_virt(), "lc-dfault");
+                g_assert_nonnull(g);
+        }
+
+        /* Re-activation: either still attached (object + secret) or fully
+         * gone; where libvirt dropped the disk silently, a Detach converges. */
+        if (!wait_consistent()) {
+                g_test_message("%s: disk gone without a device-removed event; Detach cleans up", f->spec);
+                g_auto(GStrv) objs = lv_managed_objects(bus);
+                for (char **o = objs; *o; o++) {
+                        g_assert_true(lv_detach(bus, *o, NULL, &error));
+                        g_assert_no_error(error);
+                }
+        }
         assert_consistent();
         if (volume_exists(path)) {
                 g_assert_true(lv_domain_has_disk(g, "sda"));
