@@ -426,4 +426,12 @@ if ((rc != 0)); then
     say "command exited with status $rc; daemon log: $LV_DAEMON_LOG (gone with the sandbox)"
     show_log "$LV_DAEMON_LOG"
 fi
+# In a sanitizer build every daemon instance that ran here (and every one
+# that exited, with its leak check) wrote its reports to this log: any
+# report fails the test, whatever the test itself concluded.
+if ((rc == 0)) && grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$LV_DAEMON_LOG"; then
+    say "sanitizer report in the daemon log:"
+    grep -E -A30 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$LV_DAEMON_LOG" | head -60 >&2
+    rc=1
+fi
 exit "$rc"
