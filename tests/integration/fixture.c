@@ -365,7 +365,7 @@ lv_polkit_set_rules(const char *name, const char *contents)
       "/org/freedesktop/PolicyKit1/Authority", NULL, G_DBUS_SIGNAL_FLAGS_NONE,
       on_authority_changed, &changes, NULL);
   /* Make sure the match rule is installed before the file changes. */
-  g_autoptr(GVariant) ping = bus_call(bus, "GetId", NULL, "(s)");
+  g_autoptr(GVariant) ping G_GNUC_UNUSED = bus_call(bus, "GetId", NULL, "(s)");
 
   if (contents != NULL) {
     /* Write beside the directory and rename in, so polkitd never reads a
@@ -560,7 +560,7 @@ lv_make_luks1_image_full(const char *name, const char *passphrase, guint8 patter
     const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks1",
                            "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file=-",
                            path, NULL };
-    g_autofree char *out = run_tool(argv, passphrase, strlen(passphrase));
+    g_autofree char *out G_GNUC_UNUSED = run_tool(argv, passphrase, strlen(passphrase));
   } else {
     /* qemu-img sizes PBKDF2 by time.  Its benchmark runs ~0.5 s of CPU per
      * PBKDF2 whatever iter-time is, so this costs ~1-2 s to create; every
@@ -609,7 +609,7 @@ lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib)
   const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2",
                          "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file=-",
                          path, NULL };
-  g_autofree char *out = run_tool(argv, passphrase, strlen(passphrase));
+  g_autofree char *out G_GNUC_UNUSED = run_tool(argv, passphrase, strlen(passphrase));
   return g_steal_pointer(&path);
 }
 
@@ -636,7 +636,7 @@ lv_losetup_detach(const char *dev)
   if (dev == NULL)
     return;
   const char *argv[] = { "losetup", "--detach", dev, NULL };
-  g_autofree char *out = run_tool(argv, NULL, 0);
+  g_autofree char *out G_GNUC_UNUSED = run_tool(argv, NULL, 0);
 }
 
 /* ---- libvirt -------------------------------------------------------------- */

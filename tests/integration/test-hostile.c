@@ -264,7 +264,7 @@ static GError *attach_err(const char *domain, const char *source, const char *pa
 
 static GError *probe_err(const char *source, GVariant *opts) {
         GError *error = NULL;
-        g_autoptr(GVariant) info = lv_probe_opts(bus, source, opts, &error);
+        g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe_opts(bus, source, opts, &error);
         return error;
 }
 
@@ -540,7 +540,7 @@ static char *latin1_img, *latin1_link;
 
 static GError *call_within(const char *method, GVariant *params, guint timeout_ms) {
         GError *error = NULL;
-        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params,
+        g_autoptr(GVariant) reply G_GNUC_UNUSED = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params,
                                                                 NULL, G_DBUS_CALL_FLAGS_NONE, (int) timeout_ms, NULL,
                                                                 &error);
         if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
@@ -647,7 +647,7 @@ static GError *c_option_key_utf8_cut(void) {
                                          g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
                                          lv_opts("target", g_variant_new_string("sdb"), key,
                                                  g_variant_new_string("x"), NULL));
-        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
+        g_autoptr(GVariant) reply G_GNUC_UNUSED = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
                                                                 NULL, G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
         if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
                 g_clear_error(&error);
@@ -691,7 +691,7 @@ static GError *c_option_variant_in_variant(void) {
 static GError *c_passphrase_8193(void) {
         /* It is the image's real passphrase: only the cap stands in the way. */
         GError *error = NULL;
-        g_autofree char *path = lv_attach_bytes(bus, GUEST, img_8193, pass_8193, 8193, scsi_opts("sdb"), NULL, &error);
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img_8193, pass_8193, 8193, scsi_opts("sdb"), NULL, &error);
         return error;
 }
 
@@ -699,7 +699,7 @@ static GError *c_passphrase_8192_wrong(void) {
         g_autofree char *wrong = g_strdup(pass_8192);
         wrong[8191] ^= 0x01;
         GError *error = NULL;
-        g_autofree char *path = lv_attach_bytes(bus, GUEST, img_8192, wrong, 8192, scsi_opts("sdb"), NULL, &error);
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img_8192, wrong, 8192, scsi_opts("sdb"), NULL, &error);
         return error;
 }
 
@@ -746,7 +746,7 @@ static GError *c_passphrase_fd_8193(void) {
         remember_fd(fd);
         gint idx = g_unix_fd_list_append(fds, fd, NULL);
         close(fd);
-        g_autofree char *path = lv_attach_bytes(bus, GUEST, img_8193, "", 0,
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img_8193, "", 0,
                                                 lv_opts("passphrase-fd", g_variant_new_handle(idx), "target",
                                                         g_variant_new_string("sdb"), NULL),
                                                 fds, &error);
@@ -789,7 +789,7 @@ static GError *c_passphrase_fd_silent_writer(void) {
         while (!a.done) {
                 gint64 p0 = g_get_monotonic_time();
                 g_autoptr(GError) error = NULL;
-                g_autoptr(GVariant) info = lv_probe(bus, "", &error);
+                g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe(bus, "", &error);
                 g_assert_no_error(error);
                 gint64 took = g_get_monotonic_time() - p0;
                 worst = MAX(worst, took);
@@ -821,7 +821,7 @@ static GError *c_passphrase_fd_bad_handle(void) {
         remember_fd(fd);
         g_assert_cmpint(g_unix_fd_list_append(fds, fd, NULL), ==, 0);
         close(fd);
-        g_autofree char *path = lv_attach_bytes(bus, GUEST, good_img, "", 0,
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, good_img, "", 0,
                                                 lv_opts("passphrase-fd", g_variant_new_handle(1), "target",
                                                         g_variant_new_string("sdb"), NULL),
                                                 fds, &error);
@@ -830,7 +830,7 @@ static GError *c_passphrase_fd_bad_handle(void) {
 
 static GError *c_passphrase_fd_no_fds(void) {
         GError *error = NULL;
-        g_autofree char *path = lv_attach_bytes(bus, GUEST, good_img, "", 0,
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, good_img, "", 0,
                                                 lv_opts("passphrase-fd", g_variant_new_handle(0), "target",
                                                         g_variant_new_string("sdb"), NULL),
                                                 NULL, &error);
@@ -839,7 +839,7 @@ static GError *c_passphrase_fd_no_fds(void) {
 
 static GError *c_attach_wrong_signature(void) {
         GError *error = NULL;
-        g_autoptr(GVariant) r = lv_call_manager(bus, "Attach",
+        g_autoptr(GVariant) r G_GNUC_UNUSED = lv_call_manager(bus, "Attach",
                                                 g_variant_new("(ss@ay)", GUEST, good_img,
                                                               g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS,
                                                                                         strlen(PASS), 1)),

@@ -349,7 +349,7 @@ static void test_refusals(void) {
 
         {       /* InvalidArgs from the option parser, after the ay was copied. */
                 g_autofree char *s = new_secret();
-                g_autofree char *p = lv_attach(bus, GUEST, img, s, lv_opts("colour", g_variant_new_string("red"), NULL),
+                g_autofree char *p G_GNUC_UNUSED = lv_attach(bus, GUEST, img, s, lv_opts("colour", g_variant_new_string("red"), NULL),
                                                &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
@@ -357,14 +357,14 @@ static void test_refusals(void) {
         }
         {       /* NotLuks, from the worker. */
                 g_autofree char *s = new_secret();
-                g_autofree char *p = lv_attach(bus, GUEST, plain, s, scsi_target("sdb"), &error);
+                g_autofree char *p G_GNUC_UNUSED = lv_attach(bus, GUEST, plain, s, scsi_target("sdb"), &error);
                 lv_assert_error(error, LV_ERR("NotLuks"));
                 g_clear_error(&error);
                 assert_no_copy(s, "after NotLuks");
         }
         {       /* NoSuchDomain, from the worker. */
                 g_autofree char *s = new_secret();
-                g_autofree char *p = lv_attach(bus, "no-such-guest", img, s, scsi_target("sdb"), &error);
+                g_autofree char *p G_GNUC_UNUSED = lv_attach(bus, "no-such-guest", img, s, scsi_target("sdb"), &error);
                 lv_assert_error(error, LV_ERR("NoSuchDomain"));
                 g_clear_error(&error);
                 assert_no_copy(s, "after NoSuchDomain");
@@ -372,14 +372,14 @@ static void test_refusals(void) {
         {       /* polkit says no: a plain user (auth_admin), no interaction allowed. */
                 g_autofree char *s = new_secret();
                 g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
-                g_autofree char *p = lv_attach(user, GUEST, img, s, scsi_target("sdb"), &error);
+                g_autofree char *p G_GNUC_UNUSED = lv_attach(user, GUEST, img, s, scsi_target("sdb"), &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired");
                 g_clear_error(&error);
                 assert_no_copy(s, "after polkit refused");
         }
         {       /* The wrong signature: sd-bus refuses before any handler runs. */
                 g_autofree char *s = new_secret();
-                g_autoptr(GVariant) r = lv_call_manager(bus, "Attach",
+                g_autoptr(GVariant) r G_GNUC_UNUSED = lv_call_manager(bus, "Attach",
                                                         g_variant_new("(ss@ay)", GUEST, img,
                                                                       g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, s,
                                                                                                 strlen(s), 1)),
@@ -393,7 +393,7 @@ static void test_refusals(void) {
                 g_autofree char *big = g_malloc(8193);
                 memset(big, 'x', 8193);
                 memcpy(big + 4000, s, strlen(s));
-                g_autofree char *p = lv_attach_bytes(bus, GUEST, img, big, 8193, scsi_target("sdb"), NULL, &error);
+                g_autofree char *p G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, big, 8193, scsi_target("sdb"), NULL, &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after an 8193-byte passphrase");
@@ -408,7 +408,7 @@ static void test_refusals(void) {
                 close(p[1]);
                 gint idx = g_unix_fd_list_append(fds, p[0], NULL);
                 close(p[0]);
-                g_autofree char *path = lv_attach_bytes(bus, GUEST, img, s, strlen(s),
+                g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, s, strlen(s),
                                                         lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL), fds,
                                                         &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
@@ -429,7 +429,7 @@ static void test_refusals(void) {
                 close(p[1]);
                 gint idx = g_unix_fd_list_append(fds, p[0], NULL);
                 close(p[0]);
-                g_autofree char *path = lv_attach_bytes(bus, GUEST, img, "", 0,
+                g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, "", 0,
                                                         lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL), fds,
                                                         &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");

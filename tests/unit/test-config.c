@@ -40,9 +40,9 @@ static void test_values_and_dropins(void) {
         g_autofree char *main_conf = write_conf("a/luksvolumed.conf",
                 "# comment\n[Daemon]\nLibvirtURI=qemu+ssh://h/system\nMinLibvirtVersion=3.0\n"
                 "MinQemuVersion=4.1.2\nIdleTimeoutSec=0\nMaxVolumes=5\nDetachTimeoutSec=7\n");
-        g_autofree char *d1 = write_conf("a/luksvolumed.conf.d/20-b.conf", "[Daemon]\nMaxVolumes=9\n");
-        g_autofree char *d2 = write_conf("a/luksvolumed.conf.d/10-a.conf", "[Daemon]\nMaxVolumes=8\nDetachTimeoutSec=11\n");
-        g_autofree char *ignored = write_conf("a/luksvolumed.conf.d/30-c.conf.disabled", "garbage\n");
+        g_autofree char *d1 G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/20-b.conf", "[Daemon]\nMaxVolumes=9\n");
+        g_autofree char *d2 G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/10-a.conf", "[Daemon]\nMaxVolumes=8\nDetachTimeoutSec=11\n");
+        g_autofree char *ignored G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/30-c.conf.disabled", "garbage\n");
         ManagerConfig c = defaults();
 
         g_assert_cmpint(config_load(main_conf, &c), ==, 0);
