@@ -192,6 +192,11 @@ static void test_detach_fault(gconstpointer data) {
                 g_assert_nonnull(g);
         }
 
+        /* The unplug the killed daemon asked for is still on its way (on
+         * this guest's virtio-scsi it completes within ~0.1 s): let it land
+         * before sampling, so the check does not race it. */
+        (void) lv_domain_wait_disk_gone(g, "sda", 3000);
+
         /* Re-activation: either still attached (object + secret) or fully
          * gone; where libvirt dropped the disk silently, a Detach converges. */
         if (!wait_consistent()) {
