@@ -16,6 +16,9 @@
 set -uo pipefail
 # shellcheck source=../sandbox/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/lib.sh"
+# TAP plumbing: ok, not_ok, diag, check (and the counters n, failed).
+# shellcheck source=../sandbox/tap.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/tap.sh"
 
 ctl=${1:?usage: test-cli.sh PATH-TO-LUKSVOLUMECTL [--tap]}
 [[ -x $ctl ]] || { echo "Bail out! $ctl is not executable"; exit 1; }
@@ -31,18 +34,6 @@ W=$LV_SANDBOX_DIR/cli
 mkdir -p "$W"
 cd "$W" || exit 1
 
-# ───────────────────────────── TAP plumbing ──────────────────────────────
-
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-diag() { sed 's/^/# /' "$@"; }
-
-# check DESCRIPTION COMMAND...: one test point from a command's status.
-check() {
-        local desc=$1; shift
-        if "$@"; then ok "$desc"; else not_ok "$desc"; fi
-}
 
 # run NAME ARGS...: runs luksvolumectl ARGS, stdout → NAME.out, stderr →
 # NAME.err, status → $rc.

@@ -25,6 +25,9 @@
 set -uo pipefail
 # shellcheck source=../sandbox/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/lib.sh"
+# TAP plumbing: ok, not_ok, diag, check (and the counters n, failed).
+# shellcheck source=../sandbox/tap.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../sandbox/tap.sh"
 
 agent=${1:?usage: test-example-agent.sh PATH-TO-AGENT [--tap]}
 [[ -r $agent ]] || { echo "Bail out! $agent is not readable"; exit 1; }
@@ -43,18 +46,6 @@ W=$LV_SANDBOX_DIR/agent
 mkdir -p "$W"
 cd "$W" || exit 1
 
-# ───────────────────────────── TAP plumbing ──────────────────────────────
-
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-diag() { sed 's/^/# /' "$@"; }
-
-# check DESCRIPTION COMMAND...: one test point from a command's status.
-check() {
-        local desc=$1; shift
-        if "$@"; then ok "$desc"; else not_ok "$desc"; fi
-}
 
 finish() {
         "${virsh[@]}" destroy $GUEST >/dev/null 2>&1
