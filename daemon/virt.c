@@ -120,6 +120,18 @@ void virt_thread_done(void *userdata) {
         }
 }
 
+/* After a libvirtd restart a thread's connection can still look alive
+ * until its first RPC fails with an RPC-layer error ("client socket is
+ * closed"). Then the connection is dropped so that one retry reconnects. */
+static bool drop_if_connection_failed(Virt *v) {
+        virErrorPtr e = virGetLastError();
+
+        if (!e || e->domain != VIR_FROM_RPC)
+                return false;
+        virt_thread_done(v);
+        return true;
+}
+
 int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
         virConnectPtr c = pthread_getspecific(v->conn_key);
 
@@ -177,7 +189,14 @@ int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error) {
         if (r < 0)
                 return r;
 
-        if (virConnectGetLibVersion(conn, &h.libvirt_version) < 0)
+        if (virConnectGetLibVersion(conn, &h.libvirt_version) < 0 && drop_if_connection_failed(v)) {
+                virConnectClose(TAKE_PTR(conn));
+                r = virt_connect(v, &conn, error);
+                if (r < 0)
+                        return r;
+                if (virConnectGetLibVersion(conn, &h.libvirt_version) < 0)
+                        return fail(error, "Cannot read libvirt's version");
+        } else if (h.libvirt_version == 0)
                 return fail(error, "Cannot read libvirt's version");
         if (virConnectGetVersion(conn, &h.hypervisor_version) < 0)
                 return fail(error, "Cannot read the hypervisor's version");
@@ -207,10 +226,20 @@ int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *
 
         /* A string that parses as a UUID is looked up as one first: names
          * may look like anything, but a UUID match is exact. */
-        if (uuid_valid(name_or_uuid))
-                dom = virDomainLookupByUUIDString(conn, name_or_uuid);
-        if (!dom)
-                dom = virDomainLookupByName(conn, name_or_uuid);
+        for (unsigned attempt = 0; attempt < 2 && !dom; attempt++) {
+                if (attempt > 0) {
+                        if (!drop_if_connection_failed(v))
+                                break;
+                        virConnectClose(TAKE_PTR(conn));
+                        r = virt_connect(v, &conn, error);
+                        if (r < 0)
+                                return r;
+                }
+                if (uuid_valid(name_or_uuid))
+                        dom = virDomainLookupByUUIDString(conn, name_or_uuid);
+                if (!dom)
+                        dom = virDomainLookupByName(conn, name_or_uuid);
+        }
         if (!dom) {
                 virErrorPtr e = virGetLastError();
                 if (e && e->code == VIR_ERR_NO_DOMAIN)
