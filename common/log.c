@@ -58,10 +58,10 @@ int log_internal(int level, int error, const char *format, ...) {
         return -error;
 }
 
-bool utf8_valid(const char *str) {
-        const unsigned char *s = (const unsigned char *) str;
+bool utf8_valid_n(const char *str, size_t n) {
+        const unsigned char *s = (const unsigned char *) str, *end = s + n;
 
-        while (*s) {
+        while (s < end) {
                 unsigned c = *s, len, cp;
 
                 if (c < 0x80) {
@@ -76,6 +76,8 @@ bool utf8_valid(const char *str) {
                         len = 4, cp = c & 0x07;
                 else
                         return false;
+                if ((size_t) (end - s) < len)
+                        return false;
                 for (unsigned i = 1; i < len; i++) {
                         if ((s[i] & 0xc0) != 0x80)
                                 return false;
@@ -87,6 +89,10 @@ bool utf8_valid(const char *str) {
                 s += len;
         }
         return true;
+}
+
+bool utf8_valid(const char *str) {
+        return utf8_valid_n(str, strlen(str));
 }
 
 size_t utf8_truncate_len(const char *str, size_t n) {

@@ -5,6 +5,7 @@
  * via __attribute__((cleanup)), secure wiping, logging.  Kept tiny on
  * purpose; anything bigger belongs in its own file. */
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -62,6 +63,11 @@ static inline void fclosep(FILE **f) {
                 fclose(*f);
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
 
 static inline void strv_free(char **l) {
         if (!l)
@@ -150,6 +156,22 @@ static inline void *mfree(void *p) {
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF), as D-Bus requires of every string. */
 bool utf8_valid(const char *s);
+/* The same for n bytes that need not end in a NUL (a NUL byte is valid
+ * UTF-8 here; callers that mind check for it themselves). */
+bool utf8_valid_n(const char *s, size_t n);
+
+/* Is x one of the listed ints?  IN_SET(r, -EPERM, -ENOENT) */
+#define IN_SET(x, ...)                                                    \
+        ({                                                                \
+                const int _x_ = (x), _set_[] = { __VA_ARGS__ };           \
+                bool _found_ = false;                                     \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)      \
+                        if (_set_[_i_] == _x_) {                          \
+                                _found_ = true;                           \
+                                break;                                    \
+                        }                                                 \
+                _found_;                                                  \
+        })
 
 /* Largest n' <= n such that s[0..n') does not end inside a UTF-8 sequence. */
 size_t utf8_truncate_len(const char *s, size_t n);

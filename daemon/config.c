@@ -93,6 +93,11 @@ static int handler(void *user, const char *section, const char *name, const char
                         what = "not a number of seconds from 0 to 3600";
                 else
                         c->detach_timeout_sec = u;
+        } else if (streq(name, "SourceTimeoutSec")) {
+                if (parse_uint(value, 600, &u) < 0 || u == 0)
+                        what = "not a number of seconds from 1 to 600";
+                else
+                        c->source_timeout_sec = u;
         } else if (streq(name, "LogLevel")) {
                 r = log_level_from_string(value);
                 if (r < 0)

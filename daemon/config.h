@@ -14,6 +14,7 @@ typedef struct ManagerConfig {
         unsigned max_volumes;
         unsigned idle_timeout_sec;        /* 0: never exit when idle */
         unsigned detach_timeout_sec;      /* Detach's default 'timeout' */
+        unsigned source_timeout_sec;      /* deadline of file system calls on a source */
         unsigned max_pending_polkit;
 } ManagerConfig;
 

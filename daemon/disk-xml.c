@@ -361,6 +361,7 @@ void disk_info_free(DiskInfo *d) {
         free(d->encryption_format);
         free(d->secret_uuid);
         free(d->alias);
+        strv_free(d->other_sources);
         *d = (DiskInfo) {};
 }
 
@@ -417,6 +418,77 @@ static int attr_dup(const xmlNode *n, const char *name, char **ret) {
         }
 
         *ret = NULL;
+        return 0;
+}
+
+/* The host path of a <source> under an element whose type attribute (or,
+ * for a <mirror>, its own file= attribute) says file or block; NULL for
+ * other types. */
+static int host_path_of(xmlNode *holder, char **ret) {
+        _cleanup_free_ char *type = NULL;
+        xmlNode *source;
+        int r;
+
+        *ret = NULL;
+        r = attr_dup(holder, "type", &type);
+        if (r < 0)
+                return r;
+        source = first_child(holder, "source");
+        if (!source)
+                return 0;
+        if (streq_ptr(type, "block"))
+                return attr_dup(source, "dev", ret);
+        if (!type || streq(type, "file"))
+                return attr_dup(source, "file", ret);
+        return 0;
+}
+
+static int strv_push(char ***l, size_t *n, char *s) {
+        char **p = reallocarray(*l, *n + 2, sizeof(char *));
+        if (!p)
+                return -ENOMEM;
+        p[(*n)++] = s;
+        p[*n] = NULL;
+        *l = p;
+        return 0;
+}
+
+/* Depth bound for <backingStore> chains: libvirt's own limit is far below. */
+#define BACKING_CHAIN_MAX 64
+
+static int other_sources_from_node(xmlNode *disk, char ***ret) {
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+        xmlNode *node = disk, *bs;
+        int r;
+
+        for (unsigned depth = 0; depth < BACKING_CHAIN_MAX && (bs = first_child(node, "backingStore")); depth++) {
+                char *path;
+
+                r = host_path_of(bs, &path);
+                if (r < 0)
+                        return r;
+                if (path && strv_push(&l, &n, path) < 0) {
+                        free(path);
+                        return -ENOMEM;
+                }
+                node = bs;
+        }
+
+        xmlNode *mirror = first_child(disk, "mirror");
+        if (mirror) {
+                char *path;
+
+                r = host_path_of(mirror, &path);
+                if (r < 0)
+                        return r;
+                if (path && strv_push(&l, &n, path) < 0) {
+                        free(path);
+                        return -ENOMEM;
+                }
+        }
+
+        *ret = TAKE_PTR(l);
         return 0;
 }
 
@@ -506,6 +578,10 @@ static int disk_from_node(xmlNode *node, DiskInfo *ret) {
                 if (r < 0)
                         return r;
         }
+
+        r = other_sources_from_node(node, &d.other_sources);
+        if (r < 0)
+                return r;
 
         *ret = d;
         d = (DiskInfo) {};

@@ -45,6 +45,10 @@ typedef struct DiskInfo {
         char *encryption_format; /* its format attribute, may be NULL */
         char *secret_uuid;       /* <encryption><secret uuid>, may be NULL */
         char *alias;             /* <alias name>, may be NULL */
+        /* Other host paths the disk uses: its <backingStore> chain and a
+         * <mirror> (block copy) target, each a file or block device path.
+         * NULL-terminated, NULL when there are none. */
+        char **other_sources;
 } DiskInfo;
 
 void disk_info_free(DiskInfo *d);

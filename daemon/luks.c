@@ -1,27 +1,39 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <inttypes.h>
 #include <libcryptsetup.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <fcntl.h>
-#include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
+#include <time.h>
 
+#include "deadline.h"
 #include "errors.h"
 #include "fault.h"
+#include "loopdev.h"
 #include "luks.h"
 #include "util.h"
 #include "volume-id.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free);
 
-/* libcryptsetup keeps process-global state (its device-mapper backend use
- * count and logging context, set on every crypt_init/crypt_free), so two
- * threads must never be inside it at once, whatever their crypt_device.
- * Every entry point here holds this lock from crypt_init to crypt_free.
- * Activations thus run their key derivation one at a time; native mode
- * never comes here for that (QEMU derives the key). */
+/* libcryptsetup keeps process-global state that crypt_init() and
+ * crypt_free() change (the device-mapper backend's use count and logging
+ * set-up) and that every device-mapper call uses, so those never run in two
+ * threads at once.  The lock is held only around them: crypt_init() on a
+ * snapshot (a memfd, which never blocks), crypt_free(), and dm operations
+ * (activation, deactivation).  Header parsing and key derivation run
+ * without it, on the snapshot, in parallel.
+ *
+ * The one exception: a key slot cipher OpenSSL lacks (serpent, twofish…)
+ * makes libcryptsetup decrypt the key slot through a temporary dm-crypt
+ * device, i.e. device-mapper; such tries run under the lock. */
 static pthread_mutex_t crypt_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void unlockp(pthread_mutex_t **m) {
@@ -34,58 +46,414 @@ static pthread_mutex_t *crypt_lock_take(void) {
         return &crypt_lock;
 }
 
-/* Declared before the crypt_device in each function, so it is released
- * after crypt_free() ran. */
 #define CRYPT_LOCKED _cleanup_(unlockp) _unused_ pthread_mutex_t *_crypt_guard_ = crypt_lock_take()
 
 /* libcryptsetup logs through a callback; by default it prints errors to
- * stderr. Route them to our debug log: the caller reports the outcome once,
+ * stderr.  Route them to our debug log: the caller reports the outcome once,
  * with context, as a typed error. */
 static void luks_log(int level, const char *msg, void *usrptr) {
         if (level == CRYPT_LOG_ERROR || level == CRYPT_LOG_NORMAL || level == CRYPT_LOG_VERBOSE)
                 log_debug("libcryptsetup: %.*s", (int) strcspn(msg, "\n"), msg);
 }
 
-/* The smallest LUKS1 header is 592 bytes, read in 4 KiB units. */
-static bool too_small_for_luks(const char *path) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        uint64_t size = 0;
-        struct stat st;
+static void crypt_free_locked(struct crypt_device *cd) {
+        if (!cd)
+                return;
+        CRYPT_LOCKED;
+        crypt_free(cd);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free_locked);
 
-        if (fd < 0 || fstat(fd, &st) < 0)
-                return false;
-        if (S_ISREG(st.st_mode))
-                size = (uint64_t) st.st_size;
-        else if (S_ISBLK(st.st_mode)) {
-                if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-                        return false;
-        } else
-                return false;
-        return size < 4096;
+static int crypt_init_locked(struct crypt_device **ret, const char *device) {
+        CRYPT_LOCKED;
+        int r = crypt_init(ret, device);
+        if (r >= 0)
+                crypt_set_log_callback(*ret, luks_log, NULL);
+        return r;
 }
 
-int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error) {
-        CRYPT_LOCKED;
-        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
-        LuksInfo info = {};
-        const char *type, *s;
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+void luks_init(void) {
+        _cleanup_close_ int fd = -EBADF;
+        char path[64];
+
+        /* crypt_load() initialises the RNG and the crypto backend (static
+         * "initialised" flags, unguarded) before it looks at the device; an
+         * empty memfd is enough to get that far. */
+        fd = memfd_create("luksvol-init", MFD_CLOEXEC);
+        if (fd < 0)
+                return;
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        if (crypt_init_locked(&cd, path) >= 0)
+                (void) crypt_load(cd, CRYPT_LUKS, NULL);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+/* LUKS1's header is one 592-byte block; LUKS2's binary header names the
+ * size of each of its two copies (JSON included). */
+#define LUKS1_PHDR_AREA 4096U
+#define LUKS2_HDR_SIZE_MIN 0x4000ULL
+#define LUKS2_HDR_SIZE_MAX 0x400000ULL
+/* Key slot areas copied for one verification or activation: LUKS1's eight
+ * slots take 2 MiB with a 512-bit key, LUKS2's default argon2 slots ~256 KiB
+ * each.  Anything far beyond is not a header libcryptsetup made. */
+#define KEYSLOT_COPY_MAX (128ULL << 20)
+
+struct LuksSource {
+        char *path;
+        int fd;                 /* the source, as opened */
+        bool writable;
+        bool block;
+        int snap_fd;            /* memfd: same size as the source, header areas copied */
+        char snap_path[40];     /* /proc/self/fd/N, for crypt_init() */
+        uint64_t size;
+        bool keyslots_copied;
+};
+
+LuksSource *luks_source_free(LuksSource *s) {
+        if (!s)
+                return NULL;
+        if (s->fd >= 0)
+                close(s->fd);
+        if (s->snap_fd >= 0)
+                close(s->snap_fd);
+        free(s->path);
+        free(s);
+        return NULL;
+}
+
+int luks_source_fd(const LuksSource *s) {
+        return s->fd;
+}
+
+bool luks_source_writable(const LuksSource *s) {
+        return s->writable;
+}
+
+const char *luks_source_path(const LuksSource *s) {
+        return s->path;
+}
+
+typedef enum OpenFailure {
+        OPEN_OK,
+        OPEN_ERRNO,     /* stage + saved_errno */
+        OPEN_CHANGED,   /* not the file the path named a moment ago */
+        OPEN_LOCKED,    /* another process holds a lock; lock_pid if known */
+        OPEN_NOT_LUKS,
+        OPEN_TOO_BIG,
+} OpenFailure;
+
+/* Runs on a thread of its own (deadline.h): owns everything it touches. */
+typedef struct OpenTask {
+        char *path;
+        bool want_write, block;
+        dev_t dev;
+        ino_t ino;
+
+        OpenFailure failure;
+        const char *stage;      /* static text: "open", "read", … */
+        int saved_errno;
+        pid_t lock_pid;
+
+        int fd, snap_fd;
+        bool writable;
+        uint64_t size;
+} OpenTask;
+
+static void open_task_free(void *p) {
+        OpenTask *t = p;
+
+        if (t->fd >= 0)
+                close(t->fd);
+        if (t->snap_fd >= 0)
+                close(t->snap_fd);
+        free(t->path);
+        free(t);
+}
+
+static uint64_t be64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < 8; i++)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+static uint16_t be16(const uint8_t *p) {
+        return (uint16_t) (p[0] << 8 | p[1]);
+}
+
+/* Who holds a flock on (dev, ino), from /proc/locks; 0 if unknown. */
+static pid_t flock_holder(dev_t dev, ino_t ino) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/locks", "re");
+        char line[256];
+
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof line, f)) {
+                unsigned maj, min;
+                unsigned long long inode;
+                char kind[16], mode[16];
+                int pid;
+
+                /* "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" */
+                if (sscanf(line, "%*d: %15s %*s %15s %d %x:%x:%llu", kind, mode, &pid, &maj, &min, &inode) != 6)
+                        continue;
+                if (streq(kind, "FLOCK") && streq(mode, "WRITE") && makedev(maj, min) == dev &&
+                    (ino_t) inode == ino)
+                        return pid;
+        }
+        return 0;
+}
+
+/* Copies [off, off+len) from src to dst at the same offset. */
+static int copy_range(int src, int dst, uint64_t off, uint64_t len) {
+        uint8_t buf[64 * 1024];
+
+        while (len > 0) {
+                size_t n = (size_t) MIN(len, (uint64_t) sizeof buf);
+                ssize_t k = pread(src, buf, n, (off_t) off);
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EIO;    /* shorter than its header says */
+                if (pwrite(dst, buf, (size_t) k, (off_t) off) != k)
+                        return -errno ?: -EIO;
+                off += (uint64_t) k;
+                len -= (uint64_t) k;
+        }
+        return 0;
+}
+
+static void open_task_fail(OpenTask *t, OpenFailure f, const char *stage, int e) {
+        t->failure = f;
+        t->stage = stage;
+        t->saved_errno = e;
+}
+
+#define OPEN_FAIL(t, f, stage, e)                       \
+        do {                                            \
+                open_task_fail((t), (f), (stage), (e)); \
+                return;                                 \
+        } while (0)
+
+static void open_task_run(void *p) {
+        OpenTask *t = p;
+        _cleanup_close_ int lock_fd = -EBADF;
+        uint8_t first[LUKS1_PHDR_AREA];
+        uint64_t metadata;
+        struct stat st;
+        ssize_t k;
         int r;
 
-        r = crypt_init(&cd, path);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, -r, "Cannot open '%s': %s", path, strerror(-r));
-        crypt_set_log_callback(cd, luks_log, NULL);
+        /* O_NONBLOCK: if the path became a FIFO since it was resolved, the
+         * open must not wait for a writer; the type check below refuses it. */
+        t->fd = open(t->path, (t->want_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        t->writable = t->want_write && t->fd >= 0;
+        if (t->fd < 0 && t->want_write && IN_SET(errno, EROFS, EACCES, EPERM, ETXTBSY))
+                t->fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (t->fd < 0)
+                OPEN_FAIL(t, OPEN_ERRNO, "open", errno);
+        (void) fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) & ~O_NONBLOCK);
 
+        if (fstat(t->fd, &st) < 0)
+                OPEN_FAIL(t, OPEN_ERRNO, "stat", errno);
+        if (t->block ? !(S_ISBLK(st.st_mode) && st.st_rdev == t->dev)
+                     : !(S_ISREG(st.st_mode) && st.st_dev == t->dev && st.st_ino == t->ino))
+                OPEN_FAIL(t, OPEN_CHANGED, NULL, 0);
+
+        /* Locks are taken without waiting: whoever holds one exclusively is
+         * changing the header (cryptsetup does, for LUKS2), and waiting for
+         * them is how one caller used to stall every other.  Files carry the
+         * lock themselves; block devices have libcryptsetup's lock file. */
+        if (t->block) {
+                char res[64];
+                snprintf(res, sizeof res, "/run/cryptsetup/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
+                lock_fd = open(res, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+                if (lock_fd >= 0 && flock(lock_fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+                        OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
+                if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0)
+                        OPEN_FAIL(t, OPEN_ERRNO, "size", errno);
+        } else {
+                if (flock(t->fd, LOCK_SH | LOCK_NB) < 0) {
+                        if (errno != EWOULDBLOCK)
+                                OPEN_FAIL(t, OPEN_ERRNO, "lock", errno);
+                        t->lock_pid = flock_holder(st.st_dev, st.st_ino);
+                        OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
+                }
+                t->size = (uint64_t) st.st_size;
+        }
+
+        k = pread(t->fd, first, sizeof first, 0);
+        if (k < 0)
+                OPEN_FAIL(t, OPEN_ERRNO, "read", errno);
+        if ((size_t) k < sizeof first || t->size < sizeof first)
+                OPEN_FAIL(t, OPEN_NOT_LUKS, NULL, 0);
+
+        /* Both versions start "LUKS\xba\xbe" and a big-endian version. */
+        if (memcmp(first, "LUKS\xba\xbe", 6) != 0)
+                OPEN_FAIL(t, OPEN_NOT_LUKS, NULL, 0);
+        switch (be16(first + 6)) {
+        case 1:
+                metadata = LUKS1_PHDR_AREA;
+                break;
+        case 2: {
+                uint64_t hdr_size = be64(first + 8);
+                if (hdr_size < LUKS2_HDR_SIZE_MIN || hdr_size > LUKS2_HDR_SIZE_MAX || (hdr_size & (hdr_size - 1)))
+                        OPEN_FAIL(t, OPEN_NOT_LUKS, NULL, 0);
+                metadata = 2 * hdr_size;        /* primary and secondary copy */
+                break;
+        }
+        default:
+                OPEN_FAIL(t, OPEN_NOT_LUKS, NULL, 0);
+        }
+        if (metadata > t->size)
+                OPEN_FAIL(t, OPEN_NOT_LUKS, NULL, 0);
+
+        /* The snapshot has the source's size, so that libcryptsetup's size
+         * checks see the real device; only the header areas hold data. */
+        t->snap_fd = memfd_create("luksvol-header", MFD_CLOEXEC);
+        if (t->snap_fd < 0)
+                OPEN_FAIL(t, OPEN_ERRNO, "snapshot", errno);
+        if (ftruncate(t->snap_fd, (off_t) t->size) < 0)
+                OPEN_FAIL(t, errno == EFBIG || errno == EINVAL ? OPEN_TOO_BIG : OPEN_ERRNO,
+                                      "snapshot", errno);
+        r = copy_range(t->fd, t->snap_fd, 0, metadata);
+        if (r < 0)
+                OPEN_FAIL(t, OPEN_ERRNO, "read", -r);
+
+        if (!t->block)
+                (void) flock(t->fd, LOCK_UN);
+        t->failure = OPEN_OK;
+}
+
+int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
+                     sd_bus_error *error) {
+        _cleanup_(luks_source_freep) LuksSource *s = NULL;
+        OpenTask *t;
+        int r;
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        *t = (OpenTask) {
+                .path = strdup(src->path),
+                .want_write = want_write,
+                .block = src->block,
+                .dev = src->dev,
+                .ino = src->ino,
+                .fd = -EBADF,
+                .snap_fd = -EBADF,
+        };
+        if (!t->path) {
+                open_task_free(t);
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        }
+
+        r = deadline_run(open_task_run, t, open_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0) {
+                open_task_free(t);
+                return source_error_deadline(error, r);
+        }
+
+        switch (t->failure) {
+        case OPEN_OK:
+                break;
+        case OPEN_ERRNO:
+                if (streq(t->stage, "open") && IN_SET(t->saved_errno, ENOENT, ENOTDIR))
+                        r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                             "The source does not exist (or is a dangling symlink).");
+                else
+                        r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot %s '%s': %s", t->stage, src->path,
+                                              strerror(t->saved_errno));
+                break;
+        case OPEN_CHANGED:
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                      "'%s' changed while it was being checked; try again.", src->path);
+                break;
+        case OPEN_LOCKED:
+                if (t->lock_pid > 0)
+                        r = sd_bus_error_setf(error, LV_ERROR_BUSY, "'%s' is locked by another process (pid %d).",
+                                              src->path, (int) t->lock_pid);
+                else
+                        r = sd_bus_error_setf(error, LV_ERROR_BUSY, "'%s' is locked by another process.", src->path);
+                break;
+        case OPEN_NOT_LUKS:
+                r = sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' does not hold a valid LUKS header.", src->path);
+                break;
+        case OPEN_TOO_BIG:
+                r = sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is too large to handle.", src->path);
+                break;
+        }
+        if (r < 0) {
+                open_task_free(t);
+                return r;
+        }
+
+        s = calloc(1, sizeof *s);
+        if (!s) {
+                open_task_free(t);
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        }
+        *s = (LuksSource) {
+                .path = TAKE_PTR(t->path),
+                .fd = TAKE_FD(t->fd),
+                .writable = t->writable,
+                .block = src->block,
+                .snap_fd = TAKE_FD(t->snap_fd),
+                .size = t->size,
+        };
+        open_task_free(t);
+        snprintf(s->snap_path, sizeof s->snap_path, "/proc/self/fd/%d", s->snap_fd);
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* crypt_init() + crypt_load() on the snapshot. */
+static int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        int r;
+
+        r = crypt_init_locked(&cd, s->snap_path);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s",
+                                         s->path, strerror(-r));
         r = crypt_load(cd, CRYPT_LUKS, NULL);
         if (r < 0) {
-                /* libcryptsetup answers -EIO for anything shorter than a
-                 * LUKS header: that is "not LUKS", not a failing disk. */
-                if (r == -EINVAL || r == -ENOENT || r == -EBADMSG ||
-                    (r == -EIO && too_small_for_luks(path)))
+                if (IN_SET(-r, EINVAL, ENOENT, EBADMSG, EIO))
                         return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
-                                                 "'%s' does not hold a valid LUKS header.", path);
-                return sd_bus_error_set_errnof(error, -r, "Cannot read the LUKS header of '%s': %s", path, strerror(-r));
+                                                 "'%s' does not hold a valid LUKS header.", s->path);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s",
+                                         s->path, strerror(-r));
         }
+        *ret = TAKE_PTR(cd);
+        return 0;
+}
+
+static bool slot_active(struct crypt_device *cd, int k) {
+        crypt_keyslot_info ki = crypt_keyslot_status(cd, k);
+        return ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST;
+}
+
+int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        LuksInfo info = {};
+        const char *type;
+        int r, max;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
 
         type = crypt_get_type(cd);
         if (streq_ptr(type, CRYPT_LUKS1))
@@ -93,25 +461,196 @@ int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error) {
         else if (streq_ptr(type, CRYPT_LUKS2))
                 info.version = 2;
         else
-                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' is not a LUKS volume.", path);
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' is not a LUKS volume.", s->path);
 
-        s = crypt_get_uuid(cd);
-        snprintf(info.uuid, sizeof info.uuid, "%s", strempty(s));
+        snprintf(info.uuid, sizeof info.uuid, "%s", strempty(crypt_get_uuid(cd)));
         snprintf(info.cipher, sizeof info.cipher, "%s-%s",
                  strempty(crypt_get_cipher(cd)), strempty(crypt_get_cipher_mode(cd)));
         r = crypt_get_volume_key_size(cd);
         info.key_size_bits = r > 0 ? (unsigned) r * 8 : 0;
+        info.payload_offset = crypt_get_data_offset(cd) * 512;
+        r = crypt_get_sector_size(cd);
+        info.sector_size = r > 0 ? (uint32_t) r : 512;
+        info.device_size = s->size;
 
-        int max = crypt_keyslot_max(crypt_get_type(cd));
+        max = MIN(crypt_keyslot_max(type), LUKS_MAX_KEYSLOTS);
         for (int k = 0; k < max; k++) {
-                crypt_keyslot_info ki = crypt_keyslot_status(cd, k);
-                if (ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST)
-                        info.active_keyslots++;
+                struct crypt_pbkdf_type pbkdf = {};
+                LuksKeyslot *ks;
+                const char *enc;
+                size_t ks_size;
+
+                if (!slot_active(cd, k))
+                        continue;
+                ks = &info.keyslots[info.active_keyslots++];
+                ks->slot = (unsigned) k;
+                if (crypt_keyslot_get_pbkdf(cd, k, &pbkdf) >= 0) {
+                        snprintf(ks->pbkdf, sizeof ks->pbkdf, "%s", strempty(pbkdf.type));
+                        if (streq_ptr(pbkdf.type, CRYPT_KDF_PBKDF2))
+                                snprintf(ks->hash, sizeof ks->hash, "%s", strempty(pbkdf.hash));
+                        ks->iterations = pbkdf.iterations;
+                        ks->memory_kib = pbkdf.max_memory_kb;
+                        ks->parallel_threads = pbkdf.parallel_threads;
+                }
+                enc = crypt_keyslot_get_encryption(cd, k, &ks_size);
+                snprintf(ks->cipher, sizeof ks->cipher, "%s", strempty(enc));
         }
 
         *ret = info;
         return 0;
 }
+
+/* ---------------------------------------------------------- key slots */
+
+#define MAX_RANGES (LUKS_MAX_KEYSLOTS + 1)
+
+typedef struct CopyTask {
+        int src, dst;           /* the task's own duplicates */
+        uint64_t off[MAX_RANGES], len[MAX_RANGES];
+        unsigned n;
+        int r;
+} CopyTask;
+
+static void copy_task_free(void *p) {
+        CopyTask *t = p;
+        if (t->src >= 0)
+                close(t->src);
+        if (t->dst >= 0)
+                close(t->dst);
+        free(t);
+}
+
+static void copy_task_run(void *p) {
+        CopyTask *t = p;
+
+        t->r = 0;
+        for (unsigned i = 0; i < t->n && t->r >= 0; i++)
+                t->r = copy_range(t->src, t->dst, t->off[i], t->len[i]);
+}
+
+/* Key derivation needs the key slot areas, which the metadata snapshot
+ * lacks; they are copied from the source once, under the deadline. */
+static int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        uint64_t total = 0;
+        CopyTask *t;
+        int r, max;
+
+        if (s->keyslots_copied)
+                return 0;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->src = t->dst = -EBADF;
+
+        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        for (int k = 0; k < max; k++) {
+                uint64_t off, len;
+
+                if (!slot_active(cd, k) || crypt_keyslot_area(cd, k, &off, &len) < 0)
+                        continue;
+                if (off > s->size || len > s->size - off) {
+                        copy_task_free(t);
+                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
+                                                 "Key slot %d of '%s' lies outside the device.", k, s->path);
+                }
+                t->off[t->n] = off;
+                t->len[t->n] = len;
+                t->n++;
+                total += len;
+        }
+        if (total > KEYSLOT_COPY_MAX) {
+                copy_task_free(t);
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "The key slots of '%s' are implausibly large.",
+                                         s->path);
+        }
+
+        t->src = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
+        t->dst = fcntl(s->snap_fd, F_DUPFD_CLOEXEC, 3);
+        if (t->src < 0 || t->dst < 0) {
+                r = -errno;
+                copy_task_free(t);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s", strerror(-r));
+        }
+
+        r = deadline_run(copy_task_run, t, copy_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0) {
+                copy_task_free(t);
+                return source_error_deadline(error, r);
+        }
+        r = t->r;
+        copy_task_free(t);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the key slots of '%s': %s",
+                                         s->path, strerror(-r));
+
+        s->keyslots_copied = true;
+        return 0;
+}
+
+/* See crypt_lock: OpenSSL (libcryptsetup's backend here) does AES itself;
+ * anything else may go through a temporary dm-crypt device. */
+static bool keyslot_needs_lock(struct crypt_device *cd, int k) {
+        size_t ks_size;
+        const char *enc = crypt_keyslot_get_encryption(cd, k, &ks_size);
+        return !enc || !startswith(enc, "aes-");
+}
+
+int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
+                       uint64_t *ret_cost_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        uint64_t cost = 0;
+        int r, max, found = -1;
+
+        r = snapshot_add_keyslots(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+
+        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        for (int k = 0; k < max && found < 0; k++) {
+                uint64_t t0;
+
+                if (!slot_active(cd, k))
+                        continue;
+                t0 = now_ms();
+                if (keyslot_needs_lock(cd, k)) {
+                        CRYPT_LOCKED;
+                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data,
+                                                         passphrase->size, 0);
+                } else
+                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data,
+                                                         passphrase->size, 0);
+                cost += now_ms() - t0;
+                if (r >= 0)
+                        found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        stack_scrub();
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s",
+                                                 k, s->path, strerror(-r));
+                }
+        }
+        /* The derived keys passed through libcryptsetup's frames. */
+        stack_scrub();
+
+        if (found < 0)
+                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                        "The passphrase does not open any key slot of the volume.");
+        *ret_slot = found;
+        *ret_cost_ms = cost;
+        return 0;
+}
+
+/* ------------------------------------------------------------ dm-crypt */
 
 static bool kernel_module_file(const char *release, const char *name) {
         static const char *const suffixes[] = { ".ko", ".ko.xz", ".ko.zst", ".ko.gz" };
@@ -155,35 +694,82 @@ int luks_mapping_name(const char *domain_uuid, const char *target, char **ret) {
         return volume_id_build_prefixed(LUKS_MAPPING_PREFIX, domain_uuid, target, ret);
 }
 
-int luks_activate(const char *source, const char *name, bool read_only, Passphrase **passphrase,
+/* Opening the data device reads its first sector (libcryptsetup's direct-io
+ * test) — through the loop device, from the caller's file — so it runs
+ * under the deadline too; an abandoned attempt frees its crypt_device
+ * whenever it comes back. */
+typedef struct DataDeviceTask {
+        struct crypt_device *cd;
+        char *path;
+        int r;
+} DataDeviceTask;
+
+static void data_device_task_free(void *p) {
+        DataDeviceTask *t = p;
+        crypt_free_locked(t->cd);
+        free(t->path);
+        free(t);
+}
+
+static void data_device_task_run(void *p) {
+        DataDeviceTask *t = p;
+        t->r = crypt_set_data_device(t->cd, t->path);
+}
+
+int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned timeout_ms, Passphrase **passphrase,
                   char **ret_mapper_path, sd_bus_error *error) {
-        CRYPT_LOCKED;
-        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
-        _cleanup_free_ char *path = NULL;
-        uint32_t flags = read_only ? CRYPT_ACTIVATE_READONLY : 0;
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        _cleanup_free_ char *path = NULL, *loop_path = NULL;
+        _cleanup_close_ int loop_fd = -EBADF;
+        uint32_t flags = CRYPT_ACTIVATE_PRIVATE | (read_only ? CRYPT_ACTIVATE_READONLY : 0);
+        DataDeviceTask *t = NULL;
+        size_t vk_size;
         int r;
 
-        r = crypt_init(&cd, source);
-        if (r < 0) {
-                r = sd_bus_error_set_errnof(error, -r, "Cannot open '%s': %s", source, strerror(-r));
+        if (!read_only && !s->writable) {
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                      "'%s' cannot be opened for writing; attach it read-only.", s->path);
                 goto finish;
         }
-        crypt_set_log_callback(cd, luks_log, NULL);
 
-        r = crypt_load(cd, CRYPT_LUKS, NULL);
-        if (r < 0) {
-                r = sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' does not hold a valid LUKS header.", source);
+        r = snapshot_add_keyslots(s, timeout_ms, error);
+        if (r >= 0)
+                r = snapshot_load(s, &cd, error);
+        if (r < 0)
                 goto finish;
-        }
 
         if (asprintf(&path, "/dev/mapper/%s", name) < 0) {
-                r = -ENOMEM;
+                r = sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
                 goto finish;
         }
 
-        r = crypt_activate_by_passphrase(cd, name, CRYPT_ANY_SLOT,
-                                         (const char *) (*passphrase)->data, (*passphrase)->size, flags);
-        /* The mapping holds the volume key now; the passphrase goes. */
+        /* The volume key, derived without holding the global lock (see
+         * crypt_lock), into locked memory; the passphrase goes right after. */
+        r = crypt_get_volume_key_size(cd);
+        if (r <= 0) {
+                r = sd_bus_error_set(error, LV_ERROR_NOT_LUKS, "The volume has no key size.");
+                goto finish;
+        }
+        vk_size = (size_t) r;
+        r = passphrase_new_zeroed(vk_size, &vk);
+        if (r < 0) {
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s", strerror(-r));
+                goto finish;
+        }
+        {
+                bool locked = false;
+                int max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+                for (int k = 0; k < max; k++)
+                        if (slot_active(cd, k) && keyslot_needs_lock(cd, k))
+                                locked = true;
+                if (locked)
+                        pthread_mutex_lock(&crypt_lock);
+                r = crypt_volume_key_get(cd, CRYPT_ANY_SLOT, (char *) vk->data, &vk_size,
+                                         (const char *) (*passphrase)->data, (*passphrase)->size);
+                if (locked)
+                        pthread_mutex_unlock(&crypt_lock);
+        }
         *passphrase = passphrase_free(*passphrase);
         stack_scrub();
         if (r == -EPERM) {
@@ -191,13 +777,67 @@ int luks_activate(const char *source, const char *name, bool read_only, Passphra
                                      "The passphrase does not open any key slot of the volume.");
                 goto finish;
         }
+        if (r < 0) {
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot unlock '%s': %s", s->path, strerror(-r));
+                goto finish;
+        }
+
+        /* The data: a block device as is; a file through a loop device
+         * bound to the descriptor that was checked. */
+        if (s->block) {
+                loop_path = strdup(s->path);
+                if (!loop_path) {
+                        r = sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                        goto finish;
+                }
+        } else {
+                r = loop_attach_fd(s->fd, read_only, &loop_fd, &loop_path);
+                if (r < 0) {
+                        r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot set up a loop device for '%s': %s",
+                                              s->path, strerror(-r));
+                        goto finish;
+                }
+        }
+
+        t = calloc(1, sizeof *t);
+        if (!t || !(t->path = strdup(loop_path))) {
+                free(t);
+                r = sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                goto finish;
+        }
+        t->cd = TAKE_PTR(cd);
+        r = deadline_run(data_device_task_run, t, data_device_task_free, timeout_ms);
+        if (r == -ETIMEDOUT) {
+                r = source_error_timeout(error, timeout_ms);
+                goto finish;
+        }
+        if (r < 0) {
+                data_device_task_free(t);
+                r = source_error_deadline(error, r);
+                goto finish;
+        }
+        cd = TAKE_PTR(t->cd);
+        r = t->r;
+        data_device_task_free(t);
+        if (r < 0) {
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot use '%s' as the data device: %s",
+                                      loop_path, strerror(-r));
+                goto finish;
+        }
+
+        {
+                CRYPT_LOCKED;
+                r = crypt_activate_by_volume_key(cd, name, (const char *) vk->data, vk_size, flags);
+        }
+        vk = passphrase_free(vk);
+        stack_scrub();
         if (r == -EEXIST) {
                 r = sd_bus_error_setf(error, LV_ERROR_FAILED, "A device-mapper device '%s' already exists.", name);
                 goto finish;
         }
         if (r < 0) {
                 r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot activate the dm-crypt mapping for '%s': %s",
-                                      source, strerror(-r));
+                                      s->path, strerror(-r));
                 goto finish;
         }
 
@@ -207,12 +847,14 @@ int luks_activate(const char *source, const char *name, bool read_only, Passphra
         r = 0;
 
 finish:
+        /* The loop device stays bound as long as the mapping holds it
+         * (autoclear); without a mapping, closing it here detaches it. */
         *passphrase = passphrase_free(*passphrase);
         return r;
 }
 
 int luks_deactivate(const char *name, sd_bus_error *error) {
-        int r;
+        int r = 0;
 
         /* A guest's QEMU may take a moment to close the device after
          * libvirt reports it removed; busy is worth waiting out. */
@@ -223,14 +865,18 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
                 CRYPT_LOCKED;
                 _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 
-                r = crypt_init_by_name(&cd, name);
-                if (r == -ENODEV || r == -ENOENT)
-                        return 0;
+                /* A context without a device: deactivation is a
+                 * device-mapper matter, and crypt_init_by_name() would read
+                 * the LUKS header through the device underneath. */
+                r = crypt_init(&cd, NULL);
                 if (r < 0)
                         break;
                 crypt_set_log_callback(cd, luks_log, NULL);
 
-                r = crypt_deactivate(cd, name);
+                crypt_status_info st = crypt_status(cd, name);
+                if (st == CRYPT_INACTIVE)
+                        return 0;
+                r = crypt_deactivate_by_name(cd, name, 0);
                 if (r >= 0 || r == -ENODEV)
                         return 0;
                 if (r != -EBUSY)
@@ -240,61 +886,104 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
                                  "Cannot close the dm-crypt mapping '%s': %s", name, strerror(-r));
 }
 
-/* A loop device's backing file, from sysfs. */
-static int loop_backing_file(const char *dev, char **ret) {
-        _cleanup_free_ char *p = NULL, *line = NULL;
-        _cleanup_fclose_ FILE *f = NULL;
-        size_t n = 0;
-        ssize_t k;
+/* ----------------------------------------------- mappings, from sysfs */
 
-        if (!startswith(dev, "/dev/loop"))
-                return -EINVAL;
-        if (asprintf(&p, "/sys/block/%s/loop/backing_file", dev + strlen("/dev/")) < 0)
-                return -ENOMEM;
-        f = fopen(p, "re");
+static int read_line(const char *path, char **ret) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        _cleanup_free_ char *line = NULL;
+        size_t n = 0;
+
         if (!f)
                 return -errno;
-        k = getline(&line, &n, f);
-        if (k <= 0)
+        if (getline(&line, &n, f) <= 0)
                 return -ENODATA;
         line[strcspn(line, "\n")] = '\0';
         *ret = TAKE_PTR(line);
         return 0;
 }
 
+/* "dm-3" for a mapping name, from /sys/block/dm-* /dm/name. */
+static int dm_kernel_name(const char *name, char **ret) {
+        _cleanup_(closedirp) DIR *d = opendir("/sys/block");
+        struct dirent *de;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *p = NULL, *n = NULL;
+
+                if (!startswith(de->d_name, "dm-"))
+                        continue;
+                if (asprintf(&p, "/sys/block/%s/dm/name", de->d_name) < 0)
+                        return -ENOMEM;
+                if (read_line(p, &n) >= 0 && streq(n, name)) {
+                        *ret = strdup(de->d_name);
+                        return *ret ? 0 : -ENOMEM;
+                }
+        }
+        return -ENODEV;
+}
+
+/* "CRYPT-LUKS1-<32 hex>-NAME" → version and the UUID with its dashes. */
+static int parse_dm_uuid(const char *uuid, LuksInfo *ret) {
+        const char *hex;
+        unsigned v;
+
+        if (startswith(uuid, "CRYPT-LUKS1-"))
+                v = 1;
+        else if (startswith(uuid, "CRYPT-LUKS2-"))
+                v = 2;
+        else
+                return -EINVAL;
+        hex = uuid + strlen("CRYPT-LUKS1-");
+        if (strlen(hex) < 32 || strspn(hex, "0123456789abcdefABCDEF") < 32)
+                return -EINVAL;
+        ret->version = v;
+        snprintf(ret->uuid, sizeof ret->uuid, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+        return 0;
+}
+
 int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
-        CRYPT_LOCKED;
-        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
-        _cleanup_free_ char *backing = NULL;
+        _cleanup_free_ char *kname = NULL, *p = NULL, *uuid = NULL, *src = NULL;
+        _cleanup_(closedirp) DIR *slaves = NULL;
         LuksInfo info = {};
-        const char *dev, *type;
-        char *src;
+        struct dirent *de;
         int r;
 
-        r = crypt_init_by_name(&cd, name);
+        r = dm_kernel_name(name, &kname);
         if (r < 0)
-                return r == -ENOENT ? -ENODEV : r;
-        crypt_set_log_callback(cd, luks_log, NULL);
+                return r;
 
-        type = crypt_get_type(cd);
-        info.version = streq_ptr(type, CRYPT_LUKS1) ? 1 : streq_ptr(type, CRYPT_LUKS2) ? 2 : 0;
-        snprintf(info.uuid, sizeof info.uuid, "%s", strempty(crypt_get_uuid(cd)));
-        snprintf(info.cipher, sizeof info.cipher, "%s-%s",
-                 strempty(crypt_get_cipher(cd)), strempty(crypt_get_cipher_mode(cd)));
-        r = crypt_get_volume_key_size(cd);
-        info.key_size_bits = r > 0 ? (unsigned) r * 8 : 0;
-
-        dev = crypt_get_device_name(cd);
-        if (!dev)
-                return -ENODEV;
-        if (loop_backing_file(dev, &backing) >= 0)
-                src = TAKE_PTR(backing);
-        else
-                src = strdup(dev);
-        if (!src)
+        if (asprintf(&p, "/sys/block/%s/dm/uuid", kname) < 0)
                 return -ENOMEM;
+        if (read_line(p, &uuid) >= 0)
+                (void) parse_dm_uuid(uuid, &info);
 
-        *ret_source = src;
+        p = mfree(p);
+        if (asprintf(&p, "/sys/block/%s/slaves", kname) < 0)
+                return -ENOMEM;
+        slaves = opendir(p);
+        if (!slaves)
+                return -errno;
+        while ((de = readdir(slaves))) {
+                _cleanup_free_ char *bf = NULL;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                if (startswith(de->d_name, "loop")) {
+                        if (asprintf(&bf, "/sys/block/%s/loop/backing_file", de->d_name) < 0)
+                                return -ENOMEM;
+                        r = read_line(bf, &src);
+                        if (r < 0)
+                                return r;
+                } else if (asprintf(&src, "/dev/%s", de->d_name) < 0)
+                        return -ENOMEM;
+                break;
+        }
+        if (!src)
+                return -ENODEV;
+
+        *ret_source = TAKE_PTR(src);
         if (ret_info)
                 *ret_info = info;
         return 0;

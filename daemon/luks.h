@@ -1,13 +1,37 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* libcryptsetup, in-process: LUKS header facts. */
+/* libcryptsetup, in-process: LUKS header facts, passphrase verification,
+ * dm-crypt mappings.
+ *
+ * The caller's file is touched only by luks_source_open() and the keyslot
+ * copy behind luks_source_verify()/luks_activate(), each on a thread of its
+ * own under a deadline (deadline.h).  libcryptsetup itself only ever reads
+ * a private in-memory snapshot of the header areas (a memfd), so no lock
+ * another process holds on the file, and no file system that stops
+ * answering, can stall it — or, through libcryptsetup's process-wide state,
+ * every other call of the daemon. */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <systemd/sd-bus.h>
 
 #include "passphrase.h"
+#include "source.h"
+
+/* LUKS2 has 32 key slots, LUKS1 8. */
+#define LUKS_MAX_KEYSLOTS 32
+
+typedef struct LuksKeyslot {
+        unsigned slot;
+        char pbkdf[16];            /* "pbkdf2", "argon2i", "argon2id" */
+        char hash[32];             /* PBKDF2's hash; "" for argon2 */
+        uint32_t iterations;       /* PBKDF2 iterations, or argon2's time cost */
+        uint32_t memory_kib;       /* argon2 */
+        uint32_t parallel_threads; /* argon2 */
+        char cipher[64];           /* the key slot's own encryption */
+} LuksKeyslot;
 
 typedef struct LuksInfo {
         unsigned version;          /* 1 or 2 */
@@ -15,10 +39,50 @@ typedef struct LuksInfo {
         char cipher[96];           /* "aes-xts-plain64" */
         unsigned key_size_bits;
         unsigned active_keyslots;
+        LuksKeyslot keyslots[LUKS_MAX_KEYSLOTS];   /* the active ones, in slot order */
+        uint64_t payload_offset;   /* bytes from the start of the device to the data */
+        uint32_t sector_size;
+        uint64_t device_size;      /* bytes of the whole source */
 } LuksInfo;
 
-/* Reads the LUKS header of path. Not LUKS → -EBADMSG with Error.NotLuks set. */
-int luks_probe(const char *path, LuksInfo *ret, sd_bus_error *error);
+typedef struct LuksSource LuksSource;
+
+/* Sets up libcryptsetup's process-wide state (crypto backend, RNG) while
+ * the process has one thread: its first initialisation is not thread-safe. */
+void luks_init(void);
+
+/* Opens src (read-write if want_write and the file allows it; else
+ * read-only), checks that it is still the file or device src describes,
+ * refuses it at once if another process holds a lock on it (a flock on a
+ * file, libcryptsetup's metadata lock on a device: Error.Busy "locked by
+ * another process"), and copies its LUKS metadata into a private snapshot.
+ * All on a thread of its own, waiting at most timeout_ms (then Error.Busy).
+ * Not LUKS → Error.NotLuks. */
+int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
+                     sd_bus_error *error);
+LuksSource *luks_source_free(LuksSource *s);
+static inline void luks_source_freep(LuksSource **s) {
+        if (*s)
+                luks_source_free(*s);
+}
+
+/* The source, as opened (for loop devices and exclusive holds). */
+int luks_source_fd(const LuksSource *s);
+bool luks_source_writable(const LuksSource *s);
+const char *luks_source_path(const LuksSource *s);
+
+/* Header facts from the snapshot. */
+int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error);
+
+/* Tries the passphrase on each active key slot in slot order — the order
+ * QEMU tries them in — and times each try.  *ret_slot: the slot it opens;
+ * *ret_cost_ms: the key derivation time of all slots tried up to and
+ * including that one, i.e. about how long QEMU's own try will hold the
+ * guest.  Error.BadPassphrase if no slot opens.  Reads the key slot areas
+ * (deadline timeout_ms); the key derivation itself is CPU work, unbounded
+ * as QEMU's would be. */
+int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
+                       uint64_t *ret_cost_ms, sd_bus_error *error);
 
 /* Device-mapper with the crypt target usable on this host. */
 bool luks_dm_crypt_available(void);
@@ -30,15 +94,20 @@ bool luks_dm_crypt_available(void);
 
 int luks_mapping_name(const char *domain_uuid, const char *target, char **ret);
 
-/* Opens source (a file gets a loop device from libcryptsetup, released
- * when the mapping goes) as /dev/mapper/NAME.  The passphrase is freed
+/* Opens s as /dev/mapper/NAME (a file gets a loop device bound to the
+ * descriptor s holds; the mapping is private to the service: udev's disk
+ * rules, blkid and so automounters and LVM leave it alone).  The key is
+ * derived outside libcryptsetup's global lock; the passphrase is freed
  * (wiped) here on every path.  Wrong passphrase → Error.BadPassphrase. */
-int luks_activate(const char *source, const char *name, bool read_only, Passphrase **passphrase,
+int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned timeout_ms, Passphrase **passphrase,
                   char **ret_mapper_path, sd_bus_error *error);
 
-/* Closes the mapping; retries while busy; not active counts as done. */
+/* Closes the mapping; retries while busy; not active counts as done.
+ * Reads nothing from the device under it. */
 int luks_deactivate(const char *name, sd_bus_error *error);
 
-/* For a mapping of ours: the device it sits on (a loop device's backing
- * file for file sources) and the header facts.  -ENODEV if not active. */
+/* For an active mapping of ours, from the kernel's own account (sysfs and
+ * the dm UUID, nothing read from the device): the device it sits on (a
+ * loop device's backing file for file sources), and the LUKS version and
+ * UUID (ret_info's other fields stay zero).  -ENODEV if not active. */
 int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info);

@@ -12,6 +12,7 @@
 #include "event-log.h"
 #include "events.h"
 #include "fault.h"
+#include "luks.h"
 #include "manager.h"
 #include "mode.h"
 #include "util.h"
@@ -22,11 +23,12 @@ static void help(void) {
                "  -h --help                     Show this help\n"
                "     --version                  Show the version\n"
                "     --libvirt-uri=URI          libvirt connection (default qemu:///system)\n"
-               "     --min-libvirt-version=X.Y.Z  Native LUKS gate for libvirt (default 2.2.0)\n"
+               "     --min-libvirt-version=X.Y.Z  Native LUKS gate for libvirt (default 4.4.0)\n"
                "     --min-qemu-version=X.Y.Z   Native LUKS gate for QEMU (default 2.6.0)\n"
                "     --max-volumes=N            Cap on attached volumes (default 64)\n"
                "     --idle-timeout=SEC         Exit after SEC idle seconds, 0 = never (default 60)\n"
                "     --detach-timeout=SEC       Detach's default wait for the guest (default 30)\n"
+               "     --source-timeout=SEC       Deadline of file system calls on a source (default 10)\n"
                "     --config=PATH              Configuration file (default " CONFIG_FILE_DEFAULT "),\n"
                "                                drop-ins from PATH.d/*.conf; options override it\n"
                "     --log-level=LEVEL          err, warning, notice, info, debug (default info)\n");
@@ -59,6 +61,7 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config
                 ARG_FAULT_FILE,
                 ARG_CONFIG,
                 ARG_DETACH_TIMEOUT,
+                ARG_SOURCE_TIMEOUT,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -71,6 +74,7 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "detach-timeout", required_argument, NULL, ARG_DETACH_TIMEOUT },
+                { "source-timeout", required_argument, NULL, ARG_SOURCE_TIMEOUT },
                 /* Test only; deliberately not in --help. */
                 { "fault-file", required_argument, NULL, ARG_FAULT_FILE },
                 {}
@@ -130,6 +134,11 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config
                         if (parse_unsigned(optarg, &config->detach_timeout_sec) < 0 || config->detach_timeout_sec > 3600)
                                 return log_error_errno(EINVAL, "Invalid --detach-timeout: %s", optarg);
                         break;
+                case ARG_SOURCE_TIMEOUT:
+                        if (parse_unsigned(optarg, &config->source_timeout_sec) < 0 || config->source_timeout_sec == 0 ||
+                            config->source_timeout_sec > 600)
+                                return log_error_errno(EINVAL, "Invalid --source-timeout: %s", optarg);
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -164,6 +173,7 @@ int main(int argc, char *argv[]) {
                 .idle_timeout_sec = 60,
                 .max_pending_polkit = 128,
                 .detach_timeout_sec = 30,
+                .source_timeout_sec = 10,
         };
         const char *config_path = CONFIG_FILE_DEFAULT;
         Manager *m = NULL;
@@ -189,6 +199,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         disk_xml_init();
+        luks_init();
         /* libvirt's event loop must exist before the first connection. */
         if (virt_events_init() < 0) {
                 log_error("Failed to set up libvirt's event loop.");

@@ -11,6 +11,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "backing.h"
 #include "event-log.h"
 #include "luks.h"
 #include "manager.h"
@@ -46,6 +47,12 @@ static void scan_job(void *userdata) {
                 log_warning("Scan incomplete; orphan cleanup postponed to the next scan.");
         if (j->cleanup_orphans)
                 pthread_rwlock_unlock(&m->ops_lock);
+
+        /* Reading the sources (their LUKS headers, their identity) may
+         * take until the deadline on a hung file system: not while every
+         * attach and detach waits for the lock above. */
+        for (Volume *v = j->found; v; v = v->next)
+                volume_fill_source_facts(v, m->config.source_timeout_sec * 1000U);
 }
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -164,30 +171,36 @@ int manager_rescan(Manager *m, bool initial) {
 typedef struct CleanupJob {
         Manager *manager;
         char *path;
-        char *secret_uuid;
-        char *mapper_device;
+        uint64_t generation;
+        VolumeBacking backing;
         const char *why;
         sd_bus_error error;
         int r;
 } CleanupJob;
+
+static CleanupJob *cleanup_job_free(CleanupJob *j) {
+        if (!j)
+                return NULL;
+        free(j->path);
+        volume_backing_done(&j->backing);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
 
 static void cleanup_job(void *userdata) {
         CleanupJob *j = userdata;
         Manager *m = j->manager;
 
         pthread_rwlock_rdlock(&m->ops_lock);
-        j->r = 0;
-        if (j->secret_uuid)
-                j->r = virt_secret_undefine(m->virt, j->secret_uuid, &j->error);
-        if (j->r >= 0 && j->mapper_device && startswith(j->mapper_device, "/dev/mapper/" LUKS_MAPPING_PREFIX))
-                j->r = luks_deactivate(j->mapper_device + strlen("/dev/mapper/"), &j->error);
+        j->r = volume_backing_release(m->virt, &j->backing, &j->error);
         pthread_rwlock_unlock(&m->ops_lock);
 }
 
 static void cleanup_done(void *userdata) {
         CleanupJob *j = userdata;
         Manager *m = j->manager;
-        Volume *v = manager_find_volume_by_path(m, j->path);
+        Volume *v = manager_find_volume(m, j->path, j->generation);
 
         if (j->r < 0) {
                 /* Keep the object: it is the handle for a later Detach. */
@@ -200,11 +213,7 @@ static void cleanup_done(void *userdata) {
                 manager_remove_volume(m, v);
         }
 
-        free(j->path);
-        free(j->secret_uuid);
-        free(j->mapper_device);
-        sd_bus_error_free(&j->error);
-        free(j);
+        cleanup_job_free(j);
         manager_arm_idle(m);
 }
 
@@ -219,21 +228,14 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
                 return log_oom(), (void) 0;
         j->manager = m;
         j->why = why;
+        j->generation = v->generation;
         j->path = strdup(v->path);
-        j->secret_uuid = v->secret_uuid ? strdup(v->secret_uuid) : NULL;
-        j->mapper_device = v->mapper_device ? strdup(v->mapper_device) : NULL;
-        if (!j->path || (v->secret_uuid && !j->secret_uuid) || (v->mapper_device && !j->mapper_device)) {
-                free(j->path);
-                free(j->secret_uuid);
-                free(j->mapper_device);
-                free(j);
+        if (!j->path || volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device) < 0) {
+                cleanup_job_free(j);
                 return log_oom(), (void) 0;
         }
         if (worker_submit(m->worker, cleanup_job, cleanup_done, j) < 0) {
-                free(j->path);
-                free(j->secret_uuid);
-                free(j->mapper_device);
-                free(j);
+                cleanup_job_free(j);
                 return;
         }
         v->operation_pending = true;

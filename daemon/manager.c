@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <systemd/sd-daemon.h>
 
+#include "call.h"
 #include "disk-xml.h"
+#include "luks.h"
 #include "manager.h"
 #include "scan.h"
 #include "util.h"
@@ -59,9 +61,12 @@ Manager *manager_free(Manager *m) {
         m->worker = worker_free(m->worker);
         m->events = virt_events_stop(m->events);
         /* polkit drops pending queries without calling back, and the
-         * worker dropped queued jobs: their attaches still hold passphrases. */
-        manager_bus_drop_pending(m);
+         * worker dropped queued jobs: the calls they belonged to (attaches
+         * among them, holding passphrases) are freed here, whatever their
+         * references say — nothing else will ever release them. */
         m->polkit = polkit_registry_free(m->polkit);
+        while (m->calls)
+                m->calls->free_fn(m->calls);
 
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
@@ -90,6 +95,11 @@ Volume *manager_find_volume_by_path(Manager *m, const char *path) {
         return NULL;
 }
 
+Volume *manager_find_volume(Manager *m, const char *path, uint64_t generation) {
+        Volume *v = manager_find_volume_by_path(m, path);
+        return v && v->generation == generation ? v : NULL;
+}
+
 Volume *manager_find_volume_by_source(Manager *m, dev_t dev, ino_t ino) {
         for (Volume *v = m->volumes; v; v = v->next)
                 if (v->source_identity_known && v->source_dev == dev && v->source_ino == ino)
@@ -106,6 +116,7 @@ int manager_add_volume(Manager *m, Volume *v) {
                 manager_remove_volume(m, old);
 
         v->manager = m;
+        v->generation = ++m->last_generation;
         v->next = m->volumes;
         m->volumes = v;
         m->n_volumes++;
@@ -125,6 +136,28 @@ void manager_remove_volume(Manager *m, Volume *v) {
                         volume_free(v);
                         return;
                 }
+}
+
+int manager_mode_input(Manager *m, ModeInput *ret, HostInfo *ret_host, sd_bus_error *error) {
+        HostInfo h;
+        int r;
+
+        r = virt_host_info(m->virt, &h, error);
+        if (r < 0)
+                return r;
+
+        *ret = (ModeInput) {
+                .libvirt_version = h.libvirt_version,
+                .hypervisor_version = h.hypervisor_version,
+                .min_libvirt_version = m->config.min_libvirt_version,
+                .min_hypervisor_version = m->config.min_qemu_version,
+                .hypervisor_is_qemu = streq(h.hypervisor, "QEMU"),
+                .dm_crypt_available = luks_dm_crypt_available(),
+                .requested = VOLUME_MODE_AUTO,
+        };
+        if (ret_host)
+                *ret_host = h;
+        return 0;
 }
 
 bool manager_source_claimed(Manager *m, dev_t dev, ino_t ino) {

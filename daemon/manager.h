@@ -13,6 +13,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "mode.h"
 #include "events.h"
 #include "polkit.h"
 #include "virt.h"
@@ -32,7 +33,7 @@ typedef struct SourceClaim {
         struct SourceClaim *next;
 } SourceClaim;
 
-typedef struct AttachOp AttachOp;
+typedef struct Call Call;
 
 typedef struct Manager {
         ManagerConfig config;
@@ -51,9 +52,11 @@ typedef struct Manager {
 
         Volume *volumes;
         unsigned n_volumes;
-        /* Every Attach from parse to reply: at shutdown their passphrases
-         * are wiped even if polkit or a worker never got back to them. */
-        AttachOp *attach_ops;
+        uint64_t last_generation;       /* Volume.generation of the newest */
+        /* Every method call from parse to reply (call.h): at shutdown they
+         * are freed — passphrases wiped — even if polkit or a worker never
+         * got back to them. */
+        Call *calls;
         SourceClaim *claims;
         unsigned n_claims;
 
@@ -84,6 +87,8 @@ Manager *manager_free(Manager *m);
 int manager_start(Manager *m);
 
 Volume *manager_find_volume_by_path(Manager *m, const char *path);
+/* The volume at path, if it is still the one of that generation. */
+Volume *manager_find_volume(Manager *m, const char *path, uint64_t generation);
 Volume *manager_find_volume_by_source(Manager *m, dev_t dev, ino_t ino);
 /* Takes ownership; emits InterfacesAdded when the bus is up. */
 int manager_add_volume(Manager *m, Volume *v);
@@ -93,6 +98,11 @@ void manager_remove_volume(Manager *m, Volume *v);
 bool manager_source_claimed(Manager *m, dev_t dev, ino_t ino);
 int manager_claim_source(Manager *m, dev_t dev, ino_t ino);
 void manager_release_source(Manager *m, dev_t dev, ino_t ino);
+
+/* Worker threads only: the host facts every mode decision needs (libvirt's
+ * and QEMU's versions, the configured minimums, dm-crypt); the volume's
+ * part (LUKS version, requested mode, passphrase) is left for the caller. */
+int manager_mode_input(Manager *m, ModeInput *ret, HostInfo *ret_host, sd_bus_error *error);
 
 /* Called when a method call starts and when it has been answered; drives
  * the idle exit. */
@@ -116,7 +126,6 @@ bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq);
 
 /* manager-bus.c */
 int manager_bus_register(Manager *m);
-void manager_bus_drop_pending(Manager *m);
 /* volume-bus.c */
 int volume_bus_register(Manager *m);
 int volume_bus_emit_added(Volume *v);

@@ -76,8 +76,7 @@ static VolumeMode refuse(char *reason, size_t size, const char *fmt, ...) {
         return _VOLUME_MODE_INVALID;
 }
 
-/* Why native is impossible for this input, or NULL if it is possible. */
-static const char *native_obstacle(const ModeInput *in, char *buf, size_t size) {
+const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
         char have[32], need[32];
 
         if (!in->hypervisor_is_qemu)
@@ -98,6 +97,8 @@ static const char *native_obstacle(const ModeInput *in, char *buf, size_t size) 
                 snprintf(buf, size, "QEMU decrypts LUKS1 only and this volume is LUKS%u", in->luks_version);
                 return buf;
         }
+        if (in->passphrase_not_text)
+                return "QEMU takes a passphrase as UTF-8 text without NUL bytes, and this one is not";
         return NULL;
 }
 
@@ -111,7 +112,7 @@ VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size) {
         if (in->luks_version != 1 && in->luks_version != 2)
                 return refuse(reason, reason_size, "unknown LUKS version %u", in->luks_version);
 
-        obstacle = native_obstacle(in, obstacle_buf, sizeof obstacle_buf);
+        obstacle = mode_native_obstacle(in, obstacle_buf, sizeof obstacle_buf);
 
         switch (in->requested) {
 

@@ -21,7 +21,11 @@ VolumeMode volume_mode_from_string(const char *s);
 
 /* Versions in libvirt's encoding: major * 1000000 + minor * 1000 + micro. */
 #define LV_VERSION(maj, min, mic) ((unsigned long) (maj) * 1000000UL + (unsigned long) (min) * 1000UL + (unsigned long) (mic))
-#define LV_MIN_LIBVIRT_VERSION LV_VERSION(2, 2, 0)
+/* The lowest libvirt with everything the native path uses: the disk's
+ * <encryption> under <source> and user aliases ("ua-…", 3.9.0), correct
+ * handling of passphrases whose length is a multiple of 16 bytes (broken
+ * before 3.3.0), and virDomainDetachDeviceAlias() (4.4.0). */
+#define LV_MIN_LIBVIRT_VERSION LV_VERSION(4, 4, 0)
 #define LV_MIN_QEMU_VERSION    LV_VERSION(2, 6, 0)
 
 typedef struct ModeInput {
@@ -33,11 +37,19 @@ typedef struct ModeInput {
         unsigned luks_version;               /* 1 or 2 */
         VolumeMode requested;
         bool dm_crypt_available;
+        /* The passphrase has a NUL byte or is not valid UTF-8: QEMU cannot
+         * take it as a secret (false when there is no passphrase, as for
+         * Probe). */
+        bool passphrase_not_text;
 } ModeInput;
 
 /* Returns the mode to use, or _VOLUME_MODE_INVALID with a human reason in
  * reason (always NUL-terminated, never empty on refusal). */
 VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size);
+
+/* Why native mode is impossible for this input (a sentence without a final
+ * period, in buf or static), or NULL if it is possible. */
+const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size);
 
 /* Whether the host's versions allow native LUKS at all (Probe's native-luks). */
 bool mode_native_gate(const ModeInput *in);

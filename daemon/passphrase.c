@@ -66,6 +66,32 @@ int passphrase_new_from_buffer(const void *buf, size_t n, Passphrase **ret) {
         return 0;
 }
 
+int passphrase_new_zeroed(size_t n, Passphrase **ret) {
+        Passphrase *p;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        if (n > PASSPHRASE_MAX)
+                return -E2BIG;
+
+        r = passphrase_alloc(&p);
+        if (r < 0)
+                return r;
+        p->size = n;
+        *ret = p;
+        return 0;
+}
+
+bool passphrase_qemu_compatible(const Passphrase *p) {
+        /* QEMU reads a secret as a C string in UTF-8: a NUL ends it early
+         * and invalid UTF-8 is refused ("Data from secret … is not valid
+         * UTF-8"). */
+        if (memchr(p->data, 0, p->size))
+                return false;
+        return utf8_valid_n((const char *) p->data, p->size);
+}
+
 int passphrase_fd_check(int fd) {
         struct stat st;
 

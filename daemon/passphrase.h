@@ -6,6 +6,7 @@
  * `ay` argument or from the caller's passphrase-fd, and freed as soon as
  * libvirt (or libcryptsetup) has it. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,14 @@ typedef struct Passphrase {
 
 /* -E2BIG over the cap, -EINVAL if empty. */
 int passphrase_new_from_buffer(const void *p, size_t n, Passphrase **ret);
+
+/* An all-zero locked buffer of n bytes (for a volume key on its way from
+ * libcryptsetup's key derivation to its activation). */
+int passphrase_new_zeroed(size_t n, Passphrase **ret);
+
+/* Can QEMU take it as a secret?  It reads secrets as UTF-8 text: no NUL
+ * byte, valid UTF-8.  Other bytes can only be used in cryptsetup mode. */
+bool passphrase_qemu_compatible(const Passphrase *p);
 
 /* Is fd something we read passphrases from: a pipe or a regular file
  * (memfds are regular files).  Sockets, devices, directories → -EBADFD.

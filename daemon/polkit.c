@@ -40,10 +40,16 @@
  * abandoned dialogs do not hold max_pending slots for long. */
 #define POLKIT_TIMEOUT_INTERACTIVE_USEC (120 * USEC_PER_SEC)
 
-/* Pending queries one bus connection may have at a time: room for an
- * agent firing a burst of calls, not for one caller to take all of
- * max_pending. */
-#define POLKIT_MAX_PENDING_PER_SENDER 32U
+/* Queries one uid may have waiting for polkitd at a time: room for an
+ * agent firing a burst of calls, not for one user to take all of
+ * max_pending.  Counted per uid, not per connection: a user can open as
+ * many connections as the bus allows. */
+#define POLKIT_MAX_PENDING_PER_UID 32U
+
+/* Queries still waiting for the bus driver to name the caller's uid.  The
+ * driver answers at once, so this only bounds memory under a flood; it is
+ * far above anything the per-uid and global caps let through. */
+#define POLKIT_MAX_LOOKUPS 4096U
 
 typedef struct PolkitQuery PolkitQuery;
 
@@ -56,6 +62,8 @@ struct PolkitQuery {
         sd_bus_slot *slot;              /* our pending call: GetConnectionUnixUser, then CheckAuthorization */
         char *action;
         bool interactive;
+        bool asking_polkitd;            /* past the uid look-up, counted against the caps */
+        uid_t uid;                      /* as the bus driver said; (uid_t) -1 until then or if it could not */
 
         polkit_continuation_t callback;
         void *userdata;
@@ -64,8 +72,10 @@ struct PolkitQuery {
 struct PolkitRegistry {
         sd_bus *bus;
         bool root_shortcut;
+        bool caps_exempt_root;
         unsigned max_pending;
-        unsigned n_pending;
+        unsigned n_pending;             /* every query, look-ups included */
+        unsigned n_asking;              /* of those, counted against max_pending */
         PolkitQuery *queries;
 };
 
@@ -85,6 +95,10 @@ static void polkit_query_unlink(PolkitQuery *q) {
         q->prev = q->next = NULL;
         q->registry = NULL;
         r->n_pending--;
+        if (q->asking_polkitd) {
+                q->asking_polkitd = false;
+                r->n_asking--;
+        }
 }
 
 static PolkitQuery *polkit_query_free(PolkitQuery *q) {
@@ -117,6 +131,7 @@ int polkit_registry_new(sd_bus *bus, unsigned max_pending, PolkitRegistry **ret)
         r->bus = sd_bus_ref(bus);
         r->max_pending = max_pending;
         r->root_shortcut = true;
+        r->caps_exempt_root = true;
 
         *ret = r;
         return 0;
@@ -140,6 +155,10 @@ PolkitRegistry *polkit_registry_free(PolkitRegistry *r) {
 
 void polkit_registry_set_root_shortcut(PolkitRegistry *r, bool b) {
         r->root_shortcut = b;
+}
+
+void polkit_registry_set_caps_exempt_root(PolkitRegistry *r, bool b) {
+        r->caps_exempt_root = b;
 }
 
 unsigned polkit_registry_pending(PolkitRegistry *r) {
@@ -315,6 +334,45 @@ static int polkit_send_check(PolkitQuery *q, PolkitRegistry *r) {
                                  q->interactive ? POLKIT_TIMEOUT_INTERACTIVE_USEC : POLKIT_TIMEOUT_USEC);
 }
 
+/* Step 2, for a caller that is not let through on its uid alone: the caps,
+ * then polkitd.  The caps count what waits for polkitd (an agent that never
+ * answers can hold a query for minutes), per uid and in all; root is never
+ * counted or capped, so no flood from another user can lock root out. */
+static void polkit_ask_polkitd(PolkitQuery *q, PolkitRegistry *r) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        bool exempt = q->uid == 0 && r->caps_exempt_root;
+        bool allowed;
+        int k;
+
+        if (!exempt) {
+                unsigned mine = 0;
+
+                for (PolkitQuery *i = r->queries; i; i = i->next)
+                        if (i->asking_polkitd && i->uid == q->uid)
+                                mine++;
+                if (mine >= POLKIT_MAX_PENDING_PER_UID || r->n_asking >= r->max_pending) {
+                        _cleanup_(polkit_query_freep) PolkitQuery *done = q;
+
+                        polkit_query_unlink(done);
+                        sd_bus_error_set(&error, LV_ERROR_BUSY,
+                                         "Too many authorization checks pending; try again later.");
+                        done->callback(done->message, false, &error, done->userdata);
+                        return;
+                }
+                q->asking_polkitd = true;
+                r->n_asking++;
+        }
+
+        k = polkit_send_check(q, r);
+        if (k >= 0)
+                return;
+
+        _cleanup_(polkit_query_freep) PolkitQuery *done = q;
+        polkit_query_unlink(done);
+        allowed = polkit_unavailable(done, "cannot send CheckAuthorization", &error);
+        done->callback(done->message, allowed, allowed ? NULL : &error, done->userdata);
+}
+
 /* Step 1: who is calling, as the bus driver says.  polkitd authorizes uid 0
  * for every action without running rules, so for root the answer is known
  * without asking it: one round trip to the bus driver instead of the
@@ -324,10 +382,14 @@ static int polkit_uid_handler(sd_bus_message *reply, void *userdata, sd_bus_erro
         PolkitQuery *q = userdata;
         PolkitRegistry *r = q->registry;
         uint32_t uid;
-        int k;
 
-        if (!sd_bus_message_is_method_error(reply, NULL) &&
-            sd_bus_message_read(reply, "u", &uid) >= 0 && uid == 0) {
+        if (!r) /* cannot happen: an unlinked query has no slot left */
+                return 0;
+
+        if (!sd_bus_message_is_method_error(reply, NULL) && sd_bus_message_read(reply, "u", &uid) > 0)
+                q->uid = (uid_t) uid;
+
+        if (q->uid == 0 && r->root_shortcut) {
                 _cleanup_(polkit_query_freep) PolkitQuery *done = q;
                 polkit_query_unlink(done);
                 log_debug("polkit: %s for root caller %s: allowed without asking polkitd", done->action,
@@ -336,17 +398,9 @@ static int polkit_uid_handler(sd_bus_message *reply, void *userdata, sd_bus_erro
                 return 0;
         }
 
-        /* Anyone else (or an unanswered look-up): polkitd decides. */
-        k = r ? polkit_send_check(q, r) : -ESTALE;
-        if (k < 0) {
-                _cleanup_(polkit_query_freep) PolkitQuery *done = q;
-                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-                bool allowed;
-
-                polkit_query_unlink(done);
-                allowed = polkit_unavailable(done, "cannot send CheckAuthorization", &error);
-                done->callback(done->message, allowed, allowed ? NULL : &error, done->userdata);
-        }
+        /* Anyone else (or an unanswered look-up, counted as an unknown
+         * uid of its own): polkitd decides. */
+        polkit_ask_polkitd(q, r);
         return 0;
 }
 
@@ -361,7 +415,7 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         if (!r || !m || isempty(action) || !cb)
                 return -EINVAL;
 
-        if (r->n_pending >= r->max_pending)
+        if (r->n_pending >= POLKIT_MAX_LOOKUPS)
                 return -EBUSY;
 
         /* Without a sender (a direct, bus-less connection) there is no
@@ -369,15 +423,6 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         sender = sd_bus_message_get_sender(m);
         if (!sender)
                 return -EINVAL;
-
-        /* One connection (e.g. a user whose agent never answers, holding a
-         * query for minutes) must not take every slot from everyone else. */
-        unsigned mine = 0;
-        for (PolkitQuery *i = r->queries; i; i = i->next)
-                if (streq_ptr(sd_bus_message_get_sender(i->message), sender))
-                        mine++;
-        if (mine >= POLKIT_MAX_PENDING_PER_SENDER)
-                return -EBUSY;
 
         interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
 
@@ -425,15 +470,15 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         q->message = sd_bus_message_ref(m);
         q->check = TAKE_PTR(call);
         q->interactive = interactive;
+        q->uid = (uid_t) -1;
         q->callback = cb;
         q->userdata = userdata;
 
-        if (r->root_shortcut)
-                k = sd_bus_call_method_async(r->bus, &q->slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                             "org.freedesktop.DBus", "GetConnectionUnixUser",
-                                             polkit_uid_handler, q, "s", sender);
-        else
-                k = polkit_send_check(q, r);
+        /* Always the uid first: both the root shortcut and the per-uid caps
+         * need it, and only the bus driver's word counts. */
+        k = sd_bus_call_method_async(r->bus, &q->slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus", "GetConnectionUnixUser",
+                                     polkit_uid_handler, q, "s", sender);
         if (k < 0)
                 return k;
 

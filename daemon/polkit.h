@@ -24,9 +24,11 @@ typedef struct PolkitRegistry PolkitRegistry;
  * or free the registry. */
 typedef void (*polkit_continuation_t)(sd_bus_message *m, bool allowed, const sd_bus_error *error, void *userdata);
 
-/* max_pending (> 0) bounds concurrently pending queries; past it
- * polkit_check_async() returns -EBUSY (callers reply Error.Busy).  The
- * registry holds a reference on bus. */
+/* max_pending (> 0) bounds the queries of non-root callers waiting for
+ * polkitd at once; besides, one uid may have at most 32 of them.  A query
+ * over either cap gets its continuation run with allowed=false and
+ * Error.Busy.  Neither cap applies to uid 0.  The registry holds a
+ * reference on bus. */
 int polkit_registry_new(sd_bus *bus, unsigned max_pending, PolkitRegistry **ret);
 /* Drops pending queries WITHOUT calling their continuations (their userdata
  * must be owned elsewhere) and without replying to their messages: at
@@ -39,6 +41,9 @@ unsigned polkit_registry_pending(PolkitRegistry *r);
  * without asking polkitd (which would allow it without running any rule).
  * Tests of the polkitd conversation turn it off. */
 void polkit_registry_set_root_shortcut(PolkitRegistry *r, bool b);
+/* On by default: uid 0 is never counted against the caps.  Tests that run
+ * as root and exercise the caps turn it off. */
+void polkit_registry_set_caps_exempt_root(PolkitRegistry *r, bool b);
 
 /* details: NULL-terminated list of key, value, key, value, …, NULL (may be NULL).
  * The subject is m's sender (its unique bus name), AllowUserInteraction is
@@ -49,7 +54,8 @@ void polkit_registry_set_root_shortcut(PolkitRegistry *r, bool b);
  * method".
  * Returns 0 when the query was sent (the continuation will run later),
  * negative errno when it could not even be started (nothing will run):
- * -EBUSY past max_pending; -EINVAL for bad arguments (empty action, a
+ * -EBUSY when thousands of queries are waiting for the bus driver already
+ * (a flood; the caps above are what normally answer Busy); -EINVAL for bad arguments (empty action, a
  * key without value, no callback) or a message without sender; -ENOMEM;
  * or sd-bus's error (e.g. -ENOTCONN). */
 int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,

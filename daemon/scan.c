@@ -5,30 +5,55 @@
 
 #include "disk-xml.h"
 #include "luks.h"
+#include "source-use.h"
 #include "scan.h"
 #include "util.h"
 #include "volume-id.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
 
-void volume_fill_source_facts(Volume *v) {
+void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
+        _cleanup_(luks_source_freep) LuksSource *opened = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        struct stat st;
+        SourceInfo src = {};
         LuksInfo info;
 
         if (!v->source)
                 return;
 
-        if (stat(v->source, &st) >= 0) {
-                v->source_identity_known = true;
-                v->source_dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
-                v->source_ino = S_ISBLK(st.st_mode) ? 0 : st.st_ino;
+        /* Each step under the deadline: the source of a running guest may
+         * sit on a file system that stopped answering. */
+        if (source_resolve(v->source, timeout_ms, &src, &error) < 0) {
+                log_debug("Cannot check the source of %s: %s", v->path, error.message);
+                goto finish;
         }
-        if (luks_probe(v->source, &info, &error) >= 0) {
+        v->source_identity_known = true;
+        v->source_dev = src.dev;
+        v->source_ino = src.ino;
+
+        /* A mapping's facts come from the kernel already (scan_domain());
+         * a native volume's from its header. */
+        if (v->mode != VOLUME_MODE_NATIVE)
+                goto finish;
+        if (luks_source_open(&src, false, timeout_ms, &opened, &error) < 0) {
+                log_debug("Cannot read the LUKS header of %s: %s", v->source, error.message);
+                goto finish;
+        }
+        if (luks_source_info(opened, &info, &error) >= 0) {
                 v->luks_version = info.version;
                 free(v->luks_uuid);
                 v->luks_uuid = strdup(info.uuid);
         }
+        /* A block device the guest writes: hold it exclusively again, as
+         * the attach did (the hold went with the previous process). */
+        if (src.block && v->hold_fd < 0) {
+                sd_bus_error_free(&error);
+                if (source_hold_exclusive(opened, &v->hold_fd, &error) < 0)
+                        log_debug("Cannot hold %s exclusively: %s", v->source, error.message);
+        }
+
+finish:
+        source_info_done(&src);
         sd_bus_error_free(&error);
 }
 
@@ -79,7 +104,6 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
                         /* The secret may be gone (libvirtd restarts drop
                          * ephemeral secrets); QEMU already has the key. */
                         v->secret_uuid = d->secret_uuid ? strdup(d->secret_uuid) : NULL;
-                        volume_fill_source_facts(v);
                 } else {
                         _cleanup_free_ char *expected = NULL, *source = NULL;
                         LuksInfo info;
@@ -96,7 +120,6 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
                         v->mapper_device = strdup(d->source);
                         if (luks_mapping_info(expected, &source, &info) >= 0) {
                                 v->source = TAKE_PTR(source);
-                                volume_fill_source_facts(v);
                                 v->luks_version = info.version;
                                 free(v->luks_uuid);
                                 v->luks_uuid = strdup(info.uuid);

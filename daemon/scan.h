@@ -17,9 +17,11 @@
  * is missing from it (no orphan cleanup, no object removal). */
 int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error);
 
-/* Fills in what the header and the file system say about v->source
- * (LUKS version and UUID, identity); failures leave fields unset. */
-void volume_fill_source_facts(Volume *v);
+/* Fills in what the file system and the header say about v->source
+ * (identity; for native volumes LUKS version and UUID, and for block
+ * devices the exclusive hold), each access under the deadline; failures
+ * leave fields unset.  Not for the event loop. */
+void volume_fill_source_facts(Volume *v, unsigned timeout_ms);
 
 /* Undefines secrets in our usage namespace and closes mappings with our
  * prefix that no volume in keep (a list through Volume.next) uses: what a

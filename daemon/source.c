@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <limits.h>
 
+#include "deadline.h"
 #include "errors.h"
 #include "source.h"
 #include "util.h"
@@ -30,10 +31,7 @@ static bool has_control_chars(const char *p) {
         return false;
 }
 
-int source_resolve(const char *path, SourceInfo *ret, sd_bus_error *error) {
-        _cleanup_free_ char *canonical = NULL;
-        struct stat st;
-
+int source_validate(const char *path, sd_bus_error *error) {
         if (isempty(path))
                 return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS, "The source path is empty.");
         if (strlen(path) >= PATH_MAX)
@@ -49,10 +47,42 @@ int source_resolve(const char *path, SourceInfo *ret, sd_bus_error *error) {
         if (has_dot_component(path))
                 return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                         "The source path must not contain '.' or '..' components.");
+        return 0;
+}
 
-        canonical = realpath(path, NULL);
-        if (!canonical) {
-                int e = errno;
+/* What the resolving thread fills in; it may outlive the call that asked
+ * (a path on a hung file system), so it owns everything it touches. */
+typedef struct ResolveTask {
+        char *path;
+        char *canonical;
+        struct stat st;
+        int realpath_errno;     /* 0: realpath() worked */
+        int stat_errno;         /* 0: stat() worked */
+} ResolveTask;
+
+static void resolve_task_free(void *p) {
+        ResolveTask *t = p;
+
+        free(t->path);
+        free(t->canonical);
+        free(t);
+}
+
+static void resolve_task_run(void *p) {
+        ResolveTask *t = p;
+
+        t->canonical = realpath(t->path, NULL);
+        if (!t->canonical) {
+                t->realpath_errno = errno;
+                return;
+        }
+        if (stat(t->canonical, &t->st) < 0)
+                t->stat_errno = errno;
+}
+
+static int resolve_result(const ResolveTask *t, SourceInfo *ret, sd_bus_error *error) {
+        if (!t->canonical) {
+                int e = t->realpath_errno;
                 if (e == ENOENT || e == ENOTDIR)
                         return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                                 "The source does not exist (or is a dangling symlink).");
@@ -60,30 +90,78 @@ int source_resolve(const char *path, SourceInfo *ret, sd_bus_error *error) {
                         return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS, "The source path has a symlink loop.");
                 if (e == ENAMETOOLONG)
                         return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS, "The source path is too long.");
-                return sd_bus_error_set_errnof(error, e, "Cannot resolve the source path: %s", strerror(e));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot resolve the source path: %s", strerror(e));
         }
 
         /* A symlink may lead to a name D-Bus cannot carry (properties,
          * polkit details); refuse it here, with a reason. */
-        if (!utf8_valid(canonical))
+        if (!utf8_valid(t->canonical))
                 return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                         "The source path (symlinks resolved) is not valid UTF-8.");
 
-        if (stat(canonical, &st) < 0)
-                return sd_bus_error_set_errnof(error, errno, "Cannot stat the source: %m");
+        if (t->stat_errno)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot stat the source: %s", strerror(t->stat_errno));
 
-        if (S_ISREG(st.st_mode)) {
-                ret->block = false;
-                ret->dev = st.st_dev;
-                ret->ino = st.st_ino;
-        } else if (S_ISBLK(st.st_mode)) {
-                ret->block = true;
-                ret->dev = st.st_rdev;
-                ret->ino = 0;
+        SourceInfo s = {};
+        if (S_ISREG(t->st.st_mode)) {
+                s.block = false;
+                s.dev = t->st.st_dev;
+                s.ino = t->st.st_ino;
+        } else if (S_ISBLK(t->st.st_mode)) {
+                s.block = true;
+                s.dev = t->st.st_rdev;
+                s.ino = 0;
         } else
                 return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                         "The source is neither a regular file nor a block device.");
 
-        ret->path = TAKE_PTR(canonical);
+        s.path = strdup(t->canonical);
+        if (!s.path)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        *ret = s;
         return 0;
+}
+
+int source_resolve(const char *path, unsigned timeout_ms, SourceInfo *ret, sd_bus_error *error) {
+        ResolveTask *t;
+        int r;
+
+        r = source_validate(path, error);
+        if (r < 0)
+                return r;
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->path = strdup(path);
+        if (!t->path) {
+                resolve_task_free(t);
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        }
+
+        r = deadline_run(resolve_task_run, t, resolve_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                /* t belongs to the stuck thread now. */
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0) {
+                resolve_task_free(t);
+                return source_error_deadline(error, r);
+        }
+
+        r = resolve_result(t, ret, error);
+        resolve_task_free(t);
+        return r;
+}
+
+int source_error_timeout(sd_bus_error *error, unsigned timeout_ms) {
+        return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                 "The source did not respond within %u s (a hung file system?); try again later.",
+                                 (timeout_ms + 999) / 1000);
+}
+
+int source_error_deadline(sd_bus_error *error, int r) {
+        if (r == -EBUSY)
+                return sd_bus_error_set(error, LV_ERROR_BUSY,
+                                        "Too many file system calls on sources are hanging; try again later.");
+        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(-r));
 }

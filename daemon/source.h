@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Validation of the caller's `source` argument, done before authorization
- * so that polkit rules see the canonical path that will be used. */
+/* The caller's `source` argument: its spelling is checked on the event loop
+ * (pure), its resolution — realpath() and stat(), as root, on a path that
+ * may sit on a hung file system — runs on a worker, on a thread of its own
+ * with a deadline (deadline.h), and is kept from callers polkit refuses. */
 
 #include <stdbool.h>
 #include <sys/stat.h>
@@ -18,7 +20,20 @@ typedef struct SourceInfo {
 
 void source_info_done(SourceInfo *s);
 
-/* InvalidArgs (set on error) for: empty, relative, over-long, control
- * characters, "." or ".." components, nonexistent, dangling or looping
- * symlinks, anything but a regular file or block device. */
-int source_resolve(const char *path, SourceInfo *ret, sd_bus_error *error);
+/* Pure, for the event loop: InvalidArgs for empty, relative, over-long,
+ * control characters, "." or ".." components. */
+int source_validate(const char *path, sd_bus_error *error);
+
+/* Worker threads only.  source_validate(), then realpath() and stat() on a
+ * thread of their own, waiting at most timeout_ms: InvalidArgs for
+ * nonexistent, dangling or looping symlinks, a canonical path that is not
+ * UTF-8, anything but a regular file or block device; Busy when the file
+ * system did not answer in time; Failed for other errors (their text, never
+ * an errno-named D-Bus error). */
+int source_resolve(const char *path, unsigned timeout_ms, SourceInfo *ret, sd_bus_error *error);
+
+/* The errors every deadline-bound source access reports: Busy "did not
+ * respond within N s", and for a deadline_*() failure (-EBUSY: too many
+ * stuck threads) Busy or Failed. */
+int source_error_timeout(sd_bus_error *error, unsigned timeout_ms);
+int source_error_deadline(sd_bus_error *error, int r);

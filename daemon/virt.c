@@ -49,6 +49,9 @@ static void conn_close_destructor(void *p) {
 /* QEMU's text for a LUKS passphrase that opens no key slot, wrapped by
  * libvirt into an internal error; the one way to tell it apart. */
 #define QEMU_BAD_PASSPHRASE_TEXT "Invalid password"
+/* QEMU's image locking ("Failed to get \"write\" lock", "Failed to get
+ * shared \"write\" lock"): another QEMU has the image open. */
+#define QEMU_IMAGE_LOCK_TEXT_SHORT "\" lock"
 
 static const char *last_error_message(void) {
         const char *m = virGetLastErrorMessage();
@@ -215,7 +218,7 @@ int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error) {
         return 0;
 }
 
-int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error) {
+int virt_domain_lookup(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
         int r;
@@ -247,12 +250,42 @@ int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *
                 return fail(error, "Cannot look up the domain");
         }
 
-        r = virDomainIsActive(dom);
+        *ret = TAKE_PTR(dom);
+        return 0;
+}
+
+int virt_domain_identity(virDomainPtr dom, char ret_uuid[VIR_UUID_STRING_BUFLEN], char **ret_name, sd_bus_error *error) {
+        const char *name = virDomainGetName(dom);
+        char *copy;
+
+        if (!name || virDomainGetUUIDString(dom, ret_uuid) < 0)
+                return fail(error, "Cannot read the domain's name and UUID");
+        copy = strdup(name);
+        if (!copy)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        *ret_name = copy;
+        return 0;
+}
+
+int virt_domain_check_running(virDomainPtr dom, const char *what, sd_bus_error *error) {
+        int r = virDomainIsActive(dom);
         if (r < 0)
                 return fail(error, "Cannot query the domain's state");
         if (r == 0)
-                return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.", name_or_uuid);
+                return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.", what);
+        return 0;
+}
 
+int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error) {
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        int r;
+
+        r = virt_domain_lookup(v, name_or_uuid, &dom, error);
+        if (r < 0)
+                return r;
+        r = virt_domain_check_running(dom, name_or_uuid, error);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(dom);
         return 0;
 }
@@ -365,12 +398,49 @@ int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error) {
         return 0;
 }
 
+int virt_secret_undefine_ours(Virt *v, const char *uuid, const char *usage_id, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
+        const char *usage;
+        int r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+
+        secret = virSecretLookupByUUIDString(conn, uuid);
+        if (!secret) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_SECRET)
+                        return 0;
+                return fail(error, "Cannot look up the libvirt secret");
+        }
+        /* The disk's <encryption> names this secret, but only a secret this
+         * service made for exactly this disk is ours to remove. */
+        usage = virSecretGetUsageID(secret);
+        if (virSecretGetUsageType(secret) != VIR_SECRET_USAGE_TYPE_VOLUME || !streq_ptr(usage, usage_id)) {
+                log_warning("Not removing secret %s: its usage '%s' is not this service's '%s'.",
+                            uuid, strempty(usage), usage_id);
+                return 0;
+        }
+        if (virSecretUndefine(secret) < 0) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_SECRET)
+                        return 0;
+                return fail(error, "Cannot undefine the libvirt secret");
+        }
+        return 1;
+}
+
 int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error) {
         if (virDomainAttachDeviceFlags(dom, disk_xml, VIR_DOMAIN_AFFECT_LIVE) < 0) {
                 const char *m = last_error_message();
                 if (strstr(m, QEMU_BAD_PASSPHRASE_TEXT))
                         return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
                                                 "The passphrase does not open any key slot of the volume.");
+                if (strstr(m, "Failed to get") && strstr(m, QEMU_IMAGE_LOCK_TEXT_SHORT))
+                        return sd_bus_error_setf(error, LV_ERROR_IN_USE,
+                                                 "The source is in use: QEMU could not lock it (%s).", m);
                 virErrorPtr e = virGetLastError();
                 if (e && e->code == VIR_ERR_OPERATION_INVALID && strstr(m, "not running"))
                         return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "%s", m);

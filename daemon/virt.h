@@ -35,7 +35,14 @@ int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error);
 /* libvirtd went away or came back: the versions may have changed. */
 void virt_invalidate_host_info(Virt *v);
 
-/* By name or UUID. Error.NoSuchDomain; Error.DomainNotRunning if inactive. */
+/* By name or UUID (a string that is a UUID is tried as one first).
+ * Error.NoSuchDomain. */
+int virt_domain_lookup(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error);
+/* Its name (malloc()ed) and UUID. */
+int virt_domain_identity(virDomainPtr dom, char ret_uuid[VIR_UUID_STRING_BUFLEN], char **ret_name, sd_bus_error *error);
+/* Error.DomainNotRunning (naming it as what) unless it is running. */
+int virt_domain_check_running(virDomainPtr dom, const char *what, sd_bus_error *error);
+/* The two above together. */
 int virt_domain_lookup_running(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_bus_error *error);
 
 int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error);
@@ -47,7 +54,12 @@ int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
                        char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
 /* Missing secret counts as success. */
 int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error);
+/* Undefines the secret only if its usage id is usage_id (one this service
+ * made for that disk): 1 if undefined, 0 if missing or not ours (logged). */
+int virt_secret_undefine_ours(Virt *v, const char *uuid, const char *usage_id, sd_bus_error *error);
 
+/* Hot-plugs the disk.  Error.BadPassphrase for QEMU's "Invalid password",
+ * Error.InUse for QEMU's image-lock refusal, Error.DomainNotRunning. */
 int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error);
 
 /* Waits up to ms for a sign that the device may be gone: 1 if it knows so

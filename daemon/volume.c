@@ -22,6 +22,7 @@ int volume_new(const char *domain, const char *domain_uuid, const char *target, 
         if (!v)
                 return -ENOMEM;
         v->mode = VOLUME_MODE_NATIVE;
+        v->hold_fd = -1;
 
         r = volume_path_build(domain_uuid, target, &v->path);
         if (r < 0)
@@ -49,6 +50,8 @@ Volume *volume_free(Volume *v) {
         free(v->secret_uuid);
         free(v->mapper_device);
         free(v->luks_uuid);
+        if (v->hold_fd >= 0)
+                close(v->hold_fd);
         free(v);
         return NULL;
 }

@@ -6,6 +6,7 @@
  * and hand it over to the loop for registration. */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "mode.h"
@@ -39,6 +40,15 @@ typedef struct Volume {
         dev_t source_dev;          /* identity of the source, for AlreadyAttached */
         ino_t source_ino;
         bool source_identity_known;
+
+        /* Set when registered, never reused: a completion that carries the
+         * generation it started on cannot touch a newer volume that took
+         * the same object path meanwhile. */
+        uint64_t generation;
+        /* A native block device source, held open O_EXCL for as long as it
+         * is attached, so the host cannot mount it, swap on it or stack
+         * dm/md/LVM on it while the guest writes it; -1 otherwise. */
+        int hold_fd;
 
         bool operation_pending;    /* a Detach or cleanup is running for it */
         /* Events that arrived while an operation was pending; the

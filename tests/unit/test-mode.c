@@ -20,9 +20,12 @@ static const Row rows[] = {
         /* auto */
         { "auto/luks1/new/no-dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
         { "auto/luks1/new/dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_NATIVE, NULL },
-        { "auto/luks1/exact-minimums", V(2,2,0), V(2,6,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
-        { "auto/luks1/old-libvirt/dm", V(2,1,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "auto/luks1/old-libvirt/no-dm", V(2,1,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "libvirt 2.1.9 is older than 2.2.0" },
+        { "auto/luks1/exact-minimums", V(4,4,0), V(2,6,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
+        { "auto/luks1/old-libvirt/dm", V(4,3,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "auto/luks1/old-libvirt/no-dm", V(4,3,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "libvirt 4.3.9 is older than 4.4.0" },
+        /* libvirt before 3.3.0 mangled passphrases of 16n bytes; before 4.4.0
+         * it cannot detach by alias: both below the floor. */
+        { "auto/luks1/libvirt-3.2/no-dm", V(3,2,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "libvirt 3.2.0 is older than 4.4.0" },
         { "auto/luks1/old-qemu/dm", V(9,0,0), V(2,5,99), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
         { "auto/luks1/old-qemu/no-dm", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older than 2.6.0" },
         { "auto/luks1/not-qemu/dm", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
@@ -32,7 +35,7 @@ static const Row rows[] = {
         { "auto/luks2/old/no-dm", V(2,0,0), V(2,0,0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "dm-crypt is not available" },
         /* native */
         { "native/luks1/new", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, false, VOLUME_MODE_NATIVE, NULL },
-        { "native/luks1/old-libvirt", V(2,1,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "libvirt 2.1.0 is older" },
+        { "native/luks1/old-libvirt", V(4,3,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "libvirt 4.3.0 is older" },
         { "native/luks1/old-qemu", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older" },
         { "native/luks2", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU decrypts LUKS1 only" },
         { "native/luks1/not-qemu", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "not QEMU" },
@@ -86,6 +89,29 @@ static void test_raised_minimums(void) {
         g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
 }
 
+/* A passphrase QEMU cannot take (NUL bytes, not UTF-8): auto falls back to
+ * cryptsetup mode, native is refused with the reason. */
+static void test_binary_passphrase(void) {
+        char reason[256];
+        ModeInput in = {
+                .libvirt_version = V(9,0,0), .hypervisor_version = V(7,2,0),
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION, .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true, .luks_version = 1, .requested = VOLUME_MODE_AUTO,
+                .dm_crypt_available = true, .passphrase_not_text = true,
+        };
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_CRYPTSETUP);
+        in.dm_crypt_available = false;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(reason, "UTF-8 text without NUL bytes"));
+        in.requested = VOLUME_MODE_NATIVE;
+        in.dm_crypt_available = true;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(reason, "UTF-8 text without NUL bytes"));
+        in.passphrase_not_text = false;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+        g_assert_null(mode_native_obstacle(&in, reason, sizeof reason));
+}
+
 static void test_mode_strings(void) {
         g_assert_cmpint(volume_mode_from_string("auto"), ==, VOLUME_MODE_AUTO);
         g_assert_cmpint(volume_mode_from_string("native"), ==, VOLUME_MODE_NATIVE);
@@ -124,6 +150,7 @@ int main(int argc, char *argv[]) {
                 g_test_add_data_func(name, &rows[i], test_row);
         }
         g_test_add_func("/mode/raised-minimums", test_raised_minimums);
+        g_test_add_func("/mode/binary-passphrase", test_binary_passphrase);
         g_test_add_func("/mode/strings", test_mode_strings);
         g_test_add_func("/mode/versions", test_versions);
         return g_test_run();

@@ -105,7 +105,7 @@ typedef enum StubMode {
 typedef struct Fixture {
         GTestDBus *dbus;
         sd_event *event;
-        sd_bus *service, *authority, *client;
+        sd_bus *service, *authority, *client, *client2;
         PolkitRegistry *registry;
 
         /* stub authority */
@@ -115,7 +115,7 @@ typedef struct Fixture {
         char *asked_subject_kind, *asked_subject_name, *asked_action, *asked_cancel_id;
         GHashTable *asked_details;
         uint32_t asked_flags;
-        sd_bus_message *held[8];
+        sd_bus_message *held[48];
         unsigned n_held;
 
         /* service */
@@ -280,8 +280,10 @@ static void fixture_setup(Fixture *f, gconstpointer with_authority) {
                                                  service_vtable, f), >=, 0);
         g_assert_cmpint(polkit_registry_new(f->service, 4, &f->registry), >=, 0);
         /* These tests are about the conversation with polkitd (a stub
-         * here), which the root shortcut would skip when run as root. */
+         * here), which the root shortcut would skip when run as root; and
+         * about the caps, which root (CI runs as root) is exempt from. */
         polkit_registry_set_root_shortcut(f->registry, false);
+        polkit_registry_set_caps_exempt_root(f->registry, false);
 
         f->asked_details = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         if (GPOINTER_TO_INT(with_authority)) {
@@ -292,6 +294,7 @@ static void fixture_setup(Fixture *f, gconstpointer with_authority) {
         }
 
         f->client = bus_connect(f);
+        f->client2 = bus_connect(f);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer unused _unused_) {
@@ -299,6 +302,7 @@ static void fixture_teardown(Fixture *f, gconstpointer unused _unused_) {
                 sd_bus_message_unref(f->held[i]);
         f->registry = polkit_registry_free(f->registry);
         sd_bus_flush_close_unref(f->client);
+        sd_bus_flush_close_unref(f->client2);
         sd_bus_flush_close_unref(f->authority);
         sd_bus_flush_close_unref(f->service);
         sd_event_unref(f->event);
@@ -314,16 +318,20 @@ static void fixture_teardown(Fixture *f, gconstpointer unused _unused_) {
         g_free(f->reply_error_name);
 }
 
-static void client_call(Fixture *f, bool interactive) {
+static void client_call_on(Fixture *f, sd_bus *client, bool interactive) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         const char *service_name;
 
         g_assert_cmpint(sd_bus_get_unique_name(f->service, &service_name), >=, 0);
-        g_assert_cmpint(sd_bus_message_new_method_call(f->client, &m, service_name, "/test",
+        g_assert_cmpint(sd_bus_message_new_method_call(client, &m, service_name, "/test",
                                                        "org.example.Test", "Check"), >=, 0);
         g_assert_cmpint(sd_bus_message_set_allow_interactive_authorization(m, interactive), >=, 0);
         /* floating slot: lives until the reply (or the connection) is gone */
-        g_assert_cmpint(sd_bus_call_async(f->client, NULL, m, client_reply, f, 0), >=, 0);
+        g_assert_cmpint(sd_bus_call_async(client, NULL, m, client_reply, f, 0), >=, 0);
+}
+
+static void client_call(Fixture *f, bool interactive) {
+        client_call_on(f, f->client, interactive);
 }
 
 /* Runs the loop until n client replies arrived (or fails after 10 s). */
@@ -468,25 +476,76 @@ static void test_max_pending(Fixture *f, gconstpointer unused _unused_) {
         for (unsigned i = 0; i < 5; i++)
                 client_call(f, false);
 
-        /* The fifth call is refused at once; the four others wait. */
+        /* The fifth call is refused (Busy, through its continuation, once
+         * the caller's uid is known); the four others wait for polkitd. */
         run_until_replies(f, 1);
         g_assert_cmpstr(f->reply_error_name, ==, LV_ERROR_BUSY);
-        g_assert_cmpint(f->check_result, ==, -EBUSY);
+        g_assert_cmpstr(f->cont_error_name, ==, LV_ERROR_BUSY);
+        g_assert_cmpint(f->check_result, ==, 0);
         run_for(f, 100);
         g_assert_cmpuint(f->n_held, ==, 4);
         g_assert_cmpuint(polkit_registry_pending(f->registry), ==, 4);
-        g_assert_cmpuint(f->n_continuations, ==, 0);
+        g_assert_cmpuint(f->n_continuations, ==, 1);
 
         /* Answering one frees its place. */
         g_assert_cmpint(sd_bus_reply_method_return(f->held[0], "(bba{ss})", true, false, 0), >=, 0);
         run_until_replies(f, 2);
-        g_assert_cmpuint(f->n_continuations, ==, 1);
+        g_assert_cmpuint(f->n_continuations, ==, 2);
         g_assert_cmpuint(polkit_registry_pending(f->registry), ==, 3);
 
         client_call(f, false);
         run_for(f, 100);
         g_assert_cmpuint(f->n_held, ==, 5);
         g_assert_cmpuint(polkit_registry_pending(f->registry), ==, 4);
+}
+
+/* The per-user cap counts a uid's queries over all its connections: two
+ * connections of one user together get 32, not 32 each. */
+static void test_cap_per_uid(Fixture *f, gconstpointer unused _unused_) {
+        f->registry = polkit_registry_free(f->registry);
+        g_assert_cmpint(polkit_registry_new(f->service, 128, &f->registry), >=, 0);
+        polkit_registry_set_root_shortcut(f->registry, false);
+        polkit_registry_set_caps_exempt_root(f->registry, false);
+        f->mode = STUB_HOLD;
+
+        for (unsigned i = 0; i < 20; i++)
+                client_call_on(f, f->client, false);
+        for (unsigned i = 0; i < 20; i++)
+                client_call_on(f, f->client2, false);
+
+        run_until_replies(f, 8);
+        run_for(f, 200);
+        g_assert_cmpuint(f->n_replies, ==, 8);
+        g_assert_cmpstr(f->reply_error_name, ==, LV_ERROR_BUSY);
+        g_assert_cmpuint(f->n_held, ==, 32);
+        g_assert_cmpuint(polkit_registry_pending(f->registry), ==, 32);
+}
+
+/* Root is exempt from the caps: with every slot of a flood taken, its
+ * query still reaches polkitd. */
+static void test_cap_exempts_root(Fixture *f, gconstpointer unused _unused_) {
+        if (geteuid() != 0) {
+                g_test_skip("needs to run as root (the exemption is for uid 0)");
+                return;
+        }
+        f->mode = STUB_HOLD;
+
+        for (unsigned i = 0; i < 4; i++)
+                client_call(f, false);
+        run_for(f, 100);
+        g_assert_cmpuint(f->n_held, ==, 4);
+
+        /* Capped as anyone else while the exemption is off ... */
+        client_call(f, false);
+        run_until_replies(f, 1);
+        g_assert_cmpstr(f->reply_error_name, ==, LV_ERROR_BUSY);
+
+        /* ... and not with it on (the default). */
+        polkit_registry_set_caps_exempt_root(f->registry, true);
+        client_call(f, false);
+        run_for(f, 200);
+        g_assert_cmpuint(f->n_replies, ==, 1);
+        g_assert_cmpuint(f->n_held, ==, 5);
 }
 
 static void test_free_drops_pending(Fixture *f, gconstpointer unused _unused_) {
@@ -583,6 +642,8 @@ int main(int argc, char *argv[]) {
         ADD_BUS_TEST("/polkit/async/malformed-reply-fails-closed", test_malformed_reply_fails_closed, true);
         ADD_BUS_TEST("/polkit/async/no-polkitd-fails-closed", test_no_polkitd_fails_closed, false);
         ADD_BUS_TEST("/polkit/async/max-pending", test_max_pending, true);
+        ADD_BUS_TEST("/polkit/async/cap-per-uid", test_cap_per_uid, true);
+        ADD_BUS_TEST("/polkit/async/cap-exempts-root", test_cap_exempts_root, true);
         ADD_BUS_TEST("/polkit/async/free-drops-pending", test_free_drops_pending, true);
         ADD_BUS_TEST("/polkit/async/free-from-continuation", test_free_from_continuation, true);
         ADD_BUS_TEST("/polkit/async/bad-arguments", test_bad_arguments, true);

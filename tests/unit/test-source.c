@@ -14,7 +14,7 @@ static char *dir;
 static char *check(const char *path, SourceInfo *ret) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         SourceInfo s = {};
-        int r = source_resolve(path, &s, &error);
+        int r = source_resolve(path, 5000, &s, &error);
         char *name = r < 0 ? g_strdup(error.name) : NULL;
         if (r < 0)
                 g_assert_null(s.path);

@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* Attach: parse → resolve (worker, window) → authorize → registry checks →
+ * inspect (worker: passphrase-fd, header snapshot, mode, "in use
+ * elsewhere?") → authorize cleartext (cryptsetup mode only) → act (worker:
+ * verify the passphrase, secret or mapping, hot-plug, check what libvirt
+ * made of it) → register → reply.
+ *
+ * Order matters for "nothing half-done": everything that can be checked
+ * without side effects is checked first; the secret (or mapping) is created
+ * only right before the hot-plug and removed if the hot-plug fails. */
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "disk-xml.h"
+#include "errors.h"
+#include "event-log.h"
+#include "fault.h"
+#include "luks.h"
+#include "manager.h"
+#include "operations.h"
+#include "options.h"
+#include "passphrase.h"
+#include "source-use.h"
+#include "util.h"
+#include "volume-id.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
+
+/* How long a passphrase-fd may take to deliver its data. */
+#define PASSPHRASE_FD_TIMEOUT_MS 10000
+
+typedef struct AttachOp {
+        Call call;
+
+        AttachOptions options;
+        Passphrase *passphrase;
+        bool claimed;
+        dev_t claim_dev;
+        ino_t claim_ino;
+        uint64_t event_seq;             /* Manager.event_seq when the work began */
+
+        /* inspect */
+        LuksSource *source;
+        LuksInfo luks;
+        VolumeMode mode;
+
+        /* act */
+        int slot;
+        uint64_t unlock_ms;
+        Volume *volume;
+
+        int r;
+        sd_bus_error error;
+} AttachOp;
+
+static void attach_op_free(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+        Manager *m = c->manager;
+
+        if (op->claimed)
+                manager_release_source(m, op->claim_dev, op->claim_ino);
+        attach_options_done(&op->options);
+        passphrase_free(op->passphrase);
+        luks_source_free(op->source);
+        volume_free(op->volume);
+        sd_bus_error_free(&op->error);
+        call_done(c);
+        free(op);
+}
+
+static const char *requested_mode(const AttachOp *op) {
+        return volume_mode_to_string(op->options.mode);
+}
+
+/* Details beyond domain, domain-uuid and source. */
+#define ATTACH_EXTRA(op) ((const char *const[]) { "target", strempty((op)->options.target), \
+                                                   "mode", requested_mode(op), NULL })
+
+/* The one way an attach ends (but for success): the chain's reference
+ * goes, and with it — once jobs and held replies are over — the operation.
+ * op->error, if set, is the answer (unless one went out already). */
+static void attach_end(AttachOp *op) {
+        Call *c = &op->call;
+
+        if (sd_bus_error_is_set(&op->error)) {
+                log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, c->res.domain_name ?: c->res.domain_given,
+                                 c->res.source.path ?: c->res.source_given, op->options.target, requested_mode(op),
+                                 "Attach of '%s' to '%s' refused: %s", c->res.source.path ?: c->res.source_given,
+                                 c->res.domain_name ?: c->res.domain_given, op->error.message);
+                call_reply_error(c, &op->error);
+        }
+        /* The passphrase is of no use any more. */
+        op->passphrase = passphrase_free(op->passphrase);
+        call_unref(c);
+}
+
+/* ---------------------------------------------------------------- act */
+
+/* Worker.  After a native hot-plug, libvirt's own account of the disk must
+ * carry our <encryption format='luks'> with our secret: a guest must never
+ * be handed the ciphertext as if it were a plain disk. */
+static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *target, const char *alias,
+                                   const char *secret_uuid) {
+        _cleanup_free_ char *xml = NULL;
+        DiskInfo d = {};
+        bool ok;
+        int r;
+
+        r = virt_domain_live_xml(dom, &xml, &op->error);
+        if (r < 0)
+                return r;
+        r = domain_xml_find_disk(xml, target, &d);
+        if (r < 0 && r != -ENOENT)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
+                                         strerror(-r));
+        ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") &&
+             streq_ptr(d.secret_uuid, secret_uuid) && streq_ptr(d.alias, alias);
+        disk_info_free(&d);
+        if (ok)
+                return 0;
+        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
+                                 "libvirt did not attach '%s' with its LUKS encryption; the disk was removed again.",
+                                 op->call.res.source.path);
+}
+
+static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
+        Manager *m = op->call.manager;
+        _cleanup_free_ char *usage = NULL, *xml = NULL, *alias = NULL;
+        char secret_uuid[VIR_UUID_STRING_BUFLEN];
+        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
+        bool plugged = false;
+        int r;
+
+        r = secret_usage_build(domain_uuid, target, &usage);
+        if (r >= 0)
+                r = disk_alias_build(domain_uuid, target, &alias);
+        if (r < 0)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
+
+        r = virt_secret_create(m->virt, usage, &op->passphrase, secret_uuid, &op->error);
+        if (r < 0)
+                return r;
+
+        fault_point("attach", 3);   /* secret complete, disk not plugged */
+
+        op->volume->secret_uuid = strdup(secret_uuid);
+        if (!op->volume->secret_uuid) {
+                r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                goto undo;
+        }
+
+        DiskSpec spec = {
+                .block = op->call.res.source.block,
+                .source = op->call.res.source.path,
+                .target = target,
+                .bus = op->options.bus,
+                .read_only = op->options.read_only,
+                .secret_uuid = secret_uuid,
+                .alias = alias,
+        };
+        r = disk_xml_build(&spec, &xml);
+        if (r < 0) {
+                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot build the disk XML: %s", strerror(-r));
+                goto undo;
+        }
+        r = virt_attach_disk(dom, xml, &op->error);
+        if (r < 0)
+                goto undo;
+        plugged = true;
+
+        r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
+        if (r >= 0)
+                return 0;
+
+undo:
+        if (plugged && virt_detach_disk(dom, target, alias, 10000, NULL, NULL, &undo_error) < 0) {
+                log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
+                sd_bus_error_free(&undo_error);
+                /* The secret stays: QEMU still has the disk open with it. */
+                op->volume->secret_uuid = mfree(op->volume->secret_uuid);
+                return r;
+        }
+        if (virt_secret_undefine(m->virt, secret_uuid, &undo_error) < 0)
+                log_error("Failed to remove secret %s after a failed attach: %s", secret_uuid, undo_error.message);
+        sd_bus_error_free(&undo_error);
+        op->volume->secret_uuid = mfree(op->volume->secret_uuid);
+        return r;
+}
+
+static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
+        Manager *m = op->call.manager;
+        _cleanup_free_ char *name = NULL, *mapper = NULL, *xml = NULL, *alias = NULL;
+        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = luks_mapping_name(domain_uuid, target, &name);
+        if (r >= 0)
+                r = disk_alias_build(domain_uuid, target, &alias);
+        if (r < 0)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
+
+        r = luks_activate(op->source, name, op->options.read_only, m->config.source_timeout_sec * 1000U,
+                          &op->passphrase, &mapper, &op->error);
+        if (r < 0)
+                return r;
+
+        DiskSpec spec = {
+                .block = true,
+                .source = mapper,
+                .target = target,
+                .bus = op->options.bus,
+                .read_only = op->options.read_only,
+                .alias = alias,
+        };
+        r = disk_xml_build(&spec, &xml);
+        if (r < 0)
+                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot build the disk XML: %s", strerror(-r));
+        else
+                r = virt_attach_disk(dom, xml, &op->error);
+        if (r < 0) {
+                if (luks_deactivate(name, &undo_error) < 0)
+                        log_error("Failed to close mapping %s after a failed attach: %s", name, undo_error.message);
+                sd_bus_error_free(&undo_error);
+                return r;
+        }
+
+        op->volume->mapper_device = TAKE_PTR(mapper);
+        return 0;
+}
+
+static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
+        _cleanup_free_ char *xml = NULL;
+        _cleanup_free_ char **used = NULL;
+        DiskInfo *disks = NULL;
+        size_t n = 0;
+        int r;
+
+        r = virt_domain_live_xml(dom, &xml, &op->error);
+        if (r < 0)
+                return r;
+        r = domain_xml_list_disks(xml, &disks, &n);
+        if (r < 0)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
+                                         strerror(-r));
+
+        used = calloc(n + 1, sizeof *used);
+        if (!used) {
+                disk_info_array_free(disks, n);
+                return sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+        }
+        for (size_t i = 0; i < n; i++)
+                used[i] = disks[i].target;
+
+        if (op->options.target) {
+                r = 0;
+                for (size_t i = 0; i < n && r >= 0; i++)
+                        if (streq_ptr(used[i], op->options.target))
+                                r = sd_bus_error_setf(&op->error, LV_ERROR_TARGET_IN_USE,
+                                                      "Target '%s' is already in use in the domain.", op->options.target);
+                if (r >= 0) {
+                        *ret = strdup(op->options.target);
+                        r = *ret ? 0 : sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                }
+        } else if (target_pick_free(op->options.bus, (char **) used, n, ret) < 0)
+                r = sd_bus_error_set(&op->error, LV_ERROR_TARGET_IN_USE, "No free target name left on that bus.");
+        else
+                r = 0;
+
+        disk_info_array_free(disks, n);
+        return r;
+}
+
+/* Worker. */
+static void attach_act_job(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+        Manager *m = c->manager;
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        _cleanup_free_ char *target = NULL;
+        _cleanup_close_ int hold_fd = -EBADF;
+        const char *domain_uuid = c->res.domain_uuid;
+        unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
+        bool locked = false;
+        int r;
+
+        pthread_rwlock_rdlock(&m->ops_lock);
+
+        if (op->mode == VOLUME_MODE_NATIVE) {
+                /* QEMU tries every key slot inside blockdev-add, in its main
+                 * loop, with the guest stopped; it must only ever be handed
+                 * a passphrase known to open one. */
+                r = luks_source_verify(op->source, op->passphrase, timeout_ms, &op->slot, &op->unlock_ms, &op->error);
+                if (r < 0)
+                        goto finish;
+                /* Nothing else may write the device while the guest does. */
+                if (c->res.source.block) {
+                        r = source_hold_exclusive(op->source, &hold_fd, &op->error);
+                        if (r < 0)
+                                goto finish;
+                }
+        }
+
+        r = virt_domain_lookup_running(m->virt, domain_uuid, &dom, &op->error);
+        if (r < 0)
+                goto finish;
+
+        virt_domain_lock(m->virt, domain_uuid);
+        locked = true;
+
+        r = pick_target(op, dom, &target);
+        if (r < 0)
+                goto finish;
+
+        fault_point("attach", 1);   /* everything checked, nothing created */
+
+        r = volume_new(c->res.domain_name, domain_uuid, target, &op->volume);
+        if (r < 0) {
+                r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                goto finish;
+        }
+        Volume *v = op->volume;
+        v->mode = op->mode;
+        v->bus = strdup(op->options.bus);
+        v->source = strdup(c->res.source.path);
+        v->luks_version = op->luks.version;
+        v->luks_uuid = strdup(op->luks.uuid);
+        v->read_only = op->options.read_only;
+        v->source_dev = c->res.source.dev;
+        v->source_ino = c->res.source.ino;
+        v->source_identity_known = true;
+        if (!v->bus || !v->source || !v->luks_uuid) {
+                r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                goto finish;
+        }
+
+        if (op->mode == VOLUME_MODE_NATIVE)
+                r = attach_native(op, dom, domain_uuid, target);
+        else
+                r = attach_cryptsetup(op, dom, domain_uuid, target);
+        if (r >= 0) {
+                v->hold_fd = TAKE_FD(hold_fd);
+                fault_point("attach", 4);   /* plugged in, no object, no reply */
+        }
+
+finish:
+        if (locked)
+                virt_domain_unlock(m->virt, domain_uuid);
+        pthread_rwlock_unlock(&m->ops_lock);
+        /* On every path: the passphrase is gone once the job is over. */
+        op->passphrase = passphrase_free(op->passphrase);
+        if (r < 0)
+                op->volume = volume_free(op->volume);
+        op->r = r;
+}
+
+static void attach_act_done(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+        Manager *m = c->manager;
+        Volume *v;
+
+        if (op->r < 0) {
+                attach_end(op);
+                return;
+        }
+
+        v = TAKE_PTR(op->volume);
+        (void) manager_add_volume(m, v);
+        /* The guest stopped while we were plugging the disk in: the event
+         * found no volume to clean up then; it does now. */
+        (void) manager_volume_gone_since(m, v, op->event_seq);
+        if (v->mode == VOLUME_MODE_NATIVE)
+                log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode),
+                                 "Attached '%s' to '%s' as %s (native mode, key slot %d: QEMU spent about %" PRIu64
+                                 " ms of the guest's time unlocking it), object %s.",
+                                 v->source, v->domain, v->target, op->slot, op->unlock_ms, v->path);
+        else
+                log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode), "Attached '%s' to '%s' as %s (%s mode), object %s.",
+                                 v->source, v->domain, v->target, volume_mode_to_string(v->mode), v->path);
+        (void) sd_bus_reply_method_return(c->message, "o", v->path);
+        c->replied = true;
+        attach_end(op);
+}
+
+/* ------------------------------------------------------------ inspect */
+
+static void attach_cleartext_authorized(Call *c, bool allowed) {
+        AttachOp *op = (AttachOp *) c;
+
+        if (!allowed || call_submit(c, attach_act_job, attach_act_done) < 0)
+                attach_end(op);
+}
+
+/* Worker.  Reads what the caller handed over and what the source is; no
+ * side effects. */
+static void attach_inspect_job(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+        Manager *m = c->manager;
+        unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
+        char reason[256];
+        ModeInput in;
+        int r;
+
+        if (!op->passphrase) {
+                r = passphrase_read_fd(op->options.passphrase_fd, PASSPHRASE_FD_TIMEOUT_MS, &op->passphrase);
+                close(op->options.passphrase_fd);
+                op->options.passphrase_fd = -1;
+                if (r == -ETIMEDOUT)
+                        r = sd_bus_error_setf(&op->error, DBUS_ERROR_INVALID_ARGS,
+                                              "No passphrase arrived on passphrase-fd within %d s.", PASSPHRASE_FD_TIMEOUT_MS / 1000);
+                else if (r == -E2BIG)
+                        r = sd_bus_error_setf(&op->error, DBUS_ERROR_INVALID_ARGS,
+                                              "The passphrase is longer than %d bytes.", PASSPHRASE_MAX);
+                else if (r == -EINVAL)
+                        r = sd_bus_error_set(&op->error, DBUS_ERROR_INVALID_ARGS, "The passphrase from passphrase-fd is empty.");
+                else if (r < 0)
+                        r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot read passphrase-fd: %s", strerror(-r));
+                if (r < 0)
+                        goto finish;
+        }
+
+        /* Read-write, so a cryptsetup-mode loop device can write through
+         * the very descriptor that was checked. */
+        r = luks_source_open(&c->res.source, !op->options.read_only, timeout_ms, &op->source, &op->error);
+        if (r < 0)
+                goto finish;
+        r = luks_source_info(op->source, &op->luks, &op->error);
+        if (r < 0)
+                goto finish;
+
+        r = manager_mode_input(m, &in, NULL, &op->error);
+        if (r < 0)
+                goto finish;
+        in.luks_version = op->luks.version;
+        in.requested = op->options.mode;
+        in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
+        op->mode = mode_select(&in, reason, sizeof reason);
+        if (op->mode < 0) {
+                r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "%s.", reason);
+                goto finish;
+        }
+
+        r = source_check_in_use(m->virt, &c->res.source, op->source, timeout_ms, &op->error);
+
+finish:
+        if (r < 0)
+                op->passphrase = passphrase_free(op->passphrase);
+        op->r = r;
+}
+
+static void attach_inspect_done(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+
+        if (op->r < 0) {
+                attach_end(op);
+                return;
+        }
+
+        /* A cleartext device on the host is its own decision: an admin may
+         * forbid it outright and still allow native attaches. */
+        if (op->mode == VOLUME_MODE_CRYPTSETUP) {
+                if (call_authorize(c, ACTION_ATTACH_CLEARTEXT, call_details(c, ATTACH_EXTRA(op)),
+                                   attach_cleartext_authorized) < 0)
+                        attach_end(op);
+                return;
+        }
+        if (call_submit(c, attach_act_job, attach_act_done) < 0)
+                attach_end(op);
+}
+
+/* ----------------------------------------------------------- authorize */
+
+static void attach_authorized(Call *c, bool allowed);
+
+static void attach_resolved(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+        Manager *m = c->manager;
+        const Resolution *res = &c->res;
+        int r;
+
+        if (sd_bus_error_is_set(&res->domain_error) || sd_bus_error_is_set(&res->source_error)) {
+                sd_bus_error_copy(&op->error, sd_bus_error_is_set(&res->domain_error) ? &res->domain_error
+                                                                                     : &res->source_error);
+                attach_end(op);
+                return;
+        }
+
+        /* polkit saw what the caller wrote (resolution was slow): ask again
+         * about what it resolved to. */
+        if (call_details_changed(c, ATTACH_EXTRA(op))) {
+                if (call_authorize(c, ACTION_ATTACH, call_details(c, ATTACH_EXTRA(op)), attach_authorized) < 0)
+                        attach_end(op);
+                return;
+        }
+
+        /* Checked after authorization: the answers reveal state. */
+        if (manager_find_volume_by_source(m, res->source.dev, res->source.ino) ||
+            manager_source_claimed(m, res->source.dev, res->source.ino))
+                sd_bus_error_setf(&op->error, LV_ERROR_ALREADY_ATTACHED, "'%s' is already attached by this service.",
+                                  res->source.path);
+        else if (m->n_volumes + m->n_claims >= m->config.max_volumes)
+                sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "The limit of %u attached volumes is reached.",
+                                  m->config.max_volumes);
+        else if ((r = manager_claim_source(m, res->source.dev, res->source.ino)) < 0)
+                sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot record the attach: %s", strerror(-r));
+        if (sd_bus_error_is_set(&op->error)) {
+                attach_end(op);
+                return;
+        }
+        op->claimed = true;
+        op->claim_dev = res->source.dev;
+        op->claim_ino = res->source.ino;
+        op->event_seq = m->event_seq;
+
+        if (call_submit(c, attach_inspect_job, attach_inspect_done) < 0)
+                attach_end(op);
+}
+
+static void attach_authorized(Call *c, bool allowed) {
+        AttachOp *op = (AttachOp *) c;
+
+        if (!allowed) {
+                attach_end(op);
+                return;
+        }
+        call_after_resolution(c, attach_resolved);
+}
+
+static void attach_ask(Call *c) {
+        AttachOp *op = (AttachOp *) c;
+
+        if (call_authorize(c, ACTION_ATTACH, call_details(c, ATTACH_EXTRA(op)), attach_authorized) < 0)
+                attach_end(op);
+}
+
+/* --------------------------------------------------------------- parse */
+
+int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_passphrase_ Passphrase *passphrase = NULL;
+        _cleanup_(attach_options_done) AttachOptions options = { .passphrase_fd = -1 };
+        const char *domain, *source;
+        const void *pass;
+        size_t pass_size;
+        AttachOp *op;
+        int r;
+
+        r = sd_bus_message_read(message, "ss", &domain, &source);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+
+        r = sd_bus_message_read_array(message, 'y', &pass, &pass_size);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+        if (pass_size > 0) {
+                r = passphrase_new_from_buffer(pass, pass_size, &passphrase);
+                /* The message stays referenced until we reply, seconds from
+                 * now; its copy must not outlive ours. read_array points
+                 * into the message's own receive buffer, so wipe it there. */
+                explicit_bzero((void *) pass, pass_size);
+                if (r == -E2BIG)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "The passphrase is longer than %d bytes.", PASSPHRASE_MAX);
+                if (r < 0)
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the passphrase: %s", strerror(-r));
+        }
+
+        r = attach_options_parse(message, &options, error);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+
+        if (passphrase && options.passphrase_fd >= 0)
+                return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                        "The passphrase argument must be empty when passphrase-fd is given.");
+        if (!passphrase && options.passphrase_fd < 0)
+                return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                        "No passphrase given (neither the argument nor passphrase-fd).");
+
+        r = validate_domain(domain, error);
+        if (r < 0)
+                return r;
+        r = source_validate(source, error);
+        if (r < 0)
+                return r;
+
+        op = calloc(1, sizeof *op);
+        if (!op)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        call_init(&op->call, m, message, attach_op_free);
+        op->options = options;
+        options = (AttachOptions) { .passphrase_fd = -1 };
+        op->passphrase = TAKE_PTR(passphrase);
+        op->call.res.source_given = strdup(source);
+        op->call.res.domain_given = strdup(domain);
+        op->call.res.source_timeout_ms = m->config.source_timeout_sec * 1000U;
+        if (!op->call.res.source_given || !op->call.res.domain_given) {
+                sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                attach_end(op);
+                return 1;
+        }
+
+        if (call_resolve(&op->call, attach_ask) < 0)
+                attach_end(op);
+        return 1;
+}

@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "call.h"
+#include "errors.h"
+#include "manager.h"
+#include "util.h"
+
+static uint64_t now_usec(Manager *m) {
+        uint64_t t = 0;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+void call_init(Call *c, Manager *m, sd_bus_message *message, void (*free_fn)(Call *c)) {
+        c->manager = m;
+        c->n_ref = 1;
+        c->free_fn = free_fn;
+        c->message = sd_bus_message_ref(message);
+        c->arrival_usec = now_usec(m);
+        c->res.source_error = SD_BUS_ERROR_NULL;
+        c->res.domain_error = SD_BUS_ERROR_NULL;
+        c->held_error = SD_BUS_ERROR_NULL;
+
+        c->next = m->calls;
+        if (m->calls)
+                m->calls->prev = c;
+        m->calls = c;
+        manager_call_begin(m);
+}
+
+void call_done(Call *c) {
+        Manager *m = c->manager;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else if (m->calls == c)
+                m->calls = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+
+        sd_event_source_disable_unref(c->window_timer);
+        sd_event_source_disable_unref(c->reply_timer);
+        sd_bus_error_free(&c->held_error);
+        sd_bus_message_unref(c->message);
+        free(c->res.source_given);
+        free(c->res.domain_given);
+        source_info_done(&c->res.source);
+        sd_bus_error_free(&c->res.source_error);
+        free(c->res.domain_name);
+        free(c->res.domain_uuid);
+        sd_bus_error_free(&c->res.domain_error);
+        free(c->action);
+        strv_free(c->asked);
+        manager_call_end(m);
+}
+
+Call *call_ref(Call *c) {
+        c->n_ref++;
+        return c;
+}
+
+void call_unref(Call *c) {
+        if (!c)
+                return;
+        if (--c->n_ref > 0)
+                return;
+        c->free_fn(c);
+}
+
+/* ------------------------------------------------------------- replies */
+
+void call_reply_error(Call *c, const sd_bus_error *error) {
+        if (c->replied)
+                return;
+        c->replied = true;
+        (void) sd_bus_reply_method_error(c->message, error);
+}
+
+void call_reply_errorf(Call *c, const char *name, const char *fmt, ...) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) sd_bus_error_setfv(&e, name, fmt, ap);
+        va_end(ap);
+        call_reply_error(c, &e);
+}
+
+void call_reply_message(Call *c, sd_bus_message *reply) {
+        if (c->replied)
+                return;
+        c->replied = true;
+        (void) sd_bus_send(NULL, reply, NULL);
+}
+
+void call_reply_empty(Call *c) {
+        if (c->replied)
+                return;
+        c->replied = true;
+        (void) sd_bus_reply_method_return(c->message, NULL);
+}
+
+/* ----------------------------------------------------------------- jobs */
+
+typedef struct CallJob {
+        Call *call;
+        call_job_t job;
+        call_step_t done;
+} CallJob;
+
+static void call_job_run(void *userdata) {
+        CallJob *j = userdata;
+        j->job(j->call);
+}
+
+static void call_job_done(void *userdata) {
+        CallJob *j = userdata;
+        Call *c = j->call;
+        call_step_t done = j->done;
+
+        free(j);
+        if (done)
+                done(c);
+        call_unref(c);
+}
+
+int call_submit(Call *c, call_job_t job, call_step_t done) {
+        CallJob *j;
+        int r;
+
+        j = calloc(1, sizeof *j);
+        if (!j) {
+                call_reply_errorf(c, LV_ERROR_FAILED, "Out of memory.");
+                return -ENOMEM;
+        }
+        *j = (CallJob) { .call = call_ref(c), .job = job, .done = done };
+
+        r = worker_submit(c->manager->worker, call_job_run, call_job_done, j);
+        if (r < 0) {
+                call_unref(c);
+                free(j);
+                call_reply_errorf(c, LV_ERROR_FAILED, "Cannot start the work: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+/* ----------------------------------------------------------- resolution */
+
+/* Worker thread. */
+static void resolve_job(Call *c) {
+        Resolution *res = &c->res;
+        Manager *m = c->manager;
+
+        if (res->source_given)
+                (void) source_resolve(res->source_given, res->source_timeout_ms, &res->source, &res->source_error);
+
+        if (res->domain_given) {
+                virDomainPtr dom = NULL;
+                char uuid[VIR_UUID_STRING_BUFLEN];
+
+                if (virt_domain_lookup(m->virt, res->domain_given, &dom, &res->domain_error) < 0)
+                        return;
+                if (virt_domain_identity(dom, uuid, &res->domain_name, &res->domain_error) >= 0) {
+                        res->domain_uuid = strdup(uuid);
+                        if (!res->domain_uuid)
+                                res->domain_name = mfree(res->domain_name);
+                }
+                if (!res->domain_name && !sd_bus_error_is_set(&res->domain_error))
+                        sd_bus_error_set(&res->domain_error, LV_ERROR_FAILED, "Out of memory.");
+                /* Looked up, yet not running: the name and UUID still serve
+                 * polkit; the error is for the authorized caller. */
+                if (res->domain_name)
+                        (void) virt_domain_check_running(dom, res->domain_name, &res->domain_error);
+                virDomainFree(dom);
+        }
+}
+
+static void report_ready(Call *c) {
+        call_step_t step = c->on_ready_to_ask;
+
+        c->window_timer = sd_event_source_disable_unref(c->window_timer);
+        c->on_ready_to_ask = NULL;
+        if (step)
+                step(c);
+}
+
+static void resolve_done(Call *c) {
+        call_step_t step;
+
+        c->res.done = true;
+        report_ready(c);
+
+        step = c->on_resolved;
+        c->on_resolved = NULL;
+        if (step)
+                step(c);
+}
+
+static int on_window(sd_event_source *s, uint64_t usec, void *userdata) {
+        Call *c = userdata;
+
+        call_ref(c);
+        report_ready(c);
+        call_unref(c);
+        return 0;
+}
+
+int call_resolve(Call *c, call_step_t ready_to_ask) {
+        int r;
+
+        c->on_ready_to_ask = ready_to_ask;
+        r = sd_event_add_time(c->manager->event, &c->window_timer, CLOCK_MONOTONIC,
+                              c->arrival_usec + CALL_RESOLVE_WINDOW_MS * 1000ULL, 0, on_window, c);
+        if (r < 0) {
+                call_reply_errorf(c, LV_ERROR_FAILED, "Cannot arm a timer: %s", strerror(-r));
+                return r;
+        }
+        return call_submit(c, resolve_job, resolve_done);
+}
+
+void call_after_resolution(Call *c, call_step_t step) {
+        if (c->res.done)
+                step(c);
+        else
+                c->on_resolved = step;
+}
+
+/* --------------------------------------------------------------- polkit */
+
+char **call_details(Call *c, const char *const *extra) {
+        const Resolution *res = &c->res;
+        const char *v[16];
+        size_t n = 0;
+        char **l;
+
+        if (res->domain_given) {
+                v[n++] = "domain";
+                v[n++] = res->domain_name ?: res->domain_given;
+                v[n++] = "domain-uuid";
+                v[n++] = strempty(res->domain_uuid);
+        }
+        if (res->source_given) {
+                v[n++] = "source";
+                v[n++] = res->source.path ?: res->source_given;
+        }
+        for (const char *const *i = extra; i && *i && n + 2 < ELEMENTSOF(v); i += 2) {
+                v[n++] = i[0];
+                v[n++] = strempty(i[1]);
+        }
+
+        l = calloc(n + 1, sizeof *l);
+        if (!l)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(l[i] = strdup(v[i]))) {
+                        strv_free(l);
+                        return NULL;
+                }
+        return l;
+}
+
+static bool strv_equal(char **a, char **b) {
+        for (; a && b && *a && *b; a++, b++)
+                if (!streq(*a, *b))
+                        return false;
+        return (!a || !*a) && (!b || !*b);
+}
+
+bool call_details_changed(Call *c, const char *const *extra) {
+        _cleanup_strv_free_ char **now = call_details(c, extra);
+        return !now || !strv_equal(now, c->asked);
+}
+
+static int on_reply_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Call *c = userdata;
+
+        call_reply_error(c, &c->held_error);
+        c->reply_timer = sd_event_source_disable_unref(c->reply_timer);
+        call_unref(c);
+        return 0;
+}
+
+/* A refusal goes out no earlier than the resolution window's end. */
+static void reply_refusal(Call *c, const sd_bus_error *error) {
+        uint64_t at = c->arrival_usec + CALL_RESOLVE_WINDOW_MS * 1000ULL;
+
+        if (now_usec(c->manager) < at && !c->reply_timer &&
+            sd_bus_error_copy(&c->held_error, error) >= 0 &&
+            sd_event_add_time(c->manager->event, &c->reply_timer, CLOCK_MONOTONIC, at, 0, on_reply_timer, c) >= 0) {
+                call_ref(c);
+                return;
+        }
+        call_reply_error(c, error);
+}
+
+static void polkit_done(sd_bus_message *message, bool allowed, const sd_bus_error *error, void *userdata) {
+        Call *c = userdata;
+        call_authorized_t cb = c->authorized_cb;
+
+        c->authorized_cb = NULL;
+        if (!allowed)
+                reply_refusal(c, error);
+        if (cb)
+                cb(c, allowed);
+        call_unref(c);
+}
+
+int call_authorize(Call *c, const char *action, char **details, call_authorized_t cb) {
+        int r;
+
+        strv_free(c->asked);
+        c->asked = details;
+        free(c->action);
+        c->action = strdup(action);
+        if (!c->action || !details) {
+                call_reply_errorf(c, LV_ERROR_FAILED, "Out of memory.");
+                return -ENOMEM;
+        }
+
+        c->authorized_cb = cb;
+        r = polkit_check_async(c->manager->polkit, c->message, action, (const char *const *) details, polkit_done,
+                               call_ref(c));
+        if (r < 0) {
+                c->authorized_cb = NULL;
+                call_unref(c);
+                if (r == -EBUSY)
+                        call_reply_errorf(c, LV_ERROR_BUSY, "Too many authorization checks pending; try again later.");
+                else
+                        call_reply_errorf(c, LV_ERROR_FAILED, "Cannot start the authorization check: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}

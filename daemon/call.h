@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What every method call of the Manager goes through between parsing and
+ * acting: resolving what polkit's details need, authorizing, running jobs on
+ * workers, and answering — refusals so that they reveal nothing.
+ *
+ * Resolution (the canonical source path, the domain's name and UUID) runs on
+ * a worker, as root, on things the caller named.  Its outcome must not reach
+ * a caller polkit refuses, neither as an error nor through timing:
+ *  - polkit is asked as soon as resolution is done or CALL_RESOLVE_WINDOW_MS
+ *    after the call arrived, whichever comes first; what is not resolved by
+ *    then is asked about as the caller gave it;
+ *  - a refusal is never sent earlier than CALL_RESOLVE_WINDOW_MS after the
+ *    call arrived, so an existing, a missing, an unreadable and a hanging
+ *    path all get the same answer at about the same time;
+ *  - an authorized caller then gets the resolution's own outcome (errors
+ *    included); if the resolved details differ from those polkit was asked
+ *    about, polkit is asked again with the resolved ones.
+ *
+ * A Call is reference counted: the operation holds one reference, each job
+ * on a worker and each held-back reply one more; the operation's free
+ * function runs when the last goes.  At shutdown the manager frees whatever
+ * is left (manager_free()). */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "source.h"
+
+typedef struct Manager Manager;
+
+#define CALL_RESOLVE_WINDOW_MS 250U
+
+/* What the caller named, and what it resolves to. */
+typedef struct Resolution {
+        char *source_given;             /* NULL: the call names no source */
+        char *domain_given;             /* NULL: the call names no domain */
+        unsigned source_timeout_ms;
+
+        bool done;
+        SourceInfo source;              /* .path NULL unless resolved */
+        sd_bus_error source_error;
+        char *domain_name;              /* NULL unless resolved */
+        char *domain_uuid;
+        sd_bus_error domain_error;      /* NoSuchDomain, DomainNotRunning, Failed */
+} Resolution;
+
+typedef struct Call Call;
+typedef void (*call_step_t)(Call *c);
+typedef void (*call_job_t)(Call *c);
+/* allowed: go on.  !allowed: the call has been answered (or will be, when
+ * its refusal is held back); the operation only cleans up. */
+typedef void (*call_authorized_t)(Call *c, bool allowed);
+
+struct Call {
+        Manager *manager;
+        Call *prev, *next;              /* Manager.calls */
+        unsigned n_ref;
+        void (*free_fn)(Call *c);       /* frees the operation; calls call_done() */
+
+        sd_bus_message *message;
+        uint64_t arrival_usec;          /* CLOCK_MONOTONIC */
+        bool replied;
+
+        Resolution res;
+        sd_event_source *window_timer;
+        call_step_t on_ready_to_ask;    /* resolution done or its window over, once */
+        call_step_t on_resolved;        /* resolution done, once */
+
+        char *action;
+        char **asked;                   /* the details polkit was last asked with */
+        call_authorized_t authorized_cb;
+
+        sd_event_source *reply_timer;   /* a refusal held back until the window ends */
+        sd_bus_error held_error;
+};
+
+/* Embeds Call at the start of each operation, with one reference. */
+void call_init(Call *c, Manager *m, sd_bus_message *message, void (*free_fn)(Call *c));
+/* Releases what call_init() and the rest of this API set up; from free_fn. */
+void call_done(Call *c);
+
+Call *call_ref(Call *c);
+void call_unref(Call *c);
+
+/* Runs job(c) on a worker thread, then done(c) on the loop; holds a
+ * reference meanwhile.  On failure to submit, answers the call with
+ * Error.Failed and returns < 0 (done does not run). */
+int call_submit(Call *c, call_job_t job, call_step_t done);
+
+/* Starts resolution (fill c->res first) and runs ready_to_ask once it is
+ * done or the window is over, whichever is first. */
+int call_resolve(Call *c, call_step_t ready_to_ask);
+/* Runs step once resolution is done: now, or when it is. */
+void call_after_resolution(Call *c, call_step_t step);
+
+/* Details as polkit sees them now: "domain" the domain's resolved name (or
+ * the caller's string), "domain-uuid" its UUID (or ""), "source" the
+ * canonical path (or the caller's string) — each only if the call names
+ * one — then the extra pairs (NULL-terminated, may be NULL). */
+char **call_details(Call *c, const char *const *extra);
+/* Whether call_details(c, extra) differs from what polkit was last asked. */
+bool call_details_changed(Call *c, const char *const *extra);
+
+/* Asks polkit (takes details).  cb(c, true) when allowed; on refusal the
+ * call is answered no earlier than the window's end and cb(c, false) runs.
+ * If the check cannot even start, the call is answered at once and cb does
+ * not run; returns < 0 then. */
+int call_authorize(Call *c, const char *action, char **details, call_authorized_t cb);
+
+/* Answers (once; later answers are dropped). */
+void call_reply_error(Call *c, const sd_bus_error *error);
+void call_reply_errorf(Call *c, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void call_reply_message(Call *c, sd_bus_message *reply);
+void call_reply_empty(Call *c);

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The Manager's methods, one file each (attach.c, detach.c, probe.c), and
+ * what they share; manager-bus.c puts them into the vtable. */
+
+#include <systemd/sd-bus.h>
+
+#include "call.h"
+#include "mode.h"
+#include "virt.h"
+
+#define ACTION_ATTACH "org.example.luksvolume1.attach"
+#define ACTION_ATTACH_CLEARTEXT "org.example.luksvolume1.attach-cleartext"
+#define ACTION_DETACH "org.example.luksvolume1.detach"
+#define ACTION_PROBE "org.example.luksvolume1.probe"
+
+int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int method_probe(sd_bus_message *message, void *userdata, sd_bus_error *error);
+
+/* Pure checks of a domain argument (InvalidArgs). */
+int validate_domain(const char *domain, sd_bus_error *error);
+
+/* For a failed sd_bus_message_read*() or option parse: keeps an error that
+ * is set already, else InvalidArgs — never an errno-named D-Bus error. */
+int lv_error_bad_message(sd_bus_error *error, int r);

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <libvirt/virterror.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "deadline.h"
+#include "disk-xml.h"
+#include "errors.h"
+#include "loopdev.h"
+#include "source-use.h"
+#include "util.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
+
+/* ------------------------------------------------------ block devices */
+
+/* The device and its partitions, as "MAJ:MIN" strings (sysfs' own
+ * spelling) and dev_t values; at most DEVS_MAX of them. */
+#define DEVS_MAX 128
+
+typedef struct DevSet {
+        dev_t dev[DEVS_MAX];
+        char name[DEVS_MAX][64];        /* kernel name: "sdb", "sdb1" */
+        size_t n;
+} DevSet;
+
+static int read_line(const char *path, char *buf, size_t size) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+
+        if (!f)
+                return -errno;
+        if (!fgets(buf, (int) size, f))
+                return -ENODATA;
+        buf[strcspn(buf, "\n")] = '\0';
+        return 0;
+}
+
+static bool devset_has(const DevSet *s, dev_t d) {
+        for (size_t i = 0; i < s->n; i++)
+                if (s->dev[i] == d)
+                        return true;
+        return false;
+}
+
+static void devset_fill(dev_t whole, DevSet *ret) {
+        char sys[128], buf[PATH_MAX], link[PATH_MAX];
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        ssize_t k;
+
+        ret->n = 0;
+        ret->dev[ret->n] = whole;
+        snprintf(sys, sizeof sys, "/sys/dev/block/%u:%u", major(whole), minor(whole));
+        k = readlink(sys, link, sizeof link - 1);
+        if (k > 0) {
+                link[k] = '\0';
+                snprintf(ret->name[ret->n], sizeof ret->name[0], "%.63s", strrchr(link, '/') ? strrchr(link, '/') + 1 : link);
+        } else
+                snprintf(ret->name[ret->n], sizeof ret->name[0], "%u:%u", major(whole), minor(whole));
+        ret->n++;
+
+        d = opendir(sys);
+        if (!d)
+                return;
+        while ((de = readdir(d)) && ret->n < DEVS_MAX) {
+                unsigned maj, min;
+                char p[PATH_MAX];
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(p, sizeof p, "%s/%s/partition", sys, de->d_name);
+                if (access(p, F_OK) < 0)
+                        continue;
+                snprintf(p, sizeof p, "%s/%s/dev", sys, de->d_name);
+                if (read_line(p, buf, sizeof buf) < 0 || sscanf(buf, "%u:%u", &maj, &min) != 2)
+                        continue;
+                ret->dev[ret->n] = makedev(maj, min);
+                snprintf(ret->name[ret->n], sizeof ret->name[0], "%.63s", de->d_name);
+                ret->n++;
+        }
+}
+
+/* Undoes the octal escapes of /proc/self/mountinfo and /proc/swaps. */
+static void unescape(char *s) {
+        char *w = s;
+        for (char *r = s; *r; ) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+                        *w++ = (char) ((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+                        r += 4;
+                } else
+                        *w++ = *r++;
+        }
+        *w = '\0';
+}
+
+/* A mount of the device or one of its partitions: its mount point. */
+static int find_mount(const DevSet *s, char **ret) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+        _cleanup_free_ char *line = NULL;
+        size_t n = 0;
+
+        if (!f)
+                return -errno;
+        while (getline(&line, &n, f) > 0) {
+                unsigned maj, min;
+                char mnt[PATH_MAX], src[PATH_MAX];
+                const char *sep;
+                struct stat st;
+
+                /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS" */
+                if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) != 3)
+                        continue;
+                unescape(mnt);
+                if (devset_has(s, makedev(maj, min))) {
+                        *ret = strdup(mnt);
+                        return *ret ? 1 : -ENOMEM;
+                }
+                /* Some file systems (btrfs) report an anonymous device
+                 * number; their SOURCE names the block device. */
+                sep = strstr(line, " - ");
+                if (sep && sscanf(sep, " - %*s %4095s", src) == 1) {
+                        unescape(src);
+                        if (startswith(src, "/dev/") && stat(src, &st) >= 0 && S_ISBLK(st.st_mode) &&
+                            devset_has(s, st.st_rdev)) {
+                                *ret = strdup(mnt);
+                                return *ret ? 1 : -ENOMEM;
+                        }
+                }
+        }
+        return 0;
+}
+
+static bool used_as_swap(const DevSet *s) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/swaps", "re");
+        char line[PATH_MAX + 128];
+
+        if (!f)
+                return false;
+        while (fgets(line, sizeof line, f)) {
+                char name[PATH_MAX];
+                struct stat st;
+
+                if (sscanf(line, "%4095s", name) != 1 || streq(name, "Filename"))
+                        continue;
+                unescape(name);
+                if (stat(name, &st) >= 0 && S_ISBLK(st.st_mode) && devset_has(s, st.st_rdev))
+                        return true;
+        }
+        return false;
+}
+
+/* The first holder of the device or a partition: "dm-3 (vg-root)", "md127". */
+static int find_holder(const DevSet *s, char **ret) {
+        for (size_t i = 0; i < s->n; i++) {
+                _cleanup_(closedirp) DIR *d = NULL;
+                struct dirent *de;
+                char p[PATH_MAX];
+
+                snprintf(p, sizeof p, "/sys/dev/block/%u:%u/holders", major(s->dev[i]), minor(s->dev[i]));
+                d = opendir(p);
+                if (!d)
+                        continue;
+                while ((de = readdir(d))) {
+                        char name[256] = "";
+
+                        if (de->d_name[0] == '.')
+                                continue;
+                        snprintf(p, sizeof p, "/sys/block/%s/dm/name", de->d_name);
+                        if (read_line(p, name, sizeof name) >= 0 && name[0]) {
+                                if (asprintf(ret, "%s (%s)", de->d_name, name) < 0)
+                                        return -ENOMEM;
+                        } else if (!(*ret = strdup(de->d_name)))
+                                return -ENOMEM;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+static int check_block(const SourceInfo *src, LuksSource *opened, sd_bus_error *error) {
+        _cleanup_free_ char *who = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        DevSet set;
+        int r;
+
+        devset_fill(src->dev, &set);
+
+        /* Mounted, swap or held are answered with a name; O_EXCL catches
+         * what leaves no other trace (a process's exclusive open). */
+        r = find_mount(&set, &who);
+        if (r > 0)
+                return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: mounted at %s.", src->path, who);
+        if (used_as_swap(&set))
+                return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: it is used as swap.", src->path);
+        r = find_holder(&set, &who);
+        if (r > 0)
+                return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: held by %s.", src->path, who);
+
+        r = source_hold_exclusive(opened, &fd, error);
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+int source_hold_exclusive(LuksSource *opened, int *ret_fd, sd_bus_error *error) {
+        char path[40];
+        int fd;
+
+        /* Through the descriptor already checked: the same device, not
+         * whatever the path names by now. */
+        snprintf(path, sizeof path, "/proc/self/fd/%d", luks_source_fd(opened));
+        fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == EBUSY)
+                        return sd_bus_error_setf(error, LV_ERROR_IN_USE,
+                                                 "'%s' is in use: another process has it open exclusively.",
+                                                 luks_source_path(opened));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot open '%s' exclusively: %s",
+                                         luks_source_path(opened), strerror(errno));
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* -------------------------------------------------------- guests' disks */
+
+typedef struct DiskPath {
+        char *path;
+        char *domain;
+        char *target;
+        bool found;
+        struct stat st;
+} DiskPath;
+
+/* Runs on a thread of its own: stat()s every path a guest uses. */
+typedef struct StatTask {
+        DiskPath *paths;
+        size_t n;
+} StatTask;
+
+static void stat_task_free(void *p) {
+        StatTask *t = p;
+
+        for (size_t i = 0; i < t->n; i++) {
+                free(t->paths[i].path);
+                free(t->paths[i].domain);
+                free(t->paths[i].target);
+        }
+        free(t->paths);
+        free(t);
+}
+
+static void stat_task_run(void *p) {
+        StatTask *t = p;
+
+        for (size_t i = 0; i < t->n; i++)
+                t->paths[i].found = stat(t->paths[i].path, &t->paths[i].st) >= 0;
+}
+
+static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const char *domain, const char *target) {
+        DiskPath *d;
+
+        if (t->n == *allocated) {
+                size_t m = *allocated ? *allocated * 2 : 16;
+                DiskPath *p = reallocarray(t->paths, m, sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                t->paths = p;
+                *allocated = m;
+        }
+        d = &t->paths[t->n];
+        *d = (DiskPath) {
+                .path = strdup(path),
+                .domain = strdup(domain),
+                .target = strdup(target),
+        };
+        t->n++;
+        if (!d->path || !d->domain || !d->target)
+                return -ENOMEM;
+        return 0;
+}
+
+static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        virDomainPtr *doms = NULL;
+        size_t allocated = 0;
+        int n, r = 0;
+
+        r = virt_connect(virt, &conn, error);
+        if (r < 0)
+                return r;
+
+        n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+        if (n < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot list domains: %s",
+                                         strempty(virGetLastErrorMessage()));
+
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *xml = NULL;
+                DiskInfo *disks = NULL;
+                size_t nd = 0;
+                const char *name = virDomainGetName(doms[i]);
+
+                xml = virDomainGetXMLDesc(doms[i], 0);
+                /* Stopped since the listing: it uses nothing any more. */
+                if (!xml || !name || domain_xml_list_disks(xml, &disks, &nd) < 0)
+                        continue;
+                for (size_t k = 0; k < nd && r >= 0; k++) {
+                        if (disks[k].source)
+                                r = stat_task_add(t, &allocated, disks[k].source, name, disks[k].target);
+                        for (char **o = disks[k].other_sources; o && *o && r >= 0; o++)
+                                r = stat_task_add(t, &allocated, *o, name, disks[k].target);
+                }
+                disk_info_array_free(disks, nd);
+                if (r < 0)
+                        break;
+        }
+
+        for (int i = 0; i < n; i++)
+                virDomainFree(doms[i]);
+        free(doms);
+        if (r < 0)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        return 0;
+}
+
+static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
+        StatTask *t;
+        int r;
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+
+        r = collect_disk_paths(virt, t, error);
+        if (r < 0) {
+                stat_task_free(t);
+                return r;
+        }
+
+        /* libvirt names these paths, not the caller; but one of them may sit
+         * on a file system that hangs as well as any other. */
+        r = deadline_run(stat_task_run, t, stat_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "The disks of running guests could not all be checked within %u s "
+                                         "(a hung file system?); try again later.", (timeout_ms + 999) / 1000);
+        if (r < 0) {
+                stat_task_free(t);
+                return source_error_deadline(error, r);
+        }
+
+        r = 0;
+        for (size_t i = 0; i < t->n && r >= 0; i++) {
+                const DiskPath *d = &t->paths[i];
+                bool same;
+
+                if (!d->found)
+                        continue;
+                if (src->block)
+                        same = S_ISBLK(d->st.st_mode) && d->st.st_rdev == src->dev;
+                else
+                        same = S_ISREG(d->st.st_mode) && d->st.st_dev == src->dev && d->st.st_ino == src->ino;
+                if (same)
+                        r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: disk %s of domain '%s'%s%s%s.",
+                                              src->path, d->target, d->domain,
+                                              streq(d->path, src->path) ? "" : " (as '",
+                                              streq(d->path, src->path) ? "" : d->path,
+                                              streq(d->path, src->path) ? "" : "')");
+        }
+        stat_task_free(t);
+        return r;
+}
+
+int source_check_in_use(Virt *virt, const SourceInfo *src, LuksSource *opened, unsigned timeout_ms,
+                        sd_bus_error *error) {
+        int r;
+
+        if (src->block) {
+                r = check_block(src, opened, error);
+                if (r < 0)
+                        return r;
+        } else {
+                _cleanup_free_ char *loop = NULL;
+
+                r = loop_find_backing(src->dev, src->ino, &loop);
+                if (r > 0)
+                        return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: it backs loop device %s.",
+                                                 src->path, loop);
+                if (r < 0)
+                        log_debug_errno(r, "Cannot list loop devices, not checking them: %m");
+        }
+
+        return check_guests(virt, src, timeout_ms, error);
+}
