@@ -117,6 +117,10 @@ static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *t
                                          strerror(-r));
         ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") &&
              streq_ptr(d.secret_uuid, secret_uuid) && streq_ptr(d.alias, alias);
+        /* Tests cannot make libvirt drop the element; they can make us
+         * believe it did, to see the unplug and clean-up that follow. */
+        if (fault_trigger("attach:unencrypted"))
+                ok = false;
         disk_info_free(&d);
         if (ok)
                 return 0;
@@ -421,6 +425,11 @@ static void attach_inspect_job(Call *c) {
                         goto finish;
         }
 
+        /* No second writer: whoever else uses the source, it is theirs. */
+        r = source_check_in_use(m->virt, &c->res.source, timeout_ms, &op->error);
+        if (r < 0)
+                goto finish;
+
         /* Read-write, so a cryptsetup-mode loop device can write through
          * the very descriptor that was checked. */
         r = luks_source_open(&c->res.source, !op->options.read_only, timeout_ms, &op->source, &op->error);
@@ -437,12 +446,8 @@ static void attach_inspect_job(Call *c) {
         in.requested = op->options.mode;
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
         op->mode = mode_select(&in, reason, sizeof reason);
-        if (op->mode < 0) {
+        if (op->mode < 0)
                 r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "%s.", reason);
-                goto finish;
-        }
-
-        r = source_check_in_use(m->virt, &c->res.source, op->source, timeout_ms, &op->error);
 
 finish:
         if (r < 0)

@@ -9,5 +9,11 @@
  * (one shot) and the process kills itself with SIGKILL, exactly as an
  * outside kill -9 would.  Without the option this costs one branch. */
 
+#include <stdbool.h>
+
 void fault_set_file(const char *path);
 void fault_point(const char *op, unsigned step);
+
+/* The same file, for a one-shot misbehaviour instead of a kill: true (and
+ * the file removed) if it holds exactly name. */
+bool fault_trigger(const char *name);

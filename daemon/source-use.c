@@ -179,9 +179,10 @@ static int find_holder(const DevSet *s, char **ret) {
         return 0;
 }
 
-static int check_block(const SourceInfo *src, LuksSource *opened, sd_bus_error *error) {
+static int check_block(const SourceInfo *src, sd_bus_error *error) {
         _cleanup_free_ char *who = NULL;
         _cleanup_close_ int fd = -EBADF;
+        struct stat st;
         DevSet set;
         int r;
 
@@ -198,9 +199,18 @@ static int check_block(const SourceInfo *src, LuksSource *opened, sd_bus_error *
         if (r > 0)
                 return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: held by %s.", src->path, who);
 
-        r = source_hold_exclusive(opened, &fd, error);
-        if (r < 0)
-                return r;
+        /* A node under /dev (the canonical path of a block device), so the
+         * open cannot hang in a file system; checked to be the same device. */
+        fd = open(src->path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == EBUSY)
+                        return sd_bus_error_setf(error, LV_ERROR_IN_USE,
+                                                 "'%s' is in use: another process has it open exclusively.", src->path);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot open '%s': %s", src->path, strerror(errno));
+        }
+        if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode) || st.st_rdev != src->dev)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "'%s' changed while it was being checked; try again.", src->path);
         return 0;
 }
 
@@ -374,12 +384,11 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
         return r;
 }
 
-int source_check_in_use(Virt *virt, const SourceInfo *src, LuksSource *opened, unsigned timeout_ms,
-                        sd_bus_error *error) {
+int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
         int r;
 
         if (src->block) {
-                r = check_block(src, opened, error);
+                r = check_block(src, error);
                 if (r < 0)
                         return r;
         } else {

@@ -3,7 +3,8 @@
 
 /* "No second writer": is a source already in use outside this service?
  * Checked after authorization and before anything is created; the answer is
- * Error.InUse naming who uses it.  Worker threads only (libvirt RPCs; the
+ * Error.InUse naming who uses it — before the header is read, so that a
+ * mounted file system is "in use", not "not LUKS".  Worker threads only (libvirt RPCs; the
  * paths other guests use are stat()ed under a deadline). */
 
 #include <stdbool.h>
@@ -22,8 +23,7 @@
  *  - a file or device that a running domain has as a disk, its backing
  *    chain or a block-copy mirror, compared by identity (device and inode),
  *    so symlinks and other paths to the same inode count. */
-int source_check_in_use(Virt *virt, const SourceInfo *src, LuksSource *opened, unsigned timeout_ms,
-                        sd_bus_error *error);
+int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error);
 
 /* Opens the block device src O_EXCL, so that for as long as the returned
  * descriptor stays open the kernel refuses to mount it, swap on it or build
