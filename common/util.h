@@ -30,6 +30,15 @@
                 _ptr_;                   \
         })
 
+/* Hand ownership out of a _cleanup_ struct (a list with its items),
+ * leaving it empty for its cleanup function. */
+#define TAKE_STRUCT(s)                           \
+        ({                                       \
+                typeof(s) _s_ = (s);             \
+                (s) = (typeof(s)) {};            \
+                _s_;                             \
+        })
+
 #define TAKE_FD(fd)                      \
         ({                               \
                 int _fd_ = (fd);         \
@@ -140,6 +149,15 @@ int log_internal(int level, int error, const char *format, ...) _printf_(3, 4);
 #define log_error_errno(e, ...) log_internal(LOG_LEVEL_ERR, (e), __VA_ARGS__)
 
 #define log_oom() log_internal(LOG_LEVEL_ERR, ENOMEM, "Out of memory.")
+
+/* "return -errno" after a call that failed and is documented to set errno,
+ * such that the failure can never be mistaken for success, even if errno
+ * was left at 0. */
+static inline int negative_errno(void) {
+        int e = errno;
+
+        return e > 0 ? -e : -EINVAL;
+}
 
 static inline void *mfree(void *p) {
         free(p);

@@ -840,7 +840,9 @@ typedef struct {
   const char *p, *end;
 } JCur;
 
-static GVariant *json_value(JCur *c, int depth, GError **error);
+/* Each reader returns TRUE with *out set, or FALSE with *error set: every
+ * failure is a "return json_fail(…)", or passes one on. */
+static gboolean json_value(JCur *c, int depth, GVariant **out, GError **error);
 
 static void
 json_ws(JCur *c)
@@ -856,13 +858,11 @@ json_fail(GError **error, JCur *c, const char *what)
   return FALSE;
 }
 
-static char *
-json_string(JCur *c, GError **error)
+static gboolean
+json_string(JCur *c, char **out, GError **error)
 {
-  if (c->p >= c->end || *c->p != '"') {
-    json_fail(error, c, "expected a string");
-    return NULL;
-  }
+  if (c->p >= c->end || *c->p != '"')
+    return json_fail(error, c, "expected a string");
   c->p++;
   g_autoptr(GString) s = g_string_new(NULL);
   while (c->p < c->end && *c->p != '"') {
@@ -883,10 +883,8 @@ json_string(JCur *c, GError **error)
     case 't': g_string_append_c(s, '\t'); break;
     case 'u': {
       if (c->end - c->p < 4 || !g_ascii_isxdigit(c->p[0]) || !g_ascii_isxdigit(c->p[1]) ||
-          !g_ascii_isxdigit(c->p[2]) || !g_ascii_isxdigit(c->p[3])) {
-        json_fail(error, c, "bad \\u escape");
-        return NULL;
-      }
+          !g_ascii_isxdigit(c->p[2]) || !g_ascii_isxdigit(c->p[3]))
+        return json_fail(error, c, "bad \\u escape");
       gunichar u = 0;
       for (int i = 0; i < 4; i++)
         u = u * 16 + g_ascii_xdigit_value(*c->p++);
@@ -897,34 +895,26 @@ json_string(JCur *c, GError **error)
       break;
     }
     default:
-      json_fail(error, c, "bad escape");
-      return NULL;
+      return json_fail(error, c, "bad escape");
     }
   }
-  if (c->p >= c->end) {
-    json_fail(error, c, "unterminated string");
-    return NULL;
-  }
+  if (c->p >= c->end)
+    return json_fail(error, c, "unterminated string");
   c->p++;
-  if (!g_utf8_validate(s->str, s->len, NULL)) {
-    json_fail(error, c, "string is not UTF-8");
-    return NULL;
-  }
-  return g_string_free(g_steal_pointer(&s), FALSE);
+  if (!g_utf8_validate(s->str, s->len, NULL))
+    return json_fail(error, c, "string is not UTF-8");
+  *out = g_string_free(g_steal_pointer(&s), FALSE);
+  return TRUE;
 }
 
-static GVariant *
-json_value(JCur *c, int depth, GError **error)
+static gboolean
+json_value(JCur *c, int depth, GVariant **out, GError **error)
 {
-  if (depth > 64) {
-    json_fail(error, c, "nested too deeply");
-    return NULL;
-  }
+  if (depth > 64)
+    return json_fail(error, c, "nested too deeply");
   json_ws(c);
-  if (c->p >= c->end) {
-    json_fail(error, c, "unexpected end");
-    return NULL;
-  }
+  if (c->p >= c->end)
+    return json_fail(error, c, "unexpected end");
   char ch = *c->p;
   if (ch == '{') {
     c->p++;
@@ -933,12 +923,13 @@ json_value(JCur *c, int depth, GError **error)
     json_ws(c);
     if (c->p < c->end && *c->p == '}') {
       c->p++;
-      return g_variant_builder_end(&b);
+      *out = g_variant_builder_end(&b);
+      return TRUE;
     }
     for (;;) {
       json_ws(c);
-      g_autofree char *key = json_string(c, error);
-      if (key == NULL)
+      g_autofree char *key = NULL;
+      if (!json_string(c, &key, error))
         goto obj_fail;
       json_ws(c);
       if (c->p >= c->end || *c->p != ':') {
@@ -946,8 +937,8 @@ json_value(JCur *c, int depth, GError **error)
         goto obj_fail;
       }
       c->p++;
-      GVariant *v = json_value(c, depth + 1, error);
-      if (v == NULL)
+      GVariant *v;
+      if (!json_value(c, depth + 1, &v, error))
         goto obj_fail;
       g_variant_builder_add(&b, "{sv}", key, v);
       json_ws(c);
@@ -957,14 +948,15 @@ json_value(JCur *c, int depth, GError **error)
       }
       if (c->p < c->end && *c->p == '}') {
         c->p++;
-        return g_variant_builder_end(&b);
+        *out = g_variant_builder_end(&b);
+        return TRUE;
       }
       json_fail(error, c, "expected ',' or '}'");
       goto obj_fail;
     }
   obj_fail:
     g_variant_builder_clear(&b);
-    return NULL;
+    return FALSE;
   }
   if (ch == '[') {
     c->p++;
@@ -973,11 +965,12 @@ json_value(JCur *c, int depth, GError **error)
     json_ws(c);
     if (c->p < c->end && *c->p == ']') {
       c->p++;
-      return g_variant_builder_end(&b);
+      *out = g_variant_builder_end(&b);
+      return TRUE;
     }
     for (;;) {
-      GVariant *v = json_value(c, depth + 1, error);
-      if (v == NULL)
+      GVariant *v;
+      if (!json_value(c, depth + 1, &v, error))
         goto arr_fail;
       g_variant_builder_add(&b, "v", v);
       json_ws(c);
@@ -987,30 +980,37 @@ json_value(JCur *c, int depth, GError **error)
       }
       if (c->p < c->end && *c->p == ']') {
         c->p++;
-        return g_variant_builder_end(&b);
+        *out = g_variant_builder_end(&b);
+        return TRUE;
       }
       json_fail(error, c, "expected ',' or ']'");
       goto arr_fail;
     }
   arr_fail:
     g_variant_builder_clear(&b);
-    return NULL;
+    return FALSE;
   }
   if (ch == '"') {
-    char *s = json_string(c, error);
-    return s ? g_variant_new_take_string(s) : NULL;
+    char *s;
+    if (!json_string(c, &s, error))
+      return FALSE;
+    *out = g_variant_new_take_string(s);
+    return TRUE;
   }
   if (c->end - c->p >= 4 && memcmp(c->p, "true", 4) == 0) {
     c->p += 4;
-    return g_variant_new_boolean(TRUE);
+    *out = g_variant_new_boolean(TRUE);
+    return TRUE;
   }
   if (c->end - c->p >= 5 && memcmp(c->p, "false", 5) == 0) {
     c->p += 5;
-    return g_variant_new_boolean(FALSE);
+    *out = g_variant_new_boolean(FALSE);
+    return TRUE;
   }
   if (c->end - c->p >= 4 && memcmp(c->p, "null", 4) == 0) {
     c->p += 4;
-    return g_variant_new_maybe(G_VARIANT_TYPE_VARIANT, NULL);
+    *out = g_variant_new_maybe(G_VARIANT_TYPE_VARIANT, NULL);
+    return TRUE;
   }
   if (ch == '-' || g_ascii_isdigit(ch)) {
     const char *start = c->p;
@@ -1025,36 +1025,36 @@ json_value(JCur *c, int depth, GError **error)
     if (integral) {
       errno = 0;
       gint64 v = g_ascii_strtoll(num, &endp, 10);
-      if (*endp == '\0' && errno != ERANGE)
-        return g_variant_new_int64(v);
+      if (*endp == '\0' && errno != ERANGE) {
+        *out = g_variant_new_int64(v);
+        return TRUE;
+      }
       /* Out of range (QMP may send uint64 values): fall back to double. */
     }
     double d = g_ascii_strtod(num, &endp);
-    if (*endp != '\0') {
-      json_fail(error, c, "bad number");
-      return NULL;
-    }
-    return g_variant_new_double(d);
+    if (*endp != '\0')
+      return json_fail(error, c, "bad number");
+    *out = g_variant_new_double(d);
+    return TRUE;
   }
-  json_fail(error, c, "unexpected character");
-  return NULL;
+  return json_fail(error, c, "unexpected character");
 }
 
-static GVariant *
-json_parse(const char *text, GError **error)
+/* text as one JSON value: TRUE with *out set (a full reference), or FALSE
+ * with *error set. */
+static gboolean
+json_parse(const char *text, GVariant **out, GError **error)
 {
   JCur c = { text, text + strlen(text) };
-  GVariant *v = json_value(&c, 0, error);
-  if (v == NULL)
-    return NULL;
+  g_autoptr(GVariant) v = NULL;
+  if (!json_value(&c, 0, &v, error))
+    return FALSE;
   g_variant_ref_sink(v);
   json_ws(&c);
-  if (c.p != c.end) {
-    g_variant_unref(v);
-    json_fail(error, &c, "trailing data");
-    return NULL;
-  }
-  return v;
+  if (c.p != c.end)
+    return json_fail(error, &c, "trailing data");
+  *out = g_steal_pointer(&v);
+  return TRUE;
 }
 
 /* ---- QEMU monitor ------------------------------------------------------------ */
@@ -1066,8 +1066,8 @@ lv_guest_qmp(virDomainPtr dom, const char *command_json)
   if (virDomainQemuMonitorCommand(dom, command_json, &reply, 0) < 0)
     g_error("QMP %s on %s failed: %s", command_json, virDomainGetName(dom), virt_error());
   g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) v = json_parse(reply, &error);
-  if (v == NULL)
+  g_autoptr(GVariant) v = NULL;
+  if (!json_parse(reply, &v, &error))
     g_error("cannot parse the QMP reply to %s (%s):\n%s", command_json, error->message, reply);
   GVariant *ret = g_variant_lookup_value(v, "return", NULL);
   if (ret == NULL)

@@ -324,6 +324,7 @@ static void test_errors(void) {
 
         /* NotLuks */
         path = lv_attach(bus, "lvtest-guest", plain, PASS, NULL, &error);
+        g_assert_null(path);
         lv_assert_error(error, LV_ERR("NotLuks"));
         g_clear_error(&error);
         assert_clean();
@@ -340,16 +341,19 @@ static void test_errors(void) {
         /* NotSupported: LUKS2 in auto mode, and mode=cryptsetup, without dm-crypt. */
         if (!host_has_device_mapper()) {
                 path = lv_attach(bus, "lvtest-guest", luks2, PASS, NULL, &error);
+                g_assert_null(path);
                 lv_assert_error(error, LV_ERR("NotSupported"));
                 g_assert_nonnull(strstr(error->message, "LUKS2"));
                 g_assert_nonnull(strstr(error->message, "dm-crypt"));
                 g_clear_error(&error);
                 path = lv_attach(bus, "lvtest-guest", img, PASS,
                                  lv_opts("mode", g_variant_new_string("cryptsetup"), NULL), &error);
+                g_assert_null(path);
                 lv_assert_error(error, LV_ERR("NotSupported"));
                 g_clear_error(&error);
         }
         path = lv_attach(bus, "lvtest-guest", luks2, PASS, lv_opts("mode", g_variant_new_string("native"), NULL), &error);
+        g_assert_null(path);
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "LUKS1 only"));
         g_clear_error(&error);
@@ -360,9 +364,11 @@ static void test_errors(void) {
                                         lv_opts("target", g_variant_new_string("sdd"), NULL), &error);
         g_assert_no_error(error);
         path = lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("target", g_variant_new_string("sde"), NULL), &error);
+        g_assert_null(path);
         lv_assert_error(error, LV_ERR("AlreadyAttached"));
         g_clear_error(&error);
         path = lv_attach(bus, "lvtest-guest", img2, PASS, lv_opts("target", g_variant_new_string("sdd"), NULL), &error);
+        g_assert_null(path);
         lv_assert_error(error, LV_ERR("TargetInUse"));
         g_clear_error(&error);
         g_assert_cmpuint(lv_count_secrets(), ==, 1);
@@ -381,15 +387,19 @@ static void test_errors(void) {
 
         /* InvalidArgs for argument shapes. */
         path = lv_attach(bus, "lvtest-guest", "relative.img", PASS, NULL, &error);
+        g_assert_null(path);
         lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
         g_clear_error(&error);
         path = lv_attach(bus, "lvtest-guest", img, "", NULL, &error);
+        g_assert_null(path);
         lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
         g_clear_error(&error);
         path = lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("colour", g_variant_new_string("red"), NULL), &error);
+        g_assert_null(path);
         lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
         g_clear_error(&error);
         path = lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("bus", g_variant_new_uint32(1), NULL), &error);
+        g_assert_null(path);
         lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
         g_clear_error(&error);
         assert_clean();

@@ -564,10 +564,10 @@ static GError *c_probe_resolves_to_invalid_utf8(void) {
 }
 
 static GError *c_source_64k(void) {
-        g_autofree char *p = g_malloc(64 * 1024 + 1);
+        char p[64 * 1024 + 1];
         p[0] = '/';
-        memset(p + 1, 'a', 64 * 1024 - 1);
-        p[64 * 1024] = '\0';
+        memset(p + 1, 'a', sizeof(p) - 2);
+        p[sizeof(p) - 1] = '\0';
         return attach_err(GUEST, p, PASS, NULL);
 }
 

@@ -390,10 +390,10 @@ static void test_refusals(void) {
         }
         {       /* Over the cap: never copied, and the message's own copy is wiped. */
                 g_autofree char *s = new_secret();
-                g_autofree char *big = g_malloc(8193);
-                memset(big, 'x', 8193);
+                char big[8193];
+                memset(big, 'x', sizeof(big));
                 memcpy(big + 4000, s, strlen(s));
-                g_autofree char *p G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, big, 8193, scsi_target("sdb"), NULL, &error);
+                g_autofree char *p G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, big, sizeof(big), scsi_target("sdb"), NULL, &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after an 8193-byte passphrase");
@@ -419,13 +419,13 @@ static void test_refusals(void) {
         }
         {       /* Over the cap through the fd: read, then refused. */
                 g_autofree char *s = new_secret();
-                g_autofree char *big = g_malloc(8193);
-                memset(big, 'y', 8193);
-                memcpy(big + 8193 - strlen(s), s, strlen(s));
+                char big[8193];
+                memset(big, 'y', sizeof(big));
+                memcpy(big + sizeof(big) - strlen(s), s, strlen(s));
                 g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
                 int p[2];
                 g_assert_no_errno(pipe2(p, O_CLOEXEC));
-                g_assert_cmpint(write(p[1], big, 8193), ==, 8193);
+                g_assert_cmpint(write(p[1], big, sizeof(big)), ==, (gssize) sizeof(big));
                 close(p[1]);
                 gint idx = g_unix_fd_list_append(fds, p[0], NULL);
                 close(p[0]);

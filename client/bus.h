@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The connection to luksvolumed's bus: opening it (locally, or on --host
+ * over ssh) and reporting a call that failed on it. */
+
+#include <systemd/sd-bus.h>
+
+/* Step: the system bus (of --host, if given), with interactive polkit
+ * authorization allowed when someone at a terminal can answer. Returns an
+ * exit status. */
+int connect_bus(sd_bus **ret);
+
+/* Logs "luksvolumectl: WHAT: MESSAGE" (plus a hint for authorization
+ * failures) and returns the exit status for the error. */
+int fail_bus(const char *what, const sd_bus_error *error, int r);
