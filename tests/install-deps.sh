@@ -24,6 +24,10 @@ packages=(
         scdoc man-db groff-base debhelper dpkg-dev fakeroot
         # examples/luksvolume-agent.py (PyGObject/GDBus) and its test
         python3-gi gir1.2-glib-2.0
+        # the Cockpit page's browser test (tests/integration/test-cockpit.py):
+        # Cockpit's web server and bridge, headless Chromium driven through
+        # WebDriver
+        cockpit-ws cockpit-bridge chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -14,9 +14,15 @@
 #     unit;
 #   - Depends is complete (the shared libraries, a system bus, polkitd) and
 #     apt could install the package on this host (simulated; nothing is
-#     installed).
+#     installed);
+#   - the second binary package, luksvolumed-cockpit (Architecture: all),
+#     holds exactly the Cockpit page in /usr/share/cockpit/luksvolume/ (and
+#     the main package none of it), its manifest is valid JSON naming the
+#     upstream version and an existing page, every file the page loads is
+#     in the package (or is Cockpit's ../base1/cockpit.js), and it depends
+#     on cockpit-bridge and on luksvolumed of at least its own version.
 #
-# Prints the package's file list.  Runs standalone, as root (missing build
+# Prints both packages' file lists and lintian's verdict on them.  Runs standalone, as root (missing build
 # dependencies are installed with apt-get build-dep; with them present,
 # root is not needed).  Takes about 1-2 minutes on 4 cores.
 #
@@ -101,6 +107,7 @@ fi
 version=$(cd "$tree" && dpkg-parsechangelog -S Version)
 arch=$(dpkg --print-architecture)
 deb=$work/luksvolumed_${version}_${arch}.deb
+cdeb=$work/luksvolumed-cockpit_${version}_all.deb
 
 echo "test-deb: dpkg-buildpackage -us -uc -b (log: build.log)"
 if ! (cd "$tree" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
@@ -109,7 +116,9 @@ if ! (cd "$tree" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}"
         die "dpkg-buildpackage failed"
 fi
 [ -f "$deb" ] || die "no $(basename "$deb") was built; found: $(cd "$work" && ls)"
+[ -f "$cdeb" ] || die "no $(basename "$cdeb") was built; found: $(cd "$work" && ls)"
 echo "test-deb: built $(basename "$deb") ($(stat -c %s "$deb") bytes)"
+echo "test-deb: built $(basename "$cdeb") ($(stat -c %s "$cdeb") bytes)"
 grep -E '^ *[0-9]+/[0-9]+ .*(OK|FAIL|SKIP)' "$work/build.log" | sed 's/^/    unit: /' || true
 
 # ── contents ──────────────────────────────────────────────────────────────
@@ -141,6 +150,9 @@ for f in /usr/libexec/luksvolumed /usr/bin/luksvolumectl; do
 done
 if grep -E '^/usr/local/|^/etc/systemd/|^/usr/lib/systemd/system/' "$work/files.txt"; then
         fail "the package installs below /usr/local, /etc/systemd or /usr/lib/systemd/system"
+fi
+if grep -E '^/usr/share/cockpit' "$work/files.txt"; then
+        fail "luksvolumed itself ships Cockpit files (they belong in luksvolumed-cockpit)"
 fi
 
 x=$work/extract
@@ -203,6 +215,96 @@ case ", $(field Recommends)," in
 *) fail "Recommends lacks libvirt-daemon-system" ;;
 esac
 
+# ── luksvolumed-cockpit ───────────────────────────────────────────────────
+dpkg-deb -c "$cdeb" >"$work/cockpit-contents.txt"
+awk '{ p = $6; sub(/^\./, "", p); print p }' "$work/cockpit-contents.txt" >"$work/cockpit-files.txt"
+page=/usr/share/cockpit/luksvolume
+cockpit_expected=(
+        $page/manifest.json
+        $page/index.html
+        $page/luksvolume.js
+        $page/strings.js
+        $page/errors.js
+        $page/luksvolume.css
+        /usr/share/doc/luksvolumed-cockpit/copyright
+        /usr/share/doc/luksvolumed-cockpit/changelog.Debian.gz
+        /usr/share/lintian/overrides/luksvolumed-cockpit
+)
+for f in "${cockpit_expected[@]}"; do
+        grep -qxF "$f" "$work/cockpit-files.txt" || fail "luksvolumed-cockpit lacks $f"
+done
+# Nothing else: only directories on the way to those files.
+while read -r f; do
+        case $f in
+        */) ;;
+        $page/* | /usr/share/doc/luksvolumed-cockpit/* | /usr/share/lintian/overrides/*)
+                printf '%s\n' "${cockpit_expected[@]}" | grep -qxF "$f" ||
+                        fail "luksvolumed-cockpit has an unexpected file $f" ;;
+        *) fail "luksvolumed-cockpit installs outside the page and its docs: $f" ;;
+        esac
+done <"$work/cockpit-files.txt"
+if grep -vE '^-rw-r--r-- root/root |^drwxr-xr-x root/root ' "$work/cockpit-contents.txt"; then
+        fail "luksvolumed-cockpit has files not 0644 or directories not 0755 (root-owned)"
+fi
+
+cx=$work/extract-cockpit
+dpkg-deb -x "$cdeb" "$cx"
+# The manifest: JSON, this version, a Tools entry whose page exists.  Every
+# file the page loads (src/href in the HTML, ES module imports) is in the
+# package, except Cockpit's own ../base1/cockpit.js.
+python3 - "$cx$page" "$(echo "$version" | sed 's/-[^-]*$//')" >"$work/cockpit-check.txt" 2>&1 <<'PY' ||
+import json, os, re, sys
+page, upstream = sys.argv[1], sys.argv[2]
+bad = []
+m = json.load(open(os.path.join(page, "manifest.json")))
+if m.get("version") != upstream:
+    bad.append(f"manifest version {m.get('version')!r}, not {upstream!r}")
+if m.get("requires", {}).get("cockpit") is None:
+    bad.append("manifest has no requires.cockpit")
+entries = [e for sect in ("tools", "menu", "dashboard") for e in m.get(sect, {}).values()]
+if not entries:
+    bad.append("manifest names no page (tools/menu/dashboard)")
+for e in entries:
+    if not os.path.isfile(os.path.join(page, e.get("path", ""))):
+        bad.append(f"manifest path {e.get('path')!r} is not in the package")
+refs = set()
+for name in os.listdir(page):
+    text = open(os.path.join(page, name), encoding="utf-8").read()
+    if name.endswith(".html"):
+        refs |= {(name, r) for r in re.findall(r'(?:src|href)="([^"#:]+)"', text)}
+    elif name.endswith(".js"):
+        refs |= {(name, r) for r in re.findall(r'^\s*import\b[^"\']*["\']([^"\']+)["\']', text, re.M)}
+for origin, r in sorted(refs):
+    if r == "../base1/cockpit.js":
+        continue
+    if r.startswith("/") or r.startswith(".."):
+        bad.append(f"{origin} loads {r} from outside the package")
+    elif not os.path.isfile(os.path.join(page, r)):
+        bad.append(f"{origin} loads {r}, which is not in the package")
+    if origin.endswith(".js") and not r.startswith("./"):
+        bad.append(f"{origin} imports {r!r}: ES module imports need a ./ path")
+if not any(r == "../base1/cockpit.js" for _, r in refs):
+    bad.append("index.html does not load ../base1/cockpit.js")
+for b in bad:
+    print(b)
+print(f"{len(refs)} references checked")
+sys.exit(1 if bad else 0)
+PY
+        fail "the Cockpit page does not hold together: $(cat "$work/cockpit-check.txt")"
+echo "test-deb: Cockpit page: $(tail -n1 "$work/cockpit-check.txt")"
+
+cfield() { dpkg-deb -f "$cdeb" "$1"; }
+[ "$(cfield Package)" = luksvolumed-cockpit ] || fail "Package is '$(cfield Package)'"
+[ "$(cfield Version)" = "$version" ] || fail "luksvolumed-cockpit Version is '$(cfield Version)'"
+[ "$(cfield Architecture)" = all ] || fail "luksvolumed-cockpit Architecture is '$(cfield Architecture)', not all"
+cdepends=$(cfield Depends)
+for d in 'cockpit-bridge (>= 287)' "luksvolumed (>= $version)"; do
+        case ", $cdepends," in
+        *", $d,"*) ;;
+        *) fail "luksvolumed-cockpit Depends lacks $d: $cdepends" ;;
+        esac
+done
+
 # ── installable here? (simulated: nothing changes on this host) ──────────
 if command -v apt-get >/dev/null && [ -n "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
         if apt-get install -s -qq "$deb" >"$work/apt-sim.txt" 2>&1; then
@@ -211,13 +313,19 @@ if command -v apt-get >/dev/null && [ -n "$(ls /var/lib/apt/lists/ 2>/dev/null |
                 fail "apt-get -s install cannot install the package:"
                 sed 's/^/    /' "$work/apt-sim.txt"
         fi
+        if apt-get install -s -qq "$deb" "$cdeb" >"$work/apt-sim-cockpit.txt" 2>&1; then
+                echo "test-deb: apt-get -s install (with luksvolumed-cockpit): installable ($(grep -c '^Inst ' "$work/apt-sim-cockpit.txt") packages would be installed)"
+        else
+                fail "apt-get -s install cannot install luksvolumed-cockpit:"
+                sed 's/^/    /' "$work/apt-sim-cockpit.txt"
+        fi
 else
         echo "test-deb: no apt lists; skipped the simulated install"
 fi
 
 if command -v lintian >/dev/null; then
         echo "test-deb: lintian:"
-        lintian --no-tag-display-limit "$deb" 2>&1 | sed 's/^/    /' || true
+        lintian --no-tag-display-limit "$deb" "$cdeb" 2>&1 | sed 's/^/    /' || true
 fi
 
 # ── report ────────────────────────────────────────────────────────────────
@@ -228,11 +336,17 @@ echo
 echo "test-deb: dpkg-deb -c:"
 cat "$work/contents.txt"
 echo
+echo "test-deb: luksvolumed-cockpit: dpkg-deb -I (control):"
+dpkg-deb -I "$cdeb" | sed -n '/^ Package:/,$p'
+echo
+echo "test-deb: luksvolumed-cockpit: dpkg-deb -c:"
+cat "$work/cockpit-contents.txt"
+echo
 
 if [ -n "${LV_DEB_KEEP:-}" ]; then
         mkdir -p "$LV_DEB_KEEP"
-        cp "$deb" "$work/build.log" "$work/contents.txt" "$LV_DEB_KEEP/"
-        echo "test-deb: kept $(basename "$deb"), build.log and contents.txt in $LV_DEB_KEEP"
+        cp "$deb" "$cdeb" "$work/build.log" "$work/contents.txt" "$work/cockpit-contents.txt" "$LV_DEB_KEEP/"
+        echo "test-deb: kept $(basename "$deb"), $(basename "$cdeb"), build.log and the contents lists in $LV_DEB_KEEP"
 fi
 
 elapsed=$(($(date +%s) - start))
@@ -240,4 +354,5 @@ if [ "$failures" -gt 0 ]; then
         echo "test-deb: $failures failure(s) (${elapsed} s)"
         exit 1
 fi
-echo "test-deb: OK: $(basename "$deb") has all ${#expected[@]} expected files and sane Depends (${elapsed} s)"
+echo "test-deb: OK: $(basename "$deb") has all ${#expected[@]} expected files and sane Depends;" \
+        "$(basename "$cdeb") has the Cockpit page (${#cockpit_expected[@]} files) (${elapsed} s)"

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// D-Bus errors of org.example.LuksVolume1 → where the page shows them and
+// in which words.  Pure functions: no DOM, no D-Bus.
+
+import { S, f } from "./strings.js";
+
+const SVC = "org.example.LuksVolume1.Error.";
+const DBUS = "org.freedesktop.DBus.Error.";
+
+// The daemon's own message, made to end like a sentence.
+function sentence(message) {
+    const m = (message || "").trim();
+    if (!m)
+        return "";
+    return /[.!?]$/.test(m) ? m : m + ".";
+}
+
+// InvalidArgs carries no field name; the daemon's messages name the
+// argument or option they are about (daemon/manager-bus.c, options.c,
+// source.c).  Unknown messages stay page-level.
+function invalidArgsField(message) {
+    const m = message || "";
+    if (/domain name/i.test(m))
+        return "domain";
+    if (/passphrase/i.test(m))
+        return "passphrase";
+    if (/^Target '|'target'/.test(m))
+        return "target";
+    if (/'bus'/.test(m))
+        return "bus";
+    if (/'mode'/.test(m))
+        return "mode";
+    if (/source/i.test(m))
+        return "source";
+    return null;
+}
+
+// Is this a refusal by polkit (or by the bus)?
+export function isAuthError(err) {
+    const name = err && err.name;
+    return name === DBUS + "AccessDenied" ||
+           name === DBUS + "InteractiveAuthorizationRequired" ||
+           (err && err.problem === "access-denied");
+}
+
+// The page-level banner's sentence for an authorization error.
+export function authText(err) {
+    if (err && err.name === DBUS + "InteractiveAuthorizationRequired")
+        return S.authNeedsInteraction;
+    return f(S.notAuthorizedDetail, sentence(err && (err.message || cockpit.message(err))));
+}
+
+// describe(err) → { field, text, auth }
+//   field: "domain" | "source" | "passphrase" | "bus" | "target" | "mode"
+//          | null (page level, or the dialog's own alert)
+//   auth:  true for polkit's refusals (the page shows its banner)
+export function describe(err) {
+    const name = (err && err.name) || "";
+    const message = err && err.message;
+    const msg = sentence(message);
+
+    if (isAuthError(err))
+        return { field: null, text: authText(err), auth: true };
+
+    switch (name) {
+    case SVC + "BadPassphrase":
+        return { field: "passphrase", text: S.errBadPassphrase };
+    case SVC + "NotLuks":
+        return { field: "source", text: S.errNotLuks };
+    case SVC + "AlreadyAttached":
+        return { field: "source", text: f(S.errAlreadyAttached, msg).trim() };
+    case SVC + "InUse":
+        return { field: "source", text: f(S.errInUse, msg).trim() };
+    case SVC + "NoSuchDomain":
+        return { field: "domain", text: S.errNoSuchDomain };
+    case SVC + "DomainNotRunning":
+        return { field: "domain", text: S.errDomainNotRunning };
+    case SVC + "TargetInUse":
+        return { field: "target", text: S.errTargetInUse };
+    case SVC + "NotSupported":
+        return { field: "mode", text: f(S.errNotSupported, msg).trim() };
+    case SVC + "NoSuchVolume":
+        return { field: null, text: S.errNoSuchVolume };
+    case SVC + "Busy":
+        return { field: null, text: f(S.errBusy, msg) };
+    case DBUS + "InvalidArgs":
+        return { field: invalidArgsField(message), text: f(S.errInvalid, msg) };
+    }
+
+    // Not a D-Bus error: a problem of cockpit's channel (service gone,
+    // bridge disconnected, …).
+    const text = message || (err && err.problem ? cockpit.message(err) : String(err));
+    return { field: null, text: f(S.errFailed, sentence(text)) };
+}
+
+// Why auto mode would not let QEMU decrypt a probed volume: the service's
+// own reason when it gives one (native-obstacle, API v1.1), else derived
+// from the LUKS version and the host's facts.
+export function nativeObstacle(info, host) {
+    if (typeof info["native-obstacle"] === "string" && info["native-obstacle"])
+        return info["native-obstacle"];
+    const version = info["luks-version"];
+    if (version !== undefined && version !== 1)
+        return f(S.obstacleLuks2, version);
+    if (host && host["native-luks"] === false)
+        return S.obstacleHost;
+    return S.obstacleUnknown;
+}

@@ -1,0 +1,705 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// luksvolumed's Cockpit page.  Talks to the service only over D-Bus, through
+// cockpit.dbus; polkit (and Cockpit's administrative access, through
+// superuser: "try") decides what the logged-in user may do.
+//
+//   - the volume list is live: cockpit's watch() on the service's
+//     ObjectManager (GetManagedObjects, then InterfacesAdded/Removed and
+//     PropertiesChanged) feeds a model of the volume objects;
+//   - Attach / Detach / Probe are plain method calls; their typed errors are
+//     shown next to the field they concern (errors.js);
+//   - every visible text comes from strings.js.
+
+import { S, f } from "./strings.js";
+import { describe, isAuthError, authText, nativeObstacle } from "./errors.js";
+
+const BUS_NAME = "org.example.LuksVolume1";
+const MANAGER_PATH = "/org/example/LuksVolume1";
+const MANAGER_IFACE = "org.example.LuksVolume1";
+const VOLUME_IFACE = "org.example.LuksVolume1.Volume";
+const VOLUME_PREFIX = MANAGER_PATH + "/volume/";
+const OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager";
+const ATTACH_FIELDS = ["domain", "source", "passphrase", "bus", "target", "mode"];
+
+const client = cockpit.dbus(BUS_NAME, { bus: "system", superuser: "try" });
+
+// ── state ──────────────────────────────────────────────────────────────────
+
+// Volume object path → its properties (plain values).
+const volumes = new Map();
+let volumesLoaded = false;
+// Object path → { pending: bool, note: { kind: "busy" | "error", text } }:
+// what the page knows about a detach of that volume.
+const rowState = new Map();
+// Probe("") → info, or null until known / when refused.
+let hostFacts = null;
+// Guest names offered by the attach dialog's datalist, from libvirt.
+let libvirtGuests = [];
+let attachInFlight = false;
+
+// ── small DOM helpers ──────────────────────────────────────────────────────
+
+const $ = id => document.getElementById(id);
+
+// el("td", { class: "x", "data-path": p }, child, "text", …)
+function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+        if (v === undefined || v === null || v === false)
+            continue;
+        if (k === "class")
+            node.className = v;
+        else if (k === "onclick")
+            node.addEventListener("click", v);
+        else
+            node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) {
+        if (c === undefined || c === null || c === false)
+            continue;
+        node.append(c instanceof Node ? c : String(c));
+    }
+    return node;
+}
+
+// Fills data-text / data-text-ATTR from strings.js.
+function applyStrings(root) {
+    for (const node of root.querySelectorAll("*")) {
+        for (const attr of node.getAttributeNames()) {
+            if (!attr.startsWith("data-text"))
+                continue;
+            const key = node.getAttribute(attr);
+            const text = S[key];
+            if (text === undefined) {
+                console.warn("luksvolume: no string", key);
+                continue;
+            }
+            if (attr === "data-text")
+                node.textContent = text;
+            else
+                node.setAttribute(attr.slice("data-text-".length), text);
+        }
+    }
+    document.title = S.pageTitle;
+}
+
+// D-Bus variants ({t, v}) from GetManagedObjects and Probe → plain values.
+function unwrap(value) {
+    if (value && typeof value === "object" && "t" in value && "v" in value)
+        return value.v;
+    return value;
+}
+
+function unwrapDict(dict) {
+    const out = {};
+    for (const [k, v] of Object.entries(dict || {}))
+        out[k] = unwrap(v);
+    return out;
+}
+
+// Focus moves with the element that had it across re-renders: elements
+// that can be re-created carry data-focus-key.
+function restoreFocus(node) {
+    if (node && node.isConnected) {
+        node.focus();
+        return;
+    }
+    const key = node && node.dataset && node.dataset.focusKey;
+    const again = key && document.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    (again || $("attach-open")).focus();
+}
+
+// ── page-level messages ────────────────────────────────────────────────────
+
+function showBanner(title, text) {
+    $("banner-title").textContent = title;
+    $("banner-text").textContent = text;
+    $("banner").hidden = false;
+}
+
+function showAuthBanner(err) {
+    showBanner(S.notAuthorized, authText(err));
+}
+
+function hideBanner() {
+    $("banner").hidden = true;
+}
+
+function showStatus(text) {
+    $("status").textContent = text;
+}
+
+// ── dialogs ────────────────────────────────────────────────────────────────
+// Native <dialog> in modal mode: the rest of the page is inert, Tab stays
+// inside, Escape closes it.  Focus goes to a chosen control on opening and
+// back to the control that opened it on closing.
+
+function openDialog(dialog, opener, focusTarget) {
+    dialog.showModal();
+    (focusTarget || dialog.querySelector("input, select, button")).focus();
+    dialog.addEventListener("close", () => restoreFocus(opener), { once: true });
+}
+
+function clearErrors(prefix, fields) {
+    for (const field of fields) {
+        const msg = $(`${prefix}-${field}-error`);
+        if (msg) {
+            msg.textContent = "";
+            msg.hidden = true;
+        }
+        const input = $(`${prefix}-${field}`);
+        if (input)
+            input.removeAttribute("aria-invalid");
+    }
+    const alert = $(`${prefix}-alert`);
+    alert.textContent = "";
+    alert.hidden = true;
+}
+
+function setFieldError(prefix, field, text) {
+    const msg = $(`${prefix}-${field}-error`);
+    msg.textContent = text;
+    msg.hidden = false;
+    const input = $(`${prefix}-${field}`);
+    input.setAttribute("aria-invalid", "true");
+    return input;
+}
+
+function setDialogAlert(prefix, text) {
+    const alert = $(`${prefix}-alert`);
+    alert.textContent = text;
+    alert.hidden = false;
+}
+
+// ── host facts ─────────────────────────────────────────────────────────────
+
+function renderHost() {
+    const dl = $("host-facts");
+    dl.replaceChildren();
+    if (!hostFacts)
+        return;
+    const h = hostFacts;
+    const yesNo = (flag, key) => el("span", { class: flag ? "lv-yes" : "lv-no", "data-fact": key },
+                                     flag ? S.available : S.notAvailable);
+    const rows = [
+        [S.hostService, el("span", { "data-fact": "version" }, h.version || "—")],
+        [S.hostLibvirt, el("span", { "data-fact": "libvirt-version" }, h["libvirt-version"] || "—")],
+        [S.hostHypervisor, el("span", { "data-fact": "hypervisor" },
+                              [h.hypervisor, h["hypervisor-version"]].filter(Boolean).join(" ") || "—")],
+        [S.hostNative, yesNo(h["native-luks"], "native-luks")],
+        [S.hostDmCrypt, yesNo(h["dm-crypt"], "dm-crypt")],
+    ];
+    for (const [term, value] of rows)
+        dl.append(el("div", { class: "lv-fact" }, el("dt", {}, term), el("dd", {}, value)));
+}
+
+function loadHost() {
+    $("host-message").textContent = S.hostLoading;
+    return client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", ["", {}], { type: "sa{sv}" })
+            .then(([info]) => {
+                hostFacts = unwrapDict(info);
+                $("host-message").textContent = "";
+                renderHost();
+            })
+            .catch(err => {
+                hostFacts = null;
+                renderHost();
+                if (isAuthError(err)) {
+                    $("host-message").textContent = S.hostRefused;
+                    showAuthBanner(err);
+                } else {
+                    const d = describe(err);
+                    $("host-message").textContent = f(S.hostFailed, d.text);
+                    showBanner(d.text, "");
+                }
+            });
+}
+
+// ── volume list ────────────────────────────────────────────────────────────
+
+function compareTargets(a, b) {
+    return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+function protectionCell(v) {
+    if (v.Mode === "native") {
+        return el("td", { class: "lv-protection" },
+                  el("span", { class: "lv-badge lv-badge-native", "data-mode": "native" },
+                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "✓"), S.nativeBadge),
+                  " ",
+                  el("span", { class: "lv-mode-text" }, S.nativeText));
+    }
+    if (v.Mode === "cryptsetup") {
+        return el("td", { class: "lv-protection" },
+                  el("span", { class: "lv-badge lv-badge-host", "data-mode": "cryptsetup" },
+                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "!"), S.cryptsetupBadge),
+                  " ",
+                  el("span", { class: "lv-mode-text" }, S.cryptsetupText),
+                  v.MapperDevice
+                      ? el("span", { class: "lv-mapper" }, f(S.cryptsetupMapper, ""),
+                           el("code", {}, v.MapperDevice))
+                      : null);
+    }
+    return el("td", { class: "lv-protection" },
+              el("span", { class: "lv-badge" }, S.unknownModeBadge), " ",
+              el("span", { class: "lv-mode-text" }, f(S.unknownModeText, v.Mode || "")));
+}
+
+function volumeRows(path, v, showSize, columns) {
+    const st = rowState.get(path) || {};
+    const detaching = v.State === "detaching";
+    const label = f(S.detachLabel, v.Target, v.Domain);
+    const button = el("button", {
+        type: "button",
+        class: "lv-btn lv-btn-secondary lv-btn-small",
+        "aria-label": label,
+        "data-focus-key": "detach:" + path,
+        disabled: st.pending,
+        onclick: ev => confirmDetach(path, ev.currentTarget),
+    }, st.pending ? S.detaching : S.detach);
+
+    const row = el("tr", {
+        class: "lv-volume" + (detaching ? " lv-volume-detaching" : ""),
+        "data-path": path,
+        "data-target": v.Target,
+        "data-mode": v.Mode,
+        "data-state": v.State,
+    },
+    el("th", { scope: "row", class: "lv-target" }, v.Target,
+       v.LuksVersion ? el("span", { class: "lv-luks" }, f(S.luksVersion, v.LuksVersion)) : null),
+    el("td", {}, v.Bus),
+    el("td", { class: "lv-source" }, el("code", { title: v.Source }, v.Source)),
+    protectionCell(v),
+    el("td", {}, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
+                    detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached : v.State)),
+    el("td", {}, v.ReadOnly ? S.readOnly : S.readWrite),
+    showSize ? el("td", { class: "lv-size" },
+                  typeof v.Size === "number" ? cockpit.format_bytes(v.Size, 1024) : "—") : null,
+    el("td", { class: "lv-actions" }, button));
+
+    const rows = [row];
+    if (st.note) {
+        const retry = st.note.kind === "busy"
+            ? el("button", {
+                type: "button",
+                class: "lv-btn lv-btn-secondary lv-btn-small",
+                "aria-label": f(S.retryDetachLabel, v.Target, v.Domain),
+                "data-focus-key": "retry:" + path,
+                disabled: st.pending,
+                onclick: () => detach(path),
+            }, S.retryDetach)
+            : null;
+        rows.push(el("tr", { class: "lv-note-row", "data-note-for": path },
+                     el("td", { colspan: columns },
+                        el("div", { class: `lv-note lv-note-${st.note.kind}`, role: "alert" },
+                           el("p", {}, st.note.text), retry))));
+    }
+    return rows;
+}
+
+function renderVolumes() {
+    const container = $("volumes");
+    const focused = document.activeElement;
+    const focusKey = focused && focused.dataset ? focused.dataset.focusKey : undefined;
+
+    container.replaceChildren();
+    if (!volumesLoaded) {
+        container.append(el("p", { class: "lv-muted" }, S.volumesLoading));
+        return;
+    }
+    if (volumes.size === 0) {
+        container.append(el("p", { class: "lv-empty", id: "volumes-empty" }, S.volumesEmpty));
+        return;
+    }
+
+    const showSize = [...volumes.values()].some(v => typeof v.Size === "number");
+    const columns = showSize ? 8 : 7;
+
+    // Group by guest (its UUID: names can be reused), sorted by name.
+    const guests = new Map();
+    for (const [path, v] of volumes) {
+        const key = v.DomainUUID || v.Domain;
+        if (!guests.has(key))
+            guests.set(key, { name: v.Domain, uuid: v.DomainUUID, list: [] });
+        guests.get(key).list.push([path, v]);
+    }
+    const sorted = [...guests.values()].sort((a, b) => a.name.localeCompare(b.name));
+
+    for (const g of sorted) {
+        g.list.sort((a, b) => compareTargets(a[1].Target || "", b[1].Target || ""));
+        const headingId = "guest-" + (g.uuid || g.name).replace(/[^A-Za-z0-9_-]/g, "_");
+        // Fixed column widths (luksvolume.css) keep the guests' tables aligned.
+        const cols = [["target", S.colTarget], ["bus", S.colBus], ["source", S.colSource],
+            ["protection", S.colProtection], ["state", S.colState], ["access", S.colAccess]];
+        if (showSize)
+            cols.push(["size", S.colSize]);
+        const head = el("tr", {},
+                        ...cols.map(([key, text]) => el("th", { scope: "col", class: "lv-col-" + key }, text)),
+                        el("th", { scope: "col", class: "lv-col-actions" },
+                           el("span", { class: "lv-sr-only" }, S.colActions)));
+        const body = el("tbody", {});
+        for (const [path, v] of g.list)
+            body.append(...volumeRows(path, v, showSize, columns));
+        container.append(
+            el("section", { class: "lv-guest", "data-domain": g.name, "aria-labelledby": headingId },
+               el("h3", { id: headingId }, g.name,
+                  g.uuid ? el("span", { class: "lv-uuid" }, f(S.guestUuid, g.uuid)) : null),
+               el("div", { class: "lv-table-wrap" },
+                  el("table", { class: showSize ? "lv-table lv-table-size" : "lv-table", "aria-labelledby": headingId },
+                     el("thead", {}, head), body))));
+    }
+
+    if (focusKey) {
+        const again = container.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`);
+        if (again)
+            again.focus();
+    }
+}
+
+function renderDomainList() {
+    const names = new Set(libvirtGuests);
+    for (const v of volumes.values())
+        if (v.Domain)
+            names.add(v.Domain);
+    $("attach-domain-list").replaceChildren(
+        ...[...names].sort().map(n => el("option", { value: n })));
+}
+
+// cockpit's watch() notifications: { path: { iface: { prop: value } | null } }.
+// The first notification of a path and interface carries every property,
+// later ones only the changes; null means the interface went away.
+function onNotify(event, data) {
+    let changed = false;
+    for (const [path, ifaces] of Object.entries(data || {})) {
+        if (!path.startsWith(VOLUME_PREFIX) || !(VOLUME_IFACE in ifaces))
+            continue;
+        const props = ifaces[VOLUME_IFACE];
+        if (props === null) {
+            volumes.delete(path);
+            rowState.delete(path);
+        } else {
+            volumes.set(path, { ...(volumes.get(path) || {}), ...unwrapDict(props) });
+        }
+        changed = true;
+    }
+    if (changed) {
+        renderVolumes();
+        renderDomainList();
+    }
+}
+
+// Reads every volume again, for when the service was restarted: a new
+// instance rebuilds its volumes from libvirt, and the ones that vanished
+// meanwhile never announced it.
+function resync() {
+    return client.call(MANAGER_PATH, OBJECT_MANAGER_IFACE, "GetManagedObjects", [],
+                       { type: "" })
+            .then(([objects]) => {
+                volumes.clear();
+                for (const [path, ifaces] of Object.entries(objects || {})) {
+                    if (path.startsWith(VOLUME_PREFIX) && ifaces[VOLUME_IFACE])
+                        volumes.set(path, unwrapDict(ifaces[VOLUME_IFACE]));
+                }
+                for (const path of rowState.keys())
+                    if (!volumes.has(path))
+                        rowState.delete(path);
+                volumesLoaded = true;
+                renderVolumes();
+                renderDomainList();
+            })
+            .catch(err => showBanner(describe(err).text, ""));
+}
+
+function startWatching() {
+    client.addEventListener("notify", onNotify);
+    let owner = null;
+    client.addEventListener("owner", (event, newOwner) => {
+        if (newOwner && owner && newOwner !== owner)
+            resync();
+        if (newOwner)
+            owner = newOwner;
+    });
+    client.addEventListener("close", (event, options) => {
+        showBanner(f(S.serviceUnavailable, cockpit.message(options || {})), "");
+    });
+    return client.watch({ path_namespace: MANAGER_PATH })
+            .then(() => {
+                volumesLoaded = true;
+                renderVolumes();
+                renderDomainList();
+            })
+            .catch(err => {
+                volumesLoaded = true;
+                renderVolumes();
+                showBanner(describe(err).text, "");
+            });
+}
+
+// Running guests from libvirt, for the datalist only: the service has no
+// method that lists domains.  Failure (no virsh, no access to libvirt)
+// leaves the list to the guests of attached volumes.
+function loadLibvirtGuests() {
+    return cockpit.spawn(["virsh", "--connect", "qemu:///system", "--quiet", "list", "--name", "--state-running"],
+                         { superuser: "try", err: "ignore" })
+            .then(out => {
+                libvirtGuests = out.split("\n").map(s => s.trim()).filter(Boolean);
+                renderDomainList();
+            })
+            .catch(() => {});
+}
+
+// ── detach ─────────────────────────────────────────────────────────────────
+
+function confirmDetach(path, opener) {
+    const v = volumes.get(path);
+    if (!v)
+        return;
+    const dialog = $("detach-dialog");
+    $("detach-title").textContent = f(S.detachTitle, v.Target, v.Domain);
+    $("detach-body").textContent = f(S.detachBody, v.Target, v.Source);
+    dialog.dataset.path = path;
+    openDialog(dialog, opener, $("detach-confirm"));
+}
+
+function detach(path) {
+    const v = volumes.get(path) || {};
+    const target = v.Target;
+    const domain = v.Domain;
+    rowState.set(path, { ...(rowState.get(path) || {}), pending: true });
+    renderVolumes();
+    return client.call(MANAGER_PATH, MANAGER_IFACE, "Detach", [path, {}], { type: "oa{sv}" })
+            .then(() => {
+                rowState.delete(path);
+                showStatus(f(S.detached, target, domain));
+            })
+            .catch(err => {
+                let note;
+                if (err.name === "org.example.LuksVolume1.Error.Busy") {
+                    note = { kind: "busy", text: f(S.detachBusy, target) };
+                } else {
+                    if (isAuthError(err))
+                        showAuthBanner(err);
+                    note = { kind: "error", text: f(S.detachFailed, describe(err).text) };
+                }
+                if (volumes.has(path))
+                    rowState.set(path, { pending: false, note });
+                else
+                    showStatus(note.text);
+            })
+            .finally(renderVolumes);
+}
+
+// ── attach ─────────────────────────────────────────────────────────────────
+
+function openAttach(ev) {
+    const form = $("attach-form");
+    if (!attachInFlight) {
+        clearErrors("attach", ATTACH_FIELDS);
+        $("attach-progress").textContent = "";
+    }
+    loadLibvirtGuests();
+    renderDomainList();
+    openDialog($("attach-dialog"), ev.currentTarget, form.elements.domain.value ? $("attach-source") : $("attach-domain"));
+}
+
+function setAttachBusy(busy) {
+    attachInFlight = busy;
+    for (const node of $("attach-form").querySelectorAll("input, select, button[type=submit]"))
+        node.disabled = busy;
+    $("attach-progress").textContent = busy ? S.attaching : "";
+}
+
+function submitAttach(ev) {
+    ev.preventDefault();
+    if (attachInFlight)
+        return;
+    clearErrors("attach", ATTACH_FIELDS);
+
+    const domain = $("attach-domain").value.trim();
+    const source = $("attach-source").value.trim();
+    const target = $("attach-target").value.trim();
+    const bus = $("attach-bus").value;
+    const mode = $("attach-mode").value;
+    const readOnly = $("attach-readonly").checked;
+    const passInput = $("attach-passphrase");
+
+    let firstBad = null;
+    const bad = (field, text) => {
+        const input = setFieldError("attach", field, text);
+        firstBad = firstBad || input;
+    };
+    if (!domain)
+        bad("domain", S.errRequired);
+    if (!source)
+        bad("source", S.errRequired);
+    else if (!source.startsWith("/"))
+        bad("source", S.errAbsolute);
+    if (!passInput.value)
+        bad("passphrase", S.errRequired);
+    if (firstBad) {
+        firstBad.focus();
+        return;
+    }
+
+    // The passphrase as bytes (ay: cockpit's D-Bus JSON wants base64).  The
+    // input and the byte array are overwritten before the call goes out;
+    // the base64 string and the JSON frame cockpit.js builds from it are
+    // immutable JavaScript strings, dropped after the call for the garbage
+    // collector (nothing can overwrite them).
+    let bytes = new TextEncoder().encode(passInput.value);
+    passInput.value = "";
+    let b64 = cockpit.base64_encode(bytes);
+    bytes.fill(0);
+    bytes = null;
+
+    const options = {
+        bus: cockpit.variant("s", bus),
+        mode: cockpit.variant("s", mode),
+        "read-only": cockpit.variant("b", readOnly),
+    };
+    if (target)
+        options.target = cockpit.variant("s", target);
+
+    setAttachBusy(true);
+    let call = client.call(MANAGER_PATH, MANAGER_IFACE, "Attach", [domain, source, b64, options],
+                           { type: "ssaya{sv}" });
+    b64 = null;
+    const dialog = $("attach-dialog");
+
+    call.then(([path]) => {
+        call = null;
+        setAttachBusy(false);
+        const v = volumes.get(path) || {};
+        showStatus(f(S.attached, source, domain, v.Target || path));
+        $("attach-source").value = "";
+        $("attach-target").value = "";
+        if (dialog.open)
+            dialog.close();
+    }).catch(err => {
+        call = null;
+        setAttachBusy(false);
+        const d = describe(err);
+        if (d.auth)
+            showAuthBanner(err);
+        if (!dialog.open) {
+            // Closed while the call ran: report on the page.
+            showBanner(d.text, "");
+            return;
+        }
+        let focus;
+        if (d.field) {
+            focus = setFieldError("attach", d.field, d.text);
+        } else {
+            setDialogAlert("attach", d.auth ? S.notAuthorized + " " + d.text : d.text);
+            focus = $("attach-submit");
+        }
+        // The passphrase is gone from the page; say so where it was typed.
+        if (d.field !== "passphrase")
+            setFieldError("attach", "passphrase", S.fieldPassphraseCleared);
+        focus.focus();
+    });
+}
+
+// ── probe ──────────────────────────────────────────────────────────────────
+
+function renderProbe(info) {
+    const dl = $("probe-result");
+    dl.replaceChildren();
+    const add = (key, term, value) =>
+        dl.append(el("div", { class: "lv-fact", "data-probe": key }, el("dt", {}, term), el("dd", {}, value)));
+
+    add("luks-version", S.probeLuksVersion, f(S.luksVersion, info["luks-version"]));
+    if (info.uuid)
+        add("uuid", S.probeUuid, el("code", {}, info.uuid));
+    if (info.cipher)
+        add("cipher", S.probeCipher, info.cipher);
+    if (info["key-size"] !== undefined)
+        add("key-size", S.probeKeySize, f(S.probeKeySizeBits, info["key-size"]));
+    if (info["active-keyslots"] !== undefined)
+        add("active-keyslots", S.probeKeyslots, String(info["active-keyslots"]));
+    if (typeof info.size === "number")
+        add("size", S.probeSize, cockpit.format_bytes(info.size, 1024));
+    if (info["native-capable"] !== undefined) {
+        add("native-capable", S.probeNative, info["native-capable"]
+            ? el("span", { class: "lv-yes" }, S.probeNativeYes)
+            : el("span", { class: "lv-no" }, f(S.probeNativeNo, nativeObstacle(info, hostFacts))));
+    }
+    if (info.attached !== undefined) {
+        let text = S.probeAttachedNo;
+        if (info.attached && info.attached !== "/") {
+            const v = volumes.get(info.attached);
+            text = v ? f(S.probeAttachedYes, v.Target, v.Domain) : f(S.probeAttachedOther, info.attached);
+        }
+        add("attached", S.probeAttached, text);
+    }
+    dl.hidden = false;
+}
+
+function openProbe(ev) {
+    clearErrors("probe", ["source"]);
+    $("probe-result").hidden = true;
+    $("probe-progress").textContent = "";
+    openDialog($("probe-dialog"), ev.currentTarget, $("probe-source"));
+}
+
+function submitProbe(ev) {
+    ev.preventDefault();
+    clearErrors("probe", ["source"]);
+    $("probe-result").hidden = true;
+    const source = $("probe-source").value.trim();
+    if (!source || !source.startsWith("/")) {
+        setFieldError("probe", "source", source ? S.errAbsolute : S.errRequired).focus();
+        return;
+    }
+    $("probe-progress").textContent = S.probing;
+    $("probe-submit").disabled = true;
+    client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", [source, {}], { type: "sa{sv}" })
+            .then(([info]) => renderProbe(unwrapDict(info)))
+            .catch(err => {
+                const d = describe(err);
+                if (d.auth)
+                    showAuthBanner(err);
+                // Probe has one field: every field-bound error is the source's.
+                if (d.field)
+                    setFieldError("probe", "source", d.text).focus();
+                else
+                    setDialogAlert("probe", d.auth ? S.notAuthorized + " " + d.text : d.text);
+            })
+            .finally(() => {
+                $("probe-progress").textContent = "";
+                $("probe-submit").disabled = false;
+            });
+}
+
+// ── start ──────────────────────────────────────────────────────────────────
+
+function init() {
+    applyStrings(document);
+
+    $("banner-dismiss").addEventListener("click", () => {
+        hideBanner();
+        $("attach-open").focus();
+    });
+    $("attach-open").addEventListener("click", openAttach);
+    $("attach-form").addEventListener("submit", submitAttach);
+    $("attach-cancel").addEventListener("click", () => $("attach-dialog").close());
+    $("probe-open").addEventListener("click", openProbe);
+    $("probe-form").addEventListener("submit", submitProbe);
+    $("probe-cancel").addEventListener("click", () => $("probe-dialog").close());
+    $("detach-cancel").addEventListener("click", () => $("detach-dialog").close());
+    $("detach-form").addEventListener("submit", ev => {
+        ev.preventDefault();
+        const dialog = $("detach-dialog");
+        const path = dialog.dataset.path;
+        dialog.close();
+        if (path)
+            detach(path);
+    });
+
+    renderVolumes();
+    Promise.allSettled([startWatching(), loadHost()])
+            .then(() => $("page").setAttribute("aria-busy", "false"));
+}
+
+init();

@@ -1,0 +1,625 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The Cockpit page (cockpit/) in a real browser, against the real stack:
+# headless Chromium (WebDriver, python3-selenium) → cockpit-ws → its
+# cockpit-bridge → the sandbox's private system bus → the bus-activated
+# daemon → polkitd → libvirtd → TCG guests.  Runs inside
+# tests/sandbox/sandbox.sh (the daemon started with --detach-timeout=2, so
+# the Busy case takes seconds) and speaks TAP, the plan last.
+#
+# Usage (inside the sandbox):
+#   test-cockpit.py --luksvolumectl PATH --lib-sh PATH --manifest PATH
+#                   [--screenshots DIR] [--tap] PAGE-FILE...
+#
+# The page is installed the way meson installs it (its files and the
+# generated manifest, flat) into a scratch $XDG_DATA_DIRS/cockpit/luksvolume
+# that only this test's cockpit-ws processes see.  Two of them run:
+#   - port 9090 as root, a local session (cockpit-ws --local-session): the
+#     admin cases;
+#   - port 9091 as the sandbox's plain user lvuser (uid 4201): polkit
+#     refuses it, and the page must say so.
+# The service is checked independently of the page with busctl (sd-bus):
+# GetManagedObjects after every attach, error and detach.
+#
+# Screenshots of each state go to DIR (default: given by meson, the build's
+# meson-logs/cockpit-screenshots/), or to $LV_COCKPIT_SCREENSHOTS if set.
+# Any SEVERE browser console entry (a JavaScript exception, a CSP
+# violation, a failed resource load) fails the test.
+#
+# Missing Chromium, chromedriver, python3-selenium or cockpit-ws/bridge is a
+# failure, not a skip: tests/install-deps.sh installs them.
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+T0 = time.monotonic()
+
+# ── TAP ──────────────────────────────────────────────────────────────────────
+
+n_tests = 0
+n_failed = 0
+
+
+def ok(cond, desc, detail=None):
+    global n_tests, n_failed
+    n_tests += 1
+    if cond:
+        print(f"ok {n_tests} - {desc}", flush=True)
+    else:
+        n_failed += 1
+        print(f"not ok {n_tests} - {desc}", flush=True)
+        if detail:
+            diag(detail)
+    return cond
+
+
+def diag(text):
+    for line in str(text).splitlines():
+        print("# " + line, flush=True)
+
+
+def bail(msg):
+    print("Bail out! " + msg, flush=True)
+    sys.exit(1)
+
+
+# ── arguments and environment ───────────────────────────────────────────────
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--luksvolumectl", required=True)
+ap.add_argument("--lib-sh", required=True)
+ap.add_argument("--manifest", required=True)
+ap.add_argument("--screenshots", default="")
+ap.add_argument("--tap", action="store_true")
+ap.add_argument("page_files", nargs="+")
+args = ap.parse_args()
+# Paths as meson gives them may be relative to the build directory.
+args.luksvolumectl = os.path.abspath(args.luksvolumectl)
+args.lib_sh = os.path.abspath(args.lib_sh)
+args.manifest = os.path.abspath(args.manifest)
+args.page_files = [os.path.abspath(p) for p in args.page_files]
+
+if not os.environ.get("LV_SANDBOX_DIR") or not os.environ.get("DBUS_SYSTEM_BUS_ADDRESS"):
+    bail("not inside tests/sandbox/sandbox.sh")
+
+BUS = "org.example.LuksVolume1"
+MANAGER = "/org/example/LuksVolume1"
+VOLUME_IFACE = "org.example.LuksVolume1.Volume"
+COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+LV_USER_UID = 4201
+PASS = "cockpit test passphrase"
+WRONG = "not the passphrase"
+IMAGES = "/var/lib/libvirt/images"      # a tmpfs of the sandbox
+
+W = os.path.join(os.environ["LV_SANDBOX_DIR"], "cockpit")
+SHOTS = os.environ.get("LV_COCKPIT_SCREENSHOTS") or args.screenshots or os.path.join(W, "screenshots")
+os.makedirs(W, exist_ok=True)
+os.makedirs(SHOTS, exist_ok=True)
+os.chdir(W)
+diag(f"screenshots: {SHOTS}")
+
+virsh = ["virsh", "-q", "-c", os.environ.get("LV_LIBVIRT_URI", "qemu:///system")]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def wait_for(fn, timeout=30.0, interval=0.1):
+    """fn's first truthy result within timeout seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = fn()
+        except Exception:        # noqa: BLE001 — a page mid-render, a stale element
+            r = None
+        if r:
+            return r
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def managed_volumes():
+    """The service's volumes, as busctl (sd-bus, not the page) reports them:
+    {path: {prop: value}}."""
+    r = run(["busctl", "--system", "--json=short", "call", BUS, MANAGER,
+             "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"])
+    if r.returncode != 0:
+        raise RuntimeError("GetManagedObjects failed: " + r.stderr)
+    data = json.loads(r.stdout)["data"][0]
+    out = {}
+    for path, ifaces in data.items():
+        if VOLUME_IFACE in ifaces:
+            out[path] = {k: v["data"] for k, v in ifaces[VOLUME_IFACE].items()}
+    return out
+
+
+def volume_summary():
+    return sorted((v["Domain"], v["Target"], v["Mode"], v["State"]) for v in managed_volumes().values())
+
+
+# ── prerequisites ───────────────────────────────────────────────────────────
+
+missing = [p for p in (COCKPIT_WS, "/usr/bin/cockpit-bridge", CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+except ImportError as e:
+    missing.append(f"python3-selenium ({e})")
+if not ok(not missing, "cockpit-ws, cockpit-bridge, chromium, chromedriver and python3-selenium are installed",
+          "missing: " + ", ".join(missing) + " (run tests/install-deps.sh)"):
+    print(f"1..{n_tests}")
+    sys.exit(1)
+
+# ── fixtures: images, guests, the installed page ────────────────────────────
+
+with open("key", "w") as fh:
+    fh.write(PASS)
+os.chmod("key", 0o600)
+
+
+def lib(func, *a):
+    r = run(["bash", "-c", 'source "$0"; "$@"', args.lib_sh, func, *a])
+    if r.returncode != 0:
+        bail(f"{func} {' '.join(a)} failed: {r.stderr}")
+
+
+for name in ("web-data.img", "db-archive.img", "scratch.img"):
+    lib("lv_make_luks1_image", f"{IMAGES}/{name}", "key")
+# Not LUKS at all, and a LUKS2 volume (which QEMU cannot decrypt).
+with open(f"{IMAGES}/plain.img", "wb") as fh:
+    fh.truncate(4 << 20)
+os.chmod(f"{IMAGES}/plain.img", 0o644)
+with open(f"{IMAGES}/luks2.img", "wb") as fh:
+    fh.truncate(18 << 20)
+r = run(["cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2",
+         "--pbkdf-force-iterations", "1000", "--key-file=key", f"{IMAGES}/luks2.img"])
+if r.returncode != 0:
+    bail("cryptsetup luksFormat --type luks2 failed: " + r.stderr)
+for guest in ("web1", "db1"):
+    lib("lv_start_guest", guest)
+
+# The page, installed as meson installs it, where only our cockpit-ws see it.
+share = os.path.join(W, "share")
+pkg = os.path.join(share, "cockpit", "luksvolume")
+os.makedirs(pkg, exist_ok=True)
+for f in args.page_files + [args.manifest]:
+    shutil.copy(f, pkg)
+for d, _, files in os.walk(share):
+    os.chmod(d, 0o755)
+    for f in files:
+        os.chmod(os.path.join(d, f), 0o644)
+
+
+def session_env(name, uid):
+    """A private HOME and XDG directories per cockpit session: nothing from
+    the host's ~/.local/share/cockpit may shadow the page under test."""
+    home = os.path.join(W, "home-" + name)
+    for sub in ("", ".local/share", ".config", "run"):
+        os.makedirs(os.path.join(home, sub), exist_ok=True)
+    for d, _, _ in os.walk(home):
+        os.chown(d, uid, uid)
+    os.chmod(os.path.join(home, "run"), 0o700)
+    return dict(os.environ, HOME=home, XDG_DATA_HOME=os.path.join(home, ".local/share"),
+                XDG_CONFIG_HOME=os.path.join(home, ".config"), XDG_RUNTIME_DIR=os.path.join(home, "run"),
+                XDG_DATA_DIRS=f"{share}:/usr/share", LANG="C.UTF-8")
+
+
+procs = []
+
+
+def start_cockpit_ws(port, name, uid):
+    env = session_env(name, uid)
+    cmd = [COCKPIT_WS, "-p", str(port), "-a", "127.0.0.1", "--no-tls", "--local-session=cockpit-bridge"]
+    if uid != 0:
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + cmd
+    log = open(os.path.join(W, f"cockpit-ws-{name}.log"), "w")
+    p = subprocess.Popen(cmd, env=env, cwd=env["HOME"], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    procs.append(p)
+
+    def listening():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    if not wait_for(listening, 10):
+        bail(f"cockpit-ws ({name}) did not listen on port {port}; see {log.name}")
+    return p
+
+
+# ── browser ─────────────────────────────────────────────────────────────────
+
+browser_home = os.path.join(W, "home-browser")
+os.makedirs(browser_home, exist_ok=True)
+opts = webdriver.ChromeOptions()
+opts.binary_location = CHROMIUM
+for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,960",
+          "--force-device-scale-factor=1", "--lang=en-US", "--no-first-run",
+          f"--user-data-dir={W}/chromium-profile"):
+    opts.add_argument(a)
+opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+service = Service(CHROMEDRIVER, log_path=os.path.join(W, "chromedriver.log"),
+                  env=dict(os.environ, HOME=browser_home))
+
+console = []            # every browser console entry, with the session it came from
+
+
+def collect_console(session):
+    for entry in driver.get_log("browser"):
+        console.append((session, entry))
+
+
+def shot(name):
+    """A PNG of the page as it is, the viewport cut to the content's height
+    (the page, or an open dialog with some margin) so no empty band shows."""
+    height = js("""
+        const page = document.getElementById('page').getBoundingClientRect().bottom + window.scrollY + 16;
+        const dialogs = [...document.querySelectorAll('dialog[open]')].map(d => d.offsetHeight + 64);
+        return Math.ceil(Math.max(page, ...dialogs));""")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": max(int(height), 400), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def js(script, *a):
+    return driver.execute_script(script, *a)
+
+
+def open_page(port):
+    driver.get(f"http://127.0.0.1:{port}/cockpit/@localhost/luksvolume/index.html")
+    return wait_for(lambda: js("return document.getElementById('page')?.getAttribute('aria-busy') === 'false'"), 30)
+
+
+def by_id(i):
+    return driver.find_element(By.ID, i)
+
+
+def row_js(domain, target):
+    return (f"document.querySelector('section.lv-guest[data-domain=\"{domain}\"] "
+            f"tr.lv-volume[data-target=\"{target}\"]')")
+
+
+def field_error(field, prefix="attach"):
+    """(visible text, is it next to its field) of a field's error."""
+    return js("""
+        const [prefix, field] = arguments;
+        const input = document.getElementById(prefix + '-' + field);
+        const err = document.getElementById(prefix + '-' + field + '-error');
+        if (!err || err.hidden || !err.textContent)
+            return null;
+        const beside = input.closest('.lv-field').contains(err) &&
+                       (input.getAttribute('aria-describedby') || '').split(' ').includes(err.id) &&
+                       input.getAttribute('aria-invalid') === 'true';
+        return [err.textContent, beside];
+    """, prefix, field)
+
+
+def visible_field_errors(prefix="attach"):
+    return js("""
+        return [...document.querySelectorAll('#' + arguments[0] + '-dialog .lv-field-error')]
+            .filter(e => !e.hidden).map(e => e.id);
+    """, prefix)
+
+
+def set_text(i, value):
+    el = by_id(i)
+    el.clear()
+    if value:
+        el.send_keys(value)
+
+
+def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto", read_only=False):
+    """Fills the attach dialog (opening it if needed), submits, and waits
+    until the call has finished.  Returns whether the dialog closed."""
+    if not js("return document.getElementById('attach-dialog').open"):
+        by_id("attach-open").click()
+        wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
+    set_text("attach-domain", domain)
+    set_text("attach-source", source)
+    set_text("attach-passphrase", passphrase)
+    Select(by_id("attach-bus")).select_by_value(bus)
+    set_text("attach-target", target)
+    Select(by_id("attach-mode")).select_by_value(mode)
+    if by_id("attach-readonly").is_selected() != read_only:
+        by_id("attach-readonly").click()
+    by_id("attach-submit").click()
+    wait_for(lambda: js("return !document.getElementById('attach-submit').disabled"), 60)
+    return not js("return document.getElementById('attach-dialog').open")
+
+
+def close_dialogs():
+    js("document.querySelectorAll('dialog[open]').forEach(d => d.close())")
+
+
+driver = None
+
+
+# ═════ as root ═══════════════════════════════════════════════════════════════
+def root_checks():
+    start_cockpit_ws(9090, "root", 0)
+    loaded = open_page(9090)
+    facts = js("""return Object.fromEntries([...document.querySelectorAll('[data-fact]')]
+                                          .map(e => [e.dataset.fact, e.textContent]))""") or {}
+    ok(loaded and facts.get("native-luks") == "available" and facts.get("version")
+       and facts.get("libvirt-version", "")[:1].isdigit(),
+       "page loads as root; host facts from Probe(''): versions, native LUKS available",
+       json.dumps(facts))
+    ok(js("return !!document.getElementById('volumes-empty')") and volume_summary() == [],
+       "no volume yet: the page says so, and so does the service")
+    ok(js("return document.getElementById('banner').hidden"), "no banner for root")
+    shot("01-empty")
+
+    # Accessibility basics: every control in the dialogs is labelled, and the
+    # attach dialog works from the keyboard.
+    unlabelled = js("""
+        return [...document.querySelectorAll('dialog input, dialog select')]
+            .filter(e => !document.querySelector('label[for="' + e.id + '"]')).map(e => e.id);""")
+    ok(unlabelled == [], "every input and select in the dialogs has a <label for>", unlabelled)
+    by_id("attach-open").send_keys(Keys.ENTER)
+    opened = wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
+    focus_in = js("return document.activeElement.id")
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
+    focus_back = js("return document.activeElement.id")
+    ok(opened and focus_in == "attach-domain" and closed and focus_back == "attach-open",
+       "keyboard: Enter opens the attach dialog with focus on Guest, Escape closes it, focus returns",
+       f"opened={opened} focus={focus_in} closed={closed} focus after={focus_back}")
+
+    by_id("attach-open").click()
+    guests = wait_for(lambda: (lambda g: g if {"web1", "db1"} <= set(g) else None)(
+        js("return [...document.querySelectorAll('#attach-domain-list option')].map(o => o.value)")), 10)
+    ok(guests, "the guest field offers the running guests (datalist from libvirt)", guests)
+    shot("02-attach-dialog")
+
+    # ── wrong passphrase ──
+    attach_dialog("web1", f"{IMAGES}/web-data.img", WRONG)
+    err = wait_for(lambda: field_error("passphrase"), 30)
+    others = visible_field_errors()
+    ok(err and err[0] == "This passphrase opens none of the volume's key slots." and err[1]
+       and others == ["attach-passphrase-error"],
+       "a wrong passphrase: the passphrase error is shown next to the passphrase field (and only there)",
+       f"{err} {others}")
+    ok(volume_summary() == [], "… and nothing was attached (GetManagedObjects)", volume_summary())
+    ok(js("return document.getElementById('attach-passphrase').value") == "",
+       "… and the passphrase input was cleared")
+    shot("03-wrong-passphrase")
+
+    # ── other typed errors, each next to its field, nothing attached ──
+    cases = [
+        ("not LUKS → at the source", dict(domain="web1", source=f"{IMAGES}/plain.img"), "source",
+         "This is not a LUKS volume"),
+        ("no such guest → at the guest", dict(domain="no-such-guest", source=f"{IMAGES}/web-data.img"), "domain",
+         "There is no guest with this name or UUID."),
+        ("a malformed target (InvalidArgs) → at the target",
+         dict(domain="web1", source=f"{IMAGES}/web-data.img", target="xyz1"), "target", "Option 'target'"),
+        ("native mode for LUKS2 (NotSupported) → at the mode",
+         dict(domain="web1", source=f"{IMAGES}/luks2.img", mode="native"), "mode",
+         "This mode cannot be used"),
+    ]
+    for desc, kw, field, want in cases:
+        attach_dialog(passphrase=PASS, **kw)
+        err = wait_for(lambda: field_error(field), 30)
+        ok(err and err[0].startswith(want) and err[1] and volume_summary() == [],
+           f"{desc}, nothing attached", f"{err} {visible_field_errors()} {volume_summary()}")
+
+    # ── attach through the dialog ──
+    closed = attach_dialog("web1", f"{IMAGES}/web-data.img", PASS)
+    row = wait_for(lambda: js(f"""const r = {row_js('web1', 'sda')};
+        return r && [r.dataset.mode, r.querySelector('.lv-protection').textContent,
+                     r.querySelector('.lv-badge-native') !== null]"""), 30)
+    ok(closed and row and row[0] == "native" and "decrypted by QEMU — no cleartext on the host" in row[1] and row[2],
+       "attach a LUKS1 volume through the dialog: its row shows mode native, "
+       "'decrypted by QEMU — no cleartext on the host'", row)
+    vols = managed_volumes()
+    ok([(v["Domain"], v["Target"], v["Mode"], v["Source"], v["ReadOnly"]) for v in vols.values()]
+       == [("web1", "sda", "native", f"{IMAGES}/web-data.img", False)],
+       "… and the service has exactly that volume (GetManagedObjects)", vols)
+    ok(js("return document.getElementById('attach-passphrase').value") == ""
+       and "Attached" in js("return document.getElementById('status').textContent"),
+       "… the passphrase input is empty and the page reports the attach")
+    shot("04-attached")
+
+    # Errors that need an attached volume.
+    for desc, kw, field, want in [
+        ("the same source again (AlreadyAttached) → at the source",
+         dict(domain="db1", source=f"{IMAGES}/web-data.img"), "source", "This volume is already attached."),
+        ("a target the guest uses (TargetInUse) → at the target",
+         dict(domain="web1", source=f"{IMAGES}/db-archive.img", target="sda"), "target",
+         "The guest already has a disk on this target."),
+    ]:
+        attach_dialog(passphrase=PASS, **kw)
+        err = wait_for(lambda: field_error(field), 30)
+        ok(err and err[0].startswith(want) and err[1] and len(managed_volumes()) == 1,
+           f"{desc}, nothing attached", f"{err} {visible_field_errors()} {volume_summary()}")
+    close_dialogs()
+
+    # ── a volume attached elsewhere appears without a reload ──
+    js("window.lvNoReload = 'still here'")
+    r = run([args.luksvolumectl, "attach", "db1", f"{IMAGES}/db-archive.img", "--bus=scsi",
+             "--read-only", "--passphrase-file=key", "--no-ask-password"])
+    row = wait_for(lambda: js(f"const r = {row_js('db1', 'sda')}; return r && r.textContent"), 15)
+    ok(r.returncode == 0 and row and "read-only" in row and js("return window.lvNoReload") == "still here",
+       "a volume attached meanwhile with luksvolumectl appears without a reload (grouped under db1)",
+       f"{r.returncode} {r.stderr} {row}")
+    shot("05-two-guests")
+
+    # ── probe ──
+    by_id("probe-open").click()
+    wait_for(lambda: js("return document.getElementById('probe-dialog').open"), 5)
+
+    def probe(path):
+        set_text("probe-source", path)
+        by_id("probe-submit").click()
+        return wait_for(lambda: js("""
+            const r = document.getElementById('probe-result');
+            if (document.getElementById('probe-submit').disabled) return null;
+            if (!r.hidden)
+                return Object.fromEntries([...r.querySelectorAll('[data-probe]')]
+                                          .map(e => [e.dataset.probe, e.querySelector('dd').textContent]));
+            const e = document.getElementById('probe-source-error');
+            return e.hidden ? null : {error: e.textContent};"""), 30)
+
+    p1 = probe(f"{IMAGES}/web-data.img")
+    ok(p1 and p1.get("luks-version") == "LUKS1" and p1.get("cipher", "").startswith("aes-xts-plain64")
+       and p1.get("key-size", "").endswith("bits") and p1.get("active-keyslots") == "1"
+       and p1.get("native-capable", "").startswith("yes") and p1.get("attached") == "yes, as sda on web1",
+       "probe of an attached LUKS1 image: version, cipher, key size, key slots, native possible, attached where",
+       p1)
+    shot("06-probe")
+    p2 = probe(f"{IMAGES}/luks2.img")
+    ok(p2 and p2.get("luks-version") == "LUKS2"
+       and p2.get("native-capable", "").startswith("no — QEMU decrypts only LUKS1"),
+       "probe of a LUKS2 image: native not possible, and why", p2)
+    p3 = probe(f"{IMAGES}/plain.img")
+    ok(p3 and p3.get("error", "").startswith("This is not a LUKS volume"),
+       "probe of a plain file: NotLuks shown at the source", p3)
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    ok(wait_for(lambda: js("return !document.getElementById('probe-dialog').open"), 5)
+       and js("return document.activeElement.id") == "probe-open",
+       "Escape closes the probe dialog, focus returns to its button")
+
+    # ── detach through the page ──
+    def click_detach(domain, target):
+        js(f"{row_js(domain, target)}?.querySelector('.lv-actions button').click()")
+        wait_for(lambda: js("return document.getElementById('detach-dialog').open"), 5)
+        by_id("detach-confirm").click()
+
+    click_detach("web1", "sda")
+    gone = wait_for(lambda: js(f"return {row_js('web1', 'sda')} === null"), 30)
+    ok(gone and volume_summary() == [("db1", "sda", "native", "attached")]
+       and "Detached sda from web1." in js("return document.getElementById('status').textContent"),
+       "detach through the page removes the row, and the service's volume", volume_summary())
+
+    # ── Busy: an OS-less guest never releases a virtio disk ──
+    r = run([args.luksvolumectl, "attach", "web1", f"{IMAGES}/scratch.img", "--bus=virtio",
+             "--passphrase-file=key", "--no-ask-password"])
+    vda = wait_for(lambda: js(f"return {row_js('web1', 'vda')} !== null"), 15)
+    click_detach("web1", "vda")
+    note = wait_for(lambda: js(f"""
+        const n = document.querySelector('tr[data-note-for] .lv-note-busy');
+        const r = {row_js('web1', 'vda')};
+        return n && r && [n.textContent, r.dataset.state, !!n.querySelector('button')]"""), 30)
+    ok(r.returncode == 0 and vda and note and "has not released vda yet" in note[0]
+       and note[1] == "detaching" and note[2]
+       and ("web1", "vda", "native", "detaching") in volume_summary(),
+       "a detach the guest does not complete (Busy): explained, state 'detaching', retry button",
+       f"{r.stderr} {note} {volume_summary()}")
+    shot("07-busy")
+    js("document.querySelector('tr[data-note-for] .lv-note-busy button')?.click()")
+    retried = wait_for(lambda: js("return document.querySelector('tr[data-note-for] .lv-note-busy button')?.disabled"), 5)
+    again = wait_for(lambda: js("""const b = document.querySelector('tr[data-note-for] .lv-note-busy button');
+                                  return b && !b.disabled"""), 30)
+    ok(retried and again and ("web1", "vda", "native", "detaching") in volume_summary(),
+       "the retry button detaches again (and gets Busy again: the guest still holds it)")
+
+    collect_console("root")
+
+
+    # ── the service restarts: the page follows the new instance ──
+    # A kill -9, and a disk taken from a guest behind the service's back
+    # while it is down: the next instance (activated by busctl here) rebuilds
+    # its volumes from libvirt without that one, and never announces its
+    # absence; the page must notice the new owner of the name and re-read.
+    r = run(["busctl", "--system", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+             "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s", BUS])
+    t_restart = time.monotonic()
+    os.kill(int(r.stdout.split()[1]), signal.SIGKILL)
+    r = run(virsh + ["detach-disk", "db1", "sda", "--live"])
+    wait_for(lambda: "sda" not in run(virsh + ["domblklist", "db1"]).stdout, 10)
+    after = wait_for(lambda: volume_summary(), 15)        # activates the next instance
+    want = sorted([d, t] for d, t, _, _ in after or [])
+
+    def page_rows():
+        return js("""return [...document.querySelectorAll('tr.lv-volume')]
+                         .map(r => [r.closest('section').dataset.domain, r.dataset.target]).sort()""")
+    rows = wait_for(lambda: page_rows() == want, 15)
+    diag(f"restart: the page showed the new instance's volumes after {time.monotonic() - t_restart:.1f} s")
+    ok(r.returncode == 0 and after and ("db1", "sda") not in [(d, t) for d, t, _, _ in after] and rows,
+       "after a daemon restart the page shows the new instance's volumes (one removed meanwhile is gone)",
+       f"{r.stderr} service: {after} page: {page_rows()}")
+
+
+# ═════ as an unprivileged user ═══════════════════════════════════════════════
+def user_checks():
+    before = volume_summary()
+    start_cockpit_ws(9091, "lvuser", LV_USER_UID)
+    loaded = open_page(9091)
+    banner = wait_for(lambda: js("""const b = document.getElementById('banner');
+                                   return !b.hidden && b.textContent"""), 30)
+    host_msg = js("return document.getElementById('host-message').textContent")
+    rows = js("return document.querySelectorAll('tr.lv-volume').length")
+    ok(loaded and banner and "Not authorized." in banner and "polkit refused" in banner
+       and "Not authorized to read the host's facts" in host_msg,
+       "an unprivileged login sees polkit's refusal (banner, host facts)", f"{banner!r} {host_msg!r}")
+    ok(rows == len(before), "… and still sees the volumes (reading them needs no authorization)",
+       f"{rows} rows, service has {before}")
+    attach_dialog("web1", f"{IMAGES}/web-data.img", PASS)
+    alert = js("const a = document.getElementById('attach-alert'); return !a.hidden && a.textContent")
+    ok(alert and "polkit refused" in alert and volume_summary() == before,
+       "… an attach by the unprivileged user is refused, said so, and attaches nothing",
+       f"{alert!r} {volume_summary()}")
+    shot("08-unprivileged-attach")
+    close_dialogs()
+    shot("09-unprivileged")
+    collect_console("lvuser")
+
+
+
+def section(name, fn):
+    """Runs one group of checks; an exception (an element that never
+    appeared, …) fails it without stopping the other group."""
+    try:
+        fn()
+    except Exception:        # noqa: BLE001 — report, go on
+        ok(False, f"the {name} checks ran to the end", traceback.format_exc())
+
+
+try:
+    driver = webdriver.Chrome(service=service, options=opts)
+    driver.set_script_timeout(30)
+
+    section("root", root_checks)
+    collect_console("root")
+    section("unprivileged", user_checks)
+    collect_console("lvuser")
+except Exception:        # noqa: BLE001 — report, then the plan
+    ok(False, "the browser test ran to the end", traceback.format_exc())
+finally:
+    if driver:
+        try:
+            collect_console("end")
+        except Exception:   # noqa: BLE001
+            pass
+        driver.quit()
+    for p in procs:
+        p.terminate()
+    for guest in ("web1", "db1"):
+        run(virsh + ["destroy", guest])
+
+severe = [(s, e) for s, e in console if e.get("level") == "SEVERE"]
+for s, e in console:
+    if e.get("level") != "SEVERE":
+        diag(f"console ({s}) {e.get('level')}: {e.get('message')}")
+ok(not severe,
+   f"no browser console errors (JavaScript exceptions, CSP violations, failed loads) in {len(console)} entries",
+   "\n".join(f"({s}) {e.get('message')}" for s, e in severe))
+
+diag(f"wall time: {time.monotonic() - T0:.1f} s")
+print(f"1..{n_tests}", flush=True)
+sys.exit(1 if n_failed else 0)
