@@ -614,6 +614,17 @@ lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib)
 }
 
 char *
+lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib)
+{
+  g_autofree char *path = create_sized_file(name, size_mib + 2);
+  const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks1",
+                         "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file=-",
+                         path, NULL };
+  g_autofree char *out G_GNUC_UNUSED = run_tool(argv, key, key_len);
+  return g_steal_pointer(&path);
+}
+
+char *
 lv_make_plain_file(const char *name, guint size_mib)
 {
   return create_sized_file(name, size_mib);

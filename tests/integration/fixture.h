@@ -115,6 +115,10 @@ void lv_luks1_write_pattern(const char *path, const char *passphrase, guint8 pat
  * written (QEMU cannot open LUKS2; no device-mapper here). */
 char *lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib);
 
+/* LUKS1 image whose passphrase is the key_len bytes at key (any bytes,
+ * NUL included), size_mib MiB of payload, nothing written to it. */
+char *lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib);
+
 /* Sparse file of size_mib MiB filled with nothing (e.g. "not LUKS"). */
 char *lv_make_plain_file(const char *name, guint size_mib);
 
