@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -127,6 +128,21 @@ require_root(const char *what)
 {
   if (geteuid() != 0)
     g_error("%s needs root", what);
+}
+
+/* Information for whoever runs this: a TAP comment in a test program, a
+ * line on stderr elsewhere (the benchmark's stdout is its result table). */
+G_GNUC_PRINTF(1, 2) static void
+note(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  if (g_test_initialized())
+    g_test_message("%s", msg);
+  else
+    g_printerr("%s\n", msg);
 }
 
 /* ---- subprocesses ------------------------------------------------------------ */
@@ -686,7 +702,7 @@ lv_pbkdf2_iterations(guint slot_ms)
 
   /* What a key slot costs is what it costs QEMU, which derives the keys
    * (and stalls the guest meanwhile): QEMU's PBKDF2 (nettle) and
-   * libcryptsetup's (OpenSSL 3 on Debian 12) differ by a factor of ~3.5
+   * libcryptsetup's (OpenSSL 3 on Debian 12) differ by a factor of 2.5-3.5
    * here for the same slot, and cryptsetup's --iter-time benchmark matches
    * neither and varies by ±20% on a busy machine.  So: open a 1-slot image
    * with QEMU at a known iteration count and at the minimum, and take the
@@ -711,9 +727,9 @@ lv_pbkdf2_iterations(guint slot_ms)
     g_error("PBKDF2 calibration failed: QEMU opened %u iterations in %.3f s of CPU, 1000 in %.3f s",
             probe_iters, cost[1], cost[0]);
   iters_per_s = (probe_iters - 1000) / (cost[1] - cost[0]);
-  g_test_message("PBKDF2 calibration: QEMU derives a LUKS1 key slot at %.0f iterations/s "
-                 "(%u iterations: %.0f ms of CPU, 1000: %.0f ms)",
-                 iters_per_s, probe_iters, cost[1] * 1000, cost[0] * 1000);
+  note("PBKDF2 calibration: QEMU derives a LUKS1 key slot at %.0f iterations/s "
+       "(%u iterations: %.0f ms of CPU, 1000: %.0f ms)",
+       iters_per_s, probe_iters, cost[1] * 1000, cost[0] * 1000);
   return (guint) MAX(1000.0, iters_per_s * slot_ms / 1000.0);
 }
 
@@ -728,7 +744,7 @@ lv_make_luks1_slots_image(const char *name, const char *const *passphrases, guin
   g_autofree char *path = create_sized_file(name, size_mib + 2);
 
   /* The volume key comes from a file, so that adding a slot need not open
-   * another one first (libcryptsetup is ~3.5× slower at that than QEMU). */
+   * another one first (libcryptsetup is about 3× slower at that than QEMU). */
   guint8 vk[64];
   for (gsize i = 0; i < sizeof vk; i += 4) {
     guint32 r = g_random_int();
@@ -1109,8 +1125,8 @@ lv_start_heartbeat_guest(const char *name, char **ret_console_path)
     }
     g_usleep(50 * 1000);
   }
-  g_test_message("heartbeat guest %s (kernel %s) beating after %.1f s", name, lv_heartbeat_kernel(),
-                 (g_get_monotonic_time() - t0) / 1e6);
+  note("heartbeat guest %s (kernel %s) beating after %.1f s", name, lv_heartbeat_kernel(),
+       (g_get_monotonic_time() - t0) / 1e6);
   if (ret_console_path)
     *ret_console_path = g_steal_pointer(&console);
   return dom;
@@ -1240,14 +1256,14 @@ lv_heartbeat_gaps(const char *console_path, gint64 since_guest_us, gint64 until_
     prev = b;
   }
   if (gaps->len == 0) {
-    g_test_message("%s: %u heartbeat(s) between guest times %.3f and %.3f s: no gap to measure",
-                   console_path, r.n_beats, since_guest_us / 1e6, until_guest_us / 1e6);
+    note("%s: %u heartbeat(s) between guest times %.3f and %.3f s: no gap to measure",
+         console_path, r.n_beats, since_guest_us / 1e6, until_guest_us / 1e6);
     return FALSE;
   }
   if (g_getenv("LV_HEARTBEAT_DEBUG") != NULL)
     for (guint i = 0; i < gaps->len; i++)
       if (g_array_index(gaps, gint64, i) > 30000)
-        g_test_message("gap #%u: %.1f ms", i, g_array_index(gaps, gint64, i) / 1000.0);
+        note("gap #%u: %.1f ms", i, g_array_index(gaps, gint64, i) / 1000.0);
   g_array_sort(gaps, cmp_gint64);
   r.max_gap_us = g_array_index(gaps, gint64, gaps->len - 1);
   r.median_gap_us = g_array_index(gaps, gint64, gaps->len / 2);

@@ -124,7 +124,7 @@ char *lv_make_luks2_image(const char *name, const char *passphrase, guint size_m
  * lv_pbkdf2_iterations().  Made by cryptsetup (not qemu-img, whose create-
  * time benchmark gives up on a busy machine); passphrases and the volume
  * key reach it through stdin or 0600 files, never argv.  Takes about
- * n_slots × 3.5 × slot_ms: libcryptsetup's PBKDF2 is that much slower. */
+ * n_slots × 3 × slot_ms: libcryptsetup's PBKDF2 is about that much slower. */
 char *lv_make_luks1_slots_image(const char *name, const char *const *passphrases, guint n_slots,
                                 guint slot_ms, guint size_mib);
 /* PBKDF2 iterations that make one LUKS1 key slot (sha256, 512-bit volume
