@@ -9,7 +9,9 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -126,6 +128,21 @@ require_root(const char *what)
 {
   if (geteuid() != 0)
     g_error("%s needs root", what);
+}
+
+/* Information for whoever runs this: a TAP comment in a test program, a
+ * line on stderr elsewhere (the benchmark's stdout is its result table). */
+G_GNUC_PRINTF(1, 2) static void
+note(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  if (g_test_initialized())
+    g_test_message("%s", msg);
+  else
+    g_printerr("%s\n", msg);
 }
 
 /* ---- subprocesses ------------------------------------------------------------ */
@@ -613,6 +630,160 @@ lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib)
   return g_steal_pointer(&path);
 }
 
+/* "Key Slot N: ENABLED" followed by "\tIterations: M" in luksDump's
+ * output (LUKS1).  Returns the number of enabled slots; ret_iters (8
+ * entries) gets each slot's iterations, 0 for a disabled slot. */
+static guint
+luks1_dump_slots(const char *path, guint ret_iters[8])
+{
+  const char *argv[] = { "cryptsetup", "luksDump", path, NULL };
+  g_autofree char *out = run_tool(argv, NULL, 0);
+  g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+  guint enabled = 0;
+  int slot = -1;
+  for (guint i = 0; i < 8; i++)
+    ret_iters[i] = 0;
+  for (char **l = lines; *l; l++) {
+    int n;
+    char state[16];
+    if (sscanf(*l, "Key Slot %d: %15s", &n, state) == 2 && n >= 0 && n < 8) {
+      slot = g_str_equal(state, "ENABLED") ? n : -1;
+      enabled += slot >= 0;
+      continue;
+    }
+    const char *it = strstr(*l, "Iterations:");
+    if (it != NULL && slot >= 0) {
+      ret_iters[slot] = (guint) g_ascii_strtoull(it + strlen("Iterations:"), NULL, 10);
+      slot = -1;
+    }
+  }
+  return enabled;
+}
+
+/* CPU seconds (user + system) that argv, which must succeed, spends: the
+ * process's RUSAGE_CHILDREN grows by exactly that once run_tool() has reaped
+ * it (this program runs no other children meanwhile). */
+static double
+tool_cpu_seconds(const char *const *argv)
+{
+  struct rusage before, after;
+  getrusage(RUSAGE_CHILDREN, &before);
+  g_autofree char *out G_GNUC_UNUSED = run_tool(argv, NULL, 0);
+  getrusage(RUSAGE_CHILDREN, &after);
+  double b = before.ru_utime.tv_sec + before.ru_stime.tv_sec +
+             (before.ru_utime.tv_usec + before.ru_stime.tv_usec) / 1e6;
+  double a = after.ru_utime.tv_sec + after.ru_stime.tv_sec +
+             (after.ru_utime.tv_usec + after.ru_stime.tv_usec) / 1e6;
+  return a - b;
+}
+
+/* The least CPU time of a few qemu-io runs opening image with passphrase:
+ * start-up plus one key slot's PBKDF2 in QEMU's own crypto code. */
+static double
+qemu_open_cpu_seconds(const char *image, const char *secret_file)
+{
+  g_autofree char *obj = g_strdup_printf("secret,id=s0,format=raw,file=%s", secret_file);
+  g_autofree char *opts = g_strdup_printf("driver=luks,key-secret=s0,file.filename=%s", image);
+  const char *argv[] = { "qemu-io", "-r", "--object", obj, "--image-opts", opts, "-c", "read 0 512", NULL };
+  double best = G_MAXDOUBLE;
+  for (int i = 0; i < 3; i++)
+    best = MIN(best, tool_cpu_seconds(argv));
+  return best;
+}
+
+guint
+lv_pbkdf2_iterations(guint slot_ms)
+{
+  static double iters_per_s;
+  if (slot_ms == 0)
+    g_error("lv_pbkdf2_iterations: slot_ms must be positive");
+  if (iters_per_s > 0)
+    return (guint) MAX(1000.0, iters_per_s * slot_ms / 1000.0);
+
+  /* What a key slot costs is what it costs QEMU, which derives the keys
+   * (and stalls the guest meanwhile): QEMU's PBKDF2 (nettle) and
+   * libcryptsetup's (OpenSSL 3 on Debian 12) differ by a factor of 2.5-3.5
+   * here for the same slot, and cryptsetup's --iter-time benchmark matches
+   * neither and varies by ±20% on a busy machine.  So: open a 1-slot image
+   * with QEMU at a known iteration count and at the minimum, and take the
+   * difference in CPU time (CPU, not wall time: other load on the machine
+   * does not count). */
+  const char *pass = "calibration";
+  const guint probe_iters = 400000;
+  g_autofree char *secret = write_secret_file(pass);
+  double cost[2];
+  const guint iters[2] = { 1000, probe_iters };
+  for (guint k = 0; k < 2; k++) {
+    g_autofree char *scratch = create_sized_file(".pbkdf-calibration.img", 4 + 2);
+    g_autofree char *it = g_strdup_printf("%u", iters[k]);
+    const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf", "pbkdf2",
+                           "--pbkdf-force-iterations", it, "--batch-mode", "--key-file=-", scratch, NULL };
+    g_autofree char *out G_GNUC_UNUSED = run_tool(argv, pass, strlen(pass));
+    cost[k] = qemu_open_cpu_seconds(scratch, secret);
+    unlink(scratch);
+  }
+  unlink(secret);
+  if (cost[1] - cost[0] < 0.01)
+    g_error("PBKDF2 calibration failed: QEMU opened %u iterations in %.3f s of CPU, 1000 in %.3f s",
+            probe_iters, cost[1], cost[0]);
+  iters_per_s = (probe_iters - 1000) / (cost[1] - cost[0]);
+  note("PBKDF2 calibration: QEMU derives a LUKS1 key slot at %.0f iterations/s "
+       "(%u iterations: %.0f ms of CPU, 1000: %.0f ms)",
+       iters_per_s, probe_iters, cost[1] * 1000, cost[0] * 1000);
+  return (guint) MAX(1000.0, iters_per_s * slot_ms / 1000.0);
+}
+
+char *
+lv_make_luks1_slots_image(const char *name, const char *const *passphrases, guint n_slots,
+                          guint slot_ms, guint size_mib)
+{
+  if (n_slots < 1 || n_slots > 8)
+    g_error("a LUKS1 header has 1 to 8 key slots, not %u", n_slots);
+  guint n_iters = lv_pbkdf2_iterations(slot_ms);
+  g_autofree char *iters = g_strdup_printf("%u", n_iters);
+  g_autofree char *path = create_sized_file(name, size_mib + 2);
+
+  /* The volume key comes from a file, so that adding a slot need not open
+   * another one first (libcryptsetup is about 3× slower at that than QEMU). */
+  guint8 vk[64];
+  for (gsize i = 0; i < sizeof vk; i += 4) {
+    guint32 r = g_random_int();
+    memcpy(vk + i, &r, 4);
+  }
+  g_autofree char *vk_file = g_build_filename(lv_sandbox_dir(), ".volume-key-XXXXXX", NULL);
+  int fd = g_mkstemp_full(vk_file, O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, vk, sizeof vk) != (ssize_t) sizeof vk)
+    g_error("cannot write a volume key file in %s: %s", lv_sandbox_dir(), g_strerror(errno));
+  close(fd);
+  g_autofree char *vk_arg = g_strconcat("--volume-key-file=", vk_file, NULL);
+
+  /* Forced iterations also pin the volume key's digest at 1000 iterations,
+   * so a wrong slot costs its own PBKDF2 and nothing more. */
+  const char *format[] = { "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf", "pbkdf2",
+                           "--pbkdf-force-iterations", iters, "--key-size", "512", vk_arg,
+                           "--key-slot", "0", "--batch-mode", "--key-file=-", path, NULL };
+  g_autofree char *out G_GNUC_UNUSED = run_tool(format, passphrases[0], strlen(passphrases[0]));
+  for (guint i = 1; i < n_slots; i++) {
+    g_autofree char *slot = g_strdup_printf("%u", i);
+    g_autofree char *keyi = write_secret_file(passphrases[i]);
+    const char *add[] = { "cryptsetup", "luksAddKey", "--pbkdf", "pbkdf2",
+                          "--pbkdf-force-iterations", iters, vk_arg, "--key-slot", slot,
+                          "--batch-mode", path, keyi, NULL };
+    g_autofree char *aout G_GNUC_UNUSED = run_tool(add, NULL, 0);
+    unlink(keyi);
+  }
+  unlink(vk_file);
+
+  guint got[8];
+  guint enabled = luks1_dump_slots(path, got);
+  if (enabled != n_slots)
+    g_error("%s has %u active key slots, not %u", path, enabled, n_slots);
+  for (guint i = 0; i < n_slots; i++)
+    if (got[i] != n_iters)
+      g_error("%s: key slot %u has %u iterations, not %u", path, i, got[i], n_iters);
+  return g_steal_pointer(&path);
+}
+
 char *
 lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib)
 {
@@ -771,6 +942,362 @@ lv_destroy_guest(virDomainPtr dom)
   if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0)
     g_error("cannot destroy guest %s: %s", virDomainGetName(dom), virt_error());
   virDomainFree(dom);
+}
+
+/* ---- the heartbeat guest ------------------------------------------------------ */
+
+#ifndef LV_HEARTBEAT_INIT
+#error "LV_HEARTBEAT_INIT (the built heartbeat-init) must be defined by tests/integration/meson.build"
+#endif
+
+/* How long a TCG guest may take from start to its first heartbeat (~7 s on
+ * an idle machine; a busy one with parallel tests is much slower). */
+#define LV_HEARTBEAT_BOOT_TIMEOUT_MS 180000
+/* How long lv_heartbeat_next() waits: two 20 ms periods, plus any stall
+ * still in progress. */
+#define LV_HEARTBEAT_NEXT_TIMEOUT_MS 60000
+
+const char *
+lv_heartbeat_kernel(void)
+{
+  static gboolean looked;
+  static char *kernel;
+  if (looked)
+    return kernel;
+  looked = TRUE;
+
+  const char *env = g_getenv("LV_VM_KERNEL");
+  if (env != NULL && *env != '\0') {
+    if (g_file_test(env, G_FILE_TEST_IS_REGULAR) && access(env, R_OK) == 0)
+      kernel = g_strdup(env);
+    return kernel;
+  }
+  /* The newest Debian 6.1 kernel, as tests/vm/run-in-vm.sh picks it. */
+  g_autoptr(GDir) dir = g_dir_open("/boot", 0, NULL);
+  if (dir == NULL)
+    return NULL;
+  g_autofree char *best = NULL;
+  const char *n;
+  while ((n = g_dir_read_name(dir)) != NULL) {
+    if (!g_str_has_prefix(n, "vmlinuz-6.1.") || !g_str_has_suffix(n, "-amd64"))
+      continue;
+    g_autofree char *p = g_build_filename("/boot", n, NULL);
+    if (access(p, R_OK) != 0)
+      continue;
+    if (best == NULL || strverscmp(n, best) > 0) {
+      g_free(best);
+      best = g_strdup(n);
+    }
+  }
+  if (best != NULL)
+    kernel = g_build_filename("/boot", best, NULL);
+  return kernel;
+}
+
+/* One entry of a newc ("070701") cpio archive, as the kernel unpacks an
+ * initramfs: header, NUL-terminated name, data, each padded to 4 bytes. */
+static void
+cpio_add(GByteArray *a, const char *name, guint32 mode, guint32 rdev_major, guint32 rdev_minor,
+         const void *data, gsize len)
+{
+  static guint32 ino = 1;
+  g_autofree char *hdr = g_strdup_printf(
+      "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ino++, mode, 0u, 0u,
+      S_ISDIR(mode) ? 2u : 1u, 0u, (guint32) len, 0u, 0u, rdev_major, rdev_minor,
+      (guint32) strlen(name) + 1, 0u);
+  static const guint8 zeros[4];
+  g_byte_array_append(a, (const guint8 *) hdr, (guint) strlen(hdr));
+  g_byte_array_append(a, (const guint8 *) name, (guint) strlen(name) + 1);
+  g_byte_array_append(a, zeros, (4 - a->len % 4) % 4);
+  if (len > 0)
+    g_byte_array_append(a, data, (guint) len);
+  g_byte_array_append(a, zeros, (4 - a->len % 4) % 4);
+}
+
+/* $LV_SANDBOX_DIR/heartbeat-initramfs.cpio: /dev/console (which the kernel
+ * opens as init's stdin/stdout/stderr) and /init.  Written here rather than
+ * with cpio(1) so that the device node needs no mknod at build time. */
+static const char *
+heartbeat_initramfs(void)
+{
+  static char *path;
+  if (path != NULL)
+    return path;
+  g_autofree char *init = NULL;
+  gsize init_len = 0;
+  g_autoptr(GError) error = NULL;
+  if (!g_file_get_contents(LV_HEARTBEAT_INIT, &init, &init_len, &error))
+    g_error("cannot read the heartbeat guest's init (is the build complete?): %s", error->message);
+  g_autoptr(GByteArray) a = g_byte_array_new();
+  cpio_add(a, "dev", S_IFDIR | 0755, 0, 0, NULL, 0);
+  cpio_add(a, "dev/console", S_IFCHR | 0600, 5, 1, NULL, 0);
+  cpio_add(a, "init", S_IFREG | 0755, 0, 0, init, init_len);
+  cpio_add(a, "TRAILER!!!", 0, 0, 0, NULL, 0);
+  g_autofree char *p = lv_sandbox_path("heartbeat-initramfs.cpio");
+  if (!g_file_set_contents_full(p, (const char *) a->data, a->len, G_FILE_SET_CONTENTS_NONE, 0644, &error))
+    g_error("cannot write %s: %s", p, error->message);
+  path = g_steal_pointer(&p);
+  return path;
+}
+
+/* A copy of the kernel in the sandbox (see fixture.h: libvirt relabels a
+ * domain's kernel while it runs). */
+static const char *
+heartbeat_kernel_copy(void)
+{
+  static char *path;
+  if (path != NULL)
+    return path;
+  const char *kernel = lv_heartbeat_kernel();
+  if (kernel == NULL)
+    g_error("no kernel for the heartbeat guest (install linux-image-amd64); "
+            "callers must check lv_heartbeat_kernel() and skip");
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_autoptr(GError) error = NULL;
+  if (!g_file_get_contents(kernel, &data, &len, &error))
+    g_error("cannot read %s: %s", kernel, error->message);
+  g_autofree char *p = lv_sandbox_path("heartbeat-vmlinuz");
+  if (!g_file_set_contents_full(p, data, len, G_FILE_SET_CONTENTS_NONE, 0644, &error))
+    g_error("cannot write %s: %s", p, error->message);
+  path = g_steal_pointer(&p);
+  return path;
+}
+
+static char *
+console_tail(const char *console_path)
+{
+  g_autofree char *all = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents(console_path, &all, &len, NULL))
+    return g_strdup("(no console file)");
+  gsize from = len > 3000 ? len - 3000 : 0;
+  return g_strndup(all + from, len - from);
+}
+
+virDomainPtr
+lv_start_heartbeat_guest(const char *name, char **ret_console_path)
+{
+  check_name(name);
+  const char *kernel = heartbeat_kernel_copy();
+  const char *initrd = heartbeat_initramfs();
+  g_autofree char *console_name = g_strdup_printf("%s-console.log", name);
+  g_autofree char *console = lv_sandbox_path(console_name);
+  /* A guest of the same name before: its heartbeats must not count. */
+  g_autofree char *rolled = g_strconcat(console, ".0", NULL);
+  if ((unlink(console) < 0 && errno != ENOENT) || (unlink(rolled) < 0 && errno != ENOENT))
+    g_error("cannot remove %s: %s", console, g_strerror(errno));
+
+  /* quiet: the kernel prints only errors, which keeps the console to
+   * heartbeats.  panic=-1 with on_reboot=destroy: a guest that dies ends
+   * the domain instead of looping. */
+  g_autofree char *xml = g_strdup_printf(
+      "<domain type='qemu'>"
+      "  <name>%s</name>"
+      "  <memory unit='MiB'>256</memory>"
+      "  <vcpu>1</vcpu>"
+      "  <os>"
+      "    <type arch='x86_64' machine='pc'>hvm</type>"
+      "    <kernel>%s</kernel>"
+      "    <initrd>%s</initrd>"
+      "    <cmdline>console=ttyS0 quiet panic=-1</cmdline>"
+      "  </os>"
+      "  <features><acpi/></features>"
+      "  <on_poweroff>destroy</on_poweroff>"
+      "  <on_reboot>destroy</on_reboot>"
+      "  <on_crash>destroy</on_crash>"
+      "  <devices>"
+      "    <controller type='scsi' index='0' model='virtio-scsi'/>"
+      "    <serial type='file'><source path='%s'/><target port='0'/></serial>"
+      "    <memballoon model='none'/>"
+      "  </devices>"
+      "</domain>",
+      name, kernel, initrd, console);
+  gint64 t0 = g_get_monotonic_time();
+  virDomainPtr dom = virDomainCreateXML(lv_virt(), xml, 0);
+  if (dom == NULL)
+    g_error("cannot start the heartbeat guest %s: %s", name, virt_error());
+
+  gint64 deadline = t0 + (gint64) LV_HEARTBEAT_BOOT_TIMEOUT_MS * 1000;
+  for (;;) {
+    if (g_file_test(console, G_FILE_TEST_EXISTS)) {
+      g_autoptr(GArray) beats = lv_heartbeat_read(console);
+      if (beats->len > 0)
+        break;
+    }
+    if (virDomainIsActive(dom) != 1) {
+      g_autofree char *tail = console_tail(console);
+      g_error("the heartbeat guest %s ended before its first heartbeat; console:\n%s", name, tail);
+    }
+    if (g_get_monotonic_time() >= deadline) {
+      g_autofree char *tail = console_tail(console);
+      g_error("no heartbeat from %s within %d s; console:\n%s", name,
+              LV_HEARTBEAT_BOOT_TIMEOUT_MS / 1000, tail);
+    }
+    g_usleep(50 * 1000);
+  }
+  note("heartbeat guest %s (kernel %s) beating after %.1f s", name, lv_heartbeat_kernel(),
+       (g_get_monotonic_time() - t0) / 1e6);
+  if (ret_console_path)
+    *ret_console_path = g_steal_pointer(&console);
+  return dom;
+}
+
+/* "HB <seq> <s>.<6 digits>", nothing else on the line (a line garbled by
+ * kernel output interleaved with it is not a heartbeat). */
+static gboolean
+parse_heartbeat(const char *line, gsize len, LvHeartbeat *hb)
+{
+  while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+    len--;
+  if (len < 6 || memcmp(line, "HB ", 3) != 0)
+    return FALSE;
+  const char *p = line + 3, *end = line + len;
+  guint64 seq = 0, sec = 0, usec = 0;
+  const char *q = p;
+  while (p < end && g_ascii_isdigit(*p) && p - q < 19)
+    seq = seq * 10 + (guint64) (*p++ - '0');
+  if (p == q || p >= end || *p++ != ' ')
+    return FALSE;
+  q = p;
+  while (p < end && g_ascii_isdigit(*p) && p - q < 12)
+    sec = sec * 10 + (guint64) (*p++ - '0');
+  if (p == q || p >= end || *p++ != '.')
+    return FALSE;
+  if (end - p != 6)
+    return FALSE;
+  for (; p < end; p++) {
+    if (!g_ascii_isdigit(*p))
+      return FALSE;
+    usec = usec * 10 + (guint64) (*p - '0');
+  }
+  hb->seq = seq;
+  hb->guest_us = (gint64) (sec * G_USEC_PER_SEC + usec);
+  return TRUE;
+}
+
+static void
+heartbeats_from_file(const char *path, GArray *out)
+{
+  g_autofree char *all = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents(path, &all, &len, NULL))
+    return;
+  const char *p = all, *end = all + len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t) (end - p));
+    if (nl == NULL)
+      break; /* a line still being written */
+    LvHeartbeat hb;
+    if (parse_heartbeat(p, (gsize) (nl - p), &hb))
+      g_array_append_val(out, hb);
+    p = nl + 1;
+  }
+}
+
+GArray *
+lv_heartbeat_read(const char *console_path)
+{
+  GArray *beats = g_array_new(FALSE, FALSE, sizeof(LvHeartbeat));
+  /* virtlogd rolls the file over at 2 MiB (its max_size), to NAME.0: some
+   * 25 minutes of heartbeats.  Read the older part first. */
+  g_autofree char *rolled = g_strconcat(console_path, ".0", NULL);
+  heartbeats_from_file(rolled, beats);
+  heartbeats_from_file(console_path, beats);
+  return beats;
+}
+
+LvHeartbeat
+lv_heartbeat_latest(const char *console_path)
+{
+  g_autoptr(GArray) beats = lv_heartbeat_read(console_path);
+  if (beats->len == 0)
+    g_error("no heartbeat on %s", console_path);
+  return g_array_index(beats, LvHeartbeat, beats->len - 1);
+}
+
+LvHeartbeat
+lv_heartbeat_next(const char *console_path)
+{
+  LvHeartbeat now = lv_heartbeat_latest(console_path);
+  gint64 deadline = g_get_monotonic_time() + (gint64) LV_HEARTBEAT_NEXT_TIMEOUT_MS * 1000;
+  for (;;) {
+    g_usleep(10 * 1000);
+    g_autoptr(GArray) beats = lv_heartbeat_read(console_path);
+    for (guint i = 0; i < beats->len; i++) {
+      LvHeartbeat *b = &g_array_index(beats, LvHeartbeat, i);
+      if (b->seq >= now.seq + 2 && b->guest_us > now.guest_us)
+        return *b;
+    }
+    if (g_get_monotonic_time() >= deadline) {
+      g_autofree char *tail = console_tail(console_path);
+      g_error("the heartbeat guest stopped beating (nothing after seq %" G_GUINT64_FORMAT
+              " within %d s); console:\n%s", now.seq, LV_HEARTBEAT_NEXT_TIMEOUT_MS / 1000, tail);
+    }
+  }
+}
+
+static int
+cmp_gint64(gconstpointer a, gconstpointer b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+  return x < y ? -1 : x > y;
+}
+
+gboolean
+lv_heartbeat_gaps(const char *console_path, gint64 since_guest_us, gint64 until_guest_us,
+                  LvHeartbeatGaps *ret)
+{
+  g_autoptr(GArray) beats = lv_heartbeat_read(console_path);
+  g_autoptr(GArray) gaps = g_array_new(FALSE, FALSE, sizeof(gint64));
+  LvHeartbeatGaps r = { 0 };
+  const LvHeartbeat *prev = NULL;
+  for (guint i = 0; i < beats->len; i++) {
+    const LvHeartbeat *b = &g_array_index(beats, LvHeartbeat, i);
+    if (b->guest_us < since_guest_us || b->guest_us > until_guest_us)
+      continue;
+    r.n_beats++;
+    /* A sequence number going down is a guest that started over: its clock
+     * did too, so no gap spans it. */
+    if (prev != NULL && b->seq > prev->seq && b->guest_us >= prev->guest_us) {
+      gint64 gap = b->guest_us - prev->guest_us;
+      g_array_append_val(gaps, gap);
+      r.n_lost += (guint) (b->seq - prev->seq - 1);
+    }
+    prev = b;
+  }
+  if (gaps->len == 0) {
+    note("%s: %u heartbeat(s) between guest times %.3f and %.3f s: no gap to measure",
+         console_path, r.n_beats, since_guest_us / 1e6, until_guest_us / 1e6);
+    return FALSE;
+  }
+  if (g_getenv("LV_HEARTBEAT_DEBUG") != NULL)
+    for (guint i = 0; i < gaps->len; i++)
+      if (g_array_index(gaps, gint64, i) > 30000)
+        note("gap #%u: %.1f ms", i, g_array_index(gaps, gint64, i) / 1000.0);
+  g_array_sort(gaps, cmp_gint64);
+  r.max_gap_us = g_array_index(gaps, gint64, gaps->len - 1);
+  r.median_gap_us = g_array_index(gaps, gint64, gaps->len / 2);
+  for (guint i = 0; i < gaps->len; i++) {
+    gint64 gap = g_array_index(gaps, gint64, i);
+    r.excess_us += MAX(gap - r.median_gap_us, 0);
+    r.n_long += gap > 2 * r.median_gap_us;
+  }
+  if (ret)
+    *ret = r;
+  return TRUE;
+}
+
+gboolean
+lv_heartbeat_max_gap(const char *console_path, gint64 since_guest_us, gint64 until_guest_us,
+                     double *ret_max_gap_ms)
+{
+  LvHeartbeatGaps g;
+  if (!lv_heartbeat_gaps(console_path, since_guest_us, until_guest_us, &g))
+    return FALSE;
+  if (ret_max_gap_ms)
+    *ret_max_gap_ms = g.max_gap_us / 1000.0;
+  return TRUE;
 }
 
 char *

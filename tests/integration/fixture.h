@@ -119,6 +119,26 @@ char *lv_make_luks2_image(const char *name, const char *passphrase, guint size_m
  * NUL included), size_mib MiB of payload, nothing written to it. */
 char *lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib);
 
+/* LUKS1 image $LV_SANDBOX_DIR/NAME (mode 0644, size_mib MiB of payload, not
+ * written: reads as garbage) with n_slots (1-8) active key slots, slot i
+ * opened by passphrases[i], each costing QEMU about slot_ms of PBKDF2 per
+ * try, so that QEMU trying k slots stalls for about k × slot_ms (the volume
+ * key's own digest is pinned at the 1000-iteration minimum and adds
+ * nothing).  All slots have the same iteration count, from
+ * lv_pbkdf2_iterations().  Made by cryptsetup (not qemu-img, whose create-
+ * time benchmark gives up on a busy machine); passphrases and the volume
+ * key reach it through stdin or 0600 files, never argv.  Takes about
+ * n_slots × 3 × slot_ms: libcryptsetup's PBKDF2 is about that much slower. */
+char *lv_make_luks1_slots_image(const char *name, const char *const *passphrases, guint n_slots,
+                                guint slot_ms, guint size_mib);
+/* PBKDF2 iterations that make one LUKS1 key slot (sha256, 512-bit volume
+ * key, as cryptsetup makes them) cost QEMU about slot_ms of CPU on this
+ * machine.  Calibrated once per process by timing (CPU time) qemu-io
+ * opening a scratch image at two iteration counts: ~1 s.  Not cryptsetup's
+ * --iter-time: its benchmark matches neither QEMU nor libcryptsetup here and
+ * varies by ±20% under load. */
+guint lv_pbkdf2_iterations(guint slot_ms);
+
 /* Sparse file of size_mib MiB filled with nothing (e.g. "not LUKS"). */
 char *lv_make_plain_file(const char *name, guint size_mib);
 
@@ -142,6 +162,78 @@ gboolean lv_libvirtd_alive(void);
 virDomainPtr lv_start_guest(const char *name);
 /* Destroy (if still running) and free.  NULL is fine. */
 void lv_destroy_guest(virDomainPtr dom);
+
+/* ---- the heartbeat guest: does an operation stall the guest? ------------------
+ *
+ * A transient TCG domain (256 MiB, 1 vCPU, pc, ACPI, a virtio-scsi
+ * controller) booting the host's Debian kernel directly with a tiny
+ * initramfs whose /init (tests/integration/heartbeat-init.c, linked
+ * statically at build time) prints "HB <seq> <guest CLOCK_MONOTONIC s.us>"
+ * every 20 ms to the serial console, a <serial type='file'> in the sandbox.
+ * No modules, no busybox: the guest never needs to see the disks attached to
+ * it; it only has to keep running.  While QEMU's main loop holds its lock
+ * (key derivation inside blockdev-add) the vCPU cannot print, and the next
+ * line's timestamp jumps: the largest gap between consecutive heartbeats over
+ * an operation is how long the guest was frozen by it.
+ *
+ * Host and guest clocks differ, so windows are expressed in the guest's own
+ * timestamps: take lv_heartbeat_latest() before the operation and
+ * lv_heartbeat_next() after it, then lv_heartbeat_gaps() between the two.
+ *
+ * The kernel is the newest readable /boot/vmlinuz-6.1.*-amd64 (package
+ * linux-image-amd64, which tests/install-deps.sh installs), or
+ * $LV_VM_KERNEL.  Its absence is the only reason to skip: callers check
+ * lv_heartbeat_kernel() first.  Kernel and initramfs are copied into the
+ * sandbox (libvirt chowns a domain's kernel/initrd to the QEMU user while it
+ * runs, which must never happen to host files). */
+
+/* Path of the kernel the heartbeat guest boots, or NULL if this machine has
+ * none (then skip). */
+const char *lv_heartbeat_kernel(void);
+
+/* Start the heartbeat guest and wait (bounded) until its first heartbeat is
+ * on the console; aborts with the console's tail if it does not come.  The
+ * console file's path is returned in *ret_console_path (g_free).  Release
+ * with lv_destroy_guest(). */
+virDomainPtr lv_start_heartbeat_guest(const char *name, char **ret_console_path);
+
+typedef struct {
+  guint64 seq;     /* counts lines from 0 at the guest's boot */
+  gint64 guest_us; /* the guest's CLOCK_MONOTONIC when it printed the line */
+} LvHeartbeat;
+
+/* Every well-formed heartbeat on the console so far, oldest first (GArray of
+ * LvHeartbeat; a line garbled by interleaved kernel output is skipped). */
+GArray *lv_heartbeat_read(const char *console_path);
+/* The newest heartbeat on the console now: one the guest printed before
+ * this call.  Aborts if there is none. */
+LvHeartbeat lv_heartbeat_latest(const char *console_path);
+/* A heartbeat the guest printed after this call began: waits (bounded) for
+ * the second one newer than the newest on the console now.  The second, not
+ * the first: the first may have been printed just before the call and still
+ * be on its way to the file (QEMU → virtlogd → file). */
+LvHeartbeat lv_heartbeat_next(const char *console_path);
+
+typedef struct {
+  gint64 max_gap_us;    /* largest time between consecutive heartbeats */
+  gint64 median_gap_us;
+  gint64 excess_us;     /* sum over the gaps of their length beyond the median:
+                           the total time the guest stood still */
+  guint n_beats;        /* heartbeats in the window */
+  guint n_lost;         /* sequence numbers missing in it (garbled lines) */
+  guint n_long;         /* gaps over twice the median */
+} LvHeartbeatGaps;
+
+/* Gaps between consecutive heartbeats whose guest time lies in
+ * [since_guest_us, until_guest_us].  FALSE (with a message) if fewer than
+ * two heartbeats lie there.  A garbled line merges two gaps into one (at
+ * most 40 ms at idle); n_lost says so.  With LV_HEARTBEAT_DEBUG set in the
+ * environment every gap over 30 ms is logged (g_test_message). */
+gboolean lv_heartbeat_gaps(const char *console_path, gint64 since_guest_us, gint64 until_guest_us,
+                           LvHeartbeatGaps *ret);
+/* Just the largest gap, in milliseconds (fractional). */
+gboolean lv_heartbeat_max_gap(const char *console_path, gint64 since_guest_us, gint64 until_guest_us,
+                              double *ret_max_gap_ms);
 
 /* Live domain XML (VIR_DOMAIN_XML_SECURE not used). */
 char *lv_domain_xml(virDomainPtr dom);
