@@ -32,6 +32,9 @@ static const struct {
         { LV_ERROR_BUSY,                                EXIT_BUSY           },
         { LV_ERROR_ALREADY_ATTACHED,                    EXIT_BUSY           },
         { LV_ERROR_TARGET_IN_USE,                       EXIT_BUSY           },
+        /* The source is someone else's right now (mounted, another guest's
+         * disk, a loop device's file …): like Busy, it may pass. */
+        { LV_ERROR_IN_USE,                              EXIT_BUSY           },
 };
 
 static int exit_status_from_bus_error(const sd_bus_error *error) {

@@ -7,6 +7,10 @@
 #include "manager.h"
 #include "util.h"
 
+/* sd-event's default accuracy (accuracy 0) is 250 ms — as long as the
+ * window itself. */
+#define TIMER_ACCURACY_USEC 1000ULL
+
 static uint64_t now_usec(Manager *m) {
         uint64_t t = 0;
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
@@ -214,7 +218,7 @@ int call_resolve(Call *c, call_step_t ready_to_ask) {
 
         c->on_ready_to_ask = ready_to_ask;
         r = sd_event_add_time(c->manager->event, &c->window_timer, CLOCK_MONOTONIC,
-                              c->arrival_usec + CALL_RESOLVE_WINDOW_MS * 1000ULL, 0, on_window, c);
+                              c->arrival_usec + CALL_RESOLVE_WINDOW_MS * 1000ULL, TIMER_ACCURACY_USEC, on_window, c);
         if (r < 0) {
                 call_reply_errorf(c, LV_ERROR_FAILED, "Cannot arm a timer: %s", strerror(-r));
                 return r;
@@ -288,11 +292,15 @@ static int on_reply_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static void reply_refusal(Call *c, const sd_bus_error *error) {
         uint64_t at = c->arrival_usec + CALL_RESOLVE_WINDOW_MS * 1000ULL;
 
-        if (now_usec(c->manager) < at && !c->reply_timer &&
-            sd_bus_error_copy(&c->held_error, error) >= 0 &&
-            sd_event_add_time(c->manager->event, &c->reply_timer, CLOCK_MONOTONIC, at, 0, on_reply_timer, c) >= 0) {
-                call_ref(c);
-                return;
+        if (now_usec(c->manager) < at && !c->reply_timer) {
+                /* (sd_bus_error_copy() returns the errno the name maps to.) */
+                (void) sd_bus_error_copy(&c->held_error, error);
+                if (sd_bus_error_is_set(&c->held_error) &&
+                    sd_event_add_time(c->manager->event, &c->reply_timer, CLOCK_MONOTONIC, at, TIMER_ACCURACY_USEC,
+                                      on_reply_timer, c) >= 0) {
+                        call_ref(c);
+                        return;
+                }
         }
         call_reply_error(c, error);
 }

@@ -133,6 +133,7 @@ expected=(
         /usr/share/dbus-1/system-services/org.example.LuksVolume1.service
         /usr/share/dbus-1/interfaces/org.example.LuksVolume1.xml
         /lib/systemd/system/luksvolumed.service
+        /lib/udev/rules.d/60-luksvolumed.rules
         /usr/share/polkit-1/actions/org.example.LuksVolume1.policy
         /usr/share/man/man1/luksvolumectl.1.gz
         /usr/share/man/man5/org.example.LuksVolume1.5.gz
