@@ -12,6 +12,8 @@
 #include <libvirt/virterror.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "fixture.h"
 #include "lv-client.h"
@@ -46,9 +48,9 @@ static void assert_clean(void) {
 
 /* Write the pattern into the plaintext of a LUKS image through a temporary
  * mapping of the test's own, so the guest has something to read. */
-static void write_pattern_via_dm(const char *image, const char *passphrase) {
+static void write_pattern_via_dm_key(const char *image, const void *key, gsize key_len) {
         g_autofree char *keyfile = lv_sandbox_path("pattern.key");
-        g_assert_true(g_file_set_contents(keyfile, passphrase, strlen(passphrase), NULL));
+        g_assert_true(g_file_set_contents(keyfile, key, (gssize) key_len, NULL));
         const char *open_argv[] = { "cryptsetup", "open", "--key-file", keyfile, image, "lvtest-pattern", NULL };
         g_assert_cmpint(lv_run_as(0, open_argv, 60, NULL, NULL), ==, 0);
         g_autofree char *cmd = g_strdup_printf(
@@ -58,6 +60,10 @@ static void write_pattern_via_dm(const char *image, const char *passphrase) {
         const char *close_argv[] = { "cryptsetup", "close", "lvtest-pattern", NULL };
         g_assert_cmpint(lv_run_as(0, close_argv, 60, NULL, NULL), ==, 0);
         g_unlink(keyfile);
+}
+
+static void write_pattern_via_dm(const char *image, const char *passphrase) {
+        write_pattern_via_dm_key(image, passphrase, strlen(passphrase));
 }
 
 /* QEMU reads the plaintext pattern from the guest's (non-LUKS) node for the
@@ -188,6 +194,171 @@ static void test_raised_minimums(void) {
         lv_daemon_kill(bus, SIGTERM);
 }
 
+/* A passphrase QEMU cannot take (NUL, bytes that are not UTF-8) goes to
+ * cryptsetup mode in auto, where any bytes work; native refuses it. */
+static void test_binary_passphrase(void) {
+        static const guint8 key[] = { 'b', 0x00, 'i', 0x80, 'n', 0xff, 'a', 'r', 'y' };
+        g_autofree char *img = lv_make_luks1_image_bytes("c-binary.img", key, sizeof key, 16);
+        GError *error = NULL;
+
+        write_pattern_via_dm_key(img, key, sizeof key);
+
+        g_assert_null(lv_attach_bytes(bus, "lvtest-guest", img, key, sizeof key,
+                                      lv_opts("target", g_variant_new_string("sdh"),
+                                              "mode", g_variant_new_string("native"), NULL), NULL, &error));
+        lv_assert_error(error, LV_ERR("NotSupported"));
+        g_assert_nonnull(strstr(error->message, "UTF-8"));
+        g_clear_error(&error);
+        assert_clean();
+
+        g_autofree char *path = lv_attach_bytes(bus, "lvtest-guest", img, key, sizeof key,
+                                                lv_opts("target", g_variant_new_string("sdh"), NULL), NULL, &error);
+        g_assert_no_error(error);
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_assert_cmpstr(mode, ==, "cryptsetup");
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
+/* A rule denying org.example.luksvolume1.attach-cleartext leaves native
+ * attaches allowed and refuses every cleartext device on the host. */
+static void test_cleartext_denied(void) {
+        g_autofree char *luks2 = lv_make_luks2_image("c-deny2.img", PASS, 20);
+        g_autofree char *luks1 = lv_make_luks1_image("c-deny1.img", PASS, PATTERN, 16);
+        g_autoptr(GDBusConnection) admin = lv_bus_as_uid(LV_TEST_UID_ADMIN);
+        GError *error = NULL;
+
+        lv_polkit_set_rules("50-no-cleartext.rules",
+                "polkit.addRule(function(action, subject) {\n"
+                "  if (subject.user != 'lvadmin') return polkit.Result.NOT_HANDLED;\n"
+                "  if (action.id == 'org.example.luksvolume1.attach-cleartext') return polkit.Result.NO;\n"
+                "  if (action.id.indexOf('org.example.luksvolume1.') == 0) return polkit.Result.YES;\n"
+                "});\n");
+
+        g_assert_null(lv_attach(admin, "lvtest-guest", luks2, PASS,
+                                lv_opts("target", g_variant_new_string("sdi"), NULL), &error));
+        lv_assert_error(error, "org.freedesktop.DBus.Error.AccessDenied");
+        g_assert_nonnull(strstr(error->message, "attach-cleartext"));
+        g_clear_error(&error);
+        assert_clean();
+
+        /* Forcing cryptsetup mode on a LUKS1 volume: refused the same way. */
+        g_assert_null(lv_attach(admin, "lvtest-guest", luks1, PASS,
+                                lv_opts("target", g_variant_new_string("sdi"),
+                                        "mode", g_variant_new_string("cryptsetup"), NULL), &error));
+        lv_assert_error(error, "org.freedesktop.DBus.Error.AccessDenied");
+        g_clear_error(&error);
+        assert_clean();
+
+        /* Native is still allowed. */
+        g_autofree char *path = lv_attach(admin, "lvtest-guest", luks1, PASS,
+                                          lv_opts("target", g_variant_new_string("sdi"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_assert_cmpstr(mode, ==, "native");
+        g_assert_true(lv_detach(admin, path, NULL, &error));
+        g_assert_no_error(error);
+
+        lv_polkit_set_rules("50-no-cleartext.rules", NULL);
+        assert_clean();
+}
+
+/* A block device another device-mapper device sits on is in use. */
+static void test_dm_holder_in_use(void) {
+        g_autofree char *img = lv_make_luks1_image("c-held.img", PASS, PATTERN, 16);
+        g_autofree char *dev = lv_losetup(img);
+        g_autofree char *sectors = NULL;
+        GError *error = NULL;
+
+        const char *size_argv[] = { "blockdev", "--getsz", dev, NULL };
+        g_assert_cmpint(lv_run_as(0, size_argv, 30, &sectors, NULL), ==, 0);
+        g_strstrip(sectors);
+        g_autofree char *table = g_strdup_printf("0 %s linear %s 0", sectors, dev);
+        const char *create_argv[] = { "dmsetup", "create", "lvtest-holder", "--table", table, NULL };
+        g_assert_cmpint(lv_run_as(0, create_argv, 30, NULL, NULL), ==, 0);
+
+        g_assert_null(lv_attach(bus, "lvtest-guest", dev, PASS, lv_opts("target", g_variant_new_string("sdj"), NULL),
+                                &error));
+        lv_assert_error(error, LV_ERR("InUse"));
+        g_assert_nonnull(strstr(error->message, "lvtest-holder"));
+        g_test_message("%s", error->message);
+        g_clear_error(&error);
+        assert_clean();
+
+        const char *remove_argv[] = { "dmsetup", "remove", "lvtest-holder", NULL };
+        g_assert_cmpint(lv_run_as(0, remove_argv, 30, NULL, NULL), ==, 0);
+        lv_losetup_detach(dev);
+}
+
+/* "sysfs path of the block device behind node". */
+static char *sys_block_of(const char *node) {
+        struct stat st;
+        g_assert_cmpint(stat(node, &st), ==, 0);
+        g_assert_true(S_ISBLK(st.st_mode));
+        return g_strdup_printf("/sys/dev/block/%u:%u", major(st.st_rdev), minor(st.st_rdev));
+}
+
+/* What udev's rules make of a change event on node (udevadm test: the
+ * host's rules, run without a udevd). */
+static char *udev_properties(const char *node) {
+        g_autofree char *sys = sys_block_of(node);
+        g_autofree char *out = NULL, *err = NULL;
+        const char *argv[] = { "udevadm", "test", "--action=change", sys, NULL };
+        g_assert_cmpint(lv_run_as(0, argv, 60, &out, &err), ==, 0);
+        return g_strconcat(out, err, NULL);
+}
+
+/* The guest's file system on a cryptsetup-mode mapping is not the host's:
+ * udev's rules must not probe it (blkid → automounters, udisks, LVM). */
+static void test_udev_leaves_mapping_alone(void) {
+        const char *rule = g_getenv("LV_UDEV_RULE");
+        g_autofree char *img = lv_make_luks2_image("c-udev.img", PASS, 24);
+        g_autofree char *keyfile = lv_sandbox_path("udev.key");
+        GError *error = NULL;
+
+        g_assert_nonnull(rule);
+        /* A file system in the plaintext, made through a mapping of the
+         * test's own. */
+        g_assert_true(g_file_set_contents(keyfile, PASS, strlen(PASS), NULL));
+        const char *open_argv[] = { "cryptsetup", "open", "--key-file", keyfile, img, "lvtest-fs", NULL };
+        g_assert_cmpint(lv_run_as(0, open_argv, 60, NULL, NULL), ==, 0);
+        const char *mkfs_argv[] = { "mkfs.ext4", "-q", "-F", "/dev/mapper/lvtest-fs", NULL };
+        g_assert_cmpint(lv_run_as(0, mkfs_argv, 60, NULL, NULL), ==, 0);
+        /* Positive control: on an ordinary mapping udev finds the file system. */
+        g_autofree char *control = udev_properties("/dev/mapper/lvtest-fs");
+        g_assert_nonnull(strstr(control, "ID_FS_TYPE=ext4"));
+        const char *close_argv[] = { "cryptsetup", "close", "lvtest-fs", NULL };
+        g_assert_cmpint(lv_run_as(0, close_argv, 60, NULL, NULL), ==, 0);
+        g_unlink(keyfile);
+
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
+                                          lv_opts("target", g_variant_new_string("sdk"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+
+        /* Without the shipped rule a later change event would probe it —
+         * the rule is what keeps it hidden then. */
+        g_autofree char *bare = udev_properties(mapper);
+        g_assert_nonnull(strstr(bare, "ID_FS_TYPE=ext4"));
+
+        g_assert_cmpint(g_mkdir_with_parents("/run/udev/rules.d", 0755), ==, 0);
+        g_autofree char *contents = NULL;
+        g_assert_true(g_file_get_contents(rule, &contents, NULL, NULL));
+        g_assert_true(g_file_set_contents("/run/udev/rules.d/60-luksvolumed.rules", contents, -1, NULL));
+        g_autofree char *props = udev_properties(mapper);
+        g_assert_null(strstr(props, "ID_FS_TYPE="));
+        g_assert_nonnull(strstr(props, "UDISKS_IGNORE=1"));
+        g_assert_nonnull(strstr(props, "DM_UDEV_DISABLE_DISK_RULES_FLAG=1"));
+        g_unlink("/run/udev/rules.d/60-luksvolumed.rules");
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -208,6 +379,10 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/block-device", test_block_device);
         g_test_add_func("/cryptsetup/default/bad-passphrase", test_bad_passphrase);
         g_test_add_func("/cryptsetup/default/restart-then-detach", test_restart_then_detach);
+        g_test_add_func("/cryptsetup/default/binary-passphrase", test_binary_passphrase);
+        g_test_add_func("/cryptsetup/default/cleartext-denied", test_cleartext_denied);
+        g_test_add_func("/cryptsetup/default/dm-holder-in-use", test_dm_holder_in_use);
+        g_test_add_func("/cryptsetup/default/udev-leaves-mapping-alone", test_udev_leaves_mapping_alone);
         g_test_add_func("/cryptsetup/raised/luks1-auto", test_raised_minimums);
 
         int r = g_test_run();

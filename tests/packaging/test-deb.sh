@@ -141,6 +141,7 @@ expected=(
         /usr/share/bash-completion/completions/luksvolumectl
         /usr/share/doc/luksvolumed/copyright
         /usr/share/doc/luksvolumed/changelog.Debian.gz
+        /usr/share/lintian/overrides/luksvolumed
 )
 for f in "${expected[@]}"; do
         grep -qxF "$f" "$work/files.txt" || fail "the package lacks $f"
@@ -324,9 +325,15 @@ else
         echo "test-deb: no apt lists; skipped the simulated install"
 fi
 
+# lintian is clean and must stay so: any error or warning fails the test
+# (overrides, with their reasons, are in debian/*.lintian-overrides).
 if command -v lintian >/dev/null; then
         echo "test-deb: lintian:"
-        lintian --no-tag-display-limit "$deb" "$cdeb" 2>&1 | sed 's/^/    /' || true
+        lintian_out=$(lintian --tag-display-limit 0 "$deb" "$cdeb" 2>&1 || true)
+        printf '%s\n' "$lintian_out" | sed 's/^/    /'
+        if printf '%s\n' "$lintian_out" | grep -qE '^[EW]: '; then
+                fail "lintian reports errors or warnings"
+        fi
 fi
 
 # ── report ────────────────────────────────────────────────────────────────
