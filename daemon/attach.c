@@ -49,6 +49,7 @@ typedef struct AttachOp {
         /* act */
         int slot;
         uint64_t unlock_ms;
+        char *target;
         Volume *volume;
 
         int r;
@@ -64,6 +65,7 @@ static void attach_op_free(Call *c) {
         attach_options_done(&op->options);
         passphrase_free(op->passphrase);
         luks_source_free(op->source);
+        free(op->target);
         volume_free(op->volume);
         sd_bus_error_free(&op->error);
         call_done(c);
@@ -236,8 +238,8 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
 
 static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
         _cleanup_free_ char *xml = NULL;
-        _cleanup_free_ char **used = NULL;
         DiskInfo *disks = NULL;
+        char **used;
         size_t n = 0;
         int r;
 
@@ -267,11 +269,13 @@ static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
                         *ret = strdup(op->options.target);
                         r = *ret ? 0 : sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 }
-        } else if (target_pick_free(op->options.bus, (char **) used, n, ret) < 0)
+        } else if (target_pick_free(op->options.bus, used, n, ret) < 0)
                 r = sd_bus_error_set(&op->error, LV_ERROR_TARGET_IN_USE, "No free target name left on that bus.");
         else
                 r = 0;
 
+        /* used borrows the disks' strings: the array goes first. */
+        free(used);
         disk_info_array_free(disks, n);
         return r;
 }
@@ -281,7 +285,6 @@ static void attach_act_job(Call *c) {
         AttachOp *op = (AttachOp *) c;
         Manager *m = c->manager;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
-        _cleanup_free_ char *target = NULL;
         _cleanup_close_ int hold_fd = -EBADF;
         const char *domain_uuid = c->res.domain_uuid;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
@@ -312,9 +315,10 @@ static void attach_act_job(Call *c) {
         virt_domain_lock(m->virt, domain_uuid);
         locked = true;
 
-        r = pick_target(op, dom, &target);
+        r = pick_target(op, dom, &op->target);
         if (r < 0)
                 goto finish;
+        const char *target = op->target;
 
         fault_point("attach", 1);   /* everything checked, nothing created */
 

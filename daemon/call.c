@@ -275,8 +275,11 @@ static bool strv_equal(char **a, char **b) {
 }
 
 bool call_details_changed(Call *c, const char *const *extra) {
-        _cleanup_strv_free_ char **now = call_details(c, extra);
-        return !now || !strv_equal(now, c->asked);
+        char **now = call_details(c, extra);
+        bool changed = !now || !strv_equal(now, c->asked);
+
+        strv_free(now);
+        return changed;
 }
 
 static int on_reply_timer(sd_event_source *s, uint64_t usec, void *userdata) {

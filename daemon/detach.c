@@ -101,7 +101,6 @@ static void detach_job(Call *c) {
                 /* The guest is gone and the disk with it: only our
                  * backing remains to be cleaned up. */
                 sd_bus_error_free(&op->error);
-                r = 0;
         } else {
                 virt_domain_lock(m->virt, b->domain_uuid);
                 locked = true;
@@ -110,13 +109,14 @@ static void detach_job(Call *c) {
                 if (r < 0)
                         goto finish;
                 r = domain_xml_find_disk(xml, b->target, &d);
-                if (r == -ENOENT)
-                        r = 0;
-                else if (r < 0) {
+                if (r < 0 && r != -ENOENT) {
                         r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
                                               strerror(-r));
                         goto finish;
-                } else if (!disk_is_ours(&d, b->domain_uuid, b->target)) {
+                }
+                if (r == -ENOENT)
+                        ; /* gone already: only the backing is left */
+                else if (!disk_is_ours(&d, b->domain_uuid, b->target)) {
                         /* Someone else's disk now sits on that target; ours
                          * is gone.  Never touch theirs. */
                         log_notice("Target %s now holds a disk not plugged in by this service; treating the volume as detached.",

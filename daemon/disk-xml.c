@@ -492,26 +492,23 @@ static int other_sources_from_node(xmlNode *disk, char ***ret) {
         return 0;
 }
 
-/* Fills *ret from one <disk> element. */
-static int disk_from_node(xmlNode *node, DiskInfo *ret) {
-        _cleanup_(disk_info_free) DiskInfo d = {};
-        _cleanup_free_ char *type = NULL;
+/* Fills d from one <disk> element whose type attribute is type (NULL if
+ * absent); on failure d holds what was filled so far, for the caller to
+ * free. */
+static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
         xmlNode *source = NULL, *target = NULL, *alias = NULL, *encryption = NULL, *legacy_encryption = NULL;
-        int r;
+        int r = 0;
 
-        r = attr_dup(node, "type", &type);
-        if (r < 0)
-                return r;
         /* libvirt's default when type is absent is a file. */
-        d.block = streq_ptr(type, "block");
+        d->block = streq_ptr(type, "block");
 
-        r = attr_dup(node, "device", &d.device);
+        r = attr_dup(node, "device", &d->device);
         if (r < 0)
                 return r;
-        if (!d.device) {
+        if (!d->device) {
                 /* Likewise, a disk without device= is a plain disk. */
-                d.device = strdup("disk");
-                if (!d.device)
+                d->device = strdup("disk");
+                if (!d->device)
                         return -ENOMEM;
         }
 
@@ -527,28 +524,28 @@ static int disk_from_node(xmlNode *node, DiskInfo *ret) {
                 else if (!legacy_encryption && node_is(c, "encryption"))
                         legacy_encryption = c;
                 else if (node_is(c, "readonly"))
-                        d.read_only = true;
+                        d->read_only = true;
         }
 
         /* Every disk libvirt reports has <target dev>; callers rely on it. */
         if (!target)
                 return -EBADMSG;
-        r = attr_dup(target, "dev", &d.target);
+        r = attr_dup(target, "dev", &d->target);
         if (r < 0)
                 return r;
-        if (isempty(d.target))
+        if (isempty(d->target))
                 return -EBADMSG;
-        r = attr_dup(target, "bus", &d.bus);
+        r = attr_dup(target, "bus", &d->bus);
         if (r < 0)
                 return r;
 
         if (source) {
                 /* type='file' → file=, type='block' → dev=; other types
                  * (network, volume, dir, nvme) have no host path to report. */
-                if (d.block)
-                        r = attr_dup(source, "dev", &d.source);
+                if (d->block)
+                        r = attr_dup(source, "dev", &d->source);
                 else if (!type || streq(type, "file"))
-                        r = attr_dup(source, "file", &d.source);
+                        r = attr_dup(source, "file", &d->source);
                 if (r < 0)
                         return r;
 
@@ -560,31 +557,47 @@ static int disk_from_node(xmlNode *node, DiskInfo *ret) {
         if (encryption) {
                 xmlNode *secret;
 
-                d.encrypted = true;
-                r = attr_dup(encryption, "format", &d.encryption_format);
+                d->encrypted = true;
+                r = attr_dup(encryption, "format", &d->encryption_format);
                 if (r < 0)
                         return r;
 
                 secret = first_child(encryption, "secret");
                 if (secret) {
-                        r = attr_dup(secret, "uuid", &d.secret_uuid);
+                        r = attr_dup(secret, "uuid", &d->secret_uuid);
                         if (r < 0)
                                 return r;
                 }
         }
 
         if (alias) {
-                r = attr_dup(alias, "name", &d.alias);
+                r = attr_dup(alias, "name", &d->alias);
                 if (r < 0)
                         return r;
         }
 
-        r = other_sources_from_node(node, &d.other_sources);
+        r = other_sources_from_node(node, &d->other_sources);
         if (r < 0)
                 return r;
 
+        return 0;
+}
+
+/* Fills *ret from one <disk> element. */
+static int disk_from_node(xmlNode *node, DiskInfo *ret) {
+        DiskInfo d = {};
+        char *type = NULL;
+        int r;
+
+        r = attr_dup(node, "type", &type);
+        if (r >= 0)
+                r = disk_fill(node, type, &d);
+        free(type);
+        if (r < 0) {
+                disk_info_free(&d);
+                return r;
+        }
         *ret = d;
-        d = (DiskInfo) {};
         return 0;
 }
 
@@ -737,6 +750,24 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
         return 0;
 }
 
+/* Whether a <disk>'s <target dev> is target; a disk without one makes the
+ * document invalid (-EBADMSG). */
+static int disk_has_target(xmlNode *disk, const char *target, bool *ret) {
+        xmlNode *t = first_child(disk, "target");
+        char *dev = NULL;
+        int r;
+
+        if (!t)
+                return -EBADMSG;
+        r = attr_dup(t, "dev", &dev);
+        if (r < 0)
+                return r;
+        r = isempty(dev) ? -EBADMSG : 0;
+        *ret = r >= 0 && streq(dev, target);
+        free(dev);
+        return r;
+}
+
 int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *ret) {
         _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
         xmlNode *root;
@@ -762,21 +793,14 @@ int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *r
                         continue;
 
                 for (xmlNode *c = devices->children; c; c = c->next) {
-                        _cleanup_free_ char *dev = NULL;
-                        xmlNode *t;
+                        bool is_target;
 
                         if (!node_is(c, "disk"))
                                 continue;
-
-                        t = first_child(c, "target");
-                        if (!t)
-                                return -EBADMSG;
-                        r = attr_dup(t, "dev", &dev);
+                        r = disk_has_target(c, target, &is_target);
                         if (r < 0)
                                 return r;
-                        if (isempty(dev))
-                                return -EBADMSG;
-                        if (!match && streq(dev, target))
+                        if (!match && is_target)
                                 match = c;
                 }
         }

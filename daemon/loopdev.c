@@ -26,14 +26,14 @@ static int configure(int loop_fd, int fd, bool read_only) {
         if (ioctl(loop_fd, LOOP_CONFIGURE, &config) >= 0)
                 return 0;
         if (errno != EINVAL && errno != ENOTTY)
-                return -errno;
+                return negative_errno();
 
         /* Kernels before 5.8 lack LOOP_CONFIGURE: the two-step way.  A
          * read-only loop device comes from a read-only descriptor there. */
         if (ioctl(loop_fd, LOOP_SET_FD, fd) < 0)
-                return -errno;
+                return negative_errno();
         if (ioctl(loop_fd, LOOP_SET_STATUS64, &info) < 0) {
-                int r = -errno;
+                int r = negative_errno();
                 (void) ioctl(loop_fd, LOOP_CLR_FD, 0);
                 return r;
         }
@@ -46,13 +46,13 @@ int loop_attach_fd(int fd, bool read_only, int *ret_fd, char **ret_path) {
 
         accmode = fcntl(fd, F_GETFL);
         if (accmode < 0)
-                return -errno;
+                return negative_errno();
         if ((accmode & O_ACCMODE) == O_RDONLY)
                 read_only = true;
 
         control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
         if (control < 0)
-                return -errno;
+                return negative_errno();
 
         for (unsigned attempt = 0; attempt < LOOP_ATTACH_ATTEMPTS; attempt++) {
                 _cleanup_close_ int loop_fd = -EBADF;
@@ -61,14 +61,14 @@ int loop_attach_fd(int fd, bool read_only, int *ret_fd, char **ret_path) {
 
                 n = ioctl(control, LOOP_CTL_GET_FREE);
                 if (n < 0)
-                        return -errno;
+                        return negative_errno();
                 if (asprintf(&path, "/dev/loop%d", n) < 0)
                         return -ENOMEM;
 
                 loop_fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
                 if (loop_fd < 0) {
                         /* udev may not have made the node yet, or it went. */
-                        r = -errno;
+                        r = negative_errno();
                         if (r == -ENOENT || r == -ENXIO)
                                 continue;
                         return r;
@@ -93,7 +93,7 @@ int loop_find_backing(dev_t dev, ino_t ino, char **ret_path) {
 
         d = opendir("/sys/block");
         if (!d)
-                return -errno;
+                return negative_errno();
 
         while ((de = readdir(d))) {
                 _cleanup_free_ char *node = NULL;

@@ -221,11 +221,11 @@ static int copy_range(int src, int dst, uint64_t off, uint64_t len) {
                 size_t n = (size_t) MIN(len, (uint64_t) sizeof buf);
                 ssize_t k = pread(src, buf, n, (off_t) off);
                 if (k < 0)
-                        return -errno;
+                        return negative_errno();
                 if (k == 0)
                         return -EIO;    /* shorter than its header says */
                 if (pwrite(dst, buf, (size_t) k, (off_t) off) != k)
-                        return -errno ?: -EIO;
+                        return negative_errno();
                 off += (uint64_t) k;
                 len -= (uint64_t) k;
         }
@@ -573,7 +573,7 @@ static int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_erro
         t->src = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
         t->dst = fcntl(s->snap_fd, F_DUPFD_CLOEXEC, 3);
         if (t->src < 0 || t->dst < 0) {
-                r = -errno;
+                r = negative_errno();
                 copy_task_free(t);
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s", strerror(-r));
         }
@@ -784,23 +784,19 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned time
 
         /* The data: a block device as is; a file through a loop device
          * bound to the descriptor that was checked. */
-        if (s->block) {
-                loop_path = strdup(s->path);
-                if (!loop_path) {
-                        r = sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
-                        goto finish;
-                }
-        } else {
+        const char *data_path = s->path;
+        if (!s->block) {
                 r = loop_attach_fd(s->fd, read_only, &loop_fd, &loop_path);
                 if (r < 0) {
                         r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot set up a loop device for '%s': %s",
                                               s->path, strerror(-r));
                         goto finish;
                 }
+                data_path = loop_path;
         }
 
         t = calloc(1, sizeof *t);
-        if (!t || !(t->path = strdup(loop_path))) {
+        if (!t || !(t->path = strdup(data_path))) {
                 free(t);
                 r = sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
                 goto finish;
@@ -821,7 +817,7 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned time
         data_device_task_free(t);
         if (r < 0) {
                 r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot use '%s' as the data device: %s",
-                                      loop_path, strerror(-r));
+                                      data_path, strerror(-r));
                 goto finish;
         }
 
@@ -893,8 +889,9 @@ static int read_line(const char *path, char **ret) {
         _cleanup_free_ char *line = NULL;
         size_t n = 0;
 
+        /* Only "is it there" matters to the callers (sysfs attributes). */
         if (!f)
-                return -errno;
+                return -ENOENT;
         if (getline(&line, &n, f) <= 0)
                 return -ENODATA;
         line[strcspn(line, "\n")] = '\0';
@@ -903,12 +900,12 @@ static int read_line(const char *path, char **ret) {
 }
 
 /* "dm-3" for a mapping name, from /sys/block/dm-* /dm/name. */
-static int dm_kernel_name(const char *name, char **ret) {
+static int dm_kernel_name(const char *name, char ret[static 64]) {
         _cleanup_(closedirp) DIR *d = opendir("/sys/block");
         struct dirent *de;
 
         if (!d)
-                return -errno;
+                return negative_errno();
         while ((de = readdir(d))) {
                 _cleanup_free_ char *p = NULL, *n = NULL;
 
@@ -917,8 +914,8 @@ static int dm_kernel_name(const char *name, char **ret) {
                 if (asprintf(&p, "/sys/block/%s/dm/name", de->d_name) < 0)
                         return -ENOMEM;
                 if (read_line(p, &n) >= 0 && streq(n, name)) {
-                        *ret = strdup(de->d_name);
-                        return *ret ? 0 : -ENOMEM;
+                        snprintf(ret, 64, "%.63s", de->d_name);
+                        return 0;
                 }
         }
         return -ENODEV;
@@ -944,13 +941,14 @@ static int parse_dm_uuid(const char *uuid, LuksInfo *ret) {
 }
 
 int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
-        _cleanup_free_ char *kname = NULL, *p = NULL, *uuid = NULL, *src = NULL;
+        _cleanup_free_ char *p = NULL, *uuid = NULL, *src = NULL;
+        char kname[64];
         _cleanup_(closedirp) DIR *slaves = NULL;
         LuksInfo info = {};
         struct dirent *de;
         int r;
 
-        r = dm_kernel_name(name, &kname);
+        r = dm_kernel_name(name, kname);
         if (r < 0)
                 return r;
 
@@ -964,7 +962,7 @@ int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
                 return -ENOMEM;
         slaves = opendir(p);
         if (!slaves)
-                return -errno;
+                return negative_errno();
         while ((de = readdir(slaves))) {
                 _cleanup_free_ char *bf = NULL;
 

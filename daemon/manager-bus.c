@@ -28,6 +28,8 @@ int validate_domain(const char *domain, sd_bus_error *error) {
 int lv_error_bad_message(sd_bus_error *error, int r) {
         if (sd_bus_error_is_set(error))
                 return r < 0 ? r : -EINVAL;
+        if (r == -ENOMEM)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Malformed arguments: %s", strerror(r < 0 ? -r : EINVAL));
 }
 

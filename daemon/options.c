@@ -15,7 +15,9 @@ void attach_options_done(AttachOptions *o) {
         *o = (AttachOptions) { .passphrase_fd = -1 };
 }
 
-/* Reads one variant of the expected type; wrong type → InvalidArgs. */
+/* Reads one variant of the expected type; wrong type → InvalidArgs.  On
+ * success *ret is always written (a variant with nothing in it, which
+ * read_basic answers with 0 and no value, is a malformed message). */
 static int read_variant(sd_bus_message *m, const char *key, char type, void *ret, sd_bus_error *error) {
         const char *contents;
         char t[2] = { type, 0 };
@@ -24,9 +26,11 @@ static int read_variant(sd_bus_message *m, const char *key, char type, void *ret
         r = sd_bus_message_peek_type(m, NULL, &contents);
         if (r < 0)
                 return r;
-        if (!streq(contents, t))
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                         "Option '%s' must be of type '%s', got '%s'.", key, t, contents);
+        if (!streq(contents, t)) {
+                sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                  "Option '%s' must be of type '%s', got '%s'.", key, t, contents);
+                return -EINVAL;
+        }
 
         r = sd_bus_message_enter_container(m, 'v', t);
         if (r < 0)
@@ -34,6 +38,8 @@ static int read_variant(sd_bus_message *m, const char *key, char type, void *ret
         r = sd_bus_message_read_basic(m, type, ret);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return -EBADMSG;
         return sd_bus_message_exit_container(m);
 }
 
@@ -97,8 +103,8 @@ static int duplicate(const char *key, sd_bus_error *error) {
 
 static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
         AttachParse *p = userdata;
-        const char *s;
-        int b, fd, r;
+        const char *s = NULL;
+        int b = 0, fd = -EBADF, r;
 
         if (streq(key, "target")) {
                 if (p->seen_target)
@@ -163,7 +169,7 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                 /* The message owns fd; keep our own for the worker. */
                 p->o.passphrase_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
                 if (p->o.passphrase_fd < 0)
-                        return -errno;
+                        return negative_errno();
                 return 1;
         }
         return 0;
@@ -202,7 +208,7 @@ fail:
 
 static int detach_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
         DetachOptions *o = userdata;
-        uint32_t u;
+        uint32_t u = 0;
         int r;
 
         if (streq(key, "timeout")) {

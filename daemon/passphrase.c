@@ -98,30 +98,22 @@ int passphrase_fd_check(int fd) {
         if (fd < 0)
                 return -EBADF;
         if (fstat(fd, &st) < 0)
-                return -errno;
+                return negative_errno();
         if (!S_ISFIFO(st.st_mode) && !S_ISREG(st.st_mode))
                 return -EBADFD;
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0)
-                return -errno;
+                return negative_errno();
         if ((fl & O_ACCMODE) == O_WRONLY)
                 return -EBADFD;
         return 0;
 }
 
-int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
-        _cleanup_passphrase_ Passphrase *p = NULL;
+/* Fills p from fd until EOF (see passphrase_read_fd()). */
+static int read_until_eof(int fd, int timeout_ms, Passphrase *p) {
+        struct timespec start;
         int r;
 
-        r = passphrase_fd_check(fd);
-        if (r < 0)
-                return r;
-
-        r = passphrase_alloc(&p);
-        if (r < 0)
-                return r;
-
-        struct timespec start;
         clock_gettime(CLOCK_MONOTONIC, &start);
 
         /* Read one byte past the cap so an over-long input is refused
@@ -143,7 +135,7 @@ int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return -errno;
+                        return negative_errno();
                 }
                 if (r == 0)
                         return -ETIMEDOUT;
@@ -152,7 +144,7 @@ int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
                 if (n < 0) {
                         if (errno == EINTR || errno == EAGAIN)
                                 continue;
-                        return -errno;
+                        return negative_errno();
                 }
                 if (n == 0)
                         break;
@@ -161,10 +153,28 @@ int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
                         return -E2BIG;
         }
 
-        if (p->size == 0)
-                return -EINVAL;
+        return p->size == 0 ? -EINVAL : 0;
+}
 
-        *ret = TAKE_PTR(p);
+int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret) {
+        Passphrase *p;
+        int r;
+
+        r = passphrase_fd_check(fd);
+        if (r < 0)
+                return r;
+
+        r = passphrase_alloc(&p);
+        if (r < 0)
+                return r;
+
+        /* One way out for the buffer: handed over, or wiped and freed. */
+        r = read_until_eof(fd, timeout_ms, p);
+        if (r < 0) {
+                passphrase_free(p);
+                return r;
+        }
+        *ret = p;
         return 0;
 }
 

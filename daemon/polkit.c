@@ -145,8 +145,11 @@ PolkitRegistry *polkit_registry_free(PolkitRegistry *r) {
          * the owner is tearing down and its userdata may already be half
          * gone.  The callers' messages are released unanswered; when our
          * connection closes the bus tells them NoReply. */
-        while (r->queries)
-                polkit_query_free(r->queries);
+        for (PolkitQuery *q = r->queries, *next; q; q = next) {
+                next = q->next;
+                polkit_query_unlink(q);
+                polkit_query_free(q);
+        }
 
         sd_bus_unref(r->bus);
         free(r);
@@ -407,7 +410,7 @@ static int polkit_uid_handler(sd_bus_message *reply, void *userdata, sd_bus_erro
 int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
                        const char *const *details, polkit_continuation_t cb, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
-        _cleanup_(polkit_query_freep) PolkitQuery *q = NULL;
+        PolkitQuery *q;
         const char *sender;
         bool interactive;
         int k;
@@ -460,13 +463,17 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         if (k < 0)
                 return k;
 
+        /* Everything that can fail before the query exists has been done;
+         * from here, a failure frees the (not yet linked) query by hand. */
         q = calloc(1, sizeof *q);
         if (!q)
                 return -ENOMEM;
 
         q->action = strdup(action);
-        if (!q->action)
+        if (!q->action) {
+                polkit_query_free(q);
                 return -ENOMEM;
+        }
         q->message = sd_bus_message_ref(m);
         q->check = TAKE_PTR(call);
         q->interactive = interactive;
@@ -479,8 +486,10 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         k = sd_bus_call_method_async(r->bus, &q->slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                      "org.freedesktop.DBus", "GetConnectionUnixUser",
                                      polkit_uid_handler, q, "s", sender);
-        if (k < 0)
+        if (k < 0) {
+                polkit_query_free(q);
                 return k;
+        }
 
         q->registry = r;
         q->next = r->queries;
@@ -488,7 +497,5 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
                 r->queries->prev = q;
         r->queries = q;
         r->n_pending++;
-
-        TAKE_PTR(q);
         return 0;
 }

@@ -29,8 +29,9 @@ typedef struct DevSet {
 static int read_line(const char *path, char *buf, size_t size) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
 
+        /* Only "is it there" matters to the callers (sysfs attributes). */
         if (!f)
-                return -errno;
+                return -ENOENT;
         if (!fgets(buf, (int) size, f))
                 return -ENODATA;
         buf[strcspn(buf, "\n")] = '\0';
@@ -102,7 +103,7 @@ static int find_mount(const DevSet *s, char **ret) {
         size_t n = 0;
 
         if (!f)
-                return -errno;
+                return negative_errno();
         while (getline(&line, &n, f) > 0) {
                 unsigned maj, min;
                 char mnt[PATH_MAX], src[PATH_MAX];
@@ -180,8 +181,8 @@ static int find_holder(const DevSet *s, char **ret) {
 }
 
 static int check_block(const SourceInfo *src, sd_bus_error *error) {
-        _cleanup_free_ char *who = NULL;
         _cleanup_close_ int fd = -EBADF;
+        char *who = NULL;
         struct stat st;
         DevSet set;
         int r;
@@ -190,14 +191,17 @@ static int check_block(const SourceInfo *src, sd_bus_error *error) {
 
         /* Mounted, swap or held are answered with a name; O_EXCL catches
          * what leaves no other trace (a process's exclusive open). */
-        r = find_mount(&set, &who);
-        if (r > 0)
-                return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: mounted at %s.", src->path, who);
-        if (used_as_swap(&set))
-                return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: it is used as swap.", src->path);
-        r = find_holder(&set, &who);
-        if (r > 0)
-                return sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: held by %s.", src->path, who);
+        if (find_mount(&set, &who) > 0)
+                r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: mounted at %s.", src->path, who);
+        else if (used_as_swap(&set))
+                r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: it is used as swap.", src->path);
+        else if (find_holder(&set, &who) > 0)
+                r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: held by %s.", src->path, who);
+        else
+                r = 0;
+        free(who);
+        if (r < 0)
+                return r;
 
         /* A node under /dev (the canonical path of a block device), so the
          * open cannot hang in a file system; checked to be the same device. */

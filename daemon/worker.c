@@ -136,7 +136,7 @@ int worker_new(sd_event *event, unsigned max_threads, Worker **ret) {
 
         w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->efd < 0) {
-                r = -errno;
+                r = negative_errno();
                 worker_free(w);
                 return r;
         }

@@ -9,7 +9,8 @@
 #
 # Build directories: build/ and build-sanitize/ (override with BUILD_DIR,
 # SANITIZE_BUILD_DIR).  LV_SKIP_SANITIZE=1 skips the second pass,
-# LV_SKIP_FUZZ=1 the fuzz smoke, LV_SKIP_DEB=1 the Debian package build.
+# LV_SKIP_FUZZ=1 the fuzz smoke, LV_SKIP_SCAN=1 the static analysis,
+# LV_SKIP_DEB=1 the Debian package build.
 # Then a fuzz smoke: each libFuzzer target for LV_FUZZ_SECONDS (default 20)
 # in a clang build, build-fuzz/ (FUZZ_BUILD_DIR); LV_SKIP_FUZZ=1 skips it.
 set -euo pipefail
@@ -99,6 +100,23 @@ if [ "${LV_SKIP_FUZZ:-0}" != 1 ] && [ $# -eq 0 ]; then
         else
                 echo "fuzz smoke: the clang build in $fuzz_build failed"
                 failed=$((failed + 1)) status=1
+        fi
+fi
+
+# Static analysis: clang's analyzer (Debian's clang-tools, scan-build) over
+# the whole tree must find nothing.  One test in the totals; the HTML
+# reports of a failure stay in build-scan/reports/.
+if [ "${LV_SKIP_SCAN:-0}" != 1 ] && [ $# -eq 0 ]; then
+        scan_build=${SCAN_BUILD_DIR:-$src/build-scan}
+        rm -rf "$scan_build"
+        if scan-build --status-bugs -o "$scan_build/reports" meson setup "$scan_build" "$src" >/dev/null &&
+           scan-build --status-bugs -o "$scan_build/reports" ninja -C "$scan_build" >"$scan_build/scan-build.log" 2>&1; then
+                passed=$((passed + 1))
+                echo "scan-build: OK, no bugs found"
+        else
+                failed=$((failed + 1)) status=1
+                grep -E 'warning:|scan-build:' "$scan_build/scan-build.log" 2>/dev/null | sort -u | tail -n 40
+                echo "scan-build: FAILED (reports in $scan_build/reports)"
         fi
 fi
 
