@@ -17,7 +17,10 @@
  *     gaps, and the latency of each Attach against the PBKDF2 QEMU has to
  *     do for it.  Once the daemon verifies passphrases itself, the wrong
  *     ones should not stall the guest at all, and the latencies show what
- *     the verification adds.
+ *     the verification adds;
+ *  6. a shared host: Probe of a LUKS2 file another process holds locked
+ *     (answered Busy, not waited for), against Probe of the same file
+ *     unlocked.
  *
  * Writes a Markdown table to stdout and CSV files into the directory given
  * as argv[1]. */
@@ -40,6 +43,8 @@
 #define STALL_REPS 5
 #define STALL_IDLE_MS 5000
 #define STALL_GUEST "bench-heartbeat"
+/* 6. Probes of a locked and of an unlocked file. */
+#define LOCK_PROBES 50
 
 static GDBusConnection *bus;
 static const char *outdir;
@@ -345,6 +350,61 @@ static void guest_stalls(void) {
         lv_destroy_guest(hb);
 }
 
+static double probe_ms(const char *path, const char *want_error) {
+        g_autoptr(GError) error = NULL;
+        double s = now_ms();
+        g_autoptr(GVariant) info = lv_probe(bus, path, &error);
+        double d = now_ms() - s;
+
+        if (want_error) {
+                g_assert_null(info);
+                lv_assert_error(error, want_error);
+        } else
+                g_assert_no_error(error);
+        return d;
+}
+
+/* 6. */
+static void locked_file(void) {
+        g_autofree char *img = lv_make_luks2_image("bench-locked.img", PASS, 20);
+        GArray *unlocked = g_array_new(FALSE, FALSE, sizeof(double));
+        GArray *locked = g_array_new(FALSE, FALSE, sizeof(double));
+        g_autoptr(GError) error = NULL;
+
+        for (int i = 0; i < LOCK_PROBES; i++) {
+                double d = probe_ms(img, NULL);
+                g_array_append_val(unlocked, d);
+        }
+
+        /* One process holding an exclusive flock, as cryptsetup does while
+         * it rewrites a LUKS2 header. */
+        g_autofree char *script = g_strdup_printf(
+                "import fcntl, os, time\n"
+                "fd = os.open('%s', os.O_RDONLY)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                "print('locked', flush=True)\n"
+                "time.sleep(600)\n", img);
+        const char *argv[] = { "/usr/bin/python3", "-c", script, NULL };
+        g_autoptr(GSubprocess) holder = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+        g_assert_no_error(error);
+        g_autoptr(GDataInputStream) in = g_data_input_stream_new(g_subprocess_get_stdout_pipe(holder));
+        g_autofree char *line = g_data_input_stream_read_line(in, NULL, NULL, &error);
+        g_assert_no_error(error);
+
+        for (int i = 0; i < LOCK_PROBES; i++) {
+                double d = probe_ms(img, "org.example.LuksVolume1.Error.Busy");
+                g_array_append_val(locked, d);
+        }
+        g_subprocess_force_exit(holder);
+        g_subprocess_wait(holder, NULL, NULL);
+
+        double u = percentile(unlocked, 50), l = percentile(locked, 50);
+        printf("| Probe of a LUKS2 file another process holds flock'ed (answered Error.Busy), median of %d (ms) | %.1f | the file unlocked %.1f | %.2f | answered at once ✓ |\n",
+               LOCK_PROBES, l, u, l / u);
+        g_array_unref(unlocked);
+        g_array_unref(locked);
+}
+
 int main(int argc, char *argv[]) {
         lv_require_sandbox();
         outdir = argc > 1 ? argv[1] : ".";
@@ -428,6 +488,8 @@ int main(int argc, char *argv[]) {
         for (guint k = 0; k < G_N_ELEMENTS(levels); k++)
                 printf("| median attach latency at concurrency %u (ms) | %.0f | concurrency 1: %.0f | %.2f | — |\n",
                        levels[k], med_by_level[k], med_by_level[0], med_by_level[k] / med_by_level[0]);
+
+        locked_file();
 
         /* 5. guest stalls, alone on the machine: the four OS-less guests go
          * first, so only the heartbeat guest competes with the attaches. */
