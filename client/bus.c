@@ -35,6 +35,8 @@ static const struct {
         /* The source is someone else's right now (mounted, another guest's
          * disk, a loop device's file …): like Busy, it may pass. */
         { LV_ERROR_IN_USE,                              EXIT_BUSY           },
+        /* The guest said no to an unplug: like Busy, it may change. */
+        { LV_ERROR_GUEST_REFUSED,                       EXIT_BUSY           },
 };
 
 static int exit_status_from_bus_error(const sd_bus_error *error) {

@@ -63,6 +63,9 @@ static void help(void) {
                "Commands:\n"
                "  attach DOMAIN SOURCE          Attach SOURCE to DOMAIN, print the volume path\n"
                "  detach VOLUME|DOMAIN:TARGET   Detach a volume\n"
+               "  rearm VOLUME|DOMAIN:TARGET    Give a saved guest's volume back its secret or\n"
+               "                                mapping (lost to a libvirtd restart or a reboot)\n"
+               "                                before the guest is restored\n"
                "  probe [SOURCE]                Show host facts, or the LUKS header of SOURCE\n"
                "  list                          List attached volumes\n"
                "  status VOLUME|DOMAIN:TARGET   Show all properties of a volume\n"
@@ -91,6 +94,7 @@ static void help(void) {
                "     --passphrase-file=FILE|-   Read the passphrase from FILE (or stdin when -),\n"
                "                                verbatim, trailing newline included; at most %2$u\n"
                "                                bytes. Without it, prompt on the terminal.\n"
+               "                                (rearm takes it too.)\n"
                "\n"
                "detach options:\n"
                "     --timeout=SECONDS          How long the daemon waits for the guest\n"
@@ -213,9 +217,10 @@ static int parse_argv(int argc, char **argv) {
 /* The options that only some verbs take, in groups that stand or fall
  * together. */
 typedef enum VerbOptions {
-        VERB_ATTACH_OPTIONS = 1 << 0, /* --target, --bus, --mode, --read-only, --passphrase-file */
+        VERB_ATTACH_OPTIONS = 1 << 0, /* --target, --bus, --mode, --read-only */
         VERB_TIMEOUT        = 1 << 1, /* --timeout */
         VERB_JSON           = 1 << 2, /* --json */
+        VERB_PASSPHRASE     = 1 << 3, /* --passphrase-file */
 } VerbOptions;
 
 typedef struct Verb {
@@ -227,8 +232,9 @@ typedef struct Verb {
 /* A new verb is one row here and one function. Messages name the verbs
  * taking an option in this order. */
 static const Verb verbs[] = {
-        { "attach",  VERB_ATTACH_OPTIONS, verb_attach  },
+        { "attach",  VERB_ATTACH_OPTIONS | VERB_PASSPHRASE, verb_attach  },
         { "detach",  VERB_TIMEOUT,        verb_detach  },
+        { "rearm",   VERB_PASSPHRASE,     verb_rearm   },
         { "list",    VERB_JSON,           verb_list    },
         { "status",  VERB_JSON,           verb_status  },
         { "probe",   VERB_JSON,           verb_probe   },
@@ -239,7 +245,8 @@ static const struct {
         VerbOptions group;
         const char *refusal; /* completed by the verbs that take the group */
 } option_groups[] = {
-        { VERB_ATTACH_OPTIONS, "--target, --bus, --mode, --read-only and --passphrase-file only apply to" },
+        { VERB_ATTACH_OPTIONS, "--target, --bus, --mode and --read-only only apply to" },
+        { VERB_PASSPHRASE,     "--passphrase-file only applies to" },
         { VERB_TIMEOUT,        "--timeout only applies to"                                               },
         { VERB_JSON,           "--json only applies to"                                                  },
 };
@@ -247,8 +254,10 @@ static const struct {
 static VerbOptions options_given(void) {
         VerbOptions given = 0;
 
-        if (arg_target || arg_bus || arg_mode || arg_read_only || arg_passphrase_file)
+        if (arg_target || arg_bus || arg_mode || arg_read_only)
                 given |= VERB_ATTACH_OPTIONS;
+        if (arg_passphrase_file)
+                given |= VERB_PASSPHRASE;
         if (arg_timeout_set)
                 given |= VERB_TIMEOUT;
         if (arg_json != JSON_OFF)

@@ -166,3 +166,40 @@ int verb_detach(int argc, char **argv) {
                 return fail_bus("Failed to detach volume", &error, r);
         return EXIT_OK;
 }
+
+int verb_rearm(int argc, char **argv) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int pass_fd = -EBADF;
+        int r, status;
+
+        status = open_volume(argc, argv, "rearm", &bus, &path);
+        if (status != EXIT_OK)
+                return status;
+
+        r = sd_bus_can_send(bus, SD_BUS_TYPE_UNIX_FD);
+        if (r <= 0)
+                return fail(EXIT_NOT_SUPPORTED, "The bus connection cannot pass file descriptors, which rearm "
+                            "needs to hand over the passphrase.");
+
+        status = acquire_passphrase_fd(argv[1], &pass_fd);
+        if (status != EXIT_OK)
+                return status;
+
+        r = sd_bus_message_new_method_call(bus, &m, SERVICE_NAME, path, VOLUME_IFACE, "Rearm");
+        if (r >= 0)
+                r = sd_bus_message_sensitive(m);
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', NULL, 0);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "h", pass_fd);
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to build Rearm request: %m");
+
+        r = sd_bus_call(bus, m, SLOW_CALL_TIMEOUT_USEC, &error, &reply);
+        if (r < 0)
+                return fail_bus("Failed to re-arm volume", &error, r);
+        return EXIT_OK;
+}

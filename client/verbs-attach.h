@@ -7,3 +7,5 @@
 int verb_attach(int argc, char **argv);
 /* detach VOLUME-PATH|DOMAIN:TARGET [--timeout] */
 int verb_detach(int argc, char **argv);
+/* rearm VOLUME-PATH|DOMAIN:TARGET [--passphrase-file] */
+int verb_rearm(int argc, char **argv);

@@ -86,6 +86,27 @@ static inline void strv_free(char **l) {
         free(l);
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
+
+/* A deep copy of a NULL-terminated list (NULL on allocation failure or
+ * for NULL). */
+static inline char **strv_copy(char *const *l) {
+        size_t n = 0;
+        char **c;
+
+        if (!l)
+                return NULL;
+        while (l[n])
+                n++;
+        c = calloc(n + 1, sizeof *c);
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(c[i] = strdup(l[i]))) {
+                        strv_free(c);
+                        return NULL;
+                }
+        return c;
+}
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 
 static inline bool streq_ptr(const char *a, const char *b) {

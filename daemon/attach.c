@@ -181,7 +181,7 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 return 0;
 
 undo:
-        if (plugged && virt_detach_disk(dom, target, alias, 10000, NULL, NULL, &undo_error) < 0) {
+        if (plugged && virt_detach_disk(dom, target, alias, 10000, &undo_error) < 0) {
                 log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
                 sd_bus_error_free(&undo_error);
                 /* The secret stays: QEMU still has the disk open with it. */

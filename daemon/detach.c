@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-/* Detach: parse → authorize → worker: the live XML decides (<encryption>
- * → native: the secret it names; none → cryptsetup: our mapping), the
- * device is removed from the guest first, its backing after → reply. */
+/* Detach: parse → authorize → request (worker: the live XML decides —
+ * <encryption> → native: the secret it names; none → cryptsetup: our
+ * mapping — and the guest is asked to let go) → wait, on the event loop
+ * (libvirt's device-removed and device-removal-failed events, a periodic
+ * look at the live XML, the caller's timeout) → release (worker: confirm
+ * the disk is gone, then release its backing) → reply.
+ *
+ * The wait holds no worker thread: a hundred guests that never let go
+ * cannot starve Attach. */
 
 #include <libvirt/libvirt.h>
 
@@ -20,35 +26,100 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
 
+/* How often a waiting Detach looks at the live XML itself: covers an event
+ * lost to a reconnect (and libvirt 9.0 sometimes dropping a disk without
+ * one). */
+#define DETACH_POLL_USEC (1000 * 1000ULL)
+#define TIMER_ACCURACY_USEC (1000ULL)
+
+typedef enum DetachStep {
+        DETACH_REQUESTING,      /* the request job is running */
+        DETACH_WAITING,         /* asked; waiting for the guest */
+        DETACH_CHECKING,        /* a look at the live XML (and maybe the release) is running */
+        DETACH_DONE,
+} DetachStep;
+
 typedef struct DetachOp {
         Call call;
+        VolumeWaiter waiter;    /* registered on the volume while we wait */
 
         char *path;
-        uint64_t generation;            /* of the volume it was asked for */
+        uint64_t generation;    /* of the volume it was asked for */
         DetachOptions options;
+        DetachStep step;
+        bool timed_out;         /* the caller's timeout passed */
+        bool event_seen;        /* device-removed or domain gone arrived */
+        sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
         VolumeBacking backing;
         char *source;
+        char *alias;
 
+        /* job results */
+        bool gone;              /* the disk is not in the guest any more */
         int r;
         sd_bus_error error;
 } DetachOp;
 
+static Volume *detach_volume(DetachOp *op) {
+        return manager_find_volume(op->call.manager, op->path, op->generation);
+}
+
+static void detach_unregister(DetachOp *op) {
+        Volume *v = detach_volume(op);
+
+        if (v && v->waiter == &op->waiter) {
+                v->waiter = NULL;
+                v->operation_pending = false;
+        }
+        op->timeout_timer = sd_event_source_disable_unref(op->timeout_timer);
+        op->poll_timer = sd_event_source_disable_unref(op->poll_timer);
+}
+
 static void detach_op_free(Call *c) {
         DetachOp *op = (DetachOp *) c;
 
+        detach_unregister(op);
         free(op->path);
         volume_backing_done(&op->backing);
         free(op->source);
+        free(op->alias);
         sd_bus_error_free(&op->error);
         call_done(c);
         free(op);
 }
 
+/* The one way a detach ends: the answer (op->error, or success), the
+ * volume's state, and the chain's reference. */
 static void detach_end(DetachOp *op) {
-        if (sd_bus_error_is_set(&op->error))
+        Manager *m = op->call.manager;
+        Volume *v = detach_volume(op);
+
+        op->step = DETACH_DONE;
+        detach_unregister(op);
+
+        if (sd_bus_error_is_set(&op->error)) {
+                log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, v ? v->domain : NULL, op->source,
+                                 op->backing.target, v ? volume_mode_to_string(v->mode) : NULL,
+                                 "Detach of %s failed: %s", op->path, op->error.message);
+                /* Busy keeps State=detaching: the request stands with the
+                 * guest (the manager keeps watching).  Saved: the domain's.
+                 * Anything else: the volume is still attached. */
+                if (v && v->state == VOLUME_STATE_DETACHING && !sd_bus_error_has_name(&op->error, LV_ERROR_BUSY)) {
+                        v->state = VOLUME_STATE_ATTACHED;
+                        (void) volume_bus_emit_state(v);
+                }
                 call_reply_error(&op->call, &op->error);
+        } else if (!op->call.replied) {
+                if (v) {
+                        log_volume_event(VOLUME_EVENT_DETACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                         volume_mode_to_string(v->mode), "Detached %s (%s from %s).",
+                                         v->path, v->source, v->domain);
+                        manager_remove_volume(m, v);
+                }
+                call_reply_empty(&op->call);
+        }
         call_unref(&op->call);
 }
 
@@ -60,36 +131,15 @@ static bool disk_is_ours(const DiskInfo *d, const char *domain_uuid, const char 
         return disk_alias_build(domain_uuid, target, &alias) >= 0 && streq_ptr(d->alias, alias);
 }
 
-typedef struct RemovalWaiter {
-        VirtEvents *events;
-        RemovalWatch *watch;
-        bool seen;
-} RemovalWaiter;
-
-static int removal_wait(void *userdata, unsigned ms) {
-        RemovalWaiter *w = userdata;
-        int r;
-
-        /* After the event, only the periodic look remains (the live XML
-         * may lag the event by a moment in theory). */
-        if (w->seen || !w->watch) {
-                usleep(MIN(ms, 50U) * 1000U);
-                return 0;
-        }
-        r = virt_events_wait_removal(w->events, w->watch, ms);
-        w->seen = r > 0;
-        return r;
-}
-
-/* Worker. */
-static void detach_job(Call *c) {
+/* Worker.  Finds our disk in the live XML and asks the guest to let go of
+ * it; op->gone if there is nothing (left) to unplug. */
+static void detach_request_job(Call *c) {
         DetachOp *op = (DetachOp *) c;
         Manager *m = c->manager;
         VolumeBacking *b = &op->backing;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
         _cleanup_free_ char *xml = NULL;
         DiskInfo d = {};
-        bool locked = false, have_disk = false;
         int r;
 
         pthread_rwlock_rdlock(&m->ops_lock);
@@ -101,130 +151,251 @@ static void detach_job(Call *c) {
                 /* The guest is gone and the disk with it: only our
                  * backing remains to be cleaned up. */
                 sd_bus_error_free(&op->error);
-        } else {
-                virt_domain_lock(m->virt, b->domain_uuid);
-                locked = true;
+                op->gone = true;
+                r = 0;
+                goto finish;
+        }
 
-                r = virt_domain_live_xml(dom, &xml, &op->error);
-                if (r < 0)
-                        goto finish;
+        /* The disk stays in the live XML until the guest lets go, so its
+         * target cannot be taken meanwhile; the lock only orders this
+         * look and request against attaches to the same domain. */
+        virt_domain_lock(m->virt, b->domain_uuid);
+        r = virt_domain_live_xml(dom, &xml, &op->error);
+        if (r >= 0) {
                 r = domain_xml_find_disk(xml, b->target, &d);
-                if (r < 0 && r != -ENOENT) {
+                if (r == -ENOENT) {
+                        op->gone = true;
+                        r = 0;
+                } else if (r < 0)
                         r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
                                               strerror(-r));
-                        goto finish;
-                }
-                if (r == -ENOENT)
-                        ; /* gone already: only the backing is left */
                 else if (!disk_is_ours(&d, b->domain_uuid, b->target)) {
                         /* Someone else's disk now sits on that target; ours
                          * is gone.  Never touch theirs. */
                         log_notice("Target %s now holds a disk not plugged in by this service; treating the volume as detached.",
                                    b->target);
-                        disk_info_free(&d);
-                        d = (DiskInfo) {};
-                } else
-                        have_disk = true;
-        }
-
-        if (have_disk) {
-                /* The wait can be long (a guest that does not let go); other
-                 * operations on this domain need not wait for it: the disk
-                 * stays in the live XML, so its target cannot be taken. */
-                if (locked) {
-                        virt_domain_unlock(m->virt, b->domain_uuid);
-                        locked = false;
+                        op->gone = true;
+                } else {
+                        /* The XML decides the mode: <encryption> names the
+                         * secret in use; without it the source is our mapping. */
+                        if (d.encrypted)
+                                r = volume_backing_set(b, b->domain_uuid, b->target, d.secret_uuid, NULL);
+                        else
+                                r = volume_backing_set(b, b->domain_uuid, b->target, NULL, d.source ?: b->mapper_device);
+                        if (r >= 0 && d.alias)
+                                r = (op->alias = strdup(d.alias)) ? 0 : -ENOMEM;
+                        if (r < 0)
+                                r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                        else
+                                r = virt_detach_request(dom, b->target, d.alias, &op->error);
                 }
+        }
+        virt_domain_unlock(m->virt, b->domain_uuid);
 
-                RemovalWaiter waiter = {
-                        .events = m->events,
-                        .watch = d.alias ? virt_events_watch_removal(m->events, b->domain_uuid, d.alias) : NULL,
-                };
-                r = virt_detach_disk(dom, b->target, d.alias, op->options.timeout_sec * 1000U,
-                                     removal_wait, &waiter, &op->error);
-                virt_events_unwatch_removal(waiter.events, waiter.watch);
-                if (r < 0)
-                        goto finish;
-                /* The XML decides the mode: <encryption> names the secret in
-                 * use; without it the source is our mapping. */
-                if (d.encrypted)
-                        r = volume_backing_set(b, b->domain_uuid, b->target, d.secret_uuid, NULL);
-                else
-                        r = volume_backing_set(b, b->domain_uuid, b->target, NULL, d.source ?: b->mapper_device);
+finish:
+        pthread_rwlock_unlock(&m->ops_lock);
+        disk_info_free(&d);
+        op->r = r;
+}
+
+/* Worker.  Is the disk gone from the guest?  Then release its backing. */
+static void detach_release_job(Call *c) {
+        DetachOp *op = (DetachOp *) c;
+        Manager *m = c->manager;
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        bool present = false;
+        int r;
+
+        pthread_rwlock_rdlock(&m->ops_lock);
+
+        if (!op->gone) {
+                r = virt_domain_lookup_running(m->virt, op->backing.domain_uuid, &dom, &op->error);
                 if (r < 0) {
-                        r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-                        goto finish;
+                        if (!sd_bus_error_has_names(&op->error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING))
+                                goto finish;
+                        sd_bus_error_free(&op->error);
+                } else {
+                        r = virt_disk_present(dom, op->backing.target, &present, &op->error);
+                        if (r < 0)
+                                goto finish;
                 }
+                op->gone = !present;
         }
+
+        r = 0;
+        if (!op->gone)
+                goto finish;
 
         fault_point("detach", 2);   /* device gone, backing still there */
 
         /* The device is gone from the guest: now its backing can go. */
-        r = volume_backing_release(m->virt, b, &op->error);
+        r = volume_backing_release(m->virt, &op->backing, &op->error);
         if (r >= 0)
                 fault_point("detach", 3);   /* all gone but the object */
 
 finish:
-        if (locked)
-                virt_domain_unlock(m->virt, b->domain_uuid);
         pthread_rwlock_unlock(&m->ops_lock);
-        disk_info_free(&d);
-        if (r < 0 && !sd_bus_error_is_set(&op->error))
-                sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Detach failed: %s", strerror(-r));
         op->r = r;
 }
 
-static void detach_done(Call *c) {
-        DetachOp *op = (DetachOp *) c;
-        Manager *m = c->manager;
-        Volume *v = manager_find_volume(m, op->path, op->generation);
+static void detach_released(Call *c);
 
-        if (v)
-                v->operation_pending = false;
+static void detach_check(DetachOp *op) {
+        if (op->step != DETACH_WAITING)
+                return;
+        op->step = DETACH_CHECKING;
+        if (call_submit(&op->call, detach_release_job, detach_released) < 0)
+                detach_end(op);
+}
 
-        if (op->r < 0 && v && (v->removal_seen || v->domain_gone_seen)) {
-                /* The guest let go (or went away) after our last look: the
-                 * event that said so was held back while we worked. */
-                v->removal_seen = v->domain_gone_seen = false;
-                manager_volume_cleanup(m, v, "the guest released it");
+static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
+        detach_check(userdata);
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        DetachOp *op = userdata;
+
+        op->timed_out = true;
+        /* One last look before answering Busy. */
+        detach_check(op);
+        return 0;
+}
+
+static void detach_wait(DetachOp *op) {
+        Manager *m = op->call.manager;
+        uint64_t now;
+
+        op->step = DETACH_WAITING;
+        /* Something already said it is over while a job ran. */
+        if (op->event_seen) {
+                op->event_seen = false;
+                detach_check(op);
+                return;
         }
-
-        if (op->r < 0) {
-                log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, v ? v->domain : NULL, op->source,
-                                 op->backing.target, v ? volume_mode_to_string(v->mode) : NULL,
-                                 "Detach of %s failed: %s", op->path, op->error.message);
-                /* Busy keeps State=detaching: the request stands with the
-                 * guest.  Anything else: the volume is still attached. */
-                if (v && !sd_bus_error_has_name(&op->error, LV_ERROR_BUSY)) {
-                        v->state = VOLUME_STATE_ATTACHED;
-                        (void) volume_bus_emit_state(v);
-                }
+        if (op->timed_out) {
+                sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "The guest has not released disk '%s' within %u s.",
+                                  op->backing.target, op->options.timeout_sec);
                 detach_end(op);
                 return;
         }
 
-        if (v) {
-                log_volume_event(VOLUME_EVENT_DETACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
-                                 volume_mode_to_string(v->mode), "Detached %s (%s from %s).",
-                                 v->path, v->source, v->domain);
-                manager_remove_volume(m, v);
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (!op->timeout_timer &&
+            sd_event_add_time(m->event, &op->timeout_timer, CLOCK_MONOTONIC,
+                              op->call.arrival_usec + op->options.timeout_sec * 1000000ULL, TIMER_ACCURACY_USEC,
+                              on_timeout, op) < 0) {
+                sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Cannot arm a timer.");
+                detach_end(op);
+                return;
         }
-        call_reply_empty(c);
+        op->poll_timer = sd_event_source_disable_unref(op->poll_timer);
+        if (sd_event_add_time(m->event, &op->poll_timer, CLOCK_MONOTONIC, now + DETACH_POLL_USEC, TIMER_ACCURACY_USEC,
+                              on_poll, op) < 0) {
+                sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Cannot arm a timer.");
+                detach_end(op);
+        }
+}
+
+static void detach_released(Call *c) {
+        DetachOp *op = (DetachOp *) c;
+
+        if (op->step == DETACH_DONE)
+                return;
+        if (op->r < 0 || op->gone) {
+                detach_end(op);
+                return;
+        }
+        /* Still there. */
+        if (op->timed_out) {
+                sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "The guest has not released disk '%s' within %u s.",
+                                  op->backing.target, op->options.timeout_sec);
+                detach_end(op);
+                return;
+        }
+        detach_wait(op);
+}
+
+static void detach_requested(Call *c) {
+        DetachOp *op = (DetachOp *) c;
+
+        if (op->step == DETACH_DONE)
+                return;
+        if (op->r < 0) {
+                detach_end(op);
+                return;
+        }
+        if (op->gone) {
+                op->step = DETACH_WAITING;
+                detach_check(op);
+                return;
+        }
+        /* A timeout of 0: the request stands; answer Busy unless the disk
+         * is already gone (one look). */
+        if (op->options.timeout_sec == 0)
+                op->timed_out = true;
+        detach_wait(op);
+}
+
+/* ------------------------------------------------------ libvirt's events */
+
+static DetachOp *from_waiter(VolumeWaiter *w) {
+        return (DetachOp *) ((char *) w - offsetof(DetachOp, waiter));
+}
+
+static void waiter_removed(VolumeWaiter *w) {
+        DetachOp *op = from_waiter(w);
+
+        if (op->step == DETACH_WAITING)
+                detach_check(op);
+        else
+                op->event_seen = true;
+}
+
+static void waiter_domain_gone(VolumeWaiter *w) {
+        DetachOp *op = from_waiter(w);
+
+        op->gone = true;
+        waiter_removed(w);
+}
+
+static void waiter_refused(VolumeWaiter *w) {
+        DetachOp *op = from_waiter(w);
+
+        if (op->step == DETACH_DONE)
+                return;
+        /* Answered at once; a job still running finds the op done. */
+        sd_bus_error_setf(&op->error, LV_ERROR_GUEST_REFUSED, "The guest refused to release disk '%s'.",
+                          op->backing.target);
         detach_end(op);
 }
 
+static void waiter_saved(VolumeWaiter *w) {
+        DetachOp *op = from_waiter(w);
+
+        if (op->step == DETACH_DONE)
+                return;
+        /* The disk is in the saved state now and comes back with the guest:
+         * the request died with the running guest. */
+        sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
+                          "The domain was saved with disk '%s' in it; detach it after the domain is restored.",
+                          op->backing.target);
+        detach_end(op);
+}
+
+/* ----------------------------------------------------------------- parse */
+
 static void detach_authorized(Call *c, bool allowed) {
         DetachOp *op = (DetachOp *) c;
-        Manager *m = c->manager;
         Volume *v;
 
         if (!allowed) {
-                detach_end(op);
+                call_unref(c);
                 return;
         }
 
         /* It may have gone — or been replaced — while polkit was deciding. */
-        v = manager_find_volume(m, op->path, op->generation);
+        v = detach_volume(op);
         if (!v) {
                 sd_bus_error_setf(&op->error, LV_ERROR_NO_SUCH_VOLUME, "No volume %s.", op->path);
                 detach_end(op);
@@ -232,7 +403,16 @@ static void detach_authorized(Call *c, bool allowed) {
         }
         if (v->operation_pending) {
                 sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "A detach of %s is already in progress.", op->path);
-                detach_end(op);
+                /* Not ours to reset: the other operation's volume state stays. */
+                call_reply_error(c, &op->error);
+                call_unref(c);
+                return;
+        }
+        if (v->state == VOLUME_STATE_SAVED) {
+                sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
+                                  "The domain of %s is saved; detach the volume after the domain is restored.", op->path);
+                call_reply_error(c, &op->error);
+                call_unref(c);
                 return;
         }
 
@@ -244,16 +424,18 @@ static void detach_authorized(Call *c, bool allowed) {
                 return;
         }
 
-        if (call_submit(c, detach_job, detach_done) < 0) {
-                detach_end(op);
-                return;
-        }
-
+        /* Events for the disk come to us from now on, also while the
+         * request is still on its way. */
         v->operation_pending = true;
+        v->waiter = &op->waiter;
         if (v->state != VOLUME_STATE_DETACHING) {
                 v->state = VOLUME_STATE_DETACHING;
                 (void) volume_bus_emit_state(v);
         }
+
+        op->step = DETACH_REQUESTING;
+        if (call_submit(c, detach_request_job, detach_requested) < 0)
+                detach_end(op);
 }
 
 int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -287,12 +469,19 @@ int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         if (!op)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         call_init(&op->call, m, message, detach_op_free);
+        op->waiter = (VolumeWaiter) {
+                .removed = waiter_removed,
+                .refused = waiter_refused,
+                .domain_gone = waiter_domain_gone,
+                .saved = waiter_saved,
+        };
         op->options = options;
         op->generation = v->generation;
         op->path = strdup(path);
         if (!op->path) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-                detach_end(op);
+                call_reply_error(&op->call, &op->error);
+                call_unref(&op->call);
                 return 1;
         }
 
@@ -304,6 +493,6 @@ int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
                 NULL,
         };
         if (call_authorize(&op->call, ACTION_DETACH, call_details(&op->call, details), detach_authorized) < 0)
-                detach_end(op);
+                call_unref(&op->call);
         return 1;
 }

@@ -45,6 +45,7 @@
 
 #include "disk-xml.h"
 #include "util.h"
+#include "volume-id.h"
 
 /* Far beyond any real domain XML (hundreds of disks and NICs stay well under
  * a megabyte), small enough that a runaway input cannot pin a worker. */
@@ -307,11 +308,11 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
         return dump_root(doc, ret_xml);
 }
 
-int secret_xml_build(const char *usage_id, const char *description, char **ret_xml) {
+int secret_xml_build_with_uuid(const char *uuid, const char *usage_id, const char *description, char **ret_xml) {
         xmlNode *secret, *usage;
         int r;
 
-        if (!ret_xml || !field_valid(usage_id))
+        if (!ret_xml || !field_valid(usage_id) || (uuid && !uuid_valid(uuid)))
                 return -EINVAL;
         /* The description is optional: NULL or "" leaves it out. */
         if (description && !xml_string_valid(description))
@@ -332,6 +333,10 @@ int secret_xml_build(const char *usage_id, const char *description, char **ret_x
 
         /* xmlNewTextChild, not xmlNewChild: the latter parses its content
          * argument for entity references. */
+        /* A given UUID: the secret a saved domain's disk names, defined
+         * again (libvirt picks one otherwise). */
+        if (uuid && !xmlNewTextChild(secret, NULL, BAD_CAST "uuid", BAD_CAST uuid))
+                return -ENOMEM;
         if (!isempty(description) &&
             !xmlNewTextChild(secret, NULL, BAD_CAST "description", BAD_CAST description))
                 return -ENOMEM;
@@ -345,6 +350,10 @@ int secret_xml_build(const char *usage_id, const char *description, char **ret_x
                 return -ENOMEM;
 
         return dump_root(doc, ret_xml);
+}
+
+int secret_xml_build(const char *usage_id, const char *description, char **ret_xml) {
+        return secret_xml_build_with_uuid(NULL, usage_id, description, ret_xml);
 }
 
 /* ---- parsing ---- */

@@ -33,6 +33,8 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml);
 /* <secret ephemeral='yes' private='yes'><description>…</description>
  *  <usage type='volume'><volume>USAGE_ID</volume></usage></secret> */
 int secret_xml_build(const char *usage_id, const char *description, char **ret_xml);
+/* The same with <uuid>uuid</uuid> (a UUID string, else -EINVAL). */
+int secret_xml_build_with_uuid(const char *uuid, const char *usage_id, const char *description, char **ret_xml);
 
 typedef struct DiskInfo {
         char *target;            /* <target dev> */

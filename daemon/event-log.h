@@ -13,6 +13,8 @@ typedef enum VolumeEvent {
         VOLUME_EVENT_DETACHED,
         VOLUME_EVENT_REFUSED,
         VOLUME_EVENT_CLEANED_UP,
+        VOLUME_EVENT_SAVED,             /* its domain was saved; the backing is kept */
+        VOLUME_EVENT_MIGRATED,          /* its domain migrated (away, or here) */
         _VOLUME_EVENT_MAX,
 } VolumeEvent;
 
@@ -21,6 +23,8 @@ typedef enum VolumeEvent {
 #define LV_MESSAGE_ID_DETACHED   "93d1baaef87548c0a65b401381d4ab71"
 #define LV_MESSAGE_ID_REFUSED    "710f07435b5f41b8b23d68cdfc096081"
 #define LV_MESSAGE_ID_CLEANED_UP "8642740b4d0a43e1b156f0f338cedb64"
+#define LV_MESSAGE_ID_SAVED      "f81671a5d5684ab5a48699526780af74"
+#define LV_MESSAGE_ID_MIGRATED   "da8af8e8db5546ad82c77a1d1b6b618a"
 
 /* Decides once, at start: journal if $JOURNAL_STREAM names our stderr. */
 void event_log_setup(void);

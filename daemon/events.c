@@ -10,13 +10,6 @@
 #include "events.h"
 #include "util.h"
 
-struct RemovalWatch {
-        char domain_uuid[37];
-        char *alias;
-        bool removed;
-        RemovalWatch *next;
-};
-
 struct VirtEvents {
         char *uri;
         virt_event_handler_t handler;
@@ -32,13 +25,10 @@ struct VirtEvents {
         VirtEvent *head, *tail;    /* for the sd-event loop */
         bool stopping;
         int wake_timer;            /* a libvirt timeout used to wake the loop */
-        RemovalWatch *watches;     /* under lock */
-        pthread_cond_t removal_cond;
-        bool waits_cancelled;      /* under lock */
 
         /* events thread only */
         virConnectPtr conn;
-        int cb_lifecycle, cb_removed;
+        int cb_lifecycle, cb_removed, cb_removal_failed;
         bool closed;
         bool ever_connected;
         bool told_unreachable;
@@ -76,95 +66,31 @@ static void post_simple(VirtEvents *e, VirtEventKind kind, virDomainPtr dom, con
 }
 
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque) {
+        /* A guest saved to disk (virsh save, managedsave, libvirt-guests at
+         * host shutdown) comes back with its disks as they were: its
+         * volumes' secrets or mappings must outlive the stop.  A guest that
+         * migrated away runs elsewhere: here it is gone. */
+        if (event == VIR_DOMAIN_EVENT_STOPPED && detail == VIR_DOMAIN_EVENT_STOPPED_SAVED)
+                post_simple(opaque, VIRT_EVENT_DOMAIN_SAVED, dom, NULL);
+        else if (event == VIR_DOMAIN_EVENT_STOPPED && detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
+                post_simple(opaque, VIRT_EVENT_DOMAIN_MIGRATED_OUT, dom, NULL);
+        else if (event == VIR_DOMAIN_EVENT_STARTED && detail == VIR_DOMAIN_EVENT_STARTED_RESTORED)
+                post_simple(opaque, VIRT_EVENT_DOMAIN_RESTORED, dom, NULL);
+        else if (event == VIR_DOMAIN_EVENT_STARTED && detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED)
+                post_simple(opaque, VIRT_EVENT_DOMAIN_MIGRATED_IN, dom, NULL);
         /* Stopped covers shutdown, destroy, crash, failed migration… */
-        if (event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_UNDEFINED ||
-            (event == VIR_DOMAIN_EVENT_CRASHED && detail != VIR_DOMAIN_EVENT_CRASHED_PANICKED))
+        else if (event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_UNDEFINED ||
+                 (event == VIR_DOMAIN_EVENT_CRASHED && detail != VIR_DOMAIN_EVENT_CRASHED_PANICKED))
                 post_simple(opaque, VIRT_EVENT_DOMAIN_STOPPED, dom, NULL);
         return 0;
 }
 
+static void on_device_removal_failed(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
+        post_simple(opaque, VIRT_EVENT_DEVICE_REMOVAL_FAILED, dom, alias);
+}
+
 static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
-        VirtEvents *e = opaque;
-        char uuid[VIR_UUID_STRING_BUFLEN];
-
-        if (virDomainGetUUIDString(dom, uuid) >= 0) {
-                pthread_mutex_lock(&e->lock);
-                for (RemovalWatch *w = e->watches; w; w = w->next)
-                        if (streq(w->domain_uuid, uuid) && streq_ptr(w->alias, alias))
-                                w->removed = true;
-                pthread_cond_broadcast(&e->removal_cond);
-                pthread_mutex_unlock(&e->lock);
-        }
-        post_simple(e, VIRT_EVENT_DEVICE_REMOVED, dom, alias);
-}
-
-RemovalWatch *virt_events_watch_removal(VirtEvents *e, const char *domain_uuid, const char *alias) {
-        RemovalWatch *w;
-
-        if (!e)
-                return NULL;
-        w = calloc(1, sizeof *w);
-        if (!w)
-                return NULL;
-        snprintf(w->domain_uuid, sizeof w->domain_uuid, "%s", domain_uuid);
-        w->alias = strdup(alias);
-        if (!w->alias) {
-                free(w);
-                return NULL;
-        }
-        pthread_mutex_lock(&e->lock);
-        w->next = e->watches;
-        e->watches = w;
-        pthread_mutex_unlock(&e->lock);
-        return w;
-}
-
-int virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms) {
-        struct timespec deadline;
-        int r;
-
-        if (!e || !w) {
-                usleep(timeout_ms * 1000U);
-                return 0;
-        }
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-        }
-
-        pthread_mutex_lock(&e->lock);
-        while (!w->removed && !e->waits_cancelled)
-                if (pthread_cond_timedwait(&e->removal_cond, &e->lock, &deadline) == ETIMEDOUT)
-                        break;
-        r = e->waits_cancelled ? -ECANCELED : w->removed ? 1 : 0;
-        pthread_mutex_unlock(&e->lock);
-        return r;
-}
-
-void virt_events_cancel_waits(VirtEvents *e) {
-        if (!e)
-                return;
-        pthread_mutex_lock(&e->lock);
-        e->waits_cancelled = true;
-        pthread_cond_broadcast(&e->removal_cond);
-        pthread_mutex_unlock(&e->lock);
-}
-
-void virt_events_unwatch_removal(VirtEvents *e, RemovalWatch *w) {
-        if (!e || !w)
-                return;
-        pthread_mutex_lock(&e->lock);
-        for (RemovalWatch **pp = &e->watches; *pp; pp = &(*pp)->next)
-                if (*pp == w) {
-                        *pp = w->next;
-                        break;
-                }
-        pthread_mutex_unlock(&e->lock);
-        free(w->alias);
-        free(w);
+        post_simple(opaque, VIRT_EVENT_DEVICE_REMOVED, dom, alias);
 }
 
 static void on_close(virConnectPtr conn, int reason, void *opaque) {
@@ -183,10 +109,12 @@ static void disconnect(VirtEvents *e) {
                 (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_lifecycle);
         if (e->cb_removed >= 0)
                 (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_removed);
+        if (e->cb_removal_failed >= 0)
+                (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_removal_failed);
         (void) virConnectUnregisterCloseCallback(e->conn, on_close);
         virConnectClose(e->conn);
         e->conn = NULL;
-        e->cb_lifecycle = e->cb_removed = -1;
+        e->cb_lifecycle = e->cb_removed = e->cb_removal_failed = -1;
 }
 
 static int try_connect(VirtEvents *e) {
@@ -206,6 +134,12 @@ static int try_connect(VirtEvents *e) {
         e->cb_removed = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
                                                          VIR_DOMAIN_EVENT_CALLBACK(on_device_removed), e, NULL);
         if (e->cb_removed < 0)
+                goto fail;
+        /* libvirt ≥ 4.4.0, as the rest of the native path. */
+        e->cb_removal_failed = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+                                                                VIR_DOMAIN_EVENT_CALLBACK(on_device_removal_failed),
+                                                                e, NULL);
+        if (e->cb_removal_failed < 0)
                 goto fail;
         return 0;
 
@@ -301,10 +235,9 @@ int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t han
         e->uri = strdup(uri);
         e->handler = handler;
         e->userdata = userdata;
-        e->cb_lifecycle = e->cb_removed = -1;
+        e->cb_lifecycle = e->cb_removed = e->cb_removal_failed = -1;
         e->wake_timer = -1;
         pthread_mutex_init(&e->lock, NULL);
-        pthread_cond_init(&e->removal_cond, NULL);
         e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (!e->uri || e->efd < 0) {
                 virt_events_stop(e);
@@ -352,7 +285,6 @@ VirtEvents *virt_events_stop(VirtEvents *e) {
         sd_event_source_disable_unref(e->source);
         if (e->efd >= 0)
                 close(e->efd);
-        pthread_cond_destroy(&e->removal_cond);
         pthread_mutex_destroy(&e->lock);
         free(e->uri);
         free(e);

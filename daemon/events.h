@@ -13,7 +13,12 @@
 
 typedef enum VirtEventKind {
         VIRT_EVENT_DOMAIN_STOPPED,   /* shut off, crashed, destroyed, undefined */
+        VIRT_EVENT_DOMAIN_SAVED,     /* stopped into a saved state (save, managedsave) */
+        VIRT_EVENT_DOMAIN_RESTORED,  /* started from a saved state */
+        VIRT_EVENT_DOMAIN_MIGRATED_OUT, /* stopped: it runs on another host now */
+        VIRT_EVENT_DOMAIN_MIGRATED_IN,  /* started: it came from another host */
         VIRT_EVENT_DEVICE_REMOVED,   /* QEMU let go of a device */
+        VIRT_EVENT_DEVICE_REMOVAL_FAILED, /* the guest refused to let go of a device */
         VIRT_EVENT_CONNECTED,        /* (re)connected: state may have changed meanwhile */
         VIRT_EVENT_DISCONNECTED,
 } VirtEventKind;
@@ -21,7 +26,7 @@ typedef enum VirtEventKind {
 typedef struct VirtEvent {
         VirtEventKind kind;
         char domain_uuid[37];
-        char *device_alias;          /* DEVICE_REMOVED only */
+        char *device_alias;          /* DEVICE_REMOVED, DEVICE_REMOVAL_FAILED */
         bool first;                  /* CONNECTED: the first connection of this process */
         struct VirtEvent *next;
 } VirtEvent;
@@ -34,20 +39,6 @@ typedef struct VirtEvents VirtEvents;
  * (connections opened later use the loop for keepalive and close
  * detection). */
 int virt_events_init(void);
-
-/* Lets a worker thread wait for a device-removed event without going
- * through the sd-event loop: the events thread signals it directly.
- * Watch before asking for the removal, so the event cannot be missed. */
-typedef struct RemovalWatch RemovalWatch;
-RemovalWatch *virt_events_watch_removal(VirtEvents *e, const char *domain_uuid, const char *alias);
-/* 1 once the removal was seen, 0 after timeout_ms, -ECANCELED once the
- * daemon is shutting down (virt_events_cancel_waits). */
-int virt_events_wait_removal(VirtEvents *e, RemovalWatch *w, unsigned timeout_ms);
-/* Wakes every waiter for good: called first at shutdown, so worker jobs
- * waiting for a guest return promptly and the worker can be joined before
- * this object is freed. */
-void virt_events_cancel_waits(VirtEvents *e);
-void virt_events_unwatch_removal(VirtEvents *e, RemovalWatch *w);
 
 int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata,
                       VirtEvents **ret);

@@ -50,6 +50,9 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("a{sv}", info),
                                 method_probe,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated",
+                                SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
+                                0),
         SD_BUS_VTABLE_END
 };
 

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "backing.h"
+#include "errors.h"
 #include "event-log.h"
 #include "luks.h"
 #include "manager.h"
@@ -27,6 +28,11 @@ typedef struct ScanJob {
         bool cleanup_orphans;
         bool complete;
         uint64_t event_seq;     /* Manager.event_seq when the scan started */
+        /* Copies of the registry's saved volumes that no scan finds (a
+         * guest saved with "virsh save" is no domain libvirt can list):
+         * their secrets and mappings are no orphans either. */
+        Volume *keep_saved;
+        char migrated_in[37];   /* report this domain's volumes (VolumeMigrated "in") */
         Volume *found;
         sd_bus_error error;
         int r;
@@ -41,8 +47,17 @@ static void scan_job(void *userdata) {
         j->r = scan_volumes(m->virt, &j->found, &j->complete, &j->error);
         /* Only with a complete picture: a domain we could not read must
          * not make its secrets and mappings look orphaned. */
-        if (j->r >= 0 && j->complete && j->cleanup_orphans)
-                scan_cleanup_orphans(m->virt, j->found);
+        if (j->r >= 0 && j->complete && j->cleanup_orphans) {
+                /* Both lists, for the cleanup's look-up only. */
+                Volume *last = j->found;
+                while (last && last->next)
+                        last = last->next;
+                if (last)
+                        last->next = j->keep_saved;
+                scan_cleanup_orphans(m->virt, last ? j->found : j->keep_saved);
+                if (last)
+                        last->next = NULL;
+        }
         else if (j->r >= 0 && !j->complete)
                 log_warning("Scan incomplete; orphan cleanup postponed to the next scan.");
         if (j->cleanup_orphans)
@@ -83,7 +98,10 @@ static Volume *find_in_list(Volume *list, const char *path) {
 static void reconcile(Manager *m, Volume *found, bool complete) {
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
-                if (complete && !v->operation_pending && !find_in_list(found, v->path)) {
+                /* A saved volume no scan can see (virsh save) stays until
+                 * its domain is restored or gone. */
+                if (complete && !v->operation_pending && v->state != VOLUME_STATE_SAVED &&
+                    !find_in_list(found, v->path)) {
                         log_info("Volume %s is gone from libvirt; removing its object.", v->path);
                         manager_remove_volume(m, v);
                 }
@@ -94,6 +112,12 @@ static void reconcile(Manager *m, Volume *found, bool complete) {
                 v->next = NULL;
                 Volume *have = manager_find_volume_by_path(m, v->path);
                 if (have && (have->operation_pending || streq_ptr(have->source, v->source))) {
+                        /* Saved or running, as libvirt says now. */
+                        bool saved = v->state == VOLUME_STATE_SAVED;
+                        if (!have->operation_pending && saved != (have->state == VOLUME_STATE_SAVED)) {
+                                have->state = saved ? VOLUME_STATE_SAVED : VOLUME_STATE_ATTACHED;
+                                (void) volume_bus_emit_state(have);
+                        }
                         volume_free(v);
                         continue;
                 }
@@ -101,11 +125,30 @@ static void reconcile(Manager *m, Volume *found, bool complete) {
         }
 }
 
+static void report_migrated_in(Manager *m, const char *uuid) {
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (streq(v->domain_uuid, uuid)) {
+                        /* Not adopted silently: whoever moved the guest
+                         * must know that this host now holds (or lacks)
+                         * what decrypts its disk. */
+                        log_volume_event(VOLUME_EVENT_MIGRATED, LOG_LEVEL_WARNING, v->domain, v->source, v->target,
+                                         volume_mode_to_string(v->mode),
+                                         "Domain '%s' arrived from another host with %s attached by this service there; "
+                                         "its %s %s here.", v->domain, v->path,
+                                         v->mode == VOLUME_MODE_NATIVE ? "secret" : "mapping",
+                                         (v->mode == VOLUME_MODE_NATIVE ? !isempty(v->secret_uuid)
+                                                                         : !isempty(v->mapper_device)) ?
+                                                 "is defined" : "is missing");
+                        (void) volume_bus_emit_migrated(v, "in");
+                }
+}
+
 static void scan_done(void *userdata) {
         ScanJob *j = userdata;
         Manager *m = j->manager;
         int r;
 
+        m->scan_in_flight--;
         if (j->r < 0)
                 /* Start anyway: calls report libvirt's state, and the next
                  * (re)connect rescans. */
@@ -118,10 +161,16 @@ static void scan_done(void *userdata) {
                  * volumes they concern are in the registry. */
                 for (Volume *v = m->volumes; v; v = v->next)
                         (void) manager_volume_gone_since(m, v, j->event_seq);
+                if (j->migrated_in[0])
+                        report_migrated_in(m, j->migrated_in);
         }
 
         bool initial = j->initial;
         for (Volume *v = j->found, *n; v; v = n) {
+                n = v->next;
+                volume_free(v);
+        }
+        for (Volume *v = j->keep_saved, *n; v; v = n) {
                 n = v->next;
                 volume_free(v);
         }
@@ -157,9 +206,35 @@ int manager_rescan(Manager *m, bool initial) {
         /* Orphans can only be told apart from work in progress when none
          * is in progress; at start there is none by construction. */
         j->cleanup_orphans = true;
+        m->scan_in_flight++;
+        snprintf(j->migrated_in, sizeof j->migrated_in, "%s", m->migrated_in);
+        m->migrated_in[0] = '\0';
+
+        for (Volume *v = m->volumes; v; v = v->next) {
+                Volume *copy = NULL;
+
+                if (v->state != VOLUME_STATE_SAVED)
+                        continue;
+                if (volume_new(v->domain, v->domain_uuid, v->target, &copy) < 0 ||
+                    (v->secret_uuid && !(copy->secret_uuid = strdup(v->secret_uuid))) ||
+                    (v->mapper_device && !(copy->mapper_device = strdup(v->mapper_device)))) {
+                        /* Without the full list, no orphan cleanup. */
+                        j->cleanup_orphans = false;
+                        if (copy)
+                                volume_free(copy);
+                        break;
+                }
+                copy->next = j->keep_saved;
+                j->keep_saved = copy;
+        }
 
         r = worker_submit(m->worker, scan_job, scan_done, j);
         if (r < 0) {
+                m->scan_in_flight--;
+                for (Volume *v = j->keep_saved, *n; v; v = n) {
+                        n = v->next;
+                        volume_free(v);
+                }
                 free(j);
                 return log_error_errno(r, "Failed to start the volume scan: %m");
         }
@@ -241,6 +316,126 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
         v->operation_pending = true;
 }
 
+/* ------------------------------------------------------ reconciliation */
+
+/* libvirt 9.0 sometimes drops a disk from the live XML without a
+ * device-removed event.  A volume left "detaching" by a Detach that
+ * answered Busy is therefore looked at every 2 s, every other attached
+ * volume every 10 s, and everything is rescanned once a minute (orphans
+ * included), so that such a volume is cleaned up within seconds without
+ * anybody calling. */
+#define RECHECK_INTERVAL_USEC (2 * 1000000ULL)
+#define RECHECK_ATTACHED_USEC (10 * 1000000ULL)
+#define RESCAN_INTERVAL_USEC (60 * 1000000ULL)
+
+typedef struct RecheckJob {
+        Manager *manager;
+        char *path;
+        uint64_t generation;
+        char *domain_uuid, *target;
+        bool gone;
+} RecheckJob;
+
+static RecheckJob *recheck_job_free(RecheckJob *j) {
+        if (!j)
+                return NULL;
+        free(j->path);
+        free(j->domain_uuid);
+        free(j->target);
+        free(j);
+        return NULL;
+}
+
+static void recheck_job(void *userdata) {
+        RecheckJob *j = userdata;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        virDomainPtr dom = NULL;
+        bool present = true;
+
+        if (virt_domain_lookup_running(j->manager->virt, j->domain_uuid, &dom, &error) < 0)
+                /* Not running any more (the stop event does the rest), or
+                 * libvirt unreachable: no conclusion. */
+                present = !sd_bus_error_has_names(&error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING);
+        else if (virt_disk_present(dom, j->target, &present, &error) < 0)
+                present = true;
+        if (dom)
+                virDomainFree(dom);
+        sd_bus_error_free(&error);
+        j->gone = !present;
+}
+
+static void recheck_done(void *userdata) {
+        RecheckJob *j = userdata;
+        Manager *m = j->manager;
+        Volume *v = manager_find_volume(m, j->path, j->generation);
+
+        if (v) {
+                v->rechecking = false;
+                if (j->gone && v->state != VOLUME_STATE_SAVED && !v->waiter)
+                        manager_volume_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
+                                               "the guest released it (no event came)" :
+                                               "its disk is gone from the guest (no event came)");
+        }
+        recheck_job_free(j);
+}
+
+static int on_recheck_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        for (Volume *v = m->volumes; v; v = v->next) {
+                RecheckJob *j;
+
+                if (v->state == VOLUME_STATE_SAVED || v->waiter || v->operation_pending || v->rechecking)
+                        continue;
+                if (v->state != VOLUME_STATE_DETACHING && usec - v->last_recheck_usec < RECHECK_ATTACHED_USEC)
+                        continue;
+                v->last_recheck_usec = usec;
+                j = calloc(1, sizeof *j);
+                if (!j)
+                        break;
+                *j = (RecheckJob) {
+                        .manager = m,
+                        .path = strdup(v->path),
+                        .generation = v->generation,
+                        .domain_uuid = strdup(v->domain_uuid),
+                        .target = strdup(v->target),
+                };
+                if (!j->path || !j->domain_uuid || !j->target ||
+                    worker_submit(m->worker, recheck_job, recheck_done, j) < 0) {
+                        recheck_job_free(j);
+                        break;
+                }
+                v->rechecking = true;
+        }
+
+        (void) sd_event_source_set_time_relative(s, RECHECK_INTERVAL_USEC);
+        return 0;
+}
+
+static int on_rescan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->volumes && m->initial_scan_started && m->scan_in_flight == 0)
+                (void) manager_rescan(m, false);
+        (void) sd_event_source_set_time_relative(s, RESCAN_INTERVAL_USEC);
+        return 0;
+}
+
+int manager_reconcile_start(Manager *m) {
+        int r;
+
+        r = sd_event_add_time_relative(m->event, &m->recheck_timer, CLOCK_MONOTONIC, RECHECK_INTERVAL_USEC, 0,
+                                       on_recheck_timer, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(m->recheck_timer, SD_EVENT_ON);
+        r = sd_event_add_time_relative(m->event, &m->rescan_timer, CLOCK_MONOTONIC, RESCAN_INTERVAL_USEC, 0,
+                                       on_rescan_timer, m);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(m->rescan_timer, SD_EVENT_ON);
+}
+
 /* ---------------------------------------------------------------- events */
 
 static void remember_event(Manager *m, const char *uuid, const char *alias) {
@@ -272,33 +467,112 @@ bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq) {
         return false;
 }
 
-static void on_domain_stopped(Manager *m, const char *uuid) {
-        remember_event(m, uuid, NULL);
-
-        for (Volume *v = m->volumes; v; v = v->next)
-                if (streq(v->domain_uuid, uuid)) {
-                        if (v->operation_pending)
-                                v->domain_gone_seen = true;
-                        manager_volume_cleanup(m, v, "its domain stopped");
-                }
-}
-
-static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
-        remember_event(m, uuid, alias);
-
+/* The volume whose disk has that alias in that domain. */
+static Volume *volume_of_disk(Manager *m, const char *uuid, const char *alias) {
         for (Volume *v = m->volumes; v; v = v->next) {
                 _cleanup_free_ char *ours = NULL;
 
-                if (!streq(v->domain_uuid, uuid) || disk_alias_build(uuid, v->target, &ours) < 0 ||
-                    !streq_ptr(alias, ours))
+                if (streq(v->domain_uuid, uuid) && disk_alias_build(uuid, v->target, &ours) >= 0 &&
+                    streq_ptr(alias, ours))
+                        return v;
+        }
+        return NULL;
+}
+
+/* The domain is not running here any more (stopped, crashed, undefined,
+ * migrated away): its volumes' secrets and mappings go. */
+static void on_domain_gone(Manager *m, const char *uuid, const char *why) {
+        remember_event(m, uuid, NULL);
+
+        for (Volume *v = m->volumes, *n; v; v = n) {
+                n = v->next;
+                if (!streq(v->domain_uuid, uuid))
                         continue;
-                /* Only a detach that already answered Busy is waiting for
-                 * this; anything else is someone unplugging our disk behind
-                 * our back, which ends the volume just the same. */
-                if (v->operation_pending)
-                        v->removal_seen = true;
+                if (v->waiter)
+                        v->waiter->domain_gone(v->waiter);
+                else
+                        manager_volume_cleanup(m, v, why);
+        }
+}
+
+/* Saved with its disks (virsh save, managedsave, libvirt-guests at host
+ * shutdown): the restore needs the secrets and mappings as they are. */
+static void on_domain_saved(Manager *m, const char *uuid) {
+        for (Volume *v = m->volumes; v; v = v->next) {
+                if (!streq(v->domain_uuid, uuid))
+                        continue;
+                if (v->waiter)
+                        v->waiter->saved(v->waiter);
+                if (v->state != VOLUME_STATE_SAVED) {
+                        v->state = VOLUME_STATE_SAVED;
+                        (void) volume_bus_emit_state(v);
+                }
+                log_volume_event(VOLUME_EVENT_SAVED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode),
+                                 "Domain '%s' was saved with %s: its %s is kept for the restore.", v->domain, v->path,
+                                 v->mode == VOLUME_MODE_NATIVE ? "secret" : "mapping");
+        }
+}
+
+static void on_domain_restored(Manager *m, const char *uuid) {
+        bool any = false;
+
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (streq(v->domain_uuid, uuid) && v->state == VOLUME_STATE_SAVED) {
+                        v->state = VOLUME_STATE_ATTACHED;
+                        (void) volume_bus_emit_state(v);
+                        any = true;
+                }
+        /* An older save image may lack a disk attached since: the live XML
+         * decides which volumes came back. */
+        if (any)
+                (void) manager_rescan(m, false);
+}
+
+static void on_migrated_out(Manager *m, const char *uuid) {
+        for (Volume *v = m->volumes; v; v = v->next)
+                if (streq(v->domain_uuid, uuid)) {
+                        log_volume_event(VOLUME_EVENT_MIGRATED, LOG_LEVEL_NOTICE, v->domain, v->source, v->target,
+                                         volume_mode_to_string(v->mode),
+                                         "Domain '%s' migrated to another host with %s; cleaning up here.",
+                                         v->domain, v->path);
+                        (void) volume_bus_emit_migrated(v, "out");
+                }
+        on_domain_gone(m, uuid, "its domain migrated to another host");
+}
+
+static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
+        Volume *v;
+
+        remember_event(m, uuid, alias);
+        v = volume_of_disk(m, uuid, alias);
+        if (!v)
+                return;
+        /* A Detach waiting for it finishes; otherwise it is a guest that let
+         * go after a Detach answered Busy, or someone unplugging our disk
+         * behind our back, which ends the volume just the same. */
+        if (v->waiter)
+                v->waiter->removed(v->waiter);
+        else
                 manager_volume_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
                                      "the guest released it" : "it was unplugged outside this service");
+}
+
+static void on_device_removal_failed(Manager *m, const char *uuid, const char *alias) {
+        Volume *v = volume_of_disk(m, uuid, alias);
+
+        if (!v)
+                return;
+        if (v->waiter) {
+                v->waiter->refused(v->waiter);
+                return;
+        }
+        /* The guest refused a request a Detach made earlier (and answered
+         * Busy for): the disk stays. */
+        log_notice("The guest refused to release %s; it stays attached.", v->path);
+        if (v->state == VOLUME_STATE_DETACHING) {
+                v->state = VOLUME_STATE_ATTACHED;
+                (void) volume_bus_emit_state(v);
         }
 }
 
@@ -310,10 +584,28 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
 
         switch (event->kind) {
         case VIRT_EVENT_DOMAIN_STOPPED:
-                on_domain_stopped(m, event->domain_uuid);
+                on_domain_gone(m, event->domain_uuid, "its domain stopped");
+                break;
+        case VIRT_EVENT_DOMAIN_SAVED:
+                on_domain_saved(m, event->domain_uuid);
+                break;
+        case VIRT_EVENT_DOMAIN_RESTORED:
+                on_domain_restored(m, event->domain_uuid);
+                break;
+        case VIRT_EVENT_DOMAIN_MIGRATED_OUT:
+                on_migrated_out(m, event->domain_uuid);
+                break;
+        case VIRT_EVENT_DOMAIN_MIGRATED_IN:
+                /* Disks of ours in a guest that comes from another host: the
+                 * scan finds them, and reports them (scan_done()). */
+                snprintf(m->migrated_in, sizeof m->migrated_in, "%s", event->domain_uuid);
+                (void) manager_rescan(m, false);
                 break;
         case VIRT_EVENT_DEVICE_REMOVED:
                 on_device_removed(m, event->domain_uuid, event->device_alias);
+                break;
+        case VIRT_EVENT_DEVICE_REMOVAL_FAILED:
+                on_device_removal_failed(m, event->domain_uuid, event->device_alias);
                 break;
         case VIRT_EVENT_CONNECTED:
                 virt_invalidate_host_info(m->virt);

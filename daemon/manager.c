@@ -53,11 +53,9 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
-        /* Threads first: their done callbacks reference the manager.  Jobs
-         * waiting for a guest are woken to give up, then the worker is
-         * joined, and only then the events object they used is freed. */
+        /* Threads first: their done callbacks reference the manager.  (No
+         * job waits for a guest: detaches wait on the loop.) */
         m->name_acquired = false;
-        virt_events_cancel_waits(m->events);
         m->worker = worker_free(m->worker);
         m->events = virt_events_stop(m->events);
         /* polkit drops pending queries without calling back, and the
@@ -78,6 +76,8 @@ Manager *manager_free(Manager *m) {
         }
 
         sd_event_source_disable_unref(m->idle_timer);
+        sd_event_source_disable_unref(m->recheck_timer);
+        sd_event_source_disable_unref(m->rescan_timer);
         sd_event_source_disable_unref(m->initial_scan_timer);
         sd_bus_flush_close_unref(m->bus);
         m->virt = virt_free(m->virt);
@@ -324,6 +324,9 @@ int manager_start(Manager *m) {
         r = virt_events_start(m->event, m->config.libvirt_uri, manager_on_virt_event, m, &m->events);
         if (r < 0)
                 return log_error_errno(r, "Failed to start following libvirt events: %m");
+        r = manager_reconcile_start(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to arm the reconciliation timers: %m");
 
         /* The start-up scan runs once events are subscribed (or libvirt is
          * known to be unreachable), so that nothing can happen unseen

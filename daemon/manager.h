@@ -72,6 +72,15 @@ typedef struct Manager {
         uint64_t event_seq;
         bool initial_scan_started;
         sd_event_source *initial_scan_timer;
+        /* A guest that came from another host: the next scan reports the
+         * volumes of ours it finds in it. */
+        char migrated_in[37];
+        /* Reconciliation: volumes left "detaching" by a Detach that
+         * answered Busy are looked at every few seconds, everything now and
+         * then (libvirt does not always send an event). */
+        sd_event_source *recheck_timer;
+        sd_event_source *rescan_timer;
+        unsigned scan_in_flight;
 
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
@@ -123,6 +132,8 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why);
 /* Did v's domain stop, or v's disk go, after sequence number seq
  * (Manager.event_seq)?  If so, start its cleanup and return true. */
 bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq);
+/* Arms the reconciliation timers (see manager-events.c). */
+int manager_reconcile_start(Manager *m);
 
 /* manager-bus.c */
 int manager_bus_register(Manager *m);
@@ -131,3 +142,6 @@ int volume_bus_register(Manager *m);
 int volume_bus_emit_added(Volume *v);
 int volume_bus_emit_removed(Volume *v);
 int volume_bus_emit_state(Volume *v);
+/* VolumeMigrated(o volume, s domain, s target, s direction) on the manager;
+ * direction "out" (it left this host) or "in" (it arrived). */
+int volume_bus_emit_migrated(Volume *v, const char *direction);

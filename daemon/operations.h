@@ -18,6 +18,8 @@
 int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_probe(sd_bus_message *message, void *userdata, sd_bus_error *error);
+/* On volume objects (userdata: the Volume). */
+int method_rearm(sd_bus_message *message, void *userdata, sd_bus_error *error);
 
 /* Pure checks of a domain argument (InvalidArgs). */
 int validate_domain(const char *domain, sd_bus_error *error);

@@ -238,6 +238,39 @@ int detach_options_parse(sd_bus_message *m, DetachOptions *ret, sd_bus_error *er
         return 0;
 }
 
+static int rearm_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        int *ret = userdata;
+        int fd = -EBADF, r;
+
+        if (!streq(key, "passphrase-fd"))
+                return 0;
+        if (*ret >= 0)
+                return duplicate(key, error);
+        r = read_variant(m, key, 'h', &fd, error);
+        if (r < 0)
+                return r;
+        if (passphrase_fd_check(fd) < 0) {
+                sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                 "Option 'passphrase-fd' must be a readable pipe, memfd or regular file.");
+                return -EINVAL;
+        }
+        *ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        return *ret < 0 ? negative_errno() : 1;
+}
+
+int rearm_options_parse(sd_bus_message *m, int *ret_passphrase_fd, sd_bus_error *error) {
+        int fd = -EBADF, r;
+
+        r = parse_dict(m, rearm_option, &fd, error);
+        if (r < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        *ret_passphrase_fd = fd;
+        return 0;
+}
+
 static int no_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
         return 0;
 }

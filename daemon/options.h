@@ -32,6 +32,9 @@ void attach_options_done(AttachOptions *o);
 /* m must be positioned at the a{sv}. */
 int attach_options_parse(sd_bus_message *m, AttachOptions *ret, sd_bus_error *error);
 int detach_options_parse(sd_bus_message *m, DetachOptions *ret, sd_bus_error *error);
+/* Rearm: passphrase-fd only (-1 if not given; dup()ed, owned). */
+int rearm_options_parse(sd_bus_message *m, int *ret_passphrase_fd, sd_bus_error *error);
+
 /* Probe has no options yet; anything given is refused so that adding some
  * later does not change what old callers get. */
 int probe_options_parse(sd_bus_message *m, sd_bus_error *error);

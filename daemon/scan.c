@@ -57,7 +57,9 @@ finish:
         sd_bus_error_free(&error);
 }
 
-static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
+/* saved: dom is not running but has a managed save image, whose XML is
+ * read instead of the live one; its volumes are in state "saved". */
+static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume **list) {
         _cleanup_free_ char *xml = NULL;
         char uuid[VIR_UUID_STRING_BUFLEN];
         DiskInfo *disks = NULL;
@@ -68,7 +70,7 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
         name = virDomainGetName(dom);
         if (!name || virDomainGetUUIDString(dom, uuid) < 0)
                 return -EIO;
-        xml = virDomainGetXMLDesc(dom, 0);
+        xml = saved ? virDomainManagedSaveGetXMLDesc(dom, 0) : virDomainGetXMLDesc(dom, 0);
         if (!xml) {
                 virErrorPtr e = virGetLastError();
                 /* It stopped since the listing: nothing of ours is in it. */
@@ -127,6 +129,8 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, Volume **list) {
                 }
                 v->bus = d->bus ? strdup(d->bus) : strdup(bus_from_target(d->target));
                 v->read_only = d->read_only;
+                if (saved)
+                        v->state = VOLUME_STATE_SAVED;
 
                 v->next = *list;
                 *list = v;
@@ -154,9 +158,32 @@ int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error)
                                          "Cannot list domains: %s", strempty(virGetLastErrorMessage()));
 
         for (int i = 0; i < n; i++) {
-                r = scan_domain(conn, doms[i], &list);
+                r = scan_domain(conn, doms[i], false, &list);
                 if (r < 0 && r != -ENODEV) {
                         log_warning_errno(r, "Failed to scan domain '%s': %m", strempty(virDomainGetName(doms[i])));
+                        complete = false;
+                }
+                virDomainFree(doms[i]);
+        }
+        free(doms);
+
+        /* Guests saved with managedsave (libvirt-guests at host shutdown
+         * does that) come back with their disks: their volumes are ours
+         * still, in state "saved", and their secrets and mappings are no
+         * orphans. */
+        doms = NULL;
+        n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_INACTIVE |
+                                                  VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE);
+        if (n < 0) {
+                log_warning("Cannot list saved domains: %s", strempty(virGetLastErrorMessage()));
+                complete = false;
+                n = 0;
+        }
+        for (int i = 0; i < n; i++) {
+                r = scan_domain(conn, doms[i], true, &list);
+                if (r < 0 && r != -ENODEV) {
+                        log_warning_errno(r, "Failed to scan saved domain '%s': %m",
+                                          strempty(virDomainGetName(doms[i])));
                         complete = false;
                 }
                 virDomainFree(doms[i]);

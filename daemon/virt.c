@@ -269,8 +269,14 @@ int virt_domain_identity(virDomainPtr dom, char ret_uuid[VIR_UUID_STRING_BUFLEN]
 
 int virt_domain_check_running(virDomainPtr dom, const char *what, sd_bus_error *error) {
         int r = virDomainIsActive(dom);
-        if (r < 0)
+        if (r < 0) {
+                /* A transient domain that stopped since the look-up is gone
+                 * altogether. */
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_DOMAIN)
+                        return sd_bus_error_setf(error, LV_ERROR_NO_SUCH_DOMAIN, "No domain '%s'.", what);
                 return fail(error, "Cannot query the domain's state");
+        }
         if (r == 0)
                 return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.", what);
         return 0;
@@ -304,6 +310,11 @@ int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error) {
 
 int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
                        char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error) {
+        return virt_secret_create_with_uuid(v, NULL, usage_id, passphrase, ret_uuid, error);
+}
+
+int virt_secret_create_with_uuid(Virt *v, const char *want_uuid, const char *usage_id, Passphrase **passphrase,
+                                 char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
         _cleanup_free_ char *xml = NULL;
@@ -314,7 +325,7 @@ int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
         if (r < 0)
                 goto finish;
 
-        r = secret_xml_build(usage_id, "luksvolumed: passphrase of an attached LUKS volume", &xml);
+        r = secret_xml_build_with_uuid(want_uuid, usage_id, "luksvolumed: passphrase of an attached LUKS volume", &xml);
         if (r < 0) {
                 r = sd_bus_error_set_errnof(error, -r, "Cannot build the secret XML: %s", strerror(-r));
                 goto finish;
@@ -398,6 +409,27 @@ int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error) {
         return 0;
 }
 
+int virt_secret_exists(Virt *v, const char *uuid, bool *ret, sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        virSecretPtr secret;
+        int r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+        secret = virSecretLookupByUUIDString(conn, uuid);
+        if (!secret) {
+                virErrorPtr e = virGetLastError();
+                if (!(e && e->code == VIR_ERR_NO_SECRET))
+                        return fail(error, "Cannot look up the libvirt secret");
+                *ret = false;
+                return 0;
+        }
+        virSecretFree(secret);
+        *ret = true;
+        return 0;
+}
+
 int virt_secret_undefine_ours(Virt *v, const char *uuid, const char *usage_id, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
@@ -449,7 +481,7 @@ int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error
         return 0;
 }
 
-static bool disk_present(virDomainPtr dom, const char *target, sd_bus_error *error, int *ret_r) {
+int virt_disk_present(virDomainPtr dom, const char *target, bool *ret, sd_bus_error *error) {
         _cleanup_free_ char *xml = NULL;
         DiskInfo d = {};
         int r;
@@ -457,36 +489,22 @@ static bool disk_present(virDomainPtr dom, const char *target, sd_bus_error *err
         r = virt_domain_live_xml(dom, &xml, error);
         if (r < 0) {
                 /* A guest that went away took the disk with it. */
-                if (sd_bus_error_has_name(error, LV_ERROR_DOMAIN_NOT_RUNNING)) {
-                        sd_bus_error_free(error);
-                        *ret_r = 0;
-                        return false;
-                }
-                *ret_r = r;
-                return false;
+                if (!sd_bus_error_has_name(error, LV_ERROR_DOMAIN_NOT_RUNNING))
+                        return r;
+                sd_bus_error_free(error);
+                *ret = false;
+                return 0;
         }
         r = domain_xml_find_disk(xml, target, &d);
         disk_info_free(&d);
-        if (r < 0 && r != -ENOENT) {
+        if (r < 0 && r != -ENOENT)
                 /* Unparseable is not "gone". */
-                *ret_r = sd_bus_error_set_errnof(error, -r, "Cannot parse the domain's live XML: %s", strerror(-r));
-                return false;
-        }
-        *ret_r = 0;
-        return r >= 0;
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s", strerror(-r));
+        *ret = r >= 0;
+        return 0;
 }
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms,
-                     virt_removal_wait_t wait, void *wait_userdata, sd_bus_error *error) {
-        uint64_t deadline = now_ms() + timeout_ms;
-        int r;
-
+int virt_detach_request(virDomainPtr dom, const char *target, const char *alias, sd_bus_error *error) {
         if (!alias)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Disk '%s' has no device alias in the live XML.", target);
 
@@ -497,29 +515,37 @@ int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, un
                 if (!(e && e->code == VIR_ERR_DEVICE_MISSING))
                         return fail(error, "Cannot detach the disk");
         }
-
         fault_point("detach", 1);   /* unplug requested, not yet confirmed */
+        return 0;
+}
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error) {
+        uint64_t deadline = now_ms() + timeout_ms;
+        int r;
+
+        r = virt_detach_request(dom, target, alias, error);
+        if (r < 0)
+                return r;
 
         for (;;) {
-                bool present = disk_present(dom, target, error, &r);
+                bool present;
+
+                r = virt_disk_present(dom, target, &present, error);
                 if (r < 0)
                         return r;
                 if (!present)
                         return 0;
-                uint64_t now = now_ms();
-                if (now >= deadline)
+                if (now_ms() >= deadline)
                         return sd_bus_error_setf(error, LV_ERROR_BUSY,
                                                  "The guest has not released disk '%s' within %u s.",
                                                  target, timeout_ms / 1000);
-                /* Woken at once by the device-removed event; the periodic
-                 * look covers an event lost to a reconnect. */
-                unsigned ms = (unsigned) MIN(deadline - now, (uint64_t) 250);
-                if (wait) {
-                        if (wait(wait_userdata, ms) == -ECANCELED)
-                                return sd_bus_error_set(error, LV_ERROR_FAILED,
-                                                        "The service is shutting down; the detach request stands with the guest.");
-                } else
-                        usleep(MIN(ms, 50U) * 1000U);
+                usleep(50 * 1000);
         }
 }
 

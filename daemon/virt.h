@@ -52,6 +52,11 @@ int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error);
  * here (and the thread's stack scrubbed) whatever the outcome. */
 int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
                        char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
+/* The same, with that UUID (want_uuid NULL: libvirt picks one). */
+int virt_secret_create_with_uuid(Virt *v, const char *want_uuid, const char *usage_id, Passphrase **passphrase,
+                                 char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
+/* Whether a secret with that UUID is defined. */
+int virt_secret_exists(Virt *v, const char *uuid, bool *ret, sd_bus_error *error);
 /* Missing secret counts as success. */
 int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error);
 /* Undefines the secret only if its usage id is usage_id (one this service
@@ -62,15 +67,19 @@ int virt_secret_undefine_ours(Virt *v, const char *uuid, const char *usage_id, s
  * Error.InUse for QEMU's image-lock refusal, Error.DomainNotRunning. */
 int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error);
 
-/* Waits up to ms for a sign that the device may be gone: 1 if it knows so
- * (a device-removed event), 0 if not, -ECANCELED to give up (shutdown). */
-typedef int (*virt_removal_wait_t)(void *userdata, unsigned ms);
+/* Whether the live XML still has a disk on target (a domain that is not
+ * running has none). */
+int virt_disk_present(virDomainPtr dom, const char *target, bool *ret, sd_bus_error *error);
 
-/* Asks for removal and waits until the disk with that target is gone from
- * the live XML or timeout_ms passes (Error.Busy).  The live XML is the
- * judge; wait (may be NULL: plain sleeps) only decides when to look. */
-int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms,
-                     virt_removal_wait_t wait, void *wait_userdata, sd_bus_error *error);
+/* Asks the guest to release the disk with that alias (a missing device is
+ * fine); returns at once.  Removal is complete once QEMU reports the device
+ * deleted (device-removed event) and the live XML no longer has it. */
+int virt_detach_request(virDomainPtr dom, const char *target, const char *alias, sd_bus_error *error);
+
+/* Request, then poll the live XML until the disk is gone or timeout_ms
+ * passes (Error.Busy): holds its thread, so only for short waits (undoing
+ * a failed attach).  Detach itself waits on the event loop (detach.c). */
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error);
 
 /* Per-domain serialisation of target choice + hot-plug + unplug: two
  * callers must never pick the same free target at once. */

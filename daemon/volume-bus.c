@@ -6,6 +6,7 @@
  * exactly as long as the registry holds them. */
 
 #include "manager.h"
+#include "operations.h"
 #include "util.h"
 #include "volume-id.h"
 
@@ -80,6 +81,11 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("LuksUUID", "s", property_get_string, offsetof(Volume, luks_uuid), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ReadOnly", "b", property_get_bool, offsetof(Volume, read_only), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, offsetof(Volume, state), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Rearm",
+                                SD_BUS_ARGS("ay", passphrase, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_rearm,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_VTABLE_END
 };
 
@@ -108,6 +114,13 @@ int volume_bus_emit_removed(Volume *v) {
         if (!v->manager || !v->manager->bus)
                 return 0;
         return sd_bus_emit_object_removed(v->manager->bus, v->path);
+}
+
+int volume_bus_emit_migrated(Volume *v, const char *direction) {
+        if (!v->manager || !v->manager->bus)
+                return 0;
+        return sd_bus_emit_signal(v->manager->bus, LV_OBJECT_PATH, LV_MANAGER_INTERFACE, "VolumeMigrated", "osss",
+                                  v->path, v->domain, v->target, direction);
 }
 
 int volume_bus_emit_state(Volume *v) {

@@ -6,6 +6,7 @@
 static const char *const state_table[_VOLUME_STATE_MAX] = {
         [VOLUME_STATE_ATTACHED] = "attached",
         [VOLUME_STATE_DETACHING] = "detaching",
+        [VOLUME_STATE_SAVED] = "saved",
 };
 
 const char *volume_state_to_string(VolumeState s) {

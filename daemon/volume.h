@@ -16,8 +16,20 @@ typedef struct Manager Manager;
 typedef enum VolumeState {
         VOLUME_STATE_ATTACHED,
         VOLUME_STATE_DETACHING,
+        VOLUME_STATE_SAVED,        /* its domain is saved (save, managedsave); back on restore */
         _VOLUME_STATE_MAX,
 } VolumeState;
+
+/* An operation waiting on the event loop for what happens to a volume's
+ * disk (a Detach waiting for the guest): libvirt's events for it are handed
+ * here instead of starting a cleanup of their own. */
+typedef struct VolumeWaiter VolumeWaiter;
+struct VolumeWaiter {
+        void (*removed)(VolumeWaiter *w);       /* QEMU let go of the device */
+        void (*refused)(VolumeWaiter *w);       /* the guest refused to */
+        void (*domain_gone)(VolumeWaiter *w);   /* the domain stopped, or left for another host */
+        void (*saved)(VolumeWaiter *w);         /* the domain was saved with the disk in it */
+};
 
 typedef struct Volume {
         Manager *manager;          /* NULL until registered */
@@ -51,10 +63,9 @@ typedef struct Volume {
         int hold_fd;
 
         bool operation_pending;    /* a Detach or cleanup is running for it */
-        /* Events that arrived while an operation was pending; the
-         * operation's end acts on them if it did not finish the volume. */
-        bool removal_seen;
-        bool domain_gone_seen;
+        VolumeWaiter *waiter;      /* a Detach waiting for the guest; NULL otherwise */
+        bool rechecking;           /* a look at the live XML is on its way (reconciliation) */
+        uint64_t last_recheck_usec;
 } Volume;
 
 const char *volume_state_to_string(VolumeState s);

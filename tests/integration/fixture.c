@@ -906,14 +906,13 @@ lv_restart_libvirtd(void)
   g_error("libvirtd did not come back within 20 s");
 }
 
-virDomainPtr
-lv_start_guest(const char *name)
+/* No OS: SeaBIOS idles, which is all QEMU's block layer needs.  ACPI is
+ * required for PCI hot-plug; virtio-scsi disks are released at once on
+ * detach even without a guest driver (virtio-blk ones are not). */
+static char *
+osless_guest_xml(const char *name)
 {
-  check_name(name);
-  /* No OS: SeaBIOS idles, which is all QEMU's block layer needs.  ACPI is
-   * required for PCI hot-plug; virtio-scsi disks are released at once on
-   * detach even without a guest driver (virtio-blk ones are not). */
-  g_autofree char *xml = g_strdup_printf(
+  return g_strdup_printf(
       "<domain type='qemu'>"
       "  <name>%s</name>"
       "  <memory unit='MiB'>64</memory>"
@@ -928,10 +927,43 @@ lv_start_guest(const char *name)
       "  </devices>"
       "</domain>",
       name);
+}
+
+virDomainPtr
+lv_start_guest(const char *name)
+{
+  check_name(name);
+  g_autofree char *xml = osless_guest_xml(name);
   virDomainPtr dom = virDomainCreateXML(lv_virt(), xml, 0);
   if (dom == NULL)
     g_error("cannot start guest %s: %s", name, virt_error());
   return dom;
+}
+
+virDomainPtr
+lv_start_persistent_guest(const char *name)
+{
+  check_name(name);
+  g_autofree char *xml = osless_guest_xml(name);
+  virDomainPtr dom = virDomainDefineXML(lv_virt(), xml);
+  if (dom == NULL)
+    g_error("cannot define guest %s: %s", name, virt_error());
+  if (virDomainCreate(dom) < 0)
+    g_error("cannot start guest %s: %s", name, virt_error());
+  return dom;
+}
+
+void
+lv_remove_guest(virDomainPtr dom)
+{
+  if (dom == NULL)
+    return;
+  if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0)
+    g_error("cannot destroy guest %s: %s", virDomainGetName(dom), virt_error());
+  if (virDomainIsPersistent(dom) == 1 &&
+      virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE) < 0)
+    g_error("cannot undefine guest %s: %s", virDomainGetName(dom), virt_error());
+  virDomainFree(dom);
 }
 
 void

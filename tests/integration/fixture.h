@@ -160,6 +160,13 @@ gboolean lv_libvirtd_alive(void);
 /* Start a transient, OS-less TCG guest (64 MiB, ACPI, pc, pty console,
  * virtio-scsi controller).  Caller releases with lv_destroy_guest(). */
 virDomainPtr lv_start_guest(const char *name);
+/* The same guest, defined (persistent: managedsave works) and started.
+ * Release with lv_remove_guest(). */
+virDomainPtr lv_start_persistent_guest(const char *name);
+/* Destroy if running, undefine if persistent (with its managed save
+ * image), and free.  NULL is fine. */
+void lv_remove_guest(virDomainPtr dom);
+
 /* Destroy (if still running) and free.  NULL is fine. */
 void lv_destroy_guest(virDomainPtr dom);
 

@@ -359,6 +359,73 @@ static void test_udev_leaves_mapping_alone(void) {
         assert_clean();
 }
 
+static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+        for (;;) {
+                g_autofree char *s = lv_volume_prop_string(bus, path, "State");
+                if (g_strcmp0(s, state) == 0)
+                        return TRUE;
+                if (g_get_monotonic_time() >= deadline)
+                        return FALSE;
+                g_usleep(20 * 1000);
+        }
+}
+
+/* Saved guests keep their mappings: virsh save/restore of a transient
+ * guest, and managedsave/start of a persistent one across a daemon
+ * restart; the restored guest reads the plaintext through the mapping. */
+static void test_saved_keep_mapping(void) {
+        g_autofree char *img = lv_make_luks2_image("c-save.img", PASS, 20);
+        g_autofree char *state = lv_sandbox_path("c-save.state");
+        GError *error = NULL;
+
+        write_pattern_via_dm(img, PASS);
+
+        virDomainPtr g = lv_start_guest("c-save");
+        g_autofree char *path = lv_attach(bus, "c-save", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+
+        g_assert_cmpint(virDomainSave(g, state), ==, 0);
+        virDomainFree(g);
+        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(g_file_test(mapper, G_FILE_TEST_EXISTS));
+        g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
+        g = virDomainLookupByName(lv_virt(), "c-save");
+        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_false(g_file_test(mapper, G_FILE_TEST_EXISTS));
+        lv_destroy_guest(g);
+        g_unlink(state);
+
+        /* managedsave, then the daemon dies; the next one keeps the
+         * mapping (no orphan) and the guest starts from its image. */
+        virDomainPtr pg = lv_start_persistent_guest("c-msave");
+        g_autofree char *path2 = lv_attach(bus, "c-msave", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper2 = lv_volume_prop_string(bus, path2, "MapperDevice");
+        g_assert_cmpint(virDomainManagedSave(pg, 0), ==, 0);
+        g_assert_true(wait_state(path2, "saved", 5000));
+        lv_daemon_kill(bus, SIGKILL);
+        g_assert_true(wait_state(path2, "saved", 10000));
+        g_assert_true(g_file_test(mapper2, G_FILE_TEST_EXISTS));
+        g_assert_cmpint(virDomainCreate(pg), ==, 0);
+        g_assert_true(wait_state(path2, "attached", 5000));
+        g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(pg);
+        gboolean read = FALSE;
+        for (guint i = 0; i < nodes->len; i++) {
+                LvBlockNode *n = nodes->pdata[i];
+                if (g_strcmp0(n->file, mapper2) == 0 && g_strcmp0(n->drv, "luks") != 0)
+                        read = lv_guest_reads_pattern_on(pg, n->node_name, PATTERN, 65536);
+        }
+        g_assert_true(read);
+        g_assert_true(lv_detach(bus, path2, NULL, &error));
+        g_assert_no_error(error);
+        lv_remove_guest(pg);
+        assert_clean();
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -383,6 +450,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/cleartext-denied", test_cleartext_denied);
         g_test_add_func("/cryptsetup/default/dm-holder-in-use", test_dm_holder_in_use);
         g_test_add_func("/cryptsetup/default/udev-leaves-mapping-alone", test_udev_leaves_mapping_alone);
+        g_test_add_func("/cryptsetup/default/saved-keep-mapping", test_saved_keep_mapping);
         g_test_add_func("/cryptsetup/raised/luks1-auto", test_raised_minimums);
 
         int r = g_test_run();

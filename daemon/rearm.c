@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* Volume.Rearm: a saved domain's volume gets back what its restore needs.
+ *
+ * A guest saved with its disks (save, managedsave, libvirt-guests at host
+ * shutdown) is restored against the same secret UUID (native mode) or the
+ * same /dev/mapper path (cryptsetup mode).  Ephemeral secrets die with
+ * libvirtd and mappings with the host, so after a libvirtd restart or a
+ * reboot the restore would fail; given the passphrase once more, Rearm
+ * defines the secret again under its old UUID, or opens the mapping again
+ * under its old name.  Nothing to do if they are still there.
+ *
+ * parse → authorize (the attach action: it hands a passphrase to libvirt
+ * or the kernel just like an attach) → worker → reply. */
+
+#include "errors.h"
+#include "luks.h"
+#include "manager.h"
+#include "operations.h"
+#include "options.h"
+#include "passphrase.h"
+#include "util.h"
+#include "volume-id.h"
+
+#define PASSPHRASE_FD_TIMEOUT_MS 10000
+
+typedef struct RearmOp {
+        Call call;
+
+        char *path;
+        uint64_t generation;
+        int passphrase_fd;
+        Passphrase *passphrase;
+
+        /* copies for the worker */
+        VolumeMode mode;
+        char *domain_uuid, *target, *source, *secret_uuid;
+        bool read_only;
+
+        int r;
+        bool already;           /* nothing was missing */
+        bool cleartext_asked;   /* cryptsetup mode: attach-cleartext granted too */
+        sd_bus_error error;
+} RearmOp;
+
+static void rearm_op_free(Call *c) {
+        RearmOp *op = (RearmOp *) c;
+
+        if (op->passphrase_fd >= 0)
+                close(op->passphrase_fd);
+        passphrase_free(op->passphrase);
+        free(op->path);
+        free(op->domain_uuid);
+        free(op->target);
+        free(op->source);
+        free(op->secret_uuid);
+        sd_bus_error_free(&op->error);
+        call_done(c);
+        free(op);
+}
+
+static void rearm_end(RearmOp *op) {
+        if (sd_bus_error_is_set(&op->error))
+                call_reply_error(&op->call, &op->error);
+        else
+                call_reply_empty(&op->call);
+        op->passphrase = passphrase_free(op->passphrase);
+        call_unref(&op->call);
+}
+
+/* Worker. */
+static void rearm_job(Call *c) {
+        RearmOp *op = (RearmOp *) c;
+        Manager *m = c->manager;
+        _cleanup_(luks_source_freep) LuksSource *source = NULL;
+        unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
+        SourceInfo src = {};
+        int r;
+
+        pthread_rwlock_rdlock(&m->ops_lock);
+
+        if (!op->passphrase) {
+                r = passphrase_read_fd(op->passphrase_fd, PASSPHRASE_FD_TIMEOUT_MS, &op->passphrase);
+                if (r < 0) {
+                        r = sd_bus_error_setf(&op->error, DBUS_ERROR_INVALID_ARGS,
+                                              "Cannot read a passphrase from passphrase-fd: %s", strerror(-r));
+                        goto finish;
+                }
+        }
+
+        if (op->mode == VOLUME_MODE_NATIVE) {
+                bool exists = false;
+
+                r = virt_secret_exists(m->virt, op->secret_uuid, &exists, &op->error);
+                if (r < 0 || exists) {
+                        op->already = exists;
+                        goto finish;
+                }
+        } else {
+                _cleanup_free_ char *name = NULL, *backing = NULL;
+
+                r = luks_mapping_name(op->domain_uuid, op->target, &name);
+                if (r < 0) {
+                        r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
+                        goto finish;
+                }
+                if (luks_mapping_info(name, &backing, NULL) >= 0) {
+                        op->already = true;
+                        r = 0;
+                        goto finish;
+                }
+        }
+
+        /* What the secret (or mapping) will hold must open the volume. */
+        r = source_resolve(op->source, timeout_ms, &src, &op->error);
+        if (r < 0)
+                goto finish;
+        r = luks_source_open(&src, op->mode == VOLUME_MODE_CRYPTSETUP && !op->read_only, timeout_ms, &source,
+                             &op->error);
+        if (r < 0)
+                goto finish;
+
+        if (op->mode == VOLUME_MODE_NATIVE) {
+                _cleanup_free_ char *usage = NULL;
+                char uuid[VIR_UUID_STRING_BUFLEN];
+                uint64_t cost;
+                int slot;
+
+                r = luks_source_verify(source, op->passphrase, timeout_ms, &slot, &cost, &op->error);
+                if (r < 0)
+                        goto finish;
+                r = secret_usage_build(op->domain_uuid, op->target, &usage);
+                if (r < 0) {
+                        r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
+                        goto finish;
+                }
+                r = virt_secret_create_with_uuid(m->virt, op->secret_uuid, usage, &op->passphrase, uuid, &op->error);
+        } else {
+                _cleanup_free_ char *name = NULL, *mapper = NULL;
+
+                r = luks_mapping_name(op->domain_uuid, op->target, &name);
+                if (r >= 0)
+                        r = luks_activate(source, name, op->read_only, timeout_ms, &op->passphrase, &mapper, &op->error);
+        }
+
+finish:
+        pthread_rwlock_unlock(&m->ops_lock);
+        op->passphrase = passphrase_free(op->passphrase);
+        source_info_done(&src);
+        op->r = r;
+}
+
+static void rearm_done(Call *c) {
+        RearmOp *op = (RearmOp *) c;
+        Volume *v = manager_find_volume(c->manager, op->path, op->generation);
+
+        if (op->r >= 0 && v)
+                log_info("%s re-armed for the restore of '%s'%s.", v->path, v->domain,
+                         op->already ? " (nothing was missing)" : "");
+        rearm_end(op);
+}
+
+static void rearm_authorized(Call *c, bool allowed) {
+        RearmOp *op = (RearmOp *) c;
+        Volume *v;
+
+        if (!allowed) {
+                op->passphrase = passphrase_free(op->passphrase);
+                call_unref(c);
+                return;
+        }
+        v = manager_find_volume(c->manager, op->path, op->generation);
+        /* A mapping is a cleartext device on the host: its own action,
+         * as for an attach. */
+        if (v && v->mode == VOLUME_MODE_CRYPTSETUP && !op->cleartext_asked) {
+                op->cleartext_asked = true;
+                char **details = strv_copy(c->asked);
+                if (call_authorize(c, ACTION_ATTACH_CLEARTEXT, details, rearm_authorized) < 0) {
+                        op->passphrase = passphrase_free(op->passphrase);
+                        call_unref(c);
+                }
+                return;
+        }
+        if (!v) {
+                sd_bus_error_setf(&op->error, LV_ERROR_NO_SUCH_VOLUME, "No volume %s.", op->path);
+                rearm_end(op);
+                return;
+        }
+        if (v->state != VOLUME_STATE_SAVED) {
+                sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
+                                  "%s is %s: only a volume of a saved domain is re-armed.", op->path,
+                                  volume_state_to_string(v->state));
+                rearm_end(op);
+                return;
+        }
+        if (isempty(v->source) || (v->mode == VOLUME_MODE_NATIVE && isempty(v->secret_uuid))) {
+                sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
+                                  "The saved disk of %s does not say which %s to re-arm.", op->path,
+                                  isempty(v->source) ? "source" : "secret");
+                rearm_end(op);
+                return;
+        }
+
+        op->mode = v->mode;
+        op->read_only = v->read_only;
+        op->domain_uuid = strdup(v->domain_uuid);
+        op->target = strdup(v->target);
+        op->source = strdup(v->source);
+        op->secret_uuid = v->secret_uuid ? strdup(v->secret_uuid) : NULL;
+        if (!op->domain_uuid || !op->target || !op->source || (v->secret_uuid && !op->secret_uuid)) {
+                sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                rearm_end(op);
+                return;
+        }
+        if (call_submit(c, rearm_job, rearm_done) < 0)
+                rearm_end(op);
+}
+
+int method_rearm(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        Manager *m = v->manager;
+        _cleanup_passphrase_ Passphrase *passphrase = NULL;
+        const void *pass;
+        size_t pass_size;
+        int fd = -EBADF, r;
+        RearmOp *op;
+
+        r = sd_bus_message_read_array(message, 'y', &pass, &pass_size);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+        if (pass_size > 0) {
+                r = passphrase_new_from_buffer(pass, pass_size, &passphrase);
+                explicit_bzero((void *) pass, pass_size);
+                if (r == -E2BIG)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "The passphrase is longer than %d bytes.", PASSPHRASE_MAX);
+                if (r < 0)
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the passphrase: %s", strerror(-r));
+        }
+        r = rearm_options_parse(message, &fd, error);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+        if ((passphrase != NULL) == (fd >= 0)) {
+                if (fd >= 0)
+                        close(fd);
+                return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                        "Give the passphrase either as the argument or as passphrase-fd.");
+        }
+
+        op = calloc(1, sizeof *op);
+        if (!op) {
+                if (fd >= 0)
+                        close(fd);
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        }
+        call_init(&op->call, m, message, rearm_op_free);
+        op->passphrase_fd = fd;
+        op->passphrase = TAKE_PTR(passphrase);
+        op->generation = v->generation;
+        op->path = strdup(v->path);
+        if (!op->path) {
+                sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                rearm_end(op);
+                return 1;
+        }
+
+        const char *const details[] = {
+                "domain", v->domain,
+                "domain-uuid", v->domain_uuid,
+                "source", strempty(v->source),
+                "target", v->target,
+                "mode", volume_mode_to_string(v->mode),
+                NULL,
+        };
+        if (call_authorize(&op->call, ACTION_ATTACH, call_details(&op->call, details), rearm_authorized) < 0) {
+                op->passphrase = passphrase_free(op->passphrase);
+                call_unref(&op->call);
+        }
+        return 1;
+}
