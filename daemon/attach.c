@@ -447,6 +447,9 @@ static void attach_inspect_job(Call *c) {
         if (r < 0)
                 goto finish;
         in.luks_version = op->luks.version;
+        in.cipher = op->luks.cipher_name;
+        in.cipher_mode = op->luks.cipher_mode;
+        in.hash = op->luks.hash;
         in.requested = op->options.mode;
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
         op->mode = mode_select(&in, reason, sizeof reason);

@@ -466,6 +466,8 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
         snprintf(info.uuid, sizeof info.uuid, "%s", strempty(crypt_get_uuid(cd)));
         snprintf(info.cipher, sizeof info.cipher, "%s-%s",
                  strempty(crypt_get_cipher(cd)), strempty(crypt_get_cipher_mode(cd)));
+        snprintf(info.cipher_name, sizeof info.cipher_name, "%s", strempty(crypt_get_cipher(cd)));
+        snprintf(info.cipher_mode, sizeof info.cipher_mode, "%s", strempty(crypt_get_cipher_mode(cd)));
         r = crypt_get_volume_key_size(cd);
         info.key_size_bits = r > 0 ? (unsigned) r * 8 : 0;
         info.payload_offset = crypt_get_data_offset(cd) * 512;
@@ -494,6 +496,8 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
                 }
                 enc = crypt_keyslot_get_encryption(cd, k, &ks_size);
                 snprintf(ks->cipher, sizeof ks->cipher, "%s", strempty(enc));
+                if (!info.hash[0] && ks->hash[0])
+                        snprintf(info.hash, sizeof info.hash, "%s", ks->hash);
         }
 
         *ret = info;

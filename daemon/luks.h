@@ -37,6 +37,9 @@ typedef struct LuksInfo {
         unsigned version;          /* 1 or 2 */
         char uuid[40];
         char cipher[96];           /* "aes-xts-plain64" */
+        char cipher_name[32];      /* "aes" */
+        char cipher_mode[64];      /* "xts-plain64" */
+        char hash[32];             /* the first active key slot's PBKDF2 hash; "" for argon2 */
         unsigned key_size_bits;
         unsigned active_keyslots;
         LuksKeyslot keyslots[LUKS_MAX_KEYSLOTS];   /* the active ones, in slot order */

@@ -76,6 +76,60 @@ static VolumeMode refuse(char *reason, size_t size, const char *fmt, ...) {
         return _VOLUME_MODE_INVALID;
 }
 
+static bool in_list(const char *s, const char *const *list) {
+        for (const char *const *i = list; *i; i++)
+                if (streq(s, *i))
+                        return true;
+        return false;
+}
+
+const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mode, const char *hash, char *buf,
+                                      size_t size) {
+        /* QEMU's crypto/block-luks.c: the cipher names it maps, the chain
+         * modes, the IV generators, and the hashes its PBKDF and ESSIV take. */
+        static const char *const ciphers[] = { "aes", "cast5", "serpent", "twofish", NULL };
+        static const char *const modes[] = { "ecb", "cbc", "xts", "ctr", NULL };
+        static const char *const ivgens[] = { "plain", "plain64", "essiv", NULL };
+        static const char *const hashes[] = { "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160", NULL };
+        char chain[32] = "", ivgen[32] = "", ivhash[32] = "";
+
+        if (cipher && !in_list(cipher, ciphers)) {
+                snprintf(buf, size, "QEMU's LUKS driver has no cipher '%s' (it knows aes, cast5, serpent, twofish)", cipher);
+                return buf;
+        }
+        if (cipher_mode) {
+                /* "xts-plain64", "cbc-essiv:sha256", "ecb" */
+                const char *dash = strchr(cipher_mode, '-');
+                size_t n = dash ? (size_t) (dash - cipher_mode) : strlen(cipher_mode);
+                snprintf(chain, sizeof chain, "%.*s", (int) MIN(n, sizeof chain - 1), cipher_mode);
+                if (dash) {
+                        const char *colon = strchr(dash + 1, ':');
+                        size_t m = colon ? (size_t) (colon - dash - 1) : strlen(dash + 1);
+                        snprintf(ivgen, sizeof ivgen, "%.*s", (int) MIN(m, sizeof ivgen - 1), dash + 1);
+                        if (colon)
+                                snprintf(ivhash, sizeof ivhash, "%s", colon + 1);
+                }
+                if (!in_list(chain, modes)) {
+                        snprintf(buf, size, "QEMU's LUKS driver has no cipher mode '%s'", chain);
+                        return buf;
+                }
+                if (ivgen[0] && !in_list(ivgen, ivgens)) {
+                        snprintf(buf, size, "QEMU's LUKS driver has no IV generator '%s' (it knows plain, plain64, essiv)",
+                                 ivgen);
+                        return buf;
+                }
+                if (ivhash[0] && !in_list(ivhash, hashes)) {
+                        snprintf(buf, size, "QEMU's LUKS driver has no hash '%s' for the IV generator", ivhash);
+                        return buf;
+                }
+        }
+        if (hash && hash[0] && !in_list(hash, hashes)) {
+                snprintf(buf, size, "QEMU's LUKS driver has no PBKDF2 hash '%s'", hash);
+                return buf;
+        }
+        return NULL;
+}
+
 const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
         char have[32], need[32];
 
@@ -99,6 +153,9 @@ const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
         }
         if (in->passphrase_not_text)
                 return "QEMU takes a passphrase as UTF-8 text without NUL bytes, and this one is not";
+        const char *c = mode_qemu_cipher_obstacle(in->cipher, in->cipher_mode, in->hash, buf, size);
+        if (c)
+                return c;
         return NULL;
 }
 

@@ -41,7 +41,19 @@ typedef struct ModeInput {
          * take it as a secret (false when there is no passphrase, as for
          * Probe). */
         bool passphrase_not_text;
+        /* The volume's encryption as its header says (NULL: not known, no
+         * objection): QEMU's LUKS driver knows fewer ciphers, modes, IV
+         * generators and hashes than dm-crypt. */
+        const char *cipher;                  /* "aes" */
+        const char *cipher_mode;             /* "xts-plain64", "cbc-essiv:sha256" */
+        const char *hash;                    /* the key slots' PBKDF2 hash, "sha256" */
 } ModeInput;
+
+/* Why QEMU's LUKS driver could not decrypt a volume with this cipher,
+ * mode/IV generator and hash (a sentence in buf), or NULL if it can.
+ * Pure; NULL arguments raise no objection. */
+const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mode, const char *hash, char *buf,
+                                      size_t size);
 
 /* Returns the mode to use, or _VOLUME_MODE_INVALID with a human reason in
  * reason (always NUL-terminated, never empty on refusal). */

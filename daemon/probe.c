@@ -201,6 +201,9 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
         if (op->host_known) {
                 char reason[256];
                 op->in.luks_version = luks->version;
+                op->in.cipher = luks->cipher_name;
+                op->in.cipher_mode = luks->cipher_mode;
+                op->in.hash = luks->hash;
                 op->in.requested = VOLUME_MODE_AUTO;
                 b = mode_select(&op->in, reason, sizeof reason) == VOLUME_MODE_NATIVE;
                 obstacle = mode_native_obstacle(&op->in, obstacle_buf, sizeof obstacle_buf);

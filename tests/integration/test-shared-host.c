@@ -346,17 +346,15 @@ static void test_polkit_domain_by_uuid(void) {
         g_autoptr(GDBusConnection) admin = lv_bus_as_uid(LV_TEST_UID_ADMIN);
         GError *error = NULL;
 
-        g_autofree char *rule = g_strdup_printf(
+        /* A rule on the name alone: naming the domain by UUID does not get
+         * around it. */
+        lv_polkit_set_rules("50-by-uuid.rules",
                 "polkit.addRule(function(action, subject) {\n"
                 "  if (subject.user != 'lvadmin' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
                 "    return polkit.Result.NOT_HANDLED;\n"
                 "  if (action.lookup('domain') == 'lvtest-guest') return polkit.Result.NO;\n"
-                "  if (action.id == 'org.example.luksvolume1.attach' && action.lookup('domain-uuid') != '%s')\n"
-                "    return polkit.Result.NO;\n"
                 "  return polkit.Result.YES;\n"
-                "});\n", other_uuid);
-        lv_polkit_set_rules("50-by-uuid.rules", rule);
-
+                "});\n");
         g_assert_null(lv_attach(admin, "lvtest-guest", img, PASS, scsi(), &error));
         lv_assert_error(error, ACCESS_DENIED);
         g_clear_error(&error);
@@ -364,6 +362,20 @@ static void test_polkit_domain_by_uuid(void) {
         lv_assert_error(error, ACCESS_DENIED);
         g_clear_error(&error);
         assert_clean();
+
+        /* A rule on domain-uuid: only the other guest. */
+        g_autofree char *rule = g_strdup_printf(
+                "polkit.addRule(function(action, subject) {\n"
+                "  if (subject.user != 'lvadmin' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
+                "    return polkit.Result.NOT_HANDLED;\n"
+                "  if (action.id == 'org.example.luksvolume1.attach' && action.lookup('domain-uuid') != '%s')\n"
+                "    return polkit.Result.NO;\n"
+                "  return polkit.Result.YES;\n"
+                "});\n", other_uuid);
+        lv_polkit_set_rules("50-by-uuid.rules", rule);
+        g_assert_null(lv_attach(admin, guest_uuid, img, PASS, scsi(), &error));
+        lv_assert_error(error, ACCESS_DENIED);
+        g_clear_error(&error);
 
         /* The other guest, by UUID: the rule sees its name and its UUID. */
         g_autofree char *path = lv_attach(admin, other_uuid, img, PASS, scsi(), &error);

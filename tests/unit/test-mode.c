@@ -112,6 +112,43 @@ static void test_binary_passphrase(void) {
         g_assert_null(mode_native_obstacle(&in, reason, sizeof reason));
 }
 
+/* What QEMU's LUKS driver can open: cipher, chain mode, IV generator and
+ * hash; anything else makes auto go cryptsetup and native refuse. */
+static void test_qemu_ciphers(void) {
+        char buf[256];
+        static const char *const ok[][3] = {
+                { "aes", "xts-plain64", "sha256" }, { "aes", "cbc-essiv:sha256", "sha1" },
+                { "serpent", "xts-plain64", "sha512" }, { "twofish", "cbc-plain", "ripemd160" },
+                { "cast5", "cbc-plain64", "sha1" }, { "aes", "ecb", "sha256" }, { NULL, NULL, NULL },
+                { "aes", "xts-plain64", "" },
+        };
+        static const char *const bad[][4] = {
+                { "camellia", "xts-plain64", "sha256", "no cipher 'camellia'" },
+                { "aes", "lrw-plain64", "sha256", "no cipher mode 'lrw'" },
+                { "aes", "cbc-benbi", "sha256", "no IV generator 'benbi'" },
+                { "aes", "cbc-essiv:whirlpool", "sha256", "no hash 'whirlpool'" },
+                { "aes", "xts-plain64", "whirlpool", "no PBKDF2 hash 'whirlpool'" },
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(ok); i++)
+                g_assert_null(mode_qemu_cipher_obstacle(ok[i][0], ok[i][1], ok[i][2], buf, sizeof buf));
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                const char *o = mode_qemu_cipher_obstacle(bad[i][0], bad[i][1], bad[i][2], buf, sizeof buf);
+                g_assert_nonnull(o);
+                g_assert_nonnull(strstr(o, bad[i][3]));
+        }
+
+        ModeInput in = {
+                .libvirt_version = V(9,0,0), .hypervisor_version = V(7,2,0),
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION, .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true, .luks_version = 1, .requested = VOLUME_MODE_AUTO,
+                .dm_crypt_available = true, .cipher = "camellia", .cipher_mode = "xts-plain64", .hash = "sha256",
+        };
+        g_assert_cmpint(mode_select(&in, buf, sizeof buf), ==, VOLUME_MODE_CRYPTSETUP);
+        in.requested = VOLUME_MODE_NATIVE;
+        g_assert_cmpint(mode_select(&in, buf, sizeof buf), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(buf, "camellia"));
+}
+
 static void test_mode_strings(void) {
         g_assert_cmpint(volume_mode_from_string("auto"), ==, VOLUME_MODE_AUTO);
         g_assert_cmpint(volume_mode_from_string("native"), ==, VOLUME_MODE_NATIVE);
@@ -151,6 +188,7 @@ int main(int argc, char *argv[]) {
         }
         g_test_add_func("/mode/raised-minimums", test_raised_minimums);
         g_test_add_func("/mode/binary-passphrase", test_binary_passphrase);
+        g_test_add_func("/mode/qemu-ciphers", test_qemu_ciphers);
         g_test_add_func("/mode/strings", test_mode_strings);
         g_test_add_func("/mode/versions", test_versions);
         return g_test_run();
