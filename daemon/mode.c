@@ -93,11 +93,13 @@ const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mod
         static const char *const hashes[] = { "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160", NULL };
         char chain[32] = "", ivgen[32] = "", ivhash[32] = "";
 
-        if (cipher && !in_list(cipher, ciphers)) {
+        /* An empty field is a header libcryptsetup will refuse anyway; no
+         * objection of ours to report for it. */
+        if (!isempty(cipher) && !in_list(cipher, ciphers)) {
                 snprintf(buf, size, "QEMU's LUKS driver has no cipher '%s' (it knows aes, cast5, serpent, twofish)", cipher);
                 return buf;
         }
-        if (cipher_mode) {
+        if (!isempty(cipher_mode)) {
                 /* "xts-plain64", "cbc-essiv:sha256", "ecb" */
                 const char *dash = strchr(cipher_mode, '-');
                 size_t n = dash ? (size_t) (dash - cipher_mode) : strlen(cipher_mode);

@@ -51,7 +51,7 @@ typedef struct ModeInput {
 
 /* Why QEMU's LUKS driver could not decrypt a volume with this cipher,
  * mode/IV generator and hash (a sentence in buf), or NULL if it can.
- * Pure; NULL arguments raise no objection. */
+ * Pure; NULL or empty arguments raise no objection. */
 const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mode, const char *hash, char *buf,
                                       size_t size);
 
