@@ -19,6 +19,7 @@ static uint64_t now_usec(Manager *m) {
 
 void call_init(Call *c, Manager *m, sd_bus_message *message, void (*free_fn)(Call *c)) {
         c->manager = m;
+        c->caller_uid = (uid_t) -1;
         c->n_ref = 1;
         c->free_fn = free_fn;
         c->message = sd_bus_message_ref(message);
@@ -308,11 +309,12 @@ static void reply_refusal(Call *c, const sd_bus_error *error) {
         call_reply_error(c, error);
 }
 
-static void polkit_done(sd_bus_message *message, bool allowed, const sd_bus_error *error, void *userdata) {
+static void polkit_done(sd_bus_message *message, bool allowed, const sd_bus_error *error, uid_t uid, void *userdata) {
         Call *c = userdata;
         call_authorized_t cb = c->authorized_cb;
 
         c->authorized_cb = NULL;
+        c->caller_uid = uid;
         if (!allowed)
                 reply_refusal(c, error);
         if (cb)

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
@@ -73,6 +74,7 @@ struct Call {
 
         char *action;
         char **asked;                   /* the details polkit was last asked with */
+        uid_t caller_uid;               /* as the bus driver said, once authorized; (uid_t) -1 before */
         call_authorized_t authorized_cb;
 
         sd_event_source *reply_timer;   /* a refusal held back until the window ends */

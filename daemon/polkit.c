@@ -323,7 +323,7 @@ static int polkit_reply_handler(sd_bus_message *reply, void *userdata, sd_bus_er
                 }
         }
 
-        q->callback(q->message, allowed, allowed ? NULL : &error, q->userdata);
+        q->callback(q->message, allowed, allowed ? NULL : &error, q->uid, q->userdata);
         return 0;
 }
 
@@ -359,7 +359,7 @@ static void polkit_ask_polkitd(PolkitQuery *q, PolkitRegistry *r) {
                         polkit_query_unlink(done);
                         sd_bus_error_set(&error, LV_ERROR_BUSY,
                                          "Too many authorization checks pending; try again later.");
-                        done->callback(done->message, false, &error, done->userdata);
+                        done->callback(done->message, false, &error, done->uid, done->userdata);
                         return;
                 }
                 q->asking_polkitd = true;
@@ -373,7 +373,7 @@ static void polkit_ask_polkitd(PolkitQuery *q, PolkitRegistry *r) {
         _cleanup_(polkit_query_freep) PolkitQuery *done = q;
         polkit_query_unlink(done);
         allowed = polkit_unavailable(done, "cannot send CheckAuthorization", &error);
-        done->callback(done->message, allowed, allowed ? NULL : &error, done->userdata);
+        done->callback(done->message, allowed, allowed ? NULL : &error, done->uid, done->userdata);
 }
 
 /* Step 1: who is calling, as the bus driver says.  polkitd authorizes uid 0
@@ -397,7 +397,7 @@ static int polkit_uid_handler(sd_bus_message *reply, void *userdata, sd_bus_erro
                 polkit_query_unlink(done);
                 log_debug("polkit: %s for root caller %s: allowed without asking polkitd", done->action,
                           strempty(sd_bus_message_get_sender(done->message)));
-                done->callback(done->message, true, NULL, done->userdata);
+                done->callback(done->message, true, NULL, done->uid, done->userdata);
                 return 0;
         }
 

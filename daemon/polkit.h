@@ -9,6 +9,7 @@
  * message is kept referenced for as long as the query is pending. */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <systemd/sd-bus.h>
 
@@ -21,8 +22,10 @@ typedef struct PolkitRegistry PolkitRegistry;
  * sd_bus_reply_method_error(m, error)).  Never called from inside
  * polkit_check_async(), and never for queries still pending when the
  * registry is freed (see polkit_registry_free()).  It may start new checks
- * or free the registry. */
-typedef void (*polkit_continuation_t)(sd_bus_message *m, bool allowed, const sd_bus_error *error, void *userdata);
+ * or free the registry.  uid: the caller's, as the bus driver said, or
+ * (uid_t) -1 if it could not say. */
+typedef void (*polkit_continuation_t)(sd_bus_message *m, bool allowed, const sd_bus_error *error, uid_t uid,
+                                      void *userdata);
 
 /* max_pending (> 0) bounds the queries of non-root callers waiting for
  * polkitd at once; besides, one uid may have at most 32 of them.  A query

@@ -203,7 +203,7 @@ static int stub_authority(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         g_assert_not_reached();
 }
 
-static void continuation(sd_bus_message *m, bool allowed, const sd_bus_error *error, void *userdata) {
+static void continuation(sd_bus_message *m, bool allowed, const sd_bus_error *error, uid_t uid, void *userdata) {
         Fixture *f = userdata;
 
         /* Never from inside polkit_check_async(). */
