@@ -68,6 +68,8 @@ int print_json(struct json_object *j) {
 const char *const volume_order[] = {
         "Domain", "DomainUUID", "Source", "Target", "Bus", "Mode", "SecretUUID",
         "MapperDevice", "LuksVersion", "LuksUUID", "ReadOnly", "State",
+        /* since 0.2 (API v1.1) */
+        "Size", "PayloadOffset", "Serial", "AttachedByUID", "AttachTimestamp",
         NULL,
 };
 

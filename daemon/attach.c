@@ -12,6 +12,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <time.h>
 
 #include "disk-xml.h"
 #include "errors.h"
@@ -165,6 +166,7 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 .read_only = op->options.read_only,
                 .secret_uuid = secret_uuid,
                 .alias = alias,
+                .serial = op->options.serial,
         };
         r = disk_xml_build(&spec, &xml);
         if (r < 0) {
@@ -207,8 +209,8 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
 
-        r = luks_activate(op->source, name, op->options.read_only, m->config.source_timeout_sec * 1000U,
-                          &op->passphrase, &mapper, &op->error);
+        r = luks_activate(op->source, name, op->options.read_only, op->options.discard,
+                          m->config.source_timeout_sec * 1000U, &op->passphrase, &mapper, &op->error);
         if (r < 0)
                 return r;
 
@@ -219,6 +221,8 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
                 .bus = op->options.bus,
                 .read_only = op->options.read_only,
                 .alias = alias,
+                .serial = op->options.serial,
+                .discard = op->options.discard,
         };
         r = disk_xml_build(&spec, &xml);
         if (r < 0)
@@ -234,6 +238,27 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
 
         op->volume->mapper_device = TAKE_PTR(mapper);
         return 0;
+}
+
+/* AttachTimestamp's clock: wall time, for people and logs to match. */
+static uint64_t realtime_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* What the guest sees: libvirt's capacity of the disk, or, if libvirt
+ * cannot say, the header's arithmetic. */
+static uint64_t plugged_size(AttachOp *op, virDomainPtr dom, const char *target) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t size;
+
+        if (virt_disk_capacity(dom, target, &size, &error) >= 0)
+                return size;
+        log_warning("Cannot read the size of %s's new disk %s: %s", op->call.res.domain_name, target, error.message);
+        sd_bus_error_free(&error);
+        return volume_size_from_header(op->luks.device_size, op->luks.payload_offset);
 }
 
 static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
@@ -334,10 +359,15 @@ static void attach_act_job(Call *c) {
         v->luks_version = op->luks.version;
         v->luks_uuid = strdup(op->luks.uuid);
         v->read_only = op->options.read_only;
+        v->discard = op->options.discard;
+        v->payload_offset = op->luks.payload_offset;
+        v->attached_by_uid = c->caller_uid;
         v->source_dev = c->res.source.dev;
         v->source_ino = c->res.source.ino;
         v->source_identity_known = true;
-        if (!v->bus || !v->source || !v->luks_uuid) {
+        if (op->options.serial)
+                v->serial = strdup(op->options.serial);
+        if (!v->bus || !v->source || !v->luks_uuid || (op->options.serial && !v->serial)) {
                 r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 goto finish;
         }
@@ -348,6 +378,8 @@ static void attach_act_job(Call *c) {
                 r = attach_cryptsetup(op, dom, domain_uuid, target);
         if (r >= 0) {
                 v->hold_fd = TAKE_FD(hold_fd);
+                v->size = plugged_size(op, dom, target);
+                v->attach_usec = realtime_usec();
                 fault_point("attach", 4);   /* plugged in, no object, no reply */
         }
 
@@ -452,6 +484,7 @@ static void attach_inspect_job(Call *c) {
         in.hash = op->luks.hash;
         in.requested = op->options.mode;
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
+        in.discard = op->options.discard;
         op->mode = mode_select(&in, reason, sizeof reason);
         if (op->mode < 0)
                 r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "%s.", reason);

@@ -123,14 +123,6 @@ static void detach_end(DetachOp *op) {
         call_unref(&op->call);
 }
 
-/* Ours: it carries the alias we give every disk we plug in, for exactly
- * this domain and target (the same test the start-up scan applies). */
-static bool disk_is_ours(const DiskInfo *d, const char *domain_uuid, const char *target) {
-        _cleanup_free_ char *alias = NULL;
-
-        return disk_alias_build(domain_uuid, target, &alias) >= 0 && streq_ptr(d->alias, alias);
-}
-
 /* Worker.  Finds our disk in the live XML and asks the guest to let go of
  * it; op->gone if there is nothing (left) to unplug. */
 static void detach_request_job(Call *c) {
@@ -169,7 +161,7 @@ static void detach_request_job(Call *c) {
                 } else if (r < 0)
                         r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
                                               strerror(-r));
-                else if (!disk_is_ours(&d, b->domain_uuid, b->target)) {
+                else if (!disk_info_is_ours(&d, b->domain_uuid, b->target)) {
                         /* Someone else's disk now sits on that target; ours
                          * is gone.  Never touch theirs. */
                         log_notice("Target %s now holds a disk not plugged in by this service; treating the volume as detached.",
@@ -408,6 +400,13 @@ static void detach_authorized(Call *c, bool allowed) {
                 call_unref(c);
                 return;
         }
+        if (v->resize_pending) {
+                sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "%s is being resized; detach it when that is done.",
+                                  op->path);
+                call_reply_error(c, &op->error);
+                call_unref(c);
+                return;
+        }
         if (v->state == VOLUME_STATE_SAVED) {
                 sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
                                   "The domain of %s is saved; detach the volume after the domain is restored.", op->path);
@@ -438,32 +437,12 @@ static void detach_authorized(Call *c, bool allowed) {
                 detach_end(op);
 }
 
-int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_free_ char *u = NULL, *t = NULL;
-        DetachOptions options = {};
-        const char *path;
+/* The one core of Manager.Detach and Volume.Detach: authorize, then
+ * request, wait, release.  Takes options (the caller's timeout, or the
+ * configured default). */
+static int detach_start(Manager *m, sd_bus_message *message, Volume *v, const DetachOptions *options,
+                        sd_bus_error *error) {
         DetachOp *op;
-        Volume *v;
-        int r;
-
-        r = sd_bus_message_read(message, "o", &path);
-        if (r < 0)
-                return lv_error_bad_message(error, r);
-        r = detach_options_parse(message, &options, error);
-        if (r < 0)
-                return lv_error_bad_message(error, r);
-        if (!options.timeout_set)
-                options.timeout_sec = m->config.detach_timeout_sec;
-
-        if (volume_path_parse(path, &u, &t) < 0)
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "'%s' is not a volume object path.", path);
-
-        /* NoSuchVolume before authorization reveals only what the object
-         * tree already shows to anyone. */
-        v = manager_find_volume_by_path(m, path);
-        if (!v)
-                return sd_bus_error_setf(error, LV_ERROR_NO_SUCH_VOLUME, "No volume %s.", path);
 
         op = calloc(1, sizeof *op);
         if (!op)
@@ -475,9 +454,11 @@ int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
                 .domain_gone = waiter_domain_gone,
                 .saved = waiter_saved,
         };
-        op->options = options;
+        op->options = *options;
+        if (!op->options.timeout_set)
+                op->options.timeout_sec = m->config.detach_timeout_sec;
         op->generation = v->generation;
-        op->path = strdup(path);
+        op->path = strdup(v->path);
         if (!op->path) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 call_reply_error(&op->call, &op->error);
@@ -495,4 +476,42 @@ int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         if (call_authorize(&op->call, ACTION_DETACH, call_details(&op->call, details), detach_authorized) < 0)
                 call_unref(&op->call);
         return 1;
+}
+
+int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *u = NULL, *t = NULL;
+        DetachOptions options = {};
+        const char *path;
+        Volume *v;
+        int r;
+
+        r = sd_bus_message_read(message, "o", &path);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+        r = detach_options_parse(message, &options, error);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+
+        if (volume_path_parse(path, &u, &t) < 0)
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "'%s' is not a volume object path.", path);
+
+        /* NoSuchVolume before authorization reveals only what the object
+         * tree already shows to anyone. */
+        v = manager_find_volume_by_path(m, path);
+        if (!v)
+                return sd_bus_error_setf(error, LV_ERROR_NO_SUCH_VOLUME, "No volume %s.", path);
+
+        return detach_start(m, message, v, &options, error);
+}
+
+int method_volume_detach(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        DetachOptions options = {};
+        int r;
+
+        r = detach_options_parse(message, &options, error);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+        return detach_start(v->manager, message, v, &options, error);
 }

@@ -244,6 +244,8 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
                 return -EINVAL;
         if (spec->alias && !field_valid(spec->alias))
                 return -EINVAL;
+        if (spec->serial && !field_valid(spec->serial))
+                return -EINVAL;
 
         disk_xml_init();
         QUIET_XML_ERRORS;
@@ -261,6 +263,8 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
                 return -ENOMEM;
         if ((r = set_attr(driver, "name", "qemu")) < 0 ||
             (r = set_attr(driver, "type", "raw")) < 0)
+                return r;
+        if (spec->discard && (r = set_attr(driver, "discard", "unmap")) < 0)
                 return r;
 
         source = new_element(disk, "source");
@@ -295,6 +299,11 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
                 return r;
 
         if (spec->read_only && !new_element(disk, "readonly"))
+                return -ENOMEM;
+
+        /* A text node (xmlNewTextChild escapes; xmlNewChild would parse
+         * entity references in it). */
+        if (spec->serial && !xmlNewTextChild(disk, NULL, BAD_CAST "serial", BAD_CAST spec->serial))
                 return -ENOMEM;
 
         if (spec->alias) {
@@ -370,8 +379,15 @@ void disk_info_free(DiskInfo *d) {
         free(d->encryption_format);
         free(d->secret_uuid);
         free(d->alias);
+        free(d->serial);
         strv_free(d->other_sources);
         *d = (DiskInfo) {};
+}
+
+bool disk_info_is_ours(const DiskInfo *d, const char *domain_uuid, const char *target) {
+        _cleanup_free_ char *alias = NULL;
+
+        return disk_alias_build(domain_uuid, target, &alias) >= 0 && streq_ptr(d->alias, alias);
 }
 
 void disk_info_array_free(DiskInfo *d, size_t n) {
@@ -395,39 +411,48 @@ static xmlNode *first_child(xmlNode *parent, const char *name) {
         return NULL;
 }
 
+/* The text nodes from first on, concatenated, into a malloc()ed string; a
+ * node of any other kind (an entity reference, an element) → -EBADMSG. */
+static int text_nodes_dup(const xmlNode *first, char **ret) {
+        size_t len = 0;
+        char *s, *p;
+
+        for (const xmlNode *c = first; c; c = c->next) {
+                if (c->type != XML_TEXT_NODE)
+                        return -EBADMSG;
+                len += c->content ? strlen((const char *) c->content) : 0;
+        }
+
+        s = p = malloc(len + 1);
+        if (!s)
+                return -ENOMEM;
+        for (const xmlNode *c = first; c; c = c->next)
+                if (c->content)
+                        p = stpcpy(p, (const char *) c->content);
+        *p = '\0';
+
+        *ret = s;
+        return 0;
+}
+
 /* Copies the value of the un-namespaced attribute name into a malloc()ed
  * string, or NULL if there is no such attribute.  We read the attribute's
  * text children ourselves rather than calling xmlGetProp(), which would
  * expand entity references; with DTDs refused there should be none, and if
  * one shows up anyway the document is rejected. */
 static int attr_dup(const xmlNode *n, const char *name, char **ret) {
-        for (const xmlAttr *a = n->properties; a; a = a->next) {
-                size_t len = 0;
-                char *s, *p;
-
-                if (a->ns || !xmlStrEqual(a->name, BAD_CAST name))
-                        continue;
-
-                for (const xmlNode *c = a->children; c; c = c->next) {
-                        if (c->type != XML_TEXT_NODE)
-                                return -EBADMSG;
-                        len += c->content ? strlen((const char *) c->content) : 0;
-                }
-
-                s = p = malloc(len + 1);
-                if (!s)
-                        return -ENOMEM;
-                for (const xmlNode *c = a->children; c; c = c->next)
-                        if (c->content)
-                                p = stpcpy(p, (const char *) c->content);
-                *p = '\0';
-
-                *ret = s;
-                return 0;
-        }
+        for (const xmlAttr *a = n->properties; a; a = a->next)
+                if (!a->ns && xmlStrEqual(a->name, BAD_CAST name))
+                        return text_nodes_dup(a->children, ret);
 
         *ret = NULL;
         return 0;
+}
+
+/* The text of an element into a malloc()ed string; anything but text
+ * inside it makes the document invalid. */
+static int text_dup(const xmlNode *n, char **ret) {
+        return text_nodes_dup(n->children, ret);
 }
 
 /* The host path of a <source> under an element whose type attribute (or,
@@ -505,7 +530,8 @@ static int other_sources_from_node(xmlNode *disk, char ***ret) {
  * absent); on failure d holds what was filled so far, for the caller to
  * free. */
 static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
-        xmlNode *source = NULL, *target = NULL, *alias = NULL, *encryption = NULL, *legacy_encryption = NULL;
+        xmlNode *source = NULL, *target = NULL, *alias = NULL, *encryption = NULL, *legacy_encryption = NULL,
+                *driver = NULL, *serial = NULL;
         int r = 0;
 
         /* libvirt's default when type is absent is a file. */
@@ -532,6 +558,10 @@ static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
                         alias = c;
                 else if (!legacy_encryption && node_is(c, "encryption"))
                         legacy_encryption = c;
+                else if (!driver && node_is(c, "driver"))
+                        driver = c;
+                else if (!serial && node_is(c, "serial"))
+                        serial = c;
                 else if (node_is(c, "readonly"))
                         d->read_only = true;
         }
@@ -583,6 +613,21 @@ static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
                 r = attr_dup(alias, "name", &d->alias);
                 if (r < 0)
                         return r;
+        }
+
+        if (serial) {
+                r = text_dup(serial, &d->serial);
+                if (r < 0)
+                        return r;
+        }
+
+        if (driver) {
+                _cleanup_free_ char *discard = NULL;
+
+                r = attr_dup(driver, "discard", &discard);
+                if (r < 0)
+                        return r;
+                d->discard = streq_ptr(discard, "unmap");
         }
 
         r = other_sources_from_node(node, &d->other_sources);

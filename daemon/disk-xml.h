@@ -23,10 +23,13 @@ typedef struct DiskSpec {
         bool read_only;          /* adds <readonly/> */
         const char *secret_uuid; /* non-NULL: <encryption format='luks'><secret type='passphrase' uuid=…/></encryption> under <source> */
         const char *alias;       /* non-NULL: <alias name=…/> (a libvirt user alias, "ua-" prefix) */
+        const char *serial;      /* non-NULL: <serial>…</serial> (the guest's /dev/disk/by-id name) */
+        bool discard;            /* discard='unmap' on <driver>: the guest's discards reach the image */
 } DiskSpec;
 
-/* <disk type=… device='disk'><driver name='qemu' type='raw'/><source …>[<encryption…>]</source>
- *  <target dev=… bus=…/>[<readonly/>]</disk>.  Returns 0 or negative errno
+/* <disk type=… device='disk'><driver name='qemu' type='raw'[ discard='unmap']/>
+ *  <source …>[<encryption…>]</source><target dev=… bus=…/>[<readonly/>]
+ *  [<serial>…</serial>][<alias name=…/>]</disk>.  Returns 0 or negative errno
  * (-EINVAL for a NULL/empty required field). *ret_xml is malloc()ed. */
 int disk_xml_build(const DiskSpec *spec, char **ret_xml);
 
@@ -47,6 +50,8 @@ typedef struct DiskInfo {
         char *encryption_format; /* its format attribute, may be NULL */
         char *secret_uuid;       /* <encryption><secret uuid>, may be NULL */
         char *alias;             /* <alias name>, may be NULL */
+        char *serial;            /* <serial> text, may be NULL */
+        bool discard;            /* <driver discard='unmap'> */
         /* Other host paths the disk uses: its <backingStore> chain and a
          * <mirror> (block copy) target, each a file or block device path.
          * NULL-terminated, NULL when there are none. */
@@ -54,6 +59,10 @@ typedef struct DiskInfo {
 } DiskInfo;
 
 void disk_info_free(DiskInfo *d);
+
+/* Ours: the disk carries the alias this service gives every disk it plugs
+ * in, for exactly this domain and target (disk_alias_build()). */
+bool disk_info_is_ours(const DiskInfo *d, const char *domain_uuid, const char *target);
 void disk_info_array_free(DiskInfo *d, size_t n);
 
 /* Parses a domain XML document (virDomainGetXMLDesc output) and returns all

@@ -122,3 +122,20 @@ int loop_find_backing(dev_t dev, ino_t ino, char **ret_path) {
         }
         return 0;
 }
+
+int loop_refresh_capacity(const char *node, dev_t dev, ino_t ino) {
+        _cleanup_close_ int fd = -EBADF;
+        struct loop_info64 info;
+
+        fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return negative_errno();
+        if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
+                return errno == ENXIO ? -ESTALE : negative_errno();
+        /* Never another file's device: it would change under someone else. */
+        if ((dev_t) info.lo_device != dev || (ino_t) info.lo_inode != ino)
+                return -ESTALE;
+        if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0)
+                return negative_errno();
+        return 0;
+}

@@ -23,3 +23,8 @@ int loop_attach_fd(int fd, bool read_only, int *ret_fd, char **ret_path);
 /* Is there a loop device whose backing file is (dev, ino)?  1 and its node
  * in *ret_path (may be NULL) if so, 0 if not, negative errno on failure. */
 int loop_find_backing(dev_t dev, ino_t ino, char **ret_path);
+
+/* Makes the loop device node, which must be bound to the file (dev, ino),
+ * take its file's current size (LOOP_SET_CAPACITY): after the file grew or
+ * shrank.  -ESTALE if node is bound to another file (or none). */
+int loop_refresh_capacity(const char *node, dev_t dev, ino_t ino);

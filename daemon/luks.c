@@ -93,6 +93,13 @@ void luks_init(void) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         if (crypt_init_locked(&cd, path) >= 0)
                 (void) crypt_load(cd, CRYPT_LUKS, NULL);
+
+        /* LUKS2 volume keys go into the dm table as LUKS1's do, not into
+         * the kernel keyring: a keyring key lives in the activating
+         * (worker) thread's keyring, and a mapping whose table names one
+         * cannot be resized (reloaded) without the passphrase again.
+         * Process-wide, hence here. */
+        (void) crypt_volume_key_keyring(NULL, 0);
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -419,6 +426,61 @@ int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms
         return 0;
 }
 
+/* ftruncate() on a duplicate of the source's descriptor, on a thread of
+ * its own (deadline.h). */
+typedef struct TruncateTask {
+        int fd;
+        uint64_t size;
+        int r;
+} TruncateTask;
+
+static void truncate_task_free(void *p) {
+        TruncateTask *t = p;
+        if (t->fd >= 0)
+                close(t->fd);
+        free(t);
+}
+
+static void truncate_task_run(void *p) {
+        TruncateTask *t = p;
+        t->r = ftruncate(t->fd, (off_t) t->size) < 0 ? negative_errno() : 0;
+}
+
+int luks_source_truncate(LuksSource *s, uint64_t size, unsigned timeout_ms, sd_bus_error *error) {
+        TruncateTask *t;
+        int r;
+
+        if (s->block || !s->writable)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' cannot be resized here.", s->path);
+        if (size > (uint64_t) INT64_MAX)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "%" PRIu64 " bytes is too large for a file.", size);
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->size = size;
+        t->fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
+        if (t->fd < 0) {
+                r = negative_errno();
+                free(t);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s", strerror(-r));
+        }
+
+        r = deadline_run(truncate_task_run, t, truncate_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0) {
+                truncate_task_free(t);
+                return source_error_deadline(error, r);
+        }
+        r = t->r;
+        truncate_task_free(t);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot resize '%s' to %" PRIu64 " bytes: %s", s->path,
+                                         size, strerror(-r));
+        return 0;
+}
+
 /* crypt_init() + crypt_load() on the snapshot. */
 static int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
@@ -720,14 +782,43 @@ static void data_device_task_run(void *p) {
         t->r = crypt_set_data_device(t->cd, t->path);
 }
 
-int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned timeout_ms, Passphrase **passphrase,
-                  char **ret_mapper_path, sd_bus_error *error) {
+/* crypt_set_data_device(*cd, path) under the deadline.  On a timeout the
+ * context goes with the abandoned thread: *cd is NULL then. */
+static int set_data_device(struct crypt_device **cd, const char *path, unsigned timeout_ms, sd_bus_error *error) {
+        DataDeviceTask *t;
+        int r;
+
+        t = calloc(1, sizeof *t);
+        if (!t || !(t->path = strdup(path))) {
+                free(t);
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        }
+        t->cd = TAKE_PTR(*cd);
+        r = deadline_run(data_device_task_run, t, data_device_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0) {
+                *cd = TAKE_PTR(t->cd);
+                data_device_task_free(t);
+                return source_error_deadline(error, r);
+        }
+        *cd = TAKE_PTR(t->cd);
+        r = t->r;
+        data_device_task_free(t);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot use '%s' as the data device: %s", path,
+                                         strerror(-r));
+        return 0;
+}
+
+int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard, unsigned timeout_ms,
+                  Passphrase **passphrase, char **ret_mapper_path, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         _cleanup_passphrase_ Passphrase *vk = NULL;
         _cleanup_free_ char *path = NULL, *loop_path = NULL;
         _cleanup_close_ int loop_fd = -EBADF;
-        uint32_t flags = CRYPT_ACTIVATE_PRIVATE | (read_only ? CRYPT_ACTIVATE_READONLY : 0);
-        DataDeviceTask *t = NULL;
+        uint32_t flags = CRYPT_ACTIVATE_PRIVATE | (read_only ? CRYPT_ACTIVATE_READONLY : 0) |
+                         (discard ? CRYPT_ACTIVATE_ALLOW_DISCARDS : 0);
         size_t vk_size;
         int r;
 
@@ -799,31 +890,9 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned time
                 data_path = loop_path;
         }
 
-        t = calloc(1, sizeof *t);
-        if (!t || !(t->path = strdup(data_path))) {
-                free(t);
-                r = sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        r = set_data_device(&cd, data_path, timeout_ms, error);
+        if (r < 0)
                 goto finish;
-        }
-        t->cd = TAKE_PTR(cd);
-        r = deadline_run(data_device_task_run, t, data_device_task_free, timeout_ms);
-        if (r == -ETIMEDOUT) {
-                r = source_error_timeout(error, timeout_ms);
-                goto finish;
-        }
-        if (r < 0) {
-                data_device_task_free(t);
-                r = source_error_deadline(error, r);
-                goto finish;
-        }
-        cd = TAKE_PTR(t->cd);
-        r = t->r;
-        data_device_task_free(t);
-        if (r < 0) {
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot use '%s' as the data device: %s",
-                                      data_path, strerror(-r));
-                goto finish;
-        }
 
         {
                 CRYPT_LOCKED;
@@ -944,12 +1013,31 @@ static int parse_dm_uuid(const char *uuid, LuksInfo *ret) {
         return 0;
 }
 
-int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
-        _cleanup_free_ char *p = NULL, *uuid = NULL, *src = NULL;
-        char kname[64];
+/* The one block device an active mapping sits on, as its kernel name
+ * ("loop3", "sdb"), from /sys/block/dm-N/slaves. */
+static int mapping_slave(const char *kname, char **ret) {
+        _cleanup_free_ char *p = NULL;
         _cleanup_(closedirp) DIR *slaves = NULL;
-        LuksInfo info = {};
         struct dirent *de;
+
+        if (asprintf(&p, "/sys/block/%s/slaves", kname) < 0)
+                return -ENOMEM;
+        slaves = opendir(p);
+        if (!slaves)
+                return negative_errno();
+        while ((de = readdir(slaves))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                *ret = strdup(de->d_name);
+                return *ret ? 0 : -ENOMEM;
+        }
+        return -ENODEV;
+}
+
+int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
+        _cleanup_free_ char *p = NULL, *uuid = NULL, *src = NULL, *slave = NULL;
+        char kname[64];
+        LuksInfo info = {};
         int r;
 
         r = dm_kernel_name(name, kname);
@@ -961,32 +1049,93 @@ int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
         if (read_line(p, &uuid) >= 0)
                 (void) parse_dm_uuid(uuid, &info);
 
-        p = mfree(p);
-        if (asprintf(&p, "/sys/block/%s/slaves", kname) < 0)
-                return -ENOMEM;
-        slaves = opendir(p);
-        if (!slaves)
-                return negative_errno();
-        while ((de = readdir(slaves))) {
+        r = mapping_slave(kname, &slave);
+        if (r < 0)
+                return r;
+        if (startswith(slave, "loop")) {
                 _cleanup_free_ char *bf = NULL;
 
-                if (de->d_name[0] == '.')
-                        continue;
-                if (startswith(de->d_name, "loop")) {
-                        if (asprintf(&bf, "/sys/block/%s/loop/backing_file", de->d_name) < 0)
-                                return -ENOMEM;
-                        r = read_line(bf, &src);
-                        if (r < 0)
-                                return r;
-                } else if (asprintf(&src, "/dev/%s", de->d_name) < 0)
+                if (asprintf(&bf, "/sys/block/%s/loop/backing_file", slave) < 0)
                         return -ENOMEM;
-                break;
-        }
-        if (!src)
-                return -ENODEV;
+                r = read_line(bf, &src);
+                if (r < 0)
+                        return r;
+        } else if (asprintf(&src, "/dev/%s", slave) < 0)
+                return -ENOMEM;
 
         *ret_source = TAKE_PTR(src);
         if (ret_info)
                 *ret_info = info;
+        return 0;
+}
+
+int luks_mapping_device(const char *name, char **ret_node) {
+        char kname[64], *slave = NULL;
+        int r;
+
+        r = dm_kernel_name(name, kname);
+        if (r < 0)
+                return r;
+        r = mapping_slave(kname, &slave);
+        if (r < 0)
+                return r;
+        r = asprintf(ret_node, "/dev/%s", slave) < 0 ? -ENOMEM : 0;
+        free(slave);
+        return r;
+}
+
+int luks_mapping_geometry(const char *name, uint64_t *ret_payload_offset, uint64_t *ret_size) {
+        _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+        struct crypt_active_device cad = {};
+        int r;
+
+        /* The kernel's table, through device-mapper: nothing is read from
+         * the device under it. */
+        CRYPT_LOCKED;
+        r = crypt_init(&cd, NULL);
+        if (r < 0)
+                return r;
+        crypt_set_log_callback(cd, luks_log, NULL);
+        r = crypt_get_active_device(cd, name, &cad);
+        if (r < 0)
+                return r;
+        *ret_payload_offset = cad.offset * 512;
+        *ret_size = cad.size * 512;
+        return 0;
+}
+
+int luks_resize(LuksSource *s, const char *name, const char *data_device, uint64_t size, unsigned timeout_ms,
+                sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        int r;
+
+        if (size == 0 || size % 512 != 0)
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "%" PRIu64 " is not a multiple of 512 bytes.",
+                                         size);
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        /* The table is rebuilt on this device: it must be the one the
+         * mapping already sits on (the caller found it in sysfs). */
+        r = set_data_device(&cd, data_device, timeout_ms, error);
+        if (r < 0)
+                return r;
+
+        /* A table reload: device-mapper work, under the lock.  The kernel
+         * suspends the mapping for it, which waits for the guest's I/O in
+         * flight. */
+        {
+                CRYPT_LOCKED;
+                r = crypt_resize(cd, name, size / 512);
+        }
+        if (r == -EPERM)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "The mapping %s keeps its volume key in the kernel keyring (an older "
+                                         "luksvolumed opened it); detach and attach the volume again to resize it.",
+                                         name);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot resize the dm-crypt mapping %s to %" PRIu64
+                                         " bytes: %s", name, size, strerror(-r));
         return 0;
 }

@@ -74,6 +74,11 @@ int luks_source_fd(const LuksSource *s);
 bool luks_source_writable(const LuksSource *s);
 const char *luks_source_path(const LuksSource *s);
 
+/* Sets a file source's size (ftruncate(), sparse; on a thread of its own,
+ * at most timeout_ms).  Refused for block devices and read-only opens.
+ * The snapshot keeps the size it was taken with. */
+int luks_source_truncate(LuksSource *s, uint64_t size, unsigned timeout_ms, sd_bus_error *error);
+
 /* Header facts from the snapshot. */
 int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error);
 
@@ -101,9 +106,10 @@ int luks_mapping_name(const char *domain_uuid, const char *target, char **ret);
  * descriptor s holds; the mapping is private to the service: udev's disk
  * rules, blkid and so automounters and LVM leave it alone).  The key is
  * derived outside libcryptsetup's global lock; the passphrase is freed
- * (wiped) here on every path.  Wrong passphrase → Error.BadPassphrase. */
-int luks_activate(LuksSource *s, const char *name, bool read_only, unsigned timeout_ms, Passphrase **passphrase,
-                  char **ret_mapper_path, sd_bus_error *error);
+ * (wiped) here on every path.  Wrong passphrase → Error.BadPassphrase.
+ * discard: the guest's discards reach the image (allow_discards). */
+int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard, unsigned timeout_ms,
+                  Passphrase **passphrase, char **ret_mapper_path, sd_bus_error *error);
 
 /* Closes the mapping; retries while busy; not active counts as done.
  * Reads nothing from the device under it. */
@@ -114,3 +120,18 @@ int luks_deactivate(const char *name, sd_bus_error *error);
  * loop device's backing file for file sources), and the LUKS version and
  * UUID (ret_info's other fields stay zero).  -ENODEV if not active. */
 int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info);
+
+/* The block device node an active mapping of ours sits on ("/dev/loop3"
+ * for a file source), from sysfs.  -ENODEV if not active. */
+int luks_mapping_device(const char *name, char **ret_node);
+
+/* The payload offset and size, in bytes, of an active mapping, from its
+ * device-mapper table. */
+int luks_mapping_geometry(const char *name, uint64_t *ret_payload_offset, uint64_t *ret_size);
+
+/* Resizes the active mapping name of the volume s to size bytes of
+ * plaintext (a multiple of 512 and of the volume's sector size), its table
+ * rebuilt on data_device — the device it sits on (luks_mapping_device()),
+ * which must already be large enough.  Reads only the header snapshot. */
+int luks_resize(LuksSource *s, const char *name, const char *data_device, uint64_t size, unsigned timeout_ms,
+                sd_bus_error *error);

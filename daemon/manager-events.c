@@ -33,6 +33,7 @@ typedef struct ScanJob {
          * their secrets and mappings are no orphans either. */
         Volume *keep_saved;
         char migrated_in[37];   /* report this domain's volumes (VolumeMigrated "in") */
+        uint64_t resizes;       /* Manager.resizes when the scan started */
         Volume *found;
         sd_bus_error error;
         int r;
@@ -94,8 +95,9 @@ static Volume *find_in_list(Volume *list, const char *path) {
 
 /* The registry becomes what the scan found, except for volumes an
  * operation is working on right now (that operation finishes them), and,
- * after an incomplete scan, except for removals (absence proves nothing). */
-static void reconcile(Manager *m, Volume *found, bool complete) {
+ * after an incomplete scan, except for removals (absence proves nothing).
+ * Sizes only if no Resize ended meanwhile (the scan's may be older). */
+static void reconcile(Manager *m, Volume *found, bool complete, bool sizes_current) {
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
                 /* A saved volume no scan can see (virsh save) stays until
@@ -117,6 +119,13 @@ static void reconcile(Manager *m, Volume *found, bool complete) {
                         if (!have->operation_pending && saved != (have->state == VOLUME_STATE_SAVED)) {
                                 have->state = saved ? VOLUME_STATE_SAVED : VOLUME_STATE_ATTACHED;
                                 (void) volume_bus_emit_state(have);
+                        }
+                        /* Resized behind our back (virsh blockresize): the
+                         * guest's size is libvirt's. */
+                        if (sizes_current && !have->operation_pending && !have->resize_pending && v->size != 0 &&
+                            v->size != have->size) {
+                                have->size = v->size;
+                                (void) volume_bus_emit_size(have);
                         }
                         volume_free(v);
                         continue;
@@ -155,7 +164,7 @@ static void scan_done(void *userdata) {
                 log_warning("Could not rebuild volumes from libvirt: %s",
                             j->error.message ? j->error.message : "unknown error");
         else {
-                reconcile(m, TAKE_PTR(j->found), j->complete);
+                reconcile(m, TAKE_PTR(j->found), j->complete, j->resizes == m->resizes);
                 /* What the scan read may have changed before it finished:
                  * events since its start are applied again now that the
                  * volumes they concern are in the registry. */
@@ -203,6 +212,7 @@ int manager_rescan(Manager *m, bool initial) {
         j->manager = m;
         j->initial = initial;
         j->event_seq = m->event_seq;
+        j->resizes = m->resizes;
         /* Orphans can only be told apart from work in progress when none
          * is in progress; at start there is none by construction. */
         j->cleanup_orphans = true;

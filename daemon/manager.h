@@ -81,6 +81,9 @@ typedef struct Manager {
         sd_event_source *recheck_timer;
         sd_event_source *rescan_timer;
         unsigned scan_in_flight;
+        /* Resizes that ended: a scan that saw sizes before one did must not
+         * put its older size back. */
+        uint64_t resizes;
 
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
@@ -142,6 +145,7 @@ int volume_bus_register(Manager *m);
 int volume_bus_emit_added(Volume *v);
 int volume_bus_emit_removed(Volume *v);
 int volume_bus_emit_state(Volume *v);
+int volume_bus_emit_size(Volume *v);
 /* VolumeMigrated(o volume, s domain, s target, s direction) on the manager;
  * direction "out" (it left this host) or "in" (it arrived). */
 int volume_bus_emit_migrated(Volume *v, const char *direction);

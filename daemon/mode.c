@@ -158,6 +158,8 @@ const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
         const char *c = mode_qemu_cipher_obstacle(in->cipher, in->cipher_mode, in->hash, buf, size);
         if (c)
                 return c;
+        if (in->discard)
+                return "QEMU's LUKS driver passes no discard requests to the image (discard needs cryptsetup mode)";
         return NULL;
 }
 

@@ -41,6 +41,9 @@ typedef struct ModeInput {
          * take it as a secret (false when there is no passphrase, as for
          * Probe). */
         bool passphrase_not_text;
+        /* The caller wants the guest's discards to reach the image: QEMU's
+         * LUKS driver passes none on, dm-crypt does (allow_discards). */
+        bool discard;
         /* The volume's encryption as its header says (NULL: not known, no
          * objection): QEMU's LUKS driver knows fewer ciphers, modes, IV
          * generators and hashes than dm-crypt. */

@@ -10,6 +10,7 @@
 void attach_options_done(AttachOptions *o) {
         free(o->target);
         free(o->bus);
+        free(o->serial);
         if (o->passphrase_fd >= 0)
                 close(o->passphrase_fd);
         *o = (AttachOptions) { .passphrase_fd = -1 };
@@ -94,8 +95,18 @@ static int parse_dict(sd_bus_message *m, option_handler_t handler, void *userdat
 
 typedef struct AttachParse {
         AttachOptions o;
-        bool seen_target, seen_bus, seen_mode, seen_ro, seen_fd;
+        bool seen_target, seen_bus, seen_mode, seen_ro, seen_fd, seen_serial, seen_discard;
 } AttachParse;
+
+bool serial_valid(const char *s) {
+        size_t n;
+
+        if (!s)
+                return false;
+        n = strlen(s);
+        return n > 0 && n <= SERIAL_MAX &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
 
 static int duplicate(const char *key, sd_bus_error *error) {
         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Option '%s' given more than once.", key);
@@ -155,6 +166,30 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                 p->o.read_only = b;
                 return 1;
         }
+        if (streq(key, "serial")) {
+                if (p->seen_serial)
+                        return duplicate(key, error);
+                p->seen_serial = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                if (!serial_valid(s))
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'serial' must be 1 to %u characters from A-Z, a-z, 0-9, '.', '_' and '-'.",
+                                                 SERIAL_MAX);
+                p->o.serial = strdup(s);
+                return p->o.serial ? 1 : -ENOMEM;
+        }
+        if (streq(key, "discard")) {
+                if (p->seen_discard)
+                        return duplicate(key, error);
+                p->seen_discard = true;
+                r = read_variant(m, key, 'b', &b, error);
+                if (r < 0)
+                        return r;
+                p->o.discard = b;
+                return 1;
+        }
         if (streq(key, "passphrase-fd")) {
                 if (p->seen_fd)
                         return duplicate(key, error);
@@ -197,6 +232,11 @@ int attach_options_parse(sd_bus_message *m, AttachOptions *ret, sd_bus_error *er
                                       p.o.target, p.o.bus);
                 goto fail;
         }
+        /* A guest cannot discard what it cannot write. */
+        if (p.o.discard && p.o.read_only) {
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS, "Options 'discard' and 'read-only' exclude each other.");
+                goto fail;
+        }
 
         *ret = p.o;
         return 0;
@@ -235,6 +275,39 @@ int detach_options_parse(sd_bus_message *m, DetachOptions *ret, sd_bus_error *er
         if (r < 0)
                 return r;
         *ret = o;
+        return 0;
+}
+
+typedef struct ResizeParse {
+        ResizeOptions o;
+        bool seen_allow_shrink;
+} ResizeParse;
+
+static int resize_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        ResizeParse *p = userdata;
+        int b = 0, r;
+
+        if (streq(key, "allow-shrink")) {
+                if (p->seen_allow_shrink)
+                        return duplicate(key, error);
+                p->seen_allow_shrink = true;
+                r = read_variant(m, key, 'b', &b, error);
+                if (r < 0)
+                        return r;
+                p->o.allow_shrink = b;
+                return 1;
+        }
+        return 0;
+}
+
+int resize_options_parse(sd_bus_message *m, ResizeOptions *ret, sd_bus_error *error) {
+        ResizeParse p = {};
+        int r;
+
+        r = parse_dict(m, resize_option, &p, error);
+        if (r < 0)
+                return r;
+        *ret = p.o;
         return 0;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The a{sv} option dictionaries of Attach, Detach and Probe: one table of
+/* The a{sv} option dictionaries of Attach, Detach, Probe, Rearm and Resize: one table of
  * known keys and their types.  Unknown key, wrong type or bad value →
  * InvalidArgs, before anything is authorized or touched. */
 
@@ -17,12 +17,22 @@ typedef struct AttachOptions {
         VolumeMode mode;       /* VOLUME_MODE_AUTO default */
         bool read_only;
         int passphrase_fd;     /* dup()ed, owned; -1 if not given */
+        char *serial;          /* NULL: none; else checked by serial_valid() */
+        bool discard;          /* pass discards to the image: cryptsetup mode only */
 } AttachOptions;
+
+/* The longest serial every bus takes whole (virtio-blk's ID field, ATA's
+ * serial number: 20 bytes). */
+#define SERIAL_MAX 20U
 
 typedef struct DetachOptions {
         unsigned timeout_sec;  /* seconds to wait for the guest to let go */
         bool timeout_set;
 } DetachOptions;
+
+typedef struct ResizeOptions {
+        bool allow_shrink;     /* a smaller size is refused unless set */
+} ResizeOptions;
 
 #define DETACH_TIMEOUT_DEFAULT_SEC 30U
 #define DETACH_TIMEOUT_MAX_SEC 3600U
@@ -32,6 +42,12 @@ void attach_options_done(AttachOptions *o);
 /* m must be positioned at the a{sv}. */
 int attach_options_parse(sd_bus_message *m, AttachOptions *ret, sd_bus_error *error);
 int detach_options_parse(sd_bus_message *m, DetachOptions *ret, sd_bus_error *error);
+int resize_options_parse(sd_bus_message *m, ResizeOptions *ret, sd_bus_error *error);
+
+/* A disk serial the daemon hands to libvirt: 1 to SERIAL_MAX characters
+ * from A-Z a-z 0-9 . _ - (what udev keeps as is in /dev/disk/by-id names,
+ * and no bus mangles). */
+bool serial_valid(const char *s);
 /* Rearm: passphrase-fd only (-1 if not given; dup()ed, owned). */
 int rearm_options_parse(sd_bus_message *m, int *ret_passphrase_fd, sd_bus_error *error);
 

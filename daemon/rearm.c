@@ -35,7 +35,7 @@ typedef struct RearmOp {
         /* copies for the worker */
         VolumeMode mode;
         char *domain_uuid, *target, *source, *secret_uuid;
-        bool read_only;
+        bool read_only, discard;
 
         int r;
         bool already;           /* nothing was missing */
@@ -140,7 +140,8 @@ static void rearm_job(Call *c) {
 
                 r = luks_mapping_name(op->domain_uuid, op->target, &name);
                 if (r >= 0)
-                        r = luks_activate(source, name, op->read_only, timeout_ms, &op->passphrase, &mapper, &op->error);
+                        r = luks_activate(source, name, op->read_only, op->discard, timeout_ms, &op->passphrase, &mapper,
+                                          &op->error);
         }
 
 finish:
@@ -203,6 +204,7 @@ static void rearm_authorized(Call *c, bool allowed) {
 
         op->mode = v->mode;
         op->read_only = v->read_only;
+        op->discard = v->discard;
         op->domain_uuid = strdup(v->domain_uuid);
         op->target = strdup(v->target);
         op->source = strdup(v->source);

@@ -43,6 +43,11 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 v->luks_version = info.version;
                 free(v->luks_uuid);
                 v->luks_uuid = strdup(info.uuid);
+                v->payload_offset = info.payload_offset;
+                /* libvirt's word (scan_domain()) first: a saved domain has
+                 * none to give. */
+                if (v->size == 0)
+                        v->size = volume_size_from_header(info.device_size, info.payload_offset);
         }
         /* A block device the guest writes: hold it exclusively again, as
          * the attach did (the hold went with the previous process). */
@@ -86,15 +91,13 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
 
         for (size_t i = 0; i < n; i++) {
                 DiskInfo *d = &disks[i];
+                uint64_t mapping_size = 0;
                 Volume *v;
 
                 if (!d->target || !bus_from_target(d->target))
                         continue;
 
-                /* Ours: the alias we give every disk we plug in, for
-                 * exactly this domain and target. */
-                _cleanup_free_ char *alias = NULL;
-                if (disk_alias_build(uuid, d->target, &alias) < 0 || !streq_ptr(d->alias, alias))
+                if (!disk_info_is_ours(d, uuid, d->target))
                         continue;
 
                 if (d->encrypted) {
@@ -126,7 +129,22 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
                                 free(v->luks_uuid);
                                 v->luks_uuid = strdup(info.uuid);
                         }
+                        /* The mapping's own table knows where the payload
+                         * starts and how much of it the guest gets. */
+                        if (luks_mapping_geometry(expected, &v->payload_offset, &mapping_size) < 0)
+                                mapping_size = 0;
                 }
+                /* What the guest sees, as libvirt says (a saved domain's
+                 * disk is not open anywhere to ask). */
+                virDomainBlockInfo bi = {};
+                if (!saved && virDomainGetBlockInfo(dom, d->target, &bi, 0) >= 0)
+                        v->size = bi.capacity;
+                else if (v->mode == VOLUME_MODE_CRYPTSETUP)
+                        v->size = mapping_size;
+                /* What only the attaching daemon knew (AttachedByUID,
+                 * AttachTimestamp) stays unknown: volume_new()'s sentinels. */
+                v->serial = d->serial ? strdup(d->serial) : NULL;
+                v->discard = d->discard;
                 v->bus = d->bus ? strdup(d->bus) : strdup(bus_from_target(d->target));
                 v->read_only = d->read_only;
                 if (saved)

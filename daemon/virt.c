@@ -497,10 +497,31 @@ int virt_disk_present(virDomainPtr dom, const char *target, bool *ret, sd_bus_er
         }
         r = domain_xml_find_disk(xml, target, &d);
         disk_info_free(&d);
-        if (r < 0 && r != -ENOENT)
+        if (r < 0 && r != -ENOENT) {
                 /* Unparseable is not "gone". */
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s", strerror(-r));
+                sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s", strerror(-r));
+                return r;
+        }
         *ret = r >= 0;
+        return 0;
+}
+
+int virt_disk_capacity(virDomainPtr dom, const char *target, uint64_t *ret, sd_bus_error *error) {
+        virDomainBlockInfo info = {};
+
+        if (virDomainGetBlockInfo(dom, target, &info, 0) < 0)
+                return fail(error, "Cannot read the disk's size");
+        *ret = (uint64_t) info.capacity;
+        return 0;
+}
+
+int virt_block_resize(virDomainPtr dom, const char *target, uint64_t size, sd_bus_error *error) {
+        if (virDomainBlockResize(dom, target, (unsigned long long) size, VIR_DOMAIN_BLOCK_RESIZE_BYTES) < 0) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_OPERATION_INVALID && strstr(last_error_message(), "not running"))
+                        return sd_bus_error_setf(error, LV_ERROR_DOMAIN_NOT_RUNNING, "%s", last_error_message());
+                return fail(error, "Cannot resize the disk");
+        }
         return 0;
 }
 

@@ -7,6 +7,7 @@
  * Errors are reported as typed sd_bus_errors carrying libvirt's text. */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libvirt/libvirt.h>
 #include <systemd/sd-bus.h>
@@ -70,6 +71,16 @@ int virt_attach_disk(virDomainPtr dom, const char *disk_xml, sd_bus_error *error
 /* Whether the live XML still has a disk on target (a domain that is not
  * running has none). */
 int virt_disk_present(virDomainPtr dom, const char *target, bool *ret, sd_bus_error *error);
+
+/* libvirt's capacity of the disk on target: the bytes its guest sees (for
+ * a disk QEMU decrypts, the plaintext). */
+int virt_disk_capacity(virDomainPtr dom, const char *target, uint64_t *ret, sd_bus_error *error);
+
+/* virDomainBlockResize() of the disk on target to size bytes.  QEMU grows
+ * (or shrinks) the node at the top: for a disk it decrypts, the plaintext,
+ * its file growing by the LUKS payload offset on top; for a block device,
+ * whatever the device holds now, at most. */
+int virt_block_resize(virDomainPtr dom, const char *target, uint64_t size, sd_bus_error *error);
 
 /* Asks the guest to release the disk with that alias (a missing device is
  * fine); returns at once.  Removal is complete once QEMU reports the device

@@ -81,6 +81,21 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("LuksUUID", "s", property_get_string, offsetof(Volume, luks_uuid), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ReadOnly", "b", property_get_bool, offsetof(Volume, read_only), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, offsetof(Volume, state), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Size", "t", NULL, offsetof(Volume, size), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PayloadOffset", "t", NULL, offsetof(Volume, payload_offset), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Serial", "s", property_get_string, offsetof(Volume, serial), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("AttachedByUID", "u", NULL, offsetof(Volume, attached_by_uid), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("AttachTimestamp", "t", NULL, offsetof(Volume, attach_usec), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("Detach",
+                                SD_BUS_ARGS("a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_volume_detach,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Resize",
+                                SD_BUS_ARGS("t", size, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_resize,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Rearm",
                                 SD_BUS_ARGS("ay", passphrase, "a{sv}", options),
                                 SD_BUS_NO_RESULT,
@@ -123,8 +138,16 @@ int volume_bus_emit_migrated(Volume *v, const char *direction) {
                                   v->path, v->domain, v->target, direction);
 }
 
-int volume_bus_emit_state(Volume *v) {
+static int emit_changed(Volume *v, const char *property) {
         if (!v->manager || !v->manager->bus)
                 return 0;
-        return sd_bus_emit_properties_changed(v->manager->bus, v->path, LV_VOLUME_INTERFACE, "State", NULL);
+        return sd_bus_emit_properties_changed(v->manager->bus, v->path, LV_VOLUME_INTERFACE, property, NULL);
+}
+
+int volume_bus_emit_state(Volume *v) {
+        return emit_changed(v, "State");
+}
+
+int volume_bus_emit_size(Volume *v) {
+        return emit_changed(v, "Size");
 }

@@ -15,6 +15,10 @@ const char *volume_state_to_string(VolumeState s) {
         return state_table[s];
 }
 
+uint64_t volume_size_from_header(uint64_t device_size, uint64_t payload_offset) {
+        return device_size > payload_offset ? device_size - payload_offset : 0;
+}
+
 int volume_new(const char *domain, const char *domain_uuid, const char *target, Volume **ret) {
         _cleanup_(volume_freep) Volume *v = NULL;
         int r;
@@ -24,6 +28,7 @@ int volume_new(const char *domain, const char *domain_uuid, const char *target, 
                 return -ENOMEM;
         v->mode = VOLUME_MODE_NATIVE;
         v->hold_fd = -1;
+        v->attached_by_uid = VOLUME_UID_UNKNOWN;
 
         r = volume_path_build(domain_uuid, target, &v->path);
         if (r < 0)
@@ -51,6 +56,7 @@ Volume *volume_free(Volume *v) {
         free(v->secret_uuid);
         free(v->mapper_device);
         free(v->luks_uuid);
+        free(v->serial);
         if (v->hold_fd >= 0)
                 close(v->hold_fd);
         free(v);

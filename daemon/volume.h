@@ -48,6 +48,18 @@ typedef struct Volume {
         char *luks_uuid;
         bool read_only;
         VolumeState state;
+        char *serial;              /* the disk's <serial>, the guest's /dev/disk/by-id name; NULL if none */
+        bool discard;              /* cryptsetup mode: discards pass to the image (allow_discards, discard='unmap') */
+
+        /* What the guest sees: plaintext bytes (libvirt's capacity of the
+         * disk, else the header's arithmetic); 0 if unknown.  Changes with
+         * Resize (PropertiesChanged). */
+        uint64_t size;
+        uint64_t payload_offset;   /* bytes of LUKS metadata before the payload; 0 if unknown */
+        /* Who attached it and when: known to the daemon that did it only (a
+         * volume the start-up scan rebuilt has VOLUME_UID_UNKNOWN and 0). */
+        uid_t attached_by_uid;
+        uint64_t attach_usec;      /* CLOCK_REALTIME, µs */
 
         dev_t source_dev;          /* identity of the source, for AlreadyAttached */
         ino_t source_ino;
@@ -63,12 +75,21 @@ typedef struct Volume {
         int hold_fd;
 
         bool operation_pending;    /* a Detach or cleanup is running for it */
+        bool resize_pending;       /* a Resize is running for it */
         VolumeWaiter *waiter;      /* a Detach waiting for the guest; NULL otherwise */
         bool rechecking;           /* a look at the live XML is on its way (reconciliation) */
         uint64_t last_recheck_usec;
 } Volume;
 
+/* AttachedByUID of a volume whose attaching caller is not known (rebuilt
+ * from libvirt by a later daemon): (uid_t) -1, 4294967295 on the bus. */
+#define VOLUME_UID_UNKNOWN ((uid_t) -1)
+
 const char *volume_state_to_string(VolumeState s);
+
+/* The plaintext a guest sees of a volume on a device_size-byte source
+ * whose payload starts at payload_offset; 0 if that makes no sense. */
+uint64_t volume_size_from_header(uint64_t device_size, uint64_t payload_offset);
 
 /* A Volume not yet in any registry; path is derived here. */
 int volume_new(const char *domain, const char *domain_uuid, const char *target, Volume **ret);

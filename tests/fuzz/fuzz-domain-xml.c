@@ -7,7 +7,8 @@
  *    and the two must agree (every listed target is found, with the same
  *    fields; a failing list means a failing find).
  * 2. The input split at NUL bytes gives builder fields (source, target, bus,
- *    secret uuid, description): whatever disk_xml_build() and
+ *    secret uuid, description, serial; flag bits from the first byte:
+ *    block, read-only, encrypted, serial, discard): whatever disk_xml_build() and
  *    secret_xml_build() accept must parse back to exactly those strings.
  *    Seeds are plain XML and exercise only the first part; the fuzzer finds
  *    the second by inserting NULs. */
@@ -50,6 +51,8 @@ static void check_same(const DiskInfo *a, const DiskInfo *b) {
         CHECK(streq_ptr(a->encryption_format, b->encryption_format));
         CHECK(streq_ptr(a->secret_uuid, b->secret_uuid));
         CHECK(streq_ptr(a->alias, b->alias));
+        CHECK(streq_ptr(a->serial, b->serial));
+        CHECK(a->discard == b->discard);
 }
 
 static void fuzz_parse(const char *xml) {
@@ -105,6 +108,8 @@ static void fuzz_build(char **fields, size_t n_fields, uint8_t flags) {
                 .target = fields[1],
                 .bus = fields[2],
                 .secret_uuid = n_fields > 3 && (flags & 4) ? fields[3] : NULL,
+                .serial = n_fields > 5 && (flags & 8) ? fields[5] : NULL,
+                .discard = flags & 16,
         };
         _cleanup_free_ char *xml = NULL, *domain = NULL, *secret = NULL;
         DiskInfo *disks = NULL;
@@ -126,6 +131,8 @@ static void fuzz_build(char **fields, size_t n_fields, uint8_t flags) {
                 CHECK(disks[0].encrypted == !!spec.secret_uuid);
                 CHECK(streq_ptr(disks[0].secret_uuid, spec.secret_uuid));
                 CHECK(!disks[0].alias);
+                CHECK(streq_ptr(disks[0].serial, spec.serial));
+                CHECK(disks[0].discard == spec.discard);
                 disk_info_array_free(disks, n);
         }
 
@@ -157,7 +164,7 @@ static void fuzz_build(char **fields, size_t n_fields, uint8_t flags) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *copy = NULL;
-        char *fields[5];
+        char *fields[6];
         size_t n_fields = 0;
 
         /* Cap well below the module's own size limit: bigger inputs only

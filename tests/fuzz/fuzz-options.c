@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* libFuzzer target for daemon/options.c: the a{sv} option dictionaries of
- * Attach, Detach and Probe, which come straight from any bus client.
+ * Attach, Detach, Probe and Resize, which come straight from any bus
+ * client.
  *
  * The input is not a wire-format message (sd-bus's own parser is systemd's
  * business) but a recipe for one: a sequence of entries, each appended
  * into a real sd_bus_message exactly as a client would send it.  The
- * message is sealed, and each of the three parsers reads it in turn.
+ * message is sealed, and each of the four parsers reads it in turn.
  *
  *   entry := KEY TYPE VALUE
- *   KEY   := byte; % 8 picks target, bus, mode, read-only, passphrase-fd,
- *            timeout, "" or (7) a literal: LEN (% 32) then LEN bytes
+ *   KEY   := byte; % 11 picks target, bus, mode, read-only, passphrase-fd,
+ *            timeout, "", serial, discard, allow-shrink or (10) a
+ *            literal: LEN (% 32) then LEN bytes
  *   TYPE  := byte; % 9 picks s b u h i x y as v
  *   VALUE := s:  LEN (% 64) then LEN bytes (a NUL ends the string early)
  *            b, y: 1 byte    u, i: 4 bytes    x: 8 bytes
@@ -26,8 +28,9 @@
  * "Attach … options", options.h):
  *   - each parser succeeds exactly when the model says so;
  *   - success: the fields are what the model computed (bus always set and
- *     valid, target consistent with the bus, mode valid, read-only as
- *     given, passphrase-fd our own dup of the very file that was sent);
+ *     valid, target consistent with the bus, mode valid, read-only,
+ *     serial and discard as given, passphrase-fd our own dup of the very
+ *     file that was sent; allow-shrink as given);
  *   - failure: InvalidArgs with -EINVAL (or a bare -ENOMEM), and the
  *     output parameter left untouched;
  *   - no fd leaks: as many fds are open after the input as before. */
@@ -146,7 +149,8 @@ typedef enum FdKind {
 } FdKind;
 
 static const char type_chars[] = { 's', 'b', 'u', 'h', 'i', 'x', 'y', 'A', 'v' }; /* 'A' = "as" */
-static const char *const known_keys[] = { "target", "bus", "mode", "read-only", "passphrase-fd", "timeout", "" };
+static const char *const known_keys[] = { "target", "bus", "mode", "read-only", "passphrase-fd", "timeout", "",
+                                          "serial", "discard", "allow-shrink" };
 
 typedef struct Entry {
         char *key;
@@ -231,7 +235,7 @@ static bool read_entry(Reader *r, Entry *e) {
 
         if (!take_byte(r, &k))
                 return false;
-        k %= 8;
+        k %= ELEMENTSOF(known_keys) + 1;
         if (k < ELEMENTSOF(known_keys)) {
                 e->key = strdup(known_keys[k]);
                 CHECK(e->key);
@@ -382,17 +386,34 @@ static bool m_target_fits(const char *t, const char *b) {
         return startswith(t, streq(b, "virtio") ? "vd" : "sd");
 }
 
+/* 1 to 20 of A-Z a-z 0-9 . _ - */
+static bool m_serial_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n < 1 || n > 20)
+                return false;
+        for (size_t k = 0; k < n; k++) {
+                char c = s[k];
+                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
 typedef struct AttachModel {
         bool ok;
         const char *target, *bus;
         VolumeMode mode;
-        bool read_only;
+        bool read_only, discard;
+        const char *serial;
         const Entry *fd_entry;
 } AttachModel;
 
 static AttachModel attach_model(const Entry *entries, size_t n) {
         AttachModel a = { .mode = VOLUME_MODE_AUTO };
-        bool seen_target = false, seen_bus = false, seen_mode = false, seen_ro = false, seen_fd = false;
+        bool seen_target = false, seen_bus = false, seen_mode = false, seen_ro = false, seen_fd = false,
+             seen_serial = false, seen_discard = false;
 
         for (size_t k = 0; k < n; k++) {
                 const Entry *e = &entries[k];
@@ -429,9 +450,22 @@ static AttachModel attach_model(const Entry *entries, size_t n) {
                                 return a;
                         seen_fd = true;
                         a.fd_entry = e;
+                } else if (streq(e->key, "serial")) {
+                        if (seen_serial || e->type != 's' || !m_serial_valid(e->s))
+                                return a;
+                        seen_serial = true;
+                        a.serial = e->s;
+                } else if (streq(e->key, "discard")) {
+                        if (seen_discard || e->type != 'b')
+                                return a;
+                        seen_discard = true;
+                        a.discard = e->b;
                 } else
                         return a;
         }
+        /* Discards on a read-only disk: refused. */
+        if (a.discard && a.read_only)
+                return a;
 
         /* A target alone implies its bus. */
         if (!a.bus)
@@ -440,6 +474,21 @@ static AttachModel attach_model(const Entry *entries, size_t n) {
                 return a;
         a.ok = true;
         return a;
+}
+
+static bool resize_model(const Entry *entries, size_t n, bool *ret_allow_shrink) {
+        bool seen = false;
+
+        *ret_allow_shrink = false;
+        for (size_t k = 0; k < n; k++) {
+                const Entry *e = &entries[k];
+
+                if (!streq(e->key, "allow-shrink") || seen || e->type != 'b')
+                        return false;
+                seen = true;
+                *ret_allow_shrink = e->b;
+        }
+        return true;
 }
 
 static bool detach_model(const Entry *entries, size_t n, unsigned *ret_timeout) {
@@ -482,6 +531,7 @@ static void run(sd_bus_message *m, const Entry *entries, size_t n) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         AttachOptions o, untouched;
         DetachOptions d, d_untouched;
+        ResizeOptions z, z_untouched;
         int r;
 
         /* Attach. */
@@ -502,6 +552,9 @@ static void run(sd_bus_message *m, const Entry *entries, size_t n) {
                 CHECK(o.mode == want.mode);
                 CHECK(o.mode >= 0 && o.mode < _VOLUME_MODE_MAX);
                 CHECK(o.read_only == want.read_only);
+                CHECK(o.discard == want.discard);
+                CHECK(streq_ptr(o.serial, want.serial));
+                CHECK(!o.serial || serial_valid(o.serial));
                 if (want.fd_entry) {
                         CHECK(o.passphrase_fd >= 3);
                         CHECK(fcntl(o.passphrase_fd, F_GETFD) == FD_CLOEXEC);
@@ -532,6 +585,23 @@ static void run(sd_bus_message *m, const Entry *entries, size_t n) {
         } else {
                 check_failure(r, &error);
                 CHECK(memcmp(&d, &d_untouched, sizeof d) == 0);
+        }
+        sd_bus_error_free(&error);
+
+        /* Resize. */
+        bool want_shrink;
+        bool resize_ok = resize_model(entries, n, &want_shrink);
+        memset(&z, 0xa5, sizeof z);
+        z_untouched = z;
+        CHECK(sd_bus_message_rewind(m, true) >= 0);
+        r = resize_options_parse(m, &z, &error);
+        if (resize_ok) {
+                CHECK(r == 0);
+                CHECK(!sd_bus_error_is_set(&error));
+                CHECK(z.allow_shrink == want_shrink);
+        } else {
+                check_failure(r, &error);
+                CHECK(memcmp(&z, &z_untouched, sizeof z) == 0);
         }
         sd_bus_error_free(&error);
 

@@ -1046,15 +1046,84 @@ cpio_add(GByteArray *a, const char *name, guint32 mode, guint32 rdev_major, guin
   g_byte_array_append(a, zeros, (4 - a->len % 4) % 4);
 }
 
-/* $LV_SANDBOX_DIR/heartbeat-initramfs.cpio: /dev/console (which the kernel
- * opens as init's stdin/stdout/stderr) and /init.  Written here rather than
- * with cpio(1) so that the device node needs no mknod at build time. */
+/* The kernel release of the heartbeat kernel ("6.1.0-57-amd64" from
+ * /boot/vmlinuz-6.1.0-57-amd64), or $LV_VM_KVER. */
 static const char *
-heartbeat_initramfs(void)
+heartbeat_kernel_release(void)
 {
-  static char *path;
-  if (path != NULL)
-    return path;
+  const char *env = g_getenv("LV_VM_KVER");
+  if (env != NULL && *env != '\0')
+    return env;
+  const char *kernel = lv_heartbeat_kernel();
+  const char *base = kernel ? strrchr(kernel, '/') : NULL;
+  base = base ? base + 1 : kernel;
+  if (base == NULL || !g_str_has_prefix(base, "vmlinuz-"))
+    return NULL;
+  return base + strlen("vmlinuz-");
+}
+
+/* The modules a guest needs to see hot-plugged virtio disks (virtio_pci,
+ * virtio_blk and what they depend on), as files, in load order: what
+ * "modprobe --show-depends" says for the heartbeat kernel.  NULL if its
+ * module tree or one of them is missing. */
+static GPtrArray *
+heartbeat_disk_modules(void)
+{
+  static const char *const wanted[] = { "virtio_pci", "virtio_blk" };
+  const char *release = heartbeat_kernel_release();
+  if (release == NULL)
+    return NULL;
+  GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
+  for (gsize i = 0; i < G_N_ELEMENTS(wanted); i++) {
+    g_autofree char *out = NULL;
+    const char *argv[] = { "modprobe", "-S", release, "--show-depends", wanted[i], NULL };
+    if (!g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                      &out, NULL, NULL, NULL)) {
+      g_ptr_array_unref(files);
+      return NULL;
+    }
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    for (char **l = lines; *l; l++) {
+      /* "insmod /lib/modules/…/virtio_ring.ko " ("builtin …" needs nothing) */
+      g_auto(GStrv) w = g_strsplit(g_strstrip(*l), " ", -1);
+      if (g_strv_length(w) < 2 || !g_str_equal(w[0], "insmod"))
+        continue;
+      gboolean have = FALSE;
+      for (guint k = 0; k < files->len; k++)
+        have = have || g_str_equal(files->pdata[k], w[1]);
+      if (!have)
+        g_ptr_array_add(files, g_strdup(w[1]));
+    }
+  }
+  for (guint k = 0; k < files->len; k++)
+    if (!g_str_has_suffix(files->pdata[k], ".ko") || access(files->pdata[k], R_OK) != 0) {
+      /* Compressed or missing: the static init loads plain .ko files. */
+      g_ptr_array_unref(files);
+      return NULL;
+    }
+  return files;
+}
+
+gboolean
+lv_heartbeat_disks_possible(void)
+{
+  if (lv_heartbeat_kernel() == NULL)
+    return FALSE;
+  g_autoptr(GPtrArray) m = heartbeat_disk_modules();
+  return m != NULL && m->len > 0;
+}
+
+/* $LV_SANDBOX_DIR/heartbeat-initramfs.cpio (or -disks.cpio): /dev/console
+ * (which the kernel opens as init's stdin/stdout/stderr) and /init; with
+ * disks, also the disk drivers' modules and /modules.list naming them in
+ * load order.  Written here rather than with cpio(1) so that the device
+ * node needs no mknod at build time. */
+static const char *
+heartbeat_initramfs(gboolean disks)
+{
+  static char *paths[2];
+  if (paths[disks] != NULL)
+    return paths[disks];
   g_autofree char *init = NULL;
   gsize init_len = 0;
   g_autoptr(GError) error = NULL;
@@ -1064,12 +1133,31 @@ heartbeat_initramfs(void)
   cpio_add(a, "dev", S_IFDIR | 0755, 0, 0, NULL, 0);
   cpio_add(a, "dev/console", S_IFCHR | 0600, 5, 1, NULL, 0);
   cpio_add(a, "init", S_IFREG | 0755, 0, 0, init, init_len);
+  if (disks) {
+    g_autoptr(GPtrArray) modules = heartbeat_disk_modules();
+    if (modules == NULL)
+      g_error("no virtio disk modules for %s; callers must check lv_heartbeat_disks_possible()",
+              lv_heartbeat_kernel());
+    g_autoptr(GString) list = g_string_new(NULL);
+    cpio_add(a, "lib", S_IFDIR | 0755, 0, 0, NULL, 0);
+    for (guint k = 0; k < modules->len; k++) {
+      g_autofree char *data = NULL;
+      gsize len = 0;
+      g_autofree char *base = g_path_get_basename(modules->pdata[k]);
+      g_autofree char *name = g_strconcat("lib/", base, NULL);
+      if (!g_file_get_contents(modules->pdata[k], &data, &len, &error))
+        g_error("cannot read %s: %s", (char *) modules->pdata[k], error->message);
+      cpio_add(a, name, S_IFREG | 0644, 0, 0, data, len);
+      g_string_append_printf(list, "/%s\n", name);
+    }
+    cpio_add(a, "modules.list", S_IFREG | 0644, 0, 0, list->str, list->len);
+  }
   cpio_add(a, "TRAILER!!!", 0, 0, 0, NULL, 0);
-  g_autofree char *p = lv_sandbox_path("heartbeat-initramfs.cpio");
+  g_autofree char *p = lv_sandbox_path(disks ? "heartbeat-initramfs-disks.cpio" : "heartbeat-initramfs.cpio");
   if (!g_file_set_contents_full(p, (const char *) a->data, a->len, G_FILE_SET_CONTENTS_NONE, 0644, &error))
     g_error("cannot write %s: %s", p, error->message);
-  path = g_steal_pointer(&p);
-  return path;
+  paths[disks] = g_steal_pointer(&p);
+  return paths[disks];
 }
 
 /* A copy of the kernel in the sandbox (see fixture.h: libvirt relabels a
@@ -1107,12 +1195,12 @@ console_tail(const char *console_path)
   return g_strndup(all + from, len - from);
 }
 
-virDomainPtr
-lv_start_heartbeat_guest(const char *name, char **ret_console_path)
+static virDomainPtr
+start_heartbeat_guest(const char *name, gboolean disks, char **ret_console_path)
 {
   check_name(name);
   const char *kernel = heartbeat_kernel_copy();
-  const char *initrd = heartbeat_initramfs();
+  const char *initrd = heartbeat_initramfs(disks);
   g_autofree char *console_name = g_strdup_printf("%s-console.log", name);
   g_autofree char *console = lv_sandbox_path(console_name);
   /* A guest of the same name before: its heartbeats must not count. */
@@ -1173,6 +1261,95 @@ lv_start_heartbeat_guest(const char *name, char **ret_console_path)
   if (ret_console_path)
     *ret_console_path = g_steal_pointer(&console);
   return dom;
+}
+
+virDomainPtr
+lv_start_heartbeat_guest(const char *name, char **ret_console_path)
+{
+  return start_heartbeat_guest(name, FALSE, ret_console_path);
+}
+
+virDomainPtr
+lv_start_heartbeat_guest_disks(const char *name, char **ret_console_path)
+{
+  return start_heartbeat_guest(name, TRUE, ret_console_path);
+}
+
+/* "BLK <name> <sectors> <serial>" → its fields; FALSE for any other line. */
+static gboolean
+parse_disk_report(const char *line, gsize len, char **ret_name, guint64 *ret_sectors, char **ret_serial)
+{
+  g_autofree char *copy = g_strndup(line, len);
+  g_strchomp(copy);
+  g_auto(GStrv) w = g_strsplit(copy, " ", -1);
+  if (g_strv_length(w) != 4 || !g_str_equal(w[0], "BLK"))
+    return FALSE;
+  char *end = NULL;
+  guint64 sectors = g_ascii_strtoull(w[2], &end, 10);
+  if (end == w[2] || *end != '\0')
+    return FALSE;
+  *ret_name = g_strdup(w[1]);
+  *ret_sectors = sectors;
+  *ret_serial = g_strdup(w[3]);
+  return TRUE;
+}
+
+gboolean
+lv_heartbeat_disk(const char *console_path, const char *disk, guint64 *ret_sectors, char **ret_serial)
+{
+  g_autofree char *all = NULL, *last_serial = NULL;
+  gsize len = 0;
+  guint64 last_sectors = 0;
+  gboolean found = FALSE;
+  if (!g_file_get_contents(console_path, &all, &len, NULL))
+    return FALSE;
+  const char *p = all, *end = all + len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t) (end - p));
+    if (nl == NULL)
+      break;
+    g_autofree char *name = NULL, *serial = NULL;
+    guint64 sectors;
+    if (parse_disk_report(p, (gsize) (nl - p), &name, &sectors, &serial) && g_str_equal(name, disk)) {
+      found = TRUE;
+      last_sectors = sectors;
+      g_free(last_serial);
+      last_serial = g_steal_pointer(&serial);
+    }
+    p = nl + 1;
+  }
+  if (!found)
+    return FALSE;
+  *ret_sectors = last_sectors;
+  if (ret_serial)
+    *ret_serial = g_steal_pointer(&last_serial);
+  return TRUE;
+}
+
+gboolean
+lv_heartbeat_wait_disk(const char *console_path, const char *disk, guint64 sectors, guint timeout_ms,
+                       char **ret_serial)
+{
+  gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+  guint64 seen = 0;
+  gboolean any = FALSE;
+  for (;;) {
+    g_autofree char *serial = NULL;
+    any = lv_heartbeat_disk(console_path, disk, &seen, &serial);
+    if (any && seen == sectors) {
+      if (ret_serial)
+        *ret_serial = g_steal_pointer(&serial);
+      return TRUE;
+    }
+    if (g_get_monotonic_time() >= deadline)
+      break;
+    g_usleep(100 * 1000);
+  }
+  if (any)
+    note("the guest sees %s with %" G_GUINT64_FORMAT " sectors, not %" G_GUINT64_FORMAT, disk, seen, sectors);
+  else
+    note("the guest reports no disk %s", disk);
+  return FALSE;
 }
 
 /* "HB <seq> <s>.<6 digits>", nothing else on the line (a line garbled by
@@ -1366,6 +1543,26 @@ lv_domain_disk_xml(virDomainPtr dom, const char *target)
     out = g_strdup((const char *) xmlBufferContent(buf));
     xmlBufferFree(buf);
   }
+  xmlXPathFreeObject(res);
+  xmlXPathFreeContext(xp);
+  xmlFreeDoc(doc);
+  return out;
+}
+
+char *
+lv_domain_disk_alias(virDomainPtr dom, const char *target)
+{
+  g_autofree char *disk = lv_domain_disk_xml(dom, target);
+  if (disk == NULL)
+    return NULL;
+  xmlDocPtr doc = xmlReadMemory(disk, (int) strlen(disk), "disk.xml", NULL, XML_PARSE_NONET);
+  if (doc == NULL)
+    g_error("cannot parse the disk XML:\n%s", disk);
+  xmlXPathContextPtr xp = xmlXPathNewContext(doc);
+  xmlXPathObjectPtr res = xmlXPathEvalExpression(BAD_CAST "string(/disk/alias/@name)", xp);
+  char *out = NULL;
+  if (res && res->type == XPATH_STRING && res->stringval && *res->stringval)
+    out = g_strdup((const char *) res->stringval);
   xmlXPathFreeObject(res);
   xmlXPathFreeContext(xp);
   xmlFreeDoc(doc);
@@ -1644,6 +1841,53 @@ lv_guest_qmp(virDomainPtr dom, const char *command_json)
     g_error("QMP %s returned no result:\n%s", command_json, reply);
   free(reply);
   return ret;
+}
+
+/* The query-block entry of the device whose id is alias (a virtio-blk-pci
+ * device reports its backend, ".../alias/virtio-backend"). */
+static GVariant *
+query_block_entry(virDomainPtr dom, const char *alias)
+{
+  g_autoptr(GVariant) ret = lv_guest_qmp(dom, "{\"execute\":\"query-block\"}");
+  g_autofree char *inner = g_strdup_printf("/%s/", alias);
+  GVariantIter it;
+  GVariant *item;
+  g_variant_iter_init(&it, ret);
+  while (g_variant_iter_next(&it, "v", &item)) {
+    const char *qdev = NULL;
+    if (g_variant_lookup(item, "qdev", "&s", &qdev) && (g_str_equal(qdev, alias) || strstr(qdev, inner)))
+      return item;
+    g_variant_unref(item);
+  }
+  return NULL;
+}
+
+gint64
+lv_guest_disk_size(virDomainPtr dom, const char *alias)
+{
+  g_autoptr(GVariant) entry = query_block_entry(dom, alias);
+  if (entry == NULL)
+    return -1;
+  g_autoptr(GVariant) inserted = g_variant_lookup_value(entry, "inserted", NULL);
+  g_autoptr(GVariant) image = inserted ? g_variant_lookup_value(inserted, "image", NULL) : NULL;
+  gint64 size = -1;
+  if (image == NULL || !g_variant_lookup(image, "virtual-size", "x", &size))
+    g_error("query-block: no virtual-size for %s", alias);
+  return size;
+}
+
+char *
+lv_guest_device_property(virDomainPtr dom, const char *alias, const char *property)
+{
+  if (strpbrk(alias, "\"\\") || strpbrk(property, "\"\\"))
+    g_error("unsafe QOM name");
+  g_autofree char *cmd = g_strdup_printf(
+      "{\"execute\":\"qom-get\",\"arguments\":{\"path\":\"/machine/peripheral/%s\",\"property\":\"%s\"}}",
+      alias, property);
+  g_autoptr(GVariant) ret = lv_guest_qmp(dom, cmd);
+  if (!g_variant_is_of_type(ret, G_VARIANT_TYPE_STRING))
+    g_error("qom-get %s.%s is not a string", alias, property);
+  return g_variant_dup_string(ret, NULL);
 }
 
 void

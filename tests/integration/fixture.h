@@ -204,6 +204,24 @@ const char *lv_heartbeat_kernel(void);
  * with lv_destroy_guest(). */
 virDomainPtr lv_start_heartbeat_guest(const char *name, char **ret_console_path);
 
+/* The same guest with virtio disk drivers (virtio_pci, virtio_blk and
+ * their dependencies from the kernel's module tree, loaded by its init
+ * with finit_module), so that it sees hot-plugged virtio disks; its init
+ * then also prints, every 500 ms, one line per virtio disk:
+ * "BLK <name> <size in 512-byte sectors> <serial or ->" from the guest
+ * kernel's /sys/block.  Possible only if lv_heartbeat_disks_possible(). */
+virDomainPtr lv_start_heartbeat_guest_disks(const char *name, char **ret_console_path);
+/* A kernel and plain .ko files of those modules exist here. */
+gboolean lv_heartbeat_disks_possible(void);
+/* The guest's newest report of disk ("vda"): its size in sectors and its
+ * serial ("-" for none; g_free).  FALSE if it never reported the disk. */
+gboolean lv_heartbeat_disk(const char *console_path, const char *disk, guint64 *ret_sectors, char **ret_serial);
+/* Waits (at most timeout_ms) until the guest reports disk with exactly
+ * sectors sectors; TRUE then (with its serial if ret_serial), FALSE (and a
+ * message saying what it saw) if not. */
+gboolean lv_heartbeat_wait_disk(const char *console_path, const char *disk, guint64 sectors, guint timeout_ms,
+                                char **ret_serial);
+
 typedef struct {
   guint64 seq;     /* counts lines from 0 at the guest's boot */
   gint64 guest_us; /* the guest's CLOCK_MONOTONIC when it printed the line */
@@ -247,6 +265,8 @@ char *lv_domain_xml(virDomainPtr dom);
 /* The <disk> element whose <target dev=…> is target, serialized, or NULL. */
 char *lv_domain_disk_xml(virDomainPtr dom, const char *target);
 gboolean lv_domain_has_disk(virDomainPtr dom, const char *target);
+/* The <alias name> of the disk on target (QEMU's device id), or NULL. */
+char *lv_domain_disk_alias(virDomainPtr dom, const char *target);
 /* Poll the live XML until the disk is gone (TRUE) or timeout_ms passed. */
 gboolean lv_domain_wait_disk_gone(virDomainPtr dom, const char *target, guint timeout_ms);
 
@@ -268,6 +288,13 @@ typedef struct {
 } LvBlockNode;
 void lv_block_node_free(LvBlockNode *n);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(LvBlockNode, lv_block_node_free)
+
+/* The size QEMU gives the guest's device whose id is alias (QMP
+ * query-block, virtual-size of what is inserted), or -1 if there is none. */
+gint64 lv_guest_disk_size(virDomainPtr dom, const char *alias);
+/* A string property of the guest's device whose id is alias (QMP qom-get
+ * on /machine/peripheral/ALIAS), e.g. "serial".  Aborts if unreadable. */
+char *lv_guest_device_property(virDomainPtr dom, const char *alias, const char *property);
 
 /* All named block nodes of the running guest (GPtrArray of LvBlockNode*). */
 GPtrArray *lv_guest_block_nodes(virDomainPtr dom);

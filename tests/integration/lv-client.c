@@ -89,6 +89,34 @@ gboolean lv_detach(GDBusConnection *bus, const char *path, GVariant *options, GE
         return reply != NULL;
 }
 
+gboolean lv_volume_detach(GDBusConnection *bus, const char *path, GVariant *options, GError **error) {
+        g_autoptr(GVariant) reply = NULL;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Detach",
+                                            g_variant_new("(@a{sv})", options ? options : lv_opts(NULL)),
+                                            G_VARIANT_TYPE("()"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+        return reply != NULL;
+}
+
+gboolean lv_resize(GDBusConnection *bus, const char *path, guint64 size, GVariant *options, GError **error) {
+        g_autoptr(GVariant) reply = NULL;
+
+        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Resize",
+                                            g_variant_new("(t@a{sv})", size, options ? options : lv_opts(NULL)),
+                                            G_VARIANT_TYPE("()"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+        return reply != NULL;
+}
+
+guint64 lv_volume_prop_u64(GDBusConnection *bus, const char *path, const char *name) {
+        g_autoptr(GVariant) p = lv_volume_props(bus, path);
+        guint64 v = 0;
+
+        g_assert_nonnull(p);
+        if (!g_variant_lookup(p, name, "t", &v))
+                g_error("volume %s has no property %s of type t", path, name);
+        return v;
+}
+
 GVariant *lv_probe(GDBusConnection *bus, const char *source, GError **error) {
         g_autoptr(GVariant) reply = NULL;
 
@@ -208,4 +236,27 @@ char *lv_random_passphrase(gsize len) {
                 s[i] = alphabet[g_random_int_range(0, sizeof alphabet - 1)];
         s[len] = '\0';
         return s;
+}
+
+void lv_assert_props_rebuilt(GVariant *before, GVariant *after) {
+        GVariantIter it;
+        const char *name;
+        GVariant *value;
+
+        g_assert_nonnull(after);
+        g_assert_cmpuint(g_variant_n_children(after), ==, g_variant_n_children(before));
+        g_variant_iter_init(&it, before);
+        while (g_variant_iter_next(&it, "{&sv}", &name, &value)) {
+                g_autoptr(GVariant) now = g_variant_lookup_value(after, name, NULL);
+                g_assert_nonnull(now);
+                if (g_str_equal(name, "AttachedByUID"))
+                        g_assert_cmpuint(g_variant_get_uint32(now), ==, G_MAXUINT32);
+                else if (g_str_equal(name, "AttachTimestamp"))
+                        g_assert_cmpuint(g_variant_get_uint64(now), ==, 0);
+                else if (!g_variant_equal(value, now)) {
+                        g_autofree char *a = g_variant_print(value, TRUE), *b = g_variant_print(now, TRUE);
+                        g_error("property %s was %s, is %s after the daemon's restart", name, a, b);
+                }
+                g_variant_unref(value);
+        }
 }

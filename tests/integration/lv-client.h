@@ -22,12 +22,22 @@ char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, co
 char *lv_attach_fd(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
                    GVariant *options, GError **error);
 gboolean lv_detach(GDBusConnection *bus, const char *path, GVariant *options, GError **error);
+/* Volume.Detach and Volume.Resize on the volume object at path. */
+gboolean lv_volume_detach(GDBusConnection *bus, const char *path, GVariant *options, GError **error);
+gboolean lv_resize(GDBusConnection *bus, const char *path, guint64 size, GVariant *options, GError **error);
 /* Returns the a{sv} (caller unrefs) or NULL. */
 GVariant *lv_probe(GDBusConnection *bus, const char *source, GError **error);
 
 /* All properties of a volume object as a{sv}, or NULL if it does not exist. */
 GVariant *lv_volume_props(GDBusConnection *bus, const char *path);
 char *lv_volume_prop_string(GDBusConnection *bus, const char *path, const char *name);
+/* A property of type t; aborts if there is none. */
+guint64 lv_volume_prop_u64(GDBusConnection *bus, const char *path, const char *name);
+/* A volume's properties as a restarted daemon rebuilds them from libvirt
+ * (after) equal those of the daemon that attached it (before), except
+ * what only that daemon knew: AttachedByUID is 4294967295 and
+ * AttachTimestamp 0 now. */
+void lv_assert_props_rebuilt(GVariant *before, GVariant *after);
 /* Object paths of all managed volume objects (GetManagedObjects). */
 GStrv lv_managed_objects(GDBusConnection *bus);
 

@@ -156,7 +156,6 @@ expect_rc 2 "usage: invalid --bus" attach $GUEST volume.img --bus=floppy
 expect_rc 2 "usage: malformed DOMAIN:TARGET" status nocolon
 expect_rc 2 "usage: monitor takes no arguments" monitor extra
 expect_rc 2 "usage: -H without a host" list -H
-
 # --host: the option parses and a failure to connect is quick and clear.
 # (The sandbox has no network, so no host is reachable.)
 start=$SECONDS
@@ -237,8 +236,11 @@ check "list --json: an array with every property, typed" json_ok list.out \
          and d[0]['Target'] == 'sda' and d[0]['Bus'] == 'scsi' and d[0]['Mode'] == 'native'
          and d[0]['Source'] == '$W/volume.img' and d[0]['LuksVersion'] == 1 and d[0]['ReadOnly'] is False
          and d[0]['State'] == 'attached' and d[0]['MapperDevice'] == '' and len(d[0]['SecretUUID']) == 36
+         and d[0]['Size'] == 16777216 and d[0]['Serial'] == '' and d[0]['AttachedByUID'] == 0
+         and d[0]['AttachTimestamp'] > 0 and d[0]['PayloadOffset'] > 0
          and list(d[0]) == ['Volume', 'Domain', 'DomainUUID', 'Source', 'Target', 'Bus', 'Mode',
-                            'SecretUUID', 'MapperDevice', 'LuksVersion', 'LuksUUID', 'ReadOnly', 'State']"
+                            'SecretUUID', 'MapperDevice', 'LuksVersion', 'LuksUUID', 'ReadOnly', 'State',
+                            'Size', 'PayloadOffset', 'Serial', 'AttachedByUID', 'AttachTimestamp']"
 
 expect_rc 0 "status DOMAIN:TARGET" status $GUEST:sda
 check "status prints Volume: and the properties" \

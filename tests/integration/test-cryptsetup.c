@@ -20,6 +20,7 @@
 
 #define PASS "cryptsetup mode passphrase"
 #define PATTERN 0x3c
+#define MIB (G_GUINT64_CONSTANT(1) << 20)
 
 static GDBusConnection *bus;
 static virDomainPtr guest;
@@ -151,20 +152,25 @@ static void test_bad_passphrase(void) {
         assert_clean();
 }
 
-/* Attached by one daemon, detached by the next, decided by the XML alone. */
+/* Attached by one daemon, detached by the next, decided by the XML alone;
+ * the next daemon reads Size and PayloadOffset from the mapping's table
+ * (after a resize) and Serial from the XML. */
 static void test_restart_then_detach(void) {
         g_autofree char *img = lv_make_luks2_image("c-restart.img", PASS, 20);
         GError *error = NULL;
         g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdf"), NULL), &error);
+                                          lv_opts("target", g_variant_new_string("sdf"),
+                                                  "serial", g_variant_new_string("C-RESTART"), NULL), &error);
+        g_assert_no_error(error);
+        g_assert_true(lv_resize(bus, path, 8 * MIB, NULL, &error));
         g_assert_no_error(error);
         g_autoptr(GVariant) before = lv_volume_props(bus, path);
+        g_assert_cmpuint(lv_volume_prop_u64(bus, path, "Size"), ==, 8 * MIB);
 
         lv_daemon_kill(bus, SIGKILL);
 
         g_autoptr(GVariant) after = lv_volume_props(bus, path);
-        g_assert_nonnull(after);
-        g_assert_true(g_variant_equal(before, after));
+        lv_assert_props_rebuilt(before, after);
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);
         assert_clean();
@@ -371,6 +377,201 @@ static gboolean wait_state(const char *path, const char *state, guint timeout_ms
         }
 }
 
+static guint64 file_size(const char *path) {
+        struct stat st;
+        g_assert_cmpint(stat(path, &st), ==, 0);
+        return (guint64) st.st_size;
+}
+
+/* The size of a block device, as the host kernel has it. */
+static guint64 device_size(const char *node) {
+        g_autofree char *out = NULL;
+        const char *argv[] = { "blockdev", "--getsize64", node, NULL };
+        g_assert_cmpint(lv_run_as(0, argv, 30, &out, NULL), ==, 0);
+        return g_ascii_strtoull(out, NULL, 10);
+}
+
+static guint64 probe_u64(const char *source, const char *key) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) info = lv_probe(bus, source, &error);
+        guint64 v = 0;
+        guint32 u = 0;
+        g_assert_no_error(error);
+        if (!g_variant_lookup(info, key, "t", &v) && g_variant_lookup(info, key, "u", &u))
+                v = u;
+        return v;
+}
+
+static gint64 guest_size(const char *target) {
+        g_autofree char *alias = lv_domain_disk_alias(guest, target);
+        g_assert_nonnull(alias);
+        return lv_guest_disk_size(guest, alias);
+}
+
+static char *dm_table(const char *mapper) {
+        g_autofree char *name = g_path_get_basename(mapper);
+        char *out = NULL;
+        const char *argv[] = { "dmsetup", "table", name, NULL };
+        g_assert_cmpint(lv_run_as(0, argv, 30, &out, NULL), ==, 0);
+        return out;
+}
+
+/* Resize in cryptsetup mode: the file, its loop device, the mapping, the
+ * guest's disk — each exactly as big as asked, the plaintext intact. */
+static void resize_roundtrip(const char *img, GVariant *options, const char *target) {
+        GError *error = NULL;
+        guint64 off = probe_u64(img, "payload-offset"), sector = probe_u64(img, "sector-size");
+
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS, options, &error);
+        g_assert_no_error(error);
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_assert_cmpstr(mode, ==, "cryptsetup");
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        guint64 size0 = lv_volume_prop_u64(bus, path, "Size");
+        g_assert_cmpuint(size0, ==, file_size(img) - off);
+        g_assert_cmpuint(lv_volume_prop_u64(bus, path, "PayloadOffset"), ==, off);
+        g_assert_cmpuint(device_size(mapper), ==, size0);
+        g_assert_cmpint(guest_size(target), ==, (gint64) size0);
+
+        /* Grow. */
+        guint64 grown = size0 + 8 * MIB;
+        g_assert_true(lv_resize(bus, path, grown, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(file_size(img), ==, grown + off);
+        g_assert_cmpuint(device_size(mapper), ==, grown);
+        g_assert_cmpint(guest_size(target), ==, (gint64) grown);
+        g_assert_cmpuint(lv_volume_prop_u64(bus, path, "Size"), ==, grown);
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+
+        /* A size the volume's sectors do not divide. */
+        if (sector > 512) {
+                g_assert_false(lv_resize(bus, path, grown + 512, NULL, &error));
+                lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+                g_clear_error(&error);
+        }
+
+        /* Shrinking only when asked; then the file goes down too. */
+        guint64 shrunk = grown - 4 * MIB;
+        g_assert_false(lv_resize(bus, path, shrunk, NULL, &error));
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+        g_clear_error(&error);
+        g_assert_cmpuint(device_size(mapper), ==, grown);
+        g_assert_true(lv_resize(bus, path, shrunk, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL), &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(device_size(mapper), ==, shrunk);
+        g_assert_cmpint(guest_size(target), ==, (gint64) shrunk);
+        g_assert_cmpuint(file_size(img), ==, shrunk + off);
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+
+        g_assert_true(lv_volume_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
+static void test_resize_luks2(void) {
+        g_autofree char *img = lv_make_luks2_image("c-resize2.img", PASS, 24);
+        write_pattern_via_dm(img, PASS);
+        resize_roundtrip(img, lv_opts("target", g_variant_new_string("sdl"), NULL), "sdl");
+}
+
+static void test_resize_luks1(void) {
+        g_autofree char *img = lv_make_luks1_image("c-resize1.img", PASS, PATTERN, 16);
+        resize_roundtrip(img, lv_opts("target", g_variant_new_string("sdm"),
+                                      "mode", g_variant_new_string("cryptsetup"), NULL), "sdm");
+}
+
+/* A block device is not grown by the service: it must hold the size. */
+static void test_resize_block_device(void) {
+        g_autofree char *img = lv_make_luks2_image("c-resize-blk.img", PASS, 24);
+        g_autofree char *dev = lv_losetup(img);
+        GError *error = NULL;
+        guint64 off = probe_u64(img, "payload-offset");
+
+        write_pattern_via_dm(img, PASS);
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", dev, PASS,
+                                          lv_opts("target", g_variant_new_string("sdn"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        guint64 size0 = lv_volume_prop_u64(bus, path, "Size");
+
+        g_assert_false(lv_resize(bus, path, size0 + 8 * MIB, NULL, &error));
+        lv_assert_error(error, LV_ERR("NotSupported"));
+        g_assert_nonnull(strstr(error->message, "grow the device first"));
+        g_clear_error(&error);
+        g_assert_cmpuint(device_size(mapper), ==, size0);
+
+        g_assert_cmpint(truncate(img, (off_t) (size0 + 8 * MIB + off)), ==, 0);
+        const char *refresh[] = { "losetup", "-c", dev, NULL };
+        g_assert_cmpint(lv_run_as(0, refresh, 30, NULL, NULL), ==, 0);
+        g_assert_true(lv_resize(bus, path, size0 + 8 * MIB, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(device_size(mapper), ==, size0 + 8 * MIB);
+        g_assert_cmpint(guest_size("sdn"), ==, (gint64) (size0 + 8 * MIB));
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+
+        /* Unlike native mode, the mapping may hold less than the device. */
+        g_assert_true(lv_resize(bus, path, size0 + 4 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL),
+                                &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(device_size(mapper), ==, size0 + 4 * MIB);
+        g_assert_cmpint(guest_size("sdn"), ==, (gint64) (size0 + 4 * MIB));
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        lv_losetup_detach(dev);
+        assert_clean();
+}
+
+/* discard and serial in cryptsetup mode: auto picks it for discard; the
+ * mapping allows discards, the disk passes them, the guest's device
+ * carries the serial. */
+static void test_discard_serial(void) {
+        g_autofree char *img = lv_make_luks1_image("c-discard.img", PASS, PATTERN, 16);
+        GError *error = NULL;
+
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
+                                          lv_opts("target", g_variant_new_string("sdo"),
+                                                  "discard", g_variant_new_boolean(TRUE),
+                                                  "serial", g_variant_new_string("C-DISCARD_1"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_assert_cmpstr(mode, ==, "cryptsetup");
+        g_autofree char *serial = lv_volume_prop_string(bus, path, "Serial");
+        g_assert_cmpstr(serial, ==, "C-DISCARD_1");
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        g_autofree char *table = dm_table(mapper);
+        g_assert_nonnull(strstr(table, "allow_discards"));
+        g_autofree char *dxml = lv_domain_disk_xml(guest, "sdo");
+        g_assert_nonnull(strstr(dxml, "discard='unmap'") ?: strstr(dxml, "discard=\"unmap\""));
+        g_autofree char *alias = lv_domain_disk_alias(guest, "sdo");
+        g_autofree char *qserial = lv_guest_device_property(guest, alias, "serial");
+        g_assert_cmpstr(qserial, ==, "C-DISCARD_1");
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+
+        /* Without the option, no discards pass: the default is unchanged. */
+        g_autofree char *path2 = lv_attach(bus, "lvtest-guest", img, PASS,
+                                           lv_opts("target", g_variant_new_string("sdo"),
+                                                   "mode", g_variant_new_string("cryptsetup"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper2 = lv_volume_prop_string(bus, path2, "MapperDevice");
+        g_autofree char *table2 = dm_table(mapper2);
+        g_assert_null(strstr(table2, "allow_discards"));
+        g_autofree char *dxml2 = lv_domain_disk_xml(guest, "sdo");
+        g_assert_null(strstr(dxml2, "discard="));
+        g_assert_true(lv_detach(bus, path2, NULL, &error));
+        g_assert_no_error(error);
+
+        /* native with discard: refused even here. */
+        g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS,
+                                lv_opts("discard", g_variant_new_boolean(TRUE), "mode", g_variant_new_string("native"),
+                                        NULL), &error));
+        lv_assert_error(error, LV_ERR("NotSupported"));
+        g_clear_error(&error);
+        assert_clean();
+}
+
 /* Saved guests keep their mappings: virsh save/restore of a transient
  * guest, and managedsave/start of a persistent one across a daemon
  * restart; the restored guest reads the plaintext through the mapping. */
@@ -451,6 +652,10 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/dm-holder-in-use", test_dm_holder_in_use);
         g_test_add_func("/cryptsetup/default/udev-leaves-mapping-alone", test_udev_leaves_mapping_alone);
         g_test_add_func("/cryptsetup/default/saved-keep-mapping", test_saved_keep_mapping);
+        g_test_add_func("/cryptsetup/default/resize-luks2", test_resize_luks2);
+        g_test_add_func("/cryptsetup/default/resize-luks1", test_resize_luks1);
+        g_test_add_func("/cryptsetup/default/resize-block-device", test_resize_block_device);
+        g_test_add_func("/cryptsetup/default/discard-serial", test_discard_serial);
         g_test_add_func("/cryptsetup/raised/luks1-auto", test_raised_minimums);
 
         int r = g_test_run();

@@ -227,6 +227,8 @@ static void assert_disk_matches(const DiskInfo *d, const DiskSpec *spec) {
         g_assert_cmpstr(d->encryption_format, ==, spec->secret_uuid ? "luks" : NULL);
         g_assert_cmpstr(d->secret_uuid, ==, spec->secret_uuid);
         g_assert_null(d->alias);
+        g_assert_cmpstr(d->serial, ==, spec->serial);
+        g_assert_cmpint(d->discard, ==, spec->discard);
 }
 
 /* Builds spec, checks the shape of the output with plain libxml2, then feeds
@@ -250,6 +252,7 @@ static void check_disk_roundtrip(const DiskSpec *spec) {
         g_assert_cmpuint(count_elements(root, "readonly"), ==, spec->read_only ? 1 : 0);
         g_assert_cmpuint(count_elements(root, "encryption"), ==, spec->secret_uuid ? 1 : 0);
         g_assert_cmpuint(count_elements(root, "secret"), ==, spec->secret_uuid ? 1 : 0);
+        g_assert_cmpuint(count_elements(root, "serial"), ==, spec->serial ? 1 : 0);
         assert_prop(root, "type", spec->block ? "block" : "file");
         assert_prop(root, "device", "disk");
 
@@ -257,6 +260,17 @@ static void check_disk_roundtrip(const DiskSpec *spec) {
         g_assert_nonnull(driver);
         assert_prop(driver, "name", "qemu");
         assert_prop(driver, "type", "raw");
+        assert_prop(driver, "discard", spec->discard ? "unmap" : NULL);
+        if (spec->serial) {
+                /* A text node holding exactly the caller's string. */
+                xmlNode *serial = child(root, "serial");
+                g_assert_nonnull(serial);
+                g_autofree char *text = (char *) xmlNodeGetContent(serial);
+                g_assert_cmpstr(text, ==, spec->serial);
+                g_assert_nonnull(serial->children);
+                g_assert_null(serial->children->next);
+                g_assert_cmpint(serial->children->type, ==, XML_TEXT_NODE);
+        }
 
         xmlNode *source = child(root, "source");
         g_assert_nonnull(source);
@@ -343,6 +357,16 @@ static void test_build_exact_output(void) {
                         "<source dev=\"/dev/loop0\"/><target dev=\"vdc\" bus=\"virtio\"/><readonly/></disk>");
         free(xml);
 
+        /* serial and discard: where libvirt 9.0 reads them. */
+        spec = (DiskSpec) { .block = true, .source = "/dev/mapper/luksvol-x", .target = "vdd", .bus = "virtio",
+                            .serial = "LV-1_a.b", .discard = true };
+        g_assert_cmpint(disk_xml_build(&spec, &xml), ==, 0);
+        g_assert_cmpstr(xml, ==,
+                        "<disk type=\"block\" device=\"disk\"><driver name=\"qemu\" type=\"raw\" discard=\"unmap\"/>"
+                        "<source dev=\"/dev/mapper/luksvol-x\"/><target dev=\"vdd\" bus=\"virtio\"/>"
+                        "<serial>LV-1_a.b</serial></disk>");
+        free(xml);
+
         g_assert_cmpint(secret_xml_build("vol-1", "luksvolumed vol-1", &xml), ==, 0);
         g_assert_cmpstr(xml, ==,
                         "<secret ephemeral=\"yes\" private=\"yes\"><description>luksvolumed vol-1</description>"
@@ -378,8 +402,8 @@ static void test_build_alias(void) {
 }
 
 static void test_build_roundtrip_combinations(void) {
-        /* file/block × plain/encrypted × read-write/read-only */
-        for (unsigned i = 0; i < 8; i++) {
+        /* file/block × plain/encrypted × read-write/read-only × serial × discard */
+        for (unsigned i = 0; i < 32; i++) {
                 DiskSpec spec = {
                         .block = i & 1,
                         .source = (i & 1) ? "/dev/loop7" : "/var/lib/luksvolumed/images/v.img",
@@ -387,6 +411,8 @@ static void test_build_roundtrip_combinations(void) {
                         .bus = (i & 1) ? "scsi" : "virtio",
                         .secret_uuid = (i & 2) ? "6f1c3a52-2f4e-4c1b-9d0e-8a5b7c9d1e2f" : NULL,
                         .read_only = i & 4,
+                        .serial = (i & 8) ? "SER-0001" : NULL,
+                        .discard = i & 16,
                 };
                 check_disk_roundtrip(&spec);
         }
@@ -398,13 +424,14 @@ static void test_build_hostile_strings(void) {
 
                 /* The hostile string in each field in turn, with the other
                  * fields ordinary; and in all of them at once. */
-                for (unsigned field = 0; field < 5; field++) {
+                for (unsigned field = 0; field < 6; field++) {
                         DiskSpec spec = {
                                 .block = i & 1,
                                 .source = (field == 0 || field == 4) ? s : "/img",
                                 .target = (field == 1 || field == 4) ? s : "vdb",
                                 .bus = (field == 2 || field == 4) ? s : "virtio",
                                 .secret_uuid = (field == 3 || field == 4) ? s : NULL,
+                                .serial = (field == 5 || field == 4) ? s : NULL,
                                 .read_only = field & 1,
                         };
                         check_disk_roundtrip(&spec);
@@ -717,6 +744,44 @@ static void test_parse_edge_shapes(void) {
         g_assert_cmpint(domain_xml_find_disk(ws, "vdb", &d), ==, 0);
         g_assert_cmpstr(d.source, ==, "\na\tb\r ");
         disk_info_free(&d);
+}
+
+/* What libvirt 9.0 reports of a disk with a serial and discard='unmap'
+ * (the start-up scan rebuilds Serial from it), and the shapes a serial
+ * must not take. */
+static void test_parse_serial_discard(void) {
+        static const char disk[] =
+                "<disk type='block' device='disk'>"
+                "<driver name='qemu' type='raw' discard='unmap'/>"
+                "<source dev='/dev/mapper/luksvol-x' index='1'/><backingStore/>"
+                "<target dev='sdb' bus='scsi'/><serial>ABC-123_x.y</serial>"
+                "<alias name='ua-luksvol-x'/></disk>";
+        g_autofree char *dom = wrap_in_domain(disk);
+        DiskInfo d = {};
+
+        g_assert_cmpint(domain_xml_find_disk(dom, "sdb", &d), ==, 0);
+        g_assert_cmpstr(d.serial, ==, "ABC-123_x.y");
+        g_assert_true(d.discard);
+        disk_info_free(&d);
+
+        /* discard='ignore' passes none on; no serial element: none. */
+        g_autofree char *ignore = wrap_in_domain("<disk type='file'><driver name='qemu' discard='ignore'/>"
+                                                 "<source file='/x'/><target dev='vdb'/></disk>");
+        g_assert_cmpint(domain_xml_find_disk(ignore, "vdb", &d), ==, 0);
+        g_assert_false(d.discard);
+        g_assert_null(d.serial);
+        disk_info_free(&d);
+
+        /* An empty serial is an empty string; markup inside one is not a
+         * serial libvirt writes. */
+        g_autofree char *empty = wrap_in_domain("<disk type='file'><source file='/x'/><target dev='vdb'/>"
+                                                "<serial></serial></disk>");
+        g_assert_cmpint(domain_xml_find_disk(empty, "vdb", &d), ==, 0);
+        g_assert_cmpstr(d.serial, ==, "");
+        disk_info_free(&d);
+        g_autofree char *nested = wrap_in_domain("<disk type='file'><source file='/x'/><target dev='vdb'/>"
+                                                 "<serial>a<b/>c</serial></disk>");
+        g_assert_cmpint(domain_xml_find_disk(nested, "vdb", &d), ==, -EBADMSG);
 }
 
 static void test_parse_malformed(void) {
@@ -1077,6 +1142,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/disk-xml/build/invalid", test_build_invalid);
         g_test_add_func("/disk-xml/parse/live-libvirt", test_parse_live_libvirt);
         g_test_add_func("/disk-xml/parse/edge-shapes", test_parse_edge_shapes);
+        g_test_add_func("/disk-xml/parse/serial-discard", test_parse_serial_discard);
         g_test_add_func("/disk-xml/parse/malformed", test_parse_malformed);
         g_test_add_func("/disk-xml/parse/entities", test_parse_entities);
         g_test_add_func("/disk-xml/parse/bounds", test_parse_bounds);

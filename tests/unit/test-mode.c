@@ -13,6 +13,7 @@ typedef struct Row {
         bool dm_crypt;
         VolumeMode expect;
         const char *reason_contains; /* for refusals */
+        bool discard;                /* option discard: only dm-crypt passes them on */
 } Row;
 
 #define V LV_VERSION
@@ -44,6 +45,14 @@ static const Row rows[] = {
         { "cryptsetup/luks2/dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL },
         { "cryptsetup/luks1/no-dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt" },
         { "cryptsetup/luks2/no-dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt" },
+        /* discard: QEMU's LUKS driver drops them, dm-crypt passes them on */
+        { "auto/luks1/new/dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL, true },
+        { "auto/luks1/new/no-dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "passes no discard requests", true },
+        { "auto/luks2/new/dm/discard", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL, true },
+        { "native/luks1/new/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "passes no discard requests", true },
+        { "native/luks1/old-qemu/discard", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older", true },
+        { "cryptsetup/luks1/dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL, true },
+        { "cryptsetup/luks1/no-dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt", true },
         /* nonsense */
         { "auto/luks3", V(9,0,0), V(7,2,0), true, 3, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID, "unknown LUKS version 3" },
         { "auto/luks0", V(9,0,0), V(7,2,0), true, 0, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID, "unknown LUKS version 0" },
@@ -61,6 +70,7 @@ static void test_row(gconstpointer data) {
                 .luks_version = row->luks,
                 .requested = row->requested,
                 .dm_crypt_available = row->dm_crypt,
+                .discard = row->discard,
         };
 
         VolumeMode got = mode_select(&in, reason, sizeof reason);

@@ -51,6 +51,8 @@ static void test_defaults(void) {
         g_assert_cmpint(o.mode, ==, VOLUME_MODE_AUTO);
         g_assert_false(o.read_only);
         g_assert_cmpint(o.passphrase_fd, ==, -1);
+        g_assert_null(o.serial);
+        g_assert_false(o.discard);
         attach_options_done(&o);
 }
 
@@ -60,12 +62,13 @@ static void test_all_options(void) {
         int p[2];
 
         g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
-        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 5,
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 6,
                                               "target", "s", "sdc",
                                               "bus", "s", "scsi",
                                               "mode", "s", "native",
                                               "read-only", "b", 1,
-                                              "passphrase-fd", "h", p[0]), >=, 0);
+                                              "passphrase-fd", "h", p[0],
+                                              "serial", "s", "Ab-9_z.1234567890123"), >=, 0);
         g_assert_null(parse_attach(m, &o));
         g_assert_cmpstr(o.target, ==, "sdc");
         g_assert_cmpstr(o.bus, ==, "scsi");
@@ -73,9 +76,31 @@ static void test_all_options(void) {
         g_assert_true(o.read_only);
         g_assert_cmpint(o.passphrase_fd, >=, 0);
         g_assert_cmpint(o.passphrase_fd, !=, p[0]); /* our own dup */
+        g_assert_cmpstr(o.serial, ==, "Ab-9_z.1234567890123");
         attach_options_done(&o);
         close(p[0]);
         close(p[1]);
+}
+
+static void test_discard(void) {
+        sd_bus_message *m = new_message();
+        AttachOptions o;
+
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "mode", "s", "cryptsetup"), >=, 0);
+        g_assert_null(parse_attach(m, &o));
+        g_assert_true(o.discard);
+        g_assert_cmpint(o.mode, ==, VOLUME_MODE_CRYPTSETUP);
+        attach_options_done(&o);
+}
+
+static void test_serial_valid(void) {
+        const char *good[] = { "a", "LVKERNEL01", "A-b_c.9", "12345678901234567890" };
+        const char *bad[] = { NULL, "", "123456789012345678901", "a b", "a/b", "a:b", "ä", "a\n", "a'b", "a\"b",
+                              "a<b", "a%b" };
+        for (size_t i = 0; i < G_N_ELEMENTS(good); i++)
+                g_assert_true(serial_valid(good[i]));
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
+                g_assert_false(serial_valid(bad[i]));
 }
 
 static void test_target_implies_bus(void) {
@@ -127,6 +152,14 @@ static void b_fd_writeonly(sd_bus_message *m) {
         close(p[0]);
         close(p[1]);
 }
+static void b_serial_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "u", 7); }
+static void b_serial_long(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "123456789012345678901"); }
+static void b_serial_chars(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "disk 1"); }
+static void b_serial_empty(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "s", ""); }
+static void b_serial_twice(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "serial", "s", "a", "serial", "s", "b"); }
+static void b_discard_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "discard", "s", "unmap"); }
+static void b_discard_read_only(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "read-only", "b", 1); }
+static void b_discard_twice(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "discard", "b", 0); }
 static void b_duplicate(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "mode", "s", "auto", "mode", "s", "native"); }
 static void b_empty_key(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "", "s", "x"); }
 /* The echoed key is capped at 64 bytes; here byte 64 is inside "é". */
@@ -151,6 +184,14 @@ static const Bad bad[] = {
         { "fd-chardev", b_fd_dev },
         { "fd-directory", b_fd_dir },
         { "fd-write-only", b_fd_writeonly },
+        { "serial-type", b_serial_type },
+        { "serial-long", b_serial_long },
+        { "serial-chars", b_serial_chars },
+        { "serial-empty", b_serial_empty },
+        { "serial-twice", b_serial_twice },
+        { "discard-type", b_discard_type },
+        { "discard-read-only", b_discard_read_only },
+        { "discard-twice", b_discard_twice },
         { "duplicate", b_duplicate },
         { "empty-key", b_empty_key },
         { "key-utf8-cut", b_key_utf8_cut },
@@ -216,6 +257,44 @@ static void test_detach(void) {
         sd_bus_message_unref(m);
 }
 
+static void test_resize(void) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        ResizeOptions o;
+        sd_bus_message *m;
+
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 0);
+        seal(m);
+        g_assert_cmpint(resize_options_parse(m, &o, &error), ==, 0);
+        g_assert_false(o.allow_shrink);
+        sd_bus_message_unref(m);
+
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "allow-shrink", "b", 1);
+        seal(m);
+        g_assert_cmpint(resize_options_parse(m, &o, &error), ==, 0);
+        g_assert_true(o.allow_shrink);
+        sd_bus_message_unref(m);
+
+        const char *sigs[] = { "s", "u", "twice", "unknown" };
+        for (size_t i = 0; i < G_N_ELEMENTS(sigs); i++) {
+                m = new_message();
+                if (streq(sigs[i], "s"))
+                        sd_bus_message_append(m, "a{sv}", 1, "allow-shrink", "s", "yes");
+                else if (streq(sigs[i], "u"))
+                        sd_bus_message_append(m, "a{sv}", 1, "allow-shrink", "u", 1);
+                else if (streq(sigs[i], "twice"))
+                        sd_bus_message_append(m, "a{sv}", 2, "allow-shrink", "b", 1, "allow-shrink", "b", 1);
+                else
+                        sd_bus_message_append(m, "a{sv}", 1, "timeout", "u", 5);
+                seal(m);
+                g_assert_cmpint(resize_options_parse(m, &o, &error), <, 0);
+                g_assert_cmpstr(error.name, ==, DBUS_ERROR_INVALID_ARGS);
+                sd_bus_error_free(&error);
+                sd_bus_message_unref(m);
+        }
+}
+
 static void test_probe(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *m = new_message();
@@ -250,11 +329,14 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/options/defaults", test_defaults);
         g_test_add_func("/options/all", test_all_options);
         g_test_add_func("/options/target-implies-bus", test_target_implies_bus);
+        g_test_add_func("/options/discard", test_discard);
+        g_test_add_func("/options/serial-valid", test_serial_valid);
         for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
                 g_autofree char *name = g_strdup_printf("/options/bad/%s", bad[i].name);
                 g_test_add_data_func(name, &bad[i], test_bad);
         }
         g_test_add_func("/options/detach", test_detach);
+        g_test_add_func("/options/resize", test_resize);
         g_test_add_func("/options/probe", test_probe);
 
         int r = g_test_run();
