@@ -22,6 +22,11 @@ const char *arg_target = NULL;
 const char *arg_bus = NULL;
 const char *arg_mode = NULL;
 bool arg_read_only = false;
+const char *arg_serial = NULL;
+bool arg_discard = false;
+bool arg_allow_shrink = false;
+bool arg_all = false;
+const char *arg_domain = NULL;
 const char *arg_passphrase_file = NULL;
 bool arg_timeout_set = false;
 uint32_t arg_timeout = 0;
@@ -63,11 +68,16 @@ static void help(void) {
                "Commands:\n"
                "  attach DOMAIN SOURCE          Attach SOURCE to DOMAIN, print the volume path\n"
                "  detach VOLUME|DOMAIN:TARGET   Detach a volume\n"
+               "  detach --all [DOMAIN]         Detach every volume (of DOMAIN)\n"
+               "  resize VOLUME|DOMAIN:TARGET SIZE\n"
+               "                                Grow a volume while its guest runs: SIZE is\n"
+               "                                what the guest sees, in bytes or with K, M, G,\n"
+               "                                T (powers of 1024)\n"
                "  rearm VOLUME|DOMAIN:TARGET    Give a saved guest's volume back its secret or\n"
                "                                mapping (lost to a libvirtd restart or a reboot)\n"
                "                                before the guest is restored\n"
                "  probe [SOURCE]                Show host facts, or the LUKS header of SOURCE\n"
-               "  list                          List attached volumes\n"
+               "  list                          List attached volumes (--domain: of one guest)\n"
                "  status VOLUME|DOMAIN:TARGET   Show all properties of a volume\n"
                "  monitor                       Print volumes being added, changed and removed,\n"
                "                                one line each, until SIGINT or SIGTERM\n"
@@ -91,6 +101,10 @@ static void help(void) {
                "     --bus=BUS                  virtio, scsi, sata or usb\n"
                "     --mode=MODE                auto, native or cryptsetup\n"
                "     --read-only                Attach read-only\n"
+               "     --serial=SERIAL            The disk's serial (/dev/disk/by-id in the guest):\n"
+               "                                1-20 of A-Z a-z 0-9 . _ -\n"
+               "     --discard                  Pass the guest's discards to the image\n"
+               "                                (cryptsetup mode only)\n"
                "     --passphrase-file=FILE|-   Read the passphrase from FILE (or stdin when -),\n"
                "                                verbatim, trailing newline included; at most %2$u\n"
                "                                bytes. Without it, prompt on the terminal.\n"
@@ -98,6 +112,14 @@ static void help(void) {
                "\n"
                "detach options:\n"
                "     --timeout=SECONDS          How long the daemon waits for the guest\n"
+               "     --all                      Every attached volume, or DOMAIN's\n"
+               "\n"
+               "resize options:\n"
+               "     --allow-shrink             Allow a SIZE below the current one (the data\n"
+               "                                beyond it is lost)\n"
+               "\n"
+               "list options:\n"
+               "     --domain=DOMAIN            Only DOMAIN's volumes (its name or UUID)\n"
                "\n"
                "Exit status:\n"
                "  0 success                     4 bad passphrase\n"
@@ -114,6 +136,11 @@ enum {
         ARG_BUS,
         ARG_MODE,
         ARG_READ_ONLY,
+        ARG_SERIAL,
+        ARG_DISCARD,
+        ARG_ALLOW_SHRINK,
+        ARG_ALL,
+        ARG_DOMAIN,
         ARG_PASSPHRASE_FILE,
         ARG_TIMEOUT,
         ARG_JSON,
@@ -129,6 +156,11 @@ static int parse_argv(int argc, char **argv) {
                 { "bus",             required_argument, NULL, ARG_BUS             },
                 { "mode",            required_argument, NULL, ARG_MODE            },
                 { "read-only",       no_argument,       NULL, ARG_READ_ONLY       },
+                { "serial",          required_argument, NULL, ARG_SERIAL          },
+                { "discard",         no_argument,       NULL, ARG_DISCARD         },
+                { "allow-shrink",    no_argument,       NULL, ARG_ALLOW_SHRINK    },
+                { "all",             no_argument,       NULL, ARG_ALL             },
+                { "domain",          required_argument, NULL, ARG_DOMAIN          },
                 { "passphrase-file", required_argument, NULL, ARG_PASSPHRASE_FILE },
                 { "timeout",         required_argument, NULL, ARG_TIMEOUT         },
                 { "host",            required_argument, NULL, 'H'                 },
@@ -170,6 +202,26 @@ static int parse_argv(int argc, char **argv) {
                         break;
                 case ARG_READ_ONLY:
                         arg_read_only = true;
+                        break;
+                case ARG_SERIAL:
+                        /* The daemon checks the characters (InvalidArgs). */
+                        if (isempty(optarg))
+                                return fail(EXIT_USAGE, "--serial must not be empty.");
+                        arg_serial = optarg;
+                        break;
+                case ARG_DISCARD:
+                        arg_discard = true;
+                        break;
+                case ARG_ALLOW_SHRINK:
+                        arg_allow_shrink = true;
+                        break;
+                case ARG_ALL:
+                        arg_all = true;
+                        break;
+                case ARG_DOMAIN:
+                        if (isempty(optarg))
+                                return fail(EXIT_USAGE, "--domain must not be empty.");
+                        arg_domain = optarg;
                         break;
                 case ARG_PASSPHRASE_FILE:
                         if (isempty(optarg))
@@ -217,10 +269,13 @@ static int parse_argv(int argc, char **argv) {
 /* The options that only some verbs take, in groups that stand or fall
  * together. */
 typedef enum VerbOptions {
-        VERB_ATTACH_OPTIONS = 1 << 0, /* --target, --bus, --mode, --read-only */
+        VERB_ATTACH_OPTIONS = 1 << 0, /* --target, --bus, --mode, --read-only, --serial, --discard */
         VERB_TIMEOUT        = 1 << 1, /* --timeout */
         VERB_JSON           = 1 << 2, /* --json */
         VERB_PASSPHRASE     = 1 << 3, /* --passphrase-file */
+        VERB_ALL            = 1 << 4, /* --all */
+        VERB_SHRINK         = 1 << 5, /* --allow-shrink */
+        VERB_DOMAIN         = 1 << 6, /* --domain */
 } VerbOptions;
 
 typedef struct Verb {
@@ -233,9 +288,10 @@ typedef struct Verb {
  * taking an option in this order. */
 static const Verb verbs[] = {
         { "attach",  VERB_ATTACH_OPTIONS | VERB_PASSPHRASE, verb_attach  },
-        { "detach",  VERB_TIMEOUT,        verb_detach  },
+        { "detach",  VERB_TIMEOUT | VERB_ALL, verb_detach },
+        { "resize",  VERB_SHRINK,         verb_resize  },
         { "rearm",   VERB_PASSPHRASE,     verb_rearm   },
-        { "list",    VERB_JSON,           verb_list    },
+        { "list",    VERB_JSON | VERB_DOMAIN, verb_list },
         { "status",  VERB_JSON,           verb_status  },
         { "probe",   VERB_JSON,           verb_probe   },
         { "monitor", VERB_JSON,           verb_monitor },
@@ -245,17 +301,26 @@ static const struct {
         VerbOptions group;
         const char *refusal; /* completed by the verbs that take the group */
 } option_groups[] = {
-        { VERB_ATTACH_OPTIONS, "--target, --bus, --mode and --read-only only apply to" },
+        { VERB_ATTACH_OPTIONS, "--target, --bus, --mode, --read-only, --serial and --discard only apply to" },
         { VERB_PASSPHRASE,     "--passphrase-file only applies to" },
         { VERB_TIMEOUT,        "--timeout only applies to"                                               },
         { VERB_JSON,           "--json only applies to"                                                  },
+        { VERB_ALL,            "--all only applies to"                                                   },
+        { VERB_SHRINK,         "--allow-shrink only applies to"                                          },
+        { VERB_DOMAIN,         "--domain only applies to"                                                },
 };
 
 static VerbOptions options_given(void) {
         VerbOptions given = 0;
 
-        if (arg_target || arg_bus || arg_mode || arg_read_only)
+        if (arg_target || arg_bus || arg_mode || arg_read_only || arg_serial || arg_discard)
                 given |= VERB_ATTACH_OPTIONS;
+        if (arg_all)
+                given |= VERB_ALL;
+        if (arg_allow_shrink)
+                given |= VERB_SHRINK;
+        if (arg_domain)
+                given |= VERB_DOMAIN;
         if (arg_passphrase_file)
                 given |= VERB_PASSPHRASE;
         if (arg_timeout_set)

@@ -73,10 +73,7 @@ int verb_list(int argc, _unused_ char **argv) {
         if (argc != 1)
                 return fail(EXIT_USAGE, "list takes no arguments.");
 
-        status = connect_bus(&bus);
-        if (status != EXIT_OK)
-                return status;
-        status = get_volumes(bus, &volumes);
+        status = open_volumes(arg_domain, &bus, &volumes);
         if (status != EXIT_OK)
                 return status;
 

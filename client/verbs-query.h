@@ -5,7 +5,7 @@
 
 /* probe [SOURCE] */
 int verb_probe(int argc, char **argv);
-/* list */
+/* list [--domain DOMAIN] */
 int verb_list(int argc, char **argv);
 /* status VOLUME-PATH|DOMAIN:TARGET */
 int verb_status(int argc, char **argv);

@@ -111,6 +111,20 @@ static int read_managed_objects(sd_bus_message *m, VolumeList *l) {
         return sd_bus_message_exit_container(m);
 }
 
+void volume_list_filter_domain(VolumeList *l, const char *domain) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < l->n; i++) {
+                if (volume_in_domain(&l->items[i], domain)) {
+                        l->items[k++] = l->items[i];
+                        continue;
+                }
+                free(l->items[i].path);
+                prop_list_done(&l->items[i].props);
+        }
+        l->n = k;
+}
+
 int get_volumes(sd_bus *bus, VolumeList *ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -130,17 +144,43 @@ int get_volumes(sd_bus *bus, VolumeList *ret) {
         return EXIT_OK;
 }
 
-/* Whether v is attached as target to the domain whose name or UUID is the
- * first domain_len bytes of domain. */
-static bool volume_matches(const Volume *v, const char *domain, size_t domain_len, const char *target) {
+/* Whether v is attached to the domain whose name or UUID is the first
+ * domain_len bytes of domain. */
+static bool volume_in_domain_n(const Volume *v, const char *domain, size_t domain_len) {
         const char *name = volume_get(v, "Domain"), *uuid = volume_get(v, "DomainUUID");
 
-        if (!streq_ptr(volume_get(v, "Target"), target))
-                return false;
         if (name && strlen(name) == domain_len && memcmp(name, domain, domain_len) == 0)
                 return true;
         /* UUIDs are hex: accept them in whatever case the user pasted. */
         return !isempty(uuid) && strlen(uuid) == domain_len && strncasecmp(uuid, domain, domain_len) == 0;
+}
+
+bool volume_in_domain(const Volume *v, const char *domain) {
+        return volume_in_domain_n(v, domain, strlen(domain));
+}
+
+int open_volumes(const char *domain, sd_bus **ret_bus, VolumeList *ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(volume_list_done) VolumeList volumes = {};
+        int status;
+
+        status = connect_bus(&bus);
+        if (status != EXIT_OK)
+                return status;
+        status = get_volumes(bus, &volumes);
+        if (status != EXIT_OK)
+                return status;
+        if (domain)
+                volume_list_filter_domain(&volumes, domain);
+        *ret_bus = TAKE_PTR(bus);
+        *ret = TAKE_STRUCT(volumes);
+        return EXIT_OK;
+}
+
+/* Whether v is attached as target to the domain whose name or UUID is the
+ * first domain_len bytes of domain. */
+static bool volume_matches(const Volume *v, const char *domain, size_t domain_len, const char *target) {
+        return streq_ptr(volume_get(v, "Target"), target) && volume_in_domain_n(v, domain, domain_len);
 }
 
 /* Step, before connecting: checks the syntax of VOLUME-PATH|DOMAIN:TARGET,

@@ -33,8 +33,19 @@ const char *volume_get(const Volume *v, const char *name);
 int read_object_with_interfaces(sd_bus_message *m, const char **ret_path, PropList *props,
                                 bool *ret_is_volume);
 
+/* Whether v is attached to domain, by its name (exactly) or its UUID (in
+ * any case), as DOMAIN:TARGET matches it. */
+bool volume_in_domain(const Volume *v, const char *domain);
+/* Drops the volumes not attached to domain. */
+void volume_list_filter_domain(VolumeList *l, const char *domain);
+
 /* Step: fetch all volumes. Returns an exit status. */
 int get_volumes(sd_bus *bus, VolumeList *ret);
+
+/* Step, the common start of the verbs acting on all volumes (or a
+ * domain's, if domain is not NULL): connect, fetch, filter.  Returns an
+ * exit status. */
+int open_volumes(const char *domain, sd_bus **ret_bus, VolumeList *ret);
 
 /* Step, the common start of the verbs taking VOLUME-PATH|DOMAIN:TARGET
  * (argv[1]; verb names the command in messages): check the argument,

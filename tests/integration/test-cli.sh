@@ -156,6 +156,15 @@ expect_rc 2 "usage: invalid --bus" attach $GUEST volume.img --bus=floppy
 expect_rc 2 "usage: malformed DOMAIN:TARGET" status nocolon
 expect_rc 2 "usage: monitor takes no arguments" monitor extra
 expect_rc 2 "usage: -H without a host" list -H
+expect_rc 2 "usage: resize without SIZE" resize $GUEST:sda
+expect_rc 2 "usage: resize with a malformed SIZE" resize $GUEST:sda 12X
+expect_rc 2 "usage: resize with a SIZE too large" resize $GUEST:sda 99999999999T
+expect_rc 2 "usage: --allow-shrink does not apply to detach" detach $GUEST:sda --allow-shrink
+expect_rc 2 "usage: --all does not apply to list" list --all
+expect_rc 2 "usage: --domain does not apply to status" status $GUEST:sda --domain=$GUEST
+expect_rc 2 "usage: --serial does not apply to resize" resize $GUEST:sda 1G --serial=x
+expect_rc 2 "usage: detach --all takes one DOMAIN at most" detach --all a b
+
 # --host: the option parses and a failure to connect is quick and clear.
 # (The sandbox has no network, so no host is reachable.)
 start=$SECONDS
@@ -368,6 +377,58 @@ assert ev[0]["properties"]["ReadOnly"] is False
 assert ev[1]["properties"] == {"State": "detaching"}
 assert "properties" not in ev[2]
 ' "$vol"
+
+# ─────────────── resize, list --domain, detach --all (API v1.1) ───────────────
+
+umask 077
+lv_make_luks1_image volume2.img pass ||
+        { echo "Bail out! cryptsetup could not create the second LUKS image"; exit 1; }
+chmod 0644 volume2.img
+umask 022
+
+expect_rc 6 "attach --discard --mode=native is not supported" \
+        attach $GUEST volume.img --bus=scsi --discard --mode=native --passphrase-file=pass --no-ask-password
+expect_rc 2 "attach with a serial the service refuses" \
+        attach $GUEST volume.img --bus=scsi --serial='no spaces' --passphrase-file=pass --no-ask-password
+expect_rc 0 "attach --serial" \
+        attach $GUEST volume.img --bus=scsi --serial=CLI-SERIAL_1 --passphrase-file=pass --no-ask-password
+vol=$(cat last.out)
+expect_rc 0 "status of the new volume" status $GUEST:sda
+check "status shows Serial, Size and AttachedByUID" \
+        bash -c 'grep -qx "Serial: CLI-SERIAL_1" last.out && grep -qx "Size: 16777216" last.out &&
+                 grep -qx "AttachedByUID: 0" last.out'
+expect_rc 0 "resize DOMAIN:TARGET 32M" resize $GUEST:sda 32M --no-ask-password
+run size --json status $GUEST:sda
+check "status --json: Size is 32 MiB after the resize" json_ok size.out "d['Size'] == 33554432"
+expect_rc 2 "resize to a smaller size without --allow-shrink" resize $GUEST:sda 24m
+check "the refusal names --allow-shrink's option" grep -q 'allow-shrink' last.err
+expect_rc 2 "resize to a size that is not a multiple of 512" resize "$vol" 33555000
+expect_rc 0 "resize VOLUME-PATH 24M --allow-shrink" resize "$vol" 24M --allow-shrink
+run size2 --json status "$vol"
+check "status --json: Size is 24 MiB after the shrink" json_ok size2.out "d['Size'] == 25165824"
+as_user --no-ask-password resize $GUEST:sda 40M >user.out 2>user.err
+rc=$?
+check "resize as uid $LV_USER_UID is denied by polkit (exit $rc)" test $rc = 3
+expect_rc 5 "resize of a volume that does not exist" resize $GUEST:sdz 1G
+
+expect_rc 0 "attach a second volume" \
+        attach $GUEST volume2.img --bus=scsi --passphrase-file=pass --no-ask-password
+run listdom --json list --domain=$GUEST
+check "list --domain --json: both volumes of the domain" json_ok listdom.out \
+        "[v['Target'] for v in d] == ['sda', 'sdb']"
+run listuuid --json list --domain="$("${virsh[@]}" domuuid $GUEST | tr a-f A-F)"
+check "list --domain takes the UUID in any case" json_ok listuuid.out "len(d) == 2"
+run listother --json list --domain=no-such-guest
+check "list --domain of another domain: none" json_ok listother.out "d == []"
+expect_rc 0 "list --domain of another domain (text)" list --domain=no-such-guest
+check "list --domain says no volumes" grep -qx "No volumes attached." last.out
+expect_rc 0 "detach --all of another domain does nothing" detach --all no-such-guest --no-ask-password
+run still --json list
+check "both volumes are still attached" json_ok still.out "len(d) == 2"
+expect_rc 0 "detach --all DOMAIN" detach --all $GUEST --no-ask-password --timeout=30
+run none --json list
+check "list --json after detach --all is []" json_ok none.out 'd == []'
+expect_rc 0 "detach --all with nothing attached" detach --all --no-ask-password
 
 "${virsh[@]}" destroy $GUEST >/dev/null 2>&1
 
