@@ -20,7 +20,10 @@
  *     the verification adds;
  *  6. a shared host: Probe of a LUKS2 file another process holds locked
  *     (answered Busy, not waited for), against Probe of the same file
- *     unlocked.
+ *     unlocked;
+ *  7. Volume.Resize of a natively attached volume (grow by 1 MiB), against
+ *     virDomainBlockResize() of the same disk done directly over one
+ *     persistent libvirt connection.
  *
  * Writes a Markdown table to stdout and CSV files into the directory given
  * as argv[1]. */
@@ -45,6 +48,8 @@
 #define STALL_GUEST "bench-heartbeat"
 /* 6. Probes of a locked and of an unlocked file. */
 #define LOCK_PROBES 50
+/* 7. Resizes through the daemon and directly, interleaved. */
+#define RESIZE_REPS 15
 
 static GDBusConnection *bus;
 static const char *outdir;
@@ -405,6 +410,48 @@ static void locked_file(void) {
         g_array_unref(locked);
 }
 
+/* 7. */
+static void resize_latency(virDomainPtr dom, const char *domain) {
+        g_autofree char *img = lv_make_luks1_image("bench-resize.img", PASS, 0x5a, 16);
+        GArray *daemon_ms = g_array_new(FALSE, FALSE, sizeof(double));
+        GArray *direct_ms = g_array_new(FALSE, FALSE, sizeof(double));
+        g_autoptr(GError) error = NULL;
+        guint64 size = 16ULL << 20;
+
+        g_autofree char *path = lv_attach(bus, domain, img, PASS,
+                                          lv_opts("bus", g_variant_new_string("scsi"),
+                                                  "target", g_variant_new_string("sdc"), NULL), &error);
+        g_assert_no_error(error);
+        /* Warm-up: the worker's connection, the first resize's paths. */
+        size += 1 << 20;
+        g_assert_true(lv_resize(bus, path, size, NULL, &error));
+        g_assert_no_error(error);
+
+        for (int i = 0; i < RESIZE_REPS; i++) {
+                size += 1 << 20;
+                double t0 = now_ms();
+                g_assert_true(lv_resize(bus, path, size, NULL, &error));
+                g_assert_no_error(error);
+                double d = now_ms() - t0;
+                g_array_append_val(daemon_ms, d);
+
+                /* The same growth, libvirt alone: what any resize costs. */
+                size += 1 << 20;
+                t0 = now_ms();
+                g_assert_cmpint(virDomainBlockResize(dom, "sdc", size, VIR_DOMAIN_BLOCK_RESIZE_BYTES), ==, 0);
+                d = now_ms() - t0;
+                g_array_append_val(direct_ms, d);
+        }
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+
+        double dm = percentile(daemon_ms, 50), vm = percentile(direct_ms, 50);
+        printf("| Resize of a native volume (grow by 1 MiB), median of %d (ms) | %.1f | virDomainBlockResize directly %.1f | %.2f | — |\n",
+               RESIZE_REPS, dm, vm, dm / vm);
+        g_array_unref(daemon_ms);
+        g_array_unref(direct_ms);
+}
+
 int main(int argc, char *argv[]) {
         lv_require_sandbox();
         outdir = argc > 1 ? argv[1] : ".";
@@ -490,6 +537,7 @@ int main(int argc, char *argv[]) {
                        levels[k], med_by_level[k], med_by_level[0], med_by_level[k] / med_by_level[0]);
 
         locked_file();
+        resize_latency(dom[0], doms4[0]);
 
         /* 5. guest stalls, alone on the machine: the four OS-less guests go
          * first, so only the heartbeat guest competes with the attaches. */
