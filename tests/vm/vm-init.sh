@@ -88,8 +88,8 @@ if [ "$init_mode" = systemd ]; then
     # tmp.conf empties /tmp at boot, and the command, its arguments or the
     # build directory may live there.  (/etc/tmpfiles.d overrides the file
     # of the same name below /usr/lib.)
-    mkdir -p /newroot/etc/tmpfiles.d && : >/newroot/etc/tmpfiles.d/tmp.conf ||
-        fail "override tmpfiles.d/tmp.conf"
+    mkdir -p /newroot/etc/tmpfiles.d || fail "mkdir /etc/tmpfiles.d"
+    : >/newroot/etc/tmpfiles.d/tmp.conf || fail "override tmpfiles.d/tmp.conf"
     # The test target and unit (tests/vm/lvvm-test.*); /etc wins over the
     # host's units of the same name, were there any.
     cp /newroot/lvvm/work/units/* /newroot/etc/systemd/system/ || fail "install the test units"
