@@ -19,6 +19,9 @@ packages=(
         systemd
         # the dm-crypt test VM: a real kernel and a static busybox for its initramfs
         linux-image-amd64 busybox-static kmod
+        # the systemd suite's VM boots this host's systemd: pam_systemd makes its
+        # logind session, gdbus shows D-Bus error names, dmsetup the mappings
+        libpam-systemd libglib2.0-bin dmsetup
         # luksvolumectl --json
         libjson-c-dev
         # manual pages (scdoc) and their test (man, groff); the Debian package
