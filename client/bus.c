@@ -154,3 +154,21 @@ int connect_bus(sd_bus **ret) {
         *ret = TAKE_PTR(bus);
         return EXIT_OK;
 }
+
+int require_fd_passing(sd_bus *bus, const char *verb) {
+        int r = sd_bus_can_send(bus, SD_BUS_TYPE_UNIX_FD);
+
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to connect to the system bus: %m");
+        if (r > 0)
+                return EXIT_OK;
+        if (arg_host)
+                return fail(EXIT_NOT_SUPPORTED,
+                            "Cannot %s over --host: ssh cannot pass the file descriptor that carries the "
+                            "passphrase; run luksvolumectl %s on %s itself.",
+                            verb, verb, arg_host);
+        return fail(EXIT_NOT_SUPPORTED,
+                    "The bus connection cannot pass file descriptors, which %s needs to hand over the "
+                    "passphrase.",
+                    verb);
+}

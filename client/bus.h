@@ -11,6 +11,10 @@
  * exit status. */
 int connect_bus(sd_bus **ret);
 
+/* Step: bus can carry the file descriptor that holds a passphrase, which
+ * verb needs; ssh (--host) cannot. Returns an exit status. */
+int require_fd_passing(sd_bus *bus, const char *verb);
+
 /* Logs "luksvolumectl: WHAT: MESSAGE" (plus a hint for authorization
  * failures) and returns the exit status for the error. */
 int fail_bus(const char *what, const sd_bus_error *error, int r);

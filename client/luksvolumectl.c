@@ -5,7 +5,8 @@
  *
  * This file is the command line: global options, --help, and the table of
  * verbs that main() dispatches to. The verbs live in verbs-attach.c,
- * verbs-query.c and monitor.c; see luksvolumectl.h for what they share. */
+ * verbs-keys.c, verbs-query.c and monitor.c; see luksvolumectl.h for what
+ * they share. */
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,6 +16,7 @@
 #include "monitor.h"
 #include "passphrase.h"
 #include "verbs-attach.h"
+#include "verbs-keys.h"
 #include "verbs-query.h"
 
 bool arg_ask_password = true;
@@ -28,6 +30,9 @@ bool arg_allow_shrink = false;
 bool arg_all = false;
 const char *arg_domain = NULL;
 const char *arg_passphrase_file = NULL;
+const char *arg_new_passphrase_file = NULL;
+uint32_t arg_pbkdf_iterations = 0;
+bool arg_force = false;
 bool arg_timeout_set = false;
 uint32_t arg_timeout = 0;
 const char *arg_host = NULL;
@@ -81,6 +86,10 @@ static void help(void) {
                "  status VOLUME|DOMAIN:TARGET   Show all properties of a volume\n"
                "  monitor                       Print volumes being added, changed and removed,\n"
                "                                one line each, until SIGINT or SIGTERM\n"
+               "  change-passphrase SOURCE      Replace the passphrase of SOURCE (attached or not)\n"
+               "  add-passphrase SOURCE         Add a passphrase to SOURCE, print its key slot\n"
+               "  remove-passphrase SOURCE      Remove a passphrase (its key slot) from SOURCE\n"
+               "  verify SOURCE                 Check a passphrase of SOURCE, print its key slot\n"
                "\n"
                "VOLUME is an object path as printed by attach and list; DOMAIN:TARGET names\n"
                "a volume by its domain's name or UUID and its guest target (e.g. web1:vdb).\n"
@@ -93,8 +102,9 @@ static void help(void) {
                "  -H --host=[USER@]HOST         Operate on the system bus of a remote host, over\n"
                "                                ssh (attach is not possible: ssh cannot pass the\n"
                "                                passphrase file descriptor)\n"
-               "     --json[=short|pretty]      list, status, probe, monitor: print JSON (one\n"
-               "                                line per value with short, the default)\n"
+               "     --json[=short|pretty]      list, status, probe, monitor, add-passphrase,\n"
+               "                                verify: print JSON (one line per value with\n"
+               "                                short, the default)\n"
                "\n"
                "attach options:\n"
                "     --target=DEV               Guest target device (e.g. vdb)\n"
@@ -108,7 +118,20 @@ static void help(void) {
                "     --passphrase-file=FILE|-   Read the passphrase from FILE (or stdin when -),\n"
                "                                verbatim, trailing newline included; at most %2$u\n"
                "                                bytes. Without it, prompt on the terminal.\n"
-               "                                (rearm takes it too.)\n"
+               "                                (rearm and the passphrase commands take it too:\n"
+               "                                the passphrase that opens the volume.)\n"
+               "\n"
+               "change-passphrase and add-passphrase options:\n"
+               "     --new-passphrase-file=FILE|-\n"
+               "                                Read the new passphrase from FILE (or stdin),\n"
+               "                                verbatim. Without it, prompt twice.\n"
+               "     --pbkdf-iterations=N       PBKDF2 iterations (argon2: time cost) of the\n"
+               "                                new key slot; default: as the slot the old\n"
+               "                                passphrase opens\n"
+               "\n"
+               "remove-passphrase options:\n"
+               "     --force                    Remove even the last key slot (the volume can\n"
+               "                                never be opened again)\n"
                "\n"
                "detach options:\n"
                "     --timeout=SECONDS          How long the daemon waits for the guest\n"
@@ -144,6 +167,9 @@ enum {
         ARG_PASSPHRASE_FILE,
         ARG_TIMEOUT,
         ARG_JSON,
+        ARG_NEW_PASSPHRASE_FILE,
+        ARG_PBKDF_ITERATIONS,
+        ARG_FORCE,
 };
 
 /* Returns -1 to go on, or an exit status. */
@@ -165,6 +191,9 @@ static int parse_argv(int argc, char **argv) {
                 { "timeout",         required_argument, NULL, ARG_TIMEOUT         },
                 { "host",            required_argument, NULL, 'H'                 },
                 { "json",            optional_argument, NULL, ARG_JSON            },
+                { "new-passphrase-file", required_argument, NULL, ARG_NEW_PASSPHRASE_FILE },
+                { "pbkdf-iterations", required_argument, NULL, ARG_PBKDF_ITERATIONS },
+                { "force",           no_argument,       NULL, ARG_FORCE           },
                 {}
         };
         static const char *const buses[] = { "virtio", "scsi", "sata", "usb", NULL };
@@ -228,6 +257,21 @@ static int parse_argv(int argc, char **argv) {
                                 return fail(EXIT_USAGE, "--passphrase-file must not be empty.");
                         arg_passphrase_file = optarg;
                         break;
+                case ARG_NEW_PASSPHRASE_FILE:
+                        if (isempty(optarg))
+                                return fail(EXIT_USAGE, "--new-passphrase-file must not be empty.");
+                        arg_new_passphrase_file = optarg;
+                        break;
+                case ARG_PBKDF_ITERATIONS:
+                        r = parse_u32(optarg, &arg_pbkdf_iterations);
+                        if (r < 0 || arg_pbkdf_iterations == 0)
+                                return fail(EXIT_USAGE,
+                                            "Invalid --pbkdf-iterations \"%s\": expected a positive number.",
+                                            optarg);
+                        break;
+                case ARG_FORCE:
+                        arg_force = true;
+                        break;
                 case ARG_TIMEOUT:
                         r = parse_u32(optarg, &arg_timeout);
                         if (r < 0)
@@ -276,6 +320,8 @@ typedef enum VerbOptions {
         VERB_ALL            = 1 << 4, /* --all */
         VERB_SHRINK         = 1 << 5, /* --allow-shrink */
         VERB_DOMAIN         = 1 << 6, /* --domain */
+        VERB_NEW_PASSPHRASE = 1 << 7, /* --new-passphrase-file, --pbkdf-iterations */
+        VERB_FORCE          = 1 << 8, /* --force */
 } VerbOptions;
 
 typedef struct Verb {
@@ -295,6 +341,10 @@ static const Verb verbs[] = {
         { "status",  VERB_JSON,           verb_status  },
         { "probe",   VERB_JSON,           verb_probe   },
         { "monitor", VERB_JSON,           verb_monitor },
+        { "change-passphrase", VERB_PASSPHRASE | VERB_NEW_PASSPHRASE, verb_change_passphrase },
+        { "add-passphrase", VERB_PASSPHRASE | VERB_NEW_PASSPHRASE | VERB_JSON, verb_add_passphrase },
+        { "remove-passphrase", VERB_PASSPHRASE | VERB_FORCE, verb_remove_passphrase },
+        { "verify", VERB_PASSPHRASE | VERB_JSON, verb_verify },
 };
 
 static const struct {
@@ -308,6 +358,8 @@ static const struct {
         { VERB_ALL,            "--all only applies to"                                                   },
         { VERB_SHRINK,         "--allow-shrink only applies to"                                          },
         { VERB_DOMAIN,         "--domain only applies to"                                                },
+        { VERB_NEW_PASSPHRASE, "--new-passphrase-file and --pbkdf-iterations only apply to" },
+        { VERB_FORCE,          "--force only applies to" },
 };
 
 static VerbOptions options_given(void) {
@@ -327,6 +379,10 @@ static VerbOptions options_given(void) {
                 given |= VERB_TIMEOUT;
         if (arg_json != JSON_OFF)
                 given |= VERB_JSON;
+        if (arg_new_passphrase_file || arg_pbkdf_iterations > 0)
+                given |= VERB_NEW_PASSPHRASE;
+        if (arg_force)
+                given |= VERB_FORCE;
         return given;
 }
 

@@ -77,7 +77,7 @@ static int tty_set(int fd, const struct termios *t) {
         return 0;
 }
 
-int prompt_passphrase(const char *source, char *buf, size_t size, size_t *ret_len) {
+int prompt_passphrase(const char *prompt, const char *source, char *buf, size_t size, size_t *ret_len) {
         _cleanup_close_ int fd = -EBADF;
         bool got_newline = false, too_long = false;
         size_t n = 0;
@@ -100,7 +100,8 @@ int prompt_passphrase(const char *source, char *buf, size_t size, size_t *ret_le
         if (r < 0)
                 goto finish;
 
-        (void) !write(fd, "Passphrase for ", strlen("Passphrase for "));
+        (void) !write(fd, prompt, strlen(prompt));
+        (void) !write(fd, " for ", strlen(" for "));
         (void) !write(fd, source, strlen(source));
         (void) !write(fd, ": ", 2);
 

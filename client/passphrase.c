@@ -7,7 +7,8 @@
 #include "passphrase.h"
 
 /* The secret while it is in this process: on the stack of
- * acquire_passphrase_fd() only, and wiped when that returns. */
+ * acquire_passphrase_fd() or acquire_new_passphrase_fd() only, and wiped
+ * when that returns. */
 typedef struct Passphrase {
         size_t len;
         char buf[PASSPHRASE_MAX + 1]; /* one byte over the cap, to tell "too long" from "just fits" */
@@ -40,35 +41,50 @@ static int read_secret_fd(int fd, Passphrase *p) {
         return 0;
 }
 
-/* Step: read the passphrase into p from wherever the options say. */
-static int read_passphrase(const char *source, Passphrase *p) {
+/* Where one passphrase comes from: the file option (its value and its
+ * name, for messages), or the prompt "PROMPT for SOURCE: ". */
+typedef struct PassphraseSource {
+        const char *file;
+        const char *option;
+        const char *prompt;
+        const char *source;
+} PassphraseSource;
+
+/* Step: read the passphrase into p from wherever ps says. */
+static int read_passphrase(const PassphraseSource *ps, Passphrase *p) {
         _cleanup_close_ int fd = -EBADF;
         const char *what;
         int r;
 
-        if (arg_passphrase_file && streq(arg_passphrase_file, "-")) {
+        if (ps->file && streq(ps->file, "-")) {
                 /* Reading to EOF from a terminal would echo the secret. */
                 if (isatty(STDIN_FILENO))
-                        return fail(EXIT_USAGE, "Refusing to read the passphrase from a terminal with echo on; "
-                                    "omit --passphrase-file to be prompted.");
+                        return fail(EXIT_USAGE,
+                                    "Refusing to read the passphrase from a terminal with echo on; "
+                                    "omit %s to be prompted.",
+                                    ps->option);
                 what = "standard input";
                 r = read_secret_fd(STDIN_FILENO, p);
-        } else if (arg_passphrase_file) {
-                what = arg_passphrase_file;
-                fd = open(arg_passphrase_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        } else if (ps->file) {
+                what = ps->file;
+                fd = open(ps->file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                 if (fd < 0)
                         return fail_errno(EXIT_FAIL, errno, "Failed to open passphrase file %s: %m",
-                                          arg_passphrase_file);
+                                          ps->file);
                 r = read_secret_fd(fd, p);
         } else {
                 if (!arg_ask_password)
-                        return fail(EXIT_USAGE, "No passphrase given: use --passphrase-file "
-                                    "(--no-ask-password forbids prompting).");
+                        return fail(EXIT_USAGE,
+                                    "No passphrase given: use %s "
+                                    "(--no-ask-password forbids prompting).",
+                                    ps->option);
                 if (!isatty(STDIN_FILENO))
-                        return fail(EXIT_USAGE, "No passphrase given and standard input is not a terminal: "
-                                    "use --passphrase-file FILE or --passphrase-file -.");
+                        return fail(EXIT_USAGE,
+                                    "No passphrase given and standard input is not a terminal: "
+                                    "use %1$s FILE or %1$s -.",
+                                    ps->option);
                 what = "terminal";
-                r = prompt_passphrase(source, p->buf, PASSPHRASE_MAX, &p->len);
+                r = prompt_passphrase(ps->prompt, ps->source, p->buf, PASSPHRASE_MAX, &p->len);
         }
 
         if (r == -E2BIG)
@@ -117,18 +133,62 @@ static int passphrase_pipe(const Passphrase *p, int *ret_fd) {
         return 0;
 }
 
-int acquire_passphrase_fd(const char *source, int *ret_fd) {
-        _cleanup_(passphrase_erase) Passphrase pass = {};
-        int r, status;
-
-        status = read_passphrase(source, &pass);
-        if (status != EXIT_OK)
-                return status;
-
-        r = passphrase_pipe(&pass, ret_fd);
+/* Step: p into a pipe, for an fd option. */
+static int hand_over(const Passphrase *p, int *ret_fd) {
+        int r = passphrase_pipe(p, ret_fd);
         if (r == -ENOBUFS)
                 return fail(EXIT_FAIL, "Failed to pass the passphrase: pipe buffer too small.");
         if (r < 0)
                 return fail_errno(EXIT_FAIL, r, "Failed to create passphrase pipe: %m");
         return EXIT_OK;
+}
+
+int acquire_passphrase_fd(const char *prompt, const char *source, int *ret_fd) {
+        _cleanup_(passphrase_erase) Passphrase pass = {};
+        const PassphraseSource ps = {
+                .file = arg_passphrase_file,
+                .option = "--passphrase-file",
+                .prompt = prompt,
+                .source = source,
+        };
+        int status;
+
+        status = read_passphrase(&ps, &pass);
+        if (status != EXIT_OK)
+                return status;
+        return hand_over(&pass, ret_fd);
+}
+
+int acquire_new_passphrase_fd(const char *source, int *ret_fd) {
+        _cleanup_(passphrase_erase) Passphrase pass = {}, again = {};
+        const PassphraseSource ps = {
+                .file = arg_new_passphrase_file,
+                .option = "--new-passphrase-file",
+                .prompt = "New passphrase",
+                .source = source,
+        };
+        const PassphraseSource repeat = {
+                .option = "--new-passphrase-file",
+                .prompt = "Repeat new passphrase",
+                .source = source,
+        };
+        int status;
+
+        if (arg_new_passphrase_file && arg_passphrase_file && streq(arg_new_passphrase_file, "-") &&
+            streq(arg_passphrase_file, "-"))
+                return fail(EXIT_USAGE,
+                            "--passphrase-file and --new-passphrase-file cannot both be standard input.");
+
+        status = read_passphrase(&ps, &pass);
+        if (status != EXIT_OK)
+                return status;
+        /* Typed blind: a typo would lock the volume's owner out. */
+        if (!arg_new_passphrase_file) {
+                status = read_passphrase(&repeat, &again);
+                if (status != EXIT_OK)
+                        return status;
+                if (again.len != pass.len || memcmp(again.buf, pass.buf, pass.len) != 0)
+                        return fail(EXIT_USAGE, "The new passphrases do not match.");
+        }
+        return hand_over(&pass, ret_fd);
 }

@@ -12,8 +12,12 @@
  * buffer so writing it can never block on a daemon that is not reading. */
 #define PASSPHRASE_MAX 8192u
 
-/* Step: get the passphrase from wherever the options say (for the prompt,
- * SOURCE names the volume it is for) and return a pipe's read end holding
- * it, ready for "passphrase-fd". The secret itself is wiped before this
- * returns. Returns an exit status. */
-int acquire_passphrase_fd(const char *source, int *ret_fd);
+/* Step: get the passphrase from --passphrase-file or the prompt
+ * ("PROMPT for SOURCE: ", e.g. "Passphrase for /img: ") and return a
+ * pipe's read end holding it, ready for "passphrase-fd". The secret itself
+ * is wiped before this returns. Returns an exit status. */
+int acquire_passphrase_fd(const char *prompt, const char *source, int *ret_fd);
+/* Step: the same for a new passphrase, from --new-passphrase-file, or typed
+ * twice at the prompt ("New passphrase for SOURCE: ", then "Repeat new
+ * passphrase …"), which must match; for "new-passphrase-fd". */
+int acquire_new_passphrase_fd(const char *source, int *ret_fd);

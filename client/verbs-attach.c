@@ -79,7 +79,7 @@ static int make_attach_request(sd_bus *bus, const char *domain, const char *sour
         _cleanup_close_ int pass_fd = -EBADF;
         int r, status;
 
-        status = acquire_passphrase_fd(source, &pass_fd);
+        status = acquire_passphrase_fd("Passphrase", source, &pass_fd);
         if (status != EXIT_OK)
                 return status;
 
@@ -114,17 +114,10 @@ int verb_attach(int argc, char **argv) {
         if (status != EXIT_OK)
                 return status;
 
-        /* The passphrase goes as an fd or not at all (see passphrase.h);
-         * ssh (--host) cannot carry file descriptors. */
-        r = sd_bus_can_send(bus, SD_BUS_TYPE_UNIX_FD);
-        if (r < 0)
-                return fail_errno(EXIT_FAIL, r, "Failed to connect to the system bus: %m");
-        if (r == 0 && arg_host)
-                return fail(EXIT_NOT_SUPPORTED, "Cannot attach over --host: ssh cannot pass the file descriptor "
-                            "that carries the passphrase; run luksvolumectl attach on %s itself.", arg_host);
-        if (r == 0)
-                return fail(EXIT_NOT_SUPPORTED, "The bus connection cannot pass file descriptors, which attach "
-                            "needs to hand over the passphrase.");
+        /* The passphrase goes as an fd or not at all (see passphrase.h). */
+        status = require_fd_passing(bus, "attach");
+        if (status != EXIT_OK)
+                return status;
 
         status = make_attach_request(bus, argv[1], source, &m);
         if (status != EXIT_OK)
@@ -363,12 +356,11 @@ int verb_rearm(int argc, char **argv) {
         if (status != EXIT_OK)
                 return status;
 
-        r = sd_bus_can_send(bus, SD_BUS_TYPE_UNIX_FD);
-        if (r <= 0)
-                return fail(EXIT_NOT_SUPPORTED, "The bus connection cannot pass file descriptors, which rearm "
-                            "needs to hand over the passphrase.");
+        status = require_fd_passing(bus, "rearm");
+        if (status != EXIT_OK)
+                return status;
 
-        status = acquire_passphrase_fd(argv[1], &pass_fd);
+        status = acquire_passphrase_fd("Passphrase", argv[1], &pass_fd);
         if (status != EXIT_OK)
                 return status;
 

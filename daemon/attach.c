@@ -29,9 +29,6 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
 
-/* How long a passphrase-fd may take to deliver its data. */
-#define PASSPHRASE_FD_TIMEOUT_MS 10000
-
 typedef struct AttachOp {
         Call call;
 
@@ -444,19 +441,8 @@ static void attach_inspect_job(Call *c) {
         int r;
 
         if (!op->passphrase) {
-                r = passphrase_read_fd(op->options.passphrase_fd, PASSPHRASE_FD_TIMEOUT_MS, &op->passphrase);
-                close(op->options.passphrase_fd);
-                op->options.passphrase_fd = -1;
-                if (r == -ETIMEDOUT)
-                        r = sd_bus_error_setf(&op->error, DBUS_ERROR_INVALID_ARGS,
-                                              "No passphrase arrived on passphrase-fd within %d s.", PASSPHRASE_FD_TIMEOUT_MS / 1000);
-                else if (r == -E2BIG)
-                        r = sd_bus_error_setf(&op->error, DBUS_ERROR_INVALID_ARGS,
-                                              "The passphrase is longer than %d bytes.", PASSPHRASE_MAX);
-                else if (r == -EINVAL)
-                        r = sd_bus_error_set(&op->error, DBUS_ERROR_INVALID_ARGS, "The passphrase from passphrase-fd is empty.");
-                else if (r < 0)
-                        r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot read passphrase-fd: %s", strerror(-r));
+                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase,
+                                           &op->error);
                 if (r < 0)
                         goto finish;
         }
@@ -587,8 +573,6 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         _cleanup_passphrase_ Passphrase *passphrase = NULL;
         _cleanup_(attach_options_done) AttachOptions options = { .passphrase_fd = -1 };
         const char *domain, *source;
-        const void *pass;
-        size_t pass_size;
         AttachOp *op;
         int r;
 
@@ -596,21 +580,9 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         if (r < 0)
                 return lv_error_bad_message(error, r);
 
-        r = sd_bus_message_read_array(message, 'y', &pass, &pass_size);
+        r = read_passphrase_arg(message, "passphrase", &passphrase, error);
         if (r < 0)
-                return lv_error_bad_message(error, r);
-        if (pass_size > 0) {
-                r = passphrase_new_from_buffer(pass, pass_size, &passphrase);
-                /* The message stays referenced until we reply, seconds from
-                 * now; its copy must not outlive ours. read_array points
-                 * into the message's own receive buffer, so wipe it there. */
-                explicit_bzero((void *) pass, pass_size);
-                if (r == -E2BIG)
-                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                                 "The passphrase is longer than %d bytes.", PASSPHRASE_MAX);
-                if (r < 0)
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the passphrase: %s", strerror(-r));
-        }
+                return r;
 
         r = attach_options_parse(message, &options, error);
         if (r < 0)

@@ -227,6 +227,16 @@ int call_resolve(Call *c, call_step_t ready_to_ask) {
         return call_submit(c, resolve_job, resolve_done);
 }
 
+int call_resolve_source(Call *c, const char *source, call_step_t ready_to_ask) {
+        c->res.source_given = strdup(source);
+        c->res.source_timeout_ms = c->manager->config.source_timeout_sec * 1000U;
+        if (!c->res.source_given) {
+                call_reply_errorf(c, LV_ERROR_FAILED, "Out of memory.");
+                return -ENOMEM;
+        }
+        return call_resolve(c, ready_to_ask);
+}
+
 void call_after_resolution(Call *c, call_step_t step) {
         if (c->res.done)
                 step(c);

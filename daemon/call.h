@@ -97,6 +97,10 @@ int call_submit(Call *c, call_job_t job, call_step_t done);
 /* Starts resolution (fill c->res first) and runs ready_to_ask once it is
  * done or the window is over, whichever is first. */
 int call_resolve(Call *c, call_step_t ready_to_ask);
+/* call_resolve() for a call that names a source and no domain: source
+ * (copied) under the manager's source deadline.  On failure the call has
+ * been answered. */
+int call_resolve_source(Call *c, const char *source, call_step_t ready_to_ask);
 /* Runs step once resolution is done: now, or when it is. */
 void call_after_resolution(Call *c, call_step_t step);
 

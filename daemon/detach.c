@@ -49,6 +49,7 @@ typedef struct DetachOp {
         DetachStep step;
         bool timed_out;         /* the caller's timeout passed */
         bool event_seen;        /* device-removed or domain gone arrived */
+        bool domain_gone;       /* the domain stopped or left (set on the loop only) */
         sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
@@ -235,6 +236,9 @@ static void detach_released(Call *c);
 static void detach_check(DetachOp *op) {
         if (op->step != DETACH_WAITING)
                 return;
+        /* No job runs now: the worker's fields are ours to set. */
+        if (op->domain_gone)
+                op->gone = true;
         op->step = DETACH_CHECKING;
         if (call_submit(&op->call, detach_release_job, detach_released) < 0)
                 detach_end(op);
@@ -347,7 +351,8 @@ static void waiter_removed(VolumeWaiter *w) {
 static void waiter_domain_gone(VolumeWaiter *w) {
         DetachOp *op = from_waiter(w);
 
-        op->gone = true;
+        /* Not op->gone: a job may be writing that right now. */
+        op->domain_gone = true;
         waiter_removed(w);
 }
 

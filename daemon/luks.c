@@ -122,12 +122,27 @@ struct LuksSource {
         int snap_fd;            /* memfd: same size as the source, header areas copied */
         char snap_path[40];     /* /proc/self/fd/N, for crypt_init() */
         uint64_t size;
+        uint64_t metadata_copied; /* [0, this) was copied when it was opened */
         bool keyslots_copied;
+
+        /* luks_source_open_exclusive(): the lock is ours until the source is
+         * freed — a flock on fd itself for a file, lock_fd (libcryptsetup's
+         * lock file) for a device. */
+        bool exclusive;
+        int lock_fd;
+        dev_t lock_rdev;
+        bool writer_abandoned;  /* a write-back outlived its deadline and still holds the lock */
+        uint64_t header_end;    /* metadata and every key slot area: [0, header_end) is in the snapshot */
+        uint64_t metadata_size; /* LUKS2: one copy of the metadata (the secondary starts there) */
+        unsigned version;
 };
+
+static void lockfile_release(LuksSource *s);
 
 LuksSource *luks_source_free(LuksSource *s) {
         if (!s)
                 return NULL;
+        lockfile_release(s);
         if (s->fd >= 0)
                 close(s->fd);
         if (s->snap_fd >= 0)
@@ -165,19 +180,23 @@ typedef struct OpenTask {
         dev_t dev;
         ino_t ino;
 
+        bool exclusive; /* read-write, under an exclusive lock kept open */
+
         OpenFailure failure;
         const char *stage;      /* static text: "open", "read", … */
         int saved_errno;
         pid_t lock_pid;
 
-        int fd, snap_fd;
+        int fd, snap_fd, lock_fd;
         bool writable;
-        uint64_t size;
+        uint64_t size, metadata;
 } OpenTask;
 
 static void open_task_free(void *p) {
         OpenTask *t = p;
 
+        if (t->lock_fd >= 0)
+                close(t->lock_fd);
         if (t->fd >= 0)
                 close(t->fd);
         if (t->snap_fd >= 0)
@@ -197,8 +216,9 @@ static uint16_t be16(const uint8_t *p) {
         return (uint16_t) (p[0] << 8 | p[1]);
 }
 
-/* Who holds a flock on (dev, ino), from /proc/locks; 0 if unknown. */
-static pid_t flock_holder(dev_t dev, ino_t ino) {
+/* Who holds a flock on (dev, ino), from /proc/locks; 0 if unknown.  Only
+ * an exclusive (WRITE) holder, unless any: a shared one too. */
+static pid_t flock_holder(dev_t dev, ino_t ino, bool any) {
         _cleanup_fclose_ FILE *f = fopen("/proc/locks", "re");
         char line[256];
 
@@ -213,7 +233,7 @@ static pid_t flock_holder(dev_t dev, ino_t ino) {
                 /* "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" */
                 if (sscanf(line, "%*d: %15s %*s %15s %d %x:%x:%llu", kind, mode, &pid, &maj, &min, &inode) != 6)
                         continue;
-                if (streq(kind, "FLOCK") && streq(mode, "WRITE") && makedev(maj, min) == dev &&
+                if (streq(kind, "FLOCK") && (any || streq(mode, "WRITE")) && makedev(maj, min) == dev &&
                     (ino_t) inode == ino)
                         return pid;
         }
@@ -251,6 +271,66 @@ static void open_task_fail(OpenTask *t, OpenFailure f, const char *stage, int e)
                 return;                                 \
         } while (0)
 
+#define LUKS_LOCK_DIR "/run/cryptsetup"
+
+/* libcryptsetup's lock on a block device, taken exclusively without
+ * waiting: LUKS_LOCK_DIR/L_<major>:<minor>, created if missing, as
+ * libcryptsetup does.  libcryptsetup unlinks the file when it lets go of
+ * it; a file unlinked between our open and our flock is a lock nobody else
+ * sees, so we check that the name still leads to what we locked and try
+ * again if not (libcryptsetup's own acquire_and_verify() does the same).
+ * -EBUSY: someone else holds it. */
+static int lockfile_take_exclusive(dev_t rdev, int *ret_fd) {
+        _cleanup_close_ int dir = -EBADF;
+        char name[32];
+
+        snprintf(name, sizeof name, "L_%u:%u", major(rdev), minor(rdev));
+        if (mkdir(LUKS_LOCK_DIR, 0700) < 0 && errno != EEXIST)
+                return negative_errno();
+        dir = open(LUKS_LOCK_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir < 0)
+                return negative_errno();
+
+        for (unsigned attempt = 0; attempt < 16; attempt++) {
+                _cleanup_close_ int fd = -EBADF;
+                struct stat locked, named;
+
+                fd = openat(dir, name, O_CREAT | O_NOFOLLOW | O_RDWR | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        return negative_errno();
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                        return errno == EWOULDBLOCK ? -EBUSY : negative_errno();
+                if (fstat(fd, &locked) < 0)
+                        return negative_errno();
+                if (fstatat(dir, name, &named, AT_SYMLINK_NOFOLLOW) >= 0 && named.st_dev == locked.st_dev &&
+                    named.st_ino == locked.st_ino) {
+                        *ret_fd = TAKE_FD(fd);
+                        return 0;
+                }
+        }
+        return -EBUSY;
+}
+
+/* Lets go of an exclusive device lock the way libcryptsetup does: while
+ * still holding it, unlink the file if the name still leads to it (whoever
+ * opened it meanwhile finds it gone after its flock and starts over).  Not
+ * while a write-back that outlived its deadline still holds a duplicate:
+ * the lock must last until that write ends, and closing ours does not end
+ * it, but a fresh file under the same name would. */
+static void lockfile_release(LuksSource *s) {
+        char path[64];
+        struct stat locked, named;
+
+        if (s->lock_fd < 0)
+                return;
+        snprintf(path, sizeof path, LUKS_LOCK_DIR "/L_%u:%u", major(s->lock_rdev), minor(s->lock_rdev));
+        if (!s->writer_abandoned && fstat(s->lock_fd, &locked) >= 0 && lstat(path, &named) >= 0 &&
+            named.st_dev == locked.st_dev && named.st_ino == locked.st_ino)
+                (void) unlink(path);
+        close(s->lock_fd);
+        s->lock_fd = -EBADF;
+}
+
 static void open_task_run(void *p) {
         OpenTask *t = p;
         _cleanup_close_ int lock_fd = -EBADF;
@@ -264,10 +344,10 @@ static void open_task_run(void *p) {
          * open must not wait for a writer; the type check below refuses it. */
         t->fd = open(t->path, (t->want_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         t->writable = t->want_write && t->fd >= 0;
-        if (t->fd < 0 && t->want_write && IN_SET(errno, EROFS, EACCES, EPERM, ETXTBSY))
+        if (t->fd < 0 && t->want_write && !t->exclusive && IN_SET(errno, EROFS, EACCES, EPERM, ETXTBSY))
                 t->fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (t->fd < 0)
-                OPEN_FAIL(t, OPEN_ERRNO, "open", errno);
+                OPEN_FAIL(t, OPEN_ERRNO, t->exclusive ? "open for writing" : "open", errno);
         (void) fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) & ~O_NONBLOCK);
 
         if (fstat(t->fd, &st) < 0)
@@ -280,19 +360,27 @@ static void open_task_run(void *p) {
          * changing the header (cryptsetup does, for LUKS2), and waiting for
          * them is how one caller used to stall every other.  Files carry the
          * lock themselves; block devices have libcryptsetup's lock file. */
-        if (t->block) {
+        if (t->block && t->exclusive) {
+                r = lockfile_take_exclusive(st.st_rdev, &t->lock_fd);
+                if (r == -EBUSY)
+                        OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
+                if (r < 0)
+                        OPEN_FAIL(t, OPEN_ERRNO, "lock", -r);
+                if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0)
+                        OPEN_FAIL(t, OPEN_ERRNO, "size", errno);
+        } else if (t->block) {
                 char res[64];
-                snprintf(res, sizeof res, "/run/cryptsetup/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
+                snprintf(res, sizeof res, LUKS_LOCK_DIR "/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
                 lock_fd = open(res, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
                 if (lock_fd >= 0 && flock(lock_fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
                         OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
                 if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0)
                         OPEN_FAIL(t, OPEN_ERRNO, "size", errno);
         } else {
-                if (flock(t->fd, LOCK_SH | LOCK_NB) < 0) {
+                if (flock(t->fd, (t->exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
                         if (errno != EWOULDBLOCK)
                                 OPEN_FAIL(t, OPEN_ERRNO, "lock", errno);
-                        t->lock_pid = flock_holder(st.st_dev, st.st_ino);
+                        t->lock_pid = flock_holder(st.st_dev, st.st_ino, t->exclusive);
                         OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
                 }
                 t->size = (uint64_t) st.st_size;
@@ -335,48 +423,59 @@ static void open_task_run(void *p) {
         r = copy_range(t->fd, t->snap_fd, 0, metadata);
         if (r < 0)
                 OPEN_FAIL(t, OPEN_ERRNO, "read", -r);
+        t->metadata = metadata;
 
-        if (!t->block)
+        if (!t->block && !t->exclusive)
                 (void) flock(t->fd, LOCK_UN);
         t->failure = OPEN_OK;
 }
 
-int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
-                     sd_bus_error *error) {
+static int source_open(const SourceInfo *src, bool want_write, bool exclusive, unsigned timeout_ms,
+                       LuksSource **ret, sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         OpenTask *t;
         int r;
 
+        /* Every failure returns a negative errno of its own, visibly: the
+         * callers' *ret is set exactly when this returns >= 0. */
         t = calloc(1, sizeof *t);
-        if (!t)
-                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
-        *t = (OpenTask) {
+        if (!t) {
+                sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                return -ENOMEM;
+        }
+        *t = (OpenTask){
                 .path = strdup(src->path),
-                .want_write = want_write,
+                .want_write = want_write || exclusive,
+                .exclusive = exclusive,
                 .block = src->block,
                 .dev = src->dev,
                 .ino = src->ino,
                 .fd = -EBADF,
                 .snap_fd = -EBADF,
+                .lock_fd = -EBADF,
         };
         if (!t->path) {
                 open_task_free(t);
-                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                return -ENOMEM;
         }
 
         r = deadline_run(open_task_run, t, open_task_free, timeout_ms);
-        if (r == -ETIMEDOUT)
-                return source_error_timeout(error, timeout_ms);
+        if (r == -ETIMEDOUT) {
+                (void) source_error_timeout(error, timeout_ms);
+                return r;
+        }
         if (r < 0) {
                 open_task_free(t);
-                return source_error_deadline(error, r);
+                (void) source_error_deadline(error, r);
+                return r;
         }
 
         switch (t->failure) {
         case OPEN_OK:
                 break;
         case OPEN_ERRNO:
-                if (streq(t->stage, "open") && IN_SET(t->saved_errno, ENOENT, ENOTDIR))
+                if (startswith(t->stage, "open") && IN_SET(t->saved_errno, ENOENT, ENOTDIR))
                         r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                              "The source does not exist (or is a dangling symlink).");
                 else
@@ -401,23 +500,28 @@ int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms
                 r = sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is too large to handle.", src->path);
                 break;
         }
-        if (r < 0) {
+        if (t->failure != OPEN_OK) {
                 open_task_free(t);
-                return r;
+                return r < 0 ? r : -EIO;
         }
 
         s = calloc(1, sizeof *s);
         if (!s) {
                 open_task_free(t);
-                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+                return -ENOMEM;
         }
-        *s = (LuksSource) {
+        *s = (LuksSource){
                 .path = TAKE_PTR(t->path),
                 .fd = TAKE_FD(t->fd),
                 .writable = t->writable,
                 .block = src->block,
                 .snap_fd = TAKE_FD(t->snap_fd),
                 .size = t->size,
+                .metadata_copied = t->metadata,
+                .exclusive = exclusive,
+                .lock_fd = TAKE_FD(t->lock_fd),
+                .lock_rdev = src->dev,
         };
         open_task_free(t);
         snprintf(s->snap_path, sizeof s->snap_path, "/proc/self/fd/%d", s->snap_fd);
@@ -478,6 +582,28 @@ int luks_source_truncate(LuksSource *s, uint64_t size, unsigned timeout_ms, sd_b
         if (r < 0)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot resize '%s' to %" PRIu64 " bytes: %s", s->path,
                                          size, strerror(-r));
+        return 0;
+}
+
+int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
+                     sd_bus_error *error) {
+        return source_open(src, want_write, false, timeout_ms, ret, error);
+}
+
+static int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
+
+int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret,
+                               sd_bus_error *error) {
+        _cleanup_(luks_source_freep) LuksSource *s = NULL;
+        int r;
+
+        r = source_open(src, true, true, timeout_ms, &s, error);
+        if (r < 0)
+                return r;
+        r = snapshot_add_header(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
         return 0;
 }
 
@@ -570,8 +696,15 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
 
 #define MAX_RANGES (LUKS_MAX_KEYSLOTS + 1)
 
+/* Ranges copied between the source and the snapshot, at the same offsets,
+ * on a thread of its own (deadline.h): into the snapshot, or back to the
+ * source and fsync()ed.  The task owns duplicates of the descriptors; a
+ * write-back's duplicates of the source (a file's flock lives on it) and of
+ * the device lock file keep the source locked until the task ends, even if
+ * its caller stopped waiting. */
 typedef struct CopyTask {
-        int src, dst;           /* the task's own duplicates */
+        int src, dst, lock;
+        bool sync;
         uint64_t off[MAX_RANGES], len[MAX_RANGES];
         unsigned n;
         int r;
@@ -583,7 +716,16 @@ static void copy_task_free(void *p) {
                 close(t->src);
         if (t->dst >= 0)
                 close(t->dst);
+        if (t->lock >= 0)
+                close(t->lock);
         free(t);
+}
+
+static CopyTask *copy_task_new(void) {
+        CopyTask *t = calloc(1, sizeof *t);
+        if (t)
+                t->src = t->dst = t->lock = -EBADF;
+        return t;
 }
 
 static void copy_task_run(void *p) {
@@ -592,6 +734,58 @@ static void copy_task_run(void *p) {
         t->r = 0;
         for (unsigned i = 0; i < t->n && t->r >= 0; i++)
                 t->r = copy_range(t->src, t->dst, t->off[i], t->len[i]);
+        if (t->r >= 0 && t->sync && fsync(t->dst) < 0)
+                t->r = negative_errno();
+}
+
+/* Runs t (its ranges filled in; freed here) under the deadline: from the
+ * source into the snapshot, or to_source.  0: done, *ret_io the copy's own
+ * result; -ETIMEDOUT: still running, left to its thread (error not set:
+ * the caller says what did not finish); another negative errno: error
+ * set. */
+static int copy_task_finish(LuksSource *s, CopyTask *t, bool to_source, unsigned timeout_ms, int *ret_io,
+                            sd_bus_error *error) {
+        int r;
+
+        t->src = fcntl(to_source ? s->snap_fd : s->fd, F_DUPFD_CLOEXEC, 3);
+        t->dst = fcntl(to_source ? s->fd : s->snap_fd, F_DUPFD_CLOEXEC, 3);
+        if (to_source && s->lock_fd >= 0)
+                t->lock = fcntl(s->lock_fd, F_DUPFD_CLOEXEC, 3);
+        t->sync = to_source;
+        if (t->src < 0 || t->dst < 0 || (to_source && s->lock_fd >= 0 && t->lock < 0)) {
+                r = negative_errno();
+                copy_task_free(t);
+                sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s", strerror(-r));
+                return r;
+        }
+
+        r = deadline_run(copy_task_run, t, copy_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return r;
+        if (r < 0) {
+                copy_task_free(t);
+                (void) source_error_deadline(error, r);
+                return r;
+        }
+        *ret_io = t->r;
+        copy_task_free(t);
+        return 0;
+}
+
+/* The snapshot's ranges of t (freed here), read from the source. */
+static int snapshot_copy(LuksSource *s, CopyTask *t, unsigned timeout_ms, sd_bus_error *error) {
+        int r, io = 0;
+
+        r = copy_task_finish(s, t, false, timeout_ms, &io, error);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0)
+                return r;
+        if (io < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the key slots of '%s': %s",
+                                         s->path, strerror(-io));
+        s->keyslots_copied = true;
+        return 0;
 }
 
 /* Key derivation needs the key slot areas, which the metadata snapshot
@@ -609,10 +803,9 @@ static int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_erro
         if (r < 0)
                 return r;
 
-        t = calloc(1, sizeof *t);
+        t = copy_task_new();
         if (!t)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
-        t->src = t->dst = -EBADF;
 
         max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
         for (int k = 0; k < max; k++) {
@@ -636,29 +829,7 @@ static int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_erro
                                          s->path);
         }
 
-        t->src = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
-        t->dst = fcntl(s->snap_fd, F_DUPFD_CLOEXEC, 3);
-        if (t->src < 0 || t->dst < 0) {
-                r = negative_errno();
-                copy_task_free(t);
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s", strerror(-r));
-        }
-
-        r = deadline_run(copy_task_run, t, copy_task_free, timeout_ms);
-        if (r == -ETIMEDOUT)
-                return source_error_timeout(error, timeout_ms);
-        if (r < 0) {
-                copy_task_free(t);
-                return source_error_deadline(error, r);
-        }
-        r = t->r;
-        copy_task_free(t);
-        if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the key slots of '%s': %s",
-                                         s->path, strerror(-r));
-
-        s->keyslots_copied = true;
-        return 0;
+        return snapshot_copy(s, t, timeout_ms, error);
 }
 
 /* See crypt_lock: OpenSSL (libcryptsetup's backend here) does AES itself;
@@ -713,6 +884,407 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
                                         "The passphrase does not open any key slot of the volume.");
         *ret_slot = found;
         *ret_cost_ms = cost;
+        return 0;
+}
+
+/* ------------------------------------------------------ key management
+ *
+ * Changing key slots without breaking the rules above: libcryptsetup
+ * changes the snapshot, never the source; the source is only read (into
+ * the snapshot) and written (from it) by tasks of our own under the
+ * deadline; the process-wide lock is not held across any of it.  The
+ * source stays locked exclusively from the snapshot to the last write
+ * (luks_source_open_exclusive()), so nothing changes it in between and
+ * nobody (libcryptsetup elsewhere, another call of ours) reads it half
+ * written.
+ *
+ * Torn writes.  A crash (or power loss, or a deadline that lets the write
+ * run on alone) may stop the write-back anywhere, and a write may land
+ * only in part.  The write-back is therefore a sequence of steps, each
+ * written and fsync()ed before the next starts, in an order where every
+ * prefix leaves a header that opens with the old passphrase or the new:
+ *
+ *  - a key slot area that becomes used is written before any metadata
+ *    names it, and one that is given up is wiped only after every copy of
+ *    the metadata has stopped naming it;
+ *  - LUKS2 keeps two copies of its metadata, each with a checksum and a
+ *    sequence number; libcryptsetup loads the copy with the higher number
+ *    among those whose checksum holds.  The primary is written and synced
+ *    first, the secondary after: a torn primary fails its checksum and the
+ *    untouched secondary (the old state) is used; a torn secondary leaves
+ *    the complete primary (the new state).  Never both at once;
+ *  - LUKS1 has one 592-byte header, whose only change is the 48-byte
+ *    descriptor of one key slot per step.  So a change of passphrase is
+ *    two steps — add the new slot (header: both slots active), then
+ *    destroy the old one (header: only the new) — and a torn header write
+ *    can damage only the descriptor it was changing: the other
+ *    passphrase's slot is intact in either step.  (Changing a slot in
+ *    place, as libcryptsetup does when no slot is free, could lose the
+ *    only key on a crash: we need a free slot instead.)
+ */
+
+#define LUKS1_PHDR_SIZE 592U
+
+/* Copies the rest of the header area — every key slot area, used or not —
+ * into the snapshot: all that a change may read or write.  The metadata
+ * names its extent; the payload is never part of it. */
+static int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        uint64_t metadata_size, keyslots_size, data_offset, end;
+        const char *type;
+        CopyTask *t;
+        int r;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        type = crypt_get_type(cd);
+        if (streq_ptr(type, CRYPT_LUKS1))
+                s->version = 1;
+        else if (streq_ptr(type, CRYPT_LUKS2))
+                s->version = 2;
+        else
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' is not a LUKS volume.", s->path);
+
+        r = crypt_get_metadata_size(cd, &metadata_size, &keyslots_size);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the header layout of '%s': %s",
+                                         s->path, strerror(-r));
+        /* LUKS1: the header, then the key slots; LUKS2: two copies of the
+         * metadata, then the key slots area.  And wherever a slot's area
+         * lies (LUKS1 names one for each slot, used or not): every area a
+         * change may write must be in the snapshot. */
+        end = (s->version == 1 ? metadata_size : 2 * metadata_size) + keyslots_size;
+        for (int k = 0; k < MIN(crypt_keyslot_max(type), LUKS_MAX_KEYSLOTS); k++) {
+                uint64_t off, len;
+                if (crypt_keyslot_area(cd, k, &off, &len) < 0)
+                        continue;
+                if (len > UINT64_MAX - off)
+                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
+                                                 "Key slot %d of '%s' lies outside the device.", k, s->path);
+                end = MAX(end, off + len);
+        }
+        data_offset = crypt_get_data_offset(cd) * 512;
+        if (end > s->size || end < s->metadata_copied || (data_offset > 0 && end > data_offset))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
+                                         "The header of '%s' overlaps its data or the end of the device.",
+                                         s->path);
+        if (end - s->metadata_copied > KEYSLOT_COPY_MAX)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "The key slots of '%s' are implausibly large.", s->path);
+        s->metadata_size = metadata_size;
+        s->header_end = end;
+
+        t = copy_task_new();
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->off[0] = s->metadata_copied;
+        t->len[0] = end - s->metadata_copied;
+        t->n = 1;
+        return snapshot_copy(s, t, timeout_ms, error);
+}
+
+/* One step of a write-back (see above): [off, off+len) from the snapshot
+ * to the source, then fsync(); the source stays locked until it ends. */
+static int write_step(LuksSource *s, uint64_t off, uint64_t len, unsigned timeout_ms, sd_bus_error *error) {
+        CopyTask *t;
+        int r, io = 0;
+
+        /* Only ever the header, which the exclusive open read whole. */
+        if (!s->exclusive || off > s->header_end || len > s->header_end - off)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Refusing to write outside the header of '%s'.", s->path);
+
+        t = copy_task_new();
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->off[0] = off;
+        t->len[0] = len;
+        t->n = 1;
+
+        r = copy_task_finish(s, t, true, timeout_ms, &io, error);
+        if (r == -ETIMEDOUT) {
+                s->writer_abandoned = true;
+                return sd_bus_error_setf(
+                        error, LV_ERROR_BUSY,
+                        "'%s' did not finish writing its header within %u s (a hung file system?); "
+                        "the header opens with the passphrases it had before, or with the new "
+                        "ones: try them, or check again later.",
+                        s->path, (timeout_ms + 999) / 1000);
+        }
+        if (r < 0)
+                return r;
+        if (io < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot write the header of '%s': %s",
+                                         s->path, strerror(-io));
+        return 0;
+}
+
+/* Every copy of the metadata, one step each: LUKS2's primary, then its
+ * secondary; LUKS1's one header. */
+static int write_metadata(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        int r;
+
+        if (s->version == 1)
+                return write_step(s, 0, LUKS1_PHDR_SIZE, timeout_ms, error);
+        r = write_step(s, 0, s->metadata_size, timeout_ms, error);
+        if (r < 0)
+                return r;
+        fault_point("keys", 1); /* primary written, secondary old */
+        return write_step(s, s->metadata_size, s->metadata_size, timeout_ms, error);
+}
+
+static unsigned count_active(struct crypt_device *cd) {
+        int max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        unsigned n = 0;
+
+        for (int k = 0; k < max; k++)
+                if (slot_active(cd, k))
+                        n++;
+        return n;
+}
+
+static bool have_free_slot(struct crypt_device *cd) {
+        int max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+
+        for (int k = 0; k < max; k++)
+                if (crypt_keyslot_status(cd, k) == CRYPT_SLOT_INACTIVE)
+                        return true;
+        return false;
+}
+
+/* The first active key slot, in slot order (QEMU's), that passphrase
+ * opens, and the volume key it unlocks, into locked memory. */
+static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passphrase *passphrase,
+                             int *ret_slot, Passphrase **ret_vk, sd_bus_error *error) {
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        int r, max, found = -1;
+        size_t vk_size;
+
+        r = crypt_get_volume_key_size(cd);
+        if (r <= 0)
+                return sd_bus_error_set(error, LV_ERROR_NOT_LUKS, "The volume has no key size.");
+        vk_size = (size_t) r;
+        r = passphrase_new_zeroed(vk_size, &vk);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s",
+                                         strerror(-r));
+
+        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        for (int k = 0; k < max && found < 0; k++) {
+                size_t n = vk_size;
+
+                if (!slot_active(cd, k))
+                        continue;
+                if (keyslot_needs_lock(cd, k)) {
+                        CRYPT_LOCKED;
+                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n,
+                                                 (const char *) passphrase->data, passphrase->size);
+                } else
+                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n,
+                                                 (const char *) passphrase->data, passphrase->size);
+                if (r >= 0)
+                        found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        stack_scrub();
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                                 "Cannot try key slot %d of '%s': %s", k, s->path,
+                                                 strerror(-r));
+                }
+        }
+        stack_scrub();
+        if (found < 0)
+                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                        "The passphrase does not open any key slot of the volume.");
+        *ret_slot = found;
+        *ret_vk = TAKE_PTR(vk);
+        return 0;
+}
+
+/* The new slot is made like the one the existing passphrase opened: the
+ * same PBKDF (type, hash, iterations or argon2 costs — fixed, not
+ * benchmarked) and, for LUKS2, the same key slot cipher; for LUKS1 the
+ * hash is the header's anyway, so a volume QEMU could open stays one it
+ * can open.  iterations, if not 0, replaces the iteration count (PBKDF2)
+ * or time cost (argon2).  libcryptsetup still caps argon2's threads at the
+ * CPUs online and its memory at what the host has. */
+static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, uint32_t iterations,
+                             sd_bus_error *error) {
+        struct crypt_pbkdf_type pbkdf = {};
+        bool pbkdf2;
+        int r;
+
+        r = crypt_keyslot_get_pbkdf(cd, like, &pbkdf);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Cannot read the PBKDF of key slot %d of '%s': %s", like, s->path,
+                                         strerror(-r));
+        pbkdf2 = streq_ptr(pbkdf.type, CRYPT_KDF_PBKDF2);
+        if (iterations > 0) {
+                if (iterations < (pbkdf2 ? 1000U : 4U))
+                        return sd_bus_error_setf(
+                                error, DBUS_ERROR_INVALID_ARGS,
+                                "Option 'pbkdf-iterations' must be at least %u for %s key slots.",
+                                pbkdf2 ? 1000U : 4U, strempty(pbkdf.type));
+                pbkdf.iterations = iterations;
+        }
+        pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
+        r = crypt_set_pbkdf_type(cd, &pbkdf);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Cannot use the PBKDF of key slot %d of '%s': %s", like, s->path,
+                                         strerror(-r));
+
+        if (s->version == 2) {
+                size_t key_size = 0;
+                const char *enc = crypt_keyslot_get_encryption(cd, like, &key_size);
+                if (enc && key_size > 0) {
+                        r = crypt_keyslot_set_encryption(cd, enc, key_size);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                                         "Cannot use the key slot cipher of '%s': %s",
+                                                         s->path, strerror(-r));
+                }
+        }
+        return 0;
+}
+
+/* Step one of an add or change: a new slot for new_passphrase, made like
+ * slot like, written area first, metadata after. */
+static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *vk, int like,
+                     const Passphrase *new_passphrase, uint32_t iterations, unsigned timeout_ms,
+                     int *ret_slot, sd_bus_error *error) {
+        uint64_t off, len;
+        int r, slot;
+
+        if (!have_free_slot(cd))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "All %d key slots of '%s' are in use; remove one first.",
+                                         MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS),
+                                         s->path);
+        r = set_new_slot_like(s, cd, like, iterations, error);
+        if (r < 0)
+                return r;
+
+        /* Key derivation for the new slot, and its area written into the
+         * snapshot; a cipher OpenSSL lacks goes through device-mapper
+         * (see crypt_lock). */
+        if (keyslot_needs_lock(cd, like)) {
+                CRYPT_LOCKED;
+                slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
+                                                       (const char *) new_passphrase->data,
+                                                       new_passphrase->size);
+        } else
+                slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
+                                                       (const char *) new_passphrase->data,
+                                                       new_passphrase->size);
+        stack_scrub();
+        if (slot == -ENOSPC)
+                return sd_bus_error_setf(
+                        error, LV_ERROR_NOT_SUPPORTED,
+                        "The key slot area of '%s' has no room for another key slot; remove one first.",
+                        s->path);
+        if (slot < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot add a key slot to '%s': %s",
+                                         s->path, strerror(-slot));
+
+        r = crypt_keyslot_area(cd, slot, &off, &len);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Cannot locate the new key slot of '%s': %s", s->path,
+                                         strerror(-r));
+        r = write_step(s, off, len, timeout_ms, error);
+        if (r < 0)
+                return r;
+        fault_point("keys", 2); /* new area written, not named by any metadata */
+        r = write_metadata(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret_slot = slot;
+        return 0;
+}
+
+/* The last step of a change or a removal: slot destroyed, metadata
+ * written first, the slot's area wiped after. */
+static int stage_destroy(LuksSource *s, struct crypt_device *cd, int slot, unsigned timeout_ms,
+                         sd_bus_error *error) {
+        uint64_t off, len;
+        int r;
+
+        r = crypt_keyslot_area(cd, slot, &off, &len);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot locate key slot %d of '%s': %s",
+                                         slot, s->path, strerror(-r));
+        r = crypt_keyslot_destroy(cd, slot);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot remove key slot %d of '%s': %s",
+                                         slot, s->path, strerror(-r));
+        r = write_metadata(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        fault_point("keys", 3); /* metadata without the slot, its area not yet wiped */
+        return write_step(s, off, len, timeout_ms, error);
+}
+
+static int key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase,
+                   uint32_t iterations, bool replace, unsigned timeout_ms, int *ret_slot,
+                   sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        int r, old_slot = -1, new_slot = -1;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        r = unlock_volume_key(s, cd, existing, &old_slot, &vk, error);
+        if (r < 0)
+                return r;
+        r = stage_add(s, cd, vk, old_slot, new_passphrase, iterations, timeout_ms, &new_slot, error);
+        if (r < 0)
+                return r;
+        vk = passphrase_free(vk);
+        if (replace) {
+                r = stage_destroy(s, cd, old_slot, timeout_ms, error);
+                if (r < 0)
+                        return r;
+        }
+        *ret_slot = new_slot;
+        return 0;
+}
+
+int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase,
+                 uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+        return key_add(s, existing, new_passphrase, iterations, false, timeout_ms, ret_slot, error);
+}
+
+int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase,
+                    uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+        return key_add(s, old, new_passphrase, iterations, true, timeout_ms, ret_slot, error);
+}
+
+int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms,
+                    int *ret_slot, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        int r, slot = -1;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        r = unlock_volume_key(s, cd, passphrase, &slot, &vk, error);
+        if (r < 0)
+                return r;
+        vk = passphrase_free(vk);
+        if (count_active(cd) <= 1 && !force)
+                return sd_bus_error_setf(
+                        error, LV_ERROR_NOT_SUPPORTED,
+                        "Key slot %d is the last one of '%s': without it nothing opens the volume "
+                        "ever again.  Pass 'force' to remove it anyway.",
+                        slot, s->path);
+        r = stage_destroy(s, cd, slot, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret_slot = slot;
         return 0;
 }
 

@@ -63,6 +63,15 @@ void luks_init(void);
  * Not LUKS → Error.NotLuks. */
 int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
                      sd_bus_error *error);
+/* For a change of key slots: src opened read-write under an exclusive lock
+ * taken without waiting — a flock on a file, libcryptsetup's lock file
+ * /run/cryptsetup/L_<major>:<minor> on a device — and held until
+ * luks_source_free(); another holder → Error.Busy "locked by another
+ * process" at once.  The snapshot holds the whole header area: the
+ * metadata and every key slot area (never the payload).  Deadline as for
+ * luks_source_open(). */
+int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret,
+                               sd_bus_error *error);
 LuksSource *luks_source_free(LuksSource *s);
 static inline void luks_source_freep(LuksSource **s) {
         if (*s)
@@ -91,6 +100,31 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error);
  * as QEMU's would be. */
 int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
                        uint64_t *ret_cost_ms, sd_bus_error *error);
+
+/* Key slots, on a source from luks_source_open_exclusive().  libcryptsetup
+ * changes the snapshot; the changed areas are then written back to the
+ * source step by step, each step synced, in an order where a crash at any
+ * point leaves a header that opens with the old passphrase or with the new
+ * (see luks.c).  Each write step runs under the deadline timeout_ms; one
+ * that does not finish in time is left to run (the source stays locked
+ * until it ends) and answers Error.Busy.
+ *
+ * The existing passphrase is tried on each active slot in slot order;
+ * none opens → Error.BadPassphrase.  A new slot is made like the slot it
+ * opened (the same PBKDF with fixed parameters — no benchmark —, for LUKS2
+ * the same key slot cipher); iterations, if not 0, overrides PBKDF2's
+ * iteration count or argon2's time cost.  No free slot → Error.NotSupported.
+ * *ret_slot: the new slot (add, change), the removed one (remove). */
+int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase,
+                 uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error);
+/* A new slot for new_passphrase, then the one old opened is destroyed:
+ * needs a free slot (a slot changed in place could be lost to a crash). */
+int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase,
+                    uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error);
+/* Destroys the slot passphrase opens; the volume's last active slot only
+ * if force (else Error.NotSupported). */
+int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms,
+                    int *ret_slot, sd_bus_error *error);
 
 /* Device-mapper with the crypt target usable on this host. */
 bool luks_dm_crypt_available(void);

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* The Manager interface's vtable and what its methods share.  The methods
- * themselves live one per file: attach.c, detach.c, probe.c. */
+ * themselves live one per file: attach.c, detach.c, probe.c, keys.c. */
 
 #include "errors.h"
 #include "manager.h"
 #include "operations.h"
+#include "passphrase.h"
 #include "util.h"
 #include "volume-id.h"
 
@@ -33,6 +34,54 @@ int lv_error_bad_message(sd_bus_error *error, int r) {
         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Malformed arguments: %s", strerror(r < 0 ? -r : EINVAL));
 }
 
+int read_passphrase_arg(sd_bus_message *message, const char *what, Passphrase **ret, sd_bus_error *error) {
+        const void *p;
+        size_t n;
+        int r;
+
+        r = sd_bus_message_read_array(message, 'y', &p, &n);
+        if (r < 0)
+                return lv_error_bad_message(error, r);
+        if (n == 0) {
+                *ret = NULL;
+                return 0;
+        }
+        r = passphrase_new_from_buffer(p, n, ret);
+        /* The message stays referenced until we reply, seconds from now;
+         * its copy must not outlive ours.  read_array points into the
+         * message's own receive buffer, so wipe it there. */
+        explicit_bzero((void *) p, n);
+        if (r == -E2BIG)
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The %s is longer than %d bytes.",
+                                         what, PASSPHRASE_MAX);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the %s: %s", what,
+                                         strerror(-r));
+        return 0;
+}
+
+int read_passphrase_option(int *fd, const char *option, Passphrase **ret, sd_bus_error *error) {
+        int r;
+
+        r = passphrase_read_fd(*fd, PASSPHRASE_FD_TIMEOUT_MS, ret);
+        close(*fd);
+        *fd = -1;
+        if (r == -ETIMEDOUT)
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                         "No passphrase arrived on %s within %d s.", option,
+                                         PASSPHRASE_FD_TIMEOUT_MS / 1000);
+        if (r == -E2BIG)
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                         "The passphrase from %s is longer than %d bytes.", option,
+                                         PASSPHRASE_MAX);
+        if (r == -EINVAL)
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The passphrase from %s is empty.",
+                                         option);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read %s: %s", option, strerror(-r));
+        return 0;
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("Attach",
@@ -50,6 +99,28 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("a{sv}", info),
                                 method_probe,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ChangePassphrase",
+                                SD_BUS_ARGS("s", source, "ay", old_passphrase, "ay", new_passphrase,
+                                            "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_change_passphrase,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("AddPassphrase",
+                                SD_BUS_ARGS("s", source, "ay", existing_passphrase, "ay", new_passphrase,
+                                            "a{sv}", options),
+                                SD_BUS_RESULT("u", slot),
+                                method_add_passphrase,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("RemovePassphrase",
+                                SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_remove_passphrase,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("VerifyPassphrase",
+                                SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
+                                SD_BUS_RESULT("u", slot),
+                                method_verify_passphrase,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated",
                                 SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
                                 0),

@@ -41,6 +41,10 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
                 goto fail;
         worker_set_thread_exit(m->worker, virt_thread_done, m->virt);
 
+        r = ratelimit_new(KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC * 1000000ULL, &m->key_guesses);
+        if (r < 0)
+                goto fail;
+
         *ret = m;
         return 0;
 
@@ -65,6 +69,7 @@ Manager *manager_free(Manager *m) {
         m->polkit = polkit_registry_free(m->polkit);
         while (m->calls)
                 m->calls->free_fn(m->calls);
+        m->key_guesses = ratelimit_free(m->key_guesses);
 
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;

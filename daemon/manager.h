@@ -16,6 +16,7 @@
 #include "mode.h"
 #include "events.h"
 #include "polkit.h"
+#include "ratelimit.h"
 #include "virt.h"
 #include "volume.h"
 #include "worker.h"
@@ -34,6 +35,11 @@ typedef struct SourceClaim {
 } SourceClaim;
 
 typedef struct Call Call;
+
+/* Key management (keys.c) answers Busy to a uid that gave this many wrong
+ * passphrases within the window. */
+#define KEY_GUESSES_BURST      5U
+#define KEY_GUESSES_WINDOW_SEC 60U
 
 typedef struct Manager {
         ManagerConfig config;
@@ -59,6 +65,9 @@ typedef struct Manager {
         Call *calls;
         SourceClaim *claims;
         unsigned n_claims;
+        /* Wrong passphrases given to the key management methods, per uid
+         * (keys.c): KEY_GUESSES_BURST within KEY_GUESSES_WINDOW_SEC. */
+        RateLimit *key_guesses;
 
         /* Recent domain-stopped and device-removed events, numbered, so
          * work that started before an event (an attach plugging a disk into

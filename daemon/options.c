@@ -112,10 +112,27 @@ static int duplicate(const char *key, sd_bus_error *error) {
         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Option '%s' given more than once.", key);
 }
 
+/* A passphrase-carrying fd option (h): a readable pipe, memfd or regular
+ * file; the message owns the fd it carries, *ret gets our own duplicate. */
+static int read_fd_option(sd_bus_message *m, const char *key, int *ret, sd_bus_error *error) {
+        int fd = -EBADF, r;
+
+        r = read_variant(m, key, 'h', &fd, error);
+        if (r < 0)
+                return r;
+        if (passphrase_fd_check(fd) < 0) {
+                sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                  "Option '%s' must be a readable pipe, memfd or regular file.", key);
+                return -EINVAL;
+        }
+        *ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        return *ret < 0 ? negative_errno() : 1;
+}
+
 static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
         AttachParse *p = userdata;
         const char *s = NULL;
-        int b = 0, fd = -EBADF, r;
+        int b = 0, r;
 
         if (streq(key, "target")) {
                 if (p->seen_target)
@@ -194,18 +211,7 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                 if (p->seen_fd)
                         return duplicate(key, error);
                 p->seen_fd = true;
-                r = read_variant(m, key, 'h', &fd, error);
-                if (r < 0)
-                        return r;
-                r = passphrase_fd_check(fd);
-                if (r < 0)
-                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                                 "Option 'passphrase-fd' must be a readable pipe, memfd or regular file.");
-                /* The message owns fd; keep our own for the worker. */
-                p->o.passphrase_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-                if (p->o.passphrase_fd < 0)
-                        return negative_errno();
-                return 1;
+                return read_fd_option(m, key, &p->o.passphrase_fd, error);
         }
         return 0;
 }
@@ -313,22 +319,12 @@ int resize_options_parse(sd_bus_message *m, ResizeOptions *ret, sd_bus_error *er
 
 static int rearm_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
         int *ret = userdata;
-        int fd = -EBADF, r;
 
         if (!streq(key, "passphrase-fd"))
                 return 0;
         if (*ret >= 0)
                 return duplicate(key, error);
-        r = read_variant(m, key, 'h', &fd, error);
-        if (r < 0)
-                return r;
-        if (passphrase_fd_check(fd) < 0) {
-                sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
-                                 "Option 'passphrase-fd' must be a readable pipe, memfd or regular file.");
-                return -EINVAL;
-        }
-        *ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        return *ret < 0 ? negative_errno() : 1;
+        return read_fd_option(m, key, ret, error);
 }
 
 int rearm_options_parse(sd_bus_message *m, int *ret_passphrase_fd, sd_bus_error *error) {
@@ -350,4 +346,73 @@ static int no_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_
 
 int probe_options_parse(sd_bus_message *m, sd_bus_error *error) {
         return parse_dict(m, no_option, NULL, error);
+}
+
+void keys_options_done(KeysOptions *o) {
+        if (o->passphrase_fd >= 0)
+                close(o->passphrase_fd);
+        if (o->new_passphrase_fd >= 0)
+                close(o->new_passphrase_fd);
+        *o = (KeysOptions){ .passphrase_fd = -1, .new_passphrase_fd = -1 };
+}
+
+typedef struct KeysParse {
+        KeysOptions o;
+        unsigned allowed;
+        bool seen_iterations, seen_force;
+} KeysParse;
+
+static int keys_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        KeysParse *p = userdata;
+        uint32_t u = 0;
+        int b = 0, r;
+
+        if (streq(key, "passphrase-fd")) {
+                if (p->o.passphrase_fd >= 0)
+                        return duplicate(key, error);
+                return read_fd_option(m, key, &p->o.passphrase_fd, error);
+        }
+        if (streq(key, "new-passphrase-fd") && (p->allowed & KEYS_OPTIONS_NEW)) {
+                if (p->o.new_passphrase_fd >= 0)
+                        return duplicate(key, error);
+                return read_fd_option(m, key, &p->o.new_passphrase_fd, error);
+        }
+        if (streq(key, "pbkdf-iterations") && (p->allowed & KEYS_OPTIONS_NEW)) {
+                if (p->seen_iterations)
+                        return duplicate(key, error);
+                p->seen_iterations = true;
+                r = read_variant(m, key, 'u', &u, error);
+                if (r < 0)
+                        return r;
+                if (u == 0 || u > KEYS_PBKDF_ITERATIONS_MAX)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'pbkdf-iterations' must be from 1 to %u.",
+                                                 KEYS_PBKDF_ITERATIONS_MAX);
+                p->o.pbkdf_iterations = u;
+                return 1;
+        }
+        if (streq(key, "force") && (p->allowed & KEYS_OPTIONS_FORCE)) {
+                if (p->seen_force)
+                        return duplicate(key, error);
+                p->seen_force = true;
+                r = read_variant(m, key, 'b', &b, error);
+                if (r < 0)
+                        return r;
+                p->o.force = b;
+                return 1;
+        }
+        return 0;
+}
+
+int keys_options_parse(sd_bus_message *m, unsigned allowed, KeysOptions *ret, sd_bus_error *error) {
+        KeysParse p = { .o = { .passphrase_fd = -1, .new_passphrase_fd = -1 }, .allowed = allowed };
+        int r;
+
+        r = parse_dict(m, keys_option, &p, error);
+        if (r < 0) {
+                keys_options_done(&p.o);
+                return r;
+        }
+        *ret = p.o;
+        return 0;
 }

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The a{sv} option dictionaries of Attach, Detach, Probe, Rearm and Resize: one table of
+/* The a{sv} option dictionaries of the methods: one table of
  * known keys and their types.  Unknown key, wrong type or bad value →
  * InvalidArgs, before anything is authorized or touched. */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <systemd/sd-bus.h>
 
@@ -50,6 +51,23 @@ int resize_options_parse(sd_bus_message *m, ResizeOptions *ret, sd_bus_error *er
 bool serial_valid(const char *s);
 /* Rearm: passphrase-fd only (-1 if not given; dup()ed, owned). */
 int rearm_options_parse(sd_bus_message *m, int *ret_passphrase_fd, sd_bus_error *error);
+
+/* ChangePassphrase, AddPassphrase, RemovePassphrase, VerifyPassphrase:
+ * passphrase-fd for all; the rest only where allowed says. */
+typedef struct KeysOptions {
+        int passphrase_fd;         /* dup()ed, owned; -1 if not given */
+        int new_passphrase_fd;     /* likewise */
+        uint32_t pbkdf_iterations; /* 0: as the slot the passphrase opens */
+        bool force;
+} KeysOptions;
+
+#define KEYS_OPTIONS_NEW          (1U << 0) /* new-passphrase-fd, pbkdf-iterations */
+#define KEYS_OPTIONS_FORCE        (1U << 1) /* force */
+/* A worker's key derivation, and the source's lock, for minutes at most. */
+#define KEYS_PBKDF_ITERATIONS_MAX 10000000U
+
+void keys_options_done(KeysOptions *o);
+int keys_options_parse(sd_bus_message *m, unsigned allowed, KeysOptions *ret, sd_bus_error *error);
 
 /* Probe has no options yet; anything given is refused so that adding some
  * later does not change what old callers get. */

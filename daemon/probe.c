@@ -331,14 +331,7 @@ int method_probe(sd_bus_message *message, void *userdata, sd_bus_error *error) {
                 return 1;
         }
 
-        op->call.res.source_given = strdup(source);
-        op->call.res.source_timeout_ms = m->config.source_timeout_sec * 1000U;
-        if (!op->call.res.source_given) {
-                sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-                probe_end(op);
-                return 1;
-        }
-        if (call_resolve(&op->call, probe_ask) < 0)
+        if (call_resolve_source(&op->call, source, probe_ask) < 0)
                 probe_end(op);
         return 1;
 }

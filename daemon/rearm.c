@@ -22,8 +22,6 @@
 #include "util.h"
 #include "volume-id.h"
 
-#define PASSPHRASE_FD_TIMEOUT_MS 10000
-
 typedef struct RearmOp {
         Call call;
 
@@ -80,12 +78,9 @@ static void rearm_job(Call *c) {
         pthread_rwlock_rdlock(&m->ops_lock);
 
         if (!op->passphrase) {
-                r = passphrase_read_fd(op->passphrase_fd, PASSPHRASE_FD_TIMEOUT_MS, &op->passphrase);
-                if (r < 0) {
-                        r = sd_bus_error_setf(&op->error, DBUS_ERROR_INVALID_ARGS,
-                                              "Cannot read a passphrase from passphrase-fd: %s", strerror(-r));
+                r = read_passphrase_option(&op->passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
+                if (r < 0)
                         goto finish;
-                }
         }
 
         if (op->mode == VOLUME_MODE_NATIVE) {
@@ -222,23 +217,12 @@ int method_rearm(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Volume *v = userdata;
         Manager *m = v->manager;
         _cleanup_passphrase_ Passphrase *passphrase = NULL;
-        const void *pass;
-        size_t pass_size;
         int fd = -EBADF, r;
         RearmOp *op;
 
-        r = sd_bus_message_read_array(message, 'y', &pass, &pass_size);
+        r = read_passphrase_arg(message, "passphrase", &passphrase, error);
         if (r < 0)
-                return lv_error_bad_message(error, r);
-        if (pass_size > 0) {
-                r = passphrase_new_from_buffer(pass, pass_size, &passphrase);
-                explicit_bzero((void *) pass, pass_size);
-                if (r == -E2BIG)
-                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                                 "The passphrase is longer than %d bytes.", PASSPHRASE_MAX);
-                if (r < 0)
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the passphrase: %s", strerror(-r));
-        }
+                return r;
         r = rearm_options_parse(message, &fd, error);
         if (r < 0)
                 return lv_error_bad_message(error, r);

@@ -180,10 +180,36 @@ static int find_holder(const DevSet *s, char **ret) {
         return 0;
 }
 
-static int check_block(const SourceInfo *src, sd_bus_error *error) {
-        _cleanup_close_ int fd = -EBADF;
-        char *who = NULL;
+/* The O_EXCL open of the caller's path, on a thread of its own like every
+ * other access to it (a device node can sit on any file system). */
+typedef struct ExclTask {
+        char *path;
+        int fd;
+        int saved_errno;
         struct stat st;
+} ExclTask;
+
+static void excl_task_free(void *p) {
+        ExclTask *t = p;
+        if (t->fd >= 0)
+                close(t->fd);
+        free(t->path);
+        free(t);
+}
+
+static void excl_task_run(void *p) {
+        ExclTask *t = p;
+
+        t->fd = open(t->path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (t->fd < 0)
+                t->saved_errno = errno;
+        else if (fstat(t->fd, &t->st) < 0)
+                t->saved_errno = errno;
+}
+
+static int check_block(const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
+        ExclTask *t;
+        char *who = NULL;
         DevSet set;
         int r;
 
@@ -203,19 +229,33 @@ static int check_block(const SourceInfo *src, sd_bus_error *error) {
         if (r < 0)
                 return r;
 
-        /* A node under /dev (the canonical path of a block device), so the
-         * open cannot hang in a file system; checked to be the same device. */
-        fd = open(src->path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == EBUSY)
-                        return sd_bus_error_setf(error, LV_ERROR_IN_USE,
-                                                 "'%s' is in use: another process has it open exclusively.", src->path);
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot open '%s': %s", src->path, strerror(errno));
+        /* Checked to be the same device the path named before. */
+        t = calloc(1, sizeof *t);
+        if (!t || !(t->path = strdup(src->path))) {
+                free(t);
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         }
-        if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode) || st.st_rdev != src->dev)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "'%s' changed while it was being checked; try again.", src->path);
-        return 0;
+        t->fd = -EBADF;
+        r = deadline_run(excl_task_run, t, excl_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0) {
+                excl_task_free(t);
+                return source_error_deadline(error, r);
+        }
+        if (t->fd < 0 && t->saved_errno == EBUSY)
+                r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: another process has it open exclusively.",
+                                      src->path);
+        else if (t->fd < 0 || t->saved_errno)
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot open '%s': %s", src->path,
+                                      strerror(t->saved_errno));
+        else if (!S_ISBLK(t->st.st_mode) || t->st.st_rdev != src->dev)
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' changed while it was being checked; try again.",
+                                      src->path);
+        else
+                r = 0;
+        excl_task_free(t);
+        return r;
 }
 
 int source_hold_exclusive(LuksSource *opened, int *ret_fd, sd_bus_error *error) {
@@ -392,7 +432,7 @@ int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
         int r;
 
         if (src->block) {
-                r = check_block(src, error);
+                r = check_block(src, timeout_ms, error);
                 if (r < 0)
                         return r;
         } else {

@@ -486,6 +486,9 @@ int virt_disk_present(virDomainPtr dom, const char *target, bool *ret, sd_bus_er
         DiskInfo d = {};
         int r;
 
+        /* On failure too: not knowing is never "gone". */
+        *ret = true;
+
         r = virt_domain_live_xml(dom, &xml, error);
         if (r < 0) {
                 /* A guest that went away took the disk with it. */

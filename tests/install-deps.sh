@@ -7,8 +7,9 @@ set -euo pipefail
 packages=(
         # build
         meson ninja-build pkg-config gcc clang llvm lld
-        # static analysis (scan-build), kept at zero findings by tests/run.sh
-        clang-tools
+        # static analysis (scan-build), kept at zero findings by tests/run.sh;
+        # clang-format checks the code style (.clang-format)
+        clang-tools clang-format
         libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev libglib2.0-dev libinih-dev
         # pkg-config files naming the install directories
         libdbus-1-dev libpolkit-gobject-1-dev
@@ -19,11 +20,16 @@ packages=(
         systemd
         # the dm-crypt test VM: a real kernel and a static busybox for its initramfs
         linux-image-amd64 busybox-static kmod
+        # the systemd suite's VM boots this host's systemd: pam_systemd makes its
+        # logind session, gdbus shows D-Bus error names, dmsetup the mappings
+        libpam-systemd libglib2.0-bin dmsetup
         # luksvolumectl --json
         libjson-c-dev
         # manual pages (scdoc) and their test (man, groff); the Debian package
         # (tests/packaging/test-deb.sh)
-        scdoc man-db groff-base debhelper dpkg-dev fakeroot
+        scdoc man-db groff-base debhelper dpkg-dev fakeroot lintian
+        # the shared-host test's misbehaving file system (tests/integration/hang-fuse.py)
+        python3-fuse fuse3
         # examples/luksvolume-agent.py (PyGObject/GDBus) and its test
         python3-gi gir1.2-glib-2.0
         # the Cockpit page's browser test (tests/integration/test-cockpit.py):

@@ -121,6 +121,8 @@ if [ "${LV_SKIP_SCAN:-0}" != 1 ] && [ $# -eq 0 ]; then
 fi
 
 # Packaging: the .deb builds from the tree and holds what a deployment needs.
+# (The systemd suite above built the same package for itself, ~40 s, so that
+# it also runs alone from a fresh clone; tests/systemd/run-systemd-vm.sh.)
 if [ "${LV_SKIP_DEB:-0}" != 1 ] && [ $# -eq 0 ]; then
         if bash "$src/tests/packaging/test-deb.sh"; then
                 passed=$((passed + 1))

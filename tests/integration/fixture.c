@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -619,14 +620,32 @@ lv_make_luks1_image(const char *name, const char *passphrase, guint8 pattern, gu
 char *
 lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib)
 {
+  return lv_make_luks2_image_pbkdf(name, passphrase, size_mib, "pbkdf2");
+}
+
+char *
+lv_make_luks2_image_pbkdf(const char *name, const char *passphrase, guint size_mib, const char *pbkdf)
+{
   if (size_mib < 17)
     g_error("a LUKS2 image needs at least 17 MiB (16 MiB header), not %u", size_mib);
+  gboolean argon2 = !g_str_equal(pbkdf, "pbkdf2");
   g_autofree char *path = create_sized_file(name, size_mib);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new();
+  const char *const common[] = { "cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", pbkdf,
+                                 "--batch-mode", "--key-file=-" };
   /* --key-file=-: stdin is the key, byte for byte (no newline handling). */
-  const char *argv[] = { "cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2",
-                         "--pbkdf-force-iterations", "1000", "--batch-mode", "--key-file=-",
-                         path, NULL };
-  g_autofree char *out G_GNUC_UNUSED = run_tool(argv, passphrase, strlen(passphrase));
+  for (guint i = 0; i < G_N_ELEMENTS(common); i++)
+    g_ptr_array_add(argv, (gpointer) common[i]);
+  if (argon2) {
+    g_ptr_array_add(argv, "--pbkdf-force-iterations=4");
+    g_ptr_array_add(argv, "--pbkdf-memory=32768");
+    g_ptr_array_add(argv, "--pbkdf-parallel=1");
+  } else
+    g_ptr_array_add(argv, "--pbkdf-force-iterations=1000");
+  g_ptr_array_add(argv, path);
+  g_ptr_array_add(argv, NULL);
+  g_autofree char *out G_GNUC_UNUSED =
+      run_tool((const char *const *) argv->pdata, passphrase, strlen(passphrase));
   return g_steal_pointer(&path);
 }
 
@@ -2012,4 +2031,76 @@ gboolean
 lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len)
 {
   return lv_guest_reads_pattern_on(dom, NULL, pattern, len);
+}
+
+/* ---- misbehaving neighbours ------------------------------------------------- */
+
+GSubprocess *
+lv_spawn_ready(const char *const *argv)
+{
+  g_autoptr(GError) error = NULL;
+  GSubprocess *p = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_assert_no_error(error);
+  g_autoptr(GDataInputStream) in = g_data_input_stream_new(g_subprocess_get_stdout_pipe(p));
+  g_autofree char *line = g_data_input_stream_read_line(in, NULL, NULL, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(line);
+  return p;
+}
+
+GSubprocess *
+lv_hold_flock(const char *path)
+{
+  g_autofree char *script = g_strdup_printf(
+      "import fcntl, os, time\n"
+      "fd = os.open('%s', os.O_RDONLY | os.O_CREAT, 0o600)\n"
+      "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+      "print('locked', flush=True)\n"
+      "time.sleep(600)\n", path);
+  const char *argv[] = { "/usr/bin/python3", "-c", script, NULL };
+  return lv_spawn_ready(argv);
+}
+
+void
+lv_kill_wait(GSubprocess *p)
+{
+  if (!p)
+    return;
+  g_subprocess_send_signal(p, SIGKILL);
+  g_subprocess_wait(p, NULL, NULL);
+  g_object_unref(p);
+}
+
+GSubprocess *
+lv_mount_hang_fuse(const char *script, const char *name, const char *backing, char **ret_dir)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
+  char *dir = lv_sandbox_path(name);
+
+  g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+  if (backing)
+    g_subprocess_launcher_setenv(l, "HANG_FUSE_BACKING", backing, TRUE);
+  const char *argv[] = { "/usr/bin/python3", script, dir, NULL };
+  GSubprocess *fs = g_subprocess_launcher_spawnv(l, argv, &error);
+  g_assert_no_error(error);
+
+  g_autofree char *ready = g_build_filename(dir, backing ? "hang-write.img" : "eacces.img", NULL);
+  for (int i = 0; i < 500 && !g_file_test(ready, G_FILE_TEST_EXISTS); i++)
+    g_usleep(10 * 1000);
+  if (!g_file_test(ready, G_FILE_TEST_EXISTS))
+    g_error("hang-fuse.py did not mount %s", dir);
+  *ret_dir = dir;
+  return fs;
+}
+
+void
+lv_unmount_hang_fuse(GSubprocess *fs, const char *dir)
+{
+  if (!fs)
+    return;
+  g_subprocess_send_signal(fs, SIGKILL);
+  g_subprocess_wait(fs, NULL, NULL);
+  (void) umount2(dir, MNT_DETACH);
+  g_object_unref(fs);
 }

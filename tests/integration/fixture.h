@@ -114,6 +114,9 @@ void lv_luks1_write_pattern(const char *path, const char *passphrase, guint8 pat
  * be at least 17 (LUKS2's default 16 MiB header).  The payload is not
  * written (QEMU cannot open LUKS2; no device-mapper here). */
 char *lv_make_luks2_image(const char *name, const char *passphrase, guint size_mib);
+/* The same with the PBKDF pbkdf: "pbkdf2" as above, or "argon2i"/"argon2id"
+ * with time cost 4, 32 MiB, one thread. */
+char *lv_make_luks2_image_pbkdf(const char *name, const char *passphrase, guint size_mib, const char *pbkdf);
 
 /* LUKS1 image whose passphrase is the key_len bytes at key (any bytes,
  * NUL included), size_mib MiB of payload, nothing written to it. */
@@ -146,6 +149,27 @@ char *lv_make_plain_file(const char *name, guint size_mib);
  * detaches leftovers on exit, but tests should call lv_losetup_detach(). */
 char *lv_losetup(const char *path);
 void lv_losetup_detach(const char *dev);
+
+/* ---- misbehaving neighbours ------------------------------------------------- */
+
+/* Runs argv in the background; returns once it printed its first line (how
+ * the helpers say "ready").  Aborts if it does not. */
+GSubprocess *lv_spawn_ready(const char *const *argv);
+/* One process (no child to outlive it) holding an exclusive flock on path
+ * (created if missing), until lv_kill_wait(). */
+GSubprocess *lv_hold_flock(const char *path);
+/* SIGKILL, wait, unref.  NULL is fine. */
+void lv_kill_wait(GSubprocess *p);
+
+/* tests/integration/hang-fuse.py (script) mounted at $LV_SANDBOX_DIR/NAME
+ * (*ret_dir): hang.img, whose look-up never returns; eacces.img, which
+ * cannot be opened; and, if backing is not NULL, hang-write.img, which
+ * reads as backing does and whose writes never return.  Returns once the
+ * files are there. */
+GSubprocess *lv_mount_hang_fuse(const char *script, const char *name, const char *backing, char **ret_dir);
+/* Kills it (what hangs in it then fails) and detaches the mount.  NULL is
+ * fine. */
+void lv_unmount_hang_fuse(GSubprocess *fs, const char *dir);
 
 /* ---- libvirt -------------------------------------------------------------- */
 

@@ -10,13 +10,19 @@
 #                 EACCES (root included): the daemon must not turn that
 #                 into the D-Bus AccessDenied clients read as "not
 #                 authorized".
+#   /hang-write.img  only with $HANG_FUSE_BACKING (a file): reads as that
+#                 file does, but every write sleeps for an hour — a file
+#                 system that stops answering half-way through a change.
 #
 # Usage: hang-fuse.py MOUNTPOINT  (stays in the foreground; kill it to go)
 
 import errno
+import os
 import stat
 import sys
 import time
+
+BACKING = os.environ.get("HANG_FUSE_BACKING")
 
 import fuse
 
@@ -44,16 +50,41 @@ class HangFS(fuse.Fuse):
             return -errno.EIO
         if path == "/eacces.img":
             return Stat(stat.S_IFREG | 0o644, 1, 16 << 20)
+        if path == "/hang-write.img" and BACKING:
+            return Stat(stat.S_IFREG | 0o644, 1, os.path.getsize(BACKING))
         return -errno.ENOENT
 
     def readdir(self, path, offset):
-        for name in (".", "..", "hang.img", "eacces.img"):
+        names = [".", "..", "hang.img", "eacces.img"]
+        if BACKING:
+            names.append("hang-write.img")
+        for name in names:
             yield fuse.Direntry(name)
 
     def open(self, path, flags):
         if path == "/eacces.img":
             return -errno.EACCES
+        if path == "/hang-write.img" and BACKING:
+            return 0
         return -errno.ENOENT
+
+    def read(self, path, size, offset):
+        if path != "/hang-write.img" or not BACKING:
+            return -errno.ENOENT
+        with open(BACKING, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def write(self, path, buf, offset):
+        time.sleep(3600)
+        return -errno.EIO
+
+    def truncate(self, path, size):
+        return -errno.EROFS
+
+    def fsync(self, path, isfsyncfile):
+        time.sleep(3600)
+        return -errno.EIO
 
 
 def main():

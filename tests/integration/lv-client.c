@@ -49,35 +49,87 @@ char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, co
         return attach_common(bus, params, NULL, error);
 }
 
-char *lv_attach_fd(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
-                   GVariant *options, GError **error) {
-        g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
-        GVariantBuilder b;
+/* A pipe holding s (then EOF), its read end appended to fds: the handle. */
+static GVariant *pipe_handle(GUnixFDList *fds, const char *s) {
         int p[2];
 
         g_assert_no_errno(pipe2(p, O_CLOEXEC));
-        g_assert_cmpint(write(p[1], passphrase, strlen(passphrase)), ==, (gssize) strlen(passphrase));
+        g_assert_cmpint(write(p[1], s, strlen(s)), ==, (gssize) strlen(s));
         close(p[1]);
         gint idx = g_unix_fd_list_append(fds, p[0], NULL);
         close(p[0]);
         g_assert_cmpint(idx, >=, 0);
+        return g_variant_new_handle(idx);
+}
+
+/* Adds every entry of options (floating or not; NULL: none) to b. */
+static void add_options(GVariantBuilder *b, GVariant *options) {
+        GVariantIter it;
+        const char *k;
+        GVariant *v;
+
+        if (!options)
+                return;
+        g_variant_ref_sink(options);
+        g_variant_iter_init(&it, options);
+        while (g_variant_iter_next(&it, "{&sv}", &k, &v)) {
+                g_variant_builder_add(b, "{sv}", k, v);
+                g_variant_unref(v);
+        }
+        g_variant_unref(options);
+}
+
+char *lv_attach_fd(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
+                   GVariant *options, GError **error) {
+        g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
+        GVariantBuilder b;
 
         g_variant_builder_init(&b, G_VARIANT_TYPE("a{sv}"));
-        g_variant_builder_add(&b, "{sv}", "passphrase-fd", g_variant_new_handle(idx));
-        if (options) {
-                GVariantIter it;
-                const char *k;
-                GVariant *v;
-                g_variant_ref_sink(options);
-                g_variant_iter_init(&it, options);
-                while (g_variant_iter_next(&it, "{&sv}", &k, &v)) {
-                        g_variant_builder_add(&b, "{sv}", k, v);
-                        g_variant_unref(v);
-                }
-                g_variant_unref(options);
-        }
+        g_variant_builder_add(&b, "{sv}", "passphrase-fd", pipe_handle(fds, passphrase));
+        add_options(&b, options);
         GVariant *params = g_variant_new("(ss@ay@a{sv})", domain, source, bytes_variant(""), g_variant_builder_end(&b));
         return attach_common(bus, params, fds, error);
+}
+
+gint lv_keys_call(GDBusConnection *bus, const char *method, const char *source, const char *passphrase,
+                  const char *new_passphrase, gboolean via_fd, GVariant *options, GError **error) {
+        g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
+        g_autoptr(GVariant) reply = NULL;
+        gboolean takes_new = g_str_equal(method, "ChangePassphrase") || g_str_equal(method, "AddPassphrase");
+        GVariantBuilder args, opts;
+
+        g_variant_builder_init(&opts, G_VARIANT_TYPE("a{sv}"));
+        if (via_fd) {
+                g_variant_builder_add(&opts, "{sv}", "passphrase-fd", pipe_handle(fds, passphrase));
+                if (takes_new)
+                        g_variant_builder_add(&opts, "{sv}", "new-passphrase-fd",
+                                              pipe_handle(fds, new_passphrase));
+        }
+        add_options(&opts, options);
+
+        g_variant_builder_init(&args, G_VARIANT_TYPE_TUPLE);
+        g_variant_builder_add(&args, "s", source);
+        g_variant_builder_add_value(&args, bytes_variant(via_fd ? "" : passphrase));
+        if (takes_new)
+                g_variant_builder_add_value(&args, bytes_variant(via_fd ? "" : new_passphrase));
+        g_variant_builder_add_value(&args, g_variant_builder_end(&opts));
+
+        reply = g_dbus_connection_call_with_unix_fd_list_sync(
+                bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, g_variant_builder_end(&args), NULL,
+                G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, fds, NULL, NULL, error);
+        if (!reply)
+                return -1;
+        if (g_variant_is_of_type(reply, G_VARIANT_TYPE("(u)"))) {
+                guint32 slot;
+                g_variant_get(reply, "(u)", &slot);
+                return (gint) slot;
+        }
+        g_assert_true(g_variant_is_of_type(reply, G_VARIANT_TYPE_UNIT));
+        return 0;
+}
+
+gint lv_verify_passphrase(GDBusConnection *bus, const char *source, const char *passphrase, GError **error) {
+        return lv_keys_call(bus, "VerifyPassphrase", source, passphrase, NULL, FALSE, NULL, error);
 }
 
 gboolean lv_detach(GDBusConnection *bus, const char *path, GVariant *options, GError **error) {

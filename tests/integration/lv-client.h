@@ -28,6 +28,17 @@ gboolean lv_resize(GDBusConnection *bus, const char *path, guint64 size, GVarian
 /* Returns the a{sv} (caller unrefs) or NULL. */
 GVariant *lv_probe(GDBusConnection *bus, const char *source, GError **error);
 
+/* Key management: method is ChangePassphrase, AddPassphrase,
+ * RemovePassphrase or VerifyPassphrase; new_passphrase is used by the first
+ * two only.  via_fd: the passphrases travel in pipes (passphrase-fd,
+ * new-passphrase-fd) and the ay arguments are empty.  options (NULL:
+ * none) are added.  Returns the reply's slot (AddPassphrase,
+ * VerifyPassphrase), 0 (the others), or -1 with *error set. */
+gint lv_keys_call(GDBusConnection *bus, const char *method, const char *source, const char *passphrase,
+                  const char *new_passphrase, gboolean via_fd, GVariant *options, GError **error);
+/* VerifyPassphrase: the slot, or -1 with *error set. */
+gint lv_verify_passphrase(GDBusConnection *bus, const char *source, const char *passphrase, GError **error);
+
 /* All properties of a volume object as a{sv}, or NULL if it does not exist. */
 GVariant *lv_volume_props(GDBusConnection *bus, const char *path);
 char *lv_volume_prop_string(GDBusConnection *bus, const char *path, const char *name);

@@ -9,7 +9,8 @@
 #
 # Covers: probe/list/status as text and --json (parsed with python3),
 # attach with --passphrase-file, detach by DOMAIN:TARGET, monitor (text and
-# --json) in the background across an attach and a detach, the documented
+# --json) in the background across an attach and a detach, the passphrase
+# commands (files and the prompt on a pseudo-terminal), the documented
 # exit codes 2…7 (3 through polkit for an unprivileged uid), and --host
 # failing cleanly without a reachable host.
 
@@ -314,14 +315,19 @@ else
         not_ok "probe as uid $LV_USER_UID is denied by polkit (exit $rc, want 3)"
         diag user.out user.err
 fi
-as_user --no-ask-password detach $GUEST:sda >user.out 2>user.err
-rc=$?
-if ((rc == 3)); then
-        ok "detach as uid $LV_USER_UID is denied by polkit (exit 3)"
-else
-        not_ok "detach as uid $LV_USER_UID is denied by polkit (exit $rc, want 3)"
-        diag user.out user.err
-fi
+# expect_user_denied VERB ARGS...: luksvolumectl VERB ARGS as the plain
+# user exits 3 (polkit).
+expect_user_denied() {
+        as_user --no-ask-password "$@" >user.out 2>user.err
+        rc=$?
+        if ((rc == 3)); then
+                ok "$1 as uid $LV_USER_UID is denied by polkit (exit 3)"
+        else
+                not_ok "$1 as uid $LV_USER_UID is denied by polkit (exit $rc, want 3)"
+                diag user.out user.err
+        fi
+}
+expect_user_denied detach $GUEST:sda
 
 # ──────────────────────────────── detach ─────────────────────────────────
 
@@ -332,6 +338,95 @@ expect_rc 0 "list after detach" list
 check "list says no volumes" grep -qx "No volumes attached." last.out
 expect_rc 5 "detach of a volume that is gone" detach $GUEST:sda --no-ask-password
 expect_rc 5 "status of a volume path that is not exported" status "$vol"
+
+# ─────────────────────────── passphrases (key slots) ──────────────────────
+
+umask 077
+printf '%s' "second $PASS" >pass2
+printf '%s' "third $PASS" >pass3
+lv_make_luks1_image keys.img pass ||
+        { echo "Bail out! cryptsetup could not create the LUKS image"; exit 1; }
+chmod 0644 keys.img
+umask 022
+
+expect_rc 0 "add-passphrase" add-passphrase keys.img --passphrase-file=pass --new-passphrase-file=pass2
+check "add-passphrase prints the new key slot" grep -qx "slot: 1" last.out
+run addjson --json add-passphrase keys.img --passphrase-file=pass2 --new-passphrase-file=pass3 \
+        --pbkdf-iterations=2345
+check "add-passphrase --json prints {\"slot\": 2}" json_ok addjson.out 'd == {"slot": 2}'
+run probekeys --json probe keys.img
+check "three key slots now" json_ok probekeys.out 'd["active-keyslots"] == 3'
+check "--pbkdf-iterations reaches the new key slot" \
+        bash -c 'cryptsetup luksDump keys.img | grep -A1 "^Key Slot 2: ENABLED" | grep -qE "Iterations:\s+2345$"'
+run verifyjson --json verify keys.img --passphrase-file=pass3
+check "verify --json prints the slot the passphrase opens" json_ok verifyjson.out 'd == {"slot": 2}'
+expect_rc 4 "verify with a wrong passphrase" verify keys.img --passphrase-file=wrongpass
+expect_rc 0 "change-passphrase" change-passphrase keys.img --passphrase-file=pass2 --new-passphrase-file=wrongpass
+expect_rc 4 "the old passphrase no longer opens it" verify keys.img --passphrase-file=pass2
+expect_rc 0 "the new one does" verify keys.img --passphrase-file=wrongpass
+expect_rc 0 "remove-passphrase" remove-passphrase keys.img --passphrase-file=wrongpass
+expect_rc 0 "remove-passphrase" remove-passphrase keys.img --passphrase-file=pass3
+expect_rc 6 "remove-passphrase of the last key slot is refused" remove-passphrase keys.img --passphrase-file=pass
+check "and says why" grep -q "last one" last.err
+expect_rc 0 "verify: the last one is still there" verify keys.img --passphrase-file=pass
+expect_rc 2 "usage: --force only applies to remove-passphrase" verify keys.img --passphrase-file=pass --force
+expect_rc 2 "usage: --new-passphrase-file does not apply to verify" \
+        verify keys.img --passphrase-file=pass --new-passphrase-file=pass2
+expect_rc 2 "usage: --pbkdf-iterations must be positive" \
+        add-passphrase keys.img --passphrase-file=pass --new-passphrase-file=pass2 --pbkdf-iterations=0
+expect_rc 2 "usage: both passphrases from standard input" \
+        change-passphrase keys.img --passphrase-file=- --new-passphrase-file=- </dev/null
+expect_rc 2 "usage: change-passphrase expects SOURCE" change-passphrase
+expect_rc 6 "change-passphrase of a file without LUKS header" \
+        change-passphrase plain.img --passphrase-file=pass --new-passphrase-file=pass2
+install -m 0644 pass userpass
+expect_user_denied verify keys.img --passphrase-file="$W/userpass"
+
+# on_tty WANT DESCRIPTION ANSWERS ARGS...: runs luksvolumectl ARGS on a
+# pseudo-terminal, typing the next line of ANSWERS after each passphrase
+# prompt; one test point: it exits WANT.
+on_tty() {
+        local want=$1 desc=$2 answers=$3; shift 3
+        python3 - "$answers" "$ctl" "$@" >tty.out 2>&1 <<'PY'
+import os, pty, select, sys
+answers = sys.argv[1].split("\n")
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+out, typed = b"", 0
+while True:
+    if not select.select([fd], [], [], 30)[0]:
+        break
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+    if out.count(b"assphrase for ") > typed and out.endswith(b": ") and typed < len(answers):
+        os.write(fd, answers[typed].encode() + b"\n")
+        typed += 1
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+PY
+        rc=$?
+        if ((rc == want)); then
+                ok "$desc (exit $rc)"
+        else
+                not_ok "$desc (exit $rc, want $want)"
+                diag tty.out
+        fi
+}
+
+on_tty 2 "change-passphrase at the prompt: two different new passphrases are refused" \
+        "$PASS"$'\n'"typed once"$'\n'"typed twice" change-passphrase keys.img
+check "it asked for the old passphrase, the new one and again" \
+        bash -c 'grep -q "Old passphrase for .*keys.img: " tty.out && grep -q "Repeat new passphrase for" tty.out &&
+                 grep -q "do not match" tty.out'
+on_tty 0 "change-passphrase at the prompt" "$PASS"$'\n'"typed twice"$'\n'"typed twice" change-passphrase keys.img
+printf '%s' "typed twice" >typed
+expect_rc 0 "the typed passphrase opens it" verify keys.img --passphrase-file=typed
 
 # ─────────────────────────────── monitor ─────────────────────────────────
 

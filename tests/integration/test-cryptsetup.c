@@ -627,6 +627,70 @@ static void test_saved_keep_mapping(void) {
         assert_clean();
 }
 
+/* The passphrase of a volume attached in cryptsetup mode is rotated while
+ * the guest reads through the mapping (only the header changes; dm-crypt
+ * holds the volume key); the old passphrase then fails and the new one
+ * attaches again.  A file (through its loop device) and a block device,
+ * whose lock is libcryptsetup's lock file. */
+static void rotate_attached(const char *source, const char *image, const char *target) {
+        static const char new_pass[] = "rotated cryptsetup passphrase";
+        GError *error = NULL;
+
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", source, PASS,
+                                          lv_opts("target", g_variant_new_string(target), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_assert_cmpstr(mode, ==, "cryptsetup");
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+
+        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", source, PASS, new_pass, TRUE, NULL, &error),
+                        ==, 0);
+        g_assert_no_error(error);
+
+        /* QEMU reads the mapping through the (VM's) page cache, which still
+         * holds the plaintext read before: drop it, so that this read comes
+         * from the device, through dm-crypt, after the header changed. */
+        const char *drop_argv[] = { "sh", "-c", "sync && echo 3 > /proc/sys/vm/drop_caches", NULL };
+        g_assert_cmpint(lv_run_as(0, drop_argv, 60, NULL, NULL), ==, 0);
+        g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
+        g_assert_false(guest_reads_pattern_on_mapper(mapper, PATTERN ^ 0xff));
+        g_assert_cmpint(lv_verify_passphrase(bus, image, PASS, &error), ==, -1);
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        g_assert_cmpint(lv_verify_passphrase(bus, image, new_pass, &error), >=, 0);
+        g_assert_no_error(error);
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+
+        g_assert_null(lv_attach(bus, "lvtest-guest", source, PASS,
+                                lv_opts("target", g_variant_new_string(target), NULL), &error));
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        g_autofree char *path2 = lv_attach(bus, "lvtest-guest", source, new_pass,
+                                           lv_opts("target", g_variant_new_string(target), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper2 = lv_volume_prop_string(bus, path2, "MapperDevice");
+        g_assert_true(guest_reads_pattern_on_mapper(mapper2, PATTERN));
+        g_assert_true(lv_detach(bus, path2, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
+static void test_rotate_attached(void) {
+        g_autofree char *img = lv_make_luks2_image("c-rotate.img", PASS, 20);
+        write_pattern_via_dm(img, PASS);
+        rotate_attached(img, img, "sdl");
+
+        g_autofree char *img2 = lv_make_luks2_image("c-rotate-dev.img", PASS, 20);
+        write_pattern_via_dm(img2, PASS);
+        g_autofree char *dev = lv_losetup(img2);
+        rotate_attached(dev, img2, "sdm");
+        lv_losetup_detach(dev);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -656,6 +720,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/resize-luks1", test_resize_luks1);
         g_test_add_func("/cryptsetup/default/resize-block-device", test_resize_block_device);
         g_test_add_func("/cryptsetup/default/discard-serial", test_discard_serial);
+        g_test_add_func("/cryptsetup/default/rotate-attached", test_rotate_attached);
         g_test_add_func("/cryptsetup/raised/luks1-auto", test_raised_minimums);
 
         int r = g_test_run();

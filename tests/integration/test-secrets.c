@@ -439,6 +439,32 @@ static void test_refusals(void) {
         assert_clean();
 }
 
+/* Key management: every passphrase that went in — existing, new, old,
+ * verified, wrong, removed; as ay and through fds — is gone afterwards,
+ * although libcryptsetup derived keys from each and wrote new key slots. */
+static void test_key_management(void) {
+        g_autofree char *a = NULL, *b = new_secret(), *c = new_secret(), *wrong = new_secret();
+        g_autofree char *src = image_with_new_secret("keys.img", &a);
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpint(lv_keys_call(bus, "AddPassphrase", src, a, b, FALSE, NULL, &error), ==, 1);
+        g_assert_no_error(error);
+        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", src, b, c, TRUE, NULL, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpint(lv_verify_passphrase(bus, src, c, &error), >=, 0);
+        g_assert_no_error(error);
+        g_assert_cmpint(lv_verify_passphrase(bus, src, wrong, &error), ==, -1);
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        g_assert_cmpint(lv_keys_call(bus, "RemovePassphrase", src, a, NULL, TRUE, NULL, &error), ==, 0);
+        g_assert_no_error(error);
+
+        assert_no_copy(a, "after add (existing) and remove");
+        assert_no_copy(b, "after add (new) and change (old, through an fd)");
+        assert_no_copy(c, "after change (new, through an fd) and verify");
+        assert_no_copy(wrong, "after a wrong verification");
+}
+
 static void test_log(void) {
         g_autofree char *log = lv_daemon_log();
 
@@ -478,6 +504,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/secrets/passphrase-fd", test_passphrase_fd);
         g_test_add_func("/secrets/after-detach", test_after_detach);
         g_test_add_func("/secrets/refusals", test_refusals);
+        g_test_add_func("/secrets/key-management", test_key_management);
         g_test_add_func("/secrets/log", test_log);
 
         int r = g_test_run();

@@ -48,38 +48,6 @@ static GVariant *scsi(void) {
         return lv_opts("bus", g_variant_new_string("scsi"), NULL);
 }
 
-/* Runs argv in the background; returns once it printed its first line
- * (how the helpers below say "ready"). */
-static GSubprocess *spawn_ready(const char *const *argv) {
-        g_autoptr(GError) error = NULL;
-        GSubprocess *p = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
-        g_assert_no_error(error);
-        g_autoptr(GDataInputStream) in = g_data_input_stream_new(g_subprocess_get_stdout_pipe(p));
-        g_autofree char *line = g_data_input_stream_read_line(in, NULL, NULL, &error);
-        g_assert_no_error(error);
-        g_assert_nonnull(line);
-        return p;
-}
-
-/* One process (no child to outlive it) holding an exclusive flock on path. */
-static GSubprocess *hold_flock(const char *path) {
-        g_autofree char *script = g_strdup_printf(
-                "import fcntl, os, time\n"
-                "fd = os.open('%s', os.O_RDONLY | os.O_CREAT, 0o600)\n"
-                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-                "print('locked', flush=True)\n"
-                "time.sleep(600)\n", path);
-        const char *argv[] = { "/usr/bin/python3", "-c", script, NULL };
-        return spawn_ready(argv);
-}
-
-static void kill_wait(GSubprocess *p) {
-        if (!p)
-                return;
-        g_subprocess_send_signal(p, SIGKILL);
-        g_subprocess_wait(p, NULL, NULL);
-        g_object_unref(p);
-}
 
 /* ------------------------------------------------------------- async calls */
 
@@ -138,7 +106,7 @@ static void test_flock_busy(void) {
         Pending probe_locked = {}, probe_free = {}, attach_free = {};
         GError *error = NULL;
 
-        GSubprocess *holder = hold_flock(locked);
+        GSubprocess *holder = lv_hold_flock(locked);
 
         probe_async(bus, locked, &probe_locked);
         probe_async(bus, free1, &probe_free);
@@ -161,17 +129,17 @@ static void test_flock_busy(void) {
         g_assert_null(lv_attach(bus, "lvtest-guest", locked, PASS, scsi(), &error));
         lv_assert_error(error, LV_ERR("Busy"));
         g_clear_error(&error);
-        kill_wait(holder);
+        lv_kill_wait(holder);
 
         /* A LUKS1 file too: whoever holds it exclusively is changing it. */
-        holder = hold_flock(locked1);
+        holder = lv_hold_flock(locked1);
         g_assert_null(lv_probe(bus, locked1, &error));
         lv_assert_error(error, LV_ERR("Busy"));
         /* ... naming the holder. */
         g_autofree char *pid = g_strdup_printf("(pid %s)", g_subprocess_get_identifier(holder));
         g_assert_nonnull(strstr(error->message, pid));
         g_clear_error(&error);
-        kill_wait(holder);
+        lv_kill_wait(holder);
         g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe(bus, locked1, &error);
         g_assert_no_error(error);
 
@@ -196,13 +164,13 @@ static void test_lockfile_busy(void) {
         g_assert_cmpint(stat(dev, &st), ==, 0);
         g_assert_cmpint(g_mkdir_with_parents("/run/cryptsetup", 0700), ==, 0);
         g_autofree char *lockfile = g_strdup_printf("/run/cryptsetup/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
-        GSubprocess *holder = hold_flock(lockfile);
+        GSubprocess *holder = lv_hold_flock(lockfile);
 
         g_assert_null(lv_probe(bus, dev, &error));
         lv_assert_error(error, LV_ERR("Busy"));
         g_clear_error(&error);
 
-        kill_wait(holder);
+        lv_kill_wait(holder);
         g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe(bus, dev, &error);
         g_assert_no_error(error);
         g_unlink(lockfile);
@@ -539,12 +507,12 @@ static void test_in_use_block(void) {
                 "print('held', flush=True)\n"
                 "time.sleep(600)\n", dev2);
         const char *hold_argv[] = { "/usr/bin/python3", "-c", script, NULL };
-        GSubprocess *holder = spawn_ready(hold_argv);
+        GSubprocess *holder = lv_spawn_ready(hold_argv);
         g_assert_null(lv_attach(bus, "lvtest-guest", dev2, PASS, scsi(), &error));
         lv_assert_error(error, LV_ERR("InUse"));
         g_assert_nonnull(strstr(error->message, "exclusively"));
         g_clear_error(&error);
-        kill_wait(holder);
+        lv_kill_wait(holder);
         assert_clean();
 
         /* And while a native block volume is attached, the daemon holds it
@@ -617,17 +585,9 @@ int main(int argc, char *argv[]) {
         guest = lv_start_guest("lvtest-guest");
         other = lv_start_guest("lvtest-other");
 
-        fuse_dir = lv_sandbox_path("fuse");
-        g_assert_cmpint(g_mkdir_with_parents(fuse_dir, 0755), ==, 0);
-        const char *fuse_argv[] = { "/usr/bin/python3", argv[1], fuse_dir, NULL };
-        g_autoptr(GError) error = NULL;
-        fuse_fs = g_subprocess_newv(fuse_argv, G_SUBPROCESS_FLAGS_NONE, &error);
-        g_assert_no_error(error);
+        fuse_fs = lv_mount_hang_fuse(argv[1], "fuse", NULL, &fuse_dir);
         eacces_path = g_build_filename(fuse_dir, "eacces.img", NULL);
         hang_path = g_build_filename(fuse_dir, "hang.img", NULL);
-        for (int i = 0; i < 500 && !g_file_test(eacces_path, G_FILE_TEST_EXISTS); i++)
-                g_usleep(10 * 1000);
-        g_assert_true(g_file_test(eacces_path, G_FILE_TEST_EXISTS));
 
         g_test_add_func("/shared-host/flock-busy", test_flock_busy);
         g_test_add_func("/shared-host/lockfile-busy", test_lockfile_busy);
@@ -646,12 +606,7 @@ int main(int argc, char *argv[]) {
 
         /* The hanging look-ups end (with an error) once their file system
          * goes away. */
-        if (fuse_fs) {
-                g_subprocess_send_signal(fuse_fs, SIGKILL);
-                g_subprocess_wait(fuse_fs, NULL, NULL);
-                (void) umount2(fuse_dir, MNT_DETACH);
-                g_clear_object(&fuse_fs);
-        }
+        lv_unmount_hang_fuse(g_steal_pointer(&fuse_fs), fuse_dir);
         lv_destroy_guest(other);
         lv_destroy_guest(guest);
         return r;

@@ -327,14 +327,17 @@ fi
 
 # lintian is clean and must stay so: any error or warning fails the test
 # (overrides, with their reasons, are in debian/*.lintian-overrides).
-if command -v lintian >/dev/null; then
+# Not having lintian is a failure too, not a skip: the check must run in CI
+# (tests/install-deps.sh installs it).
+command -v lintian >/dev/null || fail "lintian is not installed (tests/install-deps.sh installs it)"
+{
         echo "test-deb: lintian:"
         lintian_out=$(lintian --tag-display-limit 0 "$deb" "$cdeb" 2>&1 || true)
         printf '%s\n' "$lintian_out" | sed 's/^/    /'
         if printf '%s\n' "$lintian_out" | grep -qE '^[EW]: '; then
                 fail "lintian reports errors or warnings"
         fi
-fi
+}
 
 # ── report ────────────────────────────────────────────────────────────────
 echo

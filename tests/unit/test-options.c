@@ -313,6 +313,104 @@ static void test_probe(void) {
         sd_bus_message_unref(m);
 }
 
+/* Parses a keys dictionary; returns the error name (NULL on success). */
+static char *parse_keys(sd_bus_message *m, unsigned allowed, KeysOptions *ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        seal(m);
+        int r = keys_options_parse(m, allowed, ret, &error);
+        char *name = r < 0 ? g_strdup(error.name ? error.name : "errno") : NULL;
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(m);
+        return name;
+}
+
+static void test_keys(void) {
+        KeysOptions o;
+        int p[2], q[2];
+        char *e;
+
+        g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+        g_assert_cmpint(pipe2(q, O_CLOEXEC), ==, 0);
+
+        sd_bus_message *m = new_message();
+        sd_bus_message_append(m, "a{sv}", 0);
+        g_assert_null(parse_keys(m, 0, &o));
+        g_assert_cmpint(o.passphrase_fd, ==, -1);
+        g_assert_cmpint(o.new_passphrase_fd, ==, -1);
+        g_assert_cmpuint(o.pbkdf_iterations, ==, 0);
+        g_assert_false(o.force);
+        keys_options_done(&o);
+
+        /* Change/Add: both fds and the iterations. */
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 3, "passphrase-fd", "h", p[0], "new-passphrase-fd", "h", q[0],
+                              "pbkdf-iterations", "u", 5000);
+        g_assert_null(parse_keys(m, KEYS_OPTIONS_NEW, &o));
+        g_assert_cmpint(o.passphrase_fd, >=, 0);
+        g_assert_cmpint(o.passphrase_fd, !=, p[0]);
+        g_assert_cmpint(o.new_passphrase_fd, >=, 0);
+        g_assert_cmpuint(o.pbkdf_iterations, ==, 5000);
+        keys_options_done(&o);
+        g_assert_cmpint(o.passphrase_fd, ==, -1);
+
+        /* Remove: force. */
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "force", "b", 1);
+        g_assert_null(parse_keys(m, KEYS_OPTIONS_FORCE, &o));
+        g_assert_true(o.force);
+        keys_options_done(&o);
+
+        /* Each method refuses what is not its own. */
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "force", "b", 1);
+        e = parse_keys(m, KEYS_OPTIONS_NEW, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "new-passphrase-fd", "h", q[0]);
+        e = parse_keys(m, KEYS_OPTIONS_FORCE, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "pbkdf-iterations", "u", 5000);
+        e = parse_keys(m, 0, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+
+        /* Bad values, types and duplicates. */
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "pbkdf-iterations", "u", 0);
+        e = parse_keys(m, KEYS_OPTIONS_NEW, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "pbkdf-iterations", "u", KEYS_PBKDF_ITERATIONS_MAX + 1);
+        e = parse_keys(m, KEYS_OPTIONS_NEW, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "force", "s", "yes");
+        e = parse_keys(m, KEYS_OPTIONS_FORCE, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 2, "passphrase-fd", "h", p[0], "passphrase-fd", "h", q[0]);
+        e = parse_keys(m, 0, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+        /* A write end is no passphrase source. */
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 1, "new-passphrase-fd", "h", q[1]);
+        e = parse_keys(m, KEYS_OPTIONS_NEW, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+
+        close(p[0]);
+        close(p[1]);
+        close(q[0]);
+        close(q[1]);
+}
+
 int main(int argc, char *argv[]) {
         int sv[2];
 
@@ -338,6 +436,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/options/detach", test_detach);
         g_test_add_func("/options/resize", test_resize);
         g_test_add_func("/options/probe", test_probe);
+        g_test_add_func("/options/keys", test_keys);
 
         int r = g_test_run();
         sd_bus_close_unref(bus);

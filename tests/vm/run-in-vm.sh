@@ -11,7 +11,20 @@
 #
 # Usage:
 #   run-in-vm.sh [--mem MiB] [--smp N] [--timeout SEC] [--cache-dir DIR]
-#                [--env NAME]... -- CMD [ARGS...]
+#                [--env NAME]... [--systemd] -- CMD [ARGS...]
+#   run-in-vm.sh --check
+#
+# --systemd: the host's systemd becomes PID 1 of the VM (vm-init.sh) and
+#   runs CMD from a test unit (lvvm-test.service, pulled in by
+#   lvvm-test.target: sysinit.target and dbus.socket; no timers, no
+#   multi-user.target), so CMD sees a booted Debian system: journald, udevd,
+#   the system bus, logind and polkitd on demand; CMD starts what else it
+#   needs (libvirtd.socket).  In the VM /etc/fstab and /etc/machine-id are
+#   empty (the host's fstab names disks the VM lacks) and /tmp is not
+#   emptied at boot.  Give it 3 GiB (--mem 3072).
+# --check: only look for a usable kernel: exit 0 if there is one, 77 (with
+#   the reason on stderr) if the VM would be skipped; nothing is built or
+#   booted.  For callers with slow preparations to do before a VM run.
 #
 # The VM:
 #   - QEMU TCG (KVM is unusable on these machines), -smp 2, 1536 MiB;
@@ -88,7 +101,8 @@ verbose() { [[ ${LV_VM_VERBOSE:-} != 1 ]] || say "$*"; }
 usage() {
     cat >&2 <<EOF
 usage: $PROG [--mem MiB] [--smp N] [--timeout SEC] [--cache-dir DIR]
-             [--env NAME]... -- CMD [ARGS...]
+             [--env NAME]... [--systemd] -- CMD [ARGS...]
+       $PROG --check
 EOF
     exit 1
 }
@@ -96,6 +110,7 @@ EOF
 mem=1536 smp=2 timeout_s=300
 cache_dir=${LV_VM_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/luksvolumed-vm}
 extra_env=()
+use_systemd=0 check_only=0
 while (($#)); do
     case $1 in
         --mem)       (($# >= 2)) || usage; mem=$2; shift 2 ;;
@@ -103,12 +118,14 @@ while (($#)); do
         --timeout)   (($# >= 2)) || usage; timeout_s=$2; shift 2 ;;
         --cache-dir) (($# >= 2)) || usage; cache_dir=$2; shift 2 ;;
         --env)       (($# >= 2)) || usage; extra_env+=("$2"); shift 2 ;;
+        --systemd)   use_systemd=1; shift ;;
+        --check)     check_only=1; shift ;;
         --)          shift; break ;;
         -h|--help)   usage ;;
         *)           say "unknown argument '$1'"; usage ;;
     esac
 done
-(($# >= 1)) || usage
+(($# >= 1 || check_only)) || usage
 cmd=("$@")
 [[ $mem =~ ^[0-9]+$ && $smp =~ ^[0-9]+$ && $timeout_s =~ ^[0-9]+$ ]] ||
     die "--mem, --smp and --timeout take positive integers"
@@ -117,7 +134,7 @@ for a in "${cmd[@]}"; do [[ $a != --tap ]] || tap=1; done
 
 skip() {
     say "SKIP: $*"
-    if ((tap)); then
+    if ((tap && !check_only)); then
         printf '1..0 # SKIP %s\n' "$*"
         exit 0
     fi
@@ -172,6 +189,7 @@ fi
 for p in cpio setpriv timeout mkfifo sha256sum; do
     command -v "$p" >/dev/null || die "required program '$p' is not installed"
 done
+((!check_only)) || exit 0
 
 # ---------------------------------------------------------------------------
 # The initramfs, cached.  Its name carries a hash of every input, so a new
@@ -312,6 +330,11 @@ run=$(mktemp -d "${TMPDIR:-/tmp}/lvvm.XXXXXX")
 work=$run/work
 mkdir "$work"
 cp "$HERE/vm-stage2.sh" "$work/stage2.sh"
+if ((use_systemd)); then
+    # vm-init.sh copies these into the VM's /etc/systemd/system.
+    mkdir "$work/units"
+    cp "$HERE/lvvm-test.target" "$HERE/lvvm-test.service" "$work/units/"
+fi
 
 # The command's environment.  LV_SANDBOX_INNER is sandbox.sh's own
 # re-exec marker and must never leak into a fresh sandbox.
@@ -396,6 +419,12 @@ err_pid=$!
 # ttyS0: kernel and init messages, only shown on failure.  ttyS1/ttyS2:
 # CMD's stdout/stderr.  "quiet" keeps the console to warnings and worse.
 append="console=ttyS0 ${LV_VM_APPEND_EXTRA:-quiet} panic=-1 8250.nr_uarts=3 mitigations=off"
+if ((use_systemd)); then
+    # lvvm.init=systemd: read by vm-init.sh.  systemd.firstboot=off: the
+    # empty machine-id makes this a "first boot", and systemd-firstboot must
+    # not wait on the console for answers.
+    append+=" lvvm.init=systemd systemd.unit=lvvm-test.target systemd.firstboot=off"
+fi
 # shellcheck disable=SC2054  # commas belong to QEMU's option syntax
 qemu_args=(
     -accel tcg -machine pc -cpu "${LV_VM_CPU:-max}" -smp "$smp" -m "$mem"

@@ -13,7 +13,9 @@
 #              stage 2 script, command, environment, exit status.
 #
 # Then switch_root and exec stage 2 (a bash script from the work share, run
-# by the host's bash).  On any failure: a message on the console (ttyS0, the
+# by the host's bash) -- or, with lvvm.init=systemd on the kernel command
+# line (run-in-vm.sh --systemd), the host's systemd as PID 1, whose test
+# target runs stage 2 as a service.  On any failure: a message on the console (ttyS0, the
 # host's console log) and power off, so the host sees "no exit status" at
 # once instead of waiting for its timeout.
 
@@ -60,10 +62,49 @@ mkdir -p /newroot/lvvm/work
 mount -t 9p -o "$P9OPTS,cache=none" work /newroot/lvvm/work || fail "mount 9p work"
 [ -r /newroot/lvvm/work/stage2.sh ] || fail "no stage2.sh on the work share"
 
+# Who becomes PID 1 (run-in-vm.sh puts lvvm.init=systemd on the kernel
+# command line for --systemd): stage 2 itself, or the host's systemd, which
+# then runs stage 2 from the test unit run-in-vm.sh put on the work share.
+init_mode=script
+case " $(cat /proc/cmdline) " in
+    *" lvvm.init=systemd "*) init_mode=systemd ;;
+esac
+if [ "$init_mode" = systemd ]; then
+    [ -x /newroot/lib/systemd/systemd ] || fail "no /lib/systemd/systemd on the host root"
+    # The host's fstab names disks this VM does not have: systemd would wait
+    # for them (and then fail local-fs.target).  An empty machine-id makes
+    # systemd generate a transient one instead of reusing the host's (it
+    # would be the same in every VM and the host's journal id).  Both files
+    # are written to the overlay's tmpfs layer, not to the host.
+    : >/newroot/etc/fstab || fail "write /etc/fstab"
+    : >/newroot/etc/machine-id || fail "write /etc/machine-id"
+    # The host may be a container (this project's CI machines are): its
+    # marker files, seen through the overlay, would make systemd believe it
+    # runs in a container -- ignore the kernel command line (systemd.unit=),
+    # skip udev and hardware units.  Deleting them here only whites them
+    # out in the overlay.
+    rm -f /newroot/.dockerenv /newroot/run/.containerenv /newroot/run/systemd/container
+    # Keep the host's /tmp as the script mode does: Debian's tmpfiles.d/
+    # tmp.conf empties /tmp at boot, and the command, its arguments or the
+    # build directory may live there.  (/etc/tmpfiles.d overrides the file
+    # of the same name below /usr/lib.)
+    mkdir -p /newroot/etc/tmpfiles.d || fail "mkdir /etc/tmpfiles.d"
+    : >/newroot/etc/tmpfiles.d/tmp.conf || fail "override tmpfiles.d/tmp.conf"
+    # The test target and unit (tests/vm/lvvm-test.*); /etc wins over the
+    # host's units of the same name, were there any.
+    cp /newroot/lvvm/work/units/* /newroot/etc/systemd/system/ || fail "install the test units"
+fi
+
 # switch_root deletes the initramfs' files; keep /dev (devtmpfs) by moving
-# it, drop the rest (stage 2 mounts proc and sys again).
+# it, drop the rest (stage 2, or systemd, mounts proc and sys again).
 mount --move /dev /newroot/dev || fail "move /dev"
 umount /sys /proc
-# shellcheck disable=SC2093  # reached only if switch_root fails
-exec switch_root /newroot /bin/bash /lvvm/work/stage2.sh
+if [ "$init_mode" = systemd ]; then
+    # systemd.unit= on the kernel command line names lvvm-test.target.
+    # shellcheck disable=SC2093  # reached only if switch_root fails
+    exec switch_root /newroot /lib/systemd/systemd
+else
+    # shellcheck disable=SC2093  # reached only if switch_root fails
+    exec switch_root /newroot /bin/bash /lvvm/work/stage2.sh
+fi
 fail "switch_root failed"

@@ -11,15 +11,25 @@
 # Everything that goes wrong before the command runs is reported on the
 # console (ttyS0) and leaves no status file: the host then fails with the
 # console's tail.
+#
+# With --systemd (run-in-vm.sh --systemd) it is not PID 1 but the service
+# lvvm-test.service under the host's systemd: systemd has mounted the
+# kernel file systems and /run and owns power-off (the unit's
+# ExecStopPost=), so only the part from the modules on is done here.
 
 W=/lvvm/work
 exec </dev/null >/dev/console 2>&1
+
+under_systemd=0
+[[ ${1:-} != --systemd ]] || under_systemd=1
 
 say() { echo "lvvm-stage2: $*"; }
 # Progress with guest uptime, for the console log (boot-time profiling).
 mark() { local up; read -r up _ </proc/uptime; say "[$up s] $*"; }
 off() {
     sync
+    # Under systemd the unit's ExecStopPost= powers off once we are gone.
+    ((!under_systemd)) || exit 0
     # reboot(2) straight away; the VM has nothing to shut down cleanly.
     /bin/busybox poweroff -f
     echo o >/proc/sysrq-trigger
@@ -31,33 +41,41 @@ fail() { say "FATAL: $*"; off; }
 set -u
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
-mount -t proc proc /proc || fail "mount /proc"
-mount -t sysfs sysfs /sys || fail "mount /sys"
-mark "stage 2 started"
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts || fail "mount /dev/pts"
-mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm || fail "mount /dev/shm"
-mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
-# devtmpfs has no /dev/fd & co.; bash process substitution needs /dev/fd.
-ln -sfn /proc/self/fd /dev/fd
-ln -sfn /proc/self/fd/0 /dev/stdin
-ln -sfn /proc/self/fd/1 /dev/stdout
-ln -sfn /proc/self/fd/2 /dev/stderr
-ln -sfn pts/ptmx /dev/ptmx 2>/dev/null || true
+# The duties of PID 1 that systemd does itself when it is PID 1.
+pid1_setup() {
+    mount -t proc proc /proc || fail "mount /proc"
+    mount -t sysfs sysfs /sys || fail "mount /sys"
+    mark "stage 2 started"
+    mkdir -p /dev/pts /dev/shm
+    mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts || fail "mount /dev/pts"
+    mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm || fail "mount /dev/shm"
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
+    # devtmpfs has no /dev/fd & co.; bash process substitution needs /dev/fd.
+    ln -sfn /proc/self/fd /dev/fd
+    ln -sfn /proc/self/fd/0 /dev/stdin
+    ln -sfn /proc/self/fd/1 /dev/stdout
+    ln -sfn /proc/self/fd/2 /dev/stderr
+    ln -sfn pts/ptmx /dev/ptmx 2>/dev/null || true
 
-# A fresh, empty /run: the host's (seen through the overlay) holds sockets,
-# pid files and locks of host processes (libvirtd, dbus) at the very paths
-# the sandbox's own daemons use.  /tmp stays the host's, seen through the
-# overlay (writes go to RAM): build directories and paths that meson passes
-# may well live there.
-mount -t tmpfs -o mode=0755,nosuid,nodev lvvm-run /run || fail "mount /run"
-mkdir -p /run/lock /run/user
-# /etc/libvirt, /var/lib, /var/cache, /var/log need no tmpfs of their own:
-# the overlay root already keeps every write in RAM (copy-up), and
-# sandbox.sh puts its own tmpfs on the libvirt directories anyway.
-mark "file systems ready"
-hostname lvvm 2>/dev/null || true
-ip link set lo up 2>/dev/null || true
+    # A fresh, empty /run: the host's (seen through the overlay) holds sockets,
+    # pid files and locks of host processes (libvirtd, dbus) at the very paths
+    # the sandbox's own daemons use.  /tmp stays the host's, seen through the
+    # overlay (writes go to RAM): build directories and paths that meson passes
+    # may well live there.
+    mount -t tmpfs -o mode=0755,nosuid,nodev lvvm-run /run || fail "mount /run"
+    mkdir -p /run/lock /run/user
+    # /etc/libvirt, /var/lib, /var/cache, /var/log need no tmpfs of their own:
+    # the overlay root already keeps every write in RAM (copy-up), and
+    # sandbox.sh puts its own tmpfs on the libvirt directories anyway.
+    mark "file systems ready"
+    hostname lvvm 2>/dev/null || true
+    ip link set lo up 2>/dev/null || true
+}
+if ((under_systemd)); then
+    mark "stage 2 started (under systemd)"
+else
+    pid1_setup
+fi
 
 # device-mapper, dm-crypt and loop come from the initramfs; should one be
 # missing, the host's modprobe (same kernel, same module tree) can still
