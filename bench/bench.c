@@ -45,18 +45,18 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "benchmark passphrase"
-#define CYCLES 40
-#define SLOW_ITER_MS 1500
+#define PASS          "benchmark passphrase"
+#define CYCLES        40
+#define SLOW_ITER_MS  1500
 /* 5. guest stalls: key slots costing QEMU ~300 ms each, 5 of each case. */
 #define STALL_SLOT_MS 300
-#define STALL_REPS 5
+#define STALL_REPS    5
 #define STALL_IDLE_MS 5000
-#define STALL_GUEST "bench-heartbeat"
+#define STALL_GUEST   "bench-heartbeat"
 /* 6. Probes of a locked and of an unlocked file. */
-#define LOCK_PROBES 50
+#define LOCK_PROBES   50
 /* 7. Resizes through the daemon and directly, interleaved. */
-#define RESIZE_REPS 15
+#define RESIZE_REPS   15
 /* 8. Changes (and verifications) per volume; fewer of the costly one. */
 #define KEY_REPS      9
 #define KEY_REPS_SLOW 5
@@ -97,7 +97,8 @@ static double floor_cycle(virDomainPtr dom, const char *img) {
         g_autofree char *dxml = g_strdup_printf(
                 "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
                 "<source file='%s'><encryption format='luks'><secret type='passphrase' uuid='%s'/></encryption></source>"
-                "<target dev='sdb' bus='scsi'/></disk>", img, uuid);
+                "<target dev='sdb' bus='scsi'/></disk>",
+                img, uuid);
         g_assert_cmpint(virDomainAttachDeviceFlags(dom, dxml, VIR_DOMAIN_AFFECT_LIVE), ==, 0);
         /* libvirt's own synchronous detach waits for QEMU's DEVICE_DELETED. */
         g_assert_cmpint(virDomainDetachDeviceFlags(dom, dxml, VIR_DOMAIN_AFFECT_LIVE), ==, 0);
@@ -110,9 +111,9 @@ static double floor_cycle(virDomainPtr dom, const char *img) {
 static double daemon_cycle(const char *domain, const char *img, double *ret_attach, double *ret_detach) {
         g_autoptr(GError) error = NULL;
         double t0 = now_ms();
-        g_autofree char *path = lv_attach(bus, domain, img, PASS,
-                                          lv_opts("bus", g_variant_new_string("scsi"),
-                                                  "target", g_variant_new_string("sdb"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, domain, img, PASS,
+                lv_opts("bus", g_variant_new_string("scsi"), "target", g_variant_new_string("sdb"), NULL), &error);
         g_assert_no_error(error);
         double t1 = now_ms();
         g_assert_true(lv_detach(bus, path, NULL, &error));
@@ -172,8 +173,8 @@ static void detach_all(Pending *p, guint n) {
 /* Runs n slow attaches over the given domains (round robin); returns the
  * wall time until all are done; fills per-attach latencies; samples
  * Probe('') latency meanwhile if probes != NULL. */
-static double run_attaches(const char *const *domains, guint n_domains, char **imgs, guint n,
-                           GArray *latencies, GArray *probes) {
+static double run_attaches(const char *const *domains, guint n_domains, char **imgs, guint n, GArray *latencies,
+                           GArray *probes) {
         Pending p[16] = {};
         double t0 = now_ms();
 
@@ -207,12 +208,12 @@ static double run_attaches(const char *const *domains, guint n_domains, char **i
 /* ---- 5. guest stalls ---- */
 
 typedef struct StallCase {
-        const char *label;    /* for the table */
+        const char *label; /* for the table */
         const char *csv_name;
-        const char *img;      /* set at run time */
+        const char *img; /* set at run time */
         const char *pass;
         gboolean right;
-        guint slots_tried;    /* key slots QEMU derives when asked with pass */
+        guint slots_tried; /* key slots QEMU derives when asked with pass */
         GArray *gap_ms, *attach_ms;
 } StallCase;
 
@@ -255,12 +256,14 @@ static double cryptsetup_slot_ms(const char *img) {
                 struct rusage a, b;
                 gint status;
                 getrusage(RUSAGE_CHILDREN, &a);
-                g_assert_true(g_spawn_sync(NULL, (char **) argv, NULL,
-                                           G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
-                                           NULL, NULL, NULL, NULL, &status, NULL));
+                g_assert_true(
+                        g_spawn_sync(NULL, (char **) argv, NULL,
+                                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                                     NULL, NULL, NULL, NULL, &status, NULL));
                 getrusage(RUSAGE_CHILDREN, &b);
-                double ms = (b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) * 1000.0 +
-                            (b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec - a.ru_stime.tv_usec) / 1000.0;
+                double ms =
+                        (b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) * 1000.0 +
+                        (b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec - a.ru_stime.tv_usec) / 1000.0;
                 best = MIN(best, ms);
         }
         unlink(keyfile);
@@ -282,10 +285,10 @@ static void guest_stalls(void) {
         char *pass8[8];
         for (int i = 0; i < 8; i++)
                 pass8[i] = g_strdup_printf("bench stall slot %d", i);
-        g_autofree char *img1 = lv_make_luks1_slots_image("bench-stall-1slot.img", (const char *const *) pass8, 1,
-                                                          STALL_SLOT_MS, 16);
-        g_autofree char *img8 = lv_make_luks1_slots_image("bench-stall-8slots.img", (const char *const *) pass8, 8,
-                                                          STALL_SLOT_MS, 16);
+        g_autofree char *img1 =
+                lv_make_luks1_slots_image("bench-stall-1slot.img", (const char *const *) pass8, 1, STALL_SLOT_MS, 16);
+        g_autofree char *img8 =
+                lv_make_luks1_slots_image("bench-stall-8slots.img", (const char *const *) pass8, 8, STALL_SLOT_MS, 16);
         guint iters = lv_pbkdf2_iterations(STALL_SLOT_MS);
         double cs_ms = cryptsetup_slot_ms(img1);
 
@@ -298,7 +301,7 @@ static void guest_stalls(void) {
 
         g_autofree char *console = NULL;
         virDomainPtr hb = lv_start_heartbeat_guest(STALL_GUEST, &console);
-        g_usleep(1000 * 1000);    /* let the kernel finish its asynchronous start-up */
+        g_usleep(1000 * 1000); /* let the kernel finish its asynchronous start-up */
         LvHeartbeat b = lv_heartbeat_latest(console);
         g_usleep(STALL_IDLE_MS * 1000);
         LvHeartbeat e = lv_heartbeat_next(console);
@@ -394,12 +397,12 @@ static void locked_file(void) {
 
         /* One process holding an exclusive flock, as cryptsetup does while
          * it rewrites a LUKS2 header. */
-        g_autofree char *script = g_strdup_printf(
-                "import fcntl, os, time\n"
-                "fd = os.open('%s', os.O_RDONLY)\n"
-                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-                "print('locked', flush=True)\n"
-                "time.sleep(600)\n", img);
+        g_autofree char *script = g_strdup_printf("import fcntl, os, time\n"
+                                                  "fd = os.open('%s', os.O_RDONLY)\n"
+                                                  "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                                                  "print('locked', flush=True)\n"
+                                                  "time.sleep(600)\n",
+                                                  img);
         const char *argv[] = { "/usr/bin/python3", "-c", script, NULL };
         g_autoptr(GSubprocess) holder = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
         g_assert_no_error(error);
@@ -429,9 +432,9 @@ static void resize_latency(virDomainPtr dom, const char *domain) {
         g_autoptr(GError) error = NULL;
         guint64 size = 16ULL << 20;
 
-        g_autofree char *path = lv_attach(bus, domain, img, PASS,
-                                          lv_opts("bus", g_variant_new_string("scsi"),
-                                                  "target", g_variant_new_string("sdc"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, domain, img, PASS,
+                lv_opts("bus", g_variant_new_string("scsi"), "target", g_variant_new_string("sdc"), NULL), &error);
         g_assert_no_error(error);
         /* Warm-up: the worker's connection, the first resize's paths. */
         size += 1 << 20;
@@ -544,7 +547,7 @@ int main(int argc, char *argv[]) {
         GArray *cycle_ms = g_array_new(FALSE, FALSE, sizeof(double));
         GArray *attach_ms = g_array_new(FALSE, FALSE, sizeof(double));
         GArray *detach_ms = g_array_new(FALSE, FALSE, sizeof(double));
-        (void) daemon_cycle(doms4[0], fast, NULL, NULL);    /* warm-up: activation, caches */
+        (void) daemon_cycle(doms4[0], fast, NULL, NULL); /* warm-up: activation, caches */
         (void) floor_cycle(dom[0], fast);
         for (int i = 0; i < CYCLES; i++) {
                 double a, d;
@@ -605,8 +608,8 @@ int main(int argc, char *argv[]) {
         printf("| of which Attach / Detach, medians (ms) | %.1f / %.1f | — | — | — |\n", attach_med, detach_med);
         printf("| Probe('') p50 / p90 / p99 under 8 slow attaches (ms, n=%u) | %.1f / %.1f / %.1f | idle p50 %.1f, p99 %.1f | p99 %.2f× idle | p99 ≤ 10 ms %s |\n",
                loaded->len, p50, p90, p99, ip50, ip99, p99 / ip99, p99 <= 10 ? "✓" : "✗");
-        printf("| 8 slow attaches over 4 domains, wall (ms) | %.0f | 1 domain %.0f | %.2f× faster | — |\n",
-               wall4, wall1, wall1 / wall4);
+        printf("| 8 slow attaches over 4 domains, wall (ms) | %.0f | 1 domain %.0f | %.2f× faster | — |\n", wall4,
+               wall1, wall1 / wall4);
         for (guint k = 0; k < G_N_ELEMENTS(levels); k++)
                 printf("| median attach latency at concurrency %u (ms) | %.0f | concurrency 1: %.0f | %.2f | — |\n",
                        levels[k], med_by_level[k], med_by_level[0], med_by_level[k] / med_by_level[0]);

@@ -12,31 +12,31 @@ static const struct {
         const char *name;
         int status;
 } error_map[] = {
-        { DBUS_ERROR_INVALID_ARGS,                      EXIT_USAGE          },
-        { DBUS_ERROR_ACCESS_DENIED,                     EXIT_AUTH           },
-        { DBUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, EXIT_AUTH          },
-        { LV_ERROR_BAD_PASSPHRASE,                      EXIT_BAD_PASSPHRASE },
-        { LV_ERROR_NO_SUCH_DOMAIN,                      EXIT_NOT_FOUND      },
+        { DBUS_ERROR_INVALID_ARGS, EXIT_USAGE },
+        { DBUS_ERROR_ACCESS_DENIED, EXIT_AUTH },
+        { DBUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, EXIT_AUTH },
+        { LV_ERROR_BAD_PASSPHRASE, EXIT_BAD_PASSPHRASE },
+        { LV_ERROR_NO_SUCH_DOMAIN, EXIT_NOT_FOUND },
         /* Not running is reported like "not found": there is no running
          * guest to act on, and the remedy (start it) is the same one a
          * script needs for a domain it cannot find. */
-        { LV_ERROR_DOMAIN_NOT_RUNNING,                  EXIT_NOT_FOUND      },
-        { LV_ERROR_NO_SUCH_VOLUME,                      EXIT_NOT_FOUND      },
+        { LV_ERROR_DOMAIN_NOT_RUNNING, EXIT_NOT_FOUND },
+        { LV_ERROR_NO_SUCH_VOLUME, EXIT_NOT_FOUND },
         /* A volume path the daemon does not export (e.g. detached meanwhile). */
-        { SD_BUS_ERROR_UNKNOWN_OBJECT,                  EXIT_NOT_FOUND      },
-        { SD_BUS_ERROR_UNKNOWN_INTERFACE,               EXIT_NOT_FOUND      },
-        { LV_ERROR_NOT_LUKS,                            EXIT_NOT_SUPPORTED  },
-        { LV_ERROR_NOT_SUPPORTED,                       EXIT_NOT_SUPPORTED  },
+        { SD_BUS_ERROR_UNKNOWN_OBJECT, EXIT_NOT_FOUND },
+        { SD_BUS_ERROR_UNKNOWN_INTERFACE, EXIT_NOT_FOUND },
+        { LV_ERROR_NOT_LUKS, EXIT_NOT_SUPPORTED },
+        { LV_ERROR_NOT_SUPPORTED, EXIT_NOT_SUPPORTED },
         /* An older daemon without the method we called. */
-        { SD_BUS_ERROR_UNKNOWN_METHOD,                  EXIT_NOT_SUPPORTED  },
-        { LV_ERROR_BUSY,                                EXIT_BUSY           },
-        { LV_ERROR_ALREADY_ATTACHED,                    EXIT_BUSY           },
-        { LV_ERROR_TARGET_IN_USE,                       EXIT_BUSY           },
+        { SD_BUS_ERROR_UNKNOWN_METHOD, EXIT_NOT_SUPPORTED },
+        { LV_ERROR_BUSY, EXIT_BUSY },
+        { LV_ERROR_ALREADY_ATTACHED, EXIT_BUSY },
+        { LV_ERROR_TARGET_IN_USE, EXIT_BUSY },
         /* The source is someone else's right now (mounted, another guest's
          * disk, a loop device's file …): like Busy, it may pass. */
-        { LV_ERROR_IN_USE,                              EXIT_BUSY           },
+        { LV_ERROR_IN_USE, EXIT_BUSY },
         /* The guest said no to an unplug: like Busy, it may change. */
-        { LV_ERROR_GUEST_REFUSED,                       EXIT_BUSY           },
+        { LV_ERROR_GUEST_REFUSED, EXIT_BUSY },
 };
 
 static int exit_status_from_bus_error(const sd_bus_error *error) {
@@ -60,10 +60,10 @@ int fail_bus(const char *what, const sd_bus_error *error, int r) {
 
         if (error && streq_ptr(error->name, DBUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
                 log_error(PROGRAM ": Hint: authentication is required; run this from a terminal "
-                          "with a polkit authentication agent (and without --no-ask-password), or as root.");
+                                  "with a polkit authentication agent (and without --no-ask-password), or as root.");
         else if (status == EXIT_AUTH)
                 log_error(PROGRAM ": Hint: run as root, or with a polkit authentication agent "
-                          "running, or ask an administrator to grant access.");
+                                  "running, or ask an administrator to grant access.");
         return status;
 }
 
@@ -78,7 +78,7 @@ static bool in_path(const char *name) {
                 path = "/bin:/usr/bin";
 
         /* Walk the list in place, skipping empty elements. */
-        for (const char *dir = path; *dir != '\0'; ) {
+        for (const char *dir = path; *dir != '\0';) {
                 size_t n = strcspn(dir, ":");
 
                 if (n > 0) {
@@ -106,7 +106,7 @@ static int connect_remote(sd_bus **ret) {
          * the exec fails, all we would ever see is ENOTCONN, so look first. */
         if (!in_path("ssh"))
                 return fail(EXIT_FAIL, "--host needs ssh(1), which was not found in $PATH; "
-                            "install an ssh client (e.g. openssh-client).");
+                                       "install an ssh client (e.g. openssh-client).");
 
         r = sd_bus_open_system_remote(&bus, arg_host);
         if (r < 0)
@@ -115,12 +115,13 @@ static int connect_remote(sd_bus **ret) {
         /* Opening only starts ssh. Make one round trip now, so that an
          * unreachable host, a refused login or a missing systemd-stdio-bridge
          * shows up as a connection failure and not as the first call's. */
-        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                               "GetId", &error, NULL, NULL);
+        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId",
+                               &error, NULL, NULL);
         if (r < 0) {
                 log_error_errno(r, PROGRAM ": Failed to connect to the system bus of %s over ssh: %m", arg_host);
                 log_error(PROGRAM ": Hint: ssh's own message, if any, is above; %s must be reachable "
-                          "with ssh and have systemd-stdio-bridge installed.", arg_host);
+                                  "with ssh and have systemd-stdio-bridge installed.",
+                          arg_host);
                 return EXIT_FAIL;
         }
 

@@ -174,28 +174,27 @@ enum {
 
 /* Returns -1 to go on, or an exit status. */
 static int parse_argv(int argc, char **argv) {
-        static const struct option options[] = {
-                { "help",            no_argument,       NULL, 'h'                 },
-                { "version",         no_argument,       NULL, ARG_VERSION         },
-                { "no-ask-password", no_argument,       NULL, ARG_NO_ASK_PASSWORD },
-                { "target",          required_argument, NULL, ARG_TARGET          },
-                { "bus",             required_argument, NULL, ARG_BUS             },
-                { "mode",            required_argument, NULL, ARG_MODE            },
-                { "read-only",       no_argument,       NULL, ARG_READ_ONLY       },
-                { "serial",          required_argument, NULL, ARG_SERIAL          },
-                { "discard",         no_argument,       NULL, ARG_DISCARD         },
-                { "allow-shrink",    no_argument,       NULL, ARG_ALLOW_SHRINK    },
-                { "all",             no_argument,       NULL, ARG_ALL             },
-                { "domain",          required_argument, NULL, ARG_DOMAIN          },
-                { "passphrase-file", required_argument, NULL, ARG_PASSPHRASE_FILE },
-                { "timeout",         required_argument, NULL, ARG_TIMEOUT         },
-                { "host",            required_argument, NULL, 'H'                 },
-                { "json",            optional_argument, NULL, ARG_JSON            },
-                { "new-passphrase-file", required_argument, NULL, ARG_NEW_PASSPHRASE_FILE },
-                { "pbkdf-iterations", required_argument, NULL, ARG_PBKDF_ITERATIONS },
-                { "force",           no_argument,       NULL, ARG_FORCE           },
-                {}
-        };
+        static const struct option options[] = { { "help", no_argument, NULL, 'h' },
+                                                 { "version", no_argument, NULL, ARG_VERSION },
+                                                 { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },
+                                                 { "target", required_argument, NULL, ARG_TARGET },
+                                                 { "bus", required_argument, NULL, ARG_BUS },
+                                                 { "mode", required_argument, NULL, ARG_MODE },
+                                                 { "read-only", no_argument, NULL, ARG_READ_ONLY },
+                                                 { "serial", required_argument, NULL, ARG_SERIAL },
+                                                 { "discard", no_argument, NULL, ARG_DISCARD },
+                                                 { "allow-shrink", no_argument, NULL, ARG_ALLOW_SHRINK },
+                                                 { "all", no_argument, NULL, ARG_ALL },
+                                                 { "domain", required_argument, NULL, ARG_DOMAIN },
+                                                 { "passphrase-file", required_argument, NULL, ARG_PASSPHRASE_FILE },
+                                                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                                                 { "host", required_argument, NULL, 'H' },
+                                                 { "json", optional_argument, NULL, ARG_JSON },
+                                                 { "new-passphrase-file", required_argument, NULL,
+                                                   ARG_NEW_PASSPHRASE_FILE },
+                                                 { "pbkdf-iterations", required_argument, NULL, ARG_PBKDF_ITERATIONS },
+                                                 { "force", no_argument, NULL, ARG_FORCE },
+                                                 {} };
         static const char *const buses[] = { "virtio", "scsi", "sata", "usb", NULL };
         static const char *const modes[] = { "auto", "native", "cryptsetup", NULL };
         int c, r;
@@ -221,12 +220,14 @@ static int parse_argv(int argc, char **argv) {
                         break;
                 case ARG_BUS:
                         if (!one_of(optarg, buses))
-                                return fail(EXIT_USAGE, "Invalid --bus \"%s\": expected virtio, scsi, sata or usb.", optarg);
+                                return fail(EXIT_USAGE, "Invalid --bus \"%s\": expected virtio, scsi, sata or usb.",
+                                            optarg);
                         arg_bus = optarg;
                         break;
                 case ARG_MODE:
                         if (!one_of(optarg, modes))
-                                return fail(EXIT_USAGE, "Invalid --mode \"%s\": expected auto, native or cryptsetup.", optarg);
+                                return fail(EXIT_USAGE, "Invalid --mode \"%s\": expected auto, native or cryptsetup.",
+                                            optarg);
                         arg_mode = optarg;
                         break;
                 case ARG_READ_ONLY:
@@ -266,8 +267,7 @@ static int parse_argv(int argc, char **argv) {
                         r = parse_u32(optarg, &arg_pbkdf_iterations);
                         if (r < 0 || arg_pbkdf_iterations == 0)
                                 return fail(EXIT_USAGE,
-                                            "Invalid --pbkdf-iterations \"%s\": expected a positive number.",
-                                            optarg);
+                                            "Invalid --pbkdf-iterations \"%s\": expected a positive number.", optarg);
                         break;
                 case ARG_FORCE:
                         arg_force = true;
@@ -314,14 +314,14 @@ static int parse_argv(int argc, char **argv) {
  * together. */
 typedef enum VerbOptions {
         VERB_ATTACH_OPTIONS = 1 << 0, /* --target, --bus, --mode, --read-only, --serial, --discard */
-        VERB_TIMEOUT        = 1 << 1, /* --timeout */
-        VERB_JSON           = 1 << 2, /* --json */
-        VERB_PASSPHRASE     = 1 << 3, /* --passphrase-file */
-        VERB_ALL            = 1 << 4, /* --all */
-        VERB_SHRINK         = 1 << 5, /* --allow-shrink */
-        VERB_DOMAIN         = 1 << 6, /* --domain */
+        VERB_TIMEOUT = 1 << 1,        /* --timeout */
+        VERB_JSON = 1 << 2,           /* --json */
+        VERB_PASSPHRASE = 1 << 3,     /* --passphrase-file */
+        VERB_ALL = 1 << 4,            /* --all */
+        VERB_SHRINK = 1 << 5,         /* --allow-shrink */
+        VERB_DOMAIN = 1 << 6,         /* --domain */
         VERB_NEW_PASSPHRASE = 1 << 7, /* --new-passphrase-file, --pbkdf-iterations */
-        VERB_FORCE          = 1 << 8, /* --force */
+        VERB_FORCE = 1 << 8,          /* --force */
 } VerbOptions;
 
 typedef struct Verb {
@@ -333,14 +333,14 @@ typedef struct Verb {
 /* A new verb is one row here and one function. Messages name the verbs
  * taking an option in this order. */
 static const Verb verbs[] = {
-        { "attach",  VERB_ATTACH_OPTIONS | VERB_PASSPHRASE, verb_attach  },
-        { "detach",  VERB_TIMEOUT | VERB_ALL, verb_detach },
-        { "resize",  VERB_SHRINK,         verb_resize  },
-        { "rearm",   VERB_PASSPHRASE,     verb_rearm   },
-        { "list",    VERB_JSON | VERB_DOMAIN, verb_list },
-        { "status",  VERB_JSON,           verb_status  },
-        { "probe",   VERB_JSON,           verb_probe   },
-        { "monitor", VERB_JSON,           verb_monitor },
+        { "attach", VERB_ATTACH_OPTIONS | VERB_PASSPHRASE, verb_attach },
+        { "detach", VERB_TIMEOUT | VERB_ALL, verb_detach },
+        { "resize", VERB_SHRINK, verb_resize },
+        { "rearm", VERB_PASSPHRASE, verb_rearm },
+        { "list", VERB_JSON | VERB_DOMAIN, verb_list },
+        { "status", VERB_JSON, verb_status },
+        { "probe", VERB_JSON, verb_probe },
+        { "monitor", VERB_JSON, verb_monitor },
         { "change-passphrase", VERB_PASSPHRASE | VERB_NEW_PASSPHRASE, verb_change_passphrase },
         { "add-passphrase", VERB_PASSPHRASE | VERB_NEW_PASSPHRASE | VERB_JSON, verb_add_passphrase },
         { "remove-passphrase", VERB_PASSPHRASE | VERB_FORCE, verb_remove_passphrase },
@@ -352,14 +352,14 @@ static const struct {
         const char *refusal; /* completed by the verbs that take the group */
 } option_groups[] = {
         { VERB_ATTACH_OPTIONS, "--target, --bus, --mode, --read-only, --serial and --discard only apply to" },
-        { VERB_PASSPHRASE,     "--passphrase-file only applies to" },
-        { VERB_TIMEOUT,        "--timeout only applies to"                                               },
-        { VERB_JSON,           "--json only applies to"                                                  },
-        { VERB_ALL,            "--all only applies to"                                                   },
-        { VERB_SHRINK,         "--allow-shrink only applies to"                                          },
-        { VERB_DOMAIN,         "--domain only applies to"                                                },
+        { VERB_PASSPHRASE, "--passphrase-file only applies to" },
+        { VERB_TIMEOUT, "--timeout only applies to" },
+        { VERB_JSON, "--json only applies to" },
+        { VERB_ALL, "--all only applies to" },
+        { VERB_SHRINK, "--allow-shrink only applies to" },
+        { VERB_DOMAIN, "--domain only applies to" },
         { VERB_NEW_PASSPHRASE, "--new-passphrase-file and --pbkdf-iterations only apply to" },
-        { VERB_FORCE,          "--force only applies to" },
+        { VERB_FORCE, "--force only applies to" },
 };
 
 static VerbOptions options_given(void) {

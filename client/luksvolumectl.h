@@ -17,16 +17,16 @@
 
 #define PROGRAM "luksvolumectl"
 
-#define SERVICE_NAME     "org.example.LuksVolume1"
-#define MANAGER_PATH     "/org/example/LuksVolume1"
-#define MANAGER_IFACE    "org.example.LuksVolume1"
-#define VOLUME_IFACE     "org.example.LuksVolume1.Volume"
+#define SERVICE_NAME         "org.example.LuksVolume1"
+#define MANAGER_PATH         "/org/example/LuksVolume1"
+#define MANAGER_IFACE        "org.example.LuksVolume1"
+#define VOLUME_IFACE         "org.example.LuksVolume1.Volume"
 #define OBJECT_MANAGER_IFACE "org.freedesktop.DBus.ObjectManager"
-#define PROPERTIES_IFACE "org.freedesktop.DBus.Properties"
+#define PROPERTIES_IFACE     "org.freedesktop.DBus.Properties"
 /* Where volume objects live: MANAGER_PATH/volume/<id> */
-#define VOLUME_PATH_PREFIX MANAGER_PATH "/volume/"
+#define VOLUME_PATH_PREFIX   MANAGER_PATH "/volume/"
 
-#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_SEC           UINT64_C(1000000)
 /* Attach runs the LUKS key derivation (seconds with argon2 on slow hosts)
  * and possibly an interactive polkit dialog; the sd-bus default of 25 s is
  * far too short for either. */
@@ -45,10 +45,10 @@ enum {
 
 /* Log one "luksvolumectl: …" line (with %m meaning the given error) and
  * evaluate to the exit status. */
-#define fail_errno(status, error, fmt, ...)                                     \
-        ({                                                                      \
-                log_error_errno((error), PROGRAM ": " fmt, ##__VA_ARGS__);      \
-                (status);                                                       \
+#define fail_errno(status, error, fmt, ...)                                \
+        ({                                                                 \
+                log_error_errno((error), PROGRAM ": " fmt, ##__VA_ARGS__); \
+                (status);                                                  \
         })
 #define fail(status, fmt, ...) fail_errno((status), 0, fmt, ##__VA_ARGS__)
 

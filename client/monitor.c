@@ -21,8 +21,8 @@ static int monitor_abort(sd_bus_message *m, int r, const char *what) {
 /* Prints one event: a text line, or a JSON object of the form
  * {"event": EVENT, "volume": PATH[, "properties": {…}][, "invalidated": […]]}.
  * Flushes, so that a pipe reader sees each event as it happens. */
-static int monitor_print(sd_bus_message *m, const char *event, const char *path,
-                         const PropList *props, char **invalidated, const char *text) {
+static int monitor_print(sd_bus_message *m, const char *event, const char *path, const PropList *props,
+                         char **invalidated, const char *text) {
         int r;
 
         if (arg_json != JSON_OFF) {
@@ -244,8 +244,8 @@ int verb_monitor(int argc, _unused_ char **argv) {
         /* Synchronous AddMatch calls: once they return, no event is missed.
          * The sender is the well-known name, so the matches survive the
          * daemon exiting when idle and being activated again. */
-        r = sd_bus_match_signal(bus, NULL, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE,
-                                "InterfacesAdded", on_interfaces_added, NULL);
+        r = sd_bus_match_signal(bus, NULL, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE, "InterfacesAdded",
+                                on_interfaces_added, NULL);
         if (r >= 0)
                 r = sd_bus_match_signal(bus, NULL, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE,
                                         "InterfacesRemoved", on_interfaces_removed, NULL);

@@ -55,8 +55,7 @@ int print_json(struct json_object *j) {
         int flags = JSON_C_TO_STRING_NOSLASHESCAPE; /* "/org/…", not "\/org\/…" */
         const char *s;
 
-        flags |= arg_json == JSON_PRETTY ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
-                                         : JSON_C_TO_STRING_PLAIN;
+        flags |= arg_json == JSON_PRETTY ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN;
         s = json_object_to_json_string_ext(j, flags);
         if (!s)
                 return -ENOMEM;
@@ -66,10 +65,24 @@ int print_json(struct json_object *j) {
 }
 
 const char *const volume_order[] = {
-        "Domain", "DomainUUID", "Source", "Target", "Bus", "Mode", "SecretUUID",
-        "MapperDevice", "LuksVersion", "LuksUUID", "ReadOnly", "State",
+        "Domain",
+        "DomainUUID",
+        "Source",
+        "Target",
+        "Bus",
+        "Mode",
+        "SecretUUID",
+        "MapperDevice",
+        "LuksVersion",
+        "LuksUUID",
+        "ReadOnly",
+        "State",
         /* since 0.2 (API v1.1) */
-        "Size", "PayloadOffset", "Serial", "AttachedByUID", "AttachTimestamp",
+        "Size",
+        "PayloadOffset",
+        "Serial",
+        "AttachedByUID",
+        "AttachTimestamp",
         NULL,
 };
 

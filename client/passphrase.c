@@ -69,8 +69,7 @@ static int read_passphrase(const PassphraseSource *ps, Passphrase *p) {
                 what = ps->file;
                 fd = open(ps->file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                 if (fd < 0)
-                        return fail_errno(EXIT_FAIL, errno, "Failed to open passphrase file %s: %m",
-                                          ps->file);
+                        return fail_errno(EXIT_FAIL, errno, "Failed to open passphrase file %s: %m", ps->file);
                 r = read_secret_fd(fd, p);
         } else {
                 if (!arg_ask_password)
@@ -88,8 +87,8 @@ static int read_passphrase(const PassphraseSource *ps, Passphrase *p) {
         }
 
         if (r == -E2BIG)
-                return fail(EXIT_USAGE, "Passphrase from %s is longer than the maximum of %u bytes.",
-                            what, PASSPHRASE_MAX);
+                return fail(EXIT_USAGE, "Passphrase from %s is longer than the maximum of %u bytes.", what,
+                            PASSPHRASE_MAX);
         if (r == -ECANCELED)
                 return fail(EXIT_FAIL, "Passphrase prompt cancelled.");
         if (r < 0)
@@ -176,8 +175,7 @@ int acquire_new_passphrase_fd(const char *source, int *ret_fd) {
 
         if (arg_new_passphrase_file && arg_passphrase_file && streq(arg_new_passphrase_file, "-") &&
             streq(arg_passphrase_file, "-"))
-                return fail(EXIT_USAGE,
-                            "--passphrase-file and --new-passphrase-file cannot both be standard input.");
+                return fail(EXIT_USAGE, "--passphrase-file and --new-passphrase-file cannot both be standard input.");
 
         status = read_passphrase(&ps, &pass);
         if (status != EXIT_OK)

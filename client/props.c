@@ -14,7 +14,7 @@ void prop_list_done(PropList *l) {
                 json_object_put(l->items[i].json);
         }
         free(l->items);
-        *l = (PropList) {};
+        *l = (PropList){};
 }
 
 const char *prop_list_get(const PropList *l, const char *name) {
@@ -38,7 +38,7 @@ static int prop_list_add(PropList *l, const char *name, char *value, struct json
                 return -ENOMEM;
         }
         l->items = n;
-        l->items[l->n++] = (Prop) { .name = nm, .value = value, .json = json };
+        l->items[l->n++] = (Prop){ .name = nm, .value = value, .json = json };
         return 0;
 }
 
@@ -97,18 +97,54 @@ static int format_basic(sd_bus_message *m, char type, FILE *out, struct json_obj
                 return r < 0 ? r : -EBADMSG;
 
         switch (type) {
-        case 'y': fprintf(out, "%" PRIu8, v.u8); j = json_object_new_int64(v.u8); break;
-        case 'b': fputs(v.b ? "yes" : "no", out); j = json_object_new_boolean(v.b); break;
-        case 'n': fprintf(out, "%" PRIi16, v.i16); j = json_object_new_int64(v.i16); break;
-        case 'q': fprintf(out, "%" PRIu16, v.u16); j = json_object_new_int64(v.u16); break;
-        case 'i': fprintf(out, "%" PRIi32, v.i32); j = json_object_new_int64(v.i32); break;
-        case 'u': fprintf(out, "%" PRIu32, v.u32); j = json_object_new_int64(v.u32); break;
-        case 'x': fprintf(out, "%" PRIi64, v.i64); j = json_object_new_int64(v.i64); break;
-        case 't': fprintf(out, "%" PRIu64, v.u64); j = json_object_new_uint64(v.u64); break;
-        case 'd': fprintf(out, "%g", v.d); j = json_object_new_double(v.d); break;
-        case 's': case 'o': case 'g': fputs(v.s, out); j = json_object_new_string(v.s); break;
-        case 'h': fprintf(out, "fd %d", v.fd); null = true; break;
-        default: return -EOPNOTSUPP;
+        case 'y':
+                fprintf(out, "%" PRIu8, v.u8);
+                j = json_object_new_int64(v.u8);
+                break;
+        case 'b':
+                fputs(v.b ? "yes" : "no", out);
+                j = json_object_new_boolean(v.b);
+                break;
+        case 'n':
+                fprintf(out, "%" PRIi16, v.i16);
+                j = json_object_new_int64(v.i16);
+                break;
+        case 'q':
+                fprintf(out, "%" PRIu16, v.u16);
+                j = json_object_new_int64(v.u16);
+                break;
+        case 'i':
+                fprintf(out, "%" PRIi32, v.i32);
+                j = json_object_new_int64(v.i32);
+                break;
+        case 'u':
+                fprintf(out, "%" PRIu32, v.u32);
+                j = json_object_new_int64(v.u32);
+                break;
+        case 'x':
+                fprintf(out, "%" PRIi64, v.i64);
+                j = json_object_new_int64(v.i64);
+                break;
+        case 't':
+                fprintf(out, "%" PRIu64, v.u64);
+                j = json_object_new_uint64(v.u64);
+                break;
+        case 'd':
+                fprintf(out, "%g", v.d);
+                j = json_object_new_double(v.d);
+                break;
+        case 's':
+        case 'o':
+        case 'g':
+                fputs(v.s, out);
+                j = json_object_new_string(v.s);
+                break;
+        case 'h':
+                fprintf(out, "fd %d", v.fd);
+                null = true;
+                break;
+        default:
+                return -EOPNOTSUPP;
         }
         if (!j && !null)
                 return -ENOMEM;

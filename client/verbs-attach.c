@@ -20,8 +20,7 @@ static int append_string_option(sd_bus_message *m, const char *key, const char *
         return sd_bus_message_append(m, "{sv}", key, "s", value);
 }
 
-static int build_attach(sd_bus *bus, const char *domain, const char *source, int pass_fd,
-                        sd_bus_message **ret) {
+static int build_attach(sd_bus *bus, const char *domain, const char *source, int pass_fd, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
@@ -46,8 +45,7 @@ static int build_attach(sd_bus *bus, const char *domain, const char *source, int
         if (r < 0)
                 return r;
         if ((r = append_string_option(m, "target", arg_target)) < 0 ||
-            (r = append_string_option(m, "bus", arg_bus)) < 0 ||
-            (r = append_string_option(m, "mode", arg_mode)) < 0)
+            (r = append_string_option(m, "bus", arg_bus)) < 0 || (r = append_string_option(m, "mode", arg_mode)) < 0)
                 return r;
         if (arg_read_only) {
                 r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
@@ -219,7 +217,8 @@ static int detach_all(int argc, char **argv) {
                 pending[i].path = volumes.items[i].path;
                 r = build_detach(bus, pending[i].path, &m);
                 if (r >= 0)
-                        r = sd_bus_call_async(bus, &pending[i].slot, m, on_detached, &pending[i], detach_call_timeout());
+                        r = sd_bus_call_async(bus, &pending[i].slot, m, on_detached, &pending[i],
+                                              detach_call_timeout());
                 if (r < 0) {
                         /* Not sent: answered here and now. */
                         pending[i].done = true;
@@ -319,8 +318,10 @@ int verb_resize(int argc, char **argv) {
                 return fail(EXIT_USAGE, "resize expects VOLUME-PATH or DOMAIN:TARGET, and SIZE.");
         r = parse_size(argv[2], &size);
         if (r < 0)
-                return fail(EXIT_USAGE, "Invalid SIZE \"%s\": expected bytes, or a number with K, M, G or T "
-                            "(powers of 1024).", argv[2]);
+                return fail(EXIT_USAGE,
+                            "Invalid SIZE \"%s\": expected bytes, or a number with K, M, G or T "
+                            "(powers of 1024).",
+                            argv[2]);
 
         status = open_volume(2, argv, "resize", &bus, &path);
         if (status != EXIT_OK)

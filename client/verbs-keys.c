@@ -21,12 +21,7 @@ typedef struct KeysVerb {
 } KeysVerb;
 
 static const KeysVerb change_verb = {
-        "change-passphrase",
-        "ChangePassphrase",
-        "Old passphrase",
-        true,
-        false,
-        "Failed to change the passphrase",
+        "change-passphrase", "ChangePassphrase", "Old passphrase", true, false, "Failed to change the passphrase",
 };
 static const KeysVerb add_verb = {
         "add-passphrase", "AddPassphrase", "Existing passphrase", true, true, "Failed to add a passphrase",

@@ -10,9 +10,20 @@
 
 static const char *const probe_order[] = {
         /* host facts */
-        "version", "libvirt-version", "hypervisor", "hypervisor-version", "native-luks", "dm-crypt",
+        "version",
+        "libvirt-version",
+        "hypervisor",
+        "hypervisor-version",
+        "native-luks",
+        "dm-crypt",
         /* source facts */
-        "luks-version", "uuid", "cipher", "key-size", "active-keyslots", "native-capable", "attached",
+        "luks-version",
+        "uuid",
+        "cipher",
+        "key-size",
+        "active-keyslots",
+        "native-capable",
+        "attached",
         NULL,
 };
 
@@ -36,8 +47,8 @@ int verb_probe(int argc, char **argv) {
         if (status != EXIT_OK)
                 return status;
 
-        r = sd_bus_call_method(bus, SERVICE_NAME, MANAGER_PATH, MANAGER_IFACE, "Probe",
-                               &error, &reply, "sa{sv}", strempty(source), 0);
+        r = sd_bus_call_method(bus, SERVICE_NAME, MANAGER_PATH, MANAGER_IFACE, "Probe", &error, &reply, "sa{sv}",
+                               strempty(source), 0);
         if (r < 0)
                 return fail_bus(source ? "Failed to probe source" : "Failed to probe host", &error, r);
 
@@ -99,8 +110,7 @@ int verb_status(int argc, char **argv) {
         if (status != EXIT_OK)
                 return status;
 
-        r = sd_bus_call_method(bus, SERVICE_NAME, path, PROPERTIES_IFACE, "GetAll",
-                               &error, &reply, "s", VOLUME_IFACE);
+        r = sd_bus_call_method(bus, SERVICE_NAME, path, PROPERTIES_IFACE, "GetAll", &error, &reply, "s", VOLUME_IFACE);
         if (r < 0)
                 return fail_bus("Failed to get volume properties", &error, r);
 

@@ -12,15 +12,14 @@ void volume_list_done(VolumeList *l) {
                 prop_list_done(&l->items[i].props);
         }
         free(l->items);
-        *l = (VolumeList) {};
+        *l = (VolumeList){};
 }
 
 const char *volume_get(const Volume *v, const char *name) {
         return prop_list_get(&v->props, name);
 }
 
-int read_object_with_interfaces(sd_bus_message *m, const char **ret_path, PropList *props,
-                                bool *ret_is_volume) {
+int read_object_with_interfaces(sd_bus_message *m, const char **ret_path, PropList *props, bool *ret_is_volume) {
         bool is_volume = false;
         const char *path;
         int r;
@@ -86,7 +85,7 @@ static int read_managed_object(sd_bus_message *m, VolumeList *l) {
         char *p = strdup(path);
         if (!p)
                 return -ENOMEM;
-        l->items[l->n++] = (Volume) { .path = p, .props = TAKE_STRUCT(props) };
+        l->items[l->n++] = (Volume){ .path = p, .props = TAKE_STRUCT(props) };
         return 0;
 }
 
@@ -131,8 +130,8 @@ int get_volumes(sd_bus *bus, VolumeList *ret) {
         _cleanup_(volume_list_done) VolumeList volumes = {};
         int r;
 
-        r = sd_bus_call_method(bus, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE,
-                               "GetManagedObjects", &error, &reply, NULL);
+        r = sd_bus_call_method(bus, SERVICE_NAME, MANAGER_PATH, OBJECT_MANAGER_IFACE, "GetManagedObjects", &error,
+                               &reply, NULL);
         if (r < 0)
                 return fail_bus("Failed to list volumes", &error, r);
 
@@ -213,13 +212,13 @@ static int find_domain_target(const VolumeList *volumes, const char *spec, const
                 if (!volume_matches(&volumes->items[i], spec, domain_len, target))
                         continue;
                 if (found)
-                        return fail(EXIT_FAIL, "\"%s\" is ambiguous: matches %s and %s.",
-                                    spec, found, volumes->items[i].path);
+                        return fail(EXIT_FAIL, "\"%s\" is ambiguous: matches %s and %s.", spec, found,
+                                    volumes->items[i].path);
                 found = volumes->items[i].path;
         }
         if (!found)
-                return fail(EXIT_NOT_FOUND, "No volume is attached as %s to domain %.*s.",
-                            target, (int) domain_len, spec);
+                return fail(EXIT_NOT_FOUND, "No volume is attached as %s to domain %.*s.", target, (int) domain_len,
+                            spec);
 
         *ret_path = found;
         return EXIT_OK;

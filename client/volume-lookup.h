@@ -30,8 +30,7 @@ const char *volume_get(const Volume *v, const char *name);
 /* Reads "o a{sa{sv}}" (a GetManagedObjects entry body, or InterfacesAdded):
  * the object path and, if the object carries the volume interface, its
  * properties.  *ret_is_volume says whether it did. */
-int read_object_with_interfaces(sd_bus_message *m, const char **ret_path, PropList *props,
-                                bool *ret_is_volume);
+int read_object_with_interfaces(sd_bus_message *m, const char **ret_path, PropList *props, bool *ret_is_volume);
 
 /* Whether v is attached to domain, by its name (exactly) or its UUID (in
  * any case), as DOMAIN:TARGET matches it. */

@@ -12,8 +12,11 @@ void log_set_max_level(int level) {
 }
 
 int log_level_from_string(const char *s) {
-        static const struct { const char *name; int level; } table[] = {
-                { "err", LOG_LEVEL_ERR }, { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
+        static const struct {
+                const char *name;
+                int level;
+        } table[] = {
+                { "err", LOG_LEVEL_ERR },   { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
                 { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
         };
         for (size_t i = 0; s && i < ELEMENTSOF(table); i++)

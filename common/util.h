@@ -15,42 +15,42 @@
 #include <string.h>
 #include <unistd.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_ __attribute__((unused))
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _unused_       __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _noinline_ __attribute__((noinline))
+#define _noinline_     __attribute__((noinline))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Hand ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                      \
-        ({                               \
-                typeof(p) _ptr_ = (p);   \
-                (p) = NULL;              \
-                _ptr_;                   \
+#define TAKE_PTR(p)                    \
+        ({                             \
+                typeof(p) _ptr_ = (p); \
+                (p) = NULL;            \
+                _ptr_;                 \
         })
 
 /* Hand ownership out of a _cleanup_ struct (a list with its items),
  * leaving it empty for its cleanup function. */
-#define TAKE_STRUCT(s)                           \
-        ({                                       \
-                typeof(s) _s_ = (s);             \
-                (s) = (typeof(s)) {};            \
-                _s_;                             \
+#define TAKE_STRUCT(s)               \
+        ({                           \
+                typeof(s) _s_ = (s); \
+                (s) = (typeof(s)){}; \
+                _s_;                 \
         })
 
-#define TAKE_FD(fd)                      \
-        ({                               \
-                int _fd_ = (fd);         \
-                (fd) = -EBADF;           \
-                _fd_;                    \
+#define TAKE_FD(fd)              \
+        ({                       \
+                int _fd_ = (fd); \
+                (fd) = -EBADF;   \
+                _fd_;            \
         })
 
 /* Define "funcp(type **p)" calling func(*p) when non-NULL, for _cleanup_. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)  \
-        static inline void func##p(type *p) {    \
-                if (*p)                          \
-                        func(*p);                \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+        static inline void func##p(type *p) {   \
+                if (*p)                         \
+                        func(*p);               \
         }
 
 static inline void freep(void *p) {
@@ -115,7 +115,7 @@ static inline bool streq_ptr(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
-#define isempty(s) (!(s) || (s)[0] == '\0')
+#define isempty(s)  (!(s) || (s)[0] == '\0')
 
 static inline const char *strempty(const char *s) {
         return s ? s : "";
@@ -159,15 +159,15 @@ int log_internal(int level, int error, const char *format, ...) _printf_(3, 4);
 
 /* Each returns -abs(error) so "return log_error_errno(r, ...)" works. */
 #define log_full_errno(level, error, ...) log_internal((level), (error), __VA_ARGS__)
-#define log_debug(...) log_internal(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
-#define log_info(...) log_internal(LOG_LEVEL_INFO, 0, __VA_ARGS__)
-#define log_notice(...) log_internal(LOG_LEVEL_NOTICE, 0, __VA_ARGS__)
-#define log_warning(...) log_internal(LOG_LEVEL_WARNING, 0, __VA_ARGS__)
-#define log_error(...) log_internal(LOG_LEVEL_ERR, 0, __VA_ARGS__)
-#define log_debug_errno(e, ...) log_internal(LOG_LEVEL_DEBUG, (e), __VA_ARGS__)
-#define log_info_errno(e, ...) log_internal(LOG_LEVEL_INFO, (e), __VA_ARGS__)
-#define log_warning_errno(e, ...) log_internal(LOG_LEVEL_WARNING, (e), __VA_ARGS__)
-#define log_error_errno(e, ...) log_internal(LOG_LEVEL_ERR, (e), __VA_ARGS__)
+#define log_debug(...)                    log_internal(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
+#define log_info(...)                     log_internal(LOG_LEVEL_INFO, 0, __VA_ARGS__)
+#define log_notice(...)                   log_internal(LOG_LEVEL_NOTICE, 0, __VA_ARGS__)
+#define log_warning(...)                  log_internal(LOG_LEVEL_WARNING, 0, __VA_ARGS__)
+#define log_error(...)                    log_internal(LOG_LEVEL_ERR, 0, __VA_ARGS__)
+#define log_debug_errno(e, ...)           log_internal(LOG_LEVEL_DEBUG, (e), __VA_ARGS__)
+#define log_info_errno(e, ...)            log_internal(LOG_LEVEL_INFO, (e), __VA_ARGS__)
+#define log_warning_errno(e, ...)         log_internal(LOG_LEVEL_WARNING, (e), __VA_ARGS__)
+#define log_error_errno(e, ...)           log_internal(LOG_LEVEL_ERR, (e), __VA_ARGS__)
 
 #define log_oom() log_internal(LOG_LEVEL_ERR, ENOMEM, "Out of memory.")
 
@@ -200,16 +200,16 @@ bool utf8_valid(const char *s);
 bool utf8_valid_n(const char *s, size_t n);
 
 /* Is x one of the listed ints?  IN_SET(r, -EPERM, -ENOENT) */
-#define IN_SET(x, ...)                                                    \
-        ({                                                                \
-                const int _x_ = (x), _set_[] = { __VA_ARGS__ };           \
-                bool _found_ = false;                                     \
-                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)      \
-                        if (_set_[_i_] == _x_) {                          \
-                                _found_ = true;                           \
-                                break;                                    \
-                        }                                                 \
-                _found_;                                                  \
+#define IN_SET(x, ...)                                               \
+        ({                                                           \
+                const int _x_ = (x), _set_[] = { __VA_ARGS__ };      \
+                bool _found_ = false;                                \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++) \
+                        if (_set_[_i_] == _x_) {                     \
+                                _found_ = true;                      \
+                                break;                               \
+                        }                                            \
+                _found_;                                             \
         })
 
 /* Largest n' <= n such that s[0..n') does not end inside a UTF-8 sequence. */

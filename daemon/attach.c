@@ -37,7 +37,7 @@ typedef struct AttachOp {
         bool claimed;
         dev_t claim_dev;
         ino_t claim_ino;
-        uint64_t event_seq;             /* Manager.event_seq when the work began */
+        uint64_t event_seq; /* Manager.event_seq when the work began */
 
         /* inspect */
         LuksSource *source;
@@ -75,8 +75,8 @@ static const char *requested_mode(const AttachOp *op) {
 }
 
 /* Details beyond domain, domain-uuid and source. */
-#define ATTACH_EXTRA(op) ((const char *const[]) { "target", strempty((op)->options.target), \
-                                                   "mode", requested_mode(op), NULL })
+#define ATTACH_EXTRA(op) \
+        ((const char *const[]){ "target", strempty((op)->options.target), "mode", requested_mode(op), NULL })
 
 /* The one way an attach ends (but for success): the chain's reference
  * goes, and with it — once jobs and held replies are over — the operation.
@@ -115,8 +115,8 @@ static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *t
         if (r < 0 && r != -ENOENT)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
                                          strerror(-r));
-        ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") &&
-             streq_ptr(d.secret_uuid, secret_uuid) && streq_ptr(d.alias, alias);
+        ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") && streq_ptr(d.secret_uuid, secret_uuid) &&
+             streq_ptr(d.alias, alias);
         /* Tests cannot make libvirt drop the element; they can make us
          * believe it did, to see the unplug and clean-up that follow. */
         if (fault_trigger("attach:unencrypted"))
@@ -147,7 +147,7 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
         if (r < 0)
                 return r;
 
-        fault_point("attach", 3);   /* secret complete, disk not plugged */
+        fault_point("attach", 3); /* secret complete, disk not plugged */
 
         op->volume->secret_uuid = strdup(secret_uuid);
         if (!op->volume->secret_uuid) {
@@ -286,7 +286,8 @@ static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
                 for (size_t i = 0; i < n && r >= 0; i++)
                         if (streq_ptr(used[i], op->options.target))
                                 r = sd_bus_error_setf(&op->error, LV_ERROR_TARGET_IN_USE,
-                                                      "Target '%s' is already in use in the domain.", op->options.target);
+                                                      "Target '%s' is already in use in the domain.",
+                                                      op->options.target);
                 if (r >= 0) {
                         *ret = strdup(op->options.target);
                         r = *ret ? 0 : sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
@@ -342,7 +343,7 @@ static void attach_act_job(Call *c) {
                 goto finish;
         const char *target = op->target;
 
-        fault_point("attach", 1);   /* everything checked, nothing created */
+        fault_point("attach", 1); /* everything checked, nothing created */
 
         r = volume_new(c->res.domain_name, domain_uuid, target, &op->volume);
         if (r < 0) {
@@ -377,7 +378,7 @@ static void attach_act_job(Call *c) {
                 v->hold_fd = TAKE_FD(hold_fd);
                 v->size = plugged_size(op, dom, target);
                 v->attach_usec = realtime_usec();
-                fault_point("attach", 4);   /* plugged in, no object, no reply */
+                fault_point("attach", 4); /* plugged in, no object, no reply */
         }
 
 finish:
@@ -441,8 +442,7 @@ static void attach_inspect_job(Call *c) {
         int r;
 
         if (!op->passphrase) {
-                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase,
-                                           &op->error);
+                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
                 if (r < 0)
                         goto finish;
         }
@@ -512,8 +512,8 @@ static void attach_resolved(Call *c) {
         int r;
 
         if (sd_bus_error_is_set(&res->domain_error) || sd_bus_error_is_set(&res->source_error)) {
-                sd_bus_error_copy(&op->error, sd_bus_error_is_set(&res->domain_error) ? &res->domain_error
-                                                                                     : &res->source_error);
+                sd_bus_error_copy(&op->error,
+                                  sd_bus_error_is_set(&res->domain_error) ? &res->domain_error : &res->source_error);
                 attach_end(op);
                 return;
         }
@@ -607,7 +607,7 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         call_init(&op->call, m, message, attach_op_free);
         op->options = options;
-        options = (AttachOptions) { .passphrase_fd = -1 };
+        options = (AttachOptions){ .passphrase_fd = -1 };
         op->passphrase = TAKE_PTR(passphrase);
         op->call.res.source_given = strdup(source);
         op->call.res.domain_given = strdup(domain);

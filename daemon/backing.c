@@ -10,7 +10,7 @@ void volume_backing_done(VolumeBacking *b) {
         free(b->target);
         free(b->secret_uuid);
         free(b->mapper_device);
-        *b = (VolumeBacking) {};
+        *b = (VolumeBacking){};
 }
 
 static int dup_or_null(const char *s, char **ret) {
@@ -44,8 +44,8 @@ int volume_backing_release(Virt *virt, const VolumeBacking *b, sd_bus_error *err
 
                 r = secret_usage_build(b->domain_uuid, b->target, &usage);
                 if (r < 0)
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                                 "Cannot build the secret usage id: %s", strerror(-r));
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot build the secret usage id: %s",
+                                                 strerror(-r));
                 r = virt_secret_undefine_ours(virt, b->secret_uuid, usage, error);
                 if (r < 0)
                         return r;
@@ -57,14 +57,13 @@ int volume_backing_release(Virt *virt, const VolumeBacking *b, sd_bus_error *err
 
                 r = luks_mapping_name(b->domain_uuid, b->target, &expected);
                 if (r < 0)
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                                 "Cannot name the mapping: %s", strerror(-r));
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
                 name = startswith(b->mapper_device, "/dev/mapper/") ? b->mapper_device + strlen("/dev/mapper/") : NULL;
                 /* Never close a mapping that is not exactly ours for this
                  * disk, whatever a record or an XML says. */
                 if (!name || !streq(name, expected)) {
-                        log_warning("Not closing '%s': this service's mapping for that disk is '%s'.",
-                                    b->mapper_device, expected);
+                        log_warning("Not closing '%s': this service's mapping for that disk is '%s'.", b->mapper_device,
+                                    expected);
                         return 0;
                 }
                 r = luks_deactivate(name, error);

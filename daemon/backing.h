@@ -15,8 +15,8 @@
 typedef struct VolumeBacking {
         char *domain_uuid;
         char *target;
-        char *secret_uuid;      /* native: the secret the disk's <encryption> names; else NULL */
-        char *mapper_device;    /* cryptsetup: /dev/mapper/…; else NULL */
+        char *secret_uuid;   /* native: the secret the disk's <encryption> names; else NULL */
+        char *mapper_device; /* cryptsetup: /dev/mapper/…; else NULL */
 } VolumeBacking;
 
 void volume_backing_done(VolumeBacking *b);

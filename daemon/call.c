@@ -141,7 +141,7 @@ int call_submit(Call *c, call_job_t job, call_step_t done) {
                 call_reply_errorf(c, LV_ERROR_FAILED, "Out of memory.");
                 return -ENOMEM;
         }
-        *j = (CallJob) { .call = call_ref(c), .job = job, .done = done };
+        *j = (CallJob){ .call = call_ref(c), .job = job, .done = done };
 
         r = worker_submit(c->manager->worker, call_job_run, call_job_done, j);
         if (r < 0) {

@@ -38,16 +38,16 @@ typedef struct Manager Manager;
 
 /* What the caller named, and what it resolves to. */
 typedef struct Resolution {
-        char *source_given;             /* NULL: the call names no source */
-        char *domain_given;             /* NULL: the call names no domain */
+        char *source_given; /* NULL: the call names no source */
+        char *domain_given; /* NULL: the call names no domain */
         unsigned source_timeout_ms;
 
         bool done;
-        SourceInfo source;              /* .path NULL unless resolved */
+        SourceInfo source; /* .path NULL unless resolved */
         sd_bus_error source_error;
-        char *domain_name;              /* NULL unless resolved */
+        char *domain_name; /* NULL unless resolved */
         char *domain_uuid;
-        sd_bus_error domain_error;      /* NoSuchDomain, DomainNotRunning, Failed */
+        sd_bus_error domain_error; /* NoSuchDomain, DomainNotRunning, Failed */
 } Resolution;
 
 typedef struct Call Call;
@@ -59,25 +59,25 @@ typedef void (*call_authorized_t)(Call *c, bool allowed);
 
 struct Call {
         Manager *manager;
-        Call *prev, *next;              /* Manager.calls */
+        Call *prev, *next; /* Manager.calls */
         unsigned n_ref;
-        void (*free_fn)(Call *c);       /* frees the operation; calls call_done() */
+        void (*free_fn)(Call *c); /* frees the operation; calls call_done() */
 
         sd_bus_message *message;
-        uint64_t arrival_usec;          /* CLOCK_MONOTONIC */
+        uint64_t arrival_usec; /* CLOCK_MONOTONIC */
         bool replied;
 
         Resolution res;
         sd_event_source *window_timer;
-        call_step_t on_ready_to_ask;    /* resolution done or its window over, once */
-        call_step_t on_resolved;        /* resolution done, once */
+        call_step_t on_ready_to_ask; /* resolution done or its window over, once */
+        call_step_t on_resolved;     /* resolution done, once */
 
         char *action;
-        char **asked;                   /* the details polkit was last asked with */
-        uid_t caller_uid;               /* as the bus driver said, once authorized; (uid_t) -1 before */
+        char **asked;     /* the details polkit was last asked with */
+        uid_t caller_uid; /* as the bus driver said, once authorized; (uid_t) -1 before */
         call_authorized_t authorized_cb;
 
-        sd_event_source *reply_timer;   /* a refusal held back until the window ends */
+        sd_event_source *reply_timer; /* a refusal held back until the window ends */
         sd_bus_error held_error;
 };
 

@@ -17,7 +17,7 @@ void config_strings_free(void) {
 typedef struct ParseState {
         const char *file;
         FILE *f;
-        int line;              /* of the line inih is handing us */
+        int line; /* of the line inih is handing us */
         ManagerConfig *config;
         int error;
 } ParseState;
@@ -45,7 +45,6 @@ static int parse_uint(const char *s, unsigned max, unsigned *ret) {
         *ret = (unsigned) v;
         return 0;
 }
-
 
 /* inih calls this per key; returning 0 makes ini_parse report the line. */
 static int handler(void *user, const char *section, const char *name, const char *value) {

@@ -12,12 +12,11 @@ typedef struct ManagerConfig {
         unsigned long min_libvirt_version;
         unsigned long min_qemu_version;
         unsigned max_volumes;
-        unsigned idle_timeout_sec;        /* 0: never exit when idle */
-        unsigned detach_timeout_sec;      /* Detach's default 'timeout' */
-        unsigned source_timeout_sec;      /* deadline of file system calls on a source */
+        unsigned idle_timeout_sec;   /* 0: never exit when idle */
+        unsigned detach_timeout_sec; /* Detach's default 'timeout' */
+        unsigned source_timeout_sec; /* deadline of file system calls on a source */
         unsigned max_pending_polkit;
 } ManagerConfig;
-
 
 #define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"
 

@@ -13,8 +13,8 @@ struct DeadlineTask {
         deadline_fn_t fn;
         deadline_free_t free_fn;
         void *arg;
-        bool done;        /* fn returned */
-        bool abandoned;   /* the owner went away; the thread frees the task */
+        bool done;      /* fn returned */
+        bool abandoned; /* the owner went away; the thread frees the task */
 };
 
 static atomic_uint n_abandoned;

@@ -29,27 +29,27 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
 /* How often a waiting Detach looks at the live XML itself: covers an event
  * lost to a reconnect (and libvirt 9.0 sometimes dropping a disk without
  * one). */
-#define DETACH_POLL_USEC (1000 * 1000ULL)
+#define DETACH_POLL_USEC    (1000 * 1000ULL)
 #define TIMER_ACCURACY_USEC (1000ULL)
 
 typedef enum DetachStep {
-        DETACH_REQUESTING,      /* the request job is running */
-        DETACH_WAITING,         /* asked; waiting for the guest */
-        DETACH_CHECKING,        /* a look at the live XML (and maybe the release) is running */
+        DETACH_REQUESTING, /* the request job is running */
+        DETACH_WAITING,    /* asked; waiting for the guest */
+        DETACH_CHECKING,   /* a look at the live XML (and maybe the release) is running */
         DETACH_DONE,
 } DetachStep;
 
 typedef struct DetachOp {
         Call call;
-        VolumeWaiter waiter;    /* registered on the volume while we wait */
+        VolumeWaiter waiter; /* registered on the volume while we wait */
 
         char *path;
-        uint64_t generation;    /* of the volume it was asked for */
+        uint64_t generation; /* of the volume it was asked for */
         DetachOptions options;
         DetachStep step;
-        bool timed_out;         /* the caller's timeout passed */
-        bool event_seen;        /* device-removed or domain gone arrived */
-        bool domain_gone;       /* the domain stopped or left (set on the loop only) */
+        bool timed_out;   /* the caller's timeout passed */
+        bool event_seen;  /* device-removed or domain gone arrived */
+        bool domain_gone; /* the domain stopped or left (set on the loop only) */
         sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
@@ -58,7 +58,7 @@ typedef struct DetachOp {
         char *alias;
 
         /* job results */
-        bool gone;              /* the disk is not in the guest any more */
+        bool gone; /* the disk is not in the guest any more */
         int r;
         sd_bus_error error;
 } DetachOp;
@@ -115,8 +115,8 @@ static void detach_end(DetachOp *op) {
         } else if (!op->call.replied) {
                 if (v) {
                         log_volume_event(VOLUME_EVENT_DETACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
-                                         volume_mode_to_string(v->mode), "Detached %s (%s from %s).",
-                                         v->path, v->source, v->domain);
+                                         volume_mode_to_string(v->mode), "Detached %s (%s from %s).", v->path,
+                                         v->source, v->domain);
                         manager_remove_volume(m, v);
                 }
                 call_reply_empty(&op->call);
@@ -165,8 +165,9 @@ static void detach_request_job(Call *c) {
                 else if (!disk_info_is_ours(&d, b->domain_uuid, b->target)) {
                         /* Someone else's disk now sits on that target; ours
                          * is gone.  Never touch theirs. */
-                        log_notice("Target %s now holds a disk not plugged in by this service; treating the volume as detached.",
-                                   b->target);
+                        log_notice(
+                                "Target %s now holds a disk not plugged in by this service; treating the volume as detached.",
+                                b->target);
                         op->gone = true;
                 } else {
                         /* The XML decides the mode: <encryption> names the
@@ -174,7 +175,8 @@ static void detach_request_job(Call *c) {
                         if (d.encrypted)
                                 r = volume_backing_set(b, b->domain_uuid, b->target, d.secret_uuid, NULL);
                         else
-                                r = volume_backing_set(b, b->domain_uuid, b->target, NULL, d.source ?: b->mapper_device);
+                                r = volume_backing_set(b, b->domain_uuid, b->target, NULL,
+                                                       d.source ?: b->mapper_device);
                         if (r >= 0 && d.alias)
                                 r = (op->alias = strdup(d.alias)) ? 0 : -ENOMEM;
                         if (r < 0)
@@ -219,12 +221,12 @@ static void detach_release_job(Call *c) {
         if (!op->gone)
                 goto finish;
 
-        fault_point("detach", 2);   /* device gone, backing still there */
+        fault_point("detach", 2); /* device gone, backing still there */
 
         /* The device is gone from the guest: now its backing can go. */
         r = volume_backing_release(m->virt, &op->backing, &op->error);
         if (r >= 0)
-                fault_point("detach", 3);   /* all gone but the object */
+                fault_point("detach", 3); /* all gone but the object */
 
 finish:
         pthread_rwlock_unlock(&m->ops_lock);
@@ -277,10 +279,9 @@ static void detach_wait(DetachOp *op) {
         }
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        if (!op->timeout_timer &&
-            sd_event_add_time(m->event, &op->timeout_timer, CLOCK_MONOTONIC,
-                              op->call.arrival_usec + op->options.timeout_sec * 1000000ULL, TIMER_ACCURACY_USEC,
-                              on_timeout, op) < 0) {
+        if (!op->timeout_timer && sd_event_add_time(m->event, &op->timeout_timer, CLOCK_MONOTONIC,
+                                                    op->call.arrival_usec + op->options.timeout_sec * 1000000ULL,
+                                                    TIMER_ACCURACY_USEC, on_timeout, op) < 0) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Cannot arm a timer.");
                 detach_end(op);
                 return;
@@ -414,15 +415,16 @@ static void detach_authorized(Call *c, bool allowed) {
         }
         if (v->state == VOLUME_STATE_SAVED) {
                 sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
-                                  "The domain of %s is saved; detach the volume after the domain is restored.", op->path);
+                                  "The domain of %s is saved; detach the volume after the domain is restored.",
+                                  op->path);
                 call_reply_error(c, &op->error);
                 call_unref(c);
                 return;
         }
 
         op->source = strdup(strempty(v->source));
-        if (!op->source || volume_backing_set(&op->backing, v->domain_uuid, v->target, v->secret_uuid,
-                                              v->mapper_device) < 0) {
+        if (!op->source ||
+            volume_backing_set(&op->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device) < 0) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 detach_end(op);
                 return;
@@ -453,7 +455,7 @@ static int detach_start(Manager *m, sd_bus_message *message, Volume *v, const De
         if (!op)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         call_init(&op->call, m, message, detach_op_free);
-        op->waiter = (VolumeWaiter) {
+        op->waiter = (VolumeWaiter){
                 .removed = waiter_removed,
                 .refused = waiter_refused,
                 .domain_gone = waiter_domain_gone,
@@ -472,11 +474,8 @@ static int detach_start(Manager *m, sd_bus_message *message, Volume *v, const De
         }
 
         const char *const details[] = {
-                "domain", v->domain,
-                "domain-uuid", v->domain_uuid,
-                "source", strempty(v->source),
-                "target", v->target,
-                NULL,
+                "domain", v->domain, "domain-uuid", v->domain_uuid, "source", strempty(v->source),
+                "target", v->target, NULL,
         };
         if (call_authorize(&op->call, ACTION_DETACH, call_details(&op->call, details), detach_authorized) < 0)
                 call_unref(&op->call);

@@ -153,9 +153,7 @@ static bool xml_string_valid(const char *s) {
                         return false; /* overlong */
 
                 /* XML 1.0 Char production. */
-                if (!(c == 0x9 || c == 0xa || c == 0xd ||
-                      (c >= 0x20 && c <= 0xd7ff) ||
-                      (c >= 0xe000 && c <= 0xfffd) ||
+                if (!(c == 0x9 || c == 0xa || c == 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) ||
                       (c >= 0x10000 && c <= 0x10ffff)))
                         return false;
 
@@ -261,8 +259,7 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
         driver = new_element(disk, "driver");
         if (!driver)
                 return -ENOMEM;
-        if ((r = set_attr(driver, "name", "qemu")) < 0 ||
-            (r = set_attr(driver, "type", "raw")) < 0)
+        if ((r = set_attr(driver, "name", "qemu")) < 0 || (r = set_attr(driver, "type", "raw")) < 0)
                 return r;
         if (spec->discard && (r = set_attr(driver, "discard", "unmap")) < 0)
                 return r;
@@ -294,8 +291,7 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
         target = new_element(disk, "target");
         if (!target)
                 return -ENOMEM;
-        if ((r = set_attr(target, "dev", spec->target)) < 0 ||
-            (r = set_attr(target, "bus", spec->bus)) < 0)
+        if ((r = set_attr(target, "dev", spec->target)) < 0 || (r = set_attr(target, "bus", spec->bus)) < 0)
                 return r;
 
         if (spec->read_only && !new_element(disk, "readonly"))
@@ -336,8 +332,7 @@ int secret_xml_build_with_uuid(const char *uuid, const char *usage_id, const cha
 
         /* Ephemeral: never written to libvirt's disk; private: the value
          * cannot be read back through the API. */
-        if ((r = set_attr(secret, "ephemeral", "yes")) < 0 ||
-            (r = set_attr(secret, "private", "yes")) < 0)
+        if ((r = set_attr(secret, "ephemeral", "yes")) < 0 || (r = set_attr(secret, "private", "yes")) < 0)
                 return r;
 
         /* xmlNewTextChild, not xmlNewChild: the latter parses its content
@@ -346,8 +341,7 @@ int secret_xml_build_with_uuid(const char *uuid, const char *usage_id, const cha
          * again (libvirt picks one otherwise). */
         if (uuid && !xmlNewTextChild(secret, NULL, BAD_CAST "uuid", BAD_CAST uuid))
                 return -ENOMEM;
-        if (!isempty(description) &&
-            !xmlNewTextChild(secret, NULL, BAD_CAST "description", BAD_CAST description))
+        if (!isempty(description) && !xmlNewTextChild(secret, NULL, BAD_CAST "description", BAD_CAST description))
                 return -ENOMEM;
 
         usage = new_element(secret, "usage");
@@ -381,7 +375,7 @@ void disk_info_free(DiskInfo *d) {
         free(d->alias);
         free(d->serial);
         strv_free(d->other_sources);
-        *d = (DiskInfo) {};
+        *d = (DiskInfo){};
 }
 
 bool disk_info_is_ours(const DiskInfo *d, const char *domain_uuid, const char *target) {
@@ -683,8 +677,8 @@ static void record_error(void *userdata, xmlErrorPtr error) {
 
 /* SAX hook called when the parser meets <!DOCTYPE …>, before it reads the
  * internal subset: stop right there, so no entity is ever declared. */
-static void refuse_doctype(void *ctx, _unused_ const xmlChar *name,
-                           _unused_ const xmlChar *external_id, _unused_ const xmlChar *system_id) {
+static void refuse_doctype(void *ctx, _unused_ const xmlChar *name, _unused_ const xmlChar *external_id,
+                           _unused_ const xmlChar *system_id) {
         xmlParserCtxt *ctxt = ctx;
 
         ((ParseState *) ctxt->_private)->saw_doctype = true;

@@ -16,15 +16,16 @@
 void disk_xml_init(void);
 
 typedef struct DiskSpec {
-        bool block;              /* type='block' <source dev=…>, else type='file' <source file=…> */
-        const char *source;      /* absolute path */
-        const char *target;      /* e.g. "vdb", "sdc" */
-        const char *bus;         /* "virtio", "scsi", "sata", "usb" */
-        bool read_only;          /* adds <readonly/> */
-        const char *secret_uuid; /* non-NULL: <encryption format='luks'><secret type='passphrase' uuid=…/></encryption> under <source> */
-        const char *alias;       /* non-NULL: <alias name=…/> (a libvirt user alias, "ua-" prefix) */
-        const char *serial;      /* non-NULL: <serial>…</serial> (the guest's /dev/disk/by-id name) */
-        bool discard;            /* discard='unmap' on <driver>: the guest's discards reach the image */
+        bool block;         /* type='block' <source dev=…>, else type='file' <source file=…> */
+        const char *source; /* absolute path */
+        const char *target; /* e.g. "vdb", "sdc" */
+        const char *bus;    /* "virtio", "scsi", "sata", "usb" */
+        bool read_only;     /* adds <readonly/> */
+        const char *
+                secret_uuid; /* non-NULL: <encryption format='luks'><secret type='passphrase' uuid=…/></encryption> under <source> */
+        const char *alias;  /* non-NULL: <alias name=…/> (a libvirt user alias, "ua-" prefix) */
+        const char *serial; /* non-NULL: <serial>…</serial> (the guest's /dev/disk/by-id name) */
+        bool discard;       /* discard='unmap' on <driver>: the guest's discards reach the image */
 } DiskSpec;
 
 /* <disk type=… device='disk'><driver name='qemu' type='raw'[ discard='unmap']/>

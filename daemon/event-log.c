@@ -10,12 +10,9 @@
 static bool use_journal;
 
 static const char *const message_ids[_VOLUME_EVENT_MAX] = {
-        [VOLUME_EVENT_ATTACHED] = LV_MESSAGE_ID_ATTACHED,
-        [VOLUME_EVENT_DETACHED] = LV_MESSAGE_ID_DETACHED,
-        [VOLUME_EVENT_REFUSED] = LV_MESSAGE_ID_REFUSED,
-        [VOLUME_EVENT_CLEANED_UP] = LV_MESSAGE_ID_CLEANED_UP,
-        [VOLUME_EVENT_SAVED] = LV_MESSAGE_ID_SAVED,
-        [VOLUME_EVENT_MIGRATED] = LV_MESSAGE_ID_MIGRATED,
+        [VOLUME_EVENT_ATTACHED] = LV_MESSAGE_ID_ATTACHED, [VOLUME_EVENT_DETACHED] = LV_MESSAGE_ID_DETACHED,
+        [VOLUME_EVENT_REFUSED] = LV_MESSAGE_ID_REFUSED,   [VOLUME_EVENT_CLEANED_UP] = LV_MESSAGE_ID_CLEANED_UP,
+        [VOLUME_EVENT_SAVED] = LV_MESSAGE_ID_SAVED,       [VOLUME_EVENT_MIGRATED] = LV_MESSAGE_ID_MIGRATED,
 };
 
 void event_log_setup(void) {
@@ -34,8 +31,8 @@ void event_log_setup(void) {
                 log_set_prefix(true);
 }
 
-void log_volume_event(VolumeEvent kind, int level, const char *domain, const char *source,
-                      const char *target, const char *mode, const char *format, ...) {
+void log_volume_event(VolumeEvent kind, int level, const char *domain, const char *source, const char *target,
+                      const char *mode, const char *format, ...) {
         char message[1024];
         va_list ap;
 
@@ -51,13 +48,8 @@ void log_volume_event(VolumeEvent kind, int level, const char *domain, const cha
                 return;
         }
 
-        if (sd_journal_send("MESSAGE=%s", message,
-                            "MESSAGE_ID=%s", message_ids[kind],
-                            "PRIORITY=%d", level,
-                            "LUKSVOLUME_DOMAIN=%s", strempty(domain),
-                            "LUKSVOLUME_SOURCE=%s", strempty(source),
-                            "LUKSVOLUME_TARGET=%s", strempty(target),
-                            "LUKSVOLUME_MODE=%s", strempty(mode),
-                            NULL) < 0)
+        if (sd_journal_send("MESSAGE=%s", message, "MESSAGE_ID=%s", message_ids[kind], "PRIORITY=%d", level,
+                            "LUKSVOLUME_DOMAIN=%s", strempty(domain), "LUKSVOLUME_SOURCE=%s", strempty(source),
+                            "LUKSVOLUME_TARGET=%s", strempty(target), "LUKSVOLUME_MODE=%s", strempty(mode), NULL) < 0)
                 log_internal(level, 0, "%s", message);
 }

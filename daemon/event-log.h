@@ -13,8 +13,8 @@ typedef enum VolumeEvent {
         VOLUME_EVENT_DETACHED,
         VOLUME_EVENT_REFUSED,
         VOLUME_EVENT_CLEANED_UP,
-        VOLUME_EVENT_SAVED,             /* its domain was saved; the backing is kept */
-        VOLUME_EVENT_MIGRATED,          /* its domain migrated (away, or here) */
+        VOLUME_EVENT_SAVED,    /* its domain was saved; the backing is kept */
+        VOLUME_EVENT_MIGRATED, /* its domain migrated (away, or here) */
         _VOLUME_EVENT_MAX,
 } VolumeEvent;
 
@@ -29,6 +29,5 @@ typedef enum VolumeEvent {
 /* Decides once, at start: journal if $JOURNAL_STREAM names our stderr. */
 void event_log_setup(void);
 
-void log_volume_event(VolumeEvent kind, int level, const char *domain, const char *source,
-                      const char *target, const char *mode, const char *format, ...)
-        __attribute__((format(printf, 7, 8)));
+void log_volume_event(VolumeEvent kind, int level, const char *domain, const char *source, const char *target,
+                      const char *mode, const char *format, ...) __attribute__((format(printf, 7, 8)));

@@ -22,9 +22,9 @@ struct VirtEvents {
         bool thread_started;
 
         pthread_mutex_t lock;
-        VirtEvent *head, *tail;    /* for the sd-event loop */
+        VirtEvent *head, *tail; /* for the sd-event loop */
         bool stopping;
-        int wake_timer;            /* a libvirt timeout used to wake the loop */
+        int wake_timer; /* a libvirt timeout used to wake the loop */
 
         /* events thread only */
         virConnectPtr conn;
@@ -136,9 +136,9 @@ static int try_connect(VirtEvents *e) {
         if (e->cb_removed < 0)
                 goto fail;
         /* libvirt ≥ 4.4.0, as the rest of the native path. */
-        e->cb_removal_failed = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
-                                                                VIR_DOMAIN_EVENT_CALLBACK(on_device_removal_failed),
-                                                                e, NULL);
+        e->cb_removal_failed =
+                virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+                                                 VIR_DOMAIN_EVENT_CALLBACK(on_device_removal_failed), e, NULL);
         if (e->cb_removal_failed < 0)
                 goto fail;
         return 0;

@@ -12,22 +12,22 @@
 #include <systemd/sd-event.h>
 
 typedef enum VirtEventKind {
-        VIRT_EVENT_DOMAIN_STOPPED,   /* shut off, crashed, destroyed, undefined */
-        VIRT_EVENT_DOMAIN_SAVED,     /* stopped into a saved state (save, managedsave) */
-        VIRT_EVENT_DOMAIN_RESTORED,  /* started from a saved state */
-        VIRT_EVENT_DOMAIN_MIGRATED_OUT, /* stopped: it runs on another host now */
-        VIRT_EVENT_DOMAIN_MIGRATED_IN,  /* started: it came from another host */
-        VIRT_EVENT_DEVICE_REMOVED,   /* QEMU let go of a device */
+        VIRT_EVENT_DOMAIN_STOPPED,        /* shut off, crashed, destroyed, undefined */
+        VIRT_EVENT_DOMAIN_SAVED,          /* stopped into a saved state (save, managedsave) */
+        VIRT_EVENT_DOMAIN_RESTORED,       /* started from a saved state */
+        VIRT_EVENT_DOMAIN_MIGRATED_OUT,   /* stopped: it runs on another host now */
+        VIRT_EVENT_DOMAIN_MIGRATED_IN,    /* started: it came from another host */
+        VIRT_EVENT_DEVICE_REMOVED,        /* QEMU let go of a device */
         VIRT_EVENT_DEVICE_REMOVAL_FAILED, /* the guest refused to let go of a device */
-        VIRT_EVENT_CONNECTED,        /* (re)connected: state may have changed meanwhile */
+        VIRT_EVENT_CONNECTED,             /* (re)connected: state may have changed meanwhile */
         VIRT_EVENT_DISCONNECTED,
 } VirtEventKind;
 
 typedef struct VirtEvent {
         VirtEventKind kind;
         char domain_uuid[37];
-        char *device_alias;          /* DEVICE_REMOVED, DEVICE_REMOVAL_FAILED */
-        bool first;                  /* CONNECTED: the first connection of this process */
+        char *device_alias; /* DEVICE_REMOVED, DEVICE_REMOVAL_FAILED */
+        bool first;         /* CONNECTED: the first connection of this process */
         struct VirtEvent *next;
 } VirtEvent;
 
@@ -40,6 +40,5 @@ typedef struct VirtEvents VirtEvents;
  * detection). */
 int virt_events_init(void);
 
-int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata,
-                      VirtEvents **ret);
+int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata, VirtEvents **ret);
 VirtEvents *virt_events_stop(VirtEvents *e);

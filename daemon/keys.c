@@ -122,19 +122,17 @@ static void keys_job(Call *c) {
 
         /* What the caller hands over, before the source is locked. */
         if (!op->passphrase)
-                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase,
-                                           &op->error);
+                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
         if (r >= 0 && key_ops[op->kind].new_passphrase && !op->new_passphrase)
-                r = read_passphrase_option(&op->options.new_passphrase_fd, "new-passphrase-fd",
-                                           &op->new_passphrase, &op->error);
+                r = read_passphrase_option(&op->options.new_passphrase_fd, "new-passphrase-fd", &op->new_passphrase,
+                                           &op->error);
         if (r < 0)
                 goto finish;
 
         if (op->kind == KEY_VERIFY) {
                 r = luks_source_open(&c->res.source, false, timeout_ms, &source, &op->error);
                 if (r >= 0)
-                        r = luks_source_verify(source, op->passphrase, timeout_ms, &op->slot, &cost,
-                                               &op->error);
+                        r = luks_source_verify(source, op->passphrase, timeout_ms, &op->slot, &cost, &op->error);
                 goto finish;
         }
 
@@ -147,12 +145,11 @@ static void keys_job(Call *c) {
                                     timeout_ms, &op->slot, &op->error);
                 break;
         case KEY_ADD:
-                r = luks_key_add(source, op->passphrase, op->new_passphrase, op->options.pbkdf_iterations,
-                                 timeout_ms, &op->slot, &op->error);
+                r = luks_key_add(source, op->passphrase, op->new_passphrase, op->options.pbkdf_iterations, timeout_ms,
+                                 &op->slot, &op->error);
                 break;
         case KEY_REMOVE:
-                r = luks_key_remove(source, op->passphrase, op->options.force, timeout_ms, &op->slot,
-                                    &op->error);
+                r = luks_key_remove(source, op->passphrase, op->options.force, timeout_ms, &op->slot, &op->error);
                 break;
         case KEY_VERIFY:
                 break;
@@ -177,8 +174,7 @@ static void keys_done(Call *c) {
 
         switch (op->kind) {
         case KEY_CHANGE:
-                log_info("Passphrase of '%s' changed by uid %d: it is in key slot %d now.", path, uid,
-                         op->slot);
+                log_info("Passphrase of '%s' changed by uid %d: it is in key slot %d now.", path, uid, op->slot);
                 break;
         case KEY_ADD:
                 log_info("Key slot %d of '%s' added by uid %d.", op->slot, path, uid);
@@ -231,11 +227,10 @@ static void keys_resolved(Call *c) {
         if (c->caller_uid != 0) {
                 r = ratelimit_begin(m->key_guesses, c->caller_uid, now_usec(m), &wait);
                 if (r == -EBUSY) {
-                        sd_bus_error_setf(
-                                &op->error, LV_ERROR_BUSY,
-                                "Too many wrong passphrases (%u within %u s) from this user; try again in "
-                                "%" PRIu64 " s.",
-                                KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC, (wait + 999999) / 1000000);
+                        sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
+                                          "Too many wrong passphrases (%u within %u s) from this user; try again in "
+                                          "%" PRIu64 " s.",
+                                          KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC, (wait + 999999) / 1000000);
                         keys_end(op);
                         return;
                 }
@@ -263,13 +258,11 @@ static void keys_authorized(Call *c, bool allowed) {
 }
 
 /* Exactly one of the argument and its fd option. */
-static int check_one_source(const Passphrase *arg, int fd, const char *what, const char *option,
-                            sd_bus_error *error) {
+static int check_one_source(const Passphrase *arg, int fd, const char *what, const char *option, sd_bus_error *error) {
         if ((arg != NULL) == (fd >= 0))
-                return sd_bus_error_setf(
-                        error, DBUS_ERROR_INVALID_ARGS,
-                        "Give the %s either as the argument or as %s (and the argument empty).", what,
-                        option);
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                         "Give the %s either as the argument or as %s (and the argument empty).", what,
+                                         option);
         return 0;
 }
 
@@ -295,13 +288,12 @@ static int keys_method(sd_bus_message *message, Manager *m, KeyOperation kind, s
         if (r < 0)
                 return lv_error_bad_message(error, r);
 
-        r = check_one_source(passphrase, options.passphrase_fd, key_ops[kind].passphrase, "passphrase-fd",
-                             error);
+        r = check_one_source(passphrase, options.passphrase_fd, key_ops[kind].passphrase, "passphrase-fd", error);
         if (r < 0)
                 return r;
         if (key_ops[kind].new_passphrase) {
-                r = check_one_source(new_passphrase, options.new_passphrase_fd, "new passphrase",
-                                     "new-passphrase-fd", error);
+                r = check_one_source(new_passphrase, options.new_passphrase_fd, "new passphrase", "new-passphrase-fd",
+                                     error);
                 if (r < 0)
                         return r;
         }

@@ -76,7 +76,7 @@ int loop_attach_fd(int fd, bool read_only, int *ret_fd, char **ret_path) {
 
                 r = configure(loop_fd, fd, read_only);
                 if (r == -EBUSY)
-                        continue;       /* taken meanwhile */
+                        continue; /* taken meanwhile */
                 if (r < 0)
                         return r;
 

@@ -106,21 +106,21 @@ void luks_init(void) {
 
 /* LUKS1's header is one 592-byte block; LUKS2's binary header names the
  * size of each of its two copies (JSON included). */
-#define LUKS1_PHDR_AREA 4096U
+#define LUKS1_PHDR_AREA    4096U
 #define LUKS2_HDR_SIZE_MIN 0x4000ULL
 #define LUKS2_HDR_SIZE_MAX 0x400000ULL
 /* Key slot areas copied for one verification or activation: LUKS1's eight
  * slots take 2 MiB with a 512-bit key, LUKS2's default argon2 slots ~256 KiB
  * each.  Anything far beyond is not a header libcryptsetup made. */
-#define KEYSLOT_COPY_MAX (128ULL << 20)
+#define KEYSLOT_COPY_MAX   (128ULL << 20)
 
 struct LuksSource {
         char *path;
-        int fd;                 /* the source, as opened */
+        int fd; /* the source, as opened */
         bool writable;
         bool block;
-        int snap_fd;            /* memfd: same size as the source, header areas copied */
-        char snap_path[40];     /* /proc/self/fd/N, for crypt_init() */
+        int snap_fd;        /* memfd: same size as the source, header areas copied */
+        char snap_path[40]; /* /proc/self/fd/N, for crypt_init() */
         uint64_t size;
         uint64_t metadata_copied; /* [0, this) was copied when it was opened */
         bool keyslots_copied;
@@ -166,9 +166,9 @@ const char *luks_source_path(const LuksSource *s) {
 
 typedef enum OpenFailure {
         OPEN_OK,
-        OPEN_ERRNO,     /* stage + saved_errno */
-        OPEN_CHANGED,   /* not the file the path named a moment ago */
-        OPEN_LOCKED,    /* another process holds a lock; lock_pid if known */
+        OPEN_ERRNO,   /* stage + saved_errno */
+        OPEN_CHANGED, /* not the file the path named a moment ago */
+        OPEN_LOCKED,  /* another process holds a lock; lock_pid if known */
         OPEN_NOT_LUKS,
         OPEN_TOO_BIG,
 } OpenFailure;
@@ -183,7 +183,7 @@ typedef struct OpenTask {
         bool exclusive; /* read-write, under an exclusive lock kept open */
 
         OpenFailure failure;
-        const char *stage;      /* static text: "open", "read", … */
+        const char *stage; /* static text: "open", "read", … */
         int saved_errno;
         pid_t lock_pid;
 
@@ -250,7 +250,7 @@ static int copy_range(int src, int dst, uint64_t off, uint64_t len) {
                 if (k < 0)
                         return negative_errno();
                 if (k == 0)
-                        return -EIO;    /* shorter than its header says */
+                        return -EIO; /* shorter than its header says */
                 if (pwrite(dst, buf, (size_t) k, (off_t) off) != k)
                         return negative_errno();
                 off += (uint64_t) k;
@@ -403,7 +403,7 @@ static void open_task_run(void *p) {
                 uint64_t hdr_size = be64(first + 8);
                 if (hdr_size < LUKS2_HDR_SIZE_MIN || hdr_size > LUKS2_HDR_SIZE_MAX || (hdr_size & (hdr_size - 1)))
                         OPEN_FAIL(t, OPEN_NOT_LUKS, NULL, 0);
-                metadata = 2 * hdr_size;        /* primary and secondary copy */
+                metadata = 2 * hdr_size; /* primary and secondary copy */
                 break;
         }
         default:
@@ -418,8 +418,7 @@ static void open_task_run(void *p) {
         if (t->snap_fd < 0)
                 OPEN_FAIL(t, OPEN_ERRNO, "snapshot", errno);
         if (ftruncate(t->snap_fd, (off_t) t->size) < 0)
-                OPEN_FAIL(t, errno == EFBIG || errno == EINVAL ? OPEN_TOO_BIG : OPEN_ERRNO,
-                                      "snapshot", errno);
+                OPEN_FAIL(t, errno == EFBIG || errno == EINVAL ? OPEN_TOO_BIG : OPEN_ERRNO, "snapshot", errno);
         r = copy_range(t->fd, t->snap_fd, 0, metadata);
         if (r < 0)
                 OPEN_FAIL(t, OPEN_ERRNO, "read", -r);
@@ -430,8 +429,8 @@ static void open_task_run(void *p) {
         t->failure = OPEN_OK;
 }
 
-static int source_open(const SourceInfo *src, bool want_write, bool exclusive, unsigned timeout_ms,
-                       LuksSource **ret, sd_bus_error *error) {
+static int source_open(const SourceInfo *src, bool want_write, bool exclusive, unsigned timeout_ms, LuksSource **ret,
+                       sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         OpenTask *t;
         int r;
@@ -483,8 +482,8 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, u
                                               strerror(t->saved_errno));
                 break;
         case OPEN_CHANGED:
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                      "'%s' changed while it was being checked; try again.", src->path);
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' changed while it was being checked; try again.",
+                                      src->path);
                 break;
         case OPEN_LOCKED:
                 if (t->lock_pid > 0)
@@ -592,8 +591,7 @@ int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms
 
 static int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
 
-int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret,
-                               sd_bus_error *error) {
+int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret, sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         int r;
 
@@ -614,15 +612,15 @@ static int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error 
 
         r = crypt_init_locked(&cd, s->snap_path);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s",
-                                         s->path, strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s", s->path,
+                                         strerror(-r));
         r = crypt_load(cd, CRYPT_LUKS, NULL);
         if (r < 0) {
                 if (IN_SET(-r, EINVAL, ENOENT, EBADMSG, EIO))
-                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
-                                                 "'%s' does not hold a valid LUKS header.", s->path);
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s",
-                                         s->path, strerror(-r));
+                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' does not hold a valid LUKS header.",
+                                                 s->path);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s", s->path,
+                                         strerror(-r));
         }
         *ret = TAKE_PTR(cd);
         return 0;
@@ -652,8 +650,8 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
                 return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' is not a LUKS volume.", s->path);
 
         snprintf(info.uuid, sizeof info.uuid, "%s", strempty(crypt_get_uuid(cd)));
-        snprintf(info.cipher, sizeof info.cipher, "%s-%s",
-                 strempty(crypt_get_cipher(cd)), strempty(crypt_get_cipher_mode(cd)));
+        snprintf(info.cipher, sizeof info.cipher, "%s-%s", strempty(crypt_get_cipher(cd)),
+                 strempty(crypt_get_cipher_mode(cd)));
         snprintf(info.cipher_name, sizeof info.cipher_name, "%s", strempty(crypt_get_cipher(cd)));
         snprintf(info.cipher_mode, sizeof info.cipher_mode, "%s", strempty(crypt_get_cipher_mode(cd)));
         r = crypt_get_volume_key_size(cd);
@@ -782,8 +780,8 @@ static int snapshot_copy(LuksSource *s, CopyTask *t, unsigned timeout_ms, sd_bus
         if (r < 0)
                 return r;
         if (io < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the key slots of '%s': %s",
-                                         s->path, strerror(-io));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the key slots of '%s': %s", s->path,
+                                         strerror(-io));
         s->keyslots_copied = true;
         return 0;
 }
@@ -862,18 +860,18 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
                 t0 = now_ms();
                 if (keyslot_needs_lock(cd, k)) {
                         CRYPT_LOCKED;
-                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data,
-                                                         passphrase->size, 0);
+                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data, passphrase->size,
+                                                         0);
                 } else
-                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data,
-                                                         passphrase->size, 0);
+                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data, passphrase->size,
+                                                         0);
                 cost += now_ms() - t0;
                 if (r >= 0)
                         found = k;
                 else if (r != -EPERM && r != -ENOENT) {
                         stack_scrub();
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s",
-                                                 k, s->path, strerror(-r));
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", k,
+                                                 s->path, strerror(-r));
                 }
         }
         /* The derived keys passed through libcryptsetup's frames. */
@@ -948,8 +946,8 @@ static int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error 
 
         r = crypt_get_metadata_size(cd, &metadata_size, &keyslots_size);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the header layout of '%s': %s",
-                                         s->path, strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the header layout of '%s': %s", s->path,
+                                         strerror(-r));
         /* LUKS1: the header, then the key slots; LUKS2: two copies of the
          * metadata, then the key slots area.  And wherever a slot's area
          * lies (LUKS1 names one for each slot, used or not): every area a
@@ -967,11 +965,10 @@ static int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error 
         data_offset = crypt_get_data_offset(cd) * 512;
         if (end > s->size || end < s->metadata_copied || (data_offset > 0 && end > data_offset))
                 return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
-                                         "The header of '%s' overlaps its data or the end of the device.",
-                                         s->path);
+                                         "The header of '%s' overlaps its data or the end of the device.", s->path);
         if (end - s->metadata_copied > KEYSLOT_COPY_MAX)
-                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
-                                         "The key slots of '%s' are implausibly large.", s->path);
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "The key slots of '%s' are implausibly large.",
+                                         s->path);
         s->metadata_size = metadata_size;
         s->header_end = end;
 
@@ -992,8 +989,8 @@ static int write_step(LuksSource *s, uint64_t off, uint64_t len, unsigned timeou
 
         /* Only ever the header, which the exclusive open read whole. */
         if (!s->exclusive || off > s->header_end || len > s->header_end - off)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "Refusing to write outside the header of '%s'.", s->path);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Refusing to write outside the header of '%s'.",
+                                         s->path);
 
         t = copy_task_new();
         if (!t)
@@ -1005,18 +1002,17 @@ static int write_step(LuksSource *s, uint64_t off, uint64_t len, unsigned timeou
         r = copy_task_finish(s, t, true, timeout_ms, &io, error);
         if (r == -ETIMEDOUT) {
                 s->writer_abandoned = true;
-                return sd_bus_error_setf(
-                        error, LV_ERROR_BUSY,
-                        "'%s' did not finish writing its header within %u s (a hung file system?); "
-                        "the header opens with the passphrases it had before, or with the new "
-                        "ones: try them, or check again later.",
-                        s->path, (timeout_ms + 999) / 1000);
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "'%s' did not finish writing its header within %u s (a hung file system?); "
+                                         "the header opens with the passphrases it had before, or with the new "
+                                         "ones: try them, or check again later.",
+                                         s->path, (timeout_ms + 999) / 1000);
         }
         if (r < 0)
                 return r;
         if (io < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot write the header of '%s': %s",
-                                         s->path, strerror(-io));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot write the header of '%s': %s", s->path,
+                                         strerror(-io));
         return 0;
 }
 
@@ -1055,8 +1051,8 @@ static bool have_free_slot(struct crypt_device *cd) {
 
 /* The first active key slot, in slot order (QEMU's), that passphrase
  * opens, and the volume key it unlocks, into locked memory. */
-static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passphrase *passphrase,
-                             int *ret_slot, Passphrase **ret_vk, sd_bus_error *error) {
+static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passphrase *passphrase, int *ret_slot,
+                             Passphrase **ret_vk, sd_bus_error *error) {
         _cleanup_passphrase_ Passphrase *vk = NULL;
         int r, max, found = -1;
         size_t vk_size;
@@ -1067,8 +1063,7 @@ static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passp
         vk_size = (size_t) r;
         r = passphrase_new_zeroed(vk_size, &vk);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s",
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s", strerror(-r));
 
         max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
         for (int k = 0; k < max && found < 0; k++) {
@@ -1078,18 +1073,17 @@ static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passp
                         continue;
                 if (keyslot_needs_lock(cd, k)) {
                         CRYPT_LOCKED;
-                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n,
-                                                 (const char *) passphrase->data, passphrase->size);
+                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n, (const char *) passphrase->data,
+                                                 passphrase->size);
                 } else
-                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n,
-                                                 (const char *) passphrase->data, passphrase->size);
+                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n, (const char *) passphrase->data,
+                                                 passphrase->size);
                 if (r >= 0)
                         found = k;
                 else if (r != -EPERM && r != -ENOENT) {
                         stack_scrub();
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                                 "Cannot try key slot %d of '%s': %s", k, s->path,
-                                                 strerror(-r));
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", k,
+                                                 s->path, strerror(-r));
                 }
         }
         stack_scrub();
@@ -1116,24 +1110,21 @@ static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, u
 
         r = crypt_keyslot_get_pbkdf(cd, like, &pbkdf);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "Cannot read the PBKDF of key slot %d of '%s': %s", like, s->path,
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the PBKDF of key slot %d of '%s': %s",
+                                         like, s->path, strerror(-r));
         pbkdf2 = streq_ptr(pbkdf.type, CRYPT_KDF_PBKDF2);
         if (iterations > 0) {
                 if (iterations < (pbkdf2 ? 1000U : 4U))
-                        return sd_bus_error_setf(
-                                error, DBUS_ERROR_INVALID_ARGS,
-                                "Option 'pbkdf-iterations' must be at least %u for %s key slots.",
-                                pbkdf2 ? 1000U : 4U, strempty(pbkdf.type));
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'pbkdf-iterations' must be at least %u for %s key slots.",
+                                                 pbkdf2 ? 1000U : 4U, strempty(pbkdf.type));
                 pbkdf.iterations = iterations;
         }
         pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
         r = crypt_set_pbkdf_type(cd, &pbkdf);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "Cannot use the PBKDF of key slot %d of '%s': %s", like, s->path,
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot use the PBKDF of key slot %d of '%s': %s",
+                                         like, s->path, strerror(-r));
 
         if (s->version == 2) {
                 size_t key_size = 0;
@@ -1142,8 +1133,8 @@ static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, u
                         r = crypt_keyslot_set_encryption(cd, enc, key_size);
                         if (r < 0)
                                 return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                                         "Cannot use the key slot cipher of '%s': %s",
-                                                         s->path, strerror(-r));
+                                                         "Cannot use the key slot cipher of '%s': %s", s->path,
+                                                         strerror(-r));
                 }
         }
         return 0;
@@ -1152,16 +1143,15 @@ static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, u
 /* Step one of an add or change: a new slot for new_passphrase, made like
  * slot like, written area first, metadata after. */
 static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *vk, int like,
-                     const Passphrase *new_passphrase, uint32_t iterations, unsigned timeout_ms,
-                     int *ret_slot, sd_bus_error *error) {
+                     const Passphrase *new_passphrase, uint32_t iterations, unsigned timeout_ms, int *ret_slot,
+                     sd_bus_error *error) {
         uint64_t off, len;
         int r, slot;
 
         if (!have_free_slot(cd))
                 return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
                                          "All %d key slots of '%s' are in use; remove one first.",
-                                         MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS),
-                                         s->path);
+                                         MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS), s->path);
         r = set_new_slot_like(s, cd, like, iterations, error);
         if (r < 0)
                 return r;
@@ -1172,26 +1162,22 @@ static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *v
         if (keyslot_needs_lock(cd, like)) {
                 CRYPT_LOCKED;
                 slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
-                                                       (const char *) new_passphrase->data,
-                                                       new_passphrase->size);
+                                                       (const char *) new_passphrase->data, new_passphrase->size);
         } else
                 slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
-                                                       (const char *) new_passphrase->data,
-                                                       new_passphrase->size);
+                                                       (const char *) new_passphrase->data, new_passphrase->size);
         stack_scrub();
         if (slot == -ENOSPC)
                 return sd_bus_error_setf(
                         error, LV_ERROR_NOT_SUPPORTED,
-                        "The key slot area of '%s' has no room for another key slot; remove one first.",
-                        s->path);
+                        "The key slot area of '%s' has no room for another key slot; remove one first.", s->path);
         if (slot < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot add a key slot to '%s': %s",
-                                         s->path, strerror(-slot));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot add a key slot to '%s': %s", s->path,
+                                         strerror(-slot));
 
         r = crypt_keyslot_area(cd, slot, &off, &len);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "Cannot locate the new key slot of '%s': %s", s->path,
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot locate the new key slot of '%s': %s", s->path,
                                          strerror(-r));
         r = write_step(s, off, len, timeout_ms, error);
         if (r < 0)
@@ -1206,19 +1192,18 @@ static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *v
 
 /* The last step of a change or a removal: slot destroyed, metadata
  * written first, the slot's area wiped after. */
-static int stage_destroy(LuksSource *s, struct crypt_device *cd, int slot, unsigned timeout_ms,
-                         sd_bus_error *error) {
+static int stage_destroy(LuksSource *s, struct crypt_device *cd, int slot, unsigned timeout_ms, sd_bus_error *error) {
         uint64_t off, len;
         int r;
 
         r = crypt_keyslot_area(cd, slot, &off, &len);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot locate key slot %d of '%s': %s",
-                                         slot, s->path, strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot locate key slot %d of '%s': %s", slot, s->path,
+                                         strerror(-r));
         r = crypt_keyslot_destroy(cd, slot);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot remove key slot %d of '%s': %s",
-                                         slot, s->path, strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot remove key slot %d of '%s': %s", slot, s->path,
+                                         strerror(-r));
         r = write_metadata(s, timeout_ms, error);
         if (r < 0)
                 return r;
@@ -1226,9 +1211,8 @@ static int stage_destroy(LuksSource *s, struct crypt_device *cd, int slot, unsig
         return write_step(s, off, len, timeout_ms, error);
 }
 
-static int key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase,
-                   uint32_t iterations, bool replace, unsigned timeout_ms, int *ret_slot,
-                   sd_bus_error *error) {
+static int key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase, uint32_t iterations,
+                   bool replace, unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         _cleanup_passphrase_ Passphrase *vk = NULL;
         int r, old_slot = -1, new_slot = -1;
@@ -1252,18 +1236,18 @@ static int key_add(LuksSource *s, const Passphrase *existing, const Passphrase *
         return 0;
 }
 
-int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase,
-                 uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase, uint32_t iterations,
+                 unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
         return key_add(s, existing, new_passphrase, iterations, false, timeout_ms, ret_slot, error);
 }
 
-int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase,
-                    uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase, uint32_t iterations,
+                    unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
         return key_add(s, old, new_passphrase, iterations, true, timeout_ms, ret_slot, error);
 }
 
-int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms,
-                    int *ret_slot, sd_bus_error *error) {
+int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms, int *ret_slot,
+                    sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         _cleanup_passphrase_ Passphrase *vk = NULL;
         int r, slot = -1;
@@ -1276,11 +1260,10 @@ int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, uns
                 return r;
         vk = passphrase_free(vk);
         if (count_active(cd) <= 1 && !force)
-                return sd_bus_error_setf(
-                        error, LV_ERROR_NOT_SUPPORTED,
-                        "Key slot %d is the last one of '%s': without it nothing opens the volume "
-                        "ever again.  Pass 'force' to remove it anyway.",
-                        slot, s->path);
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "Key slot %d is the last one of '%s': without it nothing opens the volume "
+                                         "ever again.  Pass 'force' to remove it anyway.",
+                                         slot, s->path);
         r = stage_destroy(s, cd, slot, timeout_ms, error);
         if (r < 0)
                 return r;
@@ -1395,8 +1378,8 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard,
         int r;
 
         if (!read_only && !s->writable) {
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                      "'%s' cannot be opened for writing; attach it read-only.", s->path);
+                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' cannot be opened for writing; attach it read-only.",
+                                      s->path);
                 goto finish;
         }
 
@@ -1482,7 +1465,7 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard,
                 goto finish;
         }
 
-        fault_point("attach", 2);   /* mapping open, not attached */
+        fault_point("attach", 2); /* mapping open, not attached */
 
         *ret_mapper_path = TAKE_PTR(path);
         r = 0;
@@ -1501,7 +1484,7 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
          * libvirt reports it removed; busy is worth waiting out. */
         for (unsigned attempt = 0; attempt < 50; attempt++) {
                 if (attempt > 0)
-                        usleep(100 * 1000);     /* not holding the lock */
+                        usleep(100 * 1000); /* not holding the lock */
 
                 CRYPT_LOCKED;
                 _cleanup_(crypt_freep) struct crypt_device *cd = NULL;
@@ -1707,7 +1690,8 @@ int luks_resize(LuksSource *s, const char *name, const char *data_device, uint64
                                          "luksvolumed opened it); detach and attach the volume again to resize it.",
                                          name);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot resize the dm-crypt mapping %s to %" PRIu64
-                                         " bytes: %s", name, size, strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Cannot resize the dm-crypt mapping %s to %" PRIu64 " bytes: %s", name, size,
+                                         strerror(-r));
         return 0;
 }

@@ -34,18 +34,18 @@ typedef struct LuksKeyslot {
 } LuksKeyslot;
 
 typedef struct LuksInfo {
-        unsigned version;          /* 1 or 2 */
+        unsigned version; /* 1 or 2 */
         char uuid[40];
-        char cipher[96];           /* "aes-xts-plain64" */
-        char cipher_name[32];      /* "aes" */
-        char cipher_mode[64];      /* "xts-plain64" */
-        char hash[32];             /* the first active key slot's PBKDF2 hash; "" for argon2 */
+        char cipher[96];      /* "aes-xts-plain64" */
+        char cipher_name[32]; /* "aes" */
+        char cipher_mode[64]; /* "xts-plain64" */
+        char hash[32];        /* the first active key slot's PBKDF2 hash; "" for argon2 */
         unsigned key_size_bits;
         unsigned active_keyslots;
-        LuksKeyslot keyslots[LUKS_MAX_KEYSLOTS];   /* the active ones, in slot order */
-        uint64_t payload_offset;   /* bytes from the start of the device to the data */
+        LuksKeyslot keyslots[LUKS_MAX_KEYSLOTS]; /* the active ones, in slot order */
+        uint64_t payload_offset;                 /* bytes from the start of the device to the data */
         uint32_t sector_size;
-        uint64_t device_size;      /* bytes of the whole source */
+        uint64_t device_size; /* bytes of the whole source */
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;
@@ -70,8 +70,7 @@ int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms
  * process" at once.  The snapshot holds the whole header area: the
  * metadata and every key slot area (never the payload).  Deadline as for
  * luks_source_open(). */
-int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret,
-                               sd_bus_error *error);
+int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret, sd_bus_error *error);
 LuksSource *luks_source_free(LuksSource *s);
 static inline void luks_source_freep(LuksSource **s) {
         if (*s)
@@ -115,16 +114,16 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
  * the same key slot cipher); iterations, if not 0, overrides PBKDF2's
  * iteration count or argon2's time cost.  No free slot → Error.NotSupported.
  * *ret_slot: the new slot (add, change), the removed one (remove). */
-int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase,
-                 uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error);
+int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase, uint32_t iterations,
+                 unsigned timeout_ms, int *ret_slot, sd_bus_error *error);
 /* A new slot for new_passphrase, then the one old opened is destroyed:
  * needs a free slot (a slot changed in place could be lost to a crash). */
-int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase,
-                    uint32_t iterations, unsigned timeout_ms, int *ret_slot, sd_bus_error *error);
+int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase, uint32_t iterations,
+                    unsigned timeout_ms, int *ret_slot, sd_bus_error *error);
 /* Destroys the slot passphrase opens; the volume's last active slot only
  * if force (else Error.NotSupported). */
-int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms,
-                    int *ret_slot, sd_bus_error *error);
+int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms, int *ret_slot,
+                    sd_bus_error *error);
 
 /* Device-mapper with the crypt target usable on this host. */
 bool luks_dm_crypt_available(void);

@@ -34,7 +34,6 @@ static void help(void) {
                "     --log-level=LEVEL          err, warning, notice, info, debug (default info)\n");
 }
 
-
 static int parse_unsigned(const char *s, unsigned *ret) {
         char *end;
         unsigned long v;
@@ -63,22 +62,20 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config
                 ARG_DETACH_TIMEOUT,
                 ARG_SOURCE_TIMEOUT,
         };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                { "libvirt-uri", required_argument, NULL, ARG_URI },
-                { "min-libvirt-version", required_argument, NULL, ARG_MIN_LIBVIRT },
-                { "min-qemu-version", required_argument, NULL, ARG_MIN_QEMU },
-                { "max-volumes", required_argument, NULL, ARG_MAX_VOLUMES },
-                { "idle-timeout", required_argument, NULL, ARG_IDLE },
-                { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
-                { "config", required_argument, NULL, ARG_CONFIG },
-                { "detach-timeout", required_argument, NULL, ARG_DETACH_TIMEOUT },
-                { "source-timeout", required_argument, NULL, ARG_SOURCE_TIMEOUT },
-                /* Test only; deliberately not in --help. */
-                { "fault-file", required_argument, NULL, ARG_FAULT_FILE },
-                {}
-        };
+        static const struct option options[] = { { "help", no_argument, NULL, 'h' },
+                                                 { "version", no_argument, NULL, ARG_VERSION },
+                                                 { "libvirt-uri", required_argument, NULL, ARG_URI },
+                                                 { "min-libvirt-version", required_argument, NULL, ARG_MIN_LIBVIRT },
+                                                 { "min-qemu-version", required_argument, NULL, ARG_MIN_QEMU },
+                                                 { "max-volumes", required_argument, NULL, ARG_MAX_VOLUMES },
+                                                 { "idle-timeout", required_argument, NULL, ARG_IDLE },
+                                                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                                                 { "config", required_argument, NULL, ARG_CONFIG },
+                                                 { "detach-timeout", required_argument, NULL, ARG_DETACH_TIMEOUT },
+                                                 { "source-timeout", required_argument, NULL, ARG_SOURCE_TIMEOUT },
+                                                 /* Test only; deliberately not in --help. */
+                                                 { "fault-file", required_argument, NULL, ARG_FAULT_FILE },
+                                                 {} };
         int c, r;
 
         optind = 0;
@@ -131,12 +128,13 @@ static int parse_argv(int argc, char *argv[], ManagerConfig *config, bool config
                         fault_set_file(optarg);
                         break;
                 case ARG_DETACH_TIMEOUT:
-                        if (parse_unsigned(optarg, &config->detach_timeout_sec) < 0 || config->detach_timeout_sec > 3600)
+                        if (parse_unsigned(optarg, &config->detach_timeout_sec) < 0 ||
+                            config->detach_timeout_sec > 3600)
                                 return log_error_errno(EINVAL, "Invalid --detach-timeout: %s", optarg);
                         break;
                 case ARG_SOURCE_TIMEOUT:
-                        if (parse_unsigned(optarg, &config->source_timeout_sec) < 0 || config->source_timeout_sec == 0 ||
-                            config->source_timeout_sec > 600)
+                        if (parse_unsigned(optarg, &config->source_timeout_sec) < 0 ||
+                            config->source_timeout_sec == 0 || config->source_timeout_sec > 600)
                                 return log_error_errno(EINVAL, "Invalid --source-timeout: %s", optarg);
                         break;
                 case '?':

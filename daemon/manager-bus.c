@@ -31,7 +31,8 @@ int lv_error_bad_message(sd_bus_error *error, int r) {
                 return r < 0 ? r : -EINVAL;
         if (r == -ENOMEM)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
-        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Malformed arguments: %s", strerror(r < 0 ? -r : EINVAL));
+        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Malformed arguments: %s",
+                                 strerror(r < 0 ? -r : EINVAL));
 }
 
 int read_passphrase_arg(sd_bus_message *message, const char *what, Passphrase **ret, sd_bus_error *error) {
@@ -52,11 +53,10 @@ int read_passphrase_arg(sd_bus_message *message, const char *what, Passphrase **
          * message's own receive buffer, so wipe it there. */
         explicit_bzero((void *) p, n);
         if (r == -E2BIG)
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The %s is longer than %d bytes.",
-                                         what, PASSPHRASE_MAX);
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The %s is longer than %d bytes.", what,
+                                         PASSPHRASE_MAX);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the %s: %s", what,
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot store the %s: %s", what, strerror(-r));
         return 0;
 }
 
@@ -67,16 +67,13 @@ int read_passphrase_option(int *fd, const char *option, Passphrase **ret, sd_bus
         close(*fd);
         *fd = -1;
         if (r == -ETIMEDOUT)
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                         "No passphrase arrived on %s within %d s.", option,
-                                         PASSPHRASE_FD_TIMEOUT_MS / 1000);
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "No passphrase arrived on %s within %d s.",
+                                         option, PASSPHRASE_FD_TIMEOUT_MS / 1000);
         if (r == -E2BIG)
                 return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                         "The passphrase from %s is longer than %d bytes.", option,
-                                         PASSPHRASE_MAX);
+                                         "The passphrase from %s is longer than %d bytes.", option, PASSPHRASE_MAX);
         if (r == -EINVAL)
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The passphrase from %s is empty.",
-                                         option);
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The passphrase from %s is empty.", option);
         if (r < 0)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read %s: %s", option, strerror(-r));
         return 0;
@@ -84,45 +81,28 @@ int read_passphrase_option(int *fd, const char *option, Passphrase **ret, sd_bus
 
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD_WITH_ARGS("Attach",
-                                SD_BUS_ARGS("s", domain, "s", source, "ay", passphrase, "a{sv}", options),
-                                SD_BUS_RESULT("o", volume),
-                                method_attach,
+        SD_BUS_METHOD_WITH_ARGS("Attach", SD_BUS_ARGS("s", domain, "s", source, "ay", passphrase, "a{sv}", options),
+                                SD_BUS_RESULT("o", volume), method_attach,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
-        SD_BUS_METHOD_WITH_ARGS("Detach",
-                                SD_BUS_ARGS("o", volume, "a{sv}", options),
-                                SD_BUS_NO_RESULT,
-                                method_detach,
+        SD_BUS_METHOD_WITH_ARGS("Detach", SD_BUS_ARGS("o", volume, "a{sv}", options), SD_BUS_NO_RESULT, method_detach,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Probe",
-                                SD_BUS_ARGS("s", source, "a{sv}", options),
-                                SD_BUS_RESULT("a{sv}", info),
-                                method_probe,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Probe", SD_BUS_ARGS("s", source, "a{sv}", options), SD_BUS_RESULT("a{sv}", info),
+                                method_probe, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ChangePassphrase",
-                                SD_BUS_ARGS("s", source, "ay", old_passphrase, "ay", new_passphrase,
-                                            "a{sv}", options),
-                                SD_BUS_NO_RESULT,
-                                method_change_passphrase,
+                                SD_BUS_ARGS("s", source, "ay", old_passphrase, "ay", new_passphrase, "a{sv}", options),
+                                SD_BUS_NO_RESULT, method_change_passphrase,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
-        SD_BUS_METHOD_WITH_ARGS("AddPassphrase",
-                                SD_BUS_ARGS("s", source, "ay", existing_passphrase, "ay", new_passphrase,
-                                            "a{sv}", options),
-                                SD_BUS_RESULT("u", slot),
-                                method_add_passphrase,
+        SD_BUS_METHOD_WITH_ARGS(
+                "AddPassphrase",
+                SD_BUS_ARGS("s", source, "ay", existing_passphrase, "ay", new_passphrase, "a{sv}", options),
+                SD_BUS_RESULT("u", slot), method_add_passphrase, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("RemovePassphrase", SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
+                                SD_BUS_NO_RESULT, method_remove_passphrase,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
-        SD_BUS_METHOD_WITH_ARGS("RemovePassphrase",
-                                SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
-                                SD_BUS_NO_RESULT,
-                                method_remove_passphrase,
+        SD_BUS_METHOD_WITH_ARGS("VerifyPassphrase", SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
+                                SD_BUS_RESULT("u", slot), method_verify_passphrase,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
-        SD_BUS_METHOD_WITH_ARGS("VerifyPassphrase",
-                                SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
-                                SD_BUS_RESULT("u", slot),
-                                method_verify_passphrase,
-                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
-        SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated",
-                                SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
+        SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated", SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
                                 0),
         SD_BUS_VTABLE_END
 };

@@ -27,13 +27,13 @@ typedef struct ScanJob {
         bool initial;
         bool cleanup_orphans;
         bool complete;
-        uint64_t event_seq;     /* Manager.event_seq when the scan started */
+        uint64_t event_seq; /* Manager.event_seq when the scan started */
         /* Copies of the registry's saved volumes that no scan finds (a
          * guest saved with "virsh save" is no domain libvirt can list):
          * their secrets and mappings are no orphans either. */
         Volume *keep_saved;
-        char migrated_in[37];   /* report this domain's volumes (VolumeMigrated "in") */
-        uint64_t resizes;       /* Manager.resizes when the scan started */
+        char migrated_in[37]; /* report this domain's volumes (VolumeMigrated "in") */
+        uint64_t resizes;     /* Manager.resizes when the scan started */
         Volume *found;
         sd_bus_error error;
         int r;
@@ -58,8 +58,7 @@ static void scan_job(void *userdata) {
                 scan_cleanup_orphans(m->virt, last ? j->found : j->keep_saved);
                 if (last)
                         last->next = NULL;
-        }
-        else if (j->r >= 0 && !j->complete)
+        } else if (j->r >= 0 && !j->complete)
                 log_warning("Scan incomplete; orphan cleanup postponed to the next scan.");
         if (j->cleanup_orphans)
                 pthread_rwlock_unlock(&m->ops_lock);
@@ -140,14 +139,15 @@ static void report_migrated_in(Manager *m, const char *uuid) {
                         /* Not adopted silently: whoever moved the guest
                          * must know that this host now holds (or lacks)
                          * what decrypts its disk. */
-                        log_volume_event(VOLUME_EVENT_MIGRATED, LOG_LEVEL_WARNING, v->domain, v->source, v->target,
-                                         volume_mode_to_string(v->mode),
-                                         "Domain '%s' arrived from another host with %s attached by this service there; "
-                                         "its %s %s here.", v->domain, v->path,
-                                         v->mode == VOLUME_MODE_NATIVE ? "secret" : "mapping",
-                                         (v->mode == VOLUME_MODE_NATIVE ? !isempty(v->secret_uuid)
-                                                                         : !isempty(v->mapper_device)) ?
-                                                 "is defined" : "is missing");
+                        log_volume_event(
+                                VOLUME_EVENT_MIGRATED, LOG_LEVEL_WARNING, v->domain, v->source, v->target,
+                                volume_mode_to_string(v->mode),
+                                "Domain '%s' arrived from another host with %s attached by this service there; "
+                                "its %s %s here.",
+                                v->domain, v->path, v->mode == VOLUME_MODE_NATIVE ? "secret" : "mapping",
+                                (v->mode == VOLUME_MODE_NATIVE ? !isempty(v->secret_uuid) : !isempty(v->mapper_device))
+                                        ? "is defined"
+                                        : "is missing");
                         (void) volume_bus_emit_migrated(v, "in");
                 }
 }
@@ -315,7 +315,8 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
         j->why = why;
         j->generation = v->generation;
         j->path = strdup(v->path);
-        if (!j->path || volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device) < 0) {
+        if (!j->path ||
+            volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device) < 0) {
                 cleanup_job_free(j);
                 return log_oom(), (void) 0;
         }
@@ -336,7 +337,7 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
  * anybody calling. */
 #define RECHECK_INTERVAL_USEC (2 * 1000000ULL)
 #define RECHECK_ATTACHED_USEC (10 * 1000000ULL)
-#define RESCAN_INTERVAL_USEC (60 * 1000000ULL)
+#define RESCAN_INTERVAL_USEC  (60 * 1000000ULL)
 
 typedef struct RecheckJob {
         Manager *manager;
@@ -382,9 +383,10 @@ static void recheck_done(void *userdata) {
         if (v) {
                 v->rechecking = false;
                 if (j->gone && v->state != VOLUME_STATE_SAVED && !v->waiter)
-                        manager_volume_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
-                                               "the guest released it (no event came)" :
-                                               "its disk is gone from the guest (no event came)");
+                        manager_volume_cleanup(m, v,
+                                               v->state == VOLUME_STATE_DETACHING
+                                                       ? "the guest released it (no event came)"
+                                                       : "its disk is gone from the guest (no event came)");
         }
         recheck_job_free(j);
 }
@@ -403,7 +405,7 @@ static int on_recheck_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 j = calloc(1, sizeof *j);
                 if (!j)
                         break;
-                *j = (RecheckJob) {
+                *j = (RecheckJob){
                         .manager = m,
                         .path = strdup(v->path),
                         .generation = v->generation,
@@ -544,8 +546,8 @@ static void on_migrated_out(Manager *m, const char *uuid) {
                 if (streq(v->domain_uuid, uuid)) {
                         log_volume_event(VOLUME_EVENT_MIGRATED, LOG_LEVEL_NOTICE, v->domain, v->source, v->target,
                                          volume_mode_to_string(v->mode),
-                                         "Domain '%s' migrated to another host with %s; cleaning up here.",
-                                         v->domain, v->path);
+                                         "Domain '%s' migrated to another host with %s; cleaning up here.", v->domain,
+                                         v->path);
                         (void) volume_bus_emit_migrated(v, "out");
                 }
         on_domain_gone(m, uuid, "its domain migrated to another host");
@@ -564,8 +566,9 @@ static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
         if (v->waiter)
                 v->waiter->removed(v->waiter);
         else
-                manager_volume_cleanup(m, v, v->state == VOLUME_STATE_DETACHING ?
-                                     "the guest released it" : "it was unplugged outside this service");
+                manager_volume_cleanup(m, v,
+                                       v->state == VOLUME_STATE_DETACHING ? "the guest released it"
+                                                                          : "it was unplugged outside this service");
 }
 
 static void on_device_removal_failed(Manager *m, const char *uuid, const char *alias) {

@@ -151,7 +151,7 @@ int manager_mode_input(Manager *m, ModeInput *ret, HostInfo *ret_host, sd_bus_er
         if (r < 0)
                 return r;
 
-        *ret = (ModeInput) {
+        *ret = (ModeInput){
                 .libvirt_version = h.libvirt_version,
                 .hypervisor_version = h.hypervisor_version,
                 .min_libvirt_version = m->config.min_libvirt_version,

@@ -21,10 +21,9 @@
 #include "volume.h"
 #include "worker.h"
 
-#define LV_BUS_NAME "org.example.LuksVolume1"
+#define LV_BUS_NAME          "org.example.LuksVolume1"
 #define LV_MANAGER_INTERFACE "org.example.LuksVolume1"
-#define LV_VOLUME_INTERFACE "org.example.LuksVolume1.Volume"
-
+#define LV_VOLUME_INTERFACE  "org.example.LuksVolume1.Volume"
 
 /* A source claimed by an Attach in flight, so that two concurrent
  * attaches of one source cannot both succeed. */
@@ -58,7 +57,7 @@ typedef struct Manager {
 
         Volume *volumes;
         unsigned n_volumes;
-        uint64_t last_generation;       /* Volume.generation of the newest */
+        uint64_t last_generation; /* Volume.generation of the newest */
         /* Every method call from parse to reply (call.h): at shutdown they
          * are freed — passphrases wiped — even if polkit or a worker never
          * got back to them. */
@@ -75,7 +74,7 @@ typedef struct Manager {
          * went) can tell when it lands in the registry. */
         struct {
                 char uuid[37];
-                char alias[96];         /* "" for a domain stop */
+                char alias[96]; /* "" for a domain stop */
                 uint64_t seq;
         } recent[64];
         uint64_t event_seq;
@@ -97,7 +96,7 @@ typedef struct Manager {
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
         bool name_acquired;
-        bool exiting;           /* name released: exit once idle */
+        bool exiting; /* name released: exit once idle */
 } Manager;
 
 int manager_new(const ManagerConfig *config, Manager **ret);

@@ -62,8 +62,7 @@ int version_parse(const char *s, unsigned long *ret) {
 }
 
 bool mode_native_gate(const ModeInput *in) {
-        return in->hypervisor_is_qemu &&
-               in->libvirt_version >= in->min_libvirt_version &&
+        return in->hypervisor_is_qemu && in->libvirt_version >= in->min_libvirt_version &&
                in->hypervisor_version >= in->min_hypervisor_version;
 }
 
@@ -90,13 +89,16 @@ const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mod
         static const char *const ciphers[] = { "aes", "cast5", "serpent", "twofish", NULL };
         static const char *const modes[] = { "ecb", "cbc", "xts", "ctr", NULL };
         static const char *const ivgens[] = { "plain", "plain64", "essiv", NULL };
-        static const char *const hashes[] = { "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160", NULL };
+        static const char *const hashes[] = {
+                "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160", NULL
+        };
         char chain[32] = "", ivgen[32] = "", ivhash[32] = "";
 
         /* An empty field is a header libcryptsetup will refuse anyway; no
          * objection of ours to report for it. */
         if (!isempty(cipher) && !in_list(cipher, ciphers)) {
-                snprintf(buf, size, "QEMU's LUKS driver has no cipher '%s' (it knows aes, cast5, serpent, twofish)", cipher);
+                snprintf(buf, size, "QEMU's LUKS driver has no cipher '%s' (it knows aes, cast5, serpent, twofish)",
+                         cipher);
                 return buf;
         }
         if (!isempty(cipher_mode)) {
@@ -116,8 +118,8 @@ const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mod
                         return buf;
                 }
                 if (ivgen[0] && !in_list(ivgen, ivgens)) {
-                        snprintf(buf, size, "QEMU's LUKS driver has no IV generator '%s' (it knows plain, plain64, essiv)",
-                                 ivgen);
+                        snprintf(buf, size,
+                                 "QEMU's LUKS driver has no IV generator '%s' (it knows plain, plain64, essiv)", ivgen);
                         return buf;
                 }
                 if (ivhash[0] && !in_list(ivhash, hashes)) {
@@ -176,7 +178,6 @@ VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size) {
         obstacle = mode_native_obstacle(in, obstacle_buf, sizeof obstacle_buf);
 
         switch (in->requested) {
-
         case VOLUME_MODE_NATIVE:
                 if (obstacle)
                         return refuse(reason, reason_size, "native mode is not possible: %s", obstacle);
@@ -195,8 +196,9 @@ VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size) {
                 if (in->dm_crypt_available)
                         return VOLUME_MODE_CRYPTSETUP;
                 if (in->luks_version == 2 && mode_native_gate(in))
-                        return refuse(reason, reason_size,
-                                      "LUKS2 volumes need dm-crypt (QEMU decrypts LUKS1 only), which is not available on this host");
+                        return refuse(
+                                reason, reason_size,
+                                "LUKS2 volumes need dm-crypt (QEMU decrypts LUKS1 only), which is not available on this host");
                 return refuse(reason, reason_size,
                               "native mode is not possible (%s) and dm-crypt is not available on this host", obstacle);
 

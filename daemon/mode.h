@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 typedef enum VolumeMode {
-        VOLUME_MODE_AUTO,        /* only as a request */
+        VOLUME_MODE_AUTO, /* only as a request */
         VOLUME_MODE_NATIVE,
         VOLUME_MODE_CRYPTSETUP,
         _VOLUME_MODE_MAX,
@@ -20,7 +20,8 @@ const char *volume_mode_to_string(VolumeMode m);
 VolumeMode volume_mode_from_string(const char *s);
 
 /* Versions in libvirt's encoding: major * 1000000 + minor * 1000 + micro. */
-#define LV_VERSION(maj, min, mic) ((unsigned long) (maj) * 1000000UL + (unsigned long) (min) * 1000UL + (unsigned long) (mic))
+#define LV_VERSION(maj, min, mic) \
+        ((unsigned long) (maj) *1000000UL + (unsigned long) (min) *1000UL + (unsigned long) (mic))
 /* The lowest libvirt with everything the native path uses: the disk's
  * <encryption> under <source> and user aliases ("ua-…", 3.9.0), correct
  * handling of passphrases whose length is a multiple of 16 bytes (broken
@@ -31,10 +32,10 @@ VolumeMode volume_mode_from_string(const char *s);
 typedef struct ModeInput {
         unsigned long libvirt_version;
         unsigned long hypervisor_version;
-        unsigned long min_libvirt_version;   /* the gate; normally LV_MIN_LIBVIRT_VERSION */
+        unsigned long min_libvirt_version; /* the gate; normally LV_MIN_LIBVIRT_VERSION */
         unsigned long min_hypervisor_version;
         bool hypervisor_is_qemu;
-        unsigned luks_version;               /* 1 or 2 */
+        unsigned luks_version; /* 1 or 2 */
         VolumeMode requested;
         bool dm_crypt_available;
         /* The passphrase has a NUL byte or is not valid UTF-8: QEMU cannot
@@ -47,9 +48,9 @@ typedef struct ModeInput {
         /* The volume's encryption as its header says (NULL: not known, no
          * objection): QEMU's LUKS driver knows fewer ciphers, modes, IV
          * generators and hashes than dm-crypt. */
-        const char *cipher;                  /* "aes" */
-        const char *cipher_mode;             /* "xts-plain64", "cbc-essiv:sha256" */
-        const char *hash;                    /* the key slots' PBKDF2 hash, "sha256" */
+        const char *cipher;      /* "aes" */
+        const char *cipher_mode; /* "xts-plain64", "cbc-essiv:sha256" */
+        const char *hash;        /* the key slots' PBKDF2 hash, "sha256" */
 } ModeInput;
 
 /* Why QEMU's LUKS driver could not decrypt a volume with this cipher,

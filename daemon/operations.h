@@ -12,11 +12,11 @@
 #include "passphrase.h"
 #include "virt.h"
 
-#define ACTION_ATTACH "org.example.luksvolume1.attach"
+#define ACTION_ATTACH           "org.example.luksvolume1.attach"
 #define ACTION_ATTACH_CLEARTEXT "org.example.luksvolume1.attach-cleartext"
-#define ACTION_DETACH "org.example.luksvolume1.detach"
-#define ACTION_PROBE "org.example.luksvolume1.probe"
-#define ACTION_RESIZE "org.example.luksvolume1.resize"
+#define ACTION_DETACH           "org.example.luksvolume1.detach"
+#define ACTION_PROBE            "org.example.luksvolume1.probe"
+#define ACTION_RESIZE           "org.example.luksvolume1.resize"
 #define ACTION_MANAGE_KEYS      "org.example.luksvolume1.manage-keys"
 
 /* How long a passphrase-fd may take to deliver its data. */

@@ -13,7 +13,7 @@ void attach_options_done(AttachOptions *o) {
         free(o->serial);
         if (o->passphrase_fd >= 0)
                 close(o->passphrase_fd);
-        *o = (AttachOptions) { .passphrase_fd = -1 };
+        *o = (AttachOptions){ .passphrase_fd = -1 };
 }
 
 /* Reads one variant of the expected type; wrong type → InvalidArgs.  On
@@ -28,8 +28,8 @@ static int read_variant(sd_bus_message *m, const char *key, char type, void *ret
         if (r < 0)
                 return r;
         if (!streq(contents, t)) {
-                sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                  "Option '%s' must be of type '%s', got '%s'.", key, t, contents);
+                sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Option '%s' must be of type '%s', got '%s'.", key, t,
+                                  contents);
                 return -EINVAL;
         }
 
@@ -51,8 +51,8 @@ static int refuse_unknown(const char *key, sd_bus_error *error) {
         /* Cut on a character boundary: an error text ending in half a
          * UTF-8 sequence cannot be sent at all, and the caller would wait
          * for a reply that never comes. */
-        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Unknown option '%.*s%s'.",
-                                 (int) n, key, n < strlen(key) ? "…" : "");
+        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Unknown option '%.*s%s'.", (int) n, key,
+                                 n < strlen(key) ? "…" : "");
 }
 
 /* Drives the dictionary loop; handler returns <0 on error, >0 if it
@@ -142,8 +142,9 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                 if (r < 0)
                         return r;
                 if (!bus_from_target(s))
-                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                                 "Option 'target' must be 'vd' or 'sd' followed by 1 to 3 lowercase letters.");
+                        return sd_bus_error_setf(
+                                error, DBUS_ERROR_INVALID_ARGS,
+                                "Option 'target' must be 'vd' or 'sd' followed by 1 to 3 lowercase letters.");
                 p->o.target = strdup(s);
                 return p->o.target ? 1 : -ENOMEM;
         }
@@ -191,9 +192,10 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                 if (r < 0)
                         return r;
                 if (!serial_valid(s))
-                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                                 "Option 'serial' must be 1 to %u characters from A-Z, a-z, 0-9, '.', '_' and '-'.",
-                                                 SERIAL_MAX);
+                        return sd_bus_error_setf(
+                                error, DBUS_ERROR_INVALID_ARGS,
+                                "Option 'serial' must be 1 to %u characters from A-Z, a-z, 0-9, '.', '_' and '-'.",
+                                SERIAL_MAX);
                 p->o.serial = strdup(s);
                 return p->o.serial ? 1 : -ENOMEM;
         }
@@ -240,7 +242,8 @@ int attach_options_parse(sd_bus_message *m, AttachOptions *ret, sd_bus_error *er
         }
         /* A guest cannot discard what it cannot write. */
         if (p.o.discard && p.o.read_only) {
-                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS, "Options 'discard' and 'read-only' exclude each other.");
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "Options 'discard' and 'read-only' exclude each other.");
                 goto fail;
         }
 
@@ -265,7 +268,8 @@ static int detach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                         return r;
                 if (u > DETACH_TIMEOUT_MAX_SEC)
                         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                                 "Option 'timeout' must be at most %u seconds.", DETACH_TIMEOUT_MAX_SEC);
+                                                 "Option 'timeout' must be at most %u seconds.",
+                                                 DETACH_TIMEOUT_MAX_SEC);
                 o->timeout_sec = u;
                 o->timeout_set = true;
                 return 1;

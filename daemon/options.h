@@ -13,13 +13,13 @@
 #include "mode.h"
 
 typedef struct AttachOptions {
-        char *target;          /* NULL: first free name for the bus */
-        char *bus;             /* never NULL after parsing: "virtio" default */
-        VolumeMode mode;       /* VOLUME_MODE_AUTO default */
+        char *target;    /* NULL: first free name for the bus */
+        char *bus;       /* never NULL after parsing: "virtio" default */
+        VolumeMode mode; /* VOLUME_MODE_AUTO default */
         bool read_only;
-        int passphrase_fd;     /* dup()ed, owned; -1 if not given */
-        char *serial;          /* NULL: none; else checked by serial_valid() */
-        bool discard;          /* pass discards to the image: cryptsetup mode only */
+        int passphrase_fd; /* dup()ed, owned; -1 if not given */
+        char *serial;      /* NULL: none; else checked by serial_valid() */
+        bool discard;      /* pass discards to the image: cryptsetup mode only */
 } AttachOptions;
 
 /* The longest serial every bus takes whole (virtio-blk's ID field, ATA's
@@ -27,16 +27,16 @@ typedef struct AttachOptions {
 #define SERIAL_MAX 20U
 
 typedef struct DetachOptions {
-        unsigned timeout_sec;  /* seconds to wait for the guest to let go */
+        unsigned timeout_sec; /* seconds to wait for the guest to let go */
         bool timeout_set;
 } DetachOptions;
 
 typedef struct ResizeOptions {
-        bool allow_shrink;     /* a smaller size is refused unless set */
+        bool allow_shrink; /* a smaller size is refused unless set */
 } ResizeOptions;
 
 #define DETACH_TIMEOUT_DEFAULT_SEC 30U
-#define DETACH_TIMEOUT_MAX_SEC 3600U
+#define DETACH_TIMEOUT_MAX_SEC     3600U
 
 void attach_options_done(AttachOptions *o);
 

@@ -54,16 +54,16 @@
 typedef struct PolkitQuery PolkitQuery;
 
 struct PolkitQuery {
-        PolkitRegistry *registry;       /* NULL once unlinked */
+        PolkitRegistry *registry; /* NULL once unlinked */
         PolkitQuery *prev, *next;
 
-        sd_bus_message *message;        /* the caller's method call, referenced */
-        sd_bus_message *check;          /* CheckAuthorization, built, sent after the uid look-up */
-        sd_bus_slot *slot;              /* our pending call: GetConnectionUnixUser, then CheckAuthorization */
+        sd_bus_message *message; /* the caller's method call, referenced */
+        sd_bus_message *check;   /* CheckAuthorization, built, sent after the uid look-up */
+        sd_bus_slot *slot;       /* our pending call: GetConnectionUnixUser, then CheckAuthorization */
         char *action;
         bool interactive;
-        bool asking_polkitd;            /* past the uid look-up, counted against the caps */
-        uid_t uid;                      /* as the bus driver said; (uid_t) -1 until then or if it could not */
+        bool asking_polkitd; /* past the uid look-up, counted against the caps */
+        uid_t uid;           /* as the bus driver said; (uid_t) -1 until then or if it could not */
 
         polkit_continuation_t callback;
         void *userdata;
@@ -74,8 +74,8 @@ struct PolkitRegistry {
         bool root_shortcut;
         bool caps_exempt_root;
         unsigned max_pending;
-        unsigned n_pending;             /* every query, look-ups included */
-        unsigned n_asking;              /* of those, counted against max_pending */
+        unsigned n_pending; /* every query, look-ups included */
+        unsigned n_asking;  /* of those, counted against max_pending */
         PolkitQuery *queries;
 };
 
@@ -168,17 +168,16 @@ unsigned polkit_registry_pending(PolkitRegistry *r) {
         return r ? r->n_pending : 0;
 }
 
-bool polkit_verdict(bool is_authorized, bool is_challenge, bool dismissed,
-                    bool interactive_allowed, const char *action, sd_bus_error *error) {
-
+bool polkit_verdict(bool is_authorized, bool is_challenge, bool dismissed, bool interactive_allowed, const char *action,
+                    sd_bus_error *error) {
         action = strempty(action);
 
         if (is_authorized)
                 return true;
 
         if (dismissed) {
-                sd_bus_error_setf(error, DBUS_ERROR_ACCESS_DENIED,
-                                  "Authorization dialog dismissed (action %s)", action);
+                sd_bus_error_setf(error, DBUS_ERROR_ACCESS_DENIED, "Authorization dialog dismissed (action %s)",
+                                  action);
                 return false;
         }
 
@@ -195,7 +194,8 @@ bool polkit_verdict(bool is_authorized, bool is_challenge, bool dismissed,
                          * authenticate: typically no agent is registered. */
                         sd_bus_error_setf(error, DBUS_ERROR_ACCESS_DENIED,
                                           "Authentication required for %s but not obtained "
-                                          "(no polkit authentication agent available?)", action);
+                                          "(no polkit authentication agent available?)",
+                                          action);
                 return false;
         }
 
@@ -226,25 +226,22 @@ static bool polkit_unavailable(PolkitQuery *q, const char *why, sd_bus_error *er
                 log_warning_errno(k, "Cannot determine the uid of %s: %m", sender);
 
         if (k >= 0 && euid == 0) {
-                log_warning("polkit is unavailable (%s); allowing %s for root caller %s",
-                            why, q->action, sender);
+                log_warning("polkit is unavailable (%s); allowing %s for root caller %s", why, q->action, sender);
                 return true;
         }
 
         if (k >= 0)
-                log_warning("polkit is unavailable (%s); denying %s to %s (uid %u)",
-                            why, q->action, sender, (unsigned) euid);
+                log_warning("polkit is unavailable (%s); denying %s to %s (uid %u)", why, q->action, sender,
+                            (unsigned) euid);
         else
-                log_warning("polkit is unavailable (%s); denying %s to %s (uid unknown)",
-                            why, q->action, sender);
-        sd_bus_error_setf(error, DBUS_ERROR_ACCESS_DENIED,
-                          "polkit is unavailable (%s); only root may call this method", why);
+                log_warning("polkit is unavailable (%s); denying %s to %s (uid unknown)", why, q->action, sender);
+        sd_bus_error_setf(error, DBUS_ERROR_ACCESS_DENIED, "polkit is unavailable (%s); only root may call this method",
+                          why);
         return false;
 }
 
 /* Reads (bba{ss}); anything else is a malformed reply. */
-static int polkit_parse_reply(sd_bus_message *reply, bool *ret_authorized,
-                              bool *ret_challenge, bool *ret_dismissed) {
+static int polkit_parse_reply(sd_bus_message *reply, bool *ret_authorized, bool *ret_challenge, bool *ret_dismissed) {
         int authorized, challenge, k;
         bool dismissed = false;
 
@@ -303,8 +300,10 @@ static int polkit_reply_handler(sd_bus_message *reply, void *userdata, sd_bus_er
 
                 /* No owner, timeout (synthesized by sd-bus), disconnect,
                  * polkitd's own errors (e.g. unknown action) all land here. */
-                allowed = polkit_unavailable(q, e && e->message ? e->message :
-                                                e && e->name ? e->name : "unknown error",
+                allowed = polkit_unavailable(q,
+                                             e && e->message ? e->message
+                                             : e && e->name  ? e->name
+                                                             : "unknown error",
                                              &error);
         } else {
                 bool authorized, challenge, dismissed;
@@ -315,10 +314,8 @@ static int polkit_reply_handler(sd_bus_message *reply, void *userdata, sd_bus_er
                         log_warning_errno(k, "Malformed CheckAuthorization reply from polkitd: %m");
                         allowed = polkit_unavailable(q, "malformed reply from polkitd", &error);
                 } else {
-                        allowed = polkit_verdict(authorized, challenge, dismissed,
-                                                 q->interactive, q->action, &error);
-                        log_debug("polkit: %s for %s: %s", q->action,
-                                  strempty(sd_bus_message_get_sender(q->message)),
+                        allowed = polkit_verdict(authorized, challenge, dismissed, q->interactive, q->action, &error);
+                        log_debug("polkit: %s for %s: %s", q->action, strempty(sd_bus_message_get_sender(q->message)),
                                   allowed ? "allowed" : error.name);
                 }
         }
@@ -407,8 +404,8 @@ static int polkit_uid_handler(sd_bus_message *reply, void *userdata, sd_bus_erro
         return 0;
 }
 
-int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
-                       const char *const *details, polkit_continuation_t cb, void *userdata) {
+int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action, const char *const *details,
+                       polkit_continuation_t cb, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         PolkitQuery *q;
         const char *sender;
@@ -429,15 +426,13 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
 
         interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
 
-        k = sd_bus_message_new_method_call(r->bus, &call, POLKIT_BUS_NAME, POLKIT_OBJECT_PATH,
-                                           POLKIT_INTERFACE, "CheckAuthorization");
+        k = sd_bus_message_new_method_call(r->bus, &call, POLKIT_BUS_NAME, POLKIT_OBJECT_PATH, POLKIT_INTERFACE,
+                                           "CheckAuthorization");
         if (k < 0)
                 return k;
 
         /* subject: ("system-bus-name", {"name": <sender>}), then action id */
-        k = sd_bus_message_append(call, "(sa{sv})s",
-                                  "system-bus-name", 1, "name", "s", sender,
-                                  action);
+        k = sd_bus_message_append(call, "(sa{sv})s", "system-bus-name", 1, "name", "s", sender, action);
         if (k < 0)
                 return k;
 
@@ -445,7 +440,7 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         if (k < 0)
                 return k;
         for (const char *const *i = details; i && *i; i += 2) {
-                if (!i[1])      /* a key without a value */
+                if (!i[1]) /* a key without a value */
                         return -EINVAL;
 
                 k = sd_bus_message_append(call, "{ss}", i[0], i[1]);
@@ -457,9 +452,7 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
                 return k;
 
         /* flags, and an empty cancellation id: we never cancel */
-        k = sd_bus_message_append(call, "us",
-                                  interactive ? POLKIT_CHECK_ALLOW_USER_INTERACTION : 0,
-                                  "");
+        k = sd_bus_message_append(call, "us", interactive ? POLKIT_CHECK_ALLOW_USER_INTERACTION : 0, "");
         if (k < 0)
                 return k;
 
@@ -484,8 +477,8 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         /* Always the uid first: both the root shortcut and the per-uid caps
          * need it, and only the bus driver's word counts. */
         k = sd_bus_call_method_async(r->bus, &q->slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                     "org.freedesktop.DBus", "GetConnectionUnixUser",
-                                     polkit_uid_handler, q, "s", sender);
+                                     "org.freedesktop.DBus", "GetConnectionUnixUser", polkit_uid_handler, q, "s",
+                                     sender);
         if (k < 0) {
                 polkit_query_free(q);
                 return k;

@@ -61,13 +61,13 @@ void polkit_registry_set_caps_exempt_root(PolkitRegistry *r, bool b);
  * (a flood; the caps above are what normally answer Busy); -EINVAL for bad arguments (empty action, a
  * key without value, no callback) or a message without sender; -ENOMEM;
  * or sd-bus's error (e.g. -ENOTCONN). */
-int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
-                       const char *const *details, polkit_continuation_t cb, void *userdata);
+int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action, const char *const *details,
+                       polkit_continuation_t cb, void *userdata);
 
 /* Pure: maps polkit's (is_authorized, is_challenge, details) answer plus
  * whether the caller allowed interactive authorization to allowed / error.
  * authorized → true; dismissed → AccessDenied; challenge → Interactive-
  * AuthorizationRequired if !interactive_allowed, else AccessDenied; else
  * AccessDenied.  Every error message names the action.  error may be NULL. */
-bool polkit_verdict(bool is_authorized, bool is_challenge, bool dismissed,
-                    bool interactive_allowed, const char *action, sd_bus_error *error);
+bool polkit_verdict(bool is_authorized, bool is_challenge, bool dismissed, bool interactive_allowed, const char *action,
+                    sd_bus_error *error);

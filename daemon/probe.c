@@ -325,7 +325,8 @@ int method_probe(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         if (isempty(source)) {
                 /* Host facts: nothing to resolve; the rules see source "". */
                 op->host_only = true;
-                if (call_authorize(&op->call, ACTION_PROBE, call_details(&op->call, (const char *const[]) { "source", "", NULL }),
+                if (call_authorize(&op->call, ACTION_PROBE,
+                                   call_details(&op->call, (const char *const[]){ "source", "", NULL }),
                                    probe_authorized) < 0)
                         probe_end(op);
                 return 1;

@@ -36,8 +36,8 @@ typedef struct RearmOp {
         bool read_only, discard;
 
         int r;
-        bool already;           /* nothing was missing */
-        bool cleartext_asked;   /* cryptsetup mode: attach-cleartext granted too */
+        bool already;         /* nothing was missing */
+        bool cleartext_asked; /* cryptsetup mode: attach-cleartext granted too */
         sd_bus_error error;
 } RearmOp;
 
@@ -135,8 +135,8 @@ static void rearm_job(Call *c) {
 
                 r = luks_mapping_name(op->domain_uuid, op->target, &name);
                 if (r >= 0)
-                        r = luks_activate(source, name, op->read_only, op->discard, timeout_ms, &op->passphrase, &mapper,
-                                          &op->error);
+                        r = luks_activate(source, name, op->read_only, op->discard, timeout_ms, &op->passphrase,
+                                          &mapper, &op->error);
         }
 
 finish:
@@ -190,9 +190,8 @@ static void rearm_authorized(Call *c, bool allowed) {
                 return;
         }
         if (isempty(v->source) || (v->mode == VOLUME_MODE_NATIVE && isempty(v->secret_uuid))) {
-                sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
-                                  "The saved disk of %s does not say which %s to re-arm.", op->path,
-                                  isempty(v->source) ? "source" : "secret");
+                sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "The saved disk of %s does not say which %s to re-arm.",
+                                  op->path, isempty(v->source) ? "source" : "secret");
                 rearm_end(op);
                 return;
         }
@@ -251,11 +250,11 @@ int method_rearm(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         }
 
         const char *const details[] = {
-                "domain", v->domain,
+                "domain",      v->domain,
                 "domain-uuid", v->domain_uuid,
-                "source", strempty(v->source),
-                "target", v->target,
-                "mode", volume_mode_to_string(v->mode),
+                "source",      strempty(v->source),
+                "target",      v->target,
+                "mode",        volume_mode_to_string(v->mode),
                 NULL,
         };
         if (call_authorize(&op->call, ACTION_ATTACH, call_details(&op->call, details), rearm_authorized) < 0) {

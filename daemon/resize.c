@@ -87,8 +87,8 @@ static void resize_end(ResizeOp *op) {
         }
         if (sd_bus_error_is_set(&op->error)) {
                 log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, v ? v->domain : NULL, op->source, op->target,
-                                 v ? volume_mode_to_string(v->mode) : NULL, "Resize of %s to %" PRIu64 " bytes failed: %s",
-                                 op->path, op->size, op->error.message);
+                                 v ? volume_mode_to_string(v->mode) : NULL,
+                                 "Resize of %s to %" PRIu64 " bytes failed: %s", op->path, op->size, op->error.message);
                 call_reply_error(&op->call, &op->error);
         } else {
                 if (v && v->size != op->new_size) {
@@ -115,13 +115,14 @@ static void resize_refuse(ResizeOp *op) {
 static int refuse_device_size(ResizeOp *op, const char *what, uint64_t holds) {
         if (op->size > holds)
                 return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                         "%s holds at most %" PRIu64 " bytes of plaintext; grow the device first.", what,
-                                         holds);
+                                         "%s holds at most %" PRIu64 " bytes of plaintext; grow the device first.",
+                                         what, holds);
         /* Native mode: QEMU gives the guest the whole device. */
-        return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                 "QEMU gives the guest all of the block device %s: %" PRIu64
-                                 " bytes of plaintext; resize to exactly that (resize the device first for another size).",
-                                 what, holds);
+        return sd_bus_error_setf(
+                &op->error, LV_ERROR_NOT_SUPPORTED,
+                "QEMU gives the guest all of the block device %s: %" PRIu64
+                " bytes of plaintext; resize to exactly that (resize the device first for another size).",
+                what, holds);
 }
 
 /* Worker.  The volume's source as it is now — still the file or device it
@@ -190,8 +191,8 @@ static int resize_cryptsetup(ResizeOp *op, virDomainPtr dom) {
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
         r = luks_mapping_device(name, &node);
         if (r < 0)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot find the device under mapping %s: %s", name,
-                                         strerror(-r));
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot find the device under mapping %s: %s",
+                                         name, strerror(-r));
 
         r = open_source(op, true, &src, &source, &info);
         if (r < 0)
@@ -250,8 +251,8 @@ undo:
          * file under it — unless the mapping stays larger, which still
          * needs it. */
         if (mapping_resized && luks_resize(source, name, node, op->old_size, timeout_ms, &undo_error) < 0)
-                log_error("Cannot put mapping %s back to %" PRIu64 " bytes after a failed resize: %s", name, op->old_size,
-                          undo_error.message);
+                log_error("Cannot put mapping %s back to %" PRIu64 " bytes after a failed resize: %s", name,
+                          op->old_size, undo_error.message);
         else if (file_grown && (luks_source_truncate(source, info.device_size, timeout_ms, &undo_error) < 0 ||
                                 loop_refresh_capacity(node, src.dev, src.ino) < 0))
                 log_warning("Cannot shrink '%s' back to %" PRIu64 " bytes after a failed resize: %s", op->source,
@@ -288,12 +289,13 @@ static void resize_job(Call *c) {
                 goto finish;
         r = domain_xml_find_disk(xml, op->target, &d);
         if (r < 0 && r != -ENOENT) {
-                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s", strerror(-r));
+                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
+                                      strerror(-r));
                 goto finish;
         }
         if (r == -ENOENT || !disk_info_is_ours(&d, op->domain_uuid, op->target)) {
-                r = sd_bus_error_setf(&op->error, LV_ERROR_NO_SUCH_VOLUME, "No volume %s: its disk is gone from the guest.",
-                                      op->path);
+                r = sd_bus_error_setf(&op->error, LV_ERROR_NO_SUCH_VOLUME,
+                                      "No volume %s: its disk is gone from the guest.", op->path);
                 goto finish;
         }
 
@@ -357,7 +359,8 @@ static void resize_authorized(Call *c, bool allowed) {
         }
         if (v->state == VOLUME_STATE_SAVED)
                 sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
-                                  "The domain of %s is saved; resize the volume after the domain is restored.", op->path);
+                                  "The domain of %s is saved; resize the volume after the domain is restored.",
+                                  op->path);
         else if (v->state == VOLUME_STATE_DETACHING || v->operation_pending)
                 sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "%s is being detached.", op->path);
         else if (v->resize_pending)
@@ -431,12 +434,8 @@ int method_resize(sd_bus_message *message, void *userdata, sd_bus_error *error) 
 
         snprintf(size_text, sizeof size_text, "%" PRIu64, size);
         const char *const details[] = {
-                "domain", v->domain,
-                "domain-uuid", v->domain_uuid,
-                "source", strempty(v->source),
-                "target", v->target,
-                "size", size_text,
-                NULL,
+                "domain", v->domain, "domain-uuid", v->domain_uuid, "source", strempty(v->source),
+                "target", v->target, "size",        size_text,      NULL,
         };
         if (call_authorize(&op->call, ACTION_RESIZE, call_details(&op->call, details), resize_authorized) < 0)
                 call_unref(&op->call);

@@ -172,8 +172,8 @@ int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error)
 
         n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
         if (n < 0)
-                return sd_bus_error_setf(error, "org.example.LuksVolume1.Error.Failed",
-                                         "Cannot list domains: %s", strempty(virGetLastErrorMessage()));
+                return sd_bus_error_setf(error, "org.example.LuksVolume1.Error.Failed", "Cannot list domains: %s",
+                                         strempty(virGetLastErrorMessage()));
 
         for (int i = 0; i < n; i++) {
                 r = scan_domain(conn, doms[i], false, &list);
@@ -190,8 +190,8 @@ int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error)
          * still, in state "saved", and their secrets and mappings are no
          * orphans. */
         doms = NULL;
-        n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_INACTIVE |
-                                                  VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE);
+        n = virConnectListAllDomains(conn, &doms,
+                                     VIR_CONNECT_LIST_DOMAINS_INACTIVE | VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE);
         if (n < 0) {
                 log_warning("Cannot list saved domains: %s", strempty(virGetLastErrorMessage()));
                 complete = false;

@@ -22,7 +22,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
 
 typedef struct DevSet {
         dev_t dev[DEVS_MAX];
-        char name[DEVS_MAX][64];        /* kernel name: "sdb", "sdb1" */
+        char name[DEVS_MAX][64]; /* kernel name: "sdb", "sdb1" */
         size_t n;
 } DevSet;
 
@@ -57,7 +57,8 @@ static void devset_fill(dev_t whole, DevSet *ret) {
         k = readlink(sys, link, sizeof link - 1);
         if (k > 0) {
                 link[k] = '\0';
-                snprintf(ret->name[ret->n], sizeof ret->name[0], "%.63s", strrchr(link, '/') ? strrchr(link, '/') + 1 : link);
+                snprintf(ret->name[ret->n], sizeof ret->name[0], "%.63s",
+                         strrchr(link, '/') ? strrchr(link, '/') + 1 : link);
         } else
                 snprintf(ret->name[ret->n], sizeof ret->name[0], "%u:%u", major(whole), minor(whole));
         ret->n++;
@@ -86,8 +87,9 @@ static void devset_fill(dev_t whole, DevSet *ret) {
 /* Undoes the octal escapes of /proc/self/mountinfo and /proc/swaps. */
 static void unescape(char *s) {
         char *w = s;
-        for (char *r = s; *r; ) {
-                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+        for (char *r = s; *r;) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
+                    r[3] <= '7') {
                         *w++ = (char) ((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
                         r += 4;
                 } else
@@ -244,8 +246,8 @@ static int check_block(const SourceInfo *src, unsigned timeout_ms, sd_bus_error 
                 return source_error_deadline(error, r);
         }
         if (t->fd < 0 && t->saved_errno == EBUSY)
-                r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: another process has it open exclusively.",
-                                      src->path);
+                r = sd_bus_error_setf(error, LV_ERROR_IN_USE,
+                                      "'%s' is in use: another process has it open exclusively.", src->path);
         else if (t->fd < 0 || t->saved_errno)
                 r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot open '%s': %s", src->path,
                                       strerror(t->saved_errno));
@@ -325,7 +327,7 @@ static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const
                 *allocated = m;
         }
         d = &t->paths[t->n];
-        *d = (DiskPath) {
+        *d = (DiskPath){
                 .path = strdup(path),
                 .domain = strdup(domain),
                 .target = strdup(target),
@@ -400,7 +402,8 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
         if (r == -ETIMEDOUT)
                 return sd_bus_error_setf(error, LV_ERROR_BUSY,
                                          "The disks of running guests could not all be checked within %u s "
-                                         "(a hung file system?); try again later.", (timeout_ms + 999) / 1000);
+                                         "(a hung file system?); try again later.",
+                                         (timeout_ms + 999) / 1000);
         if (r < 0) {
                 stat_task_free(t);
                 return source_error_deadline(error, r);
@@ -418,11 +421,10 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
                 else
                         same = S_ISREG(d->st.st_mode) && d->st.st_dev == src->dev && d->st.st_ino == src->ino;
                 if (same)
-                        r = sd_bus_error_setf(error, LV_ERROR_IN_USE, "'%s' is in use: disk %s of domain '%s'%s%s%s.",
-                                              src->path, d->target, d->domain,
-                                              streq(d->path, src->path) ? "" : " (as '",
-                                              streq(d->path, src->path) ? "" : d->path,
-                                              streq(d->path, src->path) ? "" : "')");
+                        r = sd_bus_error_setf(
+                                error, LV_ERROR_IN_USE, "'%s' is in use: disk %s of domain '%s'%s%s%s.", src->path,
+                                d->target, d->domain, streq(d->path, src->path) ? "" : " (as '",
+                                streq(d->path, src->path) ? "" : d->path, streq(d->path, src->path) ? "" : "')");
         }
         stat_task_free(t);
         return r;

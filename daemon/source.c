@@ -8,12 +8,12 @@
 
 void source_info_done(SourceInfo *s) {
         free(s->path);
-        *s = (SourceInfo) {};
+        *s = (SourceInfo){};
 }
 
 static bool has_dot_component(const char *p) {
         /* "/a/./b", "/a/../b", trailing "/.." … */
-        for (const char *c = p; *c; ) {
+        for (const char *c = p; *c;) {
                 while (*c == '/')
                         c++;
                 size_t n = strcspn(c, "/");
@@ -56,8 +56,8 @@ typedef struct ResolveTask {
         char *path;
         char *canonical;
         struct stat st;
-        int realpath_errno;     /* 0: realpath() worked */
-        int stat_errno;         /* 0: stat() worked */
+        int realpath_errno; /* 0: realpath() worked */
+        int stat_errno;     /* 0: stat() worked */
 } ResolveTask;
 
 static void resolve_task_free(void *p) {

@@ -12,10 +12,10 @@
 #include <systemd/sd-bus.h>
 
 typedef struct SourceInfo {
-        char *path;        /* canonical absolute path, symlinks resolved */
-        bool block;        /* block device, else regular file */
-        dev_t dev;         /* identity: st_rdev for block devices, st_dev for files */
-        ino_t ino;         /* 0 for block devices */
+        char *path; /* canonical absolute path, symlinks resolved */
+        bool block; /* block device, else regular file */
+        dev_t dev;  /* identity: st_rdev for block devices, st_dev for files */
+        ino_t ino;  /* 0 for block devices */
 } SourceInfo;
 
 void source_info_done(SourceInfo *s);

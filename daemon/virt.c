@@ -27,7 +27,7 @@ struct Virt {
          * separate connections proceed in parallel.  Worker threads are
          * reused, so a connection is too, and it closes with its thread. */
         pthread_key_t conn_key;
-        pthread_mutex_t lock;   /* protects the domain lock list and the host info cache */
+        pthread_mutex_t lock; /* protects the domain lock list and the host info cache */
         pthread_cond_t cond;
         DomainLock *held;
 
@@ -48,7 +48,7 @@ static void conn_close_destructor(void *p) {
 
 /* QEMU's text for a LUKS passphrase that opens no key slot, wrapped by
  * libvirt into an internal error; the one way to tell it apart. */
-#define QEMU_BAD_PASSPHRASE_TEXT "Invalid password"
+#define QEMU_BAD_PASSPHRASE_TEXT   "Invalid password"
 /* QEMU's image locking ("Failed to get \"write\" lock", "Failed to get
  * shared \"write\" lock"): another QEMU has the image open. */
 #define QEMU_IMAGE_LOCK_TEXT_SHORT "\" lock"
@@ -63,8 +63,8 @@ static int fail(sd_bus_error *error, const char *what) {
         int code = e ? e->code : VIR_ERR_INTERNAL_ERROR;
 
         if (code == VIR_ERR_NO_CONNECT || code == VIR_ERR_RPC || code == VIR_ERR_SYSTEM_ERROR)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "%s: libvirt is not reachable: %s",
-                                         what, last_error_message());
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "%s: libvirt is not reachable: %s", what,
+                                         last_error_message());
         return sd_bus_error_setf(error, LV_ERROR_FAILED, "%s: %s", what, last_error_message());
 }
 
@@ -149,8 +149,8 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
         if (!c) {
                 c = virConnectOpen(v->uri);
                 if (!c)
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot connect to libvirt at %s: %s",
-                                                 v->uri, last_error_message());
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot connect to libvirt at %s: %s", v->uri,
+                                                 last_error_message());
                 /* A libvirtd that hangs (rather than exits) must not hold a
                  * worker forever: keepalive (run by the events thread's loop)
                  * closes the connection and the call fails. */
@@ -254,7 +254,8 @@ int virt_domain_lookup(Virt *v, const char *name_or_uuid, virDomainPtr *ret, sd_
         return 0;
 }
 
-int virt_domain_identity(virDomainPtr dom, char ret_uuid[VIR_UUID_STRING_BUFLEN], char **ret_name, sd_bus_error *error) {
+int virt_domain_identity(virDomainPtr dom, char ret_uuid[VIR_UUID_STRING_BUFLEN], char **ret_name,
+                         sd_bus_error *error) {
         const char *name = virDomainGetName(dom);
         char *copy;
 
@@ -308,8 +309,8 @@ int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error) {
         return 0;
 }
 
-int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
-                       char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error) {
+int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase, char ret_uuid[VIR_UUID_STRING_BUFLEN],
+                       sd_bus_error *error) {
         return virt_secret_create_with_uuid(v, NULL, usage_id, passphrase, ret_uuid, error);
 }
 
@@ -363,7 +364,7 @@ int virt_secret_create_with_uuid(Virt *v, const char *want_uuid, const char *usa
                 goto finish;
         }
 
-        fault_point("attach", 2);   /* secret defined, no value */
+        fault_point("attach", 2); /* secret defined, no value */
 
         k = virSecretSetValue(secret, (*passphrase)->data, (*passphrase)->size, 0);
         /* The daemon's copy is no longer needed, whatever the outcome. */
@@ -451,8 +452,8 @@ int virt_secret_undefine_ours(Virt *v, const char *uuid, const char *usage_id, s
          * service made for exactly this disk is ours to remove. */
         usage = virSecretGetUsageID(secret);
         if (virSecretGetUsageType(secret) != VIR_SECRET_USAGE_TYPE_VOLUME || !streq_ptr(usage, usage_id)) {
-                log_warning("Not removing secret %s: its usage '%s' is not this service's '%s'.",
-                            uuid, strempty(usage), usage_id);
+                log_warning("Not removing secret %s: its usage '%s' is not this service's '%s'.", uuid, strempty(usage),
+                            usage_id);
                 return 0;
         }
         if (virSecretUndefine(secret) < 0) {
@@ -530,7 +531,8 @@ int virt_block_resize(virDomainPtr dom, const char *target, uint64_t size, sd_bu
 
 int virt_detach_request(virDomainPtr dom, const char *target, const char *alias, sd_bus_error *error) {
         if (!alias)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Disk '%s' has no device alias in the live XML.", target);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Disk '%s' has no device alias in the live XML.",
+                                         target);
 
         /* The request only asks the guest; removal is complete when QEMU
          * reports the device deleted and libvirt drops it from the live XML. */
@@ -539,7 +541,7 @@ int virt_detach_request(virDomainPtr dom, const char *target, const char *alias,
                 if (!(e && e->code == VIR_ERR_DEVICE_MISSING))
                         return fail(error, "Cannot detach the disk");
         }
-        fault_point("detach", 1);   /* unplug requested, not yet confirmed */
+        fault_point("detach", 1); /* unplug requested, not yet confirmed */
         return 0;
 }
 
@@ -549,7 +551,8 @@ static uint64_t now_ms(void) {
         return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
-int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms, sd_bus_error *error) {
+int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, unsigned timeout_ms,
+                     sd_bus_error *error) {
         uint64_t deadline = now_ms() + timeout_ms;
         int r;
 
@@ -567,8 +570,8 @@ int virt_detach_disk(virDomainPtr dom, const char *target, const char *alias, un
                         return 0;
                 if (now_ms() >= deadline)
                         return sd_bus_error_setf(error, LV_ERROR_BUSY,
-                                                 "The guest has not released disk '%s' within %u s.",
-                                                 target, timeout_ms / 1000);
+                                                 "The guest has not released disk '%s' within %u s.", target,
+                                                 timeout_ms / 1000);
                 usleep(50 * 1000);
         }
 }

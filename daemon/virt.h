@@ -19,7 +19,7 @@ typedef struct Virt Virt;
 typedef struct HostInfo {
         unsigned long libvirt_version;
         unsigned long hypervisor_version;
-        char hypervisor[32];      /* "QEMU" */
+        char hypervisor[32]; /* "QEMU" */
 } HostInfo;
 
 int virt_new(const char *uri, Virt **ret);
@@ -51,8 +51,8 @@ int virt_domain_live_xml(virDomainPtr dom, char **ret, sd_bus_error *error);
 /* Defines an ephemeral, private secret with that usage id and sets its
  * value; on any failure nothing is left defined.  The passphrase is wiped
  * here (and the thread's stack scrubbed) whatever the outcome. */
-int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase,
-                       char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
+int virt_secret_create(Virt *v, const char *usage_id, Passphrase **passphrase, char ret_uuid[VIR_UUID_STRING_BUFLEN],
+                       sd_bus_error *error);
 /* The same, with that UUID (want_uuid NULL: libvirt picks one). */
 int virt_secret_create_with_uuid(Virt *v, const char *want_uuid, const char *usage_id, Passphrase **passphrase,
                                  char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);

@@ -10,8 +10,8 @@
 #include "util.h"
 #include "volume-id.h"
 
-static int volume_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
-                       void **found, sd_bus_error *error) {
+static int volume_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                       sd_bus_error *error) {
         Manager *m = userdata;
         Volume *v = manager_find_volume_by_path(m, path);
 
@@ -70,15 +70,19 @@ static int property_get_bool(sd_bus *bus, const char *path, const char *interfac
 static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Domain", "s", property_get_string, offsetof(Volume, domain), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("DomainUUID", "s", property_get_string, offsetof(Volume, domain_uuid), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("DomainUUID", "s", property_get_string, offsetof(Volume, domain_uuid),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Source", "s", property_get_string, offsetof(Volume, source), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Target", "s", property_get_string, offsetof(Volume, target), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Bus", "s", property_get_string, offsetof(Volume, bus), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Mode", "s", property_get_mode, offsetof(Volume, mode), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("SecretUUID", "s", property_get_string, offsetof(Volume, secret_uuid), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("MapperDevice", "s", property_get_string, offsetof(Volume, mapper_device), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("SecretUUID", "s", property_get_string, offsetof(Volume, secret_uuid),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MapperDevice", "s", property_get_string, offsetof(Volume, mapper_device),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("LuksVersion", "u", NULL, offsetof(Volume, luks_version), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("LuksUUID", "s", property_get_string, offsetof(Volume, luks_uuid), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("LuksUUID", "s", property_get_string, offsetof(Volume, luks_uuid),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ReadOnly", "b", property_get_bool, offsetof(Volume, read_only), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, offsetof(Volume, state), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Size", "t", NULL, offsetof(Volume, size), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -86,29 +90,20 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("Serial", "s", property_get_string, offsetof(Volume, serial), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("AttachedByUID", "u", NULL, offsetof(Volume, attached_by_uid), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("AttachTimestamp", "t", NULL, offsetof(Volume, attach_usec), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_METHOD_WITH_ARGS("Detach",
-                                SD_BUS_ARGS("a{sv}", options),
-                                SD_BUS_NO_RESULT,
-                                method_volume_detach,
+        SD_BUS_METHOD_WITH_ARGS("Detach", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_volume_detach,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Resize",
-                                SD_BUS_ARGS("t", size, "a{sv}", options),
-                                SD_BUS_NO_RESULT,
-                                method_resize,
+        SD_BUS_METHOD_WITH_ARGS("Resize", SD_BUS_ARGS("t", size, "a{sv}", options), SD_BUS_NO_RESULT, method_resize,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Rearm",
-                                SD_BUS_ARGS("ay", passphrase, "a{sv}", options),
-                                SD_BUS_NO_RESULT,
-                                method_rearm,
-                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("Rearm", SD_BUS_ARGS("ay", passphrase, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_rearm, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_VTABLE_END
 };
 
 int volume_bus_register(Manager *m) {
         int r;
 
-        r = sd_bus_add_fallback_vtable(m->bus, NULL, LV_VOLUME_PATH_PREFIX, LV_VOLUME_INTERFACE,
-                                       volume_vtable, volume_find, m);
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, LV_VOLUME_PATH_PREFIX, LV_VOLUME_INTERFACE, volume_vtable,
+                                       volume_find, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the volume vtable: %m");
 

@@ -66,8 +66,7 @@ int target_pick_free(const char *bus, char *const *used, size_t n_used, char **r
                 if (i < 26)
                         snprintf(name, sizeof name, "%s%c", prefix, 'a' + i);
                 else
-                        snprintf(name, sizeof name, "%s%c%c", prefix,
-                                 'a' + (i - 26) / 26, 'a' + (i - 26) % 26);
+                        snprintf(name, sizeof name, "%s%c%c", prefix, 'a' + (i - 26) / 26, 'a' + (i - 26) % 26);
                 if (!name_used(name, used, n_used)) {
                         char *s = strdup(name);
                         if (!s)
@@ -132,8 +131,7 @@ int volume_id_parse(const char *id, char **ret_domain_uuid, char **ret_target) {
         if (!target_valid_any(id + 33))
                 return -EINVAL;
 
-        snprintf(uuid, sizeof uuid, "%.8s-%.4s-%.4s-%.4s-%.12s",
-                 id, id + 8, id + 12, id + 16, id + 20);
+        snprintf(uuid, sizeof uuid, "%.8s-%.4s-%.4s-%.4s-%.12s", id, id + 8, id + 12, id + 16, id + 20);
 
         u = strdup(uuid);
         t = strdup(id + 33);

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define LV_OBJECT_PATH "/org/example/LuksVolume1"
+#define LV_OBJECT_PATH        "/org/example/LuksVolume1"
 #define LV_VOLUME_PATH_PREFIX "/org/example/LuksVolume1/volume"
 
 /* Every libvirt secret this service creates has a usage id beginning with

@@ -16,7 +16,7 @@ typedef struct Manager Manager;
 typedef enum VolumeState {
         VOLUME_STATE_ATTACHED,
         VOLUME_STATE_DETACHING,
-        VOLUME_STATE_SAVED,        /* its domain is saved (save, managedsave); back on restore */
+        VOLUME_STATE_SAVED, /* its domain is saved (save, managedsave); back on restore */
         _VOLUME_STATE_MAX,
 } VolumeState;
 
@@ -25,43 +25,43 @@ typedef enum VolumeState {
  * here instead of starting a cleanup of their own. */
 typedef struct VolumeWaiter VolumeWaiter;
 struct VolumeWaiter {
-        void (*removed)(VolumeWaiter *w);       /* QEMU let go of the device */
-        void (*refused)(VolumeWaiter *w);       /* the guest refused to */
-        void (*domain_gone)(VolumeWaiter *w);   /* the domain stopped, or left for another host */
-        void (*saved)(VolumeWaiter *w);         /* the domain was saved with the disk in it */
+        void (*removed)(VolumeWaiter *w);     /* QEMU let go of the device */
+        void (*refused)(VolumeWaiter *w);     /* the guest refused to */
+        void (*domain_gone)(VolumeWaiter *w); /* the domain stopped, or left for another host */
+        void (*saved)(VolumeWaiter *w);       /* the domain was saved with the disk in it */
 };
 
 typedef struct Volume {
-        Manager *manager;          /* NULL until registered */
+        Manager *manager; /* NULL until registered */
         struct Volume *next;
 
-        char *path;                /* object path, from (domain_uuid, target) */
-        char *domain;              /* domain name */
+        char *path;   /* object path, from (domain_uuid, target) */
+        char *domain; /* domain name */
         char *domain_uuid;
-        char *source;              /* canonical path */
+        char *source; /* canonical path */
         char *target;
         char *bus;
         VolumeMode mode;
-        char *secret_uuid;         /* native: the libvirt secret; else NULL */
-        char *mapper_device;       /* cryptsetup: /dev/mapper/…; else NULL */
+        char *secret_uuid;   /* native: the libvirt secret; else NULL */
+        char *mapper_device; /* cryptsetup: /dev/mapper/…; else NULL */
         unsigned luks_version;
         char *luks_uuid;
         bool read_only;
         VolumeState state;
-        char *serial;              /* the disk's <serial>, the guest's /dev/disk/by-id name; NULL if none */
-        bool discard;              /* cryptsetup mode: discards pass to the image (allow_discards, discard='unmap') */
+        char *serial; /* the disk's <serial>, the guest's /dev/disk/by-id name; NULL if none */
+        bool discard; /* cryptsetup mode: discards pass to the image (allow_discards, discard='unmap') */
 
         /* What the guest sees: plaintext bytes (libvirt's capacity of the
          * disk, else the header's arithmetic); 0 if unknown.  Changes with
          * Resize (PropertiesChanged). */
         uint64_t size;
-        uint64_t payload_offset;   /* bytes of LUKS metadata before the payload; 0 if unknown */
+        uint64_t payload_offset; /* bytes of LUKS metadata before the payload; 0 if unknown */
         /* Who attached it and when: known to the daemon that did it only (a
          * volume the start-up scan rebuilt has VOLUME_UID_UNKNOWN and 0). */
         uid_t attached_by_uid;
-        uint64_t attach_usec;      /* CLOCK_REALTIME, µs */
+        uint64_t attach_usec; /* CLOCK_REALTIME, µs */
 
-        dev_t source_dev;          /* identity of the source, for AlreadyAttached */
+        dev_t source_dev; /* identity of the source, for AlreadyAttached */
         ino_t source_ino;
         bool source_identity_known;
 
@@ -74,10 +74,10 @@ typedef struct Volume {
          * dm/md/LVM on it while the guest writes it; -1 otherwise. */
         int hold_fd;
 
-        bool operation_pending;    /* a Detach or cleanup is running for it */
-        bool resize_pending;       /* a Resize is running for it */
-        VolumeWaiter *waiter;      /* a Detach waiting for the guest; NULL otherwise */
-        bool rechecking;           /* a look at the live XML is on its way (reconciliation) */
+        bool operation_pending; /* a Detach or cleanup is running for it */
+        bool resize_pending;    /* a Resize is running for it */
+        VolumeWaiter *waiter;   /* a Detach waiting for the guest; NULL otherwise */
+        bool rechecking;        /* a look at the live XML is on its way (reconciliation) */
         uint64_t last_recheck_usec;
 } Volume;
 

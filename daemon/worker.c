@@ -23,12 +23,12 @@ struct Worker {
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        JobQueue pending;   /* waiting for a thread */
+        JobQueue pending; /* waiting for a thread */
         unsigned n_pending;
-        JobQueue finished;  /* waiting for the loop */
+        JobQueue finished; /* waiting for the loop */
         unsigned max_threads;
-        unsigned threads;   /* threads alive */
-        unsigned idle;      /* of those, waiting for work */
+        unsigned threads; /* threads alive */
+        unsigned idle;    /* of those, waiting for work */
         unsigned in_flight;
         bool stopping;
 
@@ -160,13 +160,13 @@ Worker *worker_free(Worker *w) {
         w->stopping = true;
         /* Jobs not started yet are dropped; their owners are going away
          * with the loop anyway. */
-        for (Job *j; (j = queue_pop(&w->pending)); )
+        for (Job *j; (j = queue_pop(&w->pending));)
                 free(j);
         w->n_pending = 0;
         pthread_cond_broadcast(&w->cond);
         while (w->threads > 0)
                 pthread_cond_wait(&w->cond, &w->lock);
-        for (Job *j; (j = queue_pop(&w->finished)); )
+        for (Job *j; (j = queue_pop(&w->finished));)
                 free(j);
         pthread_mutex_unlock(&w->lock);
 
@@ -186,7 +186,7 @@ int worker_submit(Worker *w, worker_job_t job, worker_done_t done, void *userdat
         j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
-        *j = (Job) { .job = job, .done = done, .userdata = userdata };
+        *j = (Job){ .job = job, .done = done, .userdata = userdata };
 
         pthread_mutex_lock(&w->lock);
         queue_push(&w->pending, j);

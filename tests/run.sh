@@ -10,7 +10,8 @@
 # Build directories: build/ and build-sanitize/ (override with BUILD_DIR,
 # SANITIZE_BUILD_DIR).  LV_SKIP_SANITIZE=1 skips the second pass,
 # LV_SKIP_FUZZ=1 the fuzz smoke, LV_SKIP_SCAN=1 the static analysis,
-# LV_SKIP_DEB=1 the Debian package build.
+# LV_SKIP_DEB=1 the Debian package build, LV_SKIP_STYLE=1 the clang-format
+# check.
 # Then a fuzz smoke: each libFuzzer target for LV_FUZZ_SECONDS (default 20)
 # in a clang build, build-fuzz/ (FUZZ_BUILD_DIR); LV_SKIP_FUZZ=1 skips it.
 set -euo pipefail
@@ -117,6 +118,21 @@ if [ "${LV_SKIP_SCAN:-0}" != 1 ] && [ $# -eq 0 ]; then
                 failed=$((failed + 1)) status=1
                 grep -E 'warning:|scan-build:' "$scan_build/scan-build.log" 2>/dev/null | sort -u | tail -n 40
                 echo "scan-build: FAILED (reports in $scan_build/reports)"
+        fi
+fi
+
+# Code style: every C file of the tree (daemon, client, common, tests,
+# bench, fuzz) as .clang-format says; one test in the totals.
+# LV_SKIP_STYLE=1 skips it.
+if [ "${LV_SKIP_STYLE:-0}" != 1 ] && [ $# -eq 0 ]; then
+        mapfile -t c_files < <(cd "$src" && git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
+        if (cd "$src" && clang-format --dry-run -Werror "${c_files[@]}" >/dev/null 2>&1); then
+                passed=$((passed + 1))
+                echo "style: OK, ${#c_files[@]} C files as .clang-format says"
+        else
+                failed=$((failed + 1)) status=1
+                (cd "$src" && clang-format --dry-run "${c_files[@]}" 2>&1 | grep 'warning:' | head -n 20)
+                echo "style: FAILED (clang-format -i on the files above fixes it)"
         fi
 fi
 

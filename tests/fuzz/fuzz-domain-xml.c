@@ -27,12 +27,12 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(expr)                                                                     \
-        do {                                                                            \
-                if (!(expr)) {                                                          \
+#define CHECK(expr)                                                                              \
+        do {                                                                                     \
+                if (!(expr)) {                                                                   \
                         fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-                        abort();                                                        \
-                }                                                                       \
+                        abort();                                                                 \
+                }                                                                                \
         } while (0)
 
 int LLVMFuzzerInitialize(_unused_ int *argc, _unused_ char ***argv) {

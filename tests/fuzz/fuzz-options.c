@@ -56,16 +56,16 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(expr)                                                                     \
-        do {                                                                            \
-                if (!(expr)) {                                                          \
+#define CHECK(expr)                                                                              \
+        do {                                                                                     \
+                if (!(expr)) {                                                                   \
                         fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-                        abort();                                                        \
-                }                                                                       \
+                        abort();                                                                 \
+                }                                                                                \
         } while (0)
 
 #define MAX_ENTRIES 16
-#define MAX_AS 4
+#define MAX_AS      4
 
 static sd_bus *bus;
 static uint64_t cookie = 1;
@@ -149,23 +149,23 @@ typedef enum FdKind {
 } FdKind;
 
 static const char type_chars[] = { 's', 'b', 'u', 'h', 'i', 'x', 'y', 'A', 'v' }; /* 'A' = "as" */
-static const char *const known_keys[] = { "target", "bus", "mode", "read-only", "passphrase-fd", "timeout", "",
-                                          "serial", "discard", "allow-shrink" };
+static const char *const known_keys[] = { "target",  "bus", "mode",   "read-only", "passphrase-fd",
+                                          "timeout", "",    "serial", "discard",   "allow-shrink" };
 
 typedef struct Entry {
         char *key;
-        char type;             /* one of type_chars */
-        char *s;               /* 's' */
-        int b;                 /* 'b' */
-        uint32_t u;            /* 'u' */
-        int32_t i;             /* 'i' */
-        int64_t x;             /* 'x' */
-        uint8_t y;             /* 'y' */
-        char *as[MAX_AS];      /* 'A' */
+        char type;        /* one of type_chars */
+        char *s;          /* 's' */
+        int b;            /* 'b' */
+        uint32_t u;       /* 'u' */
+        int32_t i;        /* 'i' */
+        int64_t x;        /* 'x' */
+        uint8_t y;        /* 'y' */
+        char *as[MAX_AS]; /* 'A' */
         unsigned n_as;
-        char inner;            /* 'v': 's', 'u' or 'b', value in s / u / b */
-        FdKind fd_kind;        /* 'h' */
-        int fd;                /* 'h': ours, closed once appended */
+        char inner;     /* 'v': 's', 'u' or 'b', value in s / u / b */
+        FdKind fd_kind; /* 'h' */
+        int fd;         /* 'h': ours, closed once appended */
         dev_t fd_dev;
         ino_t fd_ino;
 } Entry;
@@ -177,7 +177,7 @@ static void entry_done(Entry *e) {
                 free(e->as[k]);
         if (e->fd >= 0)
                 close(e->fd);
-        *e = (Entry) { .fd = -1 };
+        *e = (Entry){ .fd = -1 };
 }
 
 static int make_fd(FdKind kind) {
@@ -231,7 +231,7 @@ static bool fd_kind_valid(FdKind kind) {
 static bool read_entry(Reader *r, Entry *e) {
         uint8_t k, t, b;
 
-        *e = (Entry) { .fd = -1 };
+        *e = (Entry){ .fd = -1 };
 
         if (!take_byte(r, &k))
                 return false;
@@ -292,11 +292,10 @@ static bool read_entry(Reader *r, Entry *e) {
 
 /* Appends one {sv}; false if sd-bus refuses (invalid UTF-8 in a string). */
 static bool append_entry(sd_bus_message *m, Entry *e) {
-        const char *sig = e->type == 'A' ? "as" : (const char[]) { e->type, 0 };
+        const char *sig = e->type == 'A' ? "as" : (const char[]){ e->type, 0 };
         struct stat st;
 
-        if (sd_bus_message_open_container(m, 'e', "sv") < 0 ||
-            sd_bus_message_append_basic(m, 's', e->key) < 0 ||
+        if (sd_bus_message_open_container(m, 'e', "sv") < 0 || sd_bus_message_append_basic(m, 's', e->key) < 0 ||
             sd_bus_message_open_container(m, 'v', sig) < 0)
                 return false;
 
@@ -346,7 +345,7 @@ static bool append_entry(sd_bus_message *m, Entry *e) {
                         return false;
                 break;
         case 'v':
-                if (sd_bus_message_open_container(m, 'v', (const char[]) { e->inner, 0 }) < 0)
+                if (sd_bus_message_open_container(m, 'v', (const char[]){ e->inner, 0 }) < 0)
                         return false;
                 if (e->inner == 's' && sd_bus_message_append_basic(m, 's', e->s) < 0)
                         return false;
@@ -361,8 +360,7 @@ static bool append_entry(sd_bus_message *m, Entry *e) {
                 abort();
         }
 
-        return sd_bus_message_close_container(m) >= 0 &&
-               sd_bus_message_close_container(m) >= 0;
+        return sd_bus_message_close_container(m) >= 0 && sd_bus_message_close_container(m) >= 0;
 }
 
 /* ---- the model, written from the documentation, not from options.c ---- */
@@ -630,7 +628,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         while (n < MAX_ENTRIES && read_entry(&rd, &entries[n]))
                 n++;
         if (n < MAX_ENTRIES)
-                entry_done(&entries[n]);   /* the partial one, if any */
+                entry_done(&entries[n]); /* the partial one, if any */
 
         CHECK(sd_bus_message_new_method_call(bus, &m, "org.example.LuksVolume1", "/org/example/LuksVolume1",
                                              "org.example.LuksVolume1", "Attach") >= 0);

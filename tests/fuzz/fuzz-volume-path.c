@@ -23,12 +23,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(expr)                                                                     \
-        do {                                                                            \
-                if (!(expr)) {                                                          \
+#define CHECK(expr)                                                                              \
+        do {                                                                                     \
+                if (!(expr)) {                                                                   \
                         fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-                        abort();                                                        \
-                }                                                                       \
+                        abort();                                                                 \
+                }                                                                                \
         } while (0)
 
 /* ---- the model: the formats as volume-id.h and mode.h document them ---- */
@@ -149,8 +149,8 @@ static void check_ids(const char *s) {
         r = volume_path_parse(s, &uuid, &target);
         CHECK(r == 0 || r == -EINVAL || r == -ENOMEM);
         if (r != -ENOMEM)
-                CHECK((r == 0) == (startswith(s, LV_VOLUME_PATH_PREFIX "/") &&
-                                   m_id(s + strlen(LV_VOLUME_PATH_PREFIX "/"))));
+                CHECK((r == 0) ==
+                      (startswith(s, LV_VOLUME_PATH_PREFIX "/") && m_id(s + strlen(LV_VOLUME_PATH_PREFIX "/"))));
         if (r == 0) {
                 CHECK(volume_path_build(uuid, target, &rebuilt) == 0);
                 CHECK(streq(rebuilt, s));

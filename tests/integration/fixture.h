@@ -19,9 +19,9 @@
 G_BEGIN_DECLS
 
 /* Test identities created by the sandbox (see sandbox.sh). */
-#define LV_TEST_GID_GROUP  4200   /* group "lvgroup" */
-#define LV_TEST_UID_USER   4201   /* "lvuser": plain user */
-#define LV_TEST_UID_ADMIN  4202   /* "lvadmin": member of lvgroup */
+#define LV_TEST_GID_GROUP 4200 /* group "lvgroup" */
+#define LV_TEST_UID_USER  4201 /* "lvuser": plain user */
+#define LV_TEST_UID_ADMIN 4202 /* "lvadmin": member of lvgroup */
 
 #define LV_BUS_NAME "org.example.LuksVolume1"
 
@@ -56,8 +56,7 @@ GDBusConnection *lv_bus_as_uid(uid_t uid);
  * sandbox environment; waits at most timeout_s.  Returns the exit status
  * (-1 if killed by a signal/timeout); stdout/stderr captured into the optional
  * out-parameters. */
-int lv_run_as(uid_t uid, const char *const *argv, guint timeout_s,
-              char **ret_stdout, char **ret_stderr);
+int lv_run_as(uid_t uid, const char *const *argv, guint timeout_s, char **ret_stdout, char **ret_stderr);
 
 /* Owner (unique name) of a bus name or NULL. */
 char *lv_bus_name_owner(GDBusConnection *bus, const char *name);
@@ -104,11 +103,10 @@ char *lv_make_luks1_image(const char *name, const char *passphrase, guint8 patte
  * per open (what an attach costs inside QEMU): made by qemu-img with
  * iter-time=…, which itself takes ~1-2 s (its PBKDF2 benchmark).
  * iter_time_ms 0 is lv_make_luks1_image(). */
-char *lv_make_luks1_image_full(const char *name, const char *passphrase, guint8 pattern,
-                               guint size_mib, guint iter_time_ms);
+char *lv_make_luks1_image_full(const char *name, const char *passphrase, guint8 pattern, guint size_mib,
+                               guint iter_time_ms);
 /* Write pattern over [offset, offset+len) of a LUKS1 image's plaintext. */
-void lv_luks1_write_pattern(const char *path, const char *passphrase, guint8 pattern,
-                            guint64 offset, guint64 len);
+void lv_luks1_write_pattern(const char *path, const char *passphrase, guint8 pattern, guint64 offset, guint64 len);
 
 /* LUKS2 image (cryptsetup luksFormat, PBKDF2 1000 iterations), size_mib must
  * be at least 17 (LUKS2's default 16 MiB header).  The payload is not
@@ -132,8 +130,8 @@ char *lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len
  * time benchmark gives up on a busy machine); passphrases and the volume
  * key reach it through stdin or 0600 files, never argv.  Takes about
  * n_slots × 3 × slot_ms: libcryptsetup's PBKDF2 is about that much slower. */
-char *lv_make_luks1_slots_image(const char *name, const char *const *passphrases, guint n_slots,
-                                guint slot_ms, guint size_mib);
+char *lv_make_luks1_slots_image(const char *name, const char *const *passphrases, guint n_slots, guint slot_ms,
+                                guint size_mib);
 /* PBKDF2 iterations that make one LUKS1 key slot (sha256, 512-bit volume
  * key, as cryptsetup makes them) cost QEMU about slot_ms of CPU on this
  * machine.  Calibrated once per process by timing (CPU time) qemu-io
@@ -247,8 +245,8 @@ gboolean lv_heartbeat_wait_disk(const char *console_path, const char *disk, guin
                                 char **ret_serial);
 
 typedef struct {
-  guint64 seq;     /* counts lines from 0 at the guest's boot */
-  gint64 guest_us; /* the guest's CLOCK_MONOTONIC when it printed the line */
+        guint64 seq;     /* counts lines from 0 at the guest's boot */
+        gint64 guest_us; /* the guest's CLOCK_MONOTONIC when it printed the line */
 } LvHeartbeat;
 
 /* Every well-formed heartbeat on the console so far, oldest first (GArray of
@@ -264,13 +262,13 @@ LvHeartbeat lv_heartbeat_latest(const char *console_path);
 LvHeartbeat lv_heartbeat_next(const char *console_path);
 
 typedef struct {
-  gint64 max_gap_us;    /* largest time between consecutive heartbeats */
-  gint64 median_gap_us;
-  gint64 excess_us;     /* sum over the gaps of their length beyond the median:
+        gint64 max_gap_us; /* largest time between consecutive heartbeats */
+        gint64 median_gap_us;
+        gint64 excess_us; /* sum over the gaps of their length beyond the median:
                            the total time the guest stood still */
-  guint n_beats;        /* heartbeats in the window */
-  guint n_lost;         /* sequence numbers missing in it (garbled lines) */
-  guint n_long;         /* gaps over twice the median */
+        guint n_beats;    /* heartbeats in the window */
+        guint n_lost;     /* sequence numbers missing in it (garbled lines) */
+        guint n_long;     /* gaps over twice the median */
 } LvHeartbeatGaps;
 
 /* Gaps between consecutive heartbeats whose guest time lies in
@@ -306,9 +304,9 @@ GVariant *lv_guest_qmp(virDomainPtr dom, const char *command_json);
 
 /* One node from QMP query-named-block-nodes (flat). */
 typedef struct {
-  char *node_name;
-  char *drv;       /* "luks", "raw", "file", "host_device", … */
-  char *file;      /* the node's filename as QEMU reports it */
+        char *node_name;
+        char *drv;  /* "luks", "raw", "file", "host_device", … */
+        char *file; /* the node's filename as QEMU reports it */
 } LvBlockNode;
 void lv_block_node_free(LvBlockNode *n);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(LvBlockNode, lv_block_node_free)
@@ -328,8 +326,7 @@ GPtrArray *lv_guest_block_nodes(virDomainPtr dom);
  * /var/log/libvirt/qemu/NAME.log; that file is polled (bounded).
  * node_name NULL: every node with drv "luks" is tried, TRUE if any reads the
  * pattern (FALSE, with a message, if there is none). */
-gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name,
-                                   guint8 pattern, gsize len);
+gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guint8 pattern, gsize len);
 gboolean lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len);
 /* Name of the "luks" node whose file is image_path, or NULL. */
 char *lv_guest_luks_node_for(virDomainPtr dom, const char *image_path);

@@ -42,8 +42,8 @@ static char *attach_common(GDBusConnection *bus, GVariant *params, GUnixFDList *
         return path;
 }
 
-char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
-                GVariant *options, GError **error) {
+char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase, GVariant *options,
+                GError **error) {
         GVariant *params = g_variant_new("(ss@ay@a{sv})", domain, source, bytes_variant(passphrase),
                                          options ? options : lv_opts(NULL));
         return attach_common(bus, params, NULL, error);
@@ -102,8 +102,7 @@ gint lv_keys_call(GDBusConnection *bus, const char *method, const char *source, 
         if (via_fd) {
                 g_variant_builder_add(&opts, "{sv}", "passphrase-fd", pipe_handle(fds, passphrase));
                 if (takes_new)
-                        g_variant_builder_add(&opts, "{sv}", "new-passphrase-fd",
-                                              pipe_handle(fds, new_passphrase));
+                        g_variant_builder_add(&opts, "{sv}", "new-passphrase-fd", pipe_handle(fds, new_passphrase));
         }
         add_options(&opts, options);
 
@@ -115,8 +114,8 @@ gint lv_keys_call(GDBusConnection *bus, const char *method, const char *source, 
         g_variant_builder_add_value(&args, g_variant_builder_end(&opts));
 
         reply = g_dbus_connection_call_with_unix_fd_list_sync(
-                bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, g_variant_builder_end(&args), NULL,
-                G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, fds, NULL, NULL, error);
+                bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, g_variant_builder_end(&args), NULL, G_DBUS_CALL_FLAGS_NONE,
+                CALL_TIMEOUT_MS, fds, NULL, NULL, error);
         if (!reply)
                 return -1;
         if (g_variant_is_of_type(reply, G_VARIANT_TYPE("(u)"))) {
@@ -172,9 +171,9 @@ guint64 lv_volume_prop_u64(GDBusConnection *bus, const char *path, const char *n
 GVariant *lv_probe(GDBusConnection *bus, const char *source, GError **error) {
         g_autoptr(GVariant) reply = NULL;
 
-        reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Probe",
-                                            g_variant_new("(s@a{sv})", source, lv_opts(NULL)),
-                                            G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+        reply = g_dbus_connection_call_sync(
+                bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Probe", g_variant_new("(s@a{sv})", source, lv_opts(NULL)),
+                G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
         if (!reply)
                 return NULL;
         return g_variant_get_child_value(reply, 0);
@@ -231,9 +230,10 @@ guint32 lv_daemon_pid(GDBusConnection *bus) {
         g_autoptr(GVariant) reply = NULL;
         guint32 pid = 0;
 
-        reply = g_dbus_connection_call_sync(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                            "GetConnectionUnixProcessID", g_variant_new("(s)", LV_BUS_NAME),
-                                            G_VARIANT_TYPE("(u)"), G_DBUS_CALL_FLAGS_NONE, 5000, NULL, NULL);
+        reply = g_dbus_connection_call_sync(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                            "org.freedesktop.DBus", "GetConnectionUnixProcessID",
+                                            g_variant_new("(s)", LV_BUS_NAME), G_VARIANT_TYPE("(u)"),
+                                            G_DBUS_CALL_FLAGS_NONE, 5000, NULL, NULL);
         if (reply)
                 g_variant_get(reply, "(u)", &pid);
         return pid;
@@ -262,8 +262,8 @@ GVariant *lv_call_manager(GDBusConnection *bus, const char *method, GVariant *pa
                                                              error);
 }
 
-char *lv_attach_bytes(GDBusConnection *bus, const char *domain, const char *source, const void *passphrase,
-                      gsize len, GVariant *options, GUnixFDList *fds, GError **error) {
+char *lv_attach_bytes(GDBusConnection *bus, const char *domain, const char *source, const void *passphrase, gsize len,
+                      GVariant *options, GUnixFDList *fds, GError **error) {
         GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, len, 1);
         GVariant *params = g_variant_new("(ss@ay@a{sv})", domain, source, pass, options ? options : lv_opts(NULL));
         return attach_common(bus, params, fds, error);
@@ -274,7 +274,8 @@ GVariant *lv_probe_opts(GDBusConnection *bus, const char *source, GVariant *opti
 
         reply = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Probe",
                                             g_variant_new("(s@a{sv})", source, options ? options : lv_opts(NULL)),
-                                            G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, error);
+                                            G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL,
+                                            error);
         if (!reply)
                 return NULL;
         return g_variant_get_child_value(reply, 0);

@@ -6,18 +6,18 @@
 
 #include <gio/gio.h>
 
-#define LV_PATH "/org/example/LuksVolume1"
-#define LV_IFACE "org.example.LuksVolume1"
+#define LV_PATH         "/org/example/LuksVolume1"
+#define LV_IFACE        "org.example.LuksVolume1"
 #define LV_VOLUME_IFACE "org.example.LuksVolume1.Volume"
-#define LV_ERR(x) "org.example.LuksVolume1.Error." x
+#define LV_ERR(x)       "org.example.LuksVolume1.Error." x
 
 /* Build an a{sv} from key, GVariant*, key, GVariant*, …, NULL (floating). */
 GVariant *lv_opts(const char *first_key, ...);
 
 /* Attach with the passphrase as `ay`.  Returns the object path or NULL with
  * *error set.  options may be NULL (empty). */
-char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
-                GVariant *options, GError **error);
+char *lv_attach(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase, GVariant *options,
+                GError **error);
 /* Attach with the passphrase through a pipe as passphrase-fd. */
 char *lv_attach_fd(GDBusConnection *bus, const char *domain, const char *source, const char *passphrase,
                    GVariant *options, GError **error);
@@ -56,13 +56,14 @@ GStrv lv_managed_objects(GDBusConnection *bus);
 char *lv_error_name(const GError *error);
 
 /* Assert: error is set and its D-Bus name is expected. */
-#define lv_assert_error(error, expected)                                             \
-        G_STMT_START {                                                               \
-                g_assert_nonnull(error);                                             \
-                g_autofree char *_n = lv_error_name(error);                          \
-                if (g_strcmp0(_n, (expected)) != 0)                                   \
+#define lv_assert_error(error, expected)                                                      \
+        G_STMT_START {                                                                        \
+                g_assert_nonnull(error);                                                      \
+                g_autofree char *_n = lv_error_name(error);                                   \
+                if (g_strcmp0(_n, (expected)) != 0)                                           \
                         g_error("expected %s, got %s: %s", (expected), _n, (error)->message); \
-        } G_STMT_END
+        }                                                                                     \
+        G_STMT_END
 
 /* PID of the daemon currently owning the name, or 0. */
 guint32 lv_daemon_pid(GDBusConnection *bus);
@@ -78,14 +79,13 @@ void lv_daemon_kill(GDBusConnection *bus, int sig);
  * send what no well-behaved client would: wrong signatures, handles that
  * point nowhere, duplicate keys.  Returns the reply tuple or NULL with *error
  * set.  No reply type is checked. */
-GVariant *lv_call_manager(GDBusConnection *bus, const char *method, GVariant *params, GUnixFDList *fds,
-                          GError **error);
+GVariant *lv_call_manager(GDBusConnection *bus, const char *method, GVariant *params, GUnixFDList *fds, GError **error);
 
 /* Attach with a binary passphrase of exactly len bytes as `ay` (NUL bytes and
  * lengths past any limit included), options as given (NULL: empty) and an
  * optional fd list for handles the options refer to. */
-char *lv_attach_bytes(GDBusConnection *bus, const char *domain, const char *source, const void *passphrase,
-                      gsize len, GVariant *options, GUnixFDList *fds, GError **error);
+char *lv_attach_bytes(GDBusConnection *bus, const char *domain, const char *source, const void *passphrase, gsize len,
+                      GVariant *options, GUnixFDList *fds, GError **error);
 
 /* Probe with an options dictionary (NULL: empty). */
 GVariant *lv_probe_opts(GDBusConnection *bus, const char *source, GVariant *options, GError **error);

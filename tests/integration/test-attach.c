@@ -11,7 +11,7 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "correct horse battery staple"
+#define PASS    "correct horse battery staple"
 #define PATTERN 0x5a
 
 static GDBusConnection *bus;
@@ -45,8 +45,8 @@ typedef struct Signals {
         GPtrArray *added, *removed;
 } Signals;
 
-static void on_signal(GDBusConnection *c, const char *sender, const char *path, const char *iface,
-                      const char *member, GVariant *params, gpointer userdata) {
+static void on_signal(GDBusConnection *c, const char *sender, const char *path, const char *iface, const char *member,
+                      GVariant *params, gpointer userdata) {
         Signals *s = userdata;
         const char *obj;
 
@@ -210,9 +210,9 @@ static void attach_detach_roundtrip(const char *source, const char *image_for_pa
         g_autofree char *want = expected_path("sdb");
         gint64 t0 = g_get_monotonic_time();
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", source, PASS,
-                                          lv_opts("bus", g_variant_new_string("scsi"),
-                                                  "target", g_variant_new_string("sdb"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", source, PASS,
+                lv_opts("bus", g_variant_new_string("scsi"), "target", g_variant_new_string("sdb"), NULL), &error);
         gint64 t1 = g_get_monotonic_time();
         g_assert_no_error(error);
         g_assert_cmpstr(path, ==, want);
@@ -274,9 +274,9 @@ static void test_attach_passphrase_fd(void) {
 static void test_attach_by_uuid_readonly(void) {
         g_autofree char *img = lv_make_luks1_image("ro1.img", PASS, PATTERN, 16);
         g_autoptr(GError) error = NULL;
-        g_autofree char *path = lv_attach(bus, guest_uuid, img, PASS,
-                                          lv_opts("bus", g_variant_new_string("scsi"),
-                                                  "read-only", g_variant_new_boolean(TRUE), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, guest_uuid, img, PASS,
+                lv_opts("bus", g_variant_new_string("scsi"), "read-only", g_variant_new_boolean(TRUE), NULL), &error);
         g_assert_no_error(error);
         /* Default target: the first free sdX (the guest has none). */
         g_autofree char *want = expected_path("sda");
@@ -309,9 +309,9 @@ static void test_errors(void) {
         assert_clean();
 
         /* DomainNotRunning: a defined, stopped domain. */
-        g_autofree char *dxml = g_strdup_printf(
-                "<domain type='qemu'><name>lvtest-stopped</name><memory unit='MiB'>64</memory>"
-                "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>");
+        g_autofree char *dxml =
+                g_strdup_printf("<domain type='qemu'><name>lvtest-stopped</name><memory unit='MiB'>64</memory>"
+                                "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>");
         virDomainPtr stopped = virDomainDefineXML(lv_virt(), dxml);
         g_assert_nonnull(stopped);
         path = lv_attach(bus, "lvtest-stopped", img, PASS, NULL, &error);
@@ -352,7 +352,8 @@ static void test_errors(void) {
                 lv_assert_error(error, LV_ERR("NotSupported"));
                 g_clear_error(&error);
         }
-        path = lv_attach(bus, "lvtest-guest", luks2, PASS, lv_opts("mode", g_variant_new_string("native"), NULL), &error);
+        path = lv_attach(bus, "lvtest-guest", luks2, PASS, lv_opts("mode", g_variant_new_string("native"), NULL),
+                         &error);
         g_assert_null(path);
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "LUKS1 only"));
@@ -360,8 +361,8 @@ static void test_errors(void) {
         assert_clean();
 
         /* AlreadyAttached and TargetInUse, with one volume attached. */
-        g_autofree char *ok = lv_attach(bus, "lvtest-guest", img, PASS,
-                                        lv_opts("target", g_variant_new_string("sdd"), NULL), &error);
+        g_autofree char *ok =
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("target", g_variant_new_string("sdd"), NULL), &error);
         g_assert_no_error(error);
         path = lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("target", g_variant_new_string("sde"), NULL), &error);
         g_assert_null(path);
@@ -510,8 +511,8 @@ static void test_restart(void) {
         g_autofree char *img = lv_make_luks1_image("restart1.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdg"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("target", g_variant_new_string("sdg"), NULL), &error);
         g_assert_no_error(error);
         g_autoptr(GVariant) before = lv_volume_props(bus, path);
 

@@ -18,9 +18,9 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "cryptsetup mode passphrase"
+#define PASS    "cryptsetup mode passphrase"
 #define PATTERN 0x3c
-#define MIB (G_GUINT64_CONSTANT(1) << 20)
+#define MIB     (G_GUINT64_CONSTANT(1) << 20)
 
 static GDBusConnection *bus;
 static virDomainPtr guest;
@@ -123,14 +123,15 @@ static void test_probe_dm(void) {
 static void test_luks2_auto(void) {
         g_autofree char *img = lv_make_luks2_image("c-luks2.img", PASS, 20);
         write_pattern_via_dm(img, PASS);
-        attach_cryptsetup_roundtrip(img, lv_opts("bus", g_variant_new_string("scsi"),
-                                                 "target", g_variant_new_string("sdb"), NULL), "sdb");
+        attach_cryptsetup_roundtrip(
+                img, lv_opts("bus", g_variant_new_string("scsi"), "target", g_variant_new_string("sdb"), NULL), "sdb");
 }
 
 static void test_luks1_forced(void) {
         g_autofree char *img = lv_make_luks1_image("c-luks1.img", PASS, PATTERN, 16);
-        attach_cryptsetup_roundtrip(img, lv_opts("target", g_variant_new_string("sdc"),
-                                                 "mode", g_variant_new_string("cryptsetup"), NULL), "sdc");
+        attach_cryptsetup_roundtrip(
+                img, lv_opts("target", g_variant_new_string("sdc"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                "sdc");
 }
 
 static void test_block_device(void) {
@@ -158,9 +159,10 @@ static void test_bad_passphrase(void) {
 static void test_restart_then_detach(void) {
         g_autofree char *img = lv_make_luks2_image("c-restart.img", PASS, 20);
         GError *error = NULL;
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdf"),
-                                                  "serial", g_variant_new_string("C-RESTART"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("target", g_variant_new_string("sdf"), "serial", g_variant_new_string("C-RESTART"), NULL),
+                &error);
         g_assert_no_error(error);
         g_assert_true(lv_resize(bus, path, 8 * MIB, NULL, &error));
         g_assert_no_error(error);
@@ -209,9 +211,10 @@ static void test_binary_passphrase(void) {
 
         write_pattern_via_dm_key(img, key, sizeof key);
 
-        g_assert_null(lv_attach_bytes(bus, "lvtest-guest", img, key, sizeof key,
-                                      lv_opts("target", g_variant_new_string("sdh"),
-                                              "mode", g_variant_new_string("native"), NULL), NULL, &error));
+        g_assert_null(lv_attach_bytes(
+                bus, "lvtest-guest", img, key, sizeof key,
+                lv_opts("target", g_variant_new_string("sdh"), "mode", g_variant_new_string("native"), NULL), NULL,
+                &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "UTF-8"));
         g_clear_error(&error);
@@ -238,11 +241,11 @@ static void test_cleartext_denied(void) {
         GError *error = NULL;
 
         lv_polkit_set_rules("50-no-cleartext.rules",
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.user != 'lvadmin') return polkit.Result.NOT_HANDLED;\n"
-                "  if (action.id == 'org.example.luksvolume1.attach-cleartext') return polkit.Result.NO;\n"
-                "  if (action.id.indexOf('org.example.luksvolume1.') == 0) return polkit.Result.YES;\n"
-                "});\n");
+                            "polkit.addRule(function(action, subject) {\n"
+                            "  if (subject.user != 'lvadmin') return polkit.Result.NOT_HANDLED;\n"
+                            "  if (action.id == 'org.example.luksvolume1.attach-cleartext') return polkit.Result.NO;\n"
+                            "  if (action.id.indexOf('org.example.luksvolume1.') == 0) return polkit.Result.YES;\n"
+                            "});\n");
 
         g_assert_null(lv_attach(admin, "lvtest-guest", luks2, PASS,
                                 lv_opts("target", g_variant_new_string("sdi"), NULL), &error));
@@ -252,9 +255,10 @@ static void test_cleartext_denied(void) {
         assert_clean();
 
         /* Forcing cryptsetup mode on a LUKS1 volume: refused the same way. */
-        g_assert_null(lv_attach(admin, "lvtest-guest", luks1, PASS,
-                                lv_opts("target", g_variant_new_string("sdi"),
-                                        "mode", g_variant_new_string("cryptsetup"), NULL), &error));
+        g_assert_null(lv_attach(
+                admin, "lvtest-guest", luks1, PASS,
+                lv_opts("target", g_variant_new_string("sdi"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                &error));
         lv_assert_error(error, "org.freedesktop.DBus.Error.AccessDenied");
         g_clear_error(&error);
         assert_clean();
@@ -340,8 +344,8 @@ static void test_udev_leaves_mapping_alone(void) {
         g_assert_cmpint(lv_run_as(0, close_argv, 60, NULL, NULL), ==, 0);
         g_unlink(keyfile);
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdk"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("target", g_variant_new_string("sdk"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
 
@@ -476,8 +480,9 @@ static void test_resize_luks2(void) {
 
 static void test_resize_luks1(void) {
         g_autofree char *img = lv_make_luks1_image("c-resize1.img", PASS, PATTERN, 16);
-        resize_roundtrip(img, lv_opts("target", g_variant_new_string("sdm"),
-                                      "mode", g_variant_new_string("cryptsetup"), NULL), "sdm");
+        resize_roundtrip(
+                img, lv_opts("target", g_variant_new_string("sdm"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                "sdm");
 }
 
 /* A block device is not grown by the service: it must hold the size. */
@@ -488,8 +493,8 @@ static void test_resize_block_device(void) {
         guint64 off = probe_u64(img, "payload-offset");
 
         write_pattern_via_dm(img, PASS);
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", dev, PASS,
-                                          lv_opts("target", g_variant_new_string("sdn"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", dev, PASS, lv_opts("target", g_variant_new_string("sdn"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
         guint64 size0 = lv_volume_prop_u64(bus, path, "Size");
@@ -529,10 +534,11 @@ static void test_discard_serial(void) {
         g_autofree char *img = lv_make_luks1_image("c-discard.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdo"),
-                                                  "discard", g_variant_new_boolean(TRUE),
-                                                  "serial", g_variant_new_string("C-DISCARD_1"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", img, PASS,
+                          lv_opts("target", g_variant_new_string("sdo"), "discard", g_variant_new_boolean(TRUE),
+                                  "serial", g_variant_new_string("C-DISCARD_1"), NULL),
+                          &error);
         g_assert_no_error(error);
         g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
         g_assert_cmpstr(mode, ==, "cryptsetup");
@@ -551,9 +557,10 @@ static void test_discard_serial(void) {
         g_assert_no_error(error);
 
         /* Without the option, no discards pass: the default is unchanged. */
-        g_autofree char *path2 = lv_attach(bus, "lvtest-guest", img, PASS,
-                                           lv_opts("target", g_variant_new_string("sdo"),
-                                                   "mode", g_variant_new_string("cryptsetup"), NULL), &error);
+        g_autofree char *path2 = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("target", g_variant_new_string("sdo"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                &error);
         g_assert_no_error(error);
         g_autofree char *mapper2 = lv_volume_prop_string(bus, path2, "MapperDevice");
         g_autofree char *table2 = dm_table(mapper2);
@@ -564,9 +571,9 @@ static void test_discard_serial(void) {
         g_assert_no_error(error);
 
         /* native with discard: refused even here. */
-        g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS,
-                                lv_opts("discard", g_variant_new_boolean(TRUE), "mode", g_variant_new_string("native"),
-                                        NULL), &error));
+        g_assert_null(lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("discard", g_variant_new_boolean(TRUE), "mode", g_variant_new_string("native"), NULL), &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_clear_error(&error);
         assert_clean();
@@ -583,7 +590,8 @@ static void test_saved_keep_mapping(void) {
         write_pattern_via_dm(img, PASS);
 
         virDomainPtr g = lv_start_guest("c-save");
-        g_autofree char *path = lv_attach(bus, "c-save", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "c-save", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
 
@@ -603,7 +611,8 @@ static void test_saved_keep_mapping(void) {
         /* managedsave, then the daemon dies; the next one keeps the
          * mapping (no orphan) and the guest starts from its image. */
         virDomainPtr pg = lv_start_persistent_guest("c-msave");
-        g_autofree char *path2 = lv_attach(bus, "c-msave", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path2 =
+                lv_attach(bus, "c-msave", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *mapper2 = lv_volume_prop_string(bus, path2, "MapperDevice");
         g_assert_cmpint(virDomainManagedSave(pg, 0), ==, 0);
@@ -644,8 +653,7 @@ static void rotate_attached(const char *source, const char *image, const char *t
         g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
         g_assert_true(guest_reads_pattern_on_mapper(mapper, PATTERN));
 
-        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", source, PASS, new_pass, TRUE, NULL, &error),
-                        ==, 0);
+        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", source, PASS, new_pass, TRUE, NULL, &error), ==, 0);
         g_assert_no_error(error);
 
         /* QEMU reads the mapping through the (VM's) page cache, which still

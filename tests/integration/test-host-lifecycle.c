@@ -14,7 +14,7 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "host lifecycle passphrase"
+#define PASS    "host lifecycle passphrase"
 #define PATTERN 0x4e
 
 static GDBusConnection *bus;
@@ -113,7 +113,7 @@ static void test_managedsave_across_restart(void) {
         g_autofree char *secret = lv_volume_prop_string(bus, path, "SecretUUID");
         g_assert_cmpstr(secret, !=, "");
 
-        g_assert_cmpint(virDomainCreate(g), ==, 0);     /* restores from the managed save image */
+        g_assert_cmpint(virDomainCreate(g), ==, 0); /* restores from the managed save image */
         g_assert_true(wait_state(path, "attached", 5000));
         g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
         g_assert_true(lv_detach(bus, path, NULL, &error));
@@ -197,7 +197,10 @@ static void on_reply(GObject *source, GAsyncResult *res, gpointer userdata) {
  * waiting Detach and 16 threads in all, they could not.)  When the guests
  * go, every waiting Detach finishes. */
 static void test_waiting_detaches_hold_no_worker(void) {
-        enum { GUESTS = 2, PER_GUEST = 10 };
+        enum {
+                GUESTS = 2,
+                PER_GUEST = 10
+        };
         virDomainPtr g[GUESTS];
         char *paths[GUESTS * PER_GUEST];
         Pending p[GUESTS * PER_GUEST] = {};
@@ -215,10 +218,10 @@ static void test_waiting_detaches_hold_no_worker(void) {
         }
 
         for (int i = 0; i < GUESTS * PER_GUEST; i++)
-                g_dbus_connection_call(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Detach",
-                                       g_variant_new("(o@a{sv})", paths[i],
-                                                     lv_opts("timeout", g_variant_new_uint32(120), NULL)),
-                                       NULL, G_DBUS_CALL_FLAGS_NONE, 180000, NULL, on_reply, &p[i]);
+                g_dbus_connection_call(
+                        bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Detach",
+                        g_variant_new("(o@a{sv})", paths[i], lv_opts("timeout", g_variant_new_uint32(120), NULL)), NULL,
+                        G_DBUS_CALL_FLAGS_NONE, 180000, NULL, on_reply, &p[i]);
         /* Let them all reach the daemon and ask their guests. */
         gint64 deadline = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
         while (g_get_monotonic_time() < deadline)

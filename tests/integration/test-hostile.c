@@ -124,10 +124,10 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "hostile input, correct passphrase"
-#define WRONG "hostile input, WRONG passphrase"
-#define PATTERN 0x3c
-#define GUEST "lvtest-hostile"
+#define PASS         "hostile input, correct passphrase"
+#define WRONG        "hostile input, WRONG passphrase"
+#define PATTERN      0x3c
+#define GUEST        "lvtest-hostile"
 #define INVALID_ARGS "org.freedesktop.DBus.Error.InvalidArgs"
 
 static GDBusConnection *bus;
@@ -135,8 +135,8 @@ static virDomainPtr guest;
 static char *guest_uuid;
 static guint baseline_disks;
 
-static char *good_img;          /* LUKS1, PASS, 16 MiB */
-static char *small_img;         /* LUKS1, PASS, 1 MiB: source of corrupted copies */
+static char *good_img;  /* LUKS1, PASS, 16 MiB */
+static char *small_img; /* LUKS1, PASS, 1 MiB: source of corrupted copies */
 static char *img_8192, *pass_8192;
 static char *img_8193, *pass_8193;
 
@@ -319,8 +319,8 @@ static GError *attach_fd_err(int fd, const char *also_ay, GVariant *extra_opts) 
                 g_variant_unref(extra_opts);
         }
         const char *ay = also_ay ? also_ay : "";
-        g_autofree char *path = lv_attach_bytes(bus, GUEST, good_img, ay, strlen(ay), g_variant_builder_end(&b), fds,
-                                                &error);
+        g_autofree char *path =
+                lv_attach_bytes(bus, GUEST, good_img, ay, strlen(ay), g_variant_builder_end(&b), fds, &error);
         if (path)
                 g_test_message("unexpectedly attached as %s", path);
         return error;
@@ -540,9 +540,9 @@ static char *latin1_img, *latin1_link;
 
 static GError *call_within(const char *method, GVariant *params, guint timeout_ms) {
         GError *error = NULL;
-        g_autoptr(GVariant) reply G_GNUC_UNUSED = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params,
-                                                                NULL, G_DBUS_CALL_FLAGS_NONE, (int) timeout_ms, NULL,
-                                                                &error);
+        g_autoptr(GVariant) reply G_GNUC_UNUSED =
+                g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params, NULL,
+                                            G_DBUS_CALL_FLAGS_NONE, (int) timeout_ms, NULL, &error);
         if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
                 g_clear_error(&error);
                 return g_dbus_error_new_for_dbus_error("org.freedesktop.DBus.Error.NoReply", "no reply in time");
@@ -643,16 +643,15 @@ static GError *c_option_key_utf8_cut(void) {
 
         g_assert_true(g_utf8_validate(key, -1, NULL));
         /* A refusal takes milliseconds; 10 s without a reply is no reply. */
-        GVariant *params = g_variant_new("(ss@ay@a{sv})", GUEST, good_img,
-                                         g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
-                                         lv_opts("target", g_variant_new_string("sdb"), key,
-                                                 g_variant_new_string("x"), NULL));
-        g_autoptr(GVariant) reply G_GNUC_UNUSED = g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
-                                                                NULL, G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+        GVariant *params = g_variant_new(
+                "(ss@ay@a{sv})", GUEST, good_img, g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
+                lv_opts("target", g_variant_new_string("sdb"), key, g_variant_new_string("x"), NULL));
+        g_autoptr(GVariant) reply G_GNUC_UNUSED =
+                g_dbus_connection_call_sync(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params, NULL,
+                                            G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
         if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
                 g_clear_error(&error);
-                return g_dbus_error_new_for_dbus_error("org.freedesktop.DBus.Error.NoReply",
-                                                       "no reply within 10 s");
+                return g_dbus_error_new_for_dbus_error("org.freedesktop.DBus.Error.NoReply", "no reply within 10 s");
         }
         return error;
 }
@@ -663,15 +662,16 @@ static GError *c_option_unknown(void) {
 }
 
 static GError *c_option_wrong_type(void) {
-        return attach_err(GUEST, good_img, PASS,
-                          lv_opts("target", g_variant_new_string("sdb"), "read-only", g_variant_new_string("yes"), NULL));
+        return attach_err(
+                GUEST, good_img, PASS,
+                lv_opts("target", g_variant_new_string("sdb"), "read-only", g_variant_new_string("yes"), NULL));
 }
 
 static GError *c_option_duplicate(void) {
         /* GVariant's builder keeps both entries: the wire carries two. */
         return attach_err(GUEST, good_img, PASS,
-                          lv_opts("bus", g_variant_new_string("scsi"), "target", g_variant_new_string("sdb"),
-                                  "bus", g_variant_new_string("scsi"), NULL));
+                          lv_opts("bus", g_variant_new_string("scsi"), "target", g_variant_new_string("sdb"), "bus",
+                                  g_variant_new_string("scsi"), NULL));
 }
 
 static GError *c_option_bad_bus(void) {
@@ -691,7 +691,8 @@ static GError *c_option_variant_in_variant(void) {
 static GError *c_passphrase_8193(void) {
         /* It is the image's real passphrase: only the cap stands in the way. */
         GError *error = NULL;
-        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img_8193, pass_8193, 8193, scsi_opts("sdb"), NULL, &error);
+        g_autofree char *path G_GNUC_UNUSED =
+                lv_attach_bytes(bus, GUEST, img_8193, pass_8193, 8193, scsi_opts("sdb"), NULL, &error);
         return error;
 }
 
@@ -699,7 +700,8 @@ static GError *c_passphrase_8192_wrong(void) {
         g_autofree char *wrong = g_strdup(pass_8192);
         wrong[8191] ^= 0x01;
         GError *error = NULL;
-        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img_8192, wrong, 8192, scsi_opts("sdb"), NULL, &error);
+        g_autofree char *path G_GNUC_UNUSED =
+                lv_attach_bytes(bus, GUEST, img_8192, wrong, 8192, scsi_opts("sdb"), NULL, &error);
         return error;
 }
 
@@ -746,10 +748,10 @@ static GError *c_passphrase_fd_8193(void) {
         remember_fd(fd);
         gint idx = g_unix_fd_list_append(fds, fd, NULL);
         close(fd);
-        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img_8193, "", 0,
-                                                lv_opts("passphrase-fd", g_variant_new_handle(idx), "target",
-                                                        g_variant_new_string("sdb"), NULL),
-                                                fds, &error);
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(
+                bus, GUEST, img_8193, "", 0,
+                lv_opts("passphrase-fd", g_variant_new_handle(idx), "target", g_variant_new_string("sdb"), NULL), fds,
+                &error);
         return error;
 }
 
@@ -774,10 +776,9 @@ static GError *c_passphrase_fd_silent_writer(void) {
         remember_fd(fd);
         gint idx = g_unix_fd_list_append(fds, fd, NULL);
         close(fd);
-        GVariant *params = g_variant_new("(ss@ay@a{sv})", GUEST, good_img,
-                                         g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, "", 0, 1),
-                                         lv_opts("passphrase-fd", g_variant_new_handle(idx), "target",
-                                                 g_variant_new_string("sdb"), NULL));
+        GVariant *params = g_variant_new(
+                "(ss@ay@a{sv})", GUEST, good_img, g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, "", 0, 1),
+                lv_opts("passphrase-fd", g_variant_new_handle(idx), "target", g_variant_new_string("sdb"), NULL));
         gint64 t0 = g_get_monotonic_time();
         g_dbus_connection_call_with_unix_fd_list(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
                                                  G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NONE, 60000, fds, NULL,
@@ -801,7 +802,8 @@ static GError *c_passphrase_fd_silent_writer(void) {
         }
         gint64 elapsed = g_get_monotonic_time() - t0;
         g_test_message("passphrase-fd with a silent writer: refused after %.1f s; %u Probe('') calls meanwhile, "
-                       "slowest %.1f ms", elapsed / 1e6, probes, worst / 1000.0);
+                       "slowest %.1f ms",
+                       elapsed / 1e6, probes, worst / 1000.0);
         /* The daemon's limit is 10 s: not much sooner, not much later. */
         g_assert_cmpint(elapsed, >=, 9 * G_USEC_PER_SEC);
         g_assert_cmpint(elapsed, <, 30 * G_USEC_PER_SEC);
@@ -821,29 +823,29 @@ static GError *c_passphrase_fd_bad_handle(void) {
         remember_fd(fd);
         g_assert_cmpint(g_unix_fd_list_append(fds, fd, NULL), ==, 0);
         close(fd);
-        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, good_img, "", 0,
-                                                lv_opts("passphrase-fd", g_variant_new_handle(1), "target",
-                                                        g_variant_new_string("sdb"), NULL),
-                                                fds, &error);
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(
+                bus, GUEST, good_img, "", 0,
+                lv_opts("passphrase-fd", g_variant_new_handle(1), "target", g_variant_new_string("sdb"), NULL), fds,
+                &error);
         return error;
 }
 
 static GError *c_passphrase_fd_no_fds(void) {
         GError *error = NULL;
-        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, good_img, "", 0,
-                                                lv_opts("passphrase-fd", g_variant_new_handle(0), "target",
-                                                        g_variant_new_string("sdb"), NULL),
-                                                NULL, &error);
+        g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(
+                bus, GUEST, good_img, "", 0,
+                lv_opts("passphrase-fd", g_variant_new_handle(0), "target", g_variant_new_string("sdb"), NULL), NULL,
+                &error);
         return error;
 }
 
 static GError *c_attach_wrong_signature(void) {
         GError *error = NULL;
-        g_autoptr(GVariant) r G_GNUC_UNUSED = lv_call_manager(bus, "Attach",
-                                                g_variant_new("(ss@ay)", GUEST, good_img,
-                                                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS,
-                                                                                        strlen(PASS), 1)),
-                                                NULL, &error);
+        g_autoptr(GVariant) r G_GNUC_UNUSED =
+                lv_call_manager(bus, "Attach",
+                                g_variant_new("(ss@ay)", GUEST, good_img,
+                                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1)),
+                                NULL, &error);
         return error;
 }
 
@@ -964,8 +966,8 @@ static GError *c_probe_etc_shadow(void) {
 typedef struct HostileCase {
         const char *name;
         GError *(*run)(void);
-        const char *expect;     /* D-Bus error name */
-        const char *says;       /* a fragment the message must hold (which check fired), or NULL */
+        const char *expect; /* D-Bus error name */
+        const char *says;   /* a fragment the message must hold (which check fired), or NULL */
         /* A known daemon bug: if the reply is exactly this error name, the
          * case is reported as incomplete (TODO) with bug_text, after the
          * cleanliness and liveness checks still passed. */
@@ -1265,11 +1267,10 @@ static char *make_slow_luks1(const char *name, const char *pass, guint iteration
         g_assert_cmpint(fd, >=, 0);
         g_assert_no_errno(ftruncate(fd, 6 << 20));
         close(fd);
-        g_autoptr(GSubprocess) p = g_subprocess_new(G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
-                                                            G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                                                    &error, "cryptsetup", "luksFormat", "--type", "luks1",
-                                                    "--pbkdf-force-iterations", iters, "--batch-mode", "--key-file=-",
-                                                    path, NULL);
+        g_autoptr(GSubprocess) p = g_subprocess_new(
+                G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                &error, "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf-force-iterations", iters,
+                "--batch-mode", "--key-file=-", path, NULL);
         g_assert_no_error(error);
         g_autoptr(GBytes) in = g_bytes_new(pass, strlen(pass));
         g_autoptr(GBytes) errb = NULL;
@@ -1295,9 +1296,9 @@ static void test_cap_in_flight_counts(void) {
         g_autofree char *p1 = lv_attach(bus, GUEST, img1, PASS, scsi_opts("sda"), &error);
         g_assert_no_error(error);
 
-        GVariant *params = g_variant_new("(ss@ay@a{sv})", GUEST, slow,
-                                         g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
-                                         scsi_opts("sdb"));
+        GVariant *params =
+                g_variant_new("(ss@ay@a{sv})", GUEST, slow,
+                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1), scsi_opts("sdb"));
         g_dbus_connection_call_with_unix_fd_list(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
                                                  G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NONE, 120000, NULL, NULL,
                                                  on_async_reply, &a);

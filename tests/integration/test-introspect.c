@@ -15,9 +15,9 @@ static GDBusConnection *bus;
 
 static GDBusNodeInfo *introspect(const char *path) {
         g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
-                bus, LV_BUS_NAME, path, "org.freedesktop.DBus.Introspectable", "Introspect", NULL,
-                G_VARIANT_TYPE("(s)"), G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+        g_autoptr(GVariant) reply =
+                g_dbus_connection_call_sync(bus, LV_BUS_NAME, path, "org.freedesktop.DBus.Introspectable", "Introspect",
+                                            NULL, G_VARIANT_TYPE("(s)"), G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
         g_assert_no_error(error);
         const char *xml;
         g_variant_get(reply, "(&s)", &xml);
@@ -85,8 +85,8 @@ static void test_equal(void) {
         /* A volume object exists only while a volume is attached. */
         virDomainPtr g = lv_start_guest("introspect");
         g_autofree char *img = lv_make_luks1_image("introspect.img", "pass", 0x11, 16);
-        g_autofree char *path = lv_attach(bus, "introspect", img, "pass",
-                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "introspect", img, "pass", lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_autoptr(GDBusNodeInfo) volume = introspect(path);
         compare(shipped, volume, LV_VOLUME_IFACE);

@@ -149,8 +149,8 @@ static void test_native_rotate(void) {
         g_autoptr(GVariant) before = probe_slot(img, 0);
         g_assert_nonnull(before);
         g_autofree char *hash = slot_string(before, "hash");
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
         g_assert_cmpstr(mode, ==, "native");
@@ -177,11 +177,11 @@ static void test_native_rotate(void) {
         g_assert_no_error(error);
 
         /* (An OS-less guest releases virtio-scsi disks, not virtio-blk.) */
-        g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS,
-                                lv_opts("bus", g_variant_new_string("scsi"), NULL), &error));
+        g_assert_null(
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error));
         assert_error_clear(&error, LV_ERR("BadPassphrase"));
-        g_autofree char *path2 = lv_attach(bus, "lvtest-guest", img, PASS2,
-                                           lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path2 =
+                lv_attach(bus, "lvtest-guest", img, PASS2, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_assert_true(lv_guest_reads_pattern(guest, PATTERN, 65536));
         g_assert_true(lv_detach(bus, path2, NULL, &error));
@@ -284,8 +284,7 @@ static void test_luks2(void) {
         /* Only the header area changed: the payload is as it was. */
         g_assert_true(g_file_get_contents(img, &tail_after, &n2, NULL));
         g_assert_cmpuint(n1, ==, n2);
-        g_assert_cmpint(memcmp(tail_before + LUKS2_HEADER, tail_after + LUKS2_HEADER, n1 - LUKS2_HEADER), ==,
-                        0);
+        g_assert_cmpint(memcmp(tail_before + LUKS2_HEADER, tail_after + LUKS2_HEADER, n1 - LUKS2_HEADER), ==, 0);
         g_assert_cmpint(memcmp(tail_before, tail_after, LUKS2_HEADER), !=, 0);
 
         /* cryptsetup agrees. */
@@ -348,8 +347,7 @@ static void test_block_device(void) {
         g_assert_cmpint(opens(img, PASS), ==, -1);
 
         g_assert_cmpint(stat(dev, &st), ==, 0);
-        g_autofree char *lockfile =
-                g_strdup_printf("/run/cryptsetup/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
+        g_autofree char *lockfile = g_strdup_printf("/run/cryptsetup/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
         /* Released the way libcryptsetup releases it. */
         g_assert_false(g_file_test(lockfile, G_FILE_TEST_EXISTS));
         g_assert_cmpint(g_mkdir_with_parents("/run/cryptsetup", 0700), ==, 0);
@@ -490,9 +488,9 @@ static void test_bad_arguments(void) {
         assert_error_clear(&error, INVALID_ARGS);
         g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
         gint idx = g_unix_fd_list_append(fds, 0, NULL);
-        GVariant *params = g_variant_new(
-                "(s@ay@a{sv})", img, g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
-                lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL));
+        GVariant *params = g_variant_new("(s@ay@a{sv})", img,
+                                         g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
+                                         lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL));
         g_assert_null(lv_call_manager(bus, "VerifyPassphrase", params, fds, &error));
         assert_error_clear(&error, INVALID_ARGS);
         /* Options of other methods. */
@@ -520,17 +518,14 @@ static void test_plain_user_refused(void) {
         g_autofree char *img = lv_make_luks1_image("k-user.img", PASS, PATTERN, 4);
         g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
         g_autoptr(GBytes) head = head_of(img, LUKS1_HEADER);
-        const char *methods[] = { "ChangePassphrase", "AddPassphrase", "RemovePassphrase",
-                                  "VerifyPassphrase" };
+        const char *methods[] = { "ChangePassphrase", "AddPassphrase", "RemovePassphrase", "VerifyPassphrase" };
 
         for (gsize i = 0; i < G_N_ELEMENTS(methods); i++) {
                 g_autoptr(GError) error = NULL;
-                g_assert_cmpint(lv_keys_call(user, methods[i], img, PASS, PASS2, i % 2 == 0, NULL, &error),
-                                ==, -1);
+                g_assert_cmpint(lv_keys_call(user, methods[i], img, PASS, PASS2, i % 2 == 0, NULL, &error), ==, -1);
                 g_autofree char *name = lv_error_name(error);
                 if (!g_str_equal(name, ACCESS_DENIED) && !g_str_equal(name, INTERACTIVE_REQUIRED))
-                        g_error("%s: expected a polkit refusal, got %s: %s", methods[i], name,
-                                error->message);
+                        g_error("%s: expected a polkit refusal, got %s: %s", methods[i], name, error->message);
                 g_assert_nonnull(strstr(error->message, "manage-keys"));
         }
         g_autoptr(GBytes) head2 = head_of(img, LUKS1_HEADER);
@@ -545,14 +540,13 @@ static void test_rate_limit(void) {
         g_autoptr(GDBusConnection) admin = lv_bus_as_uid(LV_TEST_UID_ADMIN);
         g_autoptr(GError) error = NULL;
 
-        lv_polkit_set_rules(
-                "50-keys.rules",
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.user != 'lvadmin' || action.id != 'org.example.luksvolume1.manage-keys')\n"
-                "    return polkit.Result.NOT_HANDLED;\n"
-                "  return action.lookup('operation') == 'verify-passphrase' ? polkit.Result.YES : "
-                "polkit.Result.NO;\n"
-                "});\n");
+        lv_polkit_set_rules("50-keys.rules",
+                            "polkit.addRule(function(action, subject) {\n"
+                            "  if (subject.user != 'lvadmin' || action.id != 'org.example.luksvolume1.manage-keys')\n"
+                            "    return polkit.Result.NOT_HANDLED;\n"
+                            "  return action.lookup('operation') == 'verify-passphrase' ? polkit.Result.YES : "
+                            "polkit.Result.NO;\n"
+                            "});\n");
 
         g_assert_cmpint(lv_keys_call(admin, "AddPassphrase", img, PASS, PASS2, FALSE, NULL, &error), ==, -1);
         assert_error_clear(&error, ACCESS_DENIED);
@@ -568,9 +562,7 @@ static void test_rate_limit(void) {
         g_test_message("%s", error->message);
         g_assert_nonnull(strstr(error->message, "try again in "));
         guint wait = 0;
-        g_assert_cmpint(
-                sscanf(strstr(error->message, "try again in ") + strlen("try again in "), "%u", &wait), ==,
-                1);
+        g_assert_cmpint(sscanf(strstr(error->message, "try again in ") + strlen("try again in "), "%u", &wait), ==, 1);
         g_assert_cmpuint(wait, >, 40);
         g_assert_cmpuint(wait, <=, 60);
         g_clear_error(&error);

@@ -17,7 +17,7 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "lifecycle passphrase"
+#define PASS    "lifecycle passphrase"
 #define PATTERN 0x42
 
 static GDBusConnection *bus;
@@ -88,9 +88,11 @@ static void test_kill_with_two_volumes(void) {
         g_autofree char *ib = lv_make_luks1_image("kill-b.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *pa = lv_attach(bus, "lc-kill-a", ia, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *pa =
+                lv_attach(bus, "lc-kill-a", ia, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
-        g_autofree char *pb = lv_attach(bus, "lc-kill-b", ib, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *pb =
+                lv_attach(bus, "lc-kill-b", ib, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_autoptr(GVariant) before_a = lv_volume_props(bus, pa);
         g_autoptr(GVariant) before_b = lv_volume_props(bus, pb);
@@ -137,7 +139,8 @@ static void test_attach_fault(gconstpointer data) {
         GError *error = NULL;
 
         set_fault(f->spec);
-        g_autofree char *path = lv_attach(bus, "lc-fault", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lc-fault", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         /* The daemon died mid-call: the caller gets no reply. */
         g_assert_null(path);
         g_assert_nonnull(error);
@@ -148,8 +151,8 @@ static void test_attach_fault(gconstpointer data) {
         /* Re-activation rebuilds state and cleans orphans. */
         g_auto(GStrv) objs = lv_managed_objects(bus);
         assert_consistent();
-        g_test_message("%s: after restart %u object(s), %u disk(s), %u secret(s)", f->spec,
-                       g_strv_length(objs), count_our_disks(), lv_count_secrets());
+        g_test_message("%s: after restart %u object(s), %u disk(s), %u secret(s)", f->spec, g_strv_length(objs),
+                       count_our_disks(), lv_count_secrets());
         if (g_strv_length(objs) == 1) {
                 /* Fully attached: it works and detaches. */
                 g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
@@ -168,7 +171,8 @@ static void test_detach_fault(gconstpointer data) {
         g_autofree char *img = lv_make_luks1_image("dfault.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *path = lv_attach(bus, "lc-dfault", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lc-dfault", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
 
         set_fault(f->spec);
@@ -226,7 +230,8 @@ static void test_destroy_domain(void) {
         g_autofree char *i2 = lv_make_luks1_image("destroy2.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *p1 = lv_attach(bus, "lc-destroy", i1, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *p1 =
+                lv_attach(bus, "lc-destroy", i1, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *p2 = lv_attach(bus, "lc-destroy", i2, PASS, NULL, &error);
         g_assert_no_error(error);
@@ -246,7 +251,8 @@ static void test_libvirtd_restart(void) {
         char uuid[VIR_UUID_STRING_BUFLEN];
 
         g_assert_cmpint(virDomainGetUUIDString(g, uuid), ==, 0);
-        g_autofree char *p1 = lv_attach(bus, "lc-restart", i1, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *p1 =
+                lv_attach(bus, "lc-restart", i1, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
 
         lv_restart_libvirtd();
@@ -410,7 +416,8 @@ static void test_idle_exit(void) {
         g_autofree char *img = lv_make_luks1_image("idle.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *path = lv_attach(bus, "lc-idle", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lc-idle", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
         g_assert_no_error(error);
         guint32 pid = lv_daemon_pid(bus);
         g_assert_cmpuint(pid, !=, 0);

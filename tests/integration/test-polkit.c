@@ -11,9 +11,9 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "polkit test passphrase"
-#define PATTERN 0x11
-#define ACCESS_DENIED "org.freedesktop.DBus.Error.AccessDenied"
+#define PASS                 "polkit test passphrase"
+#define PATTERN              0x11
+#define ACCESS_DENIED        "org.freedesktop.DBus.Error.AccessDenied"
 #define INTERACTIVE_REQUIRED "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 
 static GDBusConnection *root_bus;
@@ -99,7 +99,8 @@ static void test_group_granted(void) {
         g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
         GError *error = NULL;
 
-        lv_polkit_set_rules("50-lvgroup.rules",
+        lv_polkit_set_rules(
+                "50-lvgroup.rules",
                 "polkit.addRule(function(action, subject) {\n"
                 "  if (action.id.indexOf('org.example.luksvolume1.') == 0 && subject.isInGroup('lvgroup'))\n"
                 "    return polkit.Result.YES;\n"
@@ -135,7 +136,8 @@ static void test_details_rule(void) {
                 "      action.lookup('domain') == 'lvtest-guest' &&\n"
                 "      action.lookup('source') == '%s')\n"
                 "    return polkit.Result.YES;\n"
-                "});\n", good);
+                "});\n",
+                good);
         lv_polkit_set_rules("60-details.rules", rule);
 
         g_assert_null(lv_attach(admin, "lvtest-other", good, PASS, scsi(), &error));
@@ -164,15 +166,15 @@ static void test_auth_admin_keep(void) {
         g_autoptr(GDBusConnection) admin = lv_bus_as_uid(LV_TEST_UID_ADMIN);
         GError *error = NULL;
 
-        lv_polkit_set_rules("50-lvgroup.rules",
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.isInGroup('lvgroup')) return polkit.Result.YES;\n"
-                "});\n");
+        lv_polkit_set_rules("50-lvgroup.rules", "polkit.addRule(function(action, subject) {\n"
+                                                "  if (subject.isInGroup('lvgroup')) return polkit.Result.YES;\n"
+                                                "});\n");
         g_autoptr(GVariant) ok G_GNUC_UNUSED = lv_probe(admin, "", &error);
         g_assert_no_error(error);
 
         /* Rules run in file-name order: 40- before 50-. */
-        lv_polkit_set_rules("40-keep.rules",
+        lv_polkit_set_rules(
+                "40-keep.rules",
                 "polkit.addRule(function(action, subject) {\n"
                 "  if (action.id == 'org.example.luksvolume1.probe') return polkit.Result.AUTH_ADMIN_KEEP;\n"
                 "});\n");
@@ -193,24 +195,24 @@ static void test_polkitd_gone(void) {
 
         /* Grant the group first, to show that the refusal below comes from
          * polkitd's absence and not from the policy. */
-        lv_polkit_set_rules("50-lvgroup.rules",
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.isInGroup('lvgroup')) return polkit.Result.YES;\n"
-                "});\n");
+        lv_polkit_set_rules("50-lvgroup.rules", "polkit.addRule(function(action, subject) {\n"
+                                                "  if (subject.isInGroup('lvgroup')) return polkit.Result.YES;\n"
+                                                "});\n");
         g_autoptr(GVariant) ok G_GNUC_UNUSED = lv_probe(admin, "", &error);
         g_assert_no_error(error);
 
-        g_autofree char *svc = g_build_filename(g_getenv("LV_BUS_SERVICES_DIR"), "org.freedesktop.PolicyKit1.service", NULL);
+        g_autofree char *svc =
+                g_build_filename(g_getenv("LV_BUS_SERVICES_DIR"), "org.freedesktop.PolicyKit1.service", NULL);
         g_assert_cmpint(g_unlink(svc), ==, 0);
-        g_autoptr(GVariant) rr G_GNUC_UNUSED = g_dbus_connection_call_sync(root_bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                             "org.freedesktop.DBus", "ReloadConfig", NULL, NULL,
-                                                             G_DBUS_CALL_FLAGS_NONE, 5000, NULL, &error);
+        g_autoptr(GVariant) rr G_GNUC_UNUSED = g_dbus_connection_call_sync(
+                root_bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ReloadConfig", NULL,
+                NULL, G_DBUS_CALL_FLAGS_NONE, 5000, NULL, &error);
         g_assert_no_error(error);
         guint32 pk = 0;
-        g_autoptr(GVariant) pr = g_dbus_connection_call_sync(root_bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                             "org.freedesktop.DBus", "GetConnectionUnixProcessID",
-                                                             g_variant_new("(s)", "org.freedesktop.PolicyKit1"),
-                                                             G_VARIANT_TYPE("(u)"), G_DBUS_CALL_FLAGS_NONE, 5000, NULL, &error);
+        g_autoptr(GVariant) pr = g_dbus_connection_call_sync(
+                root_bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                "GetConnectionUnixProcessID", g_variant_new("(s)", "org.freedesktop.PolicyKit1"), G_VARIANT_TYPE("(u)"),
+                G_DBUS_CALL_FLAGS_NONE, 5000, NULL, &error);
         g_assert_no_error(error);
         g_variant_get(pr, "(u)", &pk);
         g_assert_no_errno(kill((pid_t) pk, SIGKILL));

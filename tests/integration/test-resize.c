@@ -17,11 +17,11 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "resize test passphrase"
-#define PATTERN 0x6b
-#define MIB (G_GUINT64_CONSTANT(1) << 20)
-#define INVALID_ARGS "org.freedesktop.DBus.Error.InvalidArgs"
-#define ACCESS_DENIED "org.freedesktop.DBus.Error.AccessDenied"
+#define PASS                 "resize test passphrase"
+#define PATTERN              0x6b
+#define MIB                  (G_GUINT64_CONSTANT(1) << 20)
+#define INVALID_ARGS         "org.freedesktop.DBus.Error.InvalidArgs"
+#define ACCESS_DENIED        "org.freedesktop.DBus.Error.AccessDenied"
 #define INTERACTIVE_REQUIRED "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 
 static GDBusConnection *bus;
@@ -99,8 +99,8 @@ static gboolean wait_size_signal(SizeSignals *s, guint64 size) {
         return wait_size_signal_ms(s, size, 5000);
 }
 
-static void check_attach_facts(const char *path, const char *source, guint64 size, const char *serial,
-                               guint32 uid, guint64 t0, guint64 t1) {
+static void check_attach_facts(const char *path, const char *source, guint64 size, const char *serial, guint32 uid,
+                               guint64 t0, guint64 t1) {
         g_autoptr(GVariant) p = lv_volume_props(bus, path);
         guint64 t;
         guint32 u;
@@ -129,9 +129,10 @@ static void test_native_file(void) {
         guint64 off = probe_payload_offset(img);
 
         guint64 t0 = realtime_usec();
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdb"),
-                                                  "serial", g_variant_new_string("LV-RESIZE_1.a"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("target", g_variant_new_string("sdb"), "serial", g_variant_new_string("LV-RESIZE_1.a"), NULL),
+                &error);
         guint64 t1 = realtime_usec();
         g_assert_no_error(error);
         check_attach_facts(path, img, 16 * MIB, "LV-RESIZE_1.a", 0, t0, t1);
@@ -162,16 +163,16 @@ static void test_native_file(void) {
         lv_assert_error(error, INVALID_ARGS);
         g_assert_nonnull(strstr(error->message, "allow-shrink"));
         g_clear_error(&error);
-        g_assert_false(lv_resize(bus, path, 24 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(FALSE), NULL),
-                                 &error));
+        g_assert_false(
+                lv_resize(bus, path, 24 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(FALSE), NULL), &error));
         lv_assert_error(error, INVALID_ARGS);
         g_clear_error(&error);
         g_assert_cmpint(guest_size(guest, "sdb"), ==, (gint64) (32 * MIB));
         g_assert_cmpuint(file_size(img), ==, 32 * MIB + off);
         g_assert_cmpuint(lv_volume_prop_u64(bus, path, "Size"), ==, 32 * MIB);
 
-        g_assert_true(lv_resize(bus, path, 24 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL),
-                                &error));
+        g_assert_true(
+                lv_resize(bus, path, 24 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL), &error));
         g_assert_no_error(error);
         g_assert_cmpint(guest_size(guest, "sdb"), ==, (gint64) (24 * MIB));
         g_assert_cmpuint(file_size(img), ==, 24 * MIB + off);
@@ -189,8 +190,8 @@ static void test_native_file(void) {
                 lv_assert_error(error, INVALID_ARGS);
                 g_clear_error(&error);
         }
-        g_assert_false(lv_resize(bus, path, 40 * MIB, lv_opts("allow-shrink", g_variant_new_string("yes"), NULL),
-                                 &error));
+        g_assert_false(
+                lv_resize(bus, path, 40 * MIB, lv_opts("allow-shrink", g_variant_new_string("yes"), NULL), &error));
         lv_assert_error(error, INVALID_ARGS);
         g_clear_error(&error);
         g_assert_false(lv_resize(bus, path, 40 * MIB, lv_opts("colour", g_variant_new_string("red"), NULL), &error));
@@ -217,8 +218,8 @@ static void test_native_block_device(void) {
         GError *error = NULL;
         guint64 off = probe_payload_offset(img);
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", dev, PASS,
-                                          lv_opts("target", g_variant_new_string("sdc"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", dev, PASS, lv_opts("target", g_variant_new_string("sdc"), NULL), &error);
         g_assert_no_error(error);
         g_assert_cmpuint(lv_volume_prop_u64(bus, path, "Size"), ==, 16 * MIB);
 
@@ -226,8 +227,8 @@ static void test_native_block_device(void) {
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "grow the device first"));
         g_clear_error(&error);
-        g_assert_false(lv_resize(bus, path, 8 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL),
-                                 &error));
+        g_assert_false(
+                lv_resize(bus, path, 8 * MIB, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL), &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "exactly"));
         g_clear_error(&error);
@@ -253,9 +254,9 @@ static void test_refusals(void) {
         g_autofree char *img = lv_make_luks1_image("r-ro.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdd"),
-                                                  "read-only", g_variant_new_boolean(TRUE), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("target", g_variant_new_string("sdd"), "read-only", g_variant_new_boolean(TRUE), NULL), &error);
         g_assert_no_error(error);
         g_assert_false(lv_resize(bus, path, 32 * MIB, NULL, &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
@@ -323,21 +324,22 @@ static void test_options(void) {
                 lv_assert_error(error, INVALID_ARGS);
                 g_clear_error(&error);
         }
-        g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("serial", g_variant_new_uint32(7), NULL),
-                                &error));
+        g_assert_null(
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("serial", g_variant_new_uint32(7), NULL), &error));
         lv_assert_error(error, INVALID_ARGS);
         g_clear_error(&error);
 
         /* discard: QEMU's LUKS driver passes none on. */
-        g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS,
-                                lv_opts("discard", g_variant_new_boolean(TRUE),
-                                        "mode", g_variant_new_string("native"), NULL), &error));
+        g_assert_null(lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("discard", g_variant_new_boolean(TRUE), "mode", g_variant_new_string("native"), NULL), &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "discard"));
         g_clear_error(&error);
-        g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS,
-                                lv_opts("discard", g_variant_new_boolean(TRUE),
-                                        "read-only", g_variant_new_boolean(TRUE), NULL), &error));
+        g_assert_null(lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("discard", g_variant_new_boolean(TRUE), "read-only", g_variant_new_boolean(TRUE), NULL),
+                &error));
         lv_assert_error(error, INVALID_ARGS);
         g_clear_error(&error);
         g_autofree char *misc = NULL;
@@ -354,9 +356,9 @@ static void test_options(void) {
         assert_clean();
 
         /* discard false is the default: native as ever. */
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("discard", g_variant_new_boolean(FALSE),
-                                                  "target", g_variant_new_string("sde"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("discard", g_variant_new_boolean(FALSE), "target", g_variant_new_string("sde"), NULL), &error);
         g_assert_no_error(error);
         g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
         g_assert_cmpstr(mode, ==, "native");
@@ -379,9 +381,10 @@ static void test_restart(void) {
         g_autofree char *img = lv_make_luks1_image("r-restart.img", PASS, PATTERN, 16);
         GError *error = NULL;
 
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdf"),
-                                                  "serial", g_variant_new_string("RESTART-7"), NULL), &error);
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("target", g_variant_new_string("sdf"), "serial", g_variant_new_string("RESTART-7"), NULL),
+                &error);
         g_assert_no_error(error);
         g_assert_true(lv_resize(bus, path, 20 * MIB, NULL, &error));
         g_assert_no_error(error);
@@ -447,8 +450,8 @@ static void test_polkit(void) {
         GError *error = NULL;
 
         /* The defaults: a plain user is asked to authenticate for both. */
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", img, PASS,
-                                          lv_opts("target", g_variant_new_string("sdg"), NULL), &error);
+        g_autofree char *path =
+                lv_attach(bus, "lvtest-guest", img, PASS, lv_opts("target", g_variant_new_string("sdg"), NULL), &error);
         g_assert_no_error(error);
         g_assert_false(lv_resize(user, path, 32 * MIB, NULL, &error));
         lv_assert_error(error, INTERACTIVE_REQUIRED);
@@ -464,7 +467,8 @@ static void test_polkit(void) {
 
         /* A rule on the resize action's details: lvadmin may grow volumes
          * of this guest up to 64 MiB, and attach and detach. */
-        lv_polkit_set_rules("50-resize.rules",
+        lv_polkit_set_rules(
+                "50-resize.rules",
                 "polkit.addRule(function(action, subject) {\n"
                 "  if (subject.user != 'lvadmin') return polkit.Result.NOT_HANDLED;\n"
                 "  if (action.id == 'org.example.luksvolume1.attach' || action.id == 'org.example.luksvolume1.detach')\n"

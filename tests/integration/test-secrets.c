@@ -29,15 +29,15 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PATTERN 0x6b
-#define GUEST "lvtest-secrets"
+#define PATTERN    0x6b
+#define GUEST      "lvtest-secrets"
 #define SECRET_LEN 48
 
 static GDBusConnection *bus;
 static virDomainPtr guest;
-static char *img;               /* LUKS1 image, passphrase img_pass */
+static char *img; /* LUKS1 image, passphrase img_pass */
 static char *img_pass;
-static GPtrArray *used;         /* every passphrase sent, for the log check */
+static GPtrArray *used; /* every passphrase sent, for the log check */
 
 /* ---- the scanner ---------------------------------------------------------- */
 
@@ -45,21 +45,21 @@ static GPtrArray *used;         /* every passphrase sent, for the log check */
  * in the sanitizer build), never the daemon's data; reading terabytes of
  * zero pages would take hours.  Counted and reported. */
 #define HUGE_MAPPING (64ULL << 30)
-#define CHUNK (4u << 20)
-#define PAGE 4096u
+#define CHUNK        (4u << 20)
+#define PAGE         4096u
 
 typedef struct ScanStats {
-        guint64 bytes;          /* read and searched */
+        guint64 bytes; /* read and searched */
         guint mappings;
         guint unreadable_pages;
         guint huge_skipped;
         guint64 huge_bytes;
-        char *first_hit;        /* the maps line of the first match */
+        char *first_hit; /* the maps line of the first match */
 } ScanStats;
 
 static void scan_stats_clear(ScanStats *s) {
         g_free(s->first_hit);
-        *s = (ScanStats) { 0 };
+        *s = (ScanStats){ 0 };
 }
 
 /* Fill buf with [addr, addr+len) of the target; pages that cannot be read
@@ -120,11 +120,13 @@ static void scan_process(guint32 pid, const GBytes *const *needles, gsize n_need
                                 gsize nlen;
                                 const guint8 *nd = g_bytes_get_data((GBytes *) needles[i], &nlen);
                                 const guint8 *p = buf;
-                                while ((p = memmem(p, len - (gsize) (p - buf), nd, nlen)) && (gsize) (p - buf) < proper) {
+                                while ((p = memmem(p, len - (gsize) (p - buf), nd, nlen)) &&
+                                       (gsize) (p - buf) < proper) {
                                         counts[i]++;
                                         if (!st->first_hit)
-                                                st->first_hit = g_strdup_printf("%s (at offset 0x%" G_GINT64_MODIFIER "x)",
-                                                                                *l, a + (guint64) (p - buf) - start);
+                                                st->first_hit =
+                                                        g_strdup_printf("%s (at offset 0x%" G_GINT64_MODIFIER "x)", *l,
+                                                                        a + (guint64) (p - buf) - start);
                                         p++;
                                 }
                         }
@@ -254,10 +256,9 @@ static void test_scanner_sees_held_passphrase(void) {
         g_assert_no_errno(pipe2(p, O_CLOEXEC));
         gint idx = g_unix_fd_list_append(fds, p[0], NULL);
         close(p[0]);
-        GVariant *params = g_variant_new("(ss@ay@a{sv})", GUEST, src,
-                                         g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, "", 0, 1),
-                                         lv_opts("passphrase-fd", g_variant_new_handle(idx), "target",
-                                                 g_variant_new_string("sdb"), NULL));
+        GVariant *params = g_variant_new(
+                "(ss@ay@a{sv})", GUEST, src, g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, "", 0, 1),
+                lv_opts("passphrase-fd", g_variant_new_handle(idx), "target", g_variant_new_string("sdb"), NULL));
         g_dbus_connection_call_with_unix_fd_list(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach", params,
                                                  G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NONE, 120000, fds, NULL,
                                                  on_reply, &a);
@@ -347,29 +348,29 @@ static void test_refusals(void) {
         g_autofree char *plain = lv_make_plain_file("plain.img", 4);
         g_autoptr(GError) error = NULL;
 
-        {       /* InvalidArgs from the option parser, after the ay was copied. */
+        { /* InvalidArgs from the option parser, after the ay was copied. */
                 g_autofree char *s = new_secret();
-                g_autofree char *p G_GNUC_UNUSED = lv_attach(bus, GUEST, img, s, lv_opts("colour", g_variant_new_string("red"), NULL),
-                                               &error);
+                g_autofree char *p G_GNUC_UNUSED =
+                        lv_attach(bus, GUEST, img, s, lv_opts("colour", g_variant_new_string("red"), NULL), &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after InvalidArgs (unknown option)");
         }
-        {       /* NotLuks, from the worker. */
+        { /* NotLuks, from the worker. */
                 g_autofree char *s = new_secret();
                 g_autofree char *p G_GNUC_UNUSED = lv_attach(bus, GUEST, plain, s, scsi_target("sdb"), &error);
                 lv_assert_error(error, LV_ERR("NotLuks"));
                 g_clear_error(&error);
                 assert_no_copy(s, "after NotLuks");
         }
-        {       /* NoSuchDomain, from the worker. */
+        { /* NoSuchDomain, from the worker. */
                 g_autofree char *s = new_secret();
                 g_autofree char *p G_GNUC_UNUSED = lv_attach(bus, "no-such-guest", img, s, scsi_target("sdb"), &error);
                 lv_assert_error(error, LV_ERR("NoSuchDomain"));
                 g_clear_error(&error);
                 assert_no_copy(s, "after NoSuchDomain");
         }
-        {       /* polkit says no: a plain user (auth_admin), no interaction allowed. */
+        { /* polkit says no: a plain user (auth_admin), no interaction allowed. */
                 g_autofree char *s = new_secret();
                 g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
                 g_autofree char *p G_GNUC_UNUSED = lv_attach(user, GUEST, img, s, scsi_target("sdb"), &error);
@@ -377,28 +378,29 @@ static void test_refusals(void) {
                 g_clear_error(&error);
                 assert_no_copy(s, "after polkit refused");
         }
-        {       /* The wrong signature: sd-bus refuses before any handler runs. */
+        { /* The wrong signature: sd-bus refuses before any handler runs. */
                 g_autofree char *s = new_secret();
-                g_autoptr(GVariant) r G_GNUC_UNUSED = lv_call_manager(bus, "Attach",
-                                                        g_variant_new("(ss@ay)", GUEST, img,
-                                                                      g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, s,
-                                                                                                strlen(s), 1)),
-                                                        NULL, &error);
+                g_autoptr(GVariant) r G_GNUC_UNUSED =
+                        lv_call_manager(bus, "Attach",
+                                        g_variant_new("(ss@ay)", GUEST, img,
+                                                      g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, s, strlen(s), 1)),
+                                        NULL, &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after a wrong-signature Attach");
         }
-        {       /* Over the cap: never copied, and the message's own copy is wiped. */
+        { /* Over the cap: never copied, and the message's own copy is wiped. */
                 g_autofree char *s = new_secret();
                 char big[8193];
                 memset(big, 'x', sizeof(big));
                 memcpy(big + 4000, s, strlen(s));
-                g_autofree char *p G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, big, sizeof(big), scsi_target("sdb"), NULL, &error);
+                g_autofree char *p G_GNUC_UNUSED =
+                        lv_attach_bytes(bus, GUEST, img, big, sizeof(big), scsi_target("sdb"), NULL, &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after an 8193-byte passphrase");
         }
-        {       /* Both forms at once. */
+        { /* Both forms at once. */
                 g_autofree char *s = new_secret();
                 g_autofree char *s2 = new_secret();
                 g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
@@ -408,16 +410,16 @@ static void test_refusals(void) {
                 close(p[1]);
                 gint idx = g_unix_fd_list_append(fds, p[0], NULL);
                 close(p[0]);
-                g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, s, strlen(s),
-                                                        lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL), fds,
-                                                        &error);
+                g_autofree char *path G_GNUC_UNUSED =
+                        lv_attach_bytes(bus, GUEST, img, s, strlen(s),
+                                        lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL), fds, &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after ay + passphrase-fd (the ay)");
                 /* The fd was never read: its bytes cannot be in the daemon. */
                 assert_no_copy(s2, "after ay + passphrase-fd (the fd)");
         }
-        {       /* Over the cap through the fd: read, then refused. */
+        { /* Over the cap through the fd: read, then refused. */
                 g_autofree char *s = new_secret();
                 char big[8193];
                 memset(big, 'y', sizeof(big));
@@ -429,9 +431,8 @@ static void test_refusals(void) {
                 close(p[1]);
                 gint idx = g_unix_fd_list_append(fds, p[0], NULL);
                 close(p[0]);
-                g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(bus, GUEST, img, "", 0,
-                                                        lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL), fds,
-                                                        &error);
+                g_autofree char *path G_GNUC_UNUSED = lv_attach_bytes(
+                        bus, GUEST, img, "", 0, lv_opts("passphrase-fd", g_variant_new_handle(idx), NULL), fds, &error);
                 lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
                 g_clear_error(&error);
                 assert_no_copy(s, "after an 8193-byte passphrase-fd");

@@ -22,9 +22,9 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "shared host passphrase"
-#define PATTERN 0x6b
-#define ACCESS_DENIED "org.freedesktop.DBus.Error.AccessDenied"
+#define PASS                 "shared host passphrase"
+#define PATTERN              0x6b
+#define ACCESS_DENIED        "org.freedesktop.DBus.Error.AccessDenied"
 #define INTERACTIVE_REQUIRED "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
 
 static GDBusConnection *bus;
@@ -48,7 +48,6 @@ static GVariant *scsi(void) {
         return lv_opts("bus", g_variant_new_string("scsi"), NULL);
 }
 
-
 /* ------------------------------------------------------------- async calls */
 
 typedef struct Pending {
@@ -67,8 +66,8 @@ static void on_reply(GObject *source, GAsyncResult *res, gpointer userdata) {
 
 static void call_async(GDBusConnection *c, const char *method, GVariant *params, Pending *p) {
         p->started = g_get_monotonic_time();
-        g_dbus_connection_call(c, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params, NULL, G_DBUS_CALL_FLAGS_NONE,
-                               120000, NULL, on_reply, p);
+        g_dbus_connection_call(c, LV_BUS_NAME, LV_PATH, LV_IFACE, method, params, NULL, G_DBUS_CALL_FLAGS_NONE, 120000,
+                               NULL, on_reply, p);
 }
 
 static void probe_async(GDBusConnection *c, const char *source, Pending *p) {
@@ -275,8 +274,8 @@ static void test_unprivileged_identical(void) {
 
                 for (size_t i = 0; i < G_N_ELEMENTS(paths); i++) {
                         o[i] = call_as_user(user, methods[m], paths[i]);
-                        g_test_message("%s(%s) as uid %d: %s after %.1f ms", methods[m], paths[i],
-                                       LV_TEST_UID_USER, o[i].name, o[i].usec / 1000.0);
+                        g_test_message("%s(%s) as uid %d: %s after %.1f ms", methods[m], paths[i], LV_TEST_UID_USER,
+                                       o[i].name, o[i].usec / 1000.0);
                         lo = MIN(lo, o[i].usec);
                         hi = MAX(hi, o[i].usec);
                 }
@@ -317,12 +316,12 @@ static void test_polkit_domain_by_uuid(void) {
         /* A rule on the name alone: naming the domain by UUID does not get
          * around it. */
         lv_polkit_set_rules("50-by-uuid.rules",
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.user != 'lvadmin' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
-                "    return polkit.Result.NOT_HANDLED;\n"
-                "  if (action.lookup('domain') == 'lvtest-guest') return polkit.Result.NO;\n"
-                "  return polkit.Result.YES;\n"
-                "});\n");
+                            "polkit.addRule(function(action, subject) {\n"
+                            "  if (subject.user != 'lvadmin' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
+                            "    return polkit.Result.NOT_HANDLED;\n"
+                            "  if (action.lookup('domain') == 'lvtest-guest') return polkit.Result.NO;\n"
+                            "  return polkit.Result.YES;\n"
+                            "});\n");
         g_assert_null(lv_attach(admin, "lvtest-guest", img, PASS, scsi(), &error));
         lv_assert_error(error, ACCESS_DENIED);
         g_clear_error(&error);
@@ -339,7 +338,8 @@ static void test_polkit_domain_by_uuid(void) {
                 "  if (action.id == 'org.example.luksvolume1.attach' && action.lookup('domain-uuid') != '%s')\n"
                 "    return polkit.Result.NO;\n"
                 "  return polkit.Result.YES;\n"
-                "});\n", other_uuid);
+                "});\n",
+                other_uuid);
         lv_polkit_set_rules("50-by-uuid.rules", rule);
         g_assert_null(lv_attach(admin, guest_uuid, img, PASS, scsi(), &error));
         lv_assert_error(error, ACCESS_DENIED);
@@ -369,7 +369,10 @@ static void test_polkit_domain_by_uuid(void) {
 /* A flood of pending checks from one user does not lock root out, and the
  * cap counts per user, not per connection. */
 static void test_polkit_flood(void) {
-        enum { CONNECTIONS = 5, PER_CONNECTION = 30 };
+        enum {
+                CONNECTIONS = 5,
+                PER_CONNECTION = 30
+        };
         GDBusConnection *users[CONNECTIONS];
         Pending *p = g_new0(Pending, CONNECTIONS * PER_CONNECTION);
         GError *error = NULL;
@@ -378,13 +381,13 @@ static void test_polkit_flood(void) {
         /* The first check of the flood holds polkitd in a rule for a while,
          * so that the others pile up behind it. */
         lv_polkit_set_rules("50-slow.rules",
-                "var lvSlowOnce = true;\n"
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.user != 'lvuser' || action.id != 'org.example.luksvolume1.probe')\n"
-                "    return polkit.Result.NOT_HANDLED;\n"
-                "  if (lvSlowOnce) { lvSlowOnce = false; polkit.spawn(['/bin/sleep', '4']); }\n"
-                "  return polkit.Result.NO;\n"
-                "});\n");
+                            "var lvSlowOnce = true;\n"
+                            "polkit.addRule(function(action, subject) {\n"
+                            "  if (subject.user != 'lvuser' || action.id != 'org.example.luksvolume1.probe')\n"
+                            "    return polkit.Result.NOT_HANDLED;\n"
+                            "  if (lvSlowOnce) { lvSlowOnce = false; polkit.spawn(['/bin/sleep', '4']); }\n"
+                            "  return polkit.Result.NO;\n"
+                            "});\n");
 
         for (unsigned c = 0; c < CONNECTIONS; c++)
                 users[c] = lv_bus_as_uid(LV_TEST_UID_USER);
@@ -429,7 +432,8 @@ static void test_polkit_flood(void) {
 
 static const char *raw_disk_xml(const char *path, const char *target, char **ret) {
         *ret = g_strdup_printf("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-                               "<source file='%s'/><target dev='%s' bus='scsi'/></disk>", path, target);
+                               "<source file='%s'/><target dev='%s' bus='scsi'/></disk>",
+                               path, target);
         return *ret;
 }
 
@@ -443,7 +447,8 @@ static void test_in_use_other_guest(void) {
 
         g_assert_cmpint(symlink(img, slink), ==, 0);
         g_assert_cmpint(link(img, hard), ==, 0);
-        g_assert_cmpint(virDomainAttachDeviceFlags(other, raw_disk_xml(img, "sdd", &xml), VIR_DOMAIN_AFFECT_LIVE), ==, 0);
+        g_assert_cmpint(virDomainAttachDeviceFlags(other, raw_disk_xml(img, "sdd", &xml), VIR_DOMAIN_AFFECT_LIVE), ==,
+                        0);
 
         const char *paths[] = { img, slink, hard };
         for (size_t i = 0; i < G_N_ELEMENTS(paths); i++) {
@@ -456,7 +461,8 @@ static void test_in_use_other_guest(void) {
         }
 
         g_autofree char *xml2 = NULL;
-        g_assert_cmpint(virDomainDetachDeviceFlags(other, raw_disk_xml(img, "sdd", &xml2), VIR_DOMAIN_AFFECT_LIVE), ==, 0);
+        g_assert_cmpint(virDomainDetachDeviceFlags(other, raw_disk_xml(img, "sdd", &xml2), VIR_DOMAIN_AFFECT_LIVE), ==,
+                        0);
         g_assert_true(lv_domain_wait_disk_gone(other, "sdd", 10000));
         g_unlink(slink);
         g_unlink(hard);
@@ -501,11 +507,11 @@ static void test_in_use_block(void) {
         /* Exclusively open (as mount, swapon, dm, md would hold it). */
         g_autofree char *img = lv_make_luks1_image("excl.img", PASS, PATTERN, 4);
         g_autofree char *dev2 = lv_losetup(img);
-        g_autofree char *script = g_strdup_printf(
-                "import os, sys, time\n"
-                "fd = os.open('%s', os.O_RDONLY | os.O_EXCL)\n"
-                "print('held', flush=True)\n"
-                "time.sleep(600)\n", dev2);
+        g_autofree char *script = g_strdup_printf("import os, sys, time\n"
+                                                  "fd = os.open('%s', os.O_RDONLY | os.O_EXCL)\n"
+                                                  "print('held', flush=True)\n"
+                                                  "time.sleep(600)\n",
+                                                  dev2);
         const char *hold_argv[] = { "/usr/bin/python3", "-c", script, NULL };
         GSubprocess *holder = lv_spawn_ready(hold_argv);
         g_assert_null(lv_attach(bus, "lvtest-guest", dev2, PASS, scsi(), &error));
@@ -545,10 +551,10 @@ static void test_binary_passphrase(void) {
         g_assert_nonnull(strstr(error->message, "UTF-8"));
         g_clear_error(&error);
 
-        g_assert_null(lv_attach_bytes(bus, "lvtest-guest", img, key, sizeof key,
-                                      lv_opts("bus", g_variant_new_string("scsi"),
-                                              "mode", g_variant_new_string("native"), NULL),
-                                      NULL, &error));
+        g_assert_null(lv_attach_bytes(
+                bus, "lvtest-guest", img, key, sizeof key,
+                lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("native"), NULL), NULL,
+                &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "UTF-8"));
         g_clear_error(&error);

@@ -15,7 +15,7 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS "soak passphrase"
+#define PASS   "soak passphrase"
 #define CYCLES 200
 
 static GDBusConnection *bus;
@@ -99,7 +99,8 @@ static void test_soak(void) {
                 /* Right after a libvirtd restart the daemon may still be
                  * reconnecting: it must answer Failed, never hang. */
                 for (int tries = 0; tries < 50 && !path; tries++) {
-                        path = lv_attach(bus, dom, img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+                        path = lv_attach(bus, dom, img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL),
+                                         &error);
                         if (path)
                                 break;
                         g_autofree char *name = lv_error_name(error);
@@ -137,11 +138,12 @@ static void test_soak(void) {
         guint64 rss = rss_kib(pid);
         g_test_message("%d cycles in %.1f s, %u daemon kills, 1 libvirtd restart", CYCLES,
                        (g_get_monotonic_time() - t0) / 1e6, kills);
-        g_test_message("daemon after cycle 150: %u fds, %" G_GUINT64_FORMAT " KiB RSS; after %d: %u fds, %" G_GUINT64_FORMAT " KiB RSS",
+        g_test_message("daemon after cycle 150: %u fds, %" G_GUINT64_FORMAT
+                       " KiB RSS; after %d: %u fds, %" G_GUINT64_FORMAT " KiB RSS",
                        fds_mark, rss_mark, CYCLES, fds, rss);
 
         g_assert_cmpuint(kills, ==, 3);
-        g_assert_cmpuint(pid, ==, pid_mark);            /* one instance served the stretch */
+        g_assert_cmpuint(pid, ==, pid_mark); /* one instance served the stretch */
         /* Worker threads (each with its libvirt connection) come and go. */
         g_assert_cmpuint(fds, <=, fds_mark + 4);
         if (daemon_has_asan(pid))

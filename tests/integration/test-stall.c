@@ -31,16 +31,16 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define GUEST "lvtest-heartbeat"
-#define N_SLOTS 8
-#define SLOT_MS 300
+#define GUEST     "lvtest-heartbeat"
+#define N_SLOTS   8
+#define SLOT_MS   300
 /* Idle observation before the attaches. */
 #define SETTLE_MS 1000
-#define IDLE_MS 5000
+#define IDLE_MS   5000
 
 /* The allowed stall over idle, see allowed_gap_us(). */
 #define ALLOWED_OVER_IDLE_US (150 * 1000)
-#define ALLOWED_IDLE_FACTOR 3
+#define ALLOWED_IDLE_FACTOR  3
 /* Above this the machine is too busy for a timing requirement to mean
  * anything: even idle, the guest is not scheduled for this long. */
 #define MAX_SANE_IDLE_GAP_US (150 * 1000)
@@ -61,10 +61,9 @@ static void setup_once(void) {
         for (guint i = 0; i < N_SLOTS; i++)
                 passphrases[i] = g_strdup_printf("stall test slot %u", i);
         gint64 t0 = g_get_monotonic_time();
-        image = lv_make_luks1_slots_image("stall-8slots.img", (const char *const *) passphrases, N_SLOTS,
-                                          SLOT_MS, 16);
-        g_test_message("LUKS1 image with %u slots of ~%u ms (%u PBKDF2 iterations each) made in %.1f s",
-                       N_SLOTS, SLOT_MS, lv_pbkdf2_iterations(SLOT_MS), (g_get_monotonic_time() - t0) / 1e6);
+        image = lv_make_luks1_slots_image("stall-8slots.img", (const char *const *) passphrases, N_SLOTS, SLOT_MS, 16);
+        g_test_message("LUKS1 image with %u slots of ~%u ms (%u PBKDF2 iterations each) made in %.1f s", N_SLOTS,
+                       SLOT_MS, lv_pbkdf2_iterations(SLOT_MS), (g_get_monotonic_time() - t0) / 1e6);
 
         guest = lv_start_heartbeat_guest(GUEST, &console);
         /* The kernel may still be finishing asynchronous work right after
@@ -106,7 +105,7 @@ static gint64 allowed_gap_us(void) {
 }
 
 typedef struct Attempt {
-        char *path;       /* the volume, if attached */
+        char *path; /* the volume, if attached */
         GError *error;
         double attach_ms; /* host time of the Attach call */
         LvHeartbeatGaps gaps;
@@ -123,8 +122,8 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Attempt, attempt_clear)
 static void attach_watched(const char *passphrase, Attempt *a) {
         LvHeartbeat before = lv_heartbeat_latest(console);
         gint64 t0 = g_get_monotonic_time();
-        a->path = lv_attach(bus, GUEST, image, passphrase, lv_opts("bus", g_variant_new_string("scsi"), NULL),
-                            &a->error);
+        a->path =
+                lv_attach(bus, GUEST, image, passphrase, lv_opts("bus", g_variant_new_string("scsi"), NULL), &a->error);
         a->attach_ms = (g_get_monotonic_time() - t0) / 1000.0;
         LvHeartbeat after = lv_heartbeat_next(console);
         if (!lv_heartbeat_gaps(console, before.guest_us, after.guest_us, &a->gaps))
@@ -194,8 +193,7 @@ static void right_passphrase(guint slot) {
         g_test_message("right passphrase, slot %u of %u: Attach %.0f ms, largest heartbeat gap %.1f ms "
                        "(idle max %.1f ms, %.1fx idle); stood still %.0f ms in %u long gaps",
                        slot, N_SLOTS, a.attach_ms, a.gaps.max_gap_us / 1000.0, idle.max_gap_us / 1000.0,
-                       (double) a.gaps.max_gap_us / (double) idle.max_gap_us, a.gaps.excess_us / 1000.0,
-                       a.gaps.n_long);
+                       (double) a.gaps.max_gap_us / (double) idle.max_gap_us, a.gaps.excess_us / 1000.0, a.gaps.n_long);
 
         g_autofree char *target = lv_volume_prop_string(bus, a.path, "Target");
         g_autoptr(GError) error = NULL;

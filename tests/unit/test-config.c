@@ -11,7 +11,7 @@
 static char *dir;
 
 static ManagerConfig defaults(void) {
-        return (ManagerConfig) {
+        return (ManagerConfig){
                 .libvirt_uri = (char *) "qemu:///system",
                 .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
                 .min_qemu_version = LV_MIN_QEMU_VERSION,
@@ -37,11 +37,12 @@ static void test_missing_is_fine(void) {
 }
 
 static void test_values_and_dropins(void) {
-        g_autofree char *main_conf = write_conf("a/luksvolumed.conf",
-                "# comment\n[Daemon]\nLibvirtURI=qemu+ssh://h/system\nMinLibvirtVersion=3.0\n"
-                "MinQemuVersion=4.1.2\nIdleTimeoutSec=0\nMaxVolumes=5\nDetachTimeoutSec=7\n");
+        g_autofree char *main_conf = write_conf(
+                "a/luksvolumed.conf", "# comment\n[Daemon]\nLibvirtURI=qemu+ssh://h/system\nMinLibvirtVersion=3.0\n"
+                                      "MinQemuVersion=4.1.2\nIdleTimeoutSec=0\nMaxVolumes=5\nDetachTimeoutSec=7\n");
         g_autofree char *d1 G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/20-b.conf", "[Daemon]\nMaxVolumes=9\n");
-        g_autofree char *d2 G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/10-a.conf", "[Daemon]\nMaxVolumes=8\nDetachTimeoutSec=11\n");
+        g_autofree char *d2 G_GNUC_UNUSED =
+                write_conf("a/luksvolumed.conf.d/10-a.conf", "[Daemon]\nMaxVolumes=8\nDetachTimeoutSec=11\n");
         g_autofree char *ignored G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/30-c.conf.disabled", "garbage\n");
         ManagerConfig c = defaults();
 
@@ -50,14 +51,14 @@ static void test_values_and_dropins(void) {
         g_assert_cmpuint(c.min_libvirt_version, ==, LV_VERSION(3, 0, 0));
         g_assert_cmpuint(c.min_qemu_version, ==, LV_VERSION(4, 1, 2));
         g_assert_cmpuint(c.idle_timeout_sec, ==, 0);
-        g_assert_cmpuint(c.max_volumes, ==, 9);          /* 20-b after 10-a */
-        g_assert_cmpuint(c.detach_timeout_sec, ==, 11);  /* drop-in over main */
+        g_assert_cmpuint(c.max_volumes, ==, 9);         /* 20-b after 10-a */
+        g_assert_cmpuint(c.detach_timeout_sec, ==, 11); /* drop-in over main */
         config_strings_free();
 }
 
 typedef struct Bad {
         const char *text;
-        const char *expect;   /* in stderr */
+        const char *expect; /* in stderr */
 } Bad;
 
 static const Bad bad[] = {
@@ -95,7 +96,7 @@ int main(int argc, char *argv[]) {
         dir = g_strdup(g_getenv("LV_CONFIG_TEST_DIR"));
         if (!dir) {
                 dir = g_dir_make_tmp("lv-config-XXXXXX", NULL);
-                g_setenv("LV_CONFIG_TEST_DIR", dir, TRUE);   /* shared with subprocesses */
+                g_setenv("LV_CONFIG_TEST_DIR", dir, TRUE); /* shared with subprocesses */
         }
 
         g_test_add_func("/config/missing-is-fine", test_missing_is_fine);

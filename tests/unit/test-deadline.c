@@ -86,7 +86,7 @@ static void test_cap(void) {
 
         Arg *b = g_new0(Arg, 1);
         g_assert_cmpint(deadline_run(run, b, arg_free, 1000), ==, -EBUSY);
-        g_assert_cmpint(b->result, ==, 0);      /* never ran, still ours */
+        g_assert_cmpint(b->result, ==, 0); /* never ran, still ours */
         g_free(b);
 
         /* Once they come back, work starts again. */

@@ -26,150 +26,148 @@
  * under <disk>, a network disk, and namespaced metadata with a <disk>-named
  * element that must not be taken for a device.  The same document is a seed
  * in tests/fuzz/corpus/domain-xml/. */
-static const char live_xml[] =
-        "<domain type='qemu' id='3'>\n"
-        "  <name>guest1</name>\n"
-        "  <uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>\n"
-        "  <metadata>\n"
-        "    <lv:volumes xmlns:lv=\"https://example.org/luksvolumed/1\">\n"
-        "      <lv:disk target=\"vdz\" source=\"/not/a/real/disk\"/>\n"
-        "    </lv:volumes>\n"
-        "  </metadata>\n"
-        "  <memory unit='KiB'>65536</memory>\n"
-        "  <currentMemory unit='KiB'>65536</currentMemory>\n"
-        "  <vcpu placement='static'>1</vcpu>\n"
-        "  <resource>\n"
-        "    <partition>/machine</partition>\n"
-        "  </resource>\n"
-        "  <os>\n"
-        "    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>\n"
-        "    <boot dev='hd'/>\n"
-        "  </os>\n"
-        "  <features>\n"
-        "    <acpi/>\n"
-        "  </features>\n"
-        "  <cpu mode='custom' match='exact' check='full'>\n"
-        "    <model fallback='forbid'>qemu64</model>\n"
-        "    <feature policy='require' name='x2apic'/>\n"
-        "    <feature policy='require' name='hypervisor'/>\n"
-        "    <feature policy='require' name='lahf_lm'/>\n"
-        "    <feature policy='disable' name='svm'/>\n"
-        "  </cpu>\n"
-        "  <clock offset='utc'/>\n"
-        "  <on_poweroff>destroy</on_poweroff>\n"
-        "  <on_reboot>restart</on_reboot>\n"
-        "  <on_crash>destroy</on_crash>\n"
-        "  <devices>\n"
-        "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
-        "    <disk type='file' device='disk'>\n"
-        "      <driver name='qemu' type='qcow2'/>\n"
-        "      <source file='/var/lib/libvirt/images/guest1.qcow2' index='3'/>\n"
-        "      <backingStore type='file' index='4'>\n"
-        "        <format type='raw'/>\n"
-        "        <source file='/var/lib/libvirt/images/base.raw'/>\n"
-        "        <backingStore/>\n"
-        "      </backingStore>\n"
-        "      <target dev='vda' bus='virtio'/>\n"
-        "      <alias name='virtio-disk0'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>\n"
-        "    </disk>\n"
-        "    <disk type='file' device='cdrom'>\n"
-        "      <driver name='qemu' type='raw'/>\n"
-        "      <target dev='hdc' bus='ide'/>\n"
-        "      <readonly/>\n"
-        "      <alias name='ide0-1-0'/>\n"
-        "      <address type='drive' controller='0' bus='1' target='0' unit='0'/>\n"
-        "    </disk>\n"
-        "    <disk type='file' device='disk'>\n"
-        "      <driver name='qemu' type='raw'/>\n"
-        "      <source file='/srv/volumes/vol-1.luks' index='2'>\n"
-        "        <encryption format='luks' engine='qemu'>\n"
-        "          <secret type='passphrase' uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/>\n"
-        "        </encryption>\n"
-        "      </source>\n"
-        "      <backingStore/>\n"
-        "      <target dev='sdb' bus='scsi'/>\n"
-        "      <alias name='scsi0-0-0-1'/>\n"
-        "      <address type='drive' controller='0' bus='0' target='0' unit='1'/>\n"
-        "    </disk>\n"
-        "    <disk type='block' device='disk'>\n"
-        "      <driver name='qemu' type='raw'/>\n"
-        "      <source dev='/dev/loop0' index='1'>\n"
-        "        <encryption format='luks' engine='qemu'>\n"
-        "          <secret type='passphrase' uuid='6f1c3a52-2f4e-4c1b-9d0e-8a5b7c9d1e2f'/>\n"
-        "        </encryption>\n"
-        "      </source>\n"
-        "      <backingStore/>\n"
-        "      <target dev='sdc' bus='scsi'/>\n"
-        "      <readonly/>\n"
-        "      <alias name='scsi0-0-0-2'/>\n"
-        "      <address type='drive' controller='0' bus='0' target='0' unit='2'/>\n"
-        "    </disk>\n"
-        "    <disk type='block' device='disk'>\n"
-        "      <driver name='qemu' type='raw'/>\n"
-        "      <source dev='/dev/mapper/crypt-vol-2' index='5'/>\n"
-        "      <backingStore/>\n"
-        "      <target dev='vdb' bus='virtio'/>\n"
-        "      <encryption format='luks'>\n"
-        "        <secret type='passphrase' usage='vol-2'/>\n"
-        "      </encryption>\n"
-        "      <alias name='virtio-disk1'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>\n"
-        "    </disk>\n"
-        "    <disk type='network' device='disk'>\n"
-        "      <driver name='qemu' type='raw'/>\n"
-        "      <source protocol='rbd' name='pool/image' index='6'>\n"
-        "        <host name='mon1.example.org' port='6789'/>\n"
-        "      </source>\n"
-        "      <target dev='vdc' bus='virtio'/>\n"
-        "      <alias name='virtio-disk2'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x08' function='0x0'/>\n"
-        "    </disk>\n"
-        "    <controller type='scsi' index='0' model='virtio-scsi'>\n"
-        "      <alias name='scsi0'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n"
-        "    </controller>\n"
-        "    <controller type='usb' index='0' model='piix3-uhci'>\n"
-        "      <alias name='usb'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>\n"
-        "    </controller>\n"
-        "    <controller type='pci' index='0' model='pci-root'>\n"
-        "      <alias name='pci.0'/>\n"
-        "    </controller>\n"
-        "    <controller type='ide' index='0'>\n"
-        "      <alias name='ide'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/>\n"
-        "    </controller>\n"
-        "    <serial type='pty'>\n"
-        "      <source path='/dev/pts/3'/>\n"
-        "      <target type='isa-serial' port='0'>\n"
-        "        <model name='isa-serial'/>\n"
-        "      </target>\n"
-        "      <alias name='serial0'/>\n"
-        "    </serial>\n"
-        "    <console type='pty' tty='/dev/pts/3'>\n"
-        "      <source path='/dev/pts/3'/>\n"
-        "      <target type='serial' port='0'/>\n"
-        "      <alias name='serial0'/>\n"
-        "    </console>\n"
-        "    <input type='mouse' bus='ps2'>\n"
-        "      <alias name='input0'/>\n"
-        "    </input>\n"
-        "    <input type='keyboard' bus='ps2'>\n"
-        "      <alias name='input1'/>\n"
-        "    </input>\n"
-        "    <audio id='1' type='none'/>\n"
-        "    <memballoon model='virtio'>\n"
-        "      <alias name='balloon0'/>\n"
-        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>\n"
-        "    </memballoon>\n"
-        "  </devices>\n"
-        "  <seclabel type='dynamic' model='dac' relabel='yes'>\n"
-        "    <label>+64055:+994</label>\n"
-        "    <imagelabel>+64055:+994</imagelabel>\n"
-        "  </seclabel>\n"
-        "</domain>\n"
-        ;
+static const char live_xml[] = "<domain type='qemu' id='3'>\n"
+                               "  <name>guest1</name>\n"
+                               "  <uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>\n"
+                               "  <metadata>\n"
+                               "    <lv:volumes xmlns:lv=\"https://example.org/luksvolumed/1\">\n"
+                               "      <lv:disk target=\"vdz\" source=\"/not/a/real/disk\"/>\n"
+                               "    </lv:volumes>\n"
+                               "  </metadata>\n"
+                               "  <memory unit='KiB'>65536</memory>\n"
+                               "  <currentMemory unit='KiB'>65536</currentMemory>\n"
+                               "  <vcpu placement='static'>1</vcpu>\n"
+                               "  <resource>\n"
+                               "    <partition>/machine</partition>\n"
+                               "  </resource>\n"
+                               "  <os>\n"
+                               "    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>\n"
+                               "    <boot dev='hd'/>\n"
+                               "  </os>\n"
+                               "  <features>\n"
+                               "    <acpi/>\n"
+                               "  </features>\n"
+                               "  <cpu mode='custom' match='exact' check='full'>\n"
+                               "    <model fallback='forbid'>qemu64</model>\n"
+                               "    <feature policy='require' name='x2apic'/>\n"
+                               "    <feature policy='require' name='hypervisor'/>\n"
+                               "    <feature policy='require' name='lahf_lm'/>\n"
+                               "    <feature policy='disable' name='svm'/>\n"
+                               "  </cpu>\n"
+                               "  <clock offset='utc'/>\n"
+                               "  <on_poweroff>destroy</on_poweroff>\n"
+                               "  <on_reboot>restart</on_reboot>\n"
+                               "  <on_crash>destroy</on_crash>\n"
+                               "  <devices>\n"
+                               "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+                               "    <disk type='file' device='disk'>\n"
+                               "      <driver name='qemu' type='qcow2'/>\n"
+                               "      <source file='/var/lib/libvirt/images/guest1.qcow2' index='3'/>\n"
+                               "      <backingStore type='file' index='4'>\n"
+                               "        <format type='raw'/>\n"
+                               "        <source file='/var/lib/libvirt/images/base.raw'/>\n"
+                               "        <backingStore/>\n"
+                               "      </backingStore>\n"
+                               "      <target dev='vda' bus='virtio'/>\n"
+                               "      <alias name='virtio-disk0'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>\n"
+                               "    </disk>\n"
+                               "    <disk type='file' device='cdrom'>\n"
+                               "      <driver name='qemu' type='raw'/>\n"
+                               "      <target dev='hdc' bus='ide'/>\n"
+                               "      <readonly/>\n"
+                               "      <alias name='ide0-1-0'/>\n"
+                               "      <address type='drive' controller='0' bus='1' target='0' unit='0'/>\n"
+                               "    </disk>\n"
+                               "    <disk type='file' device='disk'>\n"
+                               "      <driver name='qemu' type='raw'/>\n"
+                               "      <source file='/srv/volumes/vol-1.luks' index='2'>\n"
+                               "        <encryption format='luks' engine='qemu'>\n"
+                               "          <secret type='passphrase' uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/>\n"
+                               "        </encryption>\n"
+                               "      </source>\n"
+                               "      <backingStore/>\n"
+                               "      <target dev='sdb' bus='scsi'/>\n"
+                               "      <alias name='scsi0-0-0-1'/>\n"
+                               "      <address type='drive' controller='0' bus='0' target='0' unit='1'/>\n"
+                               "    </disk>\n"
+                               "    <disk type='block' device='disk'>\n"
+                               "      <driver name='qemu' type='raw'/>\n"
+                               "      <source dev='/dev/loop0' index='1'>\n"
+                               "        <encryption format='luks' engine='qemu'>\n"
+                               "          <secret type='passphrase' uuid='6f1c3a52-2f4e-4c1b-9d0e-8a5b7c9d1e2f'/>\n"
+                               "        </encryption>\n"
+                               "      </source>\n"
+                               "      <backingStore/>\n"
+                               "      <target dev='sdc' bus='scsi'/>\n"
+                               "      <readonly/>\n"
+                               "      <alias name='scsi0-0-0-2'/>\n"
+                               "      <address type='drive' controller='0' bus='0' target='0' unit='2'/>\n"
+                               "    </disk>\n"
+                               "    <disk type='block' device='disk'>\n"
+                               "      <driver name='qemu' type='raw'/>\n"
+                               "      <source dev='/dev/mapper/crypt-vol-2' index='5'/>\n"
+                               "      <backingStore/>\n"
+                               "      <target dev='vdb' bus='virtio'/>\n"
+                               "      <encryption format='luks'>\n"
+                               "        <secret type='passphrase' usage='vol-2'/>\n"
+                               "      </encryption>\n"
+                               "      <alias name='virtio-disk1'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>\n"
+                               "    </disk>\n"
+                               "    <disk type='network' device='disk'>\n"
+                               "      <driver name='qemu' type='raw'/>\n"
+                               "      <source protocol='rbd' name='pool/image' index='6'>\n"
+                               "        <host name='mon1.example.org' port='6789'/>\n"
+                               "      </source>\n"
+                               "      <target dev='vdc' bus='virtio'/>\n"
+                               "      <alias name='virtio-disk2'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x08' function='0x0'/>\n"
+                               "    </disk>\n"
+                               "    <controller type='scsi' index='0' model='virtio-scsi'>\n"
+                               "      <alias name='scsi0'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n"
+                               "    </controller>\n"
+                               "    <controller type='usb' index='0' model='piix3-uhci'>\n"
+                               "      <alias name='usb'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/>\n"
+                               "    </controller>\n"
+                               "    <controller type='pci' index='0' model='pci-root'>\n"
+                               "      <alias name='pci.0'/>\n"
+                               "    </controller>\n"
+                               "    <controller type='ide' index='0'>\n"
+                               "      <alias name='ide'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/>\n"
+                               "    </controller>\n"
+                               "    <serial type='pty'>\n"
+                               "      <source path='/dev/pts/3'/>\n"
+                               "      <target type='isa-serial' port='0'>\n"
+                               "        <model name='isa-serial'/>\n"
+                               "      </target>\n"
+                               "      <alias name='serial0'/>\n"
+                               "    </serial>\n"
+                               "    <console type='pty' tty='/dev/pts/3'>\n"
+                               "      <source path='/dev/pts/3'/>\n"
+                               "      <target type='serial' port='0'/>\n"
+                               "      <alias name='serial0'/>\n"
+                               "    </console>\n"
+                               "    <input type='mouse' bus='ps2'>\n"
+                               "      <alias name='input0'/>\n"
+                               "    </input>\n"
+                               "    <input type='keyboard' bus='ps2'>\n"
+                               "      <alias name='input1'/>\n"
+                               "    </input>\n"
+                               "    <audio id='1' type='none'/>\n"
+                               "    <memballoon model='virtio'>\n"
+                               "      <alias name='balloon0'/>\n"
+                               "      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>\n"
+                               "    </memballoon>\n"
+                               "  </devices>\n"
+                               "  <seclabel type='dynamic' model='dac' relabel='yes'>\n"
+                               "    <label>+64055:+994</label>\n"
+                               "    <imagelabel>+64055:+994</imagelabel>\n"
+                               "  </seclabel>\n"
+                               "</domain>\n";
 
 /* Parses xml with plain libxml2, asserting well-formedness and that no DTD
  * sneaked in: a check independent of the code under test. */
@@ -312,13 +310,39 @@ static void check_disk_roundtrip(const DiskSpec *spec) {
 
 /* Strings chosen to break anything that pastes text into markup. */
 static const char *const hostile[] = {
-        "'", "\"", "<", ">", "&", "&amp;", "&lt;", "&#x41;", "&#0;", "&foo;", "&", "]]>",
-        "<![CDATA[x]]>", "<!--", "-->", "<?xml version='1.0'?>", "<!DOCTYPE x>",
+        "'",
+        "\"",
+        "<",
+        ">",
+        "&",
+        "&amp;",
+        "&lt;",
+        "&#x41;",
+        "&#0;",
+        "&foo;",
+        "&",
+        "]]>",
+        "<![CDATA[x]]>",
+        "<!--",
+        "-->",
+        "<?xml version='1.0'?>",
+        "<!DOCTYPE x>",
         "'/><disk type='file' device='disk'><source file='/etc/shadow'/>",
         "\"/><target dev=\"vda\"",
-        "a\nb", "a\r\nb", "\r", "\t", "tab\there", "  leading and trailing  ", " ",
-        "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x99\x82", "\xef\xbf\xbd", "\xef\xbf\xbd\xf4\x8f\xbf\xbf",
-        "%s%n%x", "\\", "$(reboot)", "/path with spaces/and 'quotes' & \"more\"",
+        "a\nb",
+        "a\r\nb",
+        "\r",
+        "\t",
+        "tab\there",
+        "  leading and trailing  ",
+        " ",
+        "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x99\x82",
+        "\xef\xbf\xbd",
+        "\xef\xbf\xbd\xf4\x8f\xbf\xbf",
+        "%s%n%x",
+        "\\",
+        "$(reboot)",
+        "/path with spaces/and 'quotes' & \"more\"",
 };
 
 static char *long_hostile_string(size_t n) {
@@ -350,7 +374,7 @@ static void test_build_exact_output(void) {
                         "</encryption></source><target dev=\"sdb\" bus=\"scsi\"/></disk>");
         free(xml);
 
-        spec = (DiskSpec) { .block = true, .source = "/dev/loop0", .target = "vdc", .bus = "virtio", .read_only = true };
+        spec = (DiskSpec){ .block = true, .source = "/dev/loop0", .target = "vdc", .bus = "virtio", .read_only = true };
         g_assert_cmpint(disk_xml_build(&spec, &xml), ==, 0);
         g_assert_cmpstr(xml, ==,
                         "<disk type=\"block\" device=\"disk\"><driver name=\"qemu\" type=\"raw\"/>"
@@ -358,8 +382,12 @@ static void test_build_exact_output(void) {
         free(xml);
 
         /* serial and discard: where libvirt 9.0 reads them. */
-        spec = (DiskSpec) { .block = true, .source = "/dev/mapper/luksvol-x", .target = "vdd", .bus = "virtio",
-                            .serial = "LV-1_a.b", .discard = true };
+        spec = (DiskSpec){ .block = true,
+                           .source = "/dev/mapper/luksvol-x",
+                           .target = "vdd",
+                           .bus = "virtio",
+                           .serial = "LV-1_a.b",
+                           .discard = true };
         g_assert_cmpint(disk_xml_build(&spec, &xml), ==, 0);
         g_assert_cmpstr(xml, ==,
                         "<disk type=\"block\" device=\"disk\"><driver name=\"qemu\" type=\"raw\" discard=\"unmap\"/>"
@@ -384,7 +412,10 @@ static void test_build_exact_output(void) {
 /* The user alias luksvolumed puts on its disks comes back from parsing. */
 static void test_build_alias(void) {
         DiskSpec spec = {
-                .source = "/img", .target = "sdb", .bus = "scsi", .secret_uuid = "4b1f5c2a-9d3e-4f10-8a7b-0c1d2e3f4a5b",
+                .source = "/img",
+                .target = "sdb",
+                .bus = "scsi",
+                .secret_uuid = "4b1f5c2a-9d3e-4f10-8a7b-0c1d2e3f4a5b",
                 .alias = "ua-luksvol-4b1f5c2a9d3e4f108a7b0c1d2e3f4a5b_sdb",
         };
         g_autofree char *xml = NULL;
@@ -451,7 +482,7 @@ static void test_build_long_strings(void) {
         g_free(s);
 
         s = long_hostile_string(1024 * 1024);
-        spec = (DiskSpec) { .source = s, .target = "vdb", .bus = "virtio", .secret_uuid = "u" };
+        spec = (DiskSpec){ .source = s, .target = "vdb", .bus = "virtio", .secret_uuid = "u" };
         check_disk_roundtrip(&spec);
         g_free(s);
 }
@@ -512,12 +543,26 @@ static void test_secret_hostile_strings(void) {
 
 /* Strings XML 1.0 cannot carry: refused rather than mangled. */
 static const char *const unrepresentable[] = {
-        "\xff", "a\xfe", "\x80", "\xc3", "\xe6\x97", "\xf0\x9f\x99", /* invalid or truncated */
-        "\xc0\xaf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf",              /* overlong '/' */
-        "\xed\xa0\x80", "\xed\xbf\xbf",                              /* UTF-16 surrogates */
-        "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",                  /* beyond U+10FFFF */
-        "\xef\xbf\xbe", "\xef\xbf\xbf",                              /* U+FFFE, U+FFFF */
-        "\x01", "a\x08b", "\x1b[31m", "\x1f", "\x7f\x01",            /* C0 controls */
+        "\xff",
+        "a\xfe",
+        "\x80",
+        "\xc3",
+        "\xe6\x97",
+        "\xf0\x9f\x99", /* invalid or truncated */
+        "\xc0\xaf",
+        "\xe0\x80\xaf",
+        "\xf0\x80\x80\xaf", /* overlong '/' */
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf", /* UTF-16 surrogates */
+        "\xf4\x90\x80\x80",
+        "\xf8\x88\x80\x80\x80", /* beyond U+10FFFF */
+        "\xef\xbf\xbe",
+        "\xef\xbf\xbf", /* U+FFFE, U+FFFF */
+        "\x01",
+        "a\x08b",
+        "\x1b[31m",
+        "\x1f",
+        "\x7f\x01", /* C0 controls */
 };
 
 static void test_build_invalid(void) {
@@ -715,12 +760,11 @@ static void test_parse_edge_shapes(void) {
 
         /* <encryption> both under <source> and under <disk>: the one under
          * <source> is what libvirt uses. */
-        static const char both[] =
-                "<domain><devices><disk type='file' device='disk'>"
-                "<encryption format='legacy'><secret type='passphrase' uuid='old'/></encryption>"
-                "<source file='/f'><encryption format='luks' engine='qemu'>"
-                "<secret type='passphrase' uuid='new'/></encryption></source>"
-                "<target dev='vdb' bus='virtio'/></disk></devices></domain>";
+        static const char both[] = "<domain><devices><disk type='file' device='disk'>"
+                                   "<encryption format='legacy'><secret type='passphrase' uuid='old'/></encryption>"
+                                   "<source file='/f'><encryption format='luks' engine='qemu'>"
+                                   "<secret type='passphrase' uuid='new'/></encryption></source>"
+                                   "<target dev='vdb' bus='virtio'/></disk></devices></domain>";
         DiskInfo d = {};
         g_assert_cmpint(domain_xml_find_disk(both, "vdb", &d), ==, 0);
         g_assert_cmpstr(d.encryption_format, ==, "luks");
@@ -728,19 +772,17 @@ static void test_parse_edge_shapes(void) {
         disk_info_free(&d);
 
         /* Duplicate targets: the first wins. */
-        static const char dup[] =
-                "<domain><devices>"
-                "<disk type='file'><source file='/one'/><target dev='vdb'/></disk>"
-                "<disk type='file'><source file='/two'/><target dev='vdb'/></disk>"
-                "</devices></domain>";
+        static const char dup[] = "<domain><devices>"
+                                  "<disk type='file'><source file='/one'/><target dev='vdb'/></disk>"
+                                  "<disk type='file'><source file='/two'/><target dev='vdb'/></disk>"
+                                  "</devices></domain>";
         g_assert_cmpint(domain_xml_find_disk(dup, "vdb", &d), ==, 0);
         g_assert_cmpstr(d.source, ==, "/one");
         disk_info_free(&d);
 
         /* Whitespace inside attribute values, as libvirt would escape it. */
-        static const char ws[] =
-                "<domain><devices><disk type='file'><source file='&#10;a&#9;b&#13; '/>"
-                "<target dev='vdb'/></disk></devices></domain>";
+        static const char ws[] = "<domain><devices><disk type='file'><source file='&#10;a&#9;b&#13; '/>"
+                                 "<target dev='vdb'/></disk></devices></domain>";
         g_assert_cmpint(domain_xml_find_disk(ws, "vdb", &d), ==, 0);
         g_assert_cmpstr(d.source, ==, "\na\tb\r ");
         disk_info_free(&d);
@@ -750,12 +792,11 @@ static void test_parse_edge_shapes(void) {
  * (the start-up scan rebuilds Serial from it), and the shapes a serial
  * must not take. */
 static void test_parse_serial_discard(void) {
-        static const char disk[] =
-                "<disk type='block' device='disk'>"
-                "<driver name='qemu' type='raw' discard='unmap'/>"
-                "<source dev='/dev/mapper/luksvol-x' index='1'/><backingStore/>"
-                "<target dev='sdb' bus='scsi'/><serial>ABC-123_x.y</serial>"
-                "<alias name='ua-luksvol-x'/></disk>";
+        static const char disk[] = "<disk type='block' device='disk'>"
+                                   "<driver name='qemu' type='raw' discard='unmap'/>"
+                                   "<source dev='/dev/mapper/luksvol-x' index='1'/><backingStore/>"
+                                   "<target dev='sdb' bus='scsi'/><serial>ABC-123_x.y</serial>"
+                                   "<alias name='ua-luksvol-x'/></disk>";
         g_autofree char *dom = wrap_in_domain(disk);
         DiskInfo d = {};
 
@@ -845,10 +886,9 @@ static void test_parse_entities(void) {
                         g_string_append_printf(laughs, "&l%u;", i - 1);
                 g_string_append(laughs, "'>\n");
         }
-        g_string_append(laughs,
-                        "]>\n<domain><description>&l12;</description><devices>"
-                        "<disk type='file' device='disk'><source file='&l12;'/>"
-                        "<target dev='vdb' bus='virtio'/><alias name='&l12;'/></disk></devices></domain>");
+        g_string_append(laughs, "]>\n<domain><description>&l12;</description><devices>"
+                                "<disk type='file' device='disk'><source file='&l12;'/>"
+                                "<target dev='vdb' bus='virtio'/><alias name='&l12;'/></disk></devices></domain>");
 
         GString *quadratic = g_string_new("<!DOCTYPE domain [<!ENTITY a '");
         for (unsigned i = 0; i < 100000; i++)
@@ -913,7 +953,8 @@ static void test_parse_bounds(void) {
         /* Many disks grow the array correctly. */
         GString *many = g_string_new("<domain><devices>");
         for (unsigned i = 0; i < 1000; i++)
-                g_string_append_printf(many, "<disk type='block'><source dev='/dev/d%u'/><target dev='t%u'/></disk>", i, i);
+                g_string_append_printf(many, "<disk type='block'><source dev='/dev/d%u'/><target dev='t%u'/></disk>", i,
+                                       i);
         g_string_append(many, "</devices></domain>");
         g_assert_cmpint(domain_xml_list_disks(many->str, &disks, &n), ==, 0);
         g_assert_cmpuint(n, ==, 1000);
@@ -975,7 +1016,9 @@ static void test_errors_quiet(void) {
         DiskInfo *disks = NULL, d = {};
         size_t n = 0;
         static const char *const noisy[] = {
-                "<domain><devices><disk>", "\xff\xfe<", "<domain>&nope;</domain>",
+                "<domain><devices><disk>",
+                "\xff\xfe<",
+                "<domain>&nope;</domain>",
                 "<!DOCTYPE domain [<!ENTITY a 'b'>]><domain/>",
                 "<?xml version='1.0' encoding='EBCDIC-bogus'?><domain/>",
                 "<?xml version='9.9'?><domain/>",
@@ -1041,7 +1084,9 @@ static void test_oom(void) {
         g_assert_cmpint(xmlMemGet(&old_free, &old_malloc, &old_realloc, &old_strdup), ==, 0);
         g_assert_cmpint(xmlMemSetup(free, failing_malloc, failing_realloc, failing_strdup), ==, 0);
 
-        DiskSpec spec = { .source = "/a<&>\xc3\xa9", .target = "sdb", .bus = "scsi", .secret_uuid = "u", .read_only = true };
+        DiskSpec spec = {
+                .source = "/a<&>\xc3\xa9", .target = "sdb", .bus = "scsi", .secret_uuid = "u", .read_only = true
+        };
         char *want_disk = NULL, *want_secret = NULL;
         g_assert_cmpint(disk_xml_build(&spec, &want_disk), ==, 0);
         g_assert_cmpint(secret_xml_build("id", "d<>\xc3\xa9", &want_secret), ==, 0);
@@ -1075,7 +1120,8 @@ static void test_oom(void) {
                 alloc_budget = i;
                 e = domain_xml_find_disk(live_xml, "sdb", &d);
                 alloc_budget = -1;
-                g_assert_true(e == -ENOMEM || (e == 0 && g_str_equal(d.secret_uuid, "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f")));
+                g_assert_true(e == -ENOMEM ||
+                              (e == 0 && g_str_equal(d.secret_uuid, "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f")));
                 if (e == 0)
                         disk_info_free(&d);
 

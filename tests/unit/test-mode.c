@@ -19,43 +19,70 @@ typedef struct Row {
 #define V LV_VERSION
 static const Row rows[] = {
         /* auto */
-        { "auto/luks1/new/no-dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
-        { "auto/luks1/new/dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_NATIVE, NULL },
-        { "auto/luks1/exact-minimums", V(4,4,0), V(2,6,0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
-        { "auto/luks1/old-libvirt/dm", V(4,3,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "auto/luks1/old-libvirt/no-dm", V(4,3,9), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "libvirt 4.3.9 is older than 4.4.0" },
+        { "auto/luks1/new/no-dm", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE, NULL },
+        { "auto/luks1/new/dm", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_NATIVE, NULL },
+        { "auto/luks1/exact-minimums", V(4, 4, 0), V(2, 6, 0), true, 1, VOLUME_MODE_AUTO, false, VOLUME_MODE_NATIVE,
+          NULL },
+        { "auto/luks1/old-libvirt/dm", V(4, 3, 9), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP,
+          NULL },
+        { "auto/luks1/old-libvirt/no-dm", V(4, 3, 9), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, false,
+          _VOLUME_MODE_INVALID, "libvirt 4.3.9 is older than 4.4.0" },
         /* libvirt before 3.3.0 mangled passphrases of 16n bytes; before 4.4.0
          * it cannot detach by alias: both below the floor. */
-        { "auto/luks1/libvirt-3.2/no-dm", V(3,2,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "libvirt 3.2.0 is older than 4.4.0" },
-        { "auto/luks1/old-qemu/dm", V(9,0,0), V(2,5,99), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "auto/luks1/old-qemu/no-dm", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older than 2.6.0" },
-        { "auto/luks1/not-qemu/dm", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "auto/luks1/not-qemu/no-dm", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "not QEMU" },
-        { "auto/luks2/new/dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "auto/luks2/new/no-dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "LUKS2 volumes need dm-crypt" },
-        { "auto/luks2/old/no-dm", V(2,0,0), V(2,0,0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "dm-crypt is not available" },
+        { "auto/luks1/libvirt-3.2/no-dm", V(3, 2, 0), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, false,
+          _VOLUME_MODE_INVALID, "libvirt 3.2.0 is older than 4.4.0" },
+        { "auto/luks1/old-qemu/dm", V(9, 0, 0), V(2, 5, 99), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP,
+          NULL },
+        { "auto/luks1/old-qemu/no-dm", V(9, 0, 0), V(2, 5, 0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID,
+          "QEMU 2.5.0 is older than 2.6.0" },
+        { "auto/luks1/not-qemu/dm", V(9, 0, 0), V(7, 2, 0), false, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP,
+          NULL },
+        { "auto/luks1/not-qemu/no-dm", V(9, 0, 0), V(7, 2, 0), false, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID,
+          "not QEMU" },
+        { "auto/luks2/new/dm", V(9, 0, 0), V(7, 2, 0), true, 2, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL },
+        { "auto/luks2/new/no-dm", V(9, 0, 0), V(7, 2, 0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID,
+          "LUKS2 volumes need dm-crypt" },
+        { "auto/luks2/old/no-dm", V(2, 0, 0), V(2, 0, 0), true, 2, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID,
+          "dm-crypt is not available" },
         /* native */
-        { "native/luks1/new", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, false, VOLUME_MODE_NATIVE, NULL },
-        { "native/luks1/old-libvirt", V(4,3,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "libvirt 4.3.0 is older" },
-        { "native/luks1/old-qemu", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older" },
-        { "native/luks2", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU decrypts LUKS1 only" },
-        { "native/luks1/not-qemu", V(9,0,0), V(7,2,0), false, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "not QEMU" },
+        { "native/luks1/new", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_NATIVE, false, VOLUME_MODE_NATIVE, NULL },
+        { "native/luks1/old-libvirt", V(4, 3, 0), V(7, 2, 0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID,
+          "libvirt 4.3.0 is older" },
+        { "native/luks1/old-qemu", V(9, 0, 0), V(2, 5, 0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID,
+          "QEMU 2.5.0 is older" },
+        { "native/luks2", V(9, 0, 0), V(7, 2, 0), true, 2, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID,
+          "QEMU decrypts LUKS1 only" },
+        { "native/luks1/not-qemu", V(9, 0, 0), V(7, 2, 0), false, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID,
+          "not QEMU" },
         /* cryptsetup */
-        { "cryptsetup/luks1/dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "cryptsetup/luks2/dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL },
-        { "cryptsetup/luks1/no-dm", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt" },
-        { "cryptsetup/luks2/no-dm", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt" },
+        { "cryptsetup/luks1/dm", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP,
+          NULL },
+        { "cryptsetup/luks2/dm", V(9, 0, 0), V(7, 2, 0), true, 2, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP,
+          NULL },
+        { "cryptsetup/luks1/no-dm", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_CRYPTSETUP, false,
+          _VOLUME_MODE_INVALID, "needs dm-crypt" },
+        { "cryptsetup/luks2/no-dm", V(9, 0, 0), V(7, 2, 0), true, 2, VOLUME_MODE_CRYPTSETUP, false,
+          _VOLUME_MODE_INVALID, "needs dm-crypt" },
         /* discard: QEMU's LUKS driver drops them, dm-crypt passes them on */
-        { "auto/luks1/new/dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL, true },
-        { "auto/luks1/new/no-dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_AUTO, false, _VOLUME_MODE_INVALID, "passes no discard requests", true },
-        { "auto/luks2/new/dm/discard", V(9,0,0), V(7,2,0), true, 2, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP, NULL, true },
-        { "native/luks1/new/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "passes no discard requests", true },
-        { "native/luks1/old-qemu/discard", V(9,0,0), V(2,5,0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older", true },
-        { "cryptsetup/luks1/dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, true, VOLUME_MODE_CRYPTSETUP, NULL, true },
-        { "cryptsetup/luks1/no-dm/discard", V(9,0,0), V(7,2,0), true, 1, VOLUME_MODE_CRYPTSETUP, false, _VOLUME_MODE_INVALID, "needs dm-crypt", true },
+        { "auto/luks1/new/dm/discard", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP,
+          NULL, true },
+        { "auto/luks1/new/no-dm/discard", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_AUTO, false,
+          _VOLUME_MODE_INVALID, "passes no discard requests", true },
+        { "auto/luks2/new/dm/discard", V(9, 0, 0), V(7, 2, 0), true, 2, VOLUME_MODE_AUTO, true, VOLUME_MODE_CRYPTSETUP,
+          NULL, true },
+        { "native/luks1/new/discard", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_NATIVE, true, _VOLUME_MODE_INVALID,
+          "passes no discard requests", true },
+        { "native/luks1/old-qemu/discard", V(9, 0, 0), V(2, 5, 0), true, 1, VOLUME_MODE_NATIVE, true,
+          _VOLUME_MODE_INVALID, "QEMU 2.5.0 is older", true },
+        { "cryptsetup/luks1/dm/discard", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_CRYPTSETUP, true,
+          VOLUME_MODE_CRYPTSETUP, NULL, true },
+        { "cryptsetup/luks1/no-dm/discard", V(9, 0, 0), V(7, 2, 0), true, 1, VOLUME_MODE_CRYPTSETUP, false,
+          _VOLUME_MODE_INVALID, "needs dm-crypt", true },
         /* nonsense */
-        { "auto/luks3", V(9,0,0), V(7,2,0), true, 3, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID, "unknown LUKS version 3" },
-        { "auto/luks0", V(9,0,0), V(7,2,0), true, 0, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID, "unknown LUKS version 0" },
+        { "auto/luks3", V(9, 0, 0), V(7, 2, 0), true, 3, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID,
+          "unknown LUKS version 3" },
+        { "auto/luks0", V(9, 0, 0), V(7, 2, 0), true, 0, VOLUME_MODE_AUTO, true, _VOLUME_MODE_INVALID,
+          "unknown LUKS version 0" },
 };
 
 static void test_row(gconstpointer data) {
@@ -87,9 +114,13 @@ static void test_raised_minimums(void) {
          * versions turns a native-capable host into a cryptsetup one. */
         char reason[256];
         ModeInput in = {
-                .libvirt_version = V(9,0,0), .hypervisor_version = V(7,2,0),
-                .min_libvirt_version = V(99,0,0), .min_hypervisor_version = LV_MIN_QEMU_VERSION,
-                .hypervisor_is_qemu = true, .luks_version = 1, .requested = VOLUME_MODE_AUTO,
+                .libvirt_version = V(9, 0, 0),
+                .hypervisor_version = V(7, 2, 0),
+                .min_libvirt_version = V(99, 0, 0),
+                .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true,
+                .luks_version = 1,
+                .requested = VOLUME_MODE_AUTO,
                 .dm_crypt_available = true,
         };
         g_assert_false(mode_native_gate(&in));
@@ -104,10 +135,15 @@ static void test_raised_minimums(void) {
 static void test_binary_passphrase(void) {
         char reason[256];
         ModeInput in = {
-                .libvirt_version = V(9,0,0), .hypervisor_version = V(7,2,0),
-                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION, .min_hypervisor_version = LV_MIN_QEMU_VERSION,
-                .hypervisor_is_qemu = true, .luks_version = 1, .requested = VOLUME_MODE_AUTO,
-                .dm_crypt_available = true, .passphrase_not_text = true,
+                .libvirt_version = V(9, 0, 0),
+                .hypervisor_version = V(7, 2, 0),
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
+                .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true,
+                .luks_version = 1,
+                .requested = VOLUME_MODE_AUTO,
+                .dm_crypt_available = true,
+                .passphrase_not_text = true,
         };
         g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_CRYPTSETUP);
         in.dm_crypt_available = false;
@@ -127,9 +163,13 @@ static void test_binary_passphrase(void) {
 static void test_qemu_ciphers(void) {
         char buf[256];
         static const char *const ok[][3] = {
-                { "aes", "xts-plain64", "sha256" }, { "aes", "cbc-essiv:sha256", "sha1" },
-                { "serpent", "xts-plain64", "sha512" }, { "twofish", "cbc-plain", "ripemd160" },
-                { "cast5", "cbc-plain64", "sha1" }, { "aes", "ecb", "sha256" }, { NULL, NULL, NULL },
+                { "aes", "xts-plain64", "sha256" },
+                { "aes", "cbc-essiv:sha256", "sha1" },
+                { "serpent", "xts-plain64", "sha512" },
+                { "twofish", "cbc-plain", "ripemd160" },
+                { "cast5", "cbc-plain64", "sha1" },
+                { "aes", "ecb", "sha256" },
+                { NULL, NULL, NULL },
                 { "aes", "xts-plain64", "" },
         };
         static const char *const bad[][4] = {
@@ -148,10 +188,17 @@ static void test_qemu_ciphers(void) {
         }
 
         ModeInput in = {
-                .libvirt_version = V(9,0,0), .hypervisor_version = V(7,2,0),
-                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION, .min_hypervisor_version = LV_MIN_QEMU_VERSION,
-                .hypervisor_is_qemu = true, .luks_version = 1, .requested = VOLUME_MODE_AUTO,
-                .dm_crypt_available = true, .cipher = "camellia", .cipher_mode = "xts-plain64", .hash = "sha256",
+                .libvirt_version = V(9, 0, 0),
+                .hypervisor_version = V(7, 2, 0),
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
+                .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true,
+                .luks_version = 1,
+                .requested = VOLUME_MODE_AUTO,
+                .dm_crypt_available = true,
+                .cipher = "camellia",
+                .cipher_mode = "xts-plain64",
+                .hash = "sha256",
         };
         g_assert_cmpint(mode_select(&in, buf, sizeof buf), ==, VOLUME_MODE_CRYPTSETUP);
         in.requested = VOLUME_MODE_NATIVE;

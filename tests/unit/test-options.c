@@ -16,7 +16,8 @@ static sd_bus *bus;
 static sd_bus_message *new_message(void) {
         sd_bus_message *m = NULL;
         g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, "org.example.LuksVolume1", "/org/example/LuksVolume1",
-                                                       "org.example.LuksVolume1", "Attach"), ==, 0);
+                                                       "org.example.LuksVolume1", "Attach"),
+                        ==, 0);
         return m;
 }
 
@@ -62,13 +63,10 @@ static void test_all_options(void) {
         int p[2];
 
         g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
-        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 6,
-                                              "target", "s", "sdc",
-                                              "bus", "s", "scsi",
-                                              "mode", "s", "native",
-                                              "read-only", "b", 1,
-                                              "passphrase-fd", "h", p[0],
-                                              "serial", "s", "Ab-9_z.1234567890123"), >=, 0);
+        g_assert_cmpint(sd_bus_message_append(m, "a{sv}", 6, "target", "s", "sdc", "bus", "s", "scsi", "mode", "s",
+                                              "native", "read-only", "b", 1, "passphrase-fd", "h", p[0], "serial", "s",
+                                              "Ab-9_z.1234567890123"),
+                        >=, 0);
         g_assert_null(parse_attach(m, &o));
         g_assert_cmpstr(o.target, ==, "sdc");
         g_assert_cmpstr(o.bus, ==, "scsi");
@@ -95,7 +93,7 @@ static void test_discard(void) {
 
 static void test_serial_valid(void) {
         const char *good[] = { "a", "LVKERNEL01", "A-b_c.9", "12345678901234567890" };
-        const char *bad[] = { NULL, "", "123456789012345678901", "a b", "a/b", "a:b", "ä", "a\n", "a'b", "a\"b",
+        const char *bad[] = { NULL,  "",   "123456789012345678901", "a b", "a/b", "a:b", "ä", "a\n", "a'b", "a\"b",
                               "a<b", "a%b" };
         for (size_t i = 0; i < G_N_ELEMENTS(good); i++)
                 g_assert_true(serial_valid(good[i]));
@@ -118,16 +116,36 @@ typedef struct Bad {
         void (*build)(sd_bus_message *m);
 } Bad;
 
-static void b_unknown(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "colour", "s", "red"); }
-static void b_target_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "target", "u", 3); }
-static void b_target_value(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "target", "s", "vd'b"); }
-static void b_target_long(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "target", "s", "vdabcd"); }
-static void b_target_bus_mismatch(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "target", "s", "sdb", "bus", "s", "virtio"); }
-static void b_bus_value(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "bus", "s", "ide"); }
-static void b_bus_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "bus", "b", 1); }
-static void b_mode_value(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "mode", "s", "fast"); }
-static void b_ro_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "read-only", "s", "yes"); }
-static void b_fd_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "i", 0); }
+static void b_unknown(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "colour", "s", "red");
+}
+static void b_target_type(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "target", "u", 3);
+}
+static void b_target_value(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "target", "s", "vd'b");
+}
+static void b_target_long(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "target", "s", "vdabcd");
+}
+static void b_target_bus_mismatch(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 2, "target", "s", "sdb", "bus", "s", "virtio");
+}
+static void b_bus_value(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "bus", "s", "ide");
+}
+static void b_bus_type(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "bus", "b", 1);
+}
+static void b_mode_value(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "mode", "s", "fast");
+}
+static void b_ro_type(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "read-only", "s", "yes");
+}
+static void b_fd_type(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "passphrase-fd", "i", 0);
+}
 static void b_fd_socket(sd_bus_message *m) {
         int s[2];
         g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), ==, 0);
@@ -152,16 +170,36 @@ static void b_fd_writeonly(sd_bus_message *m) {
         close(p[0]);
         close(p[1]);
 }
-static void b_serial_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "u", 7); }
-static void b_serial_long(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "123456789012345678901"); }
-static void b_serial_chars(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "disk 1"); }
-static void b_serial_empty(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "serial", "s", ""); }
-static void b_serial_twice(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "serial", "s", "a", "serial", "s", "b"); }
-static void b_discard_type(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "discard", "s", "unmap"); }
-static void b_discard_read_only(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "read-only", "b", 1); }
-static void b_discard_twice(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "discard", "b", 0); }
-static void b_duplicate(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 2, "mode", "s", "auto", "mode", "s", "native"); }
-static void b_empty_key(sd_bus_message *m) { sd_bus_message_append(m, "a{sv}", 1, "", "s", "x"); }
+static void b_serial_type(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "serial", "u", 7);
+}
+static void b_serial_long(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "123456789012345678901");
+}
+static void b_serial_chars(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "disk 1");
+}
+static void b_serial_empty(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "serial", "s", "");
+}
+static void b_serial_twice(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 2, "serial", "s", "a", "serial", "s", "b");
+}
+static void b_discard_type(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "discard", "s", "unmap");
+}
+static void b_discard_read_only(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "read-only", "b", 1);
+}
+static void b_discard_twice(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 2, "discard", "b", 1, "discard", "b", 0);
+}
+static void b_duplicate(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 2, "mode", "s", "auto", "mode", "s", "native");
+}
+static void b_empty_key(sd_bus_message *m) {
+        sd_bus_message_append(m, "a{sv}", 1, "", "s", "x");
+}
 /* The echoed key is capped at 64 bytes; here byte 64 is inside "é". */
 static void b_key_utf8_cut(sd_bus_message *m) {
         g_autofree char *k63 = g_strnfill(63, 'k');

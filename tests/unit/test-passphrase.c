@@ -99,7 +99,7 @@ static void test_fd_limits(void) {
         gint64 t0 = g_get_monotonic_time();
         g_assert_cmpint(passphrase_read_fd(w[0], 200, &p), ==, -ETIMEDOUT);
         g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
-        close(w[0]);   /* the trickler's next write fails: it stops */
+        close(w[0]); /* the trickler's next write fails: it stops */
         g_thread_join(trickler);
         close(w[1]);
 
@@ -122,7 +122,7 @@ static void test_fd_limits(void) {
 
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
-        signal(SIGPIPE, SIG_IGN);   /* the trickler writes into a closed pipe */
+        signal(SIGPIPE, SIG_IGN); /* the trickler writes into a closed pipe */
         g_test_add_func("/passphrase/buffer", test_buffer);
         g_test_add_func("/passphrase/fd-pipe", test_fd_pipe);
         g_test_add_func("/passphrase/fd-memfd", test_fd_memfd);

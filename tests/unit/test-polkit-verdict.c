@@ -62,16 +62,14 @@ static void test_verdict_challenge_interactive(void) {
         /* The caller allowed interaction and still got a challenge back:
          * no agent could authenticate it.  Telling it to retry with
          * interaction would loop, so this is a plain denial. */
-        assert_denied(polkit_verdict(false, true, false, true, ACTION, &e), &e,
-                      DBUS_ERROR_ACCESS_DENIED);
+        assert_denied(polkit_verdict(false, true, false, true, ACTION, &e), &e, DBUS_ERROR_ACCESS_DENIED);
 }
 
 static void test_verdict_dismissed(void) {
         for (unsigned i = 0; i < 4; i++) {
                 _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
 
-                assert_denied(polkit_verdict(false, i & 1, true, i & 2, ACTION, &e), &e,
-                              DBUS_ERROR_ACCESS_DENIED);
+                assert_denied(polkit_verdict(false, i & 1, true, i & 2, ACTION, &e), &e, DBUS_ERROR_ACCESS_DENIED);
                 g_assert_nonnull(strstr(e.message, "dismissed"));
         }
 }
@@ -80,8 +78,7 @@ static void test_verdict_plain_no(void) {
         for (unsigned i = 0; i < 2; i++) {
                 _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
 
-                assert_denied(polkit_verdict(false, false, false, i, ACTION, &e), &e,
-                              DBUS_ERROR_ACCESS_DENIED);
+                assert_denied(polkit_verdict(false, false, false, i, ACTION, &e), &e, DBUS_ERROR_ACCESS_DENIED);
         }
 }
 
@@ -96,10 +93,10 @@ static void test_verdict_null_error(void) {
 /* polkit_check_async() on a private bus against a stub authority */
 
 typedef enum StubMode {
-        STUB_ANSWER,            /* reply (authorized, challenge, {details}) */
-        STUB_ERROR,             /* reply with an error */
-        STUB_MALFORMED,         /* reply with the wrong signature */
-        STUB_HOLD,              /* keep the call, answer later (or never) */
+        STUB_ANSWER,    /* reply (authorized, challenge, {details}) */
+        STUB_ERROR,     /* reply with an error */
+        STUB_MALFORMED, /* reply with the wrong signature */
+        STUB_HOLD,      /* keep the call, answer later (or never) */
 } StubMode;
 
 typedef struct Fixture {
@@ -186,10 +183,9 @@ static int stub_authority(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         switch (f->mode) {
         case STUB_ANSWER:
                 if (f->answer_dismissed)
-                        return sd_bus_reply_method_return(m, "(bba{ss})", f->answer_authorized,
-                                                          f->answer_challenge, 1, "polkit.dismissed", "true");
-                return sd_bus_reply_method_return(m, "(bba{ss})", f->answer_authorized,
-                                                  f->answer_challenge, 0);
+                        return sd_bus_reply_method_return(m, "(bba{ss})", f->answer_authorized, f->answer_challenge, 1,
+                                                          "polkit.dismissed", "true");
+                return sd_bus_reply_method_return(m, "(bba{ss})", f->answer_authorized, f->answer_challenge, 0);
         case STUB_ERROR:
                 return sd_bus_reply_method_errorf(m, "org.freedesktop.PolicyKit1.Error.Failed",
                                                   "Action %s is not registered", action);
@@ -244,8 +240,7 @@ static int service_check(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
 }
 
 static const sd_bus_vtable service_vtable[] = {
-        SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD("Check", "", "", service_check, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_START(0), SD_BUS_METHOD("Check", "", "", service_check, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -276,8 +271,8 @@ static void fixture_setup(Fixture *f, gconstpointer with_authority) {
         g_assert_cmpint(sd_event_new(&f->event), >=, 0);
 
         f->service = bus_connect(f);
-        g_assert_cmpint(sd_bus_add_object_vtable(f->service, NULL, "/test", "org.example.Test",
-                                                 service_vtable, f), >=, 0);
+        g_assert_cmpint(sd_bus_add_object_vtable(f->service, NULL, "/test", "org.example.Test", service_vtable, f), >=,
+                        0);
         g_assert_cmpint(polkit_registry_new(f->service, 4, &f->registry), >=, 0);
         /* These tests are about the conversation with polkitd (a stub
          * here), which the root shortcut would skip when run as root; and
@@ -289,7 +284,8 @@ static void fixture_setup(Fixture *f, gconstpointer with_authority) {
         if (GPOINTER_TO_INT(with_authority)) {
                 f->authority = bus_connect(f);
                 g_assert_cmpint(sd_bus_add_object(f->authority, NULL, "/org/freedesktop/PolicyKit1/Authority",
-                                                  stub_authority, f), >=, 0);
+                                                  stub_authority, f),
+                                >=, 0);
                 g_assert_cmpint(sd_bus_request_name(f->authority, "org.freedesktop.PolicyKit1", 0), >=, 0);
         }
 
@@ -323,8 +319,8 @@ static void client_call_on(Fixture *f, sd_bus *client, bool interactive) {
         const char *service_name;
 
         g_assert_cmpint(sd_bus_get_unique_name(f->service, &service_name), >=, 0);
-        g_assert_cmpint(sd_bus_message_new_method_call(client, &m, service_name, "/test",
-                                                       "org.example.Test", "Check"), >=, 0);
+        g_assert_cmpint(sd_bus_message_new_method_call(client, &m, service_name, "/test", "org.example.Test", "Check"),
+                        >=, 0);
         g_assert_cmpint(sd_bus_message_set_allow_interactive_authorization(m, interactive), >=, 0);
         /* floating slot: lives until the reply (or the connection) is gone */
         g_assert_cmpint(sd_bus_call_async(client, NULL, m, client_reply, f, 0), >=, 0);
@@ -353,13 +349,9 @@ static void run_for(Fixture *f, unsigned msec) {
 }
 
 static void test_wire_format(Fixture *f, gconstpointer unused _unused_) {
-        static const char *const details[] = {
-                "domain", "web1",
-                "source", "/var/lib/libvirt/images/a.img",
-                "target", "sdb",
-                "mode", "native",
-                NULL
-        };
+        static const char *const details[] = { "domain", "web1", "source", "/var/lib/libvirt/images/a.img",
+                                               "target", "sdb",  "mode",   "native",
+                                               NULL };
         const char *client_name;
 
         f->details = details;
@@ -601,8 +593,9 @@ static void test_bad_arguments(Fixture *f, gconstpointer unused _unused_) {
 
         /* A message without a sender (never seen from a bus) has no
          * system-bus-name subject. */
-        g_assert_cmpint(sd_bus_message_new_method_call(f->service, &m, "org.example.Test", "/test",
-                                                       "org.example.Test", "Check"), >=, 0);
+        g_assert_cmpint(sd_bus_message_new_method_call(f->service, &m, "org.example.Test", "/test", "org.example.Test",
+                                                       "Check"),
+                        >=, 0);
         g_assert_cmpint(polkit_check_async(f->registry, m, ACTION, NULL, continuation, f), ==, -EINVAL);
         g_assert_cmpint(polkit_check_async(f->registry, m, "", NULL, continuation, f), ==, -EINVAL);
         g_assert_cmpint(polkit_check_async(f->registry, m, ACTION, NULL, NULL, f), ==, -EINVAL);
@@ -618,13 +611,12 @@ static void test_registry_new(void) {
         g_assert_cmpuint(polkit_registry_pending(NULL), ==, 0);
 }
 
-#define ADD_BUS_TEST(path, func, with_authority)                                      \
-        g_test_add(path, Fixture, GINT_TO_POINTER(with_authority), fixture_setup,      \
-                   func, fixture_teardown)
+#define ADD_BUS_TEST(path, func, with_authority) \
+        g_test_add(path, Fixture, GINT_TO_POINTER(with_authority), fixture_setup, func, fixture_teardown)
 
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
-        log_set_max_level(LOG_LEVEL_ERR);       /* fail-closed warnings are expected here */
+        log_set_max_level(LOG_LEVEL_ERR); /* fail-closed warnings are expected here */
 
         g_test_add_func("/polkit/verdict/authorized", test_verdict_authorized);
         g_test_add_func("/polkit/verdict/challenge-not-interactive", test_verdict_challenge_not_interactive);

@@ -54,8 +54,8 @@ static void test_bad(void) {
         g_autofree char *longpath = g_strnfill(5000, 'a');
         longpath[0] = '/';
         const char *cases[] = {
-                "", "relative/path", "img", dangling, loop, fifo, dir, dotdot, dot, missing,
-                "/dev/zero", "/dev/null", "/proc/self", longpath, "/tmp/a\nb", "/tmp/\x7f",
+                "",  "relative/path", "img",       dangling,    loop,         fifo,     dir,         dotdot,
+                dot, missing,         "/dev/zero", "/dev/null", "/proc/self", longpath, "/tmp/a\nb", "/tmp/\x7f",
         };
         for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
                 g_autofree char *err = check(cases[i], NULL);

@@ -68,7 +68,10 @@ static void test_volume_path_roundtrip(void) {
 
 static void test_volume_path_invalid(void) {
         const char *bad[] = {
-                "", "/", "/org/example/LuksVolume1", "/org/example/LuksVolume1/volume",
+                "",
+                "/",
+                "/org/example/LuksVolume1",
+                "/org/example/LuksVolume1/volume",
                 "/org/example/LuksVolume1/volume/",
                 "/org/example/LuksVolume1/volume/4b1f5c2a9d3e4f108a7b0c1d2e3f4a5b",
                 "/org/example/LuksVolume1/volume/4b1f5c2a9d3e4f108a7b0c1d2e3f4a5b_",
@@ -102,8 +105,14 @@ static void test_secret_usage(void) {
         g_assert_cmpstr(u, ==, UUID);
         g_assert_cmpstr(t, ==, "vdc");
 
-        const char *bad[] = { "", "luksvolumed:", "nova:" UUID ":vdc", "luksvolumed:" UUID, "luksvolumed:" UUID ":",
-                              "luksvolumed:" UUID ":vd!", "luksvolumed:" UUID "-vdc", "luksvolumed:xx:vdc" };
+        const char *bad[] = { "",
+                              "luksvolumed:",
+                              "nova:" UUID ":vdc",
+                              "luksvolumed:" UUID,
+                              "luksvolumed:" UUID ":",
+                              "luksvolumed:" UUID ":vd!",
+                              "luksvolumed:" UUID "-vdc",
+                              "luksvolumed:xx:vdc" };
         for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
                 char *a = NULL, *b = NULL;
                 g_assert_cmpint(secret_usage_parse(bad[i], &a, &b), ==, -EINVAL);

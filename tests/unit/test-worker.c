@@ -11,7 +11,7 @@
 #include "worker.h"
 
 typedef struct Job {
-        sem_t *release;      /* NULL: finish at once */
+        sem_t *release; /* NULL: finish at once */
         bool ran, done;
         GThread *thread;
 } Job;
