@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* libFuzzer target for daemon/options.c: the a{sv} option dictionaries of
- * Attach, Detach, Probe and Resize, which come straight from any bus
- * client.
+ * Attach, Detach, Probe, Resize, Rearm and the four key management
+ * methods (three option sets), which come straight from any bus client.
  *
  * The input is not a wire-format message (sd-bus's own parser is systemd's
  * business) but a recipe for one: a sequence of entries, each appended
  * into a real sd_bus_message exactly as a client would send it.  The
- * message is sealed, and each of the four parsers reads it in turn.
+ * message is sealed, and each of the parsers reads it in turn.
  *
  *   entry := KEY TYPE VALUE
- *   KEY   := byte; % 11 picks target, bus, mode, read-only, passphrase-fd,
- *            timeout, "", serial, discard, allow-shrink or (10) a
+ *   KEY   := byte; % 14 picks target, bus, mode, read-only, passphrase-fd,
+ *            timeout, "", serial, discard, allow-shrink,
+ *            pbkdf-iterations, force, new-passphrase-fd or (13) a
  *            literal: LEN (% 32) then LEN bytes
  *   TYPE  := byte; % 9 picks s b u h i x y as v
  *   VALUE := s:  LEN (% 64) then LEN bytes (a NUL ends the string early)
@@ -149,8 +150,10 @@ typedef enum FdKind {
 } FdKind;
 
 static const char type_chars[] = { 's', 'b', 'u', 'h', 'i', 'x', 'y', 'A', 'v' }; /* 'A' = "as" */
-static const char *const known_keys[] = { "target",  "bus", "mode",   "read-only", "passphrase-fd",
-                                          "timeout", "",    "serial", "discard",   "allow-shrink" };
+static const char *const known_keys[] = {
+        "target", "bus",     "mode",         "read-only",        "passphrase-fd", "timeout",          "",
+        "serial", "discard", "allow-shrink", "pbkdf-iterations", "force",         "new-passphrase-fd"
+};
 
 typedef struct Entry {
         char *key;
@@ -504,7 +507,76 @@ static bool detach_model(const Entry *entries, size_t n, unsigned *ret_timeout) 
         return true;
 }
 
+/* Rearm: passphrase-fd only. */
+static bool rearm_model(const Entry *entries, size_t n, const Entry **ret_fd) {
+        *ret_fd = NULL;
+        for (size_t k = 0; k < n; k++) {
+                const Entry *e = &entries[k];
+
+                if (!streq(e->key, "passphrase-fd") || *ret_fd || e->type != 'h' || !fd_kind_valid(e->fd_kind))
+                        return false;
+                *ret_fd = e;
+        }
+        return true;
+}
+
+/* The key management methods: passphrase-fd always; new-passphrase-fd and
+ * pbkdf-iterations (1 to 10000000) for Change and Add; force (b) for
+ * Remove.  Anything else, a repeat or a wrong type: refused. */
+typedef struct KeysModel {
+        bool ok;
+        const Entry *fd, *new_fd;
+        uint32_t iterations;
+        bool force;
+} KeysModel;
+
+static KeysModel keys_model(const Entry *entries, size_t n, bool allow_new, bool allow_force) {
+        KeysModel km = {};
+        bool seen_iterations = false, seen_force = false;
+
+        for (size_t k = 0; k < n; k++) {
+                const Entry *e = &entries[k];
+
+                if (streq(e->key, "passphrase-fd")) {
+                        if (km.fd || e->type != 'h' || !fd_kind_valid(e->fd_kind))
+                                return km;
+                        km.fd = e;
+                } else if (allow_new && streq(e->key, "new-passphrase-fd")) {
+                        if (km.new_fd || e->type != 'h' || !fd_kind_valid(e->fd_kind))
+                                return km;
+                        km.new_fd = e;
+                } else if (allow_new && streq(e->key, "pbkdf-iterations")) {
+                        if (seen_iterations || e->type != 'u' || e->u == 0 || e->u > 10000000U)
+                                return km;
+                        seen_iterations = true;
+                        km.iterations = e->u;
+                } else if (allow_force && streq(e->key, "force")) {
+                        if (seen_force || e->type != 'b')
+                                return km;
+                        seen_force = true;
+                        km.force = e->b;
+                } else
+                        return km;
+        }
+        km.ok = true;
+        return km;
+}
+
 /* ---- checks ---- */
+
+static void check_fd(int fd, const Entry *e) {
+        struct stat st;
+
+        if (!e) {
+                CHECK(fd == -1);
+                return;
+        }
+        CHECK(fd >= 3);
+        CHECK(fcntl(fd, F_GETFD) == FD_CLOEXEC);
+        CHECK(fstat(fd, &st) == 0);
+        CHECK(st.st_dev == e->fd_dev && st.st_ino == e->fd_ino);
+        CHECK(passphrase_fd_check(fd) == 0);
+}
 
 static void check_failure(int r, const sd_bus_error *error) {
         CHECK(r < 0);
@@ -602,6 +674,53 @@ static void run(sd_bus_message *m, const Entry *entries, size_t n) {
                 CHECK(memcmp(&z, &z_untouched, sizeof z) == 0);
         }
         sd_bus_error_free(&error);
+
+        /* Rearm. */
+        const Entry *rearm_fd;
+        bool rearm_ok = rearm_model(entries, n, &rearm_fd);
+        int fd = -2;
+        CHECK(sd_bus_message_rewind(m, true) >= 0);
+        r = rearm_options_parse(m, &fd, &error);
+        if (rearm_ok) {
+                CHECK(r == 0);
+                CHECK(!sd_bus_error_is_set(&error));
+                if (rearm_fd)
+                        check_fd(fd, rearm_fd);
+                else
+                        CHECK(fd < 0 && fd != -2); /* "none" is any negative value */
+                if (fd >= 0)
+                        close(fd);
+        } else {
+                check_failure(r, &error);
+                CHECK(fd == -2);
+        }
+        sd_bus_error_free(&error);
+
+        /* The key management methods' three option sets. */
+        static const unsigned allowed_sets[] = { 0, KEYS_OPTIONS_NEW, KEYS_OPTIONS_FORCE };
+        for (size_t a = 0; a < ELEMENTSOF(allowed_sets); a++) {
+                unsigned allowed = allowed_sets[a];
+                KeysModel km = keys_model(entries, n, allowed & KEYS_OPTIONS_NEW, allowed & KEYS_OPTIONS_FORCE);
+                KeysOptions ko, ko_untouched;
+
+                memset(&ko, 0xa5, sizeof ko);
+                ko_untouched = ko;
+                CHECK(sd_bus_message_rewind(m, true) >= 0);
+                r = keys_options_parse(m, allowed, &ko, &error);
+                if (km.ok) {
+                        CHECK(r == 0);
+                        CHECK(!sd_bus_error_is_set(&error));
+                        check_fd(ko.passphrase_fd, km.fd);
+                        check_fd(ko.new_passphrase_fd, km.new_fd);
+                        CHECK(ko.pbkdf_iterations == km.iterations);
+                        CHECK(ko.force == km.force);
+                        keys_options_done(&ko);
+                } else {
+                        check_failure(r, &error);
+                        CHECK(memcmp(&ko, &ko_untouched, sizeof ko) == 0);
+                }
+                sd_bus_error_free(&error);
+        }
 
         /* Probe: no options at all. */
         CHECK(sd_bus_message_rewind(m, true) >= 0);
