@@ -6,7 +6,7 @@
  * parse → resolve (worker, window) → authorize (manage-keys) → the
  * caller's guess allowance → job (worker: passphrases from their fds; the
  * header read whole under an exclusive lock, changed by libcryptsetup in
- * the snapshot and written back step by step — luks.c; VerifyPassphrase
+ * the snapshot and written back step by step — luks-keys.c; VerifyPassphrase
  * only reads, under a shared lock) → reply.
  *
  * Only the LUKS header is ever written, never the payload: a guest using

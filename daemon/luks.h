@@ -104,7 +104,7 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
  * changes the snapshot; the changed areas are then written back to the
  * source step by step, each step synced, in an order where a crash at any
  * point leaves a header that opens with the old passphrase or with the new
- * (see luks.c).  Each write step runs under the deadline timeout_ms; one
+ * (see luks-keys.c).  Each write step runs under the deadline timeout_ms; one
  * that does not finish in time is left to run (the source stays locked
  * until it ends) and answers Error.Busy.
  *

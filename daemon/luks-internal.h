@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Internal to luks.c, luks-keys.c and luks-dm.c — not part of luks.h's
+ * API, and included by nothing else: what the three share.  The source
+ * behind luks.h's opaque LuksSource, libcryptsetup's process-wide lock,
+ * and the snapshot helpers each of them calls. */
+
+#include <libcryptsetup.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-bus.h>
+
+#include "luks.h"
+#include "util.h"
+
+/* libcryptsetup keeps process-global state that crypt_init() and
+ * crypt_free() change (the device-mapper backend's use count and logging
+ * set-up) and that every device-mapper call uses, so those never run in two
+ * threads at once.  The lock is held only around them: crypt_init() on a
+ * snapshot (a memfd, which never blocks), crypt_free(), and dm operations
+ * (activation, deactivation).  Header parsing and key derivation run
+ * without it, on the snapshot, in parallel.
+ *
+ * The one exception: a key slot cipher OpenSSL lacks (serpent, twofish…)
+ * makes libcryptsetup decrypt the key slot through a temporary dm-crypt
+ * device, i.e. device-mapper; such tries run under the lock. */
+extern pthread_mutex_t crypt_lock;
+
+static inline void unlockp(pthread_mutex_t **m) {
+        if (*m)
+                pthread_mutex_unlock(*m);
+}
+
+static inline pthread_mutex_t *crypt_lock_take(void) {
+        pthread_mutex_lock(&crypt_lock);
+        return &crypt_lock;
+}
+
+#define CRYPT_LOCKED _cleanup_(unlockp) _unused_ pthread_mutex_t *_crypt_guard_ = crypt_lock_take()
+
+/* libcryptsetup's log callback (luks.c): to our debug log. */
+void luks_log(int level, const char *msg, void *usrptr);
+
+/* crypt_free() under crypt_lock. */
+void crypt_free_locked(struct crypt_device *cd);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free_locked);
+
+struct LuksSource {
+        char *path;
+        int fd; /* the source, as opened */
+        bool writable;
+        bool block;
+        int snap_fd;        /* memfd: same size as the source, header areas copied */
+        char snap_path[40]; /* /proc/self/fd/N, for crypt_init() */
+        uint64_t size;
+        uint64_t metadata_copied; /* [0, this) was copied when it was opened */
+        bool keyslots_copied;
+
+        /* luks_source_open_exclusive(): the lock is ours until the source is
+         * freed — a flock on fd itself for a file, lock_fd (libcryptsetup's
+         * lock file) for a device. */
+        bool exclusive;
+        int lock_fd;
+        dev_t lock_rdev;
+        bool writer_abandoned;  /* a write-back outlived its deadline and still holds the lock */
+        uint64_t header_end;    /* metadata and every key slot area: [0, header_end) is in the snapshot */
+        uint64_t metadata_size; /* LUKS2: one copy of the metadata (the secondary starts there) */
+        unsigned version;
+};
+
+/* luks.c */
+
+/* Copies [off, off+len) from src to dst at the same offset. */
+int copy_range(int src, int dst, uint64_t off, uint64_t len);
+/* crypt_init() + crypt_load() on the snapshot. */
+int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error);
+bool slot_active(struct crypt_device *cd, int k);
+
+/* luks-keys.c */
+
+/* The key slot areas (active slots) into the snapshot, once. */
+int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
+/* The whole header area into the snapshot (luks_source_open_exclusive()). */
+int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
+/* Whether trying key slot k goes through device-mapper (see crypt_lock). */
+bool keyslot_needs_lock(struct crypt_device *cd, int k);

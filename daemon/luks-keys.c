@@ -1,0 +1,613 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* Key slots on a source from luks.c: the key slot areas copied into the
+ * snapshot under the deadline (for passphrase verification and
+ * activation), passphrase verification itself, and key management — add,
+ * change, remove — with libcryptsetup changing only the snapshot and our
+ * own tasks writing it back to the source step by step, each step synced,
+ * in the crash-safe order described below.  Apart from luks.c because the
+ * write-back is the one place the header is ever written: its ordering
+ * rules are easier to keep, and to review, in a file of their own. */
+
+#include <fcntl.h>
+#include <libcryptsetup.h>
+#include <time.h>
+
+#include "deadline.h"
+#include "errors.h"
+#include "fault.h"
+#include "luks-internal.h"
+#include "luks.h"
+#include "util.h"
+
+/* ---------------------------------------------------------- key slots */
+
+/* Key slot areas copied for one verification or activation: LUKS1's eight
+ * slots take 2 MiB with a 512-bit key, LUKS2's default argon2 slots ~256 KiB
+ * each.  Anything far beyond is not a header libcryptsetup made. */
+#define KEYSLOT_COPY_MAX (128ULL << 20)
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+#define MAX_RANGES (LUKS_MAX_KEYSLOTS + 1)
+
+/* Ranges copied between the source and the snapshot, at the same offsets,
+ * on a thread of its own (deadline.h): into the snapshot, or back to the
+ * source and fsync()ed.  The task owns duplicates of the descriptors; a
+ * write-back's duplicates of the source (a file's flock lives on it) and of
+ * the device lock file keep the source locked until the task ends, even if
+ * its caller stopped waiting. */
+typedef struct CopyTask {
+        int src, dst, lock;
+        bool sync;
+        uint64_t off[MAX_RANGES], len[MAX_RANGES];
+        unsigned n;
+        int r;
+} CopyTask;
+
+static void copy_task_free(void *p) {
+        CopyTask *t = p;
+        if (t->src >= 0)
+                close(t->src);
+        if (t->dst >= 0)
+                close(t->dst);
+        if (t->lock >= 0)
+                close(t->lock);
+        free(t);
+}
+
+static CopyTask *copy_task_new(void) {
+        CopyTask *t = calloc(1, sizeof *t);
+        if (t)
+                t->src = t->dst = t->lock = -EBADF;
+        return t;
+}
+
+static void copy_task_run(void *p) {
+        CopyTask *t = p;
+
+        t->r = 0;
+        for (unsigned i = 0; i < t->n && t->r >= 0; i++)
+                t->r = copy_range(t->src, t->dst, t->off[i], t->len[i]);
+        if (t->r >= 0 && t->sync && fsync(t->dst) < 0)
+                t->r = negative_errno();
+}
+
+/* Runs t (its ranges filled in; freed here) under the deadline: from the
+ * source into the snapshot, or to_source.  0: done, *ret_io the copy's own
+ * result; -ETIMEDOUT: still running, left to its thread (error not set:
+ * the caller says what did not finish); another negative errno: error
+ * set. */
+static int copy_task_finish(LuksSource *s, CopyTask *t, bool to_source, unsigned timeout_ms, int *ret_io,
+                            sd_bus_error *error) {
+        int r;
+
+        t->src = fcntl(to_source ? s->snap_fd : s->fd, F_DUPFD_CLOEXEC, 3);
+        t->dst = fcntl(to_source ? s->fd : s->snap_fd, F_DUPFD_CLOEXEC, 3);
+        if (to_source && s->lock_fd >= 0)
+                t->lock = fcntl(s->lock_fd, F_DUPFD_CLOEXEC, 3);
+        t->sync = to_source;
+        if (t->src < 0 || t->dst < 0 || (to_source && s->lock_fd >= 0 && t->lock < 0)) {
+                r = negative_errno();
+                copy_task_free(t);
+                sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s", strerror(-r));
+                return r;
+        }
+
+        r = deadline_run(copy_task_run, t, copy_task_free, timeout_ms);
+        if (r == -ETIMEDOUT)
+                return r;
+        if (r < 0) {
+                copy_task_free(t);
+                (void) source_error_deadline(error, r);
+                return r;
+        }
+        *ret_io = t->r;
+        copy_task_free(t);
+        return 0;
+}
+
+/* The snapshot's ranges of t (freed here), read from the source. */
+static int snapshot_copy(LuksSource *s, CopyTask *t, unsigned timeout_ms, sd_bus_error *error) {
+        int r, io = 0;
+
+        r = copy_task_finish(s, t, false, timeout_ms, &io, error);
+        if (r == -ETIMEDOUT)
+                return source_error_timeout(error, timeout_ms);
+        if (r < 0)
+                return r;
+        if (io < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the key slots of '%s': %s", s->path,
+                                         strerror(-io));
+        s->keyslots_copied = true;
+        return 0;
+}
+
+/* Key derivation needs the key slot areas, which the metadata snapshot
+ * lacks; they are copied from the source once, under the deadline. */
+int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        uint64_t total = 0;
+        CopyTask *t;
+        int r, max;
+
+        if (s->keyslots_copied)
+                return 0;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+
+        t = copy_task_new();
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+
+        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        for (int k = 0; k < max; k++) {
+                uint64_t off, len;
+
+                if (!slot_active(cd, k) || crypt_keyslot_area(cd, k, &off, &len) < 0)
+                        continue;
+                if (off > s->size || len > s->size - off) {
+                        copy_task_free(t);
+                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
+                                                 "Key slot %d of '%s' lies outside the device.", k, s->path);
+                }
+                t->off[t->n] = off;
+                t->len[t->n] = len;
+                t->n++;
+                total += len;
+        }
+        if (total > KEYSLOT_COPY_MAX) {
+                copy_task_free(t);
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "The key slots of '%s' are implausibly large.",
+                                         s->path);
+        }
+
+        return snapshot_copy(s, t, timeout_ms, error);
+}
+
+/* See crypt_lock: OpenSSL (libcryptsetup's backend here) does AES itself;
+ * anything else may go through a temporary dm-crypt device. */
+bool keyslot_needs_lock(struct crypt_device *cd, int k) {
+        size_t ks_size;
+        const char *enc = crypt_keyslot_get_encryption(cd, k, &ks_size);
+        return !enc || !startswith(enc, "aes-");
+}
+
+int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
+                       uint64_t *ret_cost_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        uint64_t cost = 0;
+        int r, max, found = -1;
+
+        r = snapshot_add_keyslots(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+
+        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        for (int k = 0; k < max && found < 0; k++) {
+                uint64_t t0;
+
+                if (!slot_active(cd, k))
+                        continue;
+                t0 = now_ms();
+                if (keyslot_needs_lock(cd, k)) {
+                        CRYPT_LOCKED;
+                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data, passphrase->size,
+                                                         0);
+                } else
+                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data, passphrase->size,
+                                                         0);
+                cost += now_ms() - t0;
+                if (r >= 0)
+                        found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        stack_scrub();
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", k,
+                                                 s->path, strerror(-r));
+                }
+        }
+        /* The derived keys passed through libcryptsetup's frames. */
+        stack_scrub();
+
+        if (found < 0)
+                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                        "The passphrase does not open any key slot of the volume.");
+        *ret_slot = found;
+        *ret_cost_ms = cost;
+        return 0;
+}
+
+/* ------------------------------------------------------ key management
+ *
+ * Changing key slots without breaking the rules above: libcryptsetup
+ * changes the snapshot, never the source; the source is only read (into
+ * the snapshot) and written (from it) by tasks of our own under the
+ * deadline; the process-wide lock is not held across any of it.  The
+ * source stays locked exclusively from the snapshot to the last write
+ * (luks_source_open_exclusive()), so nothing changes it in between and
+ * nobody (libcryptsetup elsewhere, another call of ours) reads it half
+ * written.
+ *
+ * Torn writes.  A crash (or power loss, or a deadline that lets the write
+ * run on alone) may stop the write-back anywhere, and a write may land
+ * only in part.  The write-back is therefore a sequence of steps, each
+ * written and fsync()ed before the next starts, in an order where every
+ * prefix leaves a header that opens with the old passphrase or the new:
+ *
+ *  - a key slot area that becomes used is written before any metadata
+ *    names it, and one that is given up is wiped only after every copy of
+ *    the metadata has stopped naming it;
+ *  - LUKS2 keeps two copies of its metadata, each with a checksum and a
+ *    sequence number; libcryptsetup loads the copy with the higher number
+ *    among those whose checksum holds.  The primary is written and synced
+ *    first, the secondary after: a torn primary fails its checksum and the
+ *    untouched secondary (the old state) is used; a torn secondary leaves
+ *    the complete primary (the new state).  Never both at once;
+ *  - LUKS1 has one 592-byte header, whose only change is the 48-byte
+ *    descriptor of one key slot per step.  So a change of passphrase is
+ *    two steps — add the new slot (header: both slots active), then
+ *    destroy the old one (header: only the new) — and a torn header write
+ *    can damage only the descriptor it was changing: the other
+ *    passphrase's slot is intact in either step.  (Changing a slot in
+ *    place, as libcryptsetup does when no slot is free, could lose the
+ *    only key on a crash: we need a free slot instead.)
+ */
+
+#define LUKS1_PHDR_SIZE 592U
+
+/* Copies the rest of the header area — every key slot area, used or not —
+ * into the snapshot: all that a change may read or write.  The metadata
+ * names its extent; the payload is never part of it. */
+int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        uint64_t metadata_size, keyslots_size, data_offset, end;
+        const char *type;
+        CopyTask *t;
+        int r;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        type = crypt_get_type(cd);
+        if (streq_ptr(type, CRYPT_LUKS1))
+                s->version = 1;
+        else if (streq_ptr(type, CRYPT_LUKS2))
+                s->version = 2;
+        else
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' is not a LUKS volume.", s->path);
+
+        r = crypt_get_metadata_size(cd, &metadata_size, &keyslots_size);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the header layout of '%s': %s", s->path,
+                                         strerror(-r));
+        /* LUKS1: the header, then the key slots; LUKS2: two copies of the
+         * metadata, then the key slots area.  And wherever a slot's area
+         * lies (LUKS1 names one for each slot, used or not): every area a
+         * change may write must be in the snapshot. */
+        end = (s->version == 1 ? metadata_size : 2 * metadata_size) + keyslots_size;
+        for (int k = 0; k < MIN(crypt_keyslot_max(type), LUKS_MAX_KEYSLOTS); k++) {
+                uint64_t off, len;
+                if (crypt_keyslot_area(cd, k, &off, &len) < 0)
+                        continue;
+                if (len > UINT64_MAX - off)
+                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
+                                                 "Key slot %d of '%s' lies outside the device.", k, s->path);
+                end = MAX(end, off + len);
+        }
+        data_offset = crypt_get_data_offset(cd) * 512;
+        if (end > s->size || end < s->metadata_copied || (data_offset > 0 && end > data_offset))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS,
+                                         "The header of '%s' overlaps its data or the end of the device.", s->path);
+        if (end - s->metadata_copied > KEYSLOT_COPY_MAX)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "The key slots of '%s' are implausibly large.",
+                                         s->path);
+        s->metadata_size = metadata_size;
+        s->header_end = end;
+
+        t = copy_task_new();
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->off[0] = s->metadata_copied;
+        t->len[0] = end - s->metadata_copied;
+        t->n = 1;
+        return snapshot_copy(s, t, timeout_ms, error);
+}
+
+/* One step of a write-back (see above): [off, off+len) from the snapshot
+ * to the source, then fsync(); the source stays locked until it ends. */
+static int write_step(LuksSource *s, uint64_t off, uint64_t len, unsigned timeout_ms, sd_bus_error *error) {
+        CopyTask *t;
+        int r, io = 0;
+
+        /* Only ever the header, which the exclusive open read whole. */
+        if (!s->exclusive || off > s->header_end || len > s->header_end - off)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Refusing to write outside the header of '%s'.",
+                                         s->path);
+
+        t = copy_task_new();
+        if (!t)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        t->off[0] = off;
+        t->len[0] = len;
+        t->n = 1;
+
+        r = copy_task_finish(s, t, true, timeout_ms, &io, error);
+        if (r == -ETIMEDOUT) {
+                s->writer_abandoned = true;
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "'%s' did not finish writing its header within %u s (a hung file system?); "
+                                         "the header opens with the passphrases it had before, or with the new "
+                                         "ones: try them, or check again later.",
+                                         s->path, (timeout_ms + 999) / 1000);
+        }
+        if (r < 0)
+                return r;
+        if (io < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot write the header of '%s': %s", s->path,
+                                         strerror(-io));
+        return 0;
+}
+
+/* Every copy of the metadata, one step each: LUKS2's primary, then its
+ * secondary; LUKS1's one header. */
+static int write_metadata(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        int r;
+
+        if (s->version == 1)
+                return write_step(s, 0, LUKS1_PHDR_SIZE, timeout_ms, error);
+        r = write_step(s, 0, s->metadata_size, timeout_ms, error);
+        if (r < 0)
+                return r;
+        fault_point("keys", 1); /* primary written, secondary old */
+        return write_step(s, s->metadata_size, s->metadata_size, timeout_ms, error);
+}
+
+static unsigned count_active(struct crypt_device *cd) {
+        int max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        unsigned n = 0;
+
+        for (int k = 0; k < max; k++)
+                if (slot_active(cd, k))
+                        n++;
+        return n;
+}
+
+static bool have_free_slot(struct crypt_device *cd) {
+        int max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+
+        for (int k = 0; k < max; k++)
+                if (crypt_keyslot_status(cd, k) == CRYPT_SLOT_INACTIVE)
+                        return true;
+        return false;
+}
+
+/* The first active key slot, in slot order (QEMU's), that passphrase
+ * opens, and the volume key it unlocks, into locked memory. */
+static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passphrase *passphrase, int *ret_slot,
+                             Passphrase **ret_vk, sd_bus_error *error) {
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        int r, max, found = -1;
+        size_t vk_size;
+
+        r = crypt_get_volume_key_size(cd);
+        if (r <= 0)
+                return sd_bus_error_set(error, LV_ERROR_NOT_LUKS, "The volume has no key size.");
+        vk_size = (size_t) r;
+        r = passphrase_new_zeroed(vk_size, &vk);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s", strerror(-r));
+
+        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
+        for (int k = 0; k < max && found < 0; k++) {
+                size_t n = vk_size;
+
+                if (!slot_active(cd, k))
+                        continue;
+                if (keyslot_needs_lock(cd, k)) {
+                        CRYPT_LOCKED;
+                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n, (const char *) passphrase->data,
+                                                 passphrase->size);
+                } else
+                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n, (const char *) passphrase->data,
+                                                 passphrase->size);
+                if (r >= 0)
+                        found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        stack_scrub();
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", k,
+                                                 s->path, strerror(-r));
+                }
+        }
+        stack_scrub();
+        if (found < 0)
+                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                        "The passphrase does not open any key slot of the volume.");
+        *ret_slot = found;
+        *ret_vk = TAKE_PTR(vk);
+        return 0;
+}
+
+/* The new slot is made like the one the existing passphrase opened: the
+ * same PBKDF (type, hash, iterations or argon2 costs — fixed, not
+ * benchmarked) and, for LUKS2, the same key slot cipher; for LUKS1 the
+ * hash is the header's anyway, so a volume QEMU could open stays one it
+ * can open.  iterations, if not 0, replaces the iteration count (PBKDF2)
+ * or time cost (argon2).  libcryptsetup still caps argon2's threads at the
+ * CPUs online and its memory at what the host has. */
+static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, uint32_t iterations,
+                             sd_bus_error *error) {
+        struct crypt_pbkdf_type pbkdf = {};
+        bool pbkdf2;
+        int r;
+
+        r = crypt_keyslot_get_pbkdf(cd, like, &pbkdf);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the PBKDF of key slot %d of '%s': %s",
+                                         like, s->path, strerror(-r));
+        pbkdf2 = streq_ptr(pbkdf.type, CRYPT_KDF_PBKDF2);
+        if (iterations > 0) {
+                if (iterations < (pbkdf2 ? 1000U : 4U))
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'pbkdf-iterations' must be at least %u for %s key slots.",
+                                                 pbkdf2 ? 1000U : 4U, strempty(pbkdf.type));
+                pbkdf.iterations = iterations;
+        }
+        pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
+        r = crypt_set_pbkdf_type(cd, &pbkdf);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot use the PBKDF of key slot %d of '%s': %s",
+                                         like, s->path, strerror(-r));
+
+        if (s->version == 2) {
+                size_t key_size = 0;
+                const char *enc = crypt_keyslot_get_encryption(cd, like, &key_size);
+                if (enc && key_size > 0) {
+                        r = crypt_keyslot_set_encryption(cd, enc, key_size);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                                         "Cannot use the key slot cipher of '%s': %s", s->path,
+                                                         strerror(-r));
+                }
+        }
+        return 0;
+}
+
+/* Step one of an add or change: a new slot for new_passphrase, made like
+ * slot like, written area first, metadata after. */
+static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *vk, int like,
+                     const Passphrase *new_passphrase, uint32_t iterations, unsigned timeout_ms, int *ret_slot,
+                     sd_bus_error *error) {
+        uint64_t off, len;
+        int r, slot;
+
+        if (!have_free_slot(cd))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "All %d key slots of '%s' are in use; remove one first.",
+                                         MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS), s->path);
+        r = set_new_slot_like(s, cd, like, iterations, error);
+        if (r < 0)
+                return r;
+
+        /* Key derivation for the new slot, and its area written into the
+         * snapshot; a cipher OpenSSL lacks goes through device-mapper
+         * (see crypt_lock). */
+        if (keyslot_needs_lock(cd, like)) {
+                CRYPT_LOCKED;
+                slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
+                                                       (const char *) new_passphrase->data, new_passphrase->size);
+        } else
+                slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
+                                                       (const char *) new_passphrase->data, new_passphrase->size);
+        stack_scrub();
+        if (slot == -ENOSPC)
+                return sd_bus_error_setf(
+                        error, LV_ERROR_NOT_SUPPORTED,
+                        "The key slot area of '%s' has no room for another key slot; remove one first.", s->path);
+        if (slot < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot add a key slot to '%s': %s", s->path,
+                                         strerror(-slot));
+
+        r = crypt_keyslot_area(cd, slot, &off, &len);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot locate the new key slot of '%s': %s", s->path,
+                                         strerror(-r));
+        r = write_step(s, off, len, timeout_ms, error);
+        if (r < 0)
+                return r;
+        fault_point("keys", 2); /* new area written, not named by any metadata */
+        r = write_metadata(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret_slot = slot;
+        return 0;
+}
+
+/* The last step of a change or a removal: slot destroyed, metadata
+ * written first, the slot's area wiped after. */
+static int stage_destroy(LuksSource *s, struct crypt_device *cd, int slot, unsigned timeout_ms, sd_bus_error *error) {
+        uint64_t off, len;
+        int r;
+
+        r = crypt_keyslot_area(cd, slot, &off, &len);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot locate key slot %d of '%s': %s", slot, s->path,
+                                         strerror(-r));
+        r = crypt_keyslot_destroy(cd, slot);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot remove key slot %d of '%s': %s", slot, s->path,
+                                         strerror(-r));
+        r = write_metadata(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        fault_point("keys", 3); /* metadata without the slot, its area not yet wiped */
+        return write_step(s, off, len, timeout_ms, error);
+}
+
+static int key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase, uint32_t iterations,
+                   bool replace, unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        int r, old_slot = -1, new_slot = -1;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        r = unlock_volume_key(s, cd, existing, &old_slot, &vk, error);
+        if (r < 0)
+                return r;
+        r = stage_add(s, cd, vk, old_slot, new_passphrase, iterations, timeout_ms, &new_slot, error);
+        if (r < 0)
+                return r;
+        vk = passphrase_free(vk);
+        if (replace) {
+                r = stage_destroy(s, cd, old_slot, timeout_ms, error);
+                if (r < 0)
+                        return r;
+        }
+        *ret_slot = new_slot;
+        return 0;
+}
+
+int luks_key_add(LuksSource *s, const Passphrase *existing, const Passphrase *new_passphrase, uint32_t iterations,
+                 unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+        return key_add(s, existing, new_passphrase, iterations, false, timeout_ms, ret_slot, error);
+}
+
+int luks_key_change(LuksSource *s, const Passphrase *old, const Passphrase *new_passphrase, uint32_t iterations,
+                    unsigned timeout_ms, int *ret_slot, sd_bus_error *error) {
+        return key_add(s, old, new_passphrase, iterations, true, timeout_ms, ret_slot, error);
+}
+
+int luks_key_remove(LuksSource *s, const Passphrase *passphrase, bool force, unsigned timeout_ms, int *ret_slot,
+                    sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        _cleanup_passphrase_ Passphrase *vk = NULL;
+        int r, slot = -1;
+
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+        r = unlock_volume_key(s, cd, passphrase, &slot, &vk, error);
+        if (r < 0)
+                return r;
+        vk = passphrase_free(vk);
+        if (count_active(cd) <= 1 && !force)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "Key slot %d is the last one of '%s': without it nothing opens the volume "
+                                         "ever again.  Pass 'force' to remove it anyway.",
+                                         slot, s->path);
+        r = stage_destroy(s, cd, slot, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret_slot = slot;
+        return 0;
+}
