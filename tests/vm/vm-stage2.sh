@@ -5,7 +5,7 @@
 # the host's bash from the work share (/lvvm/work).  Sets up the few kernel
 # file systems and devices a Debian userland expects, makes device-mapper and
 # loop devices available, runs the command with its stdout on ttyS1 and its
-# stderr on ttyS2 (streamed by the host), records its exit status on the work
+# stderr on ttyS2 (kept by the host), records its exit status on the work
 # share and powers the VM off.
 #
 # Everything that goes wrong before the command runs is reported on the
