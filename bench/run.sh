@@ -5,7 +5,7 @@
 # throwaway sandbox against the built daemon, and writes into OUTDIR
 # (default bench/results): results.md (the table), concurrency.csv,
 # stall.csv (each guest-stall measurement) and attach-latency.png
-# (gnuplot-nox, installed if missing).  Takes ~3 minutes on an otherwise
+# (gnuplot-nox, installed if missing).  Takes ~5.5 minutes on an otherwise
 # idle machine; run nothing else meanwhile: the guest-stall figures are
 # timings of a TCG guest, and other load shows up in them.
 set -euo pipefail

@@ -9,8 +9,12 @@
  * write-back is the one place the header is ever written: its ordering
  * rules are easier to keep, and to review, in a file of their own. */
 
+#include <assert.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "deadline.h"
@@ -179,11 +183,67 @@ bool keyslot_needs_lock(struct crypt_device *cd, int k) {
         return !enc || !startswith(enc, "aes-");
 }
 
+/* Trying the key slots: PBKDF2 or argon2 for each slot tried, seconds of
+ * CPU for a real volume.  It runs on a thread of its own at nice
+ * VERIFY_NICE: on a busy host the event loop (and every other caller it
+ * answers) and the guests' vCPUs come first, and a caller who attaches
+ * volumes with costly key slots over and over cannot take the host's CPUs
+ * from them.  Nice is per thread on Linux and only lowered here (raising it
+ * back would need CAP_SYS_NICE), hence a thread that ends with the work;
+ * threads libcryptsetup starts for argon2 inherit it. */
+#define VERIFY_NICE 10
+
+typedef struct VerifyTask {
+        struct crypt_device *cd;
+        const Passphrase *passphrase;
+        int found; /* the slot, or -1 */
+        int failed_slot;
+        int r; /* < 0: trying failed_slot failed other than by a wrong passphrase */
+        uint64_t cost_ms;
+} VerifyTask;
+
+static void *verify_task_run(void *p) {
+        VerifyTask *t = p;
+        int max = MIN(crypt_keyslot_max(crypt_get_type(t->cd)), LUKS_MAX_KEYSLOTS);
+
+        /* Best effort: at worst the slots are tried at the daemon's priority. */
+        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), VERIFY_NICE);
+
+        for (int k = 0; k < max && t->found < 0; k++) {
+                uint64_t t0;
+                int r;
+
+                if (!slot_active(t->cd, k))
+                        continue;
+                t0 = now_ms();
+                if (keyslot_needs_lock(t->cd, k)) {
+                        CRYPT_LOCKED;
+                        r = crypt_activate_by_passphrase(t->cd, NULL, k, (const char *) t->passphrase->data,
+                                                         t->passphrase->size, 0);
+                } else
+                        r = crypt_activate_by_passphrase(t->cd, NULL, k, (const char *) t->passphrase->data,
+                                                         t->passphrase->size, 0);
+                t->cost_ms += now_ms() - t0;
+                if (r >= 0)
+                        t->found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        t->failed_slot = k;
+                        t->r = r;
+                        break;
+                }
+        }
+        /* The derived keys passed through libcryptsetup's frames, on this
+         * thread's stack, which glibc keeps for the next thread. */
+        stack_scrub();
+        return NULL;
+}
+
 int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
                        uint64_t *ret_cost_ms, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
-        uint64_t cost = 0;
-        int r, max, found = -1;
+        VerifyTask t = { .passphrase = passphrase, .found = -1, .failed_slot = -1 };
+        pthread_t thread;
+        int r;
 
         r = snapshot_add_keyslots(s, timeout_ms, error);
         if (r < 0)
@@ -192,37 +252,21 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
         if (r < 0)
                 return r;
 
-        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
-        for (int k = 0; k < max && found < 0; k++) {
-                uint64_t t0;
+        t.cd = cd;
+        r = pthread_create(&thread, NULL, verify_task_run, &t);
+        if (r != 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(r));
+        r = pthread_join(thread, NULL);
+        assert(r == 0);
 
-                if (!slot_active(cd, k))
-                        continue;
-                t0 = now_ms();
-                if (keyslot_needs_lock(cd, k)) {
-                        CRYPT_LOCKED;
-                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data, passphrase->size,
-                                                         0);
-                } else
-                        r = crypt_activate_by_passphrase(cd, NULL, k, (const char *) passphrase->data, passphrase->size,
-                                                         0);
-                cost += now_ms() - t0;
-                if (r >= 0)
-                        found = k;
-                else if (r != -EPERM && r != -ENOENT) {
-                        stack_scrub();
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", k,
-                                                 s->path, strerror(-r));
-                }
-        }
-        /* The derived keys passed through libcryptsetup's frames. */
-        stack_scrub();
-
-        if (found < 0)
+        if (t.r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", t.failed_slot,
+                                         s->path, strerror(-t.r));
+        if (t.found < 0)
                 return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
                                         "The passphrase does not open any key slot of the volume.");
-        *ret_slot = found;
-        *ret_cost_ms = cost;
+        *ret_slot = t.found;
+        *ret_cost_ms = t.cost_ms;
         return 0;
 }
 

@@ -580,8 +580,9 @@ static void test_rate_limit(void) {
 }
 
 /* A LUKS1 file made by cryptsetup with the given extra luksFormat
- * arguments (a cipher or hash QEMU's LUKS driver lacks); PASS on stdin. */
-static char *make_luks1_with(const char *name, const char *const *extra) {
+ * arguments (a cipher or hash QEMU's LUKS driver lacks) and key slot
+ * iterations; PASS on stdin. */
+static char *make_luks1_iter(const char *name, const char *iterations, const char *const *extra) {
         g_autofree char *path = lv_sandbox_path(name);
         g_autoptr(GError) error = NULL;
         g_autoptr(GPtrArray) argv = g_ptr_array_new();
@@ -592,7 +593,7 @@ static char *make_luks1_with(const char *name, const char *const *extra) {
         close(fd);
         for (const char *const *a =
                      (const char *const[]){ "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf-force-iterations",
-                                            "1000", "--batch-mode", "--key-file=-", NULL };
+                                            iterations, "--batch-mode", "--key-file=-", NULL };
              *a; a++)
                 g_ptr_array_add(argv, (char *) *a);
         for (; *extra; extra++)
@@ -612,6 +613,10 @@ static char *make_luks1_with(const char *name, const char *const *extra) {
                 g_error("cryptsetup luksFormat %s failed: %.*s", path, (int) g_bytes_get_size(errb),
                         (const char *) g_bytes_get_data(errb, NULL));
         return g_steal_pointer(&path);
+}
+
+static char *make_luks1_with(const char *name, const char *const *extra) {
+        return make_luks1_iter(name, "1000", extra);
 }
 
 static char *probe_string(GVariant *info, const char *key) {
@@ -696,6 +701,80 @@ static void test_probe_native_obstacle(void) {
         }
 }
 
+/* The nice value of each of the daemon's threads, from /proc. */
+static GArray *thread_nices(guint32 pid) {
+        g_autofree char *dir = g_strdup_printf("/proc/%u/task", pid);
+        g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+        GArray *nices = g_array_new(FALSE, FALSE, sizeof(long));
+        const char *tid;
+
+        if (!d)
+                return nices;
+        while ((tid = g_dir_read_name(d))) {
+                g_autofree char *path = g_strdup_printf("%s/%s/stat", dir, tid);
+                g_autofree char *stat = NULL;
+                if (!g_file_get_contents(path, &stat, NULL, NULL))
+                        continue; /* the thread ended meanwhile */
+                /* After "(comm)": state is field 3, nice field 19. */
+                const char *p = strrchr(stat, ')');
+                g_assert_nonnull(p);
+                g_auto(GStrv) f = g_strsplit(p + 2, " ", 0);
+                g_assert_cmpuint(g_strv_length(f), >, 16);
+                long nice = strtol(f[16], NULL, 10);
+                g_array_append_val(nices, nice);
+        }
+        return nices;
+}
+
+static void on_verify_reply(GObject *source, GAsyncResult *res, gpointer user_data) {
+        GVariant **reply = user_data;
+        g_autoptr(GError) error = NULL;
+        *reply = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), res, &error);
+        g_assert_no_error(error);
+}
+
+/* The key slots are tried on a thread at nice 10 (the event loop stays at
+ * the daemon's priority): seen in /proc while a costly verification runs,
+ * and gone with it. */
+static void test_verify_niced(void) {
+        g_autofree char *img = make_luks1_iter("niced.img", "3000000", (const char *const[]){ NULL });
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) host = lv_probe(bus, "", &error); /* activates the daemon */
+        g_assert_no_error(error);
+        guint32 pid = lv_daemon_pid(bus);
+        g_autoptr(GVariant) reply = NULL;
+        gboolean seen_niced = FALSE;
+
+        g_assert_cmpuint(pid, !=, 0);
+        g_autoptr(GArray) before = thread_nices(pid);
+        g_assert_cmpuint(before->len, >, 0);
+
+        g_dbus_connection_call(bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "VerifyPassphrase",
+                               g_variant_new("(s@ay@a{sv})", img,
+                                             g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
+                                             lv_opts(NULL)),
+                               G_VARIANT_TYPE("(u)"), G_DBUS_CALL_FLAGS_NONE, 120000, NULL, on_verify_reply, &reply);
+        while (!reply) {
+                g_main_context_iteration(NULL, FALSE);
+                g_autoptr(GArray) nices = thread_nices(pid);
+                for (guint k = 0; k < nices->len; k++) {
+                        long n = g_array_index(nices, long, k);
+                        g_assert_true(n == 0 || n == 10);
+                        seen_niced |= n == 10;
+                }
+                g_usleep(20000);
+        }
+        g_assert_true(seen_niced);
+        guint32 slot = 99;
+        g_variant_get(reply, "(u)", &slot);
+        g_assert_cmpuint(slot, ==, 0);
+
+        /* Nothing stays niced: the thread ended with the work. */
+        g_autoptr(GArray) after = thread_nices(pid);
+        for (guint k = 0; k < after->len; k++)
+                g_assert_cmpint(g_array_index(after, long, k), ==, 0);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -722,6 +801,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/keys/plain-user-refused", test_plain_user_refused);
         g_test_add_func("/keys/rate-limit", test_rate_limit);
         g_test_add_func("/keys/probe-native-obstacle", test_probe_native_obstacle);
+        g_test_add_func("/keys/verify-niced", test_verify_niced);
 
         int r = g_test_run();
         lv_destroy_guest(guest);
