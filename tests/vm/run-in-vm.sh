@@ -71,6 +71,7 @@
 #   LV_VM_BOOT=bzimage    do not use the PVH vmlinux
 #   LV_VM_CPU=MODEL       QEMU -cpu (default max: AES-NI for dm-crypt)
 #   LV_VM_LOCKUP_S=SEC    a CPU stuck this long is a locked-up kernel (120)
+#   LV_VM_HANG_S=SEC      so is a VM whose heartbeat stops this long (180)
 #   LV_VM_LOCKUP_RETRIES=N  boots after a lockup (1; 0: fail at once)
 #   LV_VM_APPEND_EXTRA=…  replaces "quiet" on the kernel command line
 #                         (e.g. "loglevel=7" to profile the boot)
@@ -433,27 +434,40 @@ qemu_args=(
 )
 verbose "$QEMU ${qemu_args[*]}"
 
-# A guest kernel that locks up for good.  Seen once in about ten runs of the
-# systemd suite, under TCG with -smp 2 (QEMU 7.2): CPU 0 spinning in
-# rcu_preempt, CPU 1 idle, both "stuck" for ever — an interrupt between the
-# emulated CPUs lost, not anything the test did; the VM then sat out its
-# whole --timeout (25 minutes) before failing.  The console says so within
-# half a minute ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"); once
-# a CPU has been stuck for LOCKUP_S the VM is stopped and booted once more
-# from scratch (LV_VM_LOCKUP_RETRIES, default 1), saying so on stderr.  A
-# short stall under host load recovers on its own and is left alone.  So
-# that a second boot cannot mix its output with the first's, CMD's output
-# is kept in files and shown after the boot that counts: no live streaming.
+# A guest kernel that locks up for good.  Seen in runs of the systemd
+# suite under TCG with -smp 2 (QEMU 7.2), in two forms: once CPU 0 spinning
+# in rcu_preempt and CPU 1 idle, the console printing "watchdog: BUG: soft
+# lockup - CPU#0 stuck for 1073s!"; once both emulated CPUs busy (QEMU at
+# 200% CPU) with nothing at all on the console, a minute into the test.
+# Both look like an interrupt between the emulated CPUs lost by QEMU's
+# multi-threaded TCG, not anything the test did, and each time the VM sat
+# out its whole --timeout (25 minutes) before failing.  So the console is
+# watched: a CPU reported stuck for LOCKUP_S, or no heartbeat from stage 2
+# (vm-stage2.sh prints one every 10 s while the command runs) for HANG_S,
+# stops the VM, and it boots once more from scratch
+# (LV_VM_LOCKUP_RETRIES, default 1), saying so on stderr.  Short stalls
+# under host load recover on their own and are left alone.  So that a
+# second boot cannot mix its output with the first's, CMD's output is kept
+# in files and shown after the boot that counts: no live streaming.
 readonly LOCKUP_S=${LV_VM_LOCKUP_S:-120}
+readonly HANG_S=${LV_VM_HANG_S:-180}
 # shellcheck disable=SC2317  # runs in the background
 watch_lockup() {
-    local pid=$1 worst
+    local pid=$1 worst beats=0 n last=$SECONDS
     while kill -0 "$pid" 2>/dev/null; do
         sleep 5
         worst=$(grep -ao 'soft lockup - CPU#[0-9]* stuck for [0-9]*s' "$run/console.log" 2>/dev/null |
             sed 's/.* for \([0-9]*\)s/\1/' | sort -n | tail -n 1) || true # none yet: grep fails
         if [[ -n $worst ]] && ((worst >= LOCKUP_S)); then
-            : >"$run/lockup"
+            echo "a CPU stuck for ${worst} s" >"$run/lockup"
+            kill -TERM "$pid" 2>/dev/null || true
+            return
+        fi
+        n=$(grep -ac '^lvvm-heartbeat' "$run/console.log" 2>/dev/null) || true
+        if [[ ${n:-0} != "$beats" ]]; then
+            beats=${n:-0} last=$SECONDS
+        elif ((beats > 0 && SECONDS - last >= HANG_S)); then
+            echo "no heartbeat for $((SECONDS - last)) s" >"$run/lockup"
             kill -TERM "$pid" 2>/dev/null || true
             return
         fi
@@ -487,8 +501,8 @@ while :; do
     t_end=$(now_ms)
 
     [[ -e $run/lockup ]] || break
-    say "the VM's kernel locked up (a CPU stuck for ${LOCKUP_S}+ s, after $(((t_end - t_qemu) / 1000)) s); its console:"
-    grep -a 'soft lockup\|rcu.*stall' "$run/console.log" | tail -n 4 | tr -d '\r' >&2 || true
+    say "the VM's kernel locked up ($(<"$run/lockup"), after $(((t_end - t_qemu) / 1000)) s); its console:"
+    grep -av '^lvvm-heartbeat' "$run/console.log" | tail -n 6 | tr -d '\r' >&2 || true
     if ((boots_left <= 0)); then
         finished=1
         say "ERROR: the VM's kernel locked up again; giving up (its output so far follows)"

@@ -109,11 +109,22 @@ done
 cut -d' ' -f1 /proc/uptime >"$W/started"
 mark "running the command"
 
+# A heartbeat on the console every 10 s while the command runs: the host
+# (run-in-vm.sh, watch_lockup) takes a VM whose heartbeat stops as frozen.
+(
+    while sleep 10; do
+        read -r up _ </proc/uptime
+        echo "lvvm-heartbeat $up"
+    done
+) &
+heartbeat_pid=$!
+
 # Its own session and process group, no controlling terminal.
 # shellcheck disable=SC2154
 setsid "${cmd[@]}" </dev/null >/dev/ttyS1 2>/dev/ttyS2 &
 wait $!
 rc=$?
+kill "$heartbeat_pid" 2>/dev/null || true
 
 # Closing the last file descriptor of a serial tty waits until its output
 # has left the UART, so once nothing holds ttyS1/ttyS2 all output reached
