@@ -157,10 +157,73 @@ static bool is_basic_type(char t) {
         return t && strchr("ybnqiuxtdsogh", t);
 }
 
+/* One a{sv} of basic values (a key slot of Probe's "keyslots"): shown as
+ * "key=value key=value", given as a JSON object. */
+static int format_dict(sd_bus_message *m, FILE *out, struct json_object **ret_json) {
+        _cleanup_(json_object_putp) struct json_object *obj = json_object_new_object();
+        int r;
+
+        if (!obj)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (bool first = true;; first = false) {
+                struct json_object *value = NULL;
+                const char *key, *contents;
+                char type;
+
+                r = sd_bus_message_enter_container(m, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read_basic(m, 's', &key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_peek_type(m, &type, &contents);
+                if (r < 0)
+                        return r;
+                if (r == 0 || type != 'v')
+                        return -EBADMSG;
+                r = sd_bus_message_enter_container(m, 'v', contents);
+                if (r < 0)
+                        return r;
+                fprintf(out, "%s%s=", first ? "" : " ", key);
+                if (is_basic_type(contents[0]) && contents[1] == '\0')
+                        r = format_basic(m, contents[0], out, &value);
+                else {
+                        fprintf(out, "(%s)", contents);
+                        r = sd_bus_message_skip(m, contents);
+                }
+                if (r < 0) {
+                        json_object_put(value);
+                        return r;
+                }
+                /* json-c copies the key; a NULL value is JSON null. */
+                if (json_object_object_add(obj, key, value) < 0) {
+                        json_object_put(value);
+                        return -ENOMEM;
+                }
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret_json = TAKE_PTR(obj);
+        return 0;
+}
+
 /* Reads the variant the message is positioned at into a display string
- * and a typed JSON value. Basic values and arrays of them are converted;
- * anything fancier (which the v1 contract does not use) is skipped, shown
- * by its signature and given as JSON null. */
+ * and a typed JSON value. Basic values, arrays of them and arrays of a{sv}
+ * of them (Probe's "keyslots") are converted; anything fancier (which the
+ * API does not use) is skipped, shown by its signature and given as JSON
+ * null. */
 static int format_variant(sd_bus_message *m, char **ret, struct json_object **ret_json) {
         _cleanup_(json_object_putp) struct json_object *json = NULL;
         _cleanup_free_ char *buf = NULL;
@@ -204,6 +267,33 @@ static int format_variant(sd_bus_message *m, char **ret, struct json_object **re
                         if (!first)
                                 fputc(' ', out);
                         r = format_basic(m, contents[1], out, &element);
+                        if (r < 0)
+                                return r;
+                        if (json_object_array_add(json, element) < 0) {
+                                json_object_put(element);
+                                return -ENOMEM;
+                        }
+                }
+                r = sd_bus_message_exit_container(m);
+        } else if (streq(contents, "aa{sv}")) {
+                /* Probe's "keyslots" (since 0.2): "; " between the slots. */
+                json = json_object_new_array();
+                if (!json)
+                        return -ENOMEM;
+                r = sd_bus_message_enter_container(m, 'a', "a{sv}");
+                if (r < 0)
+                        return r;
+                for (bool first = true;; first = false) {
+                        struct json_object *element = NULL;
+
+                        r = sd_bus_message_at_end(m, false);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
+                        if (!first)
+                                fputs("; ", out);
+                        r = format_dict(m, out, &element);
                         if (r < 0)
                                 return r;
                         if (json_object_array_add(json, element) < 0) {

@@ -356,6 +356,12 @@ run addjson --json add-passphrase keys.img --passphrase-file=pass2 --new-passphr
 check "add-passphrase --json prints {\"slot\": 2}" json_ok addjson.out 'd == {"slot": 2}'
 run probekeys --json probe keys.img
 check "three key slots now" json_ok probekeys.out 'd["active-keyslots"] == 3'
+check "probe --json: keyslots as objects, the new slot's iterations among them" json_ok probekeys.out \
+        '[k["slot"] for k in d["keyslots"]] == [0, 1, 2] and d["keyslots"][2]["iterations"] == 2345
+         and all(k["pbkdf"] == "pbkdf2" and k["state"] == "active" for k in d["keyslots"])'
+expect_rc 0 "probe SOURCE with three key slots" probe keys.img
+check "probe shows the key slots as key=value, ';' between slots" \
+        grep -qE "^keyslots: slot=0 .*pbkdf=pbkdf2.*; slot=1 .*; slot=2 .*iterations=2345" last.out
 check "--pbkdf-iterations reaches the new key slot" \
         bash -c 'cryptsetup luksDump keys.img | grep -A1 "^Key Slot 2: ENABLED" | grep -qE "Iterations:\s+2345$"'
 run verifyjson --json verify keys.img --passphrase-file=pass3
