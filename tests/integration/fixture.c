@@ -1914,3 +1914,37 @@ void lv_unmount_hang_fuse(GSubprocess *fs, const char *dir) {
         (void) umount2(dir, MNT_DETACH);
         g_object_unref(fs);
 }
+
+char *lv_make_luks1_cryptsetup(const char *name, const char *passphrase, guint iterations, const char *const *extra) {
+        g_autofree char *path = lv_sandbox_path(name);
+        g_autofree char *iters = g_strdup_printf("%u", iterations);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) argv = g_ptr_array_new();
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_no_errno(ftruncate(fd, 8 << 20));
+        close(fd);
+        for (const char *const *a =
+                     (const char *const[]){ "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf-force-iterations",
+                                            iters, "--batch-mode", "--key-file=-", NULL };
+             *a; a++)
+                g_ptr_array_add(argv, (char *) *a);
+        for (; *extra; extra++)
+                g_ptr_array_add(argv, (char *) *extra);
+        g_ptr_array_add(argv, path);
+        g_ptr_array_add(argv, NULL);
+        g_autoptr(GSubprocess) p = g_subprocess_newv((const char *const *) argv->pdata,
+                                                     G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                                             G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                                     &error);
+        g_assert_no_error(error);
+        g_autoptr(GBytes) in = g_bytes_new(passphrase, strlen(passphrase));
+        g_autoptr(GBytes) errb = NULL;
+        g_assert_true(g_subprocess_communicate(p, in, NULL, NULL, &errb, &error));
+        g_assert_no_error(error);
+        if (!g_subprocess_get_successful(p))
+                g_error("cryptsetup luksFormat %s failed: %.*s", path, (int) g_bytes_get_size(errb),
+                        (const char *) g_bytes_get_data(errb, NULL));
+        return g_steal_pointer(&path);
+}

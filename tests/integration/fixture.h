@@ -116,6 +116,13 @@ char *lv_make_luks2_image(const char *name, const char *passphrase, guint size_m
  * with time cost 4, 32 MiB, one thread. */
 char *lv_make_luks2_image_pbkdf(const char *name, const char *passphrase, guint size_mib, const char *pbkdf);
 
+/* An 8 MiB LUKS1 file made by cryptsetup luksFormat with key slot
+ * iterations forced (no benchmark, so a busy CPU cannot make it fail) and
+ * the extra arguments (NULL-terminated; e.g. a cipher or hash QEMU's LUKS
+ * driver lacks); the passphrase goes through stdin.  Nothing written to
+ * the payload. */
+char *lv_make_luks1_cryptsetup(const char *name, const char *passphrase, guint iterations, const char *const *extra);
+
 /* LUKS1 image whose passphrase is the key_len bytes at key (any bytes,
  * NUL included), size_mib MiB of payload, nothing written to it. */
 char *lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib);

@@ -1254,41 +1254,14 @@ static void test_cap_third_attach_busy(void) {
         assert_same_daemon(pid);
 }
 
-/* A LUKS1 image whose key slot costs `iterations` rounds of PBKDF2 to open
- * (~1 s per million here), made by cryptsetup with forced iterations: no
- * benchmark, so unlike qemu-img's iter-time it cannot fail on a busy CPU
- * ("Unable to get accurate CPU usage").  The passphrase goes through stdin. */
-static char *make_slow_luks1(const char *name, const char *pass, guint iterations) {
-        g_autofree char *path = lv_sandbox_path(name);
-        g_autofree char *iters = g_strdup_printf("%u", iterations);
-        g_autoptr(GError) error = NULL;
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-        g_assert_cmpint(fd, >=, 0);
-        g_assert_no_errno(ftruncate(fd, 6 << 20));
-        close(fd);
-        g_autoptr(GSubprocess) p = g_subprocess_new(
-                G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                &error, "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf-force-iterations", iters,
-                "--batch-mode", "--key-file=-", path, NULL);
-        g_assert_no_error(error);
-        g_autoptr(GBytes) in = g_bytes_new(pass, strlen(pass));
-        g_autoptr(GBytes) errb = NULL;
-        g_assert_true(g_subprocess_communicate(p, in, NULL, NULL, &errb, &error));
-        g_assert_no_error(error);
-        if (!g_subprocess_get_successful(p))
-                g_error("cryptsetup luksFormat %s failed: %.*s", path, (int) g_bytes_get_size(errb),
-                        (const char *) g_bytes_get_data(errb, NULL));
-        return g_steal_pointer(&path);
-}
-
 /* An attach still in flight holds its slot: with one volume attached and a
  * slow one inside QEMU's key derivation, a third attach is Busy. */
 static void test_cap_in_flight_counts(void) {
         guint32 pid = live_daemon();
         g_autoptr(GError) error = NULL;
         g_autofree char *img1 = lv_make_luks1_image("flight1.img", PASS, PATTERN, 4);
-        g_autofree char *slow = make_slow_luks1("flight-slow.img", PASS, 2000000);
+        g_autofree char *slow =
+                lv_make_luks1_cryptsetup("flight-slow.img", PASS, 2000000, (const char *const[]){ NULL });
         g_autofree char *img3 = lv_make_luks1_image("flight3.img", PASS, PATTERN, 4);
         AsyncReply a = { 0 };
 

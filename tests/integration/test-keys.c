@@ -579,44 +579,8 @@ static void test_rate_limit(void) {
         lv_polkit_set_rules("50-keys.rules", NULL);
 }
 
-/* A LUKS1 file made by cryptsetup with the given extra luksFormat
- * arguments (a cipher or hash QEMU's LUKS driver lacks) and key slot
- * iterations; PASS on stdin. */
-static char *make_luks1_iter(const char *name, const char *iterations, const char *const *extra) {
-        g_autofree char *path = lv_sandbox_path(name);
-        g_autoptr(GError) error = NULL;
-        g_autoptr(GPtrArray) argv = g_ptr_array_new();
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-        g_assert_cmpint(fd, >=, 0);
-        g_assert_no_errno(ftruncate(fd, 8 << 20));
-        close(fd);
-        for (const char *const *a =
-                     (const char *const[]){ "cryptsetup", "luksFormat", "--type", "luks1", "--pbkdf-force-iterations",
-                                            iterations, "--batch-mode", "--key-file=-", NULL };
-             *a; a++)
-                g_ptr_array_add(argv, (char *) *a);
-        for (; *extra; extra++)
-                g_ptr_array_add(argv, (char *) *extra);
-        g_ptr_array_add(argv, path);
-        g_ptr_array_add(argv, NULL);
-        g_autoptr(GSubprocess) p = g_subprocess_newv((const char *const *) argv->pdata,
-                                                     G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
-                                                             G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                                                     &error);
-        g_assert_no_error(error);
-        g_autoptr(GBytes) in = g_bytes_new(PASS, strlen(PASS));
-        g_autoptr(GBytes) errb = NULL;
-        g_assert_true(g_subprocess_communicate(p, in, NULL, NULL, &errb, &error));
-        g_assert_no_error(error);
-        if (!g_subprocess_get_successful(p))
-                g_error("cryptsetup luksFormat %s failed: %.*s", path, (int) g_bytes_get_size(errb),
-                        (const char *) g_bytes_get_data(errb, NULL));
-        return g_steal_pointer(&path);
-}
-
 static char *make_luks1_with(const char *name, const char *const *extra) {
-        return make_luks1_iter(name, "1000", extra);
+        return lv_make_luks1_cryptsetup(name, PASS, 1000, extra);
 }
 
 static char *probe_string(GVariant *info, const char *key) {
@@ -737,7 +701,7 @@ static void on_verify_reply(GObject *source, GAsyncResult *res, gpointer user_da
  * the daemon's priority): seen in /proc while a costly verification runs,
  * and gone with it. */
 static void test_verify_niced(void) {
-        g_autofree char *img = make_luks1_iter("niced.img", "3000000", (const char *const[]){ NULL });
+        g_autofree char *img = lv_make_luks1_cryptsetup("niced.img", PASS, 3000000, (const char *const[]){ NULL });
         g_autoptr(GError) error = NULL;
         g_autoptr(GVariant) host = lv_probe(bus, "", &error); /* activates the daemon */
         g_assert_no_error(error);
