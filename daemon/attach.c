@@ -442,7 +442,7 @@ static void attach_inspect_job(Call *c) {
         int r;
 
         if (!op->passphrase) {
-                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
+                r = read_passphrase_option(c, &op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
                 if (r < 0)
                         goto finish;
         }

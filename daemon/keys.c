@@ -122,9 +122,9 @@ static void keys_job(Call *c) {
 
         /* What the caller hands over, before the source is locked. */
         if (!op->passphrase)
-                r = read_passphrase_option(&op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
+                r = read_passphrase_option(c, &op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
         if (r >= 0 && key_ops[op->kind].new_passphrase && !op->new_passphrase)
-                r = read_passphrase_option(&op->options.new_passphrase_fd, "new-passphrase-fd", &op->new_passphrase,
+                r = read_passphrase_option(c, &op->options.new_passphrase_fd, "new-passphrase-fd", &op->new_passphrase,
                                            &op->error);
         if (r < 0)
                 goto finish;

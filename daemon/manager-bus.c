@@ -7,6 +7,7 @@
 #include "manager.h"
 #include "operations.h"
 #include "passphrase.h"
+#include "uid-cap.h"
 #include "util.h"
 #include "volume-id.h"
 
@@ -60,12 +61,28 @@ int read_passphrase_arg(sd_bus_message *message, const char *what, Passphrase **
         return 0;
 }
 
-int read_passphrase_option(int *fd, const char *option, Passphrase **ret, sd_bus_error *error) {
+int read_passphrase_option(Call *c, int *fd, const char *option, Passphrase **ret, sd_bus_error *error) {
         int r;
 
-        r = passphrase_read_fd(*fd, PASSPHRASE_FD_TIMEOUT_MS, ret);
+        /* A pipe whose writer never delivers holds this worker until the
+         * deadline: few at a time per user, so that nobody can take the
+         * pool (and with it every other caller's answers). */
+        r = uid_cap_take(c->manager->fd_reads, c->caller_uid);
+        if (r >= 0) {
+                r = passphrase_read_fd(*fd, PASSPHRASE_FD_TIMEOUT_MS, ret);
+                uid_cap_put(c->manager->fd_reads, c->caller_uid);
+        } else
+                r = -EUSERS;
         close(*fd);
         *fd = -1;
+        if (r == -EUSERS)
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "Too many passphrase descriptors of yours are being read; try again later.");
+        if (r == -EBADFD)
+                return sd_bus_error_setf(
+                        error, DBUS_ERROR_INVALID_ARGS,
+                        "Option '%s' must be the read end of a pipe or a memfd (not a file, FIFO, socket or device).",
+                        option);
         if (r == -ETIMEDOUT)
                 return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "No passphrase arrived on %s within %d s.",
                                          option, PASSPHRASE_FD_TIMEOUT_MS / 1000);

@@ -44,6 +44,9 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
         r = ratelimit_new(KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC * 1000000ULL, &m->key_guesses);
         if (r < 0)
                 goto fail;
+        r = uid_cap_new(FD_READS_MAX_TOTAL, FD_READS_MAX_PER_UID, &m->fd_reads);
+        if (r < 0)
+                goto fail;
 
         *ret = m;
         return 0;
@@ -70,6 +73,7 @@ Manager *manager_free(Manager *m) {
         while (m->calls)
                 m->calls->free_fn(m->calls);
         m->key_guesses = ratelimit_free(m->key_guesses);
+        m->fd_reads = uid_cap_free(m->fd_reads);
 
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;

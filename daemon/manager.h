@@ -17,6 +17,7 @@
 #include "events.h"
 #include "polkit.h"
 #include "ratelimit.h"
+#include "uid-cap.h"
 #include "virt.h"
 #include "volume.h"
 #include "worker.h"
@@ -39,6 +40,12 @@ typedef struct Call Call;
  * passphrases within the window. */
 #define KEY_GUESSES_BURST      5U
 #define KEY_GUESSES_WINDOW_SEC 60U
+
+/* Passphrase descriptors read at once: per uid, and by all but root
+ * together — well below the 16 workers, so a flood of pipes that never
+ * deliver leaves the pool to everybody else. */
+#define FD_READS_MAX_PER_UID 2U
+#define FD_READS_MAX_TOTAL   6U
 
 typedef struct Manager {
         ManagerConfig config;
@@ -67,6 +74,8 @@ typedef struct Manager {
         /* Wrong passphrases given to the key management methods, per uid
          * (keys.c): KEY_GUESSES_BURST within KEY_GUESSES_WINDOW_SEC. */
         RateLimit *key_guesses;
+        /* Passphrase descriptors being read (read_passphrase_option()). */
+        UidCap *fd_reads;
 
         /* Recent domain-stopped and device-removed events, numbered, so
          * work that started before an event (an attach plugging a disk into

@@ -46,7 +46,9 @@ int lv_error_bad_message(sd_bus_error *error, int r);
  * message's copy; *ret NULL if it is empty.  what names it in errors ("the
  * passphrase").  InvalidArgs over PASSPHRASE_MAX. */
 int read_passphrase_arg(sd_bus_message *message, const char *what, Passphrase **ret, sd_bus_error *error);
-/* Worker threads only: reads the passphrase from *fd (closed, set to -1)
- * within PASSPHRASE_FD_TIMEOUT_MS; option names it in errors.  InvalidArgs
- * for a late, empty or over-long one, Failed for a read error. */
-int read_passphrase_option(int *fd, const char *option, Passphrase **ret, sd_bus_error *error);
+/* Worker threads only, once c is authorized: reads the passphrase from *fd
+ * (closed, set to -1) within PASSPHRASE_FD_TIMEOUT_MS; option names it in
+ * errors.  InvalidArgs for anything but a pipe or memfd and for a late,
+ * empty or over-long passphrase, Busy when the caller has too many reads in
+ * flight (FD_READS_MAX_*), Failed for a read error. */
+int read_passphrase_option(Call *c, int *fd, const char *option, Passphrase **ret, sd_bus_error *error);

@@ -112,19 +112,16 @@ static int duplicate(const char *key, sd_bus_error *error) {
         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "Option '%s' given more than once.", key);
 }
 
-/* A passphrase-carrying fd option (h): a readable pipe, memfd or regular
- * file; the message owns the fd it carries, *ret gets our own duplicate. */
+/* A passphrase-carrying fd option (h); the message owns the fd it carries,
+ * *ret gets our own duplicate.  What it is (a pipe or memfd) is looked at
+ * only once polkit has answered, on a worker (passphrase_fd_kind()):
+ * parsing runs on the event loop, before authorization. */
 static int read_fd_option(sd_bus_message *m, const char *key, int *ret, sd_bus_error *error) {
         int fd = -EBADF, r;
 
         r = read_variant(m, key, 'h', &fd, error);
         if (r < 0)
                 return r;
-        if (passphrase_fd_check(fd) < 0) {
-                sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
-                                  "Option '%s' must be a readable pipe, memfd or regular file.", key);
-                return -EINVAL;
-        }
         *ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         return *ret < 0 ? negative_errno() : 1;
 }

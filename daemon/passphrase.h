@@ -33,13 +33,20 @@ int passphrase_new_zeroed(size_t n, Passphrase **ret);
  * byte, valid UTF-8.  Other bytes can only be used in cryptsetup mode. */
 bool passphrase_qemu_compatible(const Passphrase *p);
 
-/* Is fd something we read passphrases from: a pipe or a regular file
- * (memfds are regular files).  Sockets, devices, directories → -EBADFD.
- * Needs no data, so it runs during argument validation. */
-int passphrase_fd_check(int fd);
+/* Is fd something we read passphrases from: the read end of an anonymous
+ * pipe, or a memfd (sealed or not).  Regular files, named FIFOs, sockets,
+ * devices and write-only descriptors → -EBADFD.  Does no I/O on fd (a
+ * regular file could sit on a file system that never answers), but is still
+ * meant for worker threads, after authorization: nothing about a caller's
+ * descriptor is looked at before polkit said yes. */
+#define PASSPHRASE_FD_PIPE  1
+#define PASSPHRASE_FD_MEMFD 2
+int passphrase_fd_kind(int fd);
 
-/* Reads until EOF, at most PASSPHRASE_MAX bytes, within timeout_ms in
- * all.  -E2BIG, -ETIMEDOUT, -EINVAL (empty). */
+/* Reads until EOF, at most PASSPHRASE_MAX bytes: a pipe through a
+ * non-blocking description of our own, within timeout_ms in all; a memfd
+ * from its start.  -EBADFD (not a pipe or memfd), -E2BIG, -ETIMEDOUT,
+ * -EINVAL (empty). */
 int passphrase_read_fd(int fd, int timeout_ms, Passphrase **ret);
 
 Passphrase *passphrase_free(Passphrase *p);

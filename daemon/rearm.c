@@ -75,13 +75,17 @@ static void rearm_job(Call *c) {
         SourceInfo src = {};
         int r;
 
-        pthread_rwlock_rdlock(&m->ops_lock);
-
+        /* Before the lock: a caller's slow pipe must never keep the orphan
+         * cleanup (which takes ops_lock exclusively) waiting. */
         if (!op->passphrase) {
-                r = read_passphrase_option(&op->passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
-                if (r < 0)
-                        goto finish;
+                r = read_passphrase_option(c, &op->passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
+                if (r < 0) {
+                        op->r = r;
+                        return;
+                }
         }
+
+        pthread_rwlock_rdlock(&m->ops_lock);
 
         if (op->mode == VOLUME_MODE_NATIVE) {
                 bool exists = false;

@@ -225,9 +225,15 @@ static int make_fd(FdKind kind) {
         return fd;
 }
 
-/* The model's view of passphrase_fd_check(): pipes (not their write end)
- * and regular files (memfds included) not opened write-only. */
+/* The parser takes any descriptor: what it is may only be looked at after
+ * polkit has answered, on a worker (passphrase_fd_kind()). */
 static bool fd_kind_valid(FdKind kind) {
+        return (unsigned) kind < (unsigned) _FD_KIND_MAX;
+}
+
+/* The model's view of passphrase_fd_kind(): the read end of a pipe and
+ * memfds (also one reopened read-only through /proc). */
+static bool fd_kind_readable(FdKind kind) {
         return kind == FD_PIPE_READ || kind == FD_MEMFD || kind == FD_FILE_READ;
 }
 
@@ -575,7 +581,7 @@ static void check_fd(int fd, const Entry *e) {
         CHECK(fcntl(fd, F_GETFD) == FD_CLOEXEC);
         CHECK(fstat(fd, &st) == 0);
         CHECK(st.st_dev == e->fd_dev && st.st_ino == e->fd_ino);
-        CHECK(passphrase_fd_check(fd) == 0);
+        CHECK((passphrase_fd_kind(fd) >= 0) == fd_kind_readable(e->fd_kind));
 }
 
 static void check_failure(int r, const sd_bus_error *error) {
@@ -630,7 +636,7 @@ static void run(sd_bus_message *m, const Entry *entries, size_t n) {
                         CHECK(fcntl(o.passphrase_fd, F_GETFD) == FD_CLOEXEC);
                         CHECK(fstat(o.passphrase_fd, &st) == 0);
                         CHECK(st.st_dev == want.fd_entry->fd_dev && st.st_ino == want.fd_entry->fd_ino);
-                        CHECK(passphrase_fd_check(o.passphrase_fd) == 0);
+                        CHECK((passphrase_fd_kind(o.passphrase_fd) >= 0) == fd_kind_readable(want.fd_entry->fd_kind));
                 } else
                         CHECK(o.passphrase_fd == -1);
                 attach_options_done(&o);

@@ -10,6 +10,9 @@
 #                 EACCES (root included): the daemon must not turn that
 #                 into the D-Bus AccessDenied clients read as "not
 #                 authorized".
+#   /hang-read.img  opens at once, but every read sleeps for an hour: a
+#                 passphrase "file" whose contents never arrive
+#                 (test-trust-fd.c hands it over as passphrase-fd).
 #   /hang-write.img  only with $HANG_FUSE_BACKING (a file): reads as that
 #                 file does, but every write sleeps for an hour — a file
 #                 system that stops answering half-way through a change.
@@ -50,12 +53,14 @@ class HangFS(fuse.Fuse):
             return -errno.EIO
         if path == "/eacces.img":
             return Stat(stat.S_IFREG | 0o644, 1, 16 << 20)
+        if path == "/hang-read.img":
+            return Stat(stat.S_IFREG | 0o644, 1, 64)
         if path == "/hang-write.img" and BACKING:
             return Stat(stat.S_IFREG | 0o644, 1, os.path.getsize(BACKING))
         return -errno.ENOENT
 
     def readdir(self, path, offset):
-        names = [".", "..", "hang.img", "eacces.img"]
+        names = [".", "..", "hang.img", "eacces.img", "hang-read.img"]
         if BACKING:
             names.append("hang-write.img")
         for name in names:
@@ -66,9 +71,14 @@ class HangFS(fuse.Fuse):
             return -errno.EACCES
         if path == "/hang-write.img" and BACKING:
             return 0
+        if path == "/hang-read.img":
+            return 0
         return -errno.ENOENT
 
     def read(self, path, size, offset):
+        if path == "/hang-read.img":
+            time.sleep(3600)
+            return -errno.EIO
         if path != "/hang-write.img" or not BACKING:
             return -errno.ENOENT
         with open(BACKING, "rb") as f:

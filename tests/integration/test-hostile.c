@@ -76,7 +76,7 @@
  *   passphrase-empty       no passphrase at all.
  *   passphrase-ay-and-fd   both forms at once (both correct) are refused.
  *   passphrase-fd-socket, passphrase-fd-devnull, passphrase-fd-write-end
- *                          only readable pipes, memfds and regular files.
+ *                          only the read end of a pipe, or a memfd.
  *   passphrase-fd-empty, passphrase-fd-8193
  *                          the fd form's own limits.
  *   passphrase-fd-silent-writer
@@ -1025,9 +1025,9 @@ static const HostileCase cases[] = {
         { "passphrase-8192-wrong", c_passphrase_8192_wrong, LV_ERR("BadPassphrase") },
         { "passphrase-empty", c_passphrase_empty, INVALID_ARGS, "No passphrase" },
         { "passphrase-ay-and-fd", c_passphrase_ay_and_fd, INVALID_ARGS, "must be empty" },
-        { "passphrase-fd-socket", c_passphrase_fd_socket, INVALID_ARGS, "pipe, memfd or regular file" },
-        { "passphrase-fd-devnull", c_passphrase_fd_devnull, INVALID_ARGS, "pipe, memfd or regular file" },
-        { "passphrase-fd-write-end", c_passphrase_fd_write_end, INVALID_ARGS, "pipe, memfd or regular file" },
+        { "passphrase-fd-socket", c_passphrase_fd_socket, INVALID_ARGS, "pipe or a memfd" },
+        { "passphrase-fd-devnull", c_passphrase_fd_devnull, INVALID_ARGS, "pipe or a memfd" },
+        { "passphrase-fd-write-end", c_passphrase_fd_write_end, INVALID_ARGS, "pipe or a memfd" },
         { "passphrase-fd-empty", c_passphrase_fd_empty, INVALID_ARGS, "empty" },
         { "passphrase-fd-8193", c_passphrase_fd_8193, INVALID_ARGS, "longer than 8192" },
         { "passphrase-fd-silent-writer", c_passphrase_fd_silent_writer, INVALID_ARGS, "within 10 s" },

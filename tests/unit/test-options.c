@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "options.h"
+#include "passphrase.h"
 #include "util.h"
 
 static sd_bus *bus;
@@ -218,10 +219,6 @@ static const Bad bad[] = {
         { "mode-value", b_mode_value },
         { "read-only-type", b_ro_type },
         { "fd-type", b_fd_type },
-        { "fd-socket", b_fd_socket },
-        { "fd-chardev", b_fd_dev },
-        { "fd-directory", b_fd_dir },
-        { "fd-write-only", b_fd_writeonly },
         { "serial-type", b_serial_type },
         { "serial-long", b_serial_long },
         { "serial-chars", b_serial_chars },
@@ -243,6 +240,29 @@ static void test_bad(gconstpointer data) {
         b->build(m);
         g_autofree char *err = parse_attach(m, &o);
         g_assert_cmpstr(err, ==, DBUS_ERROR_INVALID_ARGS);
+}
+
+/* What a passphrase descriptor is must not be looked at while parsing (on
+ * the event loop, before polkit): the parser takes any descriptor, and the
+ * worker's passphrase_fd_kind() refuses all of these once authorized. */
+static const Bad not_passphrase_fds[] = {
+        { "socket", b_fd_socket },
+        { "chardev", b_fd_dev },
+        { "directory", b_fd_dir },
+        { "write-only", b_fd_writeonly },
+};
+
+static void test_fd_kind_later(gconstpointer data) {
+        const Bad *b = data;
+        sd_bus_message *m = new_message();
+        AttachOptions o = { .passphrase_fd = -1 };
+
+        b->build(m);
+        g_autofree char *err = parse_attach(m, &o);
+        g_assert_null(err);
+        g_assert_cmpint(o.passphrase_fd, >=, 0);
+        g_assert_cmpint(passphrase_fd_kind(o.passphrase_fd), ==, -EBADFD);
+        attach_options_done(&o);
 }
 
 static void test_detach(void) {
@@ -436,12 +456,14 @@ static void test_keys(void) {
         e = parse_keys(m, 0, &o);
         g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
         g_free(e);
-        /* A write end is no passphrase source. */
+        /* A write end is no passphrase source: taken while parsing, refused
+         * by the worker once authorized (passphrase_fd_kind()). */
         m = new_message();
         sd_bus_message_append(m, "a{sv}", 1, "new-passphrase-fd", "h", q[1]);
         e = parse_keys(m, KEYS_OPTIONS_NEW, &o);
-        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
-        g_free(e);
+        g_assert_null(e);
+        g_assert_cmpint(passphrase_fd_kind(o.new_passphrase_fd), ==, -EBADFD);
+        keys_options_done(&o);
 
         close(p[0]);
         close(p[1]);
@@ -470,6 +492,10 @@ int main(int argc, char *argv[]) {
         for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
                 g_autofree char *name = g_strdup_printf("/options/bad/%s", bad[i].name);
                 g_test_add_data_func(name, &bad[i], test_bad);
+        }
+        for (size_t i = 0; i < G_N_ELEMENTS(not_passphrase_fds); i++) {
+                g_autofree char *name = g_strdup_printf("/options/fd-kind-after-polkit/%s", not_passphrase_fds[i].name);
+                g_test_add_data_func(name, &not_passphrase_fds[i], test_fd_kind_later);
         }
         g_test_add_func("/options/detach", test_detach);
         g_test_add_func("/options/resize", test_resize);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "passphrase.h"
 #include "util.h"
@@ -53,11 +54,79 @@ static void test_fd_memfd(void) {
         int fd = memfd_create("pass", MFD_CLOEXEC);
 
         g_assert_cmpint(write(fd, "memfd-pass", 10), ==, 10);
-        g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
+        /* Read from its start, wherever the caller's offset is, and the
+         * offset is left alone. */
         g_assert_cmpint(passphrase_read_fd(fd, 1000, &p), ==, 0);
         g_assert_cmpmem(p->data, p->size, "memfd-pass", 10);
+        g_assert_cmpint(lseek(fd, 0, SEEK_CUR), ==, 10);
+        p = passphrase_free(p);
+        /* Sealed as a careful caller would. */
+        g_assert_cmpint(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), <, 0); /* no sealing */
+        close(fd);
+        fd = memfd_create("pass", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        g_assert_cmpint(write(fd, "sealed", 6), ==, 6);
+        g_assert_cmpint(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), ==, 0);
+        g_assert_cmpint(passphrase_read_fd(fd, 1000, &p), ==, 0);
+        g_assert_cmpmem(p->data, p->size, "sealed", 6);
         passphrase_free(p);
         close(fd);
+}
+
+/* The caller keeps its pipe's read end too and drains it before the daemon
+ * can: on the caller's blocking description the daemon's read() would then
+ * wait for good.  Through a description of its own, non-blocking, it meets
+ * its deadline. */
+static void test_fd_pipe_race(void) {
+        Passphrase *p = NULL;
+        int w[2];
+        char c;
+
+        g_assert_cmpint(pipe2(w, O_CLOEXEC), ==, 0); /* blocking, as a caller would leave it */
+        g_assert_cmpint(write(w[1], "x", 1), ==, 1);
+        /* poll() would say "readable" now; the byte goes before we read. */
+        g_assert_cmpint(read(w[0], &c, 1), ==, 1);
+        gint64 t0 = g_get_monotonic_time();
+        g_assert_cmpint(passphrase_read_fd(w[0], 300, &p), ==, -ETIMEDOUT);
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, 2 * G_USEC_PER_SEC);
+        /* The caller's description stays blocking: nothing changed under it. */
+        g_assert_false(fcntl(w[0], F_GETFL) & O_NONBLOCK);
+        close(w[0]);
+        close(w[1]);
+}
+
+/* Only pipes and memfds: a regular file may sit on a file system whose
+ * read never returns (FUSE, a hung NFS mount). */
+static void test_fd_kinds(void) {
+        char path[] = "/tmp/lv-test-passphrase-XXXXXX";
+        Passphrase *p = NULL;
+        int fd, w[2];
+
+        fd = mkstemp(path);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(write(fd, "file-pass", 9), ==, 9);
+        g_assert_cmpint(passphrase_fd_kind(fd), ==, -EBADFD);
+        g_assert_cmpint(passphrase_read_fd(fd, 100, &p), ==, -EBADFD);
+        close(fd);
+        unlink(path);
+
+        /* A named FIFO is refused like any other file-system object. */
+        g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(passphrase_fd_kind(fd), ==, -EBADFD);
+        close(fd);
+        unlink(path);
+
+        g_assert_cmpint(pipe2(w, O_CLOEXEC), ==, 0);
+        g_assert_cmpint(passphrase_fd_kind(w[0]), ==, PASSPHRASE_FD_PIPE);
+        g_assert_cmpint(passphrase_fd_kind(w[1]), ==, -EBADFD); /* the write end */
+        close(w[0]);
+        close(w[1]);
+
+        fd = memfd_create("k", MFD_CLOEXEC);
+        g_assert_cmpint(passphrase_fd_kind(fd), ==, PASSPHRASE_FD_MEMFD);
+        close(fd);
+        g_assert_cmpint(passphrase_fd_kind(-1), ==, -EBADF);
 }
 
 static gpointer trickle(gpointer data) {
@@ -117,7 +186,6 @@ static void test_fd_limits(void) {
         fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
         g_assert_cmpint(passphrase_read_fd(fd, 100, &p), ==, -EBADFD);
         close(fd);
-        g_assert_cmpint(passphrase_fd_check(-1), ==, -EBADF);
 }
 
 int main(int argc, char *argv[]) {
@@ -127,5 +195,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/passphrase/fd-pipe", test_fd_pipe);
         g_test_add_func("/passphrase/fd-memfd", test_fd_memfd);
         g_test_add_func("/passphrase/fd-limits", test_fd_limits);
+        g_test_add_func("/passphrase/fd-pipe-race", test_fd_pipe_race);
+        g_test_add_func("/passphrase/fd-kinds", test_fd_kinds);
         return g_test_run();
 }
