@@ -221,6 +221,26 @@ static void test_attach_identical(void) {
         lv_polkit_set_rules("50-trust-probe.rules", NULL);
 }
 
+/* An admin whom a rule allows Attach keeps attaching a root-owned image it
+ * cannot read itself: polkit said yes to the resolved path. */
+static void test_admin_attach_root_owned(void) {
+        g_autofree char *img = lv_make_luks1_image("root-owned.img", PASS, PATTERN, 4);
+        g_autoptr(GDBusConnection) admin = lv_bus_as_uid(LV_TEST_UID_ADMIN);
+        GError *error = NULL;
+
+        g_assert_cmpint(chmod(img, 0600), ==, 0);
+        lv_polkit_set_rules("50-trust-probe.rules",
+                            "polkit.addRule(function(action, subject) {\n"
+                            "  if (subject.user == 'lvadmin' && action.id == 'org.example.luksvolume1.attach')\n"
+                            "    return polkit.Result.YES;\n"
+                            "});\n");
+        g_autofree char *path = lv_attach(admin, "lvtest-guest", img, PASS, scsi(), &error);
+        g_assert_no_error(error);
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        lv_polkit_set_rules("50-trust-probe.rules", NULL);
+}
+
 /* An admin action lets a caller Probe what it cannot read: the real
  * answers. */
 static void test_probe_unreadable_granted(void) {
@@ -432,6 +452,7 @@ int main(int argc, char **argv) {
 
         g_test_add_func("/trust-probe/probe-identical", test_probe_identical);
         g_test_add_func("/trust-probe/attach-identical", test_attach_identical);
+        g_test_add_func("/trust-probe/admin-attach-root-owned", test_admin_attach_root_owned);
         g_test_add_func("/trust-probe/probe-unreadable-granted", test_probe_unreadable_granted);
         g_test_add_func("/trust-probe/groups", test_groups);
         g_test_add_data_func("/trust-probe/hung-per-uid", argv[1], test_hung_per_uid);
