@@ -6,8 +6,11 @@
  * workers, and answering — refusals so that they reveal nothing.
  *
  * Resolution (the canonical source path, the domain's name and UUID) runs on
- * a worker, as root, on things the caller named.  Its outcome must not reach
- * a caller polkit refuses, neither as an error nor through timing:
+ * a worker, on things the caller named.  The source is resolved with the
+ * caller's own file-system credentials (uid, gid and groups from the bus
+ * driver; root callers as root), so that what it finds is what the caller
+ * could find with stat() itself.  Its outcome must not reach a caller
+ * polkit refuses, neither as an error nor through timing:
  *  - polkit is asked as soon as resolution is done or CALL_RESOLVE_WINDOW_MS
  *    after the call arrived, whichever comes first; what is not resolved by
  *    then is asked about as the caller gave it;
@@ -17,6 +20,23 @@
  *  - an authorized caller then gets the resolution's own outcome (errors
  *    included); if the resolved details differ from those polkit was asked
  *    about, polkit is asked again with the resolved ones.
+ *
+ * Where the caller's permissions stop the resolution (a directory it cannot
+ * search, a file it cannot read), polkit has been asked with the caller's
+ * strings, and only once it said yes is the source resolved again as root
+ * (call_after_resolution()):
+ *  - with res.unreadable_action set (Probe), that admin action must allow
+ *    it first, asked with the caller's strings; once it did, the caller
+ *    learns what root finds, as an admin would;
+ *  - without (Attach, the key methods), polkit is then asked, without
+ *    interaction, about the resolved details; until it said yes every
+ *    outcome — root found nothing, or found something polkit refuses — is
+ *    answered alike, as the caller's own "permission denied" at the end
+ *    of the window.  An admin whom a rule allows the resolved path keeps
+ *    working; nobody learns what lies behind a place it cannot see unless
+ *    polkit allowed the resolved details.
+ * Source resolutions in flight are capped per uid (root exempt), and their
+ * deadline threads count against the caller's uid (deadline.h).
  *
  * A Call is reference counted: the operation holds one reference, each job
  * on a worker and each held-back reply one more; the operation's free
@@ -34,13 +54,24 @@
 
 typedef struct Manager Manager;
 
-#define CALL_RESOLVE_WINDOW_MS 250U
+#define CALL_RESOLVE_WINDOW_MS     250U
+/* Source resolutions one uid may have in flight (each may hold a worker for
+ * the source deadline); root is exempt. */
+#define CALL_MAX_RESOLVING_PER_UID 4U
 
 /* What the caller named, and what it resolves to. */
 typedef struct Resolution {
         char *source_given; /* NULL: the call names no source */
         char *domain_given; /* NULL: the call names no domain */
         unsigned source_timeout_ms;
+
+        /* Probe: the admin action that lets a caller see past its own
+         * permissions (above); NULL: the other methods' way. */
+        const char *unreadable_action;
+        bool creds_known;
+        SourceCreds creds;  /* the caller's, as the bus driver said */
+        bool caller_denied; /* the caller's permissions stopped resolution */
+        bool elevated;      /* past them: resolving (or resolved) as root */
 
         bool done;
         SourceInfo source; /* .path NULL unless resolved */
@@ -68,6 +99,12 @@ struct Call {
         bool replied;
 
         Resolution res;
+        sd_bus_slot *creds_slot; /* GetConnectionCredentials, pending */
+        bool resolving;          /* a source resolution in flight (the per-uid cap) */
+        call_step_t elevated_step;
+        bool elevation_gated; /* res.unreadable_action allowed the elevation */
+        bool quiet_recheck;   /* the next check: no interaction, a refusal answered as the caller's denial */
+        bool hide_refusal;
         sd_event_source *window_timer;
         call_step_t on_ready_to_ask; /* resolution done or its window over, once */
         call_step_t on_resolved;     /* resolution done, once */
@@ -101,7 +138,9 @@ int call_resolve(Call *c, call_step_t ready_to_ask);
  * (copied) under the manager's source deadline.  On failure the call has
  * been answered. */
 int call_resolve_source(Call *c, const char *source, call_step_t ready_to_ask);
-/* Runs step once resolution is done: now, or when it is. */
+/* Runs step once resolution is done: now, or when it is.  Call it only
+ * once polkit said yes: where the caller's permissions stopped resolution,
+ * this is where the source is resolved again as root (above). */
 void call_after_resolution(Call *c, call_step_t step);
 
 /* Details as polkit sees them now: "domain" the domain's resolved name (or
@@ -118,7 +157,11 @@ bool call_details_changed(Call *c, const char *const *extra);
  * not run; returns < 0 then. */
 int call_authorize(Call *c, const char *action, char **details, call_authorized_t cb);
 
-/* Answers (once; later answers are dropped). */
+/* Answers with a refusal, no earlier than the resolution window's end;
+ * answers after it are dropped. */
+void call_reply_refusal(Call *c, const sd_bus_error *error);
+/* Answers (once; later answers, and answers while a refusal is held back,
+ * are dropped). */
 void call_reply_error(Call *c, const sd_bus_error *error);
 void call_reply_errorf(Call *c, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void call_reply_message(Call *c, sd_bus_message *reply);

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <time.h>
 
 #include "deadline.h"
@@ -15,12 +14,108 @@ struct DeadlineTask {
         void *arg;
         bool done;      /* fn returned */
         bool abandoned; /* the owner went away; the thread frees the task */
+        uid_t owner;    /* counted against this uid while abandoned */
 };
 
-static atomic_uint n_abandoned;
+/* Abandoned threads per owner.  A plain table under a mutex: it is touched
+ * when a task starts, is abandoned or comes back, never while a task's own
+ * work runs. */
+typedef struct OwnerCount {
+        uid_t uid;
+        unsigned n; /* 0: a free entry */
+} OwnerCount;
+
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER;
+static OwnerCount owners[DEADLINE_MAX_OWNERS];
+static unsigned n_abandoned;      /* all owners */
+static unsigned n_abandoned_root; /* of those, uid 0's */
+
+static _Thread_local uid_t current_owner = (uid_t) -1;
+
+void deadline_set_owner(uid_t uid) {
+        current_owner = uid;
+}
+
+uid_t deadline_get_owner(void) {
+        return current_owner;
+}
+
+/* With owners_lock held. */
+static OwnerCount *owner_find(uid_t uid) {
+        for (size_t i = 0; i < ELEMENTSOF(owners); i++)
+                if (owners[i].n > 0 && owners[i].uid == uid)
+                        return &owners[i];
+        return NULL;
+}
+
+/* With owners_lock held: -EBUSY if uid may not start another task. */
+static int owner_check(uid_t uid) {
+        OwnerCount *o;
+
+        if (uid == 0)
+                return 0;
+        if (n_abandoned - n_abandoned_root >= DEADLINE_MAX_ABANDONED)
+                return -EBUSY;
+        o = owner_find(uid);
+        if (o)
+                return o->n >= DEADLINE_MAX_ABANDONED_PER_UID ? -EBUSY : 0;
+        /* A new owner needs a free entry when it is abandoned. */
+        for (size_t i = 0; i < ELEMENTSOF(owners); i++)
+                if (owners[i].n == 0)
+                        return 0;
+        return -EBUSY;
+}
+
+/* With owners_lock held.  owner_check() saw room when the task started,
+ * but other owners' tasks may have taken the last entries since: then the
+ * task is counted in the totals only (owner_sub() finds no entry either). */
+static void owner_add(uid_t uid) {
+        OwnerCount *o = owner_find(uid);
+
+        n_abandoned++;
+        if (uid == 0)
+                n_abandoned_root++;
+        if (!o)
+                for (size_t i = 0; i < ELEMENTSOF(owners) && !o; i++)
+                        if (owners[i].n == 0) {
+                                o = &owners[i];
+                                o->uid = uid;
+                        }
+        if (o)
+                o->n++;
+}
+
+static void owner_sub(uid_t uid) {
+        OwnerCount *o;
+
+        pthread_mutex_lock(&owners_lock);
+        o = owner_find(uid);
+        if (o)
+                o->n--;
+        n_abandoned--;
+        if (uid == 0)
+                n_abandoned_root--;
+        pthread_mutex_unlock(&owners_lock);
+}
 
 unsigned deadline_abandoned(void) {
-        return atomic_load(&n_abandoned);
+        unsigned n;
+
+        pthread_mutex_lock(&owners_lock);
+        n = n_abandoned;
+        pthread_mutex_unlock(&owners_lock);
+        return n;
+}
+
+unsigned deadline_abandoned_by(uid_t uid) {
+        OwnerCount *o;
+        unsigned n;
+
+        pthread_mutex_lock(&owners_lock);
+        o = owner_find(uid);
+        n = uid == 0 ? n_abandoned_root : o ? o->n : 0;
+        pthread_mutex_unlock(&owners_lock);
+        return n;
 }
 
 static void task_destroy(DeadlineTask *t) {
@@ -47,8 +142,10 @@ static void *task_thread(void *p) {
         pthread_mutex_unlock(&t->lock);
 
         if (abandoned) {
+                uid_t owner = t->owner;
+
                 task_destroy(t);
-                atomic_fetch_sub(&n_abandoned, 1);
+                owner_sub(owner);
         }
         return NULL;
 }
@@ -60,8 +157,11 @@ int deadline_start(deadline_fn_t fn, void *arg, deadline_free_t free_fn, Deadlin
 
         if (!fn || !ret)
                 return -EINVAL;
-        if (atomic_load(&n_abandoned) >= DEADLINE_MAX_ABANDONED)
-                return -EBUSY;
+        pthread_mutex_lock(&owners_lock);
+        r = owner_check(current_owner);
+        pthread_mutex_unlock(&owners_lock);
+        if (r < 0)
+                return r;
 
         t = calloc(1, sizeof *t);
         if (!t)
@@ -69,6 +169,7 @@ int deadline_start(deadline_fn_t fn, void *arg, deadline_free_t free_fn, Deadlin
         t->fn = fn;
         t->arg = arg;
         t->free_fn = free_fn;
+        t->owner = current_owner;
         pthread_mutex_init(&t->lock, NULL);
         /* Deadlines are intervals: immune to the wall clock being set. */
         pthread_condattr_init(&ca);
@@ -124,7 +225,9 @@ DeadlineTask *deadline_release(DeadlineTask *t) {
                 t->abandoned = true;
                 /* Counted while the lock is held, so the thread cannot
                  * finish and count itself out first. */
-                atomic_fetch_add(&n_abandoned, 1);
+                pthread_mutex_lock(&owners_lock);
+                owner_add(t->owner);
+                pthread_mutex_unlock(&owners_lock);
         }
         pthread_mutex_unlock(&t->lock);
 

@@ -17,6 +17,7 @@
  * other part of the daemon. */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 typedef void (*deadline_fn_t)(void *arg);
 /* Releases whatever fn left in arg (fds, memory) and arg itself. */
@@ -24,11 +25,30 @@ typedef void (*deadline_free_t)(void *arg);
 
 typedef struct DeadlineTask DeadlineTask;
 
-/* The cap on abandoned threads, daemon-wide. */
-#define DEADLINE_MAX_ABANDONED 32U
+/* The caps on abandoned threads.  Each task is counted against its owner:
+ * the uid on whose behalf the calling thread works (deadline_set_owner()),
+ * so that one user's hung mount makes new tasks fail for that user only.
+ * Tasks owned by uid 0 are counted but never refused. */
+#define DEADLINE_MAX_ABANDONED_PER_UID 8U
+/* Over all owners but root: bounds the threads (and memory) a crowd of
+ * users can leave behind. */
+#define DEADLINE_MAX_ABANDONED         256U
+/* Owners with abandoned threads at once; a new owner past it is refused. */
+#define DEADLINE_MAX_OWNERS            64U
 
-/* Starts fn(arg) on a new thread.  -EBUSY when DEADLINE_MAX_ABANDONED
- * threads are stuck already (fn does not run; arg stays the caller's). */
+/* The owner of the tasks the calling thread starts from now on (a thread-
+ * local setting; (uid_t) -1, the default, is "the daemon itself", a bucket
+ * like any user's).  Workers set it for the duration of a caller's job, so
+ * that every deadline-bound access on the caller's behalf, in any module,
+ * counts against the caller. */
+void deadline_set_owner(uid_t uid);
+uid_t deadline_get_owner(void);
+
+/* Starts fn(arg) on a new thread, a thread of its own that ends with the
+ * task (fn may change the thread's own credentials).  -EBUSY when the
+ * owner's abandoned threads are at DEADLINE_MAX_ABANDONED_PER_UID, or all
+ * non-root ones at DEADLINE_MAX_ABANDONED (fn does not run; arg stays the
+ * caller's). */
 int deadline_start(deadline_fn_t fn, void *arg, deadline_free_t free_fn, DeadlineTask **ret);
 
 /* Waits up to timeout_ms for the task: 0 once fn returned (arg holds its
@@ -51,5 +71,7 @@ void *deadline_arg(DeadlineTask *t);
  * negative errno from thread creation (likewise). */
 int deadline_run(deadline_fn_t fn, void *arg, deadline_free_t free_fn, unsigned timeout_ms);
 
-/* Threads currently abandoned (running past their deadline). */
+/* Threads currently abandoned (running past their deadline): all of them,
+ * and those owned by uid. */
 unsigned deadline_abandoned(void);
+unsigned deadline_abandoned_by(uid_t uid);

@@ -16,6 +16,7 @@
 #define ACTION_ATTACH_CLEARTEXT "org.example.luksvolume1.attach-cleartext"
 #define ACTION_DETACH           "org.example.luksvolume1.detach"
 #define ACTION_PROBE            "org.example.luksvolume1.probe"
+#define ACTION_PROBE_UNREADABLE "org.example.luksvolume1.probe-unreadable"
 #define ACTION_RESIZE           "org.example.luksvolume1.resize"
 #define ACTION_MANAGE_KEYS      "org.example.luksvolume1.manage-keys"
 

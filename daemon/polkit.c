@@ -406,6 +406,11 @@ static int polkit_uid_handler(sd_bus_message *reply, void *userdata, sd_bus_erro
 
 int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action, const char *const *details,
                        polkit_continuation_t cb, void *userdata) {
+        return polkit_check_async_full(r, m, action, details, false, cb, userdata);
+}
+
+int polkit_check_async_full(PolkitRegistry *r, sd_bus_message *m, const char *action, const char *const *details,
+                            bool no_interaction, polkit_continuation_t cb, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         PolkitQuery *q;
         const char *sender;
@@ -424,7 +429,7 @@ int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action,
         if (!sender)
                 return -EINVAL;
 
-        interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
+        interactive = !no_interaction && sd_bus_message_get_allow_interactive_authorization(m) > 0;
 
         k = sd_bus_message_new_method_call(r->bus, &call, POLKIT_BUS_NAME, POLKIT_OBJECT_PATH, POLKIT_INTERFACE,
                                            "CheckAuthorization");

@@ -63,6 +63,11 @@ void polkit_registry_set_caps_exempt_root(PolkitRegistry *r, bool b);
  * or sd-bus's error (e.g. -ENOTCONN). */
 int polkit_check_async(PolkitRegistry *r, sd_bus_message *m, const char *action, const char *const *details,
                        polkit_continuation_t cb, void *userdata);
+/* The same; no_interaction: never ask polkitd to interact, whatever the
+ * message allows (a check whose mere prompting would tell the caller
+ * something). */
+int polkit_check_async_full(PolkitRegistry *r, sd_bus_message *m, const char *action, const char *const *details,
+                            bool no_interaction, polkit_continuation_t cb, void *userdata);
 
 /* Pure: maps polkit's (is_authorized, is_challenge, details) answer plus
  * whether the caller allowed interactive authorization to allowed / error.

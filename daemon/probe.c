@@ -332,6 +332,9 @@ int method_probe(sd_bus_message *message, void *userdata, sd_bus_error *error) {
                 return 1;
         }
 
+        /* Reading a header the caller could not read itself is an admin's
+         * business (call.h). */
+        op->call.res.unreadable_action = ACTION_PROBE_UNREADABLE;
         if (call_resolve_source(&op->call, source, probe_ask) < 0)
                 probe_end(op);
         return 1;

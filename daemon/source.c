@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "deadline.h"
 #include "errors.h"
@@ -54,33 +58,96 @@ int source_validate(const char *path, sd_bus_error *error) {
  * (a path on a hung file system), so it owns everything it touches. */
 typedef struct ResolveTask {
         char *path;
+        bool as_caller;
+        SourceCreds creds; /* if as_caller; groups owned */
+
+        int creds_errno; /* 0: the caller's credentials were taken */
         char *canonical;
         struct stat st;
         int realpath_errno; /* 0: realpath() worked */
         int stat_errno;     /* 0: stat() worked */
+        int open_errno;     /* 0: the caller may open it for reading (or not checked) */
 } ResolveTask;
+
+void source_creds_done(SourceCreds *c) {
+        free(c->groups);
+        *c = (SourceCreds){};
+}
 
 static void resolve_task_free(void *p) {
         ResolveTask *t = p;
 
         free(t->path);
+        source_creds_done(&t->creds);
         free(t->canonical);
         free(t);
 }
 
+/* The deadline thread, which exists for this task alone (deadline.h), takes
+ * the caller's file-system identity.  All three calls change the calling
+ * thread only: the kernel keeps credentials per thread, and the raw
+ * setgroups system call is used because glibc's setgroups() applies the
+ * change to every thread of the process.  setfsuid() and setfsgid() report
+ * no errors, so each is read back. */
+static int take_creds(const SourceCreds *c) {
+        if (syscall(SYS_setgroups, c->n_groups, c->groups) < 0)
+                return -errno;
+        (void) setfsgid(c->gid);
+        if ((gid_t) setfsgid((gid_t) -1) != c->gid)
+                return -EPERM;
+        /* Last: once the fsuid is not 0 the thread loses the file-system
+         * capabilities, CAP_DAC_OVERRIDE among them. */
+        (void) setfsuid(c->uid);
+        if ((uid_t) setfsuid((uid_t) -1) != c->uid)
+                return -EPERM;
+        return 0;
+}
+
 static void resolve_task_run(void *p) {
         ResolveTask *t = p;
+        int r;
+
+        if (t->as_caller) {
+                r = take_creds(&t->creds);
+                if (r < 0) {
+                        t->creds_errno = -r;
+                        return;
+                }
+        }
 
         t->canonical = realpath(t->path, NULL);
         if (!t->canonical) {
                 t->realpath_errno = errno;
                 return;
         }
-        if (stat(t->canonical, &t->st) < 0)
+        if (stat(t->canonical, &t->st) < 0) {
                 t->stat_errno = errno;
+                return;
+        }
+        /* What follows reads the source as root: only for a caller that
+         * could read it itself.  (Regular files and block devices only:
+         * opening anything else can have effects.) */
+        if (t->as_caller && (S_ISREG(t->st.st_mode) || S_ISBLK(t->st.st_mode))) {
+                int fd = open(t->canonical, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                if (fd < 0)
+                        t->open_errno = errno;
+                else
+                        close(fd);
+        }
+}
+
+static bool is_denied(int e) {
+        return e == EACCES || e == EPERM;
 }
 
 static int resolve_result(const ResolveTask *t, SourceInfo *ret, sd_bus_error *error) {
+        if (t->creds_errno)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot take the caller's credentials: %s",
+                                         strerror(t->creds_errno));
+        if (t->as_caller && (is_denied(t->realpath_errno) || is_denied(t->stat_errno) || is_denied(t->open_errno))) {
+                source_error_caller_denied(error);
+                return -EACCES;
+        }
         if (!t->canonical) {
                 int e = t->realpath_errno;
                 if (e == ENOENT || e == ENOTDIR)
@@ -123,6 +190,11 @@ static int resolve_result(const ResolveTask *t, SourceInfo *ret, sd_bus_error *e
 }
 
 int source_resolve(const char *path, unsigned timeout_ms, SourceInfo *ret, sd_bus_error *error) {
+        return source_resolve_as(path, NULL, timeout_ms, ret, error);
+}
+
+int source_resolve_as(const char *path, const SourceCreds *creds, unsigned timeout_ms, SourceInfo *ret,
+                      sd_bus_error *error) {
         ResolveTask *t;
         int r;
 
@@ -134,7 +206,16 @@ int source_resolve(const char *path, unsigned timeout_ms, SourceInfo *ret, sd_bu
         if (!t)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         t->path = strdup(path);
-        if (!t->path) {
+        if (creds) {
+                t->as_caller = true;
+                t->creds = (SourceCreds){ .uid = creds->uid, .gid = creds->gid, .n_groups = creds->n_groups };
+                if (creds->n_groups > 0) {
+                        t->creds.groups = calloc(creds->n_groups, sizeof(gid_t));
+                        if (t->creds.groups)
+                                memcpy(t->creds.groups, creds->groups, creds->n_groups * sizeof(gid_t));
+                }
+        }
+        if (!t->path || (t->creds.n_groups > 0 && !t->creds.groups)) {
                 resolve_task_free(t);
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         }
@@ -157,6 +238,10 @@ int source_error_timeout(sd_bus_error *error, unsigned timeout_ms) {
         return sd_bus_error_setf(error, LV_ERROR_BUSY,
                                  "The source did not respond within %u s (a hung file system?); try again later.",
                                  (timeout_ms + 999) / 1000);
+}
+
+int source_error_caller_denied(sd_bus_error *error) {
+        return sd_bus_error_set(error, LV_ERROR_FAILED, "Permission denied: the caller cannot read the source itself.");
 }
 
 int source_error_deadline(sd_bus_error *error, int r) {

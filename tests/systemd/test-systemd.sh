@@ -347,10 +347,12 @@ security_score() {
         level=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9][0-9.]*\).*/\1/p' <<<"$out")
         [[ -n $level ]] || { echo "$out"; fail "no exposure level in the output"; }
         grep '✗' <<<"$out" | sed 's/  */ /g' | awk 'NR <= 12'
-        describe "systemd-analyze security $UNIT (loaded, running): exposure $level (limit 2.0)"
-        awk -v l="$level" 'BEGIN { exit !(l <= 2.0) }' || fail "exposure $level is above 2.0"
+        # 2.3: CAP_SETUID/CAP_SETGID and setfsuid/setgroups (a caller's
+        # look-up runs with the caller's file-system identity) cost 0.3.
+        describe "systemd-analyze security $UNIT (loaded, running): exposure $level (limit 2.3)"
+        awk -v l="$level" 'BEGIN { exit !(l <= 2.3) }' || fail "exposure $level is above 2.3"
 }
-point "systemd-analyze security $UNIT <= 2.0" security_score
+point "systemd-analyze security $UNIT <= 2.3" security_score
 
 # ─────────────────────────────── fixtures ─────────────────────────────────
 # Images where an admin keeps them, readable by QEMU; the plaintext of each

@@ -75,25 +75,49 @@ static void test_wait_then_release(void) {
         g_assert_cmpuint(deadline_abandoned(), ==, 0);
 }
 
-static void test_cap(void) {
-        /* Fill the cap with stuck threads: the next task does not start. */
-        for (unsigned i = 0; i < DEADLINE_MAX_ABANDONED; i++) {
+static void stick(unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
                 Arg *a = g_new0(Arg, 1);
                 a->sleep_ms = 1000;
                 g_assert_cmpint(deadline_run(run, a, arg_free, 1), ==, -ETIMEDOUT);
         }
-        g_assert_cmpuint(deadline_abandoned(), ==, DEADLINE_MAX_ABANDONED);
+}
+
+static void test_cap(void) {
+        /* Fill one owner's cap with stuck threads: its next task does not
+         * start. */
+        deadline_set_owner(4201);
+        stick(DEADLINE_MAX_ABANDONED_PER_UID);
+        g_assert_cmpuint(deadline_abandoned(), ==, DEADLINE_MAX_ABANDONED_PER_UID);
+        g_assert_cmpuint(deadline_abandoned_by(4201), ==, DEADLINE_MAX_ABANDONED_PER_UID);
 
         Arg *b = g_new0(Arg, 1);
         g_assert_cmpint(deadline_run(run, b, arg_free, 1000), ==, -EBUSY);
         g_assert_cmpint(b->result, ==, 0); /* never ran, still ours */
+
+        /* Another user's work, the daemon's own and root's still start. */
+        deadline_set_owner(4202);
+        g_assert_cmpint(deadline_run(run, b, arg_free, 1000), ==, 0);
+        g_assert_cmpint(b->result, ==, 42);
+        b->result = 0;
+        deadline_set_owner((uid_t) -1);
+        g_assert_cmpint(deadline_run(run, b, arg_free, 1000), ==, 0);
+        b->result = 0;
+        /* Root is never refused, however many of its threads are stuck. */
+        deadline_set_owner(0);
+        stick(DEADLINE_MAX_ABANDONED_PER_UID + 2);
+        g_assert_cmpuint(deadline_abandoned_by(0), ==, DEADLINE_MAX_ABANDONED_PER_UID + 2);
+        g_assert_cmpint(deadline_run(run, b, arg_free, 1000), ==, 0);
         g_free(b);
 
         /* Once they come back, work starts again. */
         wait_abandoned(0);
+        g_assert_cmpuint(deadline_abandoned_by(4201), ==, 0);
+        deadline_set_owner(4201);
         Arg *c = g_new0(Arg, 1);
         g_assert_cmpint(deadline_run(run, c, arg_free, 1000), ==, 0);
         g_free(c);
+        deadline_set_owner((uid_t) -1);
 }
 
 int main(int argc, char *argv[]) {

@@ -3,7 +3,9 @@
  * things callers may point at. */
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "source.h"
@@ -65,6 +67,78 @@ static void test_bad(void) {
         }
 }
 
+static int resolve_as(const char *path, const SourceCreds *creds, char **ret_message) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        SourceInfo s = {};
+        int r = source_resolve_as(path, creds, 5000, &s, &error);
+
+        *ret_message = g_strdup(error.message);
+        sd_bus_error_free(&error);
+        source_info_done(&s);
+        return r;
+}
+
+/* A look-up with a caller's credentials: the caller's permissions decide,
+ * one answer wherever they stop it, and nothing of the caller's identity
+ * stays on the calling thread or reaches the others. */
+static void test_as_caller(void) {
+        gid_t other_gid = 65533;
+        gid_t groups_member[] = { 65534, other_gid }, groups_stranger[] = { 65534 };
+        SourceCreds member = { .uid = 65534, .gid = 65534, .groups = groups_member, .n_groups = 2 };
+        SourceCreds stranger = { .uid = 65534, .gid = 65534, .groups = groups_stranger, .n_groups = 1 };
+        g_autofree char *closed = g_build_filename(dir, "closed", NULL);
+        g_autofree char *closed_img = g_build_filename(closed, "img", NULL);
+        g_autofree char *closed_missing = g_build_filename(closed, "missing", NULL);
+        g_autofree char *group = g_build_filename(dir, "group", NULL);
+        g_autofree char *group_img = g_build_filename(group, "img", NULL);
+        g_autofree char *private_img = g_build_filename(dir, "private", NULL);
+        g_autofree char *open_img = g_build_filename(dir, "img", NULL);
+        g_autofree char *m1 = NULL, *m2 = NULL, *m3 = NULL, *m4 = NULL, *m5 = NULL;
+        gid_t before[64], after[64];
+        int n_before, n_after;
+
+        if (geteuid() != 0) {
+                g_test_skip("needs root (setfsuid to another user)");
+                return;
+        }
+        g_assert_cmpint(chmod(dir, 0755), ==, 0);
+        g_assert_cmpint(g_mkdir(closed, 0700), ==, 0);
+        g_assert_true(g_file_set_contents(closed_img, "x", 1, NULL));
+        g_assert_cmpint(g_mkdir(group, 0750), ==, 0);
+        g_assert_cmpint(chown(group, 0, other_gid), ==, 0);
+        g_assert_true(g_file_set_contents(group_img, "x", 1, NULL));
+        g_assert_cmpint(chown(group_img, 0, other_gid), ==, 0);
+        g_assert_cmpint(chmod(group_img, 0640), ==, 0);
+        g_assert_true(g_file_set_contents(private_img, "x", 1, NULL));
+        g_assert_cmpint(chmod(private_img, 0600), ==, 0);
+        g_assert_cmpint(chmod(open_img, 0644), ==, 0);
+        n_before = getgroups(G_N_ELEMENTS(before), before);
+        g_assert_cmpint(n_before, >=, 0);
+
+        /* Behind a directory it may not search: existing or not, one
+         * answer; a file it may see but not read likewise. */
+        g_assert_cmpint(resolve_as(closed_img, &member, &m1), ==, -EACCES);
+        g_assert_cmpint(resolve_as(closed_missing, &member, &m2), ==, -EACCES);
+        g_assert_cmpint(resolve_as(private_img, &member, &m3), ==, -EACCES);
+        g_assert_cmpstr(m1, ==, m2);
+        g_assert_cmpstr(m1, ==, m3);
+        /* A supplementary group opens the way for its members only. */
+        g_assert_cmpint(resolve_as(group_img, &member, &m4), ==, 0);
+        g_assert_cmpint(resolve_as(group_img, &stranger, &m5), ==, -EACCES);
+        g_clear_pointer(&m4, g_free);
+        g_assert_cmpint(resolve_as(open_img, &stranger, &m4), ==, 0);
+        /* As root (no creds), everything as before. */
+        g_clear_pointer(&m4, g_free);
+        g_assert_cmpint(resolve_as(closed_img, NULL, &m4), ==, 0);
+
+        /* The calling thread and the process are untouched. */
+        g_assert_cmpint(setfsuid((uid_t) -1), ==, 0);
+        g_assert_cmpint(setfsgid((gid_t) -1), ==, 0);
+        n_after = getgroups(G_N_ELEMENTS(after), after);
+        g_assert_cmpint(n_after, ==, n_before);
+        g_assert_cmpmem(after, n_after * sizeof(gid_t), before, n_before * sizeof(gid_t));
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
 
@@ -85,6 +159,7 @@ int main(int argc, char *argv[]) {
 
         g_test_add_func("/source/good", test_good);
         g_test_add_func("/source/bad", test_bad);
+        g_test_add_func("/source/as-caller", test_as_caller);
         int r = g_test_run();
 
         g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
