@@ -12,6 +12,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "disk-xml.h"
@@ -23,6 +24,7 @@
 #include "operations.h"
 #include "options.h"
 #include "passphrase.h"
+#include "qemu-fds.h"
 #include "source-use.h"
 #include "util.h"
 #include "volume-id.h"
@@ -49,6 +51,11 @@ typedef struct AttachOp {
         uint64_t unlock_ms;
         char *target;
         Volume *volume;
+        /* The attach failed but its disk could not be unplugged: the
+         * volume is registered all the same, "detaching", so that it is
+         * seen and the unplug retried (manager-events.c). */
+        bool keep_volume;
+        bool fault_unplug_fails; /* test hook: the undo's unplug "fails" */
 
         int r;
         sd_bus_error error;
@@ -118,20 +125,96 @@ static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *t
         ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") && streq_ptr(d.secret_uuid, secret_uuid) &&
              streq_ptr(d.alias, alias);
         /* Tests cannot make libvirt drop the element; they can make us
-         * believe it did, to see the unplug and clean-up that follow. */
+         * believe it did, to see the unplug and clean-up that follow (and,
+         * with "-stuck", what follows an unplug that fails too). */
         if (fault_trigger("attach:unencrypted"))
                 ok = false;
+        else if (fault_trigger("attach:unencrypted-stuck")) {
+                ok = false;
+                op->fault_unplug_fails = true;
+        }
         disk_info_free(&d);
         if (ok)
                 return 0;
-        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
-                                 "libvirt did not attach '%s' with its LUKS encryption; the disk was removed again.",
+        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "libvirt did not attach '%s' with its LUKS encryption.",
                                  op->call.res.source.path);
+}
+
+/* How long an undone plug waits for QEMU to close what it opened. */
+#define QEMU_RELEASE_TIMEOUT_MS 5000U
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* Worker.  What the guest's QEMU had open before the hot-plug, to tell
+ * afterwards which file the plug made it open (qemu-fds.h). */
+static int qemu_files_before(AttachOp *op, QemuFiles *ret) {
+        int r;
+
+        r = qemu_files_read(QEMU_RUN_DIR, op->call.res.domain_name, op->call.res.domain_uuid, ret);
+        if (r < 0)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
+                                         "Cannot see which files the QEMU process of '%s' has open: %s",
+                                         op->call.res.domain_name, strerror(-r));
+        return 0;
+}
+
+/* Worker.  libvirt and QEMU opened the source by its path, seconds after
+ * it was checked; a symlink planted meanwhile would have given the guest
+ * another file.  QEMU's own descriptor table says what it opened: the
+ * checked file (or device), and nothing else new. */
+static int check_plugged_identity(AttachOp *op, const QemuFiles *before) {
+        const SourceInfo *src = &op->call.res.source;
+        OpenFile want = { .block = src->block, .dev = src->dev, .ino = src->ino }, found;
+        _cleanup_(qemu_files_done) QemuFiles after = {};
+        uint64_t t0 = now_usec();
+        int r;
+
+        r = qemu_files_reread(before, &after);
+        if (r < 0)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
+                                         "Cannot see which file the QEMU process of '%s' opened: %s",
+                                         op->call.res.domain_name, strerror(-r));
+        r = qemu_files_check_plug(before, &after, &want, &found);
+        log_debug("What QEMU opened for %s checked in %" PRIu64 " us (%zu files before, %zu after).", src->path,
+                  now_usec() - t0, before->n, after.n);
+        if (r >= 0)
+                return 0;
+        if (found.dev == want.dev && found.ino == want.ino && found.block == want.block)
+                log_warning("QEMU of '%s' does not have '%s' open (%u:%u inode %ju) after plugging it in: it opened "
+                            "another file.",
+                            op->call.res.domain_name, src->path, major(src->dev), minor(src->dev),
+                            (uintmax_t) src->ino);
+        else
+                log_warning("QEMU of '%s' opened %s %u:%u inode %ju when plugging in '%s' (checked: %u:%u inode %ju).",
+                            op->call.res.domain_name, found.block ? "device" : "file", major(found.dev),
+                            minor(found.dev), (uintmax_t) found.ino, src->path, major(src->dev), minor(src->dev),
+                            (uintmax_t) src->ino);
+        return sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
+                                 "'%s' changed during the attach: QEMU opened another file; try again.", src->path);
+}
+
+/* Appends text to an error's message, keeping its name. */
+static void error_append(sd_bus_error *e, const char *text) {
+        _cleanup_free_ char *name = NULL, *message = NULL;
+
+        if (!sd_bus_error_is_set(e))
+                return;
+        name = strdup(e->name);
+        if (!name || asprintf(&message, "%s %s", strempty(e->message), text) < 0)
+                return;
+        sd_bus_error_free(e);
+        (void) sd_bus_error_set(e, name, message);
 }
 
 static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
         Manager *m = op->call.manager;
         _cleanup_free_ char *usage = NULL, *xml = NULL, *alias = NULL;
+        _cleanup_(qemu_files_done) QemuFiles before = {};
         char secret_uuid[VIR_UUID_STRING_BUFLEN];
         sd_bus_error undo_error = SD_BUS_ERROR_NULL;
         bool plugged = false;
@@ -142,6 +225,10 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 r = disk_alias_build(domain_uuid, target, &alias);
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
+
+        r = qemu_files_before(op, &before);
+        if (r < 0)
+                return r;
 
         r = virt_secret_create(m->virt, usage, &op->passphrase, secret_uuid, &op->error);
         if (r < 0)
@@ -171,21 +258,48 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 goto undo;
         }
         r = virt_attach_disk(dom, xml, &op->error);
-        if (r < 0)
+        if (r < 0) {
+                /* libvirt took it back; QEMU may still hold what it opened
+                 * for a moment. */
+                (void) qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS);
                 goto undo;
+        }
         plugged = true;
 
         r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
         if (r >= 0)
+                r = check_plugged_identity(op, &before);
+        if (r >= 0)
                 return 0;
 
 undo:
-        if (plugged && virt_detach_disk(dom, target, alias, 10000, &undo_error) < 0) {
-                log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
-                sd_bus_error_free(&undo_error);
-                /* The secret stays: QEMU still has the disk open with it. */
-                op->volume->secret_uuid = mfree(op->volume->secret_uuid);
-                return r;
+        if (plugged) {
+                int k;
+
+                if (op->fault_unplug_fails)
+                        k = sd_bus_error_set(&undo_error, LV_ERROR_FAILED, "fault injection");
+                else
+                        k = virt_detach_disk(dom, target, alias, 10000, &undo_error);
+                if (k < 0) {
+                        /* The guest keeps a disk it must not have (ciphertext
+                         * as a plain disk, or another file).  Its volume stays,
+                         * "detaching", with its secret (QEMU may still use
+                         * it): visible to the operator, and the unplug is
+                         * asked for again until the guest lets go. */
+                        log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
+                        sd_bus_error_free(&undo_error);
+                        op->keep_volume = true;
+                        op->volume->state = VOLUME_STATE_DETACHING;
+                        op->volume->unplug_retry = true;
+                        error_append(&op->error, "The disk could not be removed yet; its volume object stays "
+                                                 "'detaching' until the guest releases it.");
+                        return r;
+                }
+                /* Nothing of the plug may stay open in QEMU once we answer. */
+                if (qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS) < 0)
+                        log_warning("QEMU of '%s' still holds files of the removed disk %s.", op->call.res.domain_name,
+                                    target);
+                error_append(&op->error, "The disk was removed again.");
         }
         if (virt_secret_undefine(m->virt, secret_uuid, &undo_error) < 0)
                 log_error("Failed to remove secret %s after a failed attach: %s", secret_uuid, undo_error.message);
@@ -387,7 +501,7 @@ finish:
         pthread_rwlock_unlock(&m->ops_lock);
         /* On every path: the passphrase is gone once the job is over. */
         op->passphrase = passphrase_free(op->passphrase);
-        if (r < 0)
+        if (r < 0 && !op->keep_volume)
                 op->volume = volume_free(op->volume);
         op->r = r;
 }
@@ -398,6 +512,13 @@ static void attach_act_done(Call *c) {
         Volume *v;
 
         if (op->r < 0) {
+                /* A disk the guest must not keep and could not be made to
+                 * give back: its object, for all to see (attach_native()). */
+                if (op->keep_volume && op->volume) {
+                        v = TAKE_PTR(op->volume);
+                        if (manager_add_volume(m, v) >= 0)
+                                (void) manager_volume_gone_since(m, v, op->event_seq);
+                }
                 attach_end(op);
                 return;
         }

@@ -201,7 +201,12 @@ static void test_symlink_swap(void) {
                 /* Never, not even after a failed attach. */
                 if (!p && qemu_has_open(pid, vst.st_dev, vst.st_ino)) {
                         wrong++;
-                        g_test_message("round %u: QEMU kept %s open after a failed attach", i, victim);
+                        g_autofree char *xml = lv_domain_xml(guest);
+                        g_test_message("round %u: QEMU kept %s open after a failed attach (disk in the XML: %s)", i,
+                                       victim, strstr(xml, "ua-luksvol-") ? "yes" : "no");
+                        g_usleep(2 * G_USEC_PER_SEC);
+                        g_test_message("round %u: 2 s later: %s", i,
+                                       qemu_has_open(pid, vst.st_dev, vst.st_ino) ? "still open" : "closed");
                 }
                 guint n = GPOINTER_TO_UINT(g_hash_table_lookup(outcomes, what));
                 g_hash_table_replace(outcomes, g_strdup(what), GUINT_TO_POINTER(n + 1));

@@ -215,15 +215,15 @@ qemu_reads() {
 }
 
 # The daemon's sandbox as the kernel sees it (the hardened unit applied):
-# no new privileges, a seccomp filter, exactly three capabilities
-# (CAP_DAC_OVERRIDE 1, CAP_IPC_LOCK 14, CAP_SYS_ADMIN 21).
+# no new privileges, a seccomp filter, exactly four capabilities
+# (CAP_DAC_OVERRIDE 1, CAP_IPC_LOCK 14, CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21).
 sandboxed() {
         local pid=$1 st
         st=$(<"/proc/$pid/status")
         [[ $st == *$'NoNewPrivs:\t1'* ]] || fail "pid $pid: NoNewPrivs is not 1"
         [[ $st == *$'Seccomp:\t2'* ]] || fail "pid $pid: no seccomp filter"
-        [[ $st == *$'CapBnd:\t0000000000204002'* ]] ||
-                fail "pid $pid: bounding set $(grep CapBnd <<<"$st"), not CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_IPC_LOCK"
+        [[ $st == *$'CapBnd:\t0000000000284002'* ]] ||
+                fail "pid $pid: bounding set $(grep CapBnd <<<"$st"), not CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_IPC_LOCK CAP_SYS_PTRACE"
 }
 
 # ─────────────────────────── install the package ──────────────────────────
