@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@
 #define ROUNDS  200
 
 static GDBusConnection *bus;
-static virDomainPtr guest;
+static virDomainPtr guest, other;
 
 static GVariant *native_scsi(void) {
         return lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("native"), NULL);
@@ -238,16 +239,187 @@ static void test_symlink_swap(void) {
         lv_polkit_set_rules("50-own-dir.rules", NULL);
 }
 
+static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+        for (;;) {
+                g_autofree char *st = lv_volume_prop_string(bus, path, "State");
+                if (g_strcmp0(st, state) == 0)
+                        return TRUE;
+                if (g_get_monotonic_time() >= deadline) {
+                        g_test_message("%s: state '%s', not '%s'", path, st, state);
+                        return FALSE;
+                }
+                g_usleep(20 * 1000);
+        }
+}
+
+static gboolean has_object(const char *path) {
+        g_auto(GStrv) objs = lv_managed_objects(bus);
+        return g_strv_contains((const char *const *) objs, path);
+}
+
+/* ------------------------------------------------- a failed undo stays */
+
+/* libvirt plugged the disk without its encryption (made believed with the
+ * fault file) and the unplug that should undo it fails too: the guest has
+ * ciphertext as a plain writable disk.  The volume is not dropped: its
+ * object stays, "detaching", and the reconciliation unplugs the disk, after
+ * which it is cleaned up like any other. */
+static void test_failed_undo_stays_visible(void) {
+        g_autofree char *img = lv_make_luks1_image("undo.img", PASS, PATTERN, 4);
+        GError *error = NULL;
+
+        g_assert_true(g_file_set_contents("/run/lvtest/fault", "attach:unencrypted-stuck", -1, NULL));
+        g_assert_null(lv_attach(bus, GUEST, img, PASS, native_scsi(), &error));
+        lv_assert_error(error, LV_ERR("Failed"));
+        g_test_message("%s", error->message);
+        g_assert_nonnull(strstr(error->message, "'detaching'"));
+        g_clear_error(&error);
+        g_assert_false(g_file_test("/run/lvtest/fault", G_FILE_TEST_EXISTS));
+
+        /* Right after the answer: the object, detaching, and its disk. */
+        g_auto(GStrv) objs = lv_managed_objects(bus);
+        g_assert_cmpuint(g_strv_length(objs), ==, 1);
+        g_autofree char *state = lv_volume_prop_string(bus, objs[0], "State");
+        g_assert_cmpstr(state, ==, "detaching");
+        g_assert_true(lv_domain_has_disk(guest, "sda"));
+
+        /* The reconciliation (every 2 s) asks the guest again. */
+        gint64 deadline = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+        while (g_get_monotonic_time() < deadline && (has_object(objs[0]) || lv_count_secrets() > 0))
+                g_usleep(100 * 1000);
+        g_assert_true(lv_domain_wait_disk_gone(guest, "sda", 1000));
+        assert_clean();
+}
+
+/* ------------------------------------------- identity after a restart */
+
+static void exchange(const char *x, const char *y) {
+        g_assert_no_errno((int) syscall(SYS_renameat2, AT_FDCWD, x, AT_FDCWD, y, 2 /* RENAME_EXCHANGE */));
+}
+
+/* After a restart the daemon re-derives a volume's identity.  From the
+ * path it is whatever the path names at that moment: here another file,
+ * swapped in for the restart and swapped back after, which then counts as
+ * "already attached" for good while it is not.  The identity comes from
+ * what the guest's QEMU has open (or stays unknown). */
+static void test_rescan_identity(void) {
+        g_autofree char *p = lv_make_luks1_image("rescan-p.img", PASS, PATTERN, 4);
+        g_autofree char *q = lv_make_luks1_image("rescan-q.img", PASS, PATTERN + 2, 4);
+        GError *error = NULL;
+
+        g_autofree char *obj = lv_attach(bus, GUEST, p, PASS, native_scsi(), &error);
+        g_assert_no_error(error);
+
+        exchange(p, q);
+        lv_daemon_kill(bus, SIGKILL);
+        g_assert_true(wait_state(obj, "attached", 15000)); /* re-activated: rescanned */
+        exchange(p, q);
+
+        /* q names a file no guest has: it may be attached. */
+        g_autofree char *obj_q = lv_attach(bus, "lvtest-other", q, PASS, native_scsi(), &error);
+        if (error)
+                g_test_message("%s", error->message);
+        g_assert_no_error(error);
+        g_assert_true(lv_detach(bus, obj_q, NULL, &error));
+        g_assert_no_error(error);
+        /* p is the guest's: never a second writer. */
+        g_assert_null(lv_attach(bus, "lvtest-other", p, PASS, native_scsi(), &error));
+        g_autofree char *name = lv_error_name(error);
+        g_test_message("%s: %s", name, error->message);
+        g_assert_true(g_str_equal(name, LV_ERR("AlreadyAttached")) || g_str_equal(name, LV_ERR("InUse")));
+        g_clear_error(&error);
+
+        g_assert_true(lv_detach(bus, obj, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
+/* A worker thread's libvirt connection that died with libvirtd fails
+ * its next call ("libvirt is not reachable") and reconnects after: such an
+ * answer is tried again, a few times. */
+static void rearm(const char *obj, GError **error) {
+        for (int i = 0;; i++) {
+                g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
+                        bus, LV_BUS_NAME, obj, LV_VOLUME_IFACE, "Rearm",
+                        g_variant_new("(@ay@a{sv})",
+                                      g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
+                                      lv_opts(NULL)),
+                        NULL, G_DBUS_CALL_FLAGS_NONE, 60000, NULL, error);
+                if (i >= 5 || !*error || !strstr((*error)->message, "libvirt is not reachable"))
+                        return;
+                g_test_message("Rearm: %s; again", (*error)->message);
+                g_clear_error(error);
+        }
+}
+
+/* Rearm defines a saved volume's secret again after checking the
+ * passphrase against its source: the file that was attached, not whatever
+ * took its name meanwhile. */
+static void test_rearm_identity(void) {
+        virDomainPtr g = lv_start_guest("tp-rearm");
+        g_autofree char *a = lv_make_luks1_image("rearm-a.img", PASS, PATTERN, 4);
+        g_autofree char *b = lv_make_luks1_image("rearm-b.img", PASS, PATTERN + 3, 4);
+        g_autofree char *path_name = lv_sandbox_path("rearm.img");
+        g_autofree char *a_moved = lv_sandbox_path("rearm-a-moved.img");
+        g_autofree char *state = lv_sandbox_path("tp-rearm.state");
+        GError *error = NULL;
+
+        g_assert_no_errno(rename(a, path_name));
+        g_autofree char *obj = lv_attach(bus, "tp-rearm", path_name, PASS, native_scsi(), &error);
+        g_assert_no_error(error);
+        g_assert_cmpint(virDomainSave(g, state), ==, 0);
+        virDomainFree(g);
+        g_assert_true(wait_state(obj, "saved", 5000));
+        lv_restart_libvirtd();
+        g_assert_cmpuint(lv_count_secrets(), ==, 0);
+        /* Handles of the old connection are dead. */
+        virDomainFree(guest);
+        virDomainFree(other);
+        guest = virDomainLookupByName(lv_virt(), GUEST);
+        other = virDomainLookupByName(lv_virt(), "lvtest-other");
+        g_assert_nonnull(guest);
+        g_assert_nonnull(other);
+
+        g_assert_no_errno(rename(path_name, a_moved));
+        g_assert_no_errno(rename(b, path_name));
+        rearm(obj, &error);
+        lv_assert_error(error, LV_ERR("Busy"));
+        g_test_message("%s", error->message);
+        g_clear_error(&error);
+        g_assert_cmpuint(lv_count_secrets(), ==, 0);
+
+        /* The file back under its name: re-armed, restored, detached. */
+        g_assert_no_errno(rename(path_name, b));
+        g_assert_no_errno(rename(a_moved, path_name));
+        rearm(obj, &error);
+        g_assert_no_error(error);
+        g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
+        g = virDomainLookupByName(lv_virt(), "tp-rearm");
+        g_assert_nonnull(g);
+        g_assert_true(wait_state(obj, "attached", 5000));
+        g_assert_true(lv_detach(bus, obj, NULL, &error));
+        g_assert_no_error(error);
+        lv_destroy_guest(g);
+        g_unlink(state);
+        assert_clean();
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
 
         bus = lv_bus();
         guest = lv_start_guest(GUEST);
+        other = lv_start_guest("lvtest-other");
 
         g_test_add_func("/trust-path/symlink-swap", test_symlink_swap);
+        g_test_add_func("/trust-path/failed-undo-stays-visible", test_failed_undo_stays_visible);
+        g_test_add_func("/trust-path/rescan-identity", test_rescan_identity);
+        g_test_add_func("/trust-path/rearm-identity", test_rearm_identity);
 
         int r = g_test_run();
+        lv_destroy_guest(other);
         lv_destroy_guest(guest);
         return r;
 }
