@@ -347,10 +347,12 @@ security_score() {
         level=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9][0-9.]*\).*/\1/p' <<<"$out")
         [[ -n $level ]] || { echo "$out"; fail "no exposure level in the output"; }
         grep '✗' <<<"$out" | sed 's/  */ /g' | awk 'NR <= 12'
-        describe "systemd-analyze security $UNIT (loaded, running): exposure $level (limit 2.0)"
-        awk -v l="$level" 'BEGIN { exit !(l <= 2.0) }' || fail "exposure $level is above 2.0"
+        # 2.1: CAP_SYS_PTRACE (0.3) reads QEMU's descriptor table after a
+        # native hot-plug (issue 16, daemon/qemu-fds.h).
+        describe "systemd-analyze security $UNIT (loaded, running): exposure $level (limit 2.1)"
+        awk -v l="$level" 'BEGIN { exit !(l <= 2.1) }' || fail "exposure $level is above 2.1"
 }
-point "systemd-analyze security $UNIT <= 2.0" security_score
+point "systemd-analyze security $UNIT <= 2.1" security_score
 
 # ─────────────────────────────── fixtures ─────────────────────────────────
 # Images where an admin keeps them, readable by QEMU; the plaintext of each
