@@ -200,15 +200,15 @@ static int check_plugged_identity(AttachOp *op, const QemuFiles *before) {
 
 /* Appends text to an error's message, keeping its name. */
 static void error_append(sd_bus_error *e, const char *text) {
-        _cleanup_free_ char *name = NULL, *message = NULL;
+        sd_bus_error n = SD_BUS_ERROR_NULL;
 
         if (!sd_bus_error_is_set(e))
                 return;
-        name = strdup(e->name);
-        if (!name || asprintf(&message, "%s %s", strempty(e->message), text) < 0)
-                return;
+        (void) sd_bus_error_setf(&n, e->name, "%s %s", strempty(e->message), text);
+        if (!sd_bus_error_is_set(&n))
+                return; /* out of memory: the message as it was */
         sd_bus_error_free(e);
-        (void) sd_bus_error_set(e, name, message);
+        (void) sd_bus_error_move(e, &n);
 }
 
 static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {

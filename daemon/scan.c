@@ -52,7 +52,7 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         SourceInfo src = {};
         LuksInfo info;
-        OpenFile id;
+        OpenFile id = {};
         int r;
 
         if (!v->source)
