@@ -85,19 +85,21 @@ static gboolean qemu_has_open(pid_t pid, dev_t dev, ino_t ino) {
 
 typedef struct Swapper {
         int dir_fd;
+        const char *a, *b; /* exchanged in dir_fd; a must end as it began */
         volatile gint stop;
         guint64 swaps;
 } Swapper;
 
-/* Exchanges own.img (the caller's LUKS file) and link (a symlink to
- * another LUKS file) in the caller's directory, atomically, again and
- * again: at any moment the approved name is one or the other. */
+/* Exchanges a (the caller's file or directory) and b (a symlink to
+ * another LUKS file or a directory holding one) in the caller's directory,
+ * atomically, again and again: at any moment the approved name is one or
+ * the other. */
 static gpointer swap_loop(gpointer data) {
         Swapper *s = data;
         guint32 seed = 0x9e3779b9;
 
         while (!g_atomic_int_get(&s->stop)) {
-                if (syscall(SYS_renameat2, s->dir_fd, "own.img", s->dir_fd, "link", 2 /* RENAME_EXCHANGE */) < 0)
+                if (syscall(SYS_renameat2, s->dir_fd, s->a, s->dir_fd, s->b, 2 /* RENAME_EXCHANGE */) < 0)
                         g_error("renameat2: %s", g_strerror(errno));
                 s->swaps++;
                 /* Leave each state for 20-300 µs: the daemon's and QEMU's
@@ -105,16 +107,108 @@ static gpointer swap_loop(gpointer data) {
                 seed = seed * 1664525 + 1013904223;
                 g_usleep(20 + (seed >> 8) % 280);
         }
-        /* Leave own.img a file again. */
+        /* Leave a as it began (not the symlink). */
         struct stat st;
-        if (fstatat(s->dir_fd, "own.img", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-                (void) syscall(SYS_renameat2, s->dir_fd, "own.img", s->dir_fd, "link", 2);
+        if (fstatat(s->dir_fd, s->a, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                (void) syscall(SYS_renameat2, s->dir_fd, s->a, s->dir_fd, s->b, 2);
         return NULL;
 }
 
 static void make_user_dir(const char *path) {
         g_assert_no_errno(g_mkdir(path, 0755));
         g_assert_no_errno(chown(path, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
+}
+
+/* rounds attaches of approved by user while a and b in dir are swapped:
+ * never may the guest's QEMU have the victim (vst) open, every answer is
+ * typed, nothing is left. */
+static void attack(GDBusConnection *user, const char *approved, const char *dir, const char *a, const char *b,
+                   const struct stat *vst, const char *victim, guint rounds) {
+        GError *error = NULL;
+        pid_t pid = qemu_pid(GUEST);
+        Swapper sw = { .dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .a = a, .b = b };
+        g_assert_cmpint(sw.dir_fd, >=, 0);
+        GThread *t = g_thread_new("swap", swap_loop, &sw);
+
+        g_autoptr(GHashTable) outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        guint attached = 0, wrong = 0;
+        gint64 t0 = g_get_monotonic_time();
+        for (guint i = 0; i < rounds; i++) {
+                g_autofree char *p = lv_attach(user, GUEST, approved, PASS, native_scsi(), &error);
+                g_autofree char *what = NULL;
+                if (p) {
+                        attached++;
+                        what = g_strdup("success");
+                        if (qemu_has_open(pid, vst->st_dev, vst->st_ino)) {
+                                wrong++;
+                                g_test_message("round %u: the guest's QEMU has %s open", i, victim);
+                        }
+                        g_assert_true(lv_detach(bus, p, NULL, &error));
+                        g_assert_no_error(error);
+                } else {
+                        what = lv_error_name(error);
+                        /* libvirt's own refusals: it labels (chowns) what
+                         * the path names when it plugs, and keeps count of
+                         * that in xattrs, which the swap confuses. */
+                        if (g_str_equal(what, LV_ERR("Failed")) && strstr(error->message, "Cannot attach the disk: ")) {
+                                g_free(what);
+                                what = g_strdup("libvirt's refusal");
+                        }
+                        if (!g_hash_table_contains(outcomes, what))
+                                g_test_message("round %u, first %s: %s", i, what, error->message);
+                        g_clear_error(&error);
+                }
+                /* Never, not even after a failed attach. */
+                if (!p && qemu_has_open(pid, vst->st_dev, vst->st_ino)) {
+                        wrong++;
+                        g_autofree char *xml = lv_domain_xml(guest);
+                        g_test_message("round %u: QEMU kept %s open after a failed attach (disk in the XML: %s)", i,
+                                       victim, strstr(xml, "ua-luksvol-") ? "yes" : "no");
+                        g_usleep(2 * G_USEC_PER_SEC);
+                        g_test_message("round %u: 2 s later: %s", i,
+                                       qemu_has_open(pid, vst->st_dev, vst->st_ino) ? "still open" : "closed");
+                }
+                guint n = GPOINTER_TO_UINT(g_hash_table_lookup(outcomes, what));
+                g_hash_table_replace(outcomes, g_strdup(what), GUINT_TO_POINTER(n + 1));
+        }
+        g_atomic_int_set(&sw.stop, 1);
+        g_thread_join(t);
+        close(sw.dir_fd);
+
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, outcomes);
+        while (g_hash_table_iter_next(&it, &k, &v))
+                g_test_message("%s: %u", (const char *) k, GPOINTER_TO_UINT(v));
+        g_test_message("%u rounds in %.1f s, %" G_GUINT64_FORMAT " swaps, %u attached, %u with the other file", rounds,
+                       (g_get_monotonic_time() - t0) / 1e6, sw.swaps, attached, wrong);
+
+        g_assert_cmpuint(wrong, ==, 0);
+        /* Only typed answers: success, polkit's no for the other name,
+         * Busy for "it changed", or libvirt's refusal passed on. */
+        g_hash_table_iter_init(&it, outcomes);
+        while (g_hash_table_iter_next(&it, &k, &v))
+                g_assert_true(g_str_equal(k, "success") || g_str_equal(k, LV_ERR("Busy")) ||
+                              g_str_equal(k, "org.freedesktop.DBus.Error.AccessDenied") ||
+                              g_str_equal(k, "libvirt's refusal"));
+        /* The test attacked: some attaches were caught, and (in the long
+         * run: ~10% get through) some got through. */
+        g_assert_cmpuint(attached, <, rounds);
+        if (rounds >= ROUNDS)
+                g_assert_cmpuint(attached, >, 0);
+        assert_clean();
+}
+
+static char *own_dir_rule(const char *dir) {
+        return g_strdup_printf(
+                "polkit.addRule(function(action, subject) {\n"
+                "  if (subject.user != 'lvuser' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
+                "    return polkit.Result.NOT_HANDLED;\n"
+                "  if (action.id == 'org.example.luksvolume1.attach')\n"
+                "    return action.lookup('source').indexOf('%s/') == 0 ? polkit.Result.YES : polkit.Result.NO;\n"
+                "  return polkit.Result.NO;\n"
+                "});\n",
+                dir);
 }
 
 /* The attack of issue 16, item 3: lvuser may attach only files under its
@@ -142,15 +236,7 @@ static void test_symlink_swap(void) {
         struct stat vst;
         g_assert_no_errno(stat(victim, &vst));
 
-        g_autofree char *rule = g_strdup_printf(
-                "polkit.addRule(function(action, subject) {\n"
-                "  if (subject.user != 'lvuser' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
-                "    return polkit.Result.NOT_HANDLED;\n"
-                "  if (action.id == 'org.example.luksvolume1.attach')\n"
-                "    return action.lookup('source').indexOf('%s/') == 0 ? polkit.Result.YES : polkit.Result.NO;\n"
-                "  return polkit.Result.NO;\n"
-                "});\n",
-                alice);
+        g_autofree char *rule = own_dir_rule(alice);
         lv_polkit_set_rules("50-own-dir.rules", rule);
 
         g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
@@ -166,76 +252,40 @@ static void test_symlink_swap(void) {
         g_clear_error(&error);
         assert_clean();
 
-        pid_t pid = qemu_pid(GUEST);
-        Swapper sw = { .dir_fd = open(alice, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
-        g_assert_cmpint(sw.dir_fd, >=, 0);
-        GThread *t = g_thread_new("swap", swap_loop, &sw);
+        attack(user, own, alice, "own.img", "link", &vst, victim, ROUNDS);
+        lv_polkit_set_rules("50-own-dir.rules", NULL);
+}
 
-        g_autoptr(GHashTable) outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        guint attached = 0, wrong = 0;
-        gint64 t0 = g_get_monotonic_time();
-        for (guint i = 0; i < ROUNDS; i++) {
-                g_autofree char *p = lv_attach(user, GUEST, own, PASS, native_scsi(), &error);
-                g_autofree char *what = NULL;
-                if (p) {
-                        attached++;
-                        what = g_strdup("success");
-                        if (qemu_has_open(pid, vst.st_dev, vst.st_ino)) {
-                                wrong++;
-                                g_test_message("round %u: the guest's QEMU has %s open", i, victim);
-                        }
-                        g_assert_true(lv_detach(bus, p, NULL, &error));
-                        g_assert_no_error(error);
-                } else {
-                        what = lv_error_name(error);
-                        /* libvirt's own refusals: it labels (chowns) what
-                         * the path names when it plugs, and keeps count of
-                         * that in xattrs, which the swap confuses. */
-                        if (g_str_equal(what, LV_ERR("Failed")) && strstr(error->message, "Cannot attach the disk: ")) {
-                                g_free(what);
-                                what = g_strdup("libvirt's refusal");
-                        }
-                        if (!g_hash_table_contains(outcomes, what))
-                                g_test_message("round %u, first %s: %s", i, what, error->message);
-                        g_clear_error(&error);
-                }
-                /* Never, not even after a failed attach. */
-                if (!p && qemu_has_open(pid, vst.st_dev, vst.st_ino)) {
-                        wrong++;
-                        g_autofree char *xml = lv_domain_xml(guest);
-                        g_test_message("round %u: QEMU kept %s open after a failed attach (disk in the XML: %s)", i,
-                                       victim, strstr(xml, "ua-luksvol-") ? "yes" : "no");
-                        g_usleep(2 * G_USEC_PER_SEC);
-                        g_test_message("round %u: 2 s later: %s", i,
-                                       qemu_has_open(pid, vst.st_dev, vst.st_ino) ? "still open" : "closed");
-                }
-                guint n = GPOINTER_TO_UINT(g_hash_table_lookup(outcomes, what));
-                g_hash_table_replace(outcomes, g_strdup(what), GUINT_TO_POINTER(n + 1));
-        }
-        g_atomic_int_set(&sw.stop, 1);
-        g_thread_join(t);
-        close(sw.dir_fd);
+/* The same with a directory on the path: the user's vm/ (holding its
+ * disk.img) exchanged with a symlink to a directory holding another
+ * disk.img.  O_NOFOLLOW alone would not see this one: the symlink is not
+ * the last component. */
+static void test_symlink_swap_dir(void) {
+        g_autofree char *bob = lv_sandbox_path("bob");
+        g_autofree char *vm = g_build_filename(bob, "vm", NULL);
+        g_autofree char *vault = lv_sandbox_path("vault2");
+        make_user_dir(bob);
+        make_user_dir(vm);
+        g_assert_no_errno(g_mkdir(vault, 0755));
 
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, outcomes);
-        while (g_hash_table_iter_next(&it, &k, &v))
-                g_test_message("%s: %u", (const char *) k, GPOINTER_TO_UINT(v));
-        g_test_message("%u rounds in %.1f s, %" G_GUINT64_FORMAT " swaps, %u attached, %u with the other file", ROUNDS,
-                       (g_get_monotonic_time() - t0) / 1e6, sw.swaps, attached, wrong);
+        g_autofree char *own_made = lv_make_luks1_image("bob-own.img", PASS, PATTERN, 4);
+        g_autofree char *victim_made = lv_make_luks1_image("victim2.img", PASS, PATTERN + 1, 4);
+        g_autofree char *own = g_build_filename(vm, "disk.img", NULL);
+        g_autofree char *victim = g_build_filename(vault, "disk.img", NULL);
+        g_autofree char *link = g_build_filename(bob, "vmlink", NULL);
+        g_assert_no_errno(rename(own_made, own));
+        g_assert_no_errno(rename(victim_made, victim));
+        g_assert_no_errno(chown(own, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
+        g_assert_no_errno(symlink(vault, link));
+        g_assert_no_errno(lchown(link, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
+        struct stat vst;
+        g_assert_no_errno(stat(victim, &vst));
 
-        g_assert_cmpuint(wrong, ==, 0);
-        /* Only typed answers: success, polkit's no for the other name,
-         * Busy for "it changed", or libvirt's refusal passed on. */
-        g_hash_table_iter_init(&it, outcomes);
-        while (g_hash_table_iter_next(&it, &k, &v))
-                g_assert_true(g_str_equal(k, "success") || g_str_equal(k, LV_ERR("Busy")) ||
-                              g_str_equal(k, "org.freedesktop.DBus.Error.AccessDenied") ||
-                              g_str_equal(k, "libvirt's refusal"));
-        /* The test attacked: some attaches got through, some were caught. */
-        g_assert_cmpuint(attached, >, 0);
-        g_assert_cmpuint(attached, <, ROUNDS);
-        assert_clean();
+        g_autofree char *rule = own_dir_rule(bob);
+        lv_polkit_set_rules("50-own-dir.rules", rule);
+        g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
+
+        attack(user, own, bob, "vm", "vmlink", &vst, victim, ROUNDS / 2);
         lv_polkit_set_rules("50-own-dir.rules", NULL);
 }
 
@@ -414,6 +464,7 @@ int main(int argc, char *argv[]) {
         other = lv_start_guest("lvtest-other");
 
         g_test_add_func("/trust-path/symlink-swap", test_symlink_swap);
+        g_test_add_func("/trust-path/symlink-swap-dir", test_symlink_swap_dir);
         g_test_add_func("/trust-path/failed-undo-stays-visible", test_failed_undo_stays_visible);
         g_test_add_func("/trust-path/rescan-identity", test_rescan_identity);
         g_test_add_func("/trust-path/rearm-identity", test_rearm_identity);
