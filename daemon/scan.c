@@ -88,14 +88,14 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 }
         }
         if (r < 0 && (r != -ESRCH || v->state != VOLUME_STATE_SAVED))
-                log_warning("Cannot tell which file the guest of %s has open as '%s' (%s); its identity stays unknown.",
-                            v->path, v->source, strerror(-r));
+                log_notice("Cannot tell which file the guest of %s has open as '%s' (%s); its identity stays unknown.",
+                           v->path, v->source, strerror(-r));
 
         if (r >= 0) {
                 /* Header facts and the exclusive hold below come from the
                  * guest's file only: the open checks this identity. */
                 if (src.block != id.block || src.dev != id.dev || src.ino != id.ino)
-                        log_warning("'%s' no longer leads to the file the guest of %s has open.", v->source, v->path);
+                        log_notice("'%s' no longer leads to the file the guest of %s has open.", v->source, v->path);
                 src.block = id.block;
                 src.dev = id.dev;
                 src.ino = id.ino;
