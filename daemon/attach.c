@@ -12,7 +12,6 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "disk-xml.h"
@@ -24,6 +23,7 @@
 #include "operations.h"
 #include "options.h"
 #include "passphrase.h"
+#include "plug-check.h"
 #include "qemu-fds.h"
 #include "source-use.h"
 #include "util.h"
@@ -143,61 +143,6 @@ static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *t
 /* How long an undone plug waits for QEMU to close what it opened. */
 #define QEMU_RELEASE_TIMEOUT_MS 5000U
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
-/* Worker.  What the guest's QEMU had open before the hot-plug, to tell
- * afterwards which file the plug made it open (qemu-fds.h). */
-static int qemu_files_before(AttachOp *op, QemuFiles *ret) {
-        int r;
-
-        r = qemu_files_read(QEMU_RUN_DIR, op->call.res.domain_name, op->call.res.domain_uuid, ret);
-        if (r < 0)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
-                                         "Cannot see which files the QEMU process of '%s' has open: %s",
-                                         op->call.res.domain_name, strerror(-r));
-        return 0;
-}
-
-/* Worker.  libvirt and QEMU opened the source by its path, seconds after
- * it was checked; a symlink planted meanwhile would have given the guest
- * another file.  QEMU's own descriptor table says what it opened: the
- * checked file (or device), and nothing else new. */
-static int check_plugged_identity(AttachOp *op, const QemuFiles *before) {
-        const SourceInfo *src = &op->call.res.source;
-        OpenFile want = { .block = src->block, .dev = src->dev, .ino = src->ino }, found;
-        _cleanup_(qemu_files_done) QemuFiles after = {};
-        uint64_t t0 = now_usec();
-        int r;
-
-        r = qemu_files_reread(before, &after);
-        if (r < 0)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
-                                         "Cannot see which file the QEMU process of '%s' opened: %s",
-                                         op->call.res.domain_name, strerror(-r));
-        r = qemu_files_check_plug(before, &after, &want, &found);
-        log_debug("What QEMU opened for %s checked in %" PRIu64 " us (%zu files before, %zu after).", src->path,
-                  now_usec() - t0, before->n, after.n);
-        if (r >= 0)
-                return 0;
-        if (found.dev == want.dev && found.ino == want.ino && found.block == want.block)
-                log_warning("QEMU of '%s' does not have '%s' open (%u:%u inode %ju) after plugging it in: it opened "
-                            "another file.",
-                            op->call.res.domain_name, src->path, major(src->dev), minor(src->dev),
-                            (uintmax_t) src->ino);
-        else
-                log_warning("QEMU of '%s' opened %s %u:%u inode %ju when plugging in '%s' (checked: %u:%u inode %ju).",
-                            op->call.res.domain_name, found.block ? "device" : "file", major(found.dev),
-                            minor(found.dev), (uintmax_t) found.ino, src->path, major(src->dev), minor(src->dev),
-                            (uintmax_t) src->ino);
-        return sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
-                                 "'%s' changed during the attach: QEMU opened another file; try again.", src->path);
-}
-
 /* Appends text to an error's message, keeping its name. */
 static void error_append(sd_bus_error *e, const char *text) {
         sd_bus_error n = SD_BUS_ERROR_NULL;
@@ -226,7 +171,7 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
 
-        r = qemu_files_before(op, &before);
+        r = qemu_plug_before(op->call.res.domain_name, op->call.res.domain_uuid, &before, &op->error);
         if (r < 0)
                 return r;
 
@@ -268,7 +213,7 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
 
         r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
         if (r >= 0)
-                r = check_plugged_identity(op, &before);
+                r = qemu_plug_check(op->call.res.domain_name, &before, &op->call.res.source, &op->error);
         if (r >= 0)
                 return 0;
 
