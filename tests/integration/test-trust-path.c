@@ -342,6 +342,35 @@ static void test_failed_undo_stays_visible(void) {
         assert_clean();
 }
 
+/* The same across a restart: a disk of ours in a guest that is neither
+ * encrypted by QEMU nor on our mapping (plugged here directly through
+ * libvirt, as an undo that never succeeded would leave it) is found by the
+ * start-up scan, and the guest is made to let go of it. */
+static void test_stray_plain_disk_unplugged(void) {
+        g_autofree char *img = lv_make_luks1_image("stray.img", PASS, PATTERN, 4);
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        g_assert_cmpint(virDomainGetUUIDString(guest, uuid), ==, 0);
+        g_autoptr(GString) hex = g_string_new(NULL);
+        for (const char *c = uuid; *c; c++)
+                if (*c != '-')
+                        g_string_append_c(hex, *c);
+        g_autofree char *xml = g_strdup_printf("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                                               "<source file='%s'/><target dev='sdd' bus='scsi'/>"
+                                               "<alias name='ua-luksvol-%s_sdd'/></disk>",
+                                               img, hex->str);
+        g_assert_cmpint(virDomainAttachDeviceFlags(guest, xml, VIR_DOMAIN_AFFECT_LIVE), ==, 0);
+        g_assert_true(lv_domain_has_disk(guest, "sdd"));
+
+        (void) count_objects(); /* running (activated), to be killed */
+        goffset mark = lv_daemon_log_mark();
+        lv_daemon_kill(bus, SIGKILL);
+        (void) count_objects(); /* activates it: the start-up scan */
+        g_assert_true(lv_domain_wait_disk_gone(guest, "sdd", 15000));
+        g_autofree char *log = lv_daemon_log_since(mark);
+        g_assert_nonnull(strstr(log, "is ours but not encrypted"));
+        assert_clean();
+}
+
 /* ------------------------------------------- identity after a restart */
 
 static void exchange(const char *x, const char *y) {
@@ -466,6 +495,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/trust-path/symlink-swap", test_symlink_swap);
         g_test_add_func("/trust-path/symlink-swap-dir", test_symlink_swap_dir);
         g_test_add_func("/trust-path/failed-undo-stays-visible", test_failed_undo_stays_visible);
+        g_test_add_func("/trust-path/stray-plain-disk-unplugged", test_stray_plain_disk_unplugged);
         g_test_add_func("/trust-path/rescan-identity", test_rescan_identity);
         g_test_add_func("/trust-path/rearm-identity", test_rearm_identity);
 
