@@ -4,8 +4,14 @@
  * can write a directory on the path and swaps the approved file for a
  * symlink to another LUKS file while the attach runs.
  *
+ * Also (issue 16, point 5): after a restart a volume's identity is what
+ * the guest has, not what the path names; Rearm re-arms only that file; an
+ * attach whose undo cannot unplug keeps a visible "detaching" object, and a
+ * plain disk of ours found at start-up is unplugged.
+ *
  * Native mode only: this host has no device-mapper, so cryptsetup mode
- * (whose loop device is bound to the checked descriptor) runs in tests/vm.
+ * (whose loop device is bound to the checked descriptor) is not exercised
+ * here; no swap test for it exists in tests/vm yet.
  *
  * The daemon runs with --fault-file=/run/lvtest/fault. */
 
