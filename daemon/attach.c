@@ -23,6 +23,8 @@
 #include "operations.h"
 #include "options.h"
 #include "passphrase.h"
+#include "plug-check.h"
+#include "qemu-fds.h"
 #include "source-use.h"
 #include "util.h"
 #include "volume-id.h"
@@ -49,6 +51,11 @@ typedef struct AttachOp {
         uint64_t unlock_ms;
         char *target;
         Volume *volume;
+        /* The attach failed but its disk could not be unplugged: the
+         * volume is registered all the same, "detaching", so that it is
+         * seen and the unplug retried (manager-events.c). */
+        bool keep_volume;
+        bool fault_unplug_fails; /* test hook: the undo's unplug "fails" */
 
         int r;
         sd_bus_error error;
@@ -118,20 +125,41 @@ static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *t
         ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") && streq_ptr(d.secret_uuid, secret_uuid) &&
              streq_ptr(d.alias, alias);
         /* Tests cannot make libvirt drop the element; they can make us
-         * believe it did, to see the unplug and clean-up that follow. */
+         * believe it did, to see the unplug and clean-up that follow (and,
+         * with "-stuck", what follows an unplug that fails too). */
         if (fault_trigger("attach:unencrypted"))
                 ok = false;
+        else if (fault_trigger("attach:unencrypted-stuck")) {
+                ok = false;
+                op->fault_unplug_fails = true;
+        }
         disk_info_free(&d);
         if (ok)
                 return 0;
-        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
-                                 "libvirt did not attach '%s' with its LUKS encryption; the disk was removed again.",
+        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "libvirt did not attach '%s' with its LUKS encryption.",
                                  op->call.res.source.path);
+}
+
+/* How long an undone plug waits for QEMU to close what it opened. */
+#define QEMU_RELEASE_TIMEOUT_MS 5000U
+
+/* Appends text to an error's message, keeping its name. */
+static void error_append(sd_bus_error *e, const char *text) {
+        sd_bus_error n = SD_BUS_ERROR_NULL;
+
+        if (!sd_bus_error_is_set(e))
+                return;
+        (void) sd_bus_error_setf(&n, e->name, "%s %s", strempty(e->message), text);
+        if (!sd_bus_error_is_set(&n))
+                return; /* out of memory: the message as it was */
+        sd_bus_error_free(e);
+        (void) sd_bus_error_move(e, &n);
 }
 
 static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
         Manager *m = op->call.manager;
         _cleanup_free_ char *usage = NULL, *xml = NULL, *alias = NULL;
+        _cleanup_(qemu_files_done) QemuFiles before = {};
         char secret_uuid[VIR_UUID_STRING_BUFLEN];
         sd_bus_error undo_error = SD_BUS_ERROR_NULL;
         bool plugged = false;
@@ -142,6 +170,10 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 r = disk_alias_build(domain_uuid, target, &alias);
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
+
+        r = qemu_plug_before(op->call.res.domain_name, op->call.res.domain_uuid, &before, &op->error);
+        if (r < 0)
+                return r;
 
         r = virt_secret_create(m->virt, usage, &op->passphrase, secret_uuid, &op->error);
         if (r < 0)
@@ -171,21 +203,48 @@ static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid
                 goto undo;
         }
         r = virt_attach_disk(dom, xml, &op->error);
-        if (r < 0)
+        if (r < 0) {
+                /* libvirt took it back; QEMU may still hold what it opened
+                 * for a moment. */
+                (void) qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS);
                 goto undo;
+        }
         plugged = true;
 
         r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
         if (r >= 0)
+                r = qemu_plug_check(op->call.res.domain_name, &before, &op->call.res.source, &op->error);
+        if (r >= 0)
                 return 0;
 
 undo:
-        if (plugged && virt_detach_disk(dom, target, alias, 10000, &undo_error) < 0) {
-                log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
-                sd_bus_error_free(&undo_error);
-                /* The secret stays: QEMU still has the disk open with it. */
-                op->volume->secret_uuid = mfree(op->volume->secret_uuid);
-                return r;
+        if (plugged) {
+                int k;
+
+                if (op->fault_unplug_fails)
+                        k = sd_bus_error_set(&undo_error, LV_ERROR_FAILED, "fault injection");
+                else
+                        k = virt_detach_disk(dom, target, alias, 10000, &undo_error);
+                if (k < 0) {
+                        /* The guest keeps a disk it must not have (ciphertext
+                         * as a plain disk, or another file).  Its volume stays,
+                         * "detaching", with its secret (QEMU may still use
+                         * it): visible to the operator, and the unplug is
+                         * asked for again until the guest lets go. */
+                        log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
+                        sd_bus_error_free(&undo_error);
+                        op->keep_volume = true;
+                        op->volume->state = VOLUME_STATE_DETACHING;
+                        op->volume->unplug_retry = true;
+                        error_append(&op->error, "The disk could not be removed yet; its volume object stays "
+                                                 "'detaching' until the guest releases it.");
+                        return r;
+                }
+                /* Nothing of the plug may stay open in QEMU once we answer. */
+                if (qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS) < 0)
+                        log_warning("QEMU of '%s' still holds files of the removed disk %s.", op->call.res.domain_name,
+                                    target);
+                error_append(&op->error, "The disk was removed again.");
         }
         if (virt_secret_undefine(m->virt, secret_uuid, &undo_error) < 0)
                 log_error("Failed to remove secret %s after a failed attach: %s", secret_uuid, undo_error.message);
@@ -387,7 +446,7 @@ finish:
         pthread_rwlock_unlock(&m->ops_lock);
         /* On every path: the passphrase is gone once the job is over. */
         op->passphrase = passphrase_free(op->passphrase);
-        if (r < 0)
+        if (r < 0 && !op->keep_volume)
                 op->volume = volume_free(op->volume);
         op->r = r;
 }
@@ -398,6 +457,13 @@ static void attach_act_done(Call *c) {
         Volume *v;
 
         if (op->r < 0) {
+                /* A disk the guest must not keep and could not be made to
+                 * give back: its object, for all to see (attach_native()). */
+                if (op->keep_volume && op->volume) {
+                        v = TAKE_PTR(op->volume);
+                        if (manager_add_volume(m, v) >= 0)
+                                (void) manager_volume_gone_since(m, v, op->event_seq);
+                }
                 attach_end(op);
                 return;
         }

@@ -123,6 +123,20 @@ int loop_find_backing(dev_t dev, ino_t ino, char **ret_path) {
         return 0;
 }
 
+int loop_backing_identity(const char *node, dev_t *ret_dev, ino_t *ret_ino) {
+        _cleanup_close_ int fd = -EBADF;
+        struct loop_info64 info;
+
+        fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return negative_errno();
+        if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
+                return negative_errno();
+        *ret_dev = (dev_t) info.lo_device;
+        *ret_ino = (ino_t) info.lo_inode;
+        return 0;
+}
+
 int loop_refresh_capacity(const char *node, dev_t dev, ino_t ino) {
         _cleanup_close_ int fd = -EBADF;
         struct loop_info64 info;

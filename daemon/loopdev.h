@@ -28,3 +28,8 @@ int loop_find_backing(dev_t dev, ino_t ino, char **ret_path);
  * take its file's current size (LOOP_SET_CAPACITY): after the file grew or
  * shrank.  -ESTALE if node is bound to another file (or none). */
 int loop_refresh_capacity(const char *node, dev_t dev, ino_t ino);
+
+/* The file a loop device is bound to, as the kernel holds it: its (st_dev,
+ * st_ino), not the name in sysfs' backing_file (a path, which may lead
+ * elsewhere by now).  -ENXIO if node is bound to nothing. */
+int loop_backing_identity(const char *node, dev_t *ret_dev, ino_t *ret_ino);

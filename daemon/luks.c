@@ -25,6 +25,7 @@
 #include "errors.h"
 #include "luks-internal.h"
 #include "luks.h"
+#include "open-pinned.h"
 #include "util.h"
 
 /* libcryptsetup's process-wide state, one thread at a time: see
@@ -290,13 +291,17 @@ static void open_task_run(void *p) {
         int r;
 
         /* O_NONBLOCK: if the path became a FIFO since it was resolved, the
-         * open must not wait for a writer; the type check below refuses it. */
-        t->fd = open(t->path, (t->want_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+         * open must not wait for a writer; the type check below refuses it.
+         * No symlink is followed: the path is canonical, so one met now was
+         * planted since and leads somewhere polkit never saw. */
+        t->fd = open_pinned(t->path, (t->want_write ? O_RDWR : O_RDONLY) | O_NOCTTY | O_NONBLOCK);
         t->writable = t->want_write && t->fd >= 0;
-        if (t->fd < 0 && t->want_write && !t->exclusive && IN_SET(errno, EROFS, EACCES, EPERM, ETXTBSY))
-                t->fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (t->fd < 0 && t->want_write && !t->exclusive && IN_SET(-t->fd, EROFS, EACCES, EPERM, ETXTBSY))
+                t->fd = open_pinned(t->path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+        if (t->fd == -ELOOP)
+                OPEN_FAIL(t, OPEN_CHANGED, NULL, 0);
         if (t->fd < 0)
-                OPEN_FAIL(t, OPEN_ERRNO, t->exclusive ? "open for writing" : "open", errno);
+                OPEN_FAIL(t, OPEN_ERRNO, t->exclusive ? "open for writing" : "open", -t->fd);
         (void) fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) & ~O_NONBLOCK);
 
         if (fstat(t->fd, &st) < 0)
@@ -431,8 +436,7 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, u
                                               strerror(t->saved_errno));
                 break;
         case OPEN_CHANGED:
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' changed while it was being checked; try again.",
-                                      src->path);
+                r = source_error_changed(error, src->path);
                 break;
         case OPEN_LOCKED:
                 if (t->lock_pid > 0)

@@ -344,6 +344,7 @@ typedef struct RecheckJob {
         char *path;
         uint64_t generation;
         char *domain_uuid, *target;
+        bool unplug; /* ask the guest to release the disk (again) if it is there */
         bool gone;
 } RecheckJob;
 
@@ -369,6 +370,16 @@ static void recheck_job(void *userdata) {
                 present = !sd_bus_error_has_names(&error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING);
         else if (virt_disk_present(dom, j->target, &present, &error) < 0)
                 present = true;
+        else if (present && j->unplug) {
+                /* A disk an attach failed to take back (attach.c): the
+                 * guest must not keep it, so the request is repeated until
+                 * it lets go; the device-removed event, or the next look,
+                 * ends the volume. */
+                _cleanup_free_ char *alias = NULL;
+                if (disk_alias_build(j->domain_uuid, j->target, &alias) >= 0 &&
+                    virt_detach_request(dom, j->target, alias, &error) < 0)
+                        log_warning("Cannot ask %s to release %s again: %s", j->domain_uuid, j->target, error.message);
+        }
         if (dom)
                 virDomainFree(dom);
         sd_bus_error_free(&error);
@@ -411,6 +422,7 @@ static int on_recheck_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         .generation = v->generation,
                         .domain_uuid = strdup(v->domain_uuid),
                         .target = strdup(v->target),
+                        .unplug = v->unplug_retry,
                 };
                 if (!j->path || !j->domain_uuid || !j->target ||
                     worker_submit(m->worker, recheck_job, recheck_done, j) < 0) {

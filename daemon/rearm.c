@@ -34,6 +34,9 @@ typedef struct RearmOp {
         VolumeMode mode;
         char *domain_uuid, *target, *source, *secret_uuid;
         bool read_only, discard;
+        bool identity_known; /* the volume's source identity (scan.c, attach.c) */
+        dev_t source_dev;
+        ino_t source_ino;
 
         int r;
         bool already;         /* nothing was missing */
@@ -110,10 +113,25 @@ static void rearm_job(Call *c) {
                 }
         }
 
-        /* What the secret (or mapping) will hold must open the volume. */
+        /* What the secret (or mapping) will hold must open the volume — the
+         * volume that was attached, not whatever its path names by now: the
+         * open below is pinned to that identity (luks_source_open() checks
+         * what it opened against src). */
         r = source_resolve(op->source, timeout_ms, &src, &op->error);
         if (r < 0)
                 goto finish;
+        if (!op->identity_known) {
+                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED,
+                                      "Which file %s was attached from is not known; it cannot be re-armed safely.",
+                                      op->path);
+                goto finish;
+        }
+        if (src.dev != op->source_dev || src.ino != op->source_ino) {
+                r = sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
+                                      "'%s' no longer leads to the file %s was attached from; not re-armed.",
+                                      op->source, op->path);
+                goto finish;
+        }
         r = luks_source_open(&src, op->mode == VOLUME_MODE_CRYPTSETUP && !op->read_only, timeout_ms, &source,
                              &op->error);
         if (r < 0)
@@ -207,6 +225,9 @@ static void rearm_authorized(Call *c, bool allowed) {
         op->target = strdup(v->target);
         op->source = strdup(v->source);
         op->secret_uuid = v->secret_uuid ? strdup(v->secret_uuid) : NULL;
+        op->identity_known = v->source_identity_known;
+        op->source_dev = v->source_dev;
+        op->source_ino = v->source_ino;
         if (!op->domain_uuid || !op->target || !op->source || (v->secret_uuid && !op->secret_uuid)) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 rearm_end(op);

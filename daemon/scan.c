@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 
 #include "disk-xml.h"
+#include "loopdev.h"
 #include "luks.h"
+#include "qemu-fds.h"
 #include "source-use.h"
 #include "scan.h"
 #include "util.h"
@@ -12,14 +14,56 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
 
+/* The source as the guest has it: the file its loop device is bound to, or
+ * the device under its mapping (cryptsetup mode); the file its QEMU has
+ * open under the source's name (native mode).  Not what the path names
+ * now: that may be another file since. */
+static int guest_source_identity(const Volume *v, OpenFile *ret) {
+        if (v->mode == VOLUME_MODE_CRYPTSETUP) {
+                _cleanup_free_ char *name = NULL, *node = NULL;
+                struct stat st;
+                int r;
+
+                r = luks_mapping_name(v->domain_uuid, v->target, &name);
+                if (r < 0)
+                        return r;
+                r = luks_mapping_device(name, &node);
+                if (r < 0)
+                        return r;
+                if (startswith(node, "/dev/loop")) {
+                        *ret = (OpenFile){};
+                        return loop_backing_identity(node, &ret->dev, &ret->ino);
+                }
+                if (stat(node, &st) < 0)
+                        return negative_errno();
+                if (!S_ISBLK(st.st_mode))
+                        return -ENOTBLK;
+                *ret = (OpenFile){ .block = true, .dev = st.st_rdev };
+                return 0;
+        }
+        /* A saved guest has nothing open. */
+        if (v->state == VOLUME_STATE_SAVED)
+                return -ESRCH;
+        return qemu_files_find_path(QEMU_RUN_DIR, v->domain, v->domain_uuid, v->source, ret);
+}
+
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         _cleanup_(luks_source_freep) LuksSource *opened = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         SourceInfo src = {};
         LuksInfo info;
+        OpenFile id = {};
+        int r;
 
         if (!v->source)
                 return;
+
+        r = guest_source_identity(v, &id);
+        if (r >= 0) {
+                v->source_identity_known = true;
+                v->source_dev = id.dev;
+                v->source_ino = id.ino;
+        }
 
         /* Each step under the deadline: the source of a running guest may
          * sit on a file system that stopped answering. */
@@ -27,9 +71,42 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 log_debug("Cannot check the source of %s: %s", v->path, error.message);
                 goto finish;
         }
-        v->source_identity_known = true;
-        v->source_dev = src.dev;
-        v->source_ino = src.ino;
+
+        /* QEMU has no file of that name open (renamed since?): what the
+         * path names now counts only if QEMU has exactly that open. */
+        if (r == -ENOENT && v->mode == VOLUME_MODE_NATIVE) {
+                _cleanup_(qemu_files_done) QemuFiles files = {};
+                OpenFile want = { .block = src.block, .dev = src.dev, .ino = src.ino };
+
+                if (qemu_files_read(QEMU_RUN_DIR, v->domain, v->domain_uuid, &files) >= 0 &&
+                    qemu_files_has(&files, &want)) {
+                        id = want;
+                        r = 0;
+                        v->source_identity_known = true;
+                        v->source_dev = id.dev;
+                        v->source_ino = id.ino;
+                }
+        }
+        if (r < 0 && (r != -ESRCH || v->state != VOLUME_STATE_SAVED))
+                log_notice("Cannot tell which file the guest of %s has open as '%s' (%s); its identity stays unknown.",
+                           v->path, v->source, strerror(-r));
+
+        if (r >= 0) {
+                /* Header facts and the exclusive hold below come from the
+                 * guest's file only: the open checks this identity. */
+                if (src.block != id.block || src.dev != id.dev || src.ino != id.ino)
+                        log_notice("'%s' no longer leads to the file the guest of %s has open.", v->source, v->path);
+                src.block = id.block;
+                src.dev = id.dev;
+                src.ino = id.ino;
+        } else if (v->state == VOLUME_STATE_SAVED) {
+                /* Nothing is open anywhere: the path is all there is (Rearm
+                 * checks the file against this identity). */
+                v->source_identity_known = true;
+                v->source_dev = src.dev;
+                v->source_ino = src.ino;
+        } else
+                goto finish;
 
         /* A mapping's facts come from the kernel already (scan_domain());
          * a native volume's from its header. */
@@ -115,24 +192,42 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
 
                         if (!d->source || luks_mapping_name(uuid, d->target, &expected) < 0 ||
                             !startswith(d->source, "/dev/mapper/") ||
-                            !streq(d->source + strlen("/dev/mapper/"), expected))
-                                continue;
-
-                        r = volume_new(name, uuid, d->target, &v);
-                        if (r < 0)
-                                break;
-                        v->mode = VOLUME_MODE_CRYPTSETUP;
-                        v->mapper_device = strdup(d->source);
-                        if (luks_mapping_info(expected, &source, &info) >= 0) {
-                                v->source = TAKE_PTR(source);
-                                v->luks_version = info.version;
-                                free(v->luks_uuid);
-                                v->luks_uuid = strdup(info.uuid);
+                            !streq(d->source + strlen("/dev/mapper/"), expected)) {
+                                /* Our disk, neither encrypted by QEMU nor on
+                                 * our mapping: ciphertext as a plain disk, left
+                                 * by an attach whose undo could not unplug it
+                                 * (attach.c).  The guest must not keep it: a
+                                 * volume "detaching" that the reconciliation
+                                 * unplugs. */
+                                if (saved)
+                                        continue;
+                                r = volume_new(name, uuid, d->target, &v);
+                                if (r < 0)
+                                        break;
+                                v->mode = VOLUME_MODE_NATIVE;
+                                v->source = d->source ? strdup(d->source) : NULL;
+                                v->unplug_retry = true;
+                                log_warning(
+                                        "Disk %s of '%s' is ours but not encrypted: asking the guest to release it.",
+                                        d->target, name);
+                        } else {
+                                r = volume_new(name, uuid, d->target, &v);
+                                if (r < 0)
+                                        break;
+                                v->mode = VOLUME_MODE_CRYPTSETUP;
+                                v->mapper_device = strdup(d->source);
+                                if (luks_mapping_info(expected, &source, &info) >= 0) {
+                                        v->source = TAKE_PTR(source);
+                                        v->luks_version = info.version;
+                                        free(v->luks_uuid);
+                                        v->luks_uuid = strdup(info.uuid);
+                                }
+                                /* The mapping's own table knows where the
+                                 * payload starts and how much of it the guest
+                                 * gets. */
+                                if (luks_mapping_geometry(expected, &v->payload_offset, &mapping_size) < 0)
+                                        mapping_size = 0;
                         }
-                        /* The mapping's own table knows where the payload
-                         * starts and how much of it the guest gets. */
-                        if (luks_mapping_geometry(expected, &v->payload_offset, &mapping_size) < 0)
-                                mapping_size = 0;
                 }
                 /* What the guest sees, as libvirt says (a saved domain's
                  * disk is not open anywhere to ask). */
@@ -149,7 +244,8 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
                 v->read_only = d->read_only;
                 if (saved)
                         v->state = VOLUME_STATE_SAVED;
-
+                else if (v->unplug_retry)
+                        v->state = VOLUME_STATE_DETACHING;
                 v->next = *list;
                 *list = v;
                 log_info("Found attached volume %s (%s on %s).", v->path, strempty(v->source), name);

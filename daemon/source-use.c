@@ -9,6 +9,7 @@
 #include "disk-xml.h"
 #include "errors.h"
 #include "loopdev.h"
+#include "open-pinned.h"
 #include "source-use.h"
 #include "util.h"
 
@@ -202,9 +203,9 @@ static void excl_task_free(void *p) {
 static void excl_task_run(void *p) {
         ExclTask *t = p;
 
-        t->fd = open(t->path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        t->fd = open_pinned(t->path, O_RDONLY | O_EXCL | O_NONBLOCK | O_NOCTTY);
         if (t->fd < 0)
-                t->saved_errno = errno;
+                t->saved_errno = -t->fd;
         else if (fstat(t->fd, &t->st) < 0)
                 t->saved_errno = errno;
 }
@@ -248,12 +249,13 @@ static int check_block(const SourceInfo *src, unsigned timeout_ms, sd_bus_error 
         if (t->fd < 0 && t->saved_errno == EBUSY)
                 r = sd_bus_error_setf(error, LV_ERROR_IN_USE,
                                       "'%s' is in use: another process has it open exclusively.", src->path);
+        else if (t->fd < 0 && t->saved_errno == ELOOP)
+                r = source_error_changed(error, src->path); /* a symlink planted since */
         else if (t->fd < 0 || t->saved_errno)
                 r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot open '%s': %s", src->path,
                                       strerror(t->saved_errno));
         else if (!S_ISBLK(t->st.st_mode) || t->st.st_rdev != src->dev)
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' changed while it was being checked; try again.",
-                                      src->path);
+                r = source_error_changed(error, src->path);
         else
                 r = 0;
         excl_task_free(t);

@@ -78,6 +78,7 @@ typedef struct Volume {
         bool resize_pending;    /* a Resize is running for it */
         VolumeWaiter *waiter;   /* a Detach waiting for the guest; NULL otherwise */
         bool rechecking;        /* a look at the live XML is on its way (reconciliation) */
+        bool unplug_retry;      /* "detaching" after an attach whose undo could not unplug: ask again */
         uint64_t last_recheck_usec;
 } Volume;
 
