@@ -1,16 +1,48 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libvirt/virterror.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "disk-xml.h"
 #include "luks.h"
+#include "qemu-lock.h"
 #include "source-use.h"
 #include "scan.h"
 #include "util.h"
 #include "volume-id.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
+
+/* cryptsetup mode: QEMU's locks on the image (qemu-lock.h).  A file's
+ * outlive the daemon that took them — the loop device holds the locked
+ * open file — but a block device's went with the previous process, and a
+ * mapping an older daemon made has none: whatever is not locked now is
+ * locked again, on a descriptor of the volume's own. */
+static void relock(Volume *v, const SourceInfo *src, unsigned timeout_ms) {
+        _cleanup_(luks_source_freep) LuksSource *opened = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int fd;
+
+        if (v->hold_fd >= 0)
+                return;
+        if (luks_source_open(src, false, timeout_ms, &opened, &error) < 0)
+                goto finish;
+        fd = luks_source_fd(opened);
+        /* Held already (by the loop device's file, as attached): done. */
+        if (qemu_lock_check(fd, false, !v->read_only, v->source, timeout_ms, &error) < 0)
+                goto finish;
+        if (qemu_lock_check(fd, true, !v->read_only, v->source, timeout_ms, &error) < 0)
+                goto finish;
+        v->hold_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (v->hold_fd >= 0)
+                log_info("Locked %s against a second writer again (QEMU's locks).", v->source);
+
+finish:
+        if (sd_bus_error_is_set(&error))
+                log_debug("Not locking %s again: %s", v->source, error.message);
+        sd_bus_error_free(&error);
+}
 
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         _cleanup_(luks_source_freep) LuksSource *opened = NULL;
@@ -33,8 +65,10 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
 
         /* A mapping's facts come from the kernel already (scan_domain());
          * a native volume's from its header. */
-        if (v->mode != VOLUME_MODE_NATIVE)
+        if (v->mode != VOLUME_MODE_NATIVE) {
+                relock(v, &src, timeout_ms);
                 goto finish;
+        }
         if (luks_source_open(&src, false, timeout_ms, &opened, &error) < 0) {
                 log_debug("Cannot read the LUKS header of %s: %s", v->source, error.message);
                 goto finish;
