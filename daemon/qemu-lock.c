@@ -206,6 +206,10 @@ static void lock_task_run(void *p) {
         }
         if (r >= 0)
                 r = find_conflict(t->fd, t->write, &pid);
+        /* A file system without record locks: no QEMU can lock there
+         * either, so there is nothing to find and nothing to take. */
+        if (IN_SET(r, -ENOLCK, -EOPNOTSUPP, -EINVAL))
+                r = 0;
         if (r > 0 && describe_holder(t->fd, pid, &t->holder) < 0)
                 r = -ENOMEM;
         if (r != 0 && t->take)

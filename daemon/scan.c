@@ -14,34 +14,36 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
 
-/* cryptsetup mode: QEMU's locks on the image (qemu-lock.h).  A file's
- * outlive the daemon that took them — the loop device holds the locked
- * open file — but a block device's went with the previous process, and a
- * mapping an older daemon made has none: whatever is not locked now is
- * locked again, on a descriptor of the volume's own. */
-static void relock(Volume *v, const SourceInfo *src, unsigned timeout_ms) {
-        _cleanup_(luks_source_freep) LuksSource *opened = NULL;
+/* cryptsetup mode: QEMU's locks (qemu-lock.h) on the device the mapping
+ * sits on.  A file's locks outlive the daemon that took them — the loop
+ * device holds the locked open file — but a block device's went with the
+ * previous process.  Which of the two a mapping over a loop device had
+ * cannot be told from the kernel's account, so the device under the
+ * mapping (the block device itself, or the loop device) is locked again,
+ * on a descriptor of the volume's own, unless something holds it already.
+ * A /dev node the kernel names: no file system of a caller's. */
+static void relock(Volume *v, unsigned timeout_ms) {
+        _cleanup_free_ char *node = NULL;
+        _cleanup_close_ int fd = -EBADF;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        int fd;
+        struct stat st;
 
-        if (v->hold_fd >= 0)
+        if (v->hold_fd >= 0 || !v->mapper_device || !startswith(v->mapper_device, "/dev/mapper/"))
                 return;
-        if (luks_source_open(src, false, timeout_ms, &opened, &error) < 0)
-                goto finish;
-        fd = luks_source_fd(opened);
-        /* Held already (by the loop device's file, as attached): done. */
-        if (qemu_lock_check(fd, false, !v->read_only, v->source, timeout_ms, &error) < 0)
-                goto finish;
-        if (qemu_lock_check(fd, true, !v->read_only, v->source, timeout_ms, &error) < 0)
-                goto finish;
-        v->hold_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (v->hold_fd >= 0)
-                log_info("Locked %s against a second writer again (QEMU's locks).", v->source);
-
-finish:
-        if (sd_bus_error_is_set(&error))
-                log_debug("Not locking %s again: %s", v->source, error.message);
-        sd_bus_error_free(&error);
+        if (luks_mapping_device(v->mapper_device + strlen("/dev/mapper/"), &node) < 0)
+                return;
+        fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+                return;
+        /* Held already: done. */
+        if (qemu_lock_check(fd, false, !v->read_only, node, timeout_ms, &error) < 0 ||
+            qemu_lock_check(fd, true, !v->read_only, node, timeout_ms, &error) < 0) {
+                log_debug("Not locking %s again: %s", node, error.message);
+                sd_bus_error_free(&error);
+                return;
+        }
+        v->hold_fd = TAKE_FD(fd);
+        log_info("Locked %s under %s against a second writer again (QEMU's locks).", node, v->mapper_device);
 }
 
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
@@ -50,6 +52,8 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         SourceInfo src = {};
         LuksInfo info;
 
+        if (v->mode == VOLUME_MODE_CRYPTSETUP)
+                relock(v, timeout_ms);
         if (!v->source)
                 return;
 
@@ -65,10 +69,8 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
 
         /* A mapping's facts come from the kernel already (scan_domain());
          * a native volume's from its header. */
-        if (v->mode != VOLUME_MODE_NATIVE) {
-                relock(v, &src, timeout_ms);
+        if (v->mode != VOLUME_MODE_NATIVE)
                 goto finish;
-        }
         if (luks_source_open(&src, false, timeout_ms, &opened, &error) < 0) {
                 log_debug("Cannot read the LUKS header of %s: %s", v->source, error.message);
                 goto finish;
