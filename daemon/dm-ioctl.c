@@ -47,38 +47,45 @@ static int dm_suspend(const char *name, bool suspend) {
         return dm_call(DM_DEV_SUSPEND, &io);
 }
 
+/* The one crypt target of a DM_TABLE_STATUS answer in buf. */
+static int parse_status(const char *buf, char **ret_params, uint64_t *ret_sectors, bool *ret_read_only) {
+        const struct dm_ioctl *io = (const struct dm_ioctl *) buf;
+        const struct dm_target_spec *spec;
+        const char *params;
+        size_t room;
+        char *copy;
+
+        if (io->flags & DM_BUFFER_FULL_FLAG)
+                return -ENOBUFS;
+        if (io->target_count != 1 || io->data_start + sizeof *spec >= TABLE_BUFFER_SIZE)
+                return -EINVAL;
+        spec = (const struct dm_target_spec *) (buf + io->data_start);
+        params = (const char *) (spec + 1);
+        room = TABLE_BUFFER_SIZE - (size_t) (params - buf);
+        if (!streq(spec->target_type, "crypt") || strnlen(params, room) >= room)
+                return -EINVAL;
+        copy = strdup(params);
+        if (!copy)
+                return -ENOMEM;
+        *ret_params = copy;
+        *ret_sectors = spec->length;
+        *ret_read_only = io->flags & DM_READONLY_FLAG;
+        return 0;
+}
+
 /* The one crypt target's parameters ("cipher key iv_offset MAJ:MIN offset
  * [opts]": they hold the volume key, so the copy is for wiping) and
  * whether the mapping is read-only. */
 static int read_table(const char *name, char **ret_params, uint64_t *ret_sectors, bool *ret_read_only) {
         _cleanup_free_ char *buf = calloc(1, TABLE_BUFFER_SIZE);
-        struct dm_ioctl *io = (struct dm_ioctl *) buf;
-        struct dm_target_spec *spec;
-        const char *params;
         int r;
 
         if (!buf)
                 return -ENOMEM;
-        dm_header(io, TABLE_BUFFER_SIZE, name, DM_STATUS_TABLE_FLAG | DM_SECURE_DATA_FLAG);
-        r = dm_call(DM_TABLE_STATUS, io);
-        if (r >= 0 && (io->flags & DM_BUFFER_FULL_FLAG))
-                r = -ENOBUFS;
-        if (r >= 0 && (io->target_count != 1 || io->data_start + sizeof *spec >= TABLE_BUFFER_SIZE))
-                r = -EINVAL;
-        if (r >= 0) {
-                spec = (struct dm_target_spec *) (buf + io->data_start);
-                params = (const char *) (spec + 1);
-                if (!streq(spec->target_type, "crypt") ||
-                    strnlen(params, TABLE_BUFFER_SIZE - (size_t) (params - buf)) >=
-                            TABLE_BUFFER_SIZE - (size_t) (params - buf))
-                        r = -EINVAL;
-                else if (!(*ret_params = strdup(params)))
-                        r = -ENOMEM;
-                else {
-                        *ret_sectors = spec->length;
-                        *ret_read_only = io->flags & DM_READONLY_FLAG;
-                }
-        }
+        dm_header((struct dm_ioctl *) buf, TABLE_BUFFER_SIZE, name, DM_STATUS_TABLE_FLAG | DM_SECURE_DATA_FLAG);
+        r = dm_call(DM_TABLE_STATUS, (struct dm_ioctl *) buf);
+        if (r >= 0)
+                r = parse_status(buf, ret_params, ret_sectors, ret_read_only);
         explicit_bzero(buf, TABLE_BUFFER_SIZE);
         return r;
 }
@@ -197,17 +204,24 @@ int dm_crypt_resize(const char *name, dev_t data_device_rdev, uint64_t size, uns
         r = read_table(name, &params, &sectors, &read_only);
         if (r >= 0)
                 r = check_params(params, data_device_rdev);
-        if (r == -EPERM)
-                r = sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
-                                      "The mapping %s keeps its volume key in the kernel keyring (an older "
-                                      "luksvolumed opened it); detach and attach the volume again to resize it.",
-                                      name);
-        else if (r == -ESTALE)
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "The mapping %s no longer sits on its device.", name);
-        else if (r < 0)
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the table of the dm-crypt mapping %s: %s",
-                                      name, strerror(-r));
-        if (r < 0 || sectors == size / 512)
+        if (r < 0) {
+                /* r stays the errno: the error only describes it. */
+                if (r == -EPERM)
+                        (void) sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                                 "The mapping %s keeps its volume key in the kernel keyring (an older "
+                                                 "luksvolumed opened it); detach and attach the volume again to "
+                                                 "resize it.",
+                                                 name);
+                else if (r == -ESTALE)
+                        (void) sd_bus_error_setf(error, LV_ERROR_FAILED, "The mapping %s no longer sits on its device.",
+                                                 name);
+                else
+                        (void) sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                                 "Cannot read the table of the dm-crypt mapping %s: %s", name,
+                                                 strerror(-r));
+                goto finish;
+        }
+        if (sectors == size / 512)
                 goto finish;
 
         /* The table is loaded only once the mapping is quiet: a suspend
