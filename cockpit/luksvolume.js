@@ -684,6 +684,11 @@ function init() {
     $("attach-open").addEventListener("click", openAttach);
     $("attach-form").addEventListener("submit", submitAttach);
     $("attach-cancel").addEventListener("click", () => $("attach-dialog").close());
+    // However the dialog closes (Cancel, Escape, a successful attach), a
+    // typed passphrase must not wait in the page for the next opening.
+    $("attach-dialog").addEventListener("close", () => {
+        $("attach-passphrase").value = "";
+    });
     $("probe-open").addEventListener("click", openProbe);
     $("probe-form").addEventListener("submit", submitProbe);
     $("probe-cancel").addEventListener("click", () => $("probe-dialog").close());

@@ -10,6 +10,7 @@
  * without side effects is checked first; the secret (or mapping) is created
  * only right before the hot-plug and removed if the hot-plug fails. */
 
+#include <fcntl.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 #include "passphrase.h"
 #include "plug-check.h"
 #include "qemu-fds.h"
+#include "qemu-lock.h"
 #include "source-use.h"
 #include "util.h"
 #include "volume-id.h"
@@ -265,6 +267,21 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
 
+        /* QEMU only ever sees the mapping: the image itself carries the
+         * locks another QEMU looks for, on the descriptor the loop device
+         * will hold (so they last as long as the mapping does); a block
+         * device's stay with the volume's own duplicate. */
+        r = qemu_lock_check(luks_source_fd(op->source), true, !op->options.read_only, op->call.res.source.path,
+                            m->config.source_timeout_sec * 1000U, &op->error);
+        if (r < 0)
+                return r;
+        if (op->call.res.source.block) {
+                op->volume->hold_fd = fcntl(luks_source_fd(op->source), F_DUPFD_CLOEXEC, 3);
+                if (op->volume->hold_fd < 0)
+                        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot keep '%s' locked: %m",
+                                                 op->call.res.source.path);
+        }
+
         r = luks_activate(op->source, name, op->options.read_only, op->options.discard,
                           m->config.source_timeout_sec * 1000U, &op->passphrase, &mapper, &op->error);
         if (r < 0)
@@ -434,7 +451,8 @@ static void attach_act_job(Call *c) {
         else
                 r = attach_cryptsetup(op, dom, domain_uuid, target);
         if (r >= 0) {
-                v->hold_fd = TAKE_FD(hold_fd);
+                if (hold_fd >= 0)
+                        v->hold_fd = TAKE_FD(hold_fd);
                 v->size = plugged_size(op, dom, target);
                 v->attach_usec = realtime_usec();
                 fault_point("attach", 4); /* plugged in, no object, no reply */
@@ -524,6 +542,13 @@ static void attach_inspect_job(Call *c) {
         if (r < 0)
                 goto finish;
         r = luks_source_info(op->source, &op->luks, &op->error);
+        if (r < 0)
+                goto finish;
+        /* Another QEMU with it open (a qemu:///session guest, qemu-io, a
+         * guest of another libvirt) says so by its locks; in native mode
+         * QEMU would find them only inside blockdev-add, after the secret. */
+        r = qemu_lock_check(luks_source_fd(op->source), false, !op->options.read_only, c->res.source.path, timeout_ms,
+                            &op->error);
         if (r < 0)
                 goto finish;
 

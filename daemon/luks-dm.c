@@ -14,9 +14,11 @@
 #include <libcryptsetup.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 
 #include "deadline.h"
+#include "dm-ioctl.h"
 #include "errors.h"
 #include "fault.h"
 #include "loopdev.h"
@@ -417,37 +419,23 @@ int luks_mapping_geometry(const char *name, uint64_t *ret_payload_offset, uint64
 
 int luks_resize(LuksSource *s, const char *name, const char *data_device, uint64_t size, unsigned timeout_ms,
                 sd_bus_error *error) {
-        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
-        int r;
+        struct stat st;
 
+        (void) s; /* the table in the kernel says all; nothing is read from the source */
         if (size == 0 || size % 512 != 0)
                 return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "%" PRIu64 " is not a multiple of 512 bytes.",
                                          size);
+        /* A node under /dev (the caller found it in sysfs): no file system
+         * of the caller's. */
+        if (stat(data_device, &st) < 0 || !S_ISBLK(st.st_mode))
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot find the device %s under mapping %s.",
+                                         data_device, name);
 
-        r = snapshot_load(s, &cd, error);
-        if (r < 0)
-                return r;
-        /* The table is rebuilt on this device: it must be the one the
-         * mapping already sits on (the caller found it in sysfs). */
-        r = set_data_device(&cd, data_device, timeout_ms, error);
-        if (r < 0)
-                return r;
-
-        /* A table reload: device-mapper work, under the lock.  The kernel
-         * suspends the mapping for it, which waits for the guest's I/O in
-         * flight. */
-        {
-                CRYPT_LOCKED;
-                r = crypt_resize(cd, name, size / 512);
-        }
-        if (r == -EPERM)
-                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
-                                         "The mapping %s keeps its volume key in the kernel keyring (an older "
-                                         "luksvolumed opened it); detach and attach the volume again to resize it.",
-                                         name);
-        if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "Cannot resize the dm-crypt mapping %s to %" PRIu64 " bytes: %s", name, size,
-                                         strerror(-r));
-        return 0;
+        /* Not crypt_resize(): its table swap suspends the mapping, which
+         * waits for the guest's I/O in flight — for the caller's file, as
+         * long as that takes — holding libcryptsetup's process-wide lock
+         * (crypt_lock) meanwhile, so every other device-mapper call of the
+         * daemon would wait too.  dm-ioctl.c does it without the lock and
+         * under the deadline. */
+        return dm_crypt_resize(name, st.st_rdev, size, timeout_ms, error);
 }

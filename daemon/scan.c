@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libvirt/virterror.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "disk-xml.h"
 #include "loopdev.h"
 #include "luks.h"
 #include "qemu-fds.h"
+#include "qemu-lock.h"
 #include "source-use.h"
 #include "scan.h"
 #include "util.h"
@@ -47,6 +49,38 @@ static int guest_source_identity(const Volume *v, OpenFile *ret) {
         return qemu_files_find_path(QEMU_RUN_DIR, v->domain, v->domain_uuid, v->source, ret);
 }
 
+/* cryptsetup mode: QEMU's locks (qemu-lock.h) on the device the mapping
+ * sits on.  A file's locks outlive the daemon that took them — the loop
+ * device holds the locked open file — but a block device's went with the
+ * previous process.  Which of the two a mapping over a loop device had
+ * cannot be told from the kernel's account, so the device under the
+ * mapping (the block device itself, or the loop device) is locked again,
+ * on a descriptor of the volume's own, unless something holds it already.
+ * A /dev node the kernel names: no file system of a caller's. */
+static void relock(Volume *v, unsigned timeout_ms) {
+        _cleanup_free_ char *node = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct stat st;
+
+        if (v->hold_fd >= 0 || !v->mapper_device || !startswith(v->mapper_device, "/dev/mapper/"))
+                return;
+        if (luks_mapping_device(v->mapper_device + strlen("/dev/mapper/"), &node) < 0)
+                return;
+        fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+                return;
+        /* Held already: done. */
+        if (qemu_lock_check(fd, false, !v->read_only, node, timeout_ms, &error) < 0 ||
+            qemu_lock_check(fd, true, !v->read_only, node, timeout_ms, &error) < 0) {
+                log_debug("Not locking %s again: %s", node, error.message);
+                sd_bus_error_free(&error);
+                return;
+        }
+        v->hold_fd = TAKE_FD(fd);
+        log_info("Locked %s under %s against a second writer again (QEMU's locks).", node, v->mapper_device);
+}
+
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         _cleanup_(luks_source_freep) LuksSource *opened = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -55,6 +89,8 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         OpenFile id = {};
         int r;
 
+        if (v->mode == VOLUME_MODE_CRYPTSETUP)
+                relock(v, timeout_ms);
         if (!v->source)
                 return;
 

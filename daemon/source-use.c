@@ -288,6 +288,7 @@ typedef struct DiskPath {
         char *path;
         char *domain;
         char *target;
+        const char *how; /* "" running, or a static note on which definition */
         bool found;
         struct stat st;
 } DiskPath;
@@ -317,7 +318,8 @@ static void stat_task_run(void *p) {
                 t->paths[i].found = stat(t->paths[i].path, &t->paths[i].st) >= 0;
 }
 
-static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const char *domain, const char *target) {
+static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const char *domain, const char *target,
+                         const char *how) {
         DiskPath *d;
 
         if (t->n == *allocated) {
@@ -333,11 +335,33 @@ static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const
                 .path = strdup(path),
                 .domain = strdup(domain),
                 .target = strdup(target),
+                .how = how,
         };
         t->n++;
         if (!d->path || !d->domain || !d->target)
                 return -ENOMEM;
         return 0;
+}
+
+static int add_domain_disks(StatTask *t, size_t *allocated, virDomainPtr dom, unsigned flags, const char *name,
+                            const char *how) {
+        _cleanup_free_ char *xml = NULL;
+        DiskInfo *disks = NULL;
+        size_t nd = 0;
+        int r = 0;
+
+        xml = virDomainGetXMLDesc(dom, flags);
+        /* Stopped or undefined since the listing: it uses nothing any more. */
+        if (!xml || domain_xml_list_disks(xml, &disks, &nd) < 0)
+                return 0;
+        for (size_t k = 0; k < nd && r >= 0; k++) {
+                if (disks[k].source)
+                        r = stat_task_add(t, allocated, disks[k].source, name, disks[k].target, how);
+                for (char **o = disks[k].other_sources; o && *o && r >= 0; o++)
+                        r = stat_task_add(t, allocated, *o, name, disks[k].target, how);
+        }
+        disk_info_array_free(disks, nd);
+        return r;
 }
 
 static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
@@ -350,30 +374,26 @@ static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
         if (r < 0)
                 return r;
 
-        n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+        /* Running or not: a defined domain's disks are its own, and its
+         * next start would make a second writer of whoever else has them. */
+        n = virConnectListAllDomains(conn, &doms, 0);
         if (n < 0)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot list domains: %s",
                                          strempty(virGetLastErrorMessage()));
 
-        for (int i = 0; i < n; i++) {
-                _cleanup_free_ char *xml = NULL;
-                DiskInfo *disks = NULL;
-                size_t nd = 0;
+        for (int i = 0; i < n && r >= 0; i++) {
                 const char *name = virDomainGetName(doms[i]);
+                int active = virDomainIsActive(doms[i]);
 
-                xml = virDomainGetXMLDesc(doms[i], 0);
-                /* Stopped since the listing: it uses nothing any more. */
-                if (!xml || !name || domain_xml_list_disks(xml, &disks, &nd) < 0)
+                if (!name)
                         continue;
-                for (size_t k = 0; k < nd && r >= 0; k++) {
-                        if (disks[k].source)
-                                r = stat_task_add(t, &allocated, disks[k].source, name, disks[k].target);
-                        for (char **o = disks[k].other_sources; o && *o && r >= 0; o++)
-                                r = stat_task_add(t, &allocated, *o, name, disks[k].target);
-                }
-                disk_info_array_free(disks, nd);
-                if (r < 0)
-                        break;
+                /* What runs now, and what the next start will use: a
+                 * running persistent domain's configuration may differ. */
+                if (active == 1)
+                        r = add_domain_disks(t, &allocated, doms[i], 0, name, "");
+                if (r >= 0 && (active != 1 || virDomainIsPersistent(doms[i]) == 1))
+                        r = add_domain_disks(t, &allocated, doms[i], VIR_DOMAIN_XML_INACTIVE, name,
+                                             active == 1 ? " (its configuration)" : " (defined, not running)");
         }
 
         for (int i = 0; i < n; i++)
@@ -403,7 +423,7 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
         r = deadline_run(stat_task_run, t, stat_task_free, timeout_ms);
         if (r == -ETIMEDOUT)
                 return sd_bus_error_setf(error, LV_ERROR_BUSY,
-                                         "The disks of running guests could not all be checked within %u s "
+                                         "The disks of defined guests could not all be checked within %u s "
                                          "(a hung file system?); try again later.",
                                          (timeout_ms + 999) / 1000);
         if (r < 0) {
@@ -424,8 +444,8 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
                         same = S_ISREG(d->st.st_mode) && d->st.st_dev == src->dev && d->st.st_ino == src->ino;
                 if (same)
                         r = sd_bus_error_setf(
-                                error, LV_ERROR_IN_USE, "'%s' is in use: disk %s of domain '%s'%s%s%s.", src->path,
-                                d->target, d->domain, streq(d->path, src->path) ? "" : " (as '",
+                                error, LV_ERROR_IN_USE, "'%s' is in use: disk %s of domain '%s'%s%s%s%s.", src->path,
+                                d->target, d->domain, d->how, streq(d->path, src->path) ? "" : " (as '",
                                 streq(d->path, src->path) ? "" : d->path, streq(d->path, src->path) ? "" : "')");
         }
         stat_task_free(t);

@@ -20,9 +20,14 @@
  *    held by another block device (dm, md, LVM, bcache), or that cannot be
  *    opened O_EXCL;
  *  - a file that backs a loop device;
- *  - a file or device that a running domain has as a disk, its backing
- *    chain or a block-copy mirror, compared by identity (device and inode),
- *    so symlinks and other paths to the same inode count. */
+ *  - a file or device that a domain of our libvirt connection has as a
+ *    disk, its backing chain or a block-copy mirror — running, or defined
+ *    and not running (its persistent configuration: the next start would
+ *    open it) — compared by identity (device and inode), so symlinks and
+ *    other paths to the same inode count.
+ * QEMUs this connection cannot list (qemu:///session guests, another
+ * libvirt, qemu-io) are found by their locks on the image instead
+ * (qemu-lock.h, after the source is opened). */
 int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error);
 
 /* Opens the block device src O_EXCL, so that for as long as the returned

@@ -381,6 +381,27 @@ def root_checks():
        "keyboard: Enter opens the attach dialog with focus on Guest, Escape closes it, focus returns",
        f"opened={opened} focus={focus_in} closed={closed} focus after={focus_back}")
 
+    # A passphrase typed and then abandoned (Cancel, Escape) must not wait
+    # in the page for whoever opens the dialog next.
+    reopened = []
+    for how in ("cancel", "escape"):
+        by_id("attach-open").click()
+        wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
+        set_text("attach-passphrase", "abandoned secret")
+        if how == "cancel":
+            by_id("attach-cancel").click()
+        else:
+            by_id("attach-passphrase").send_keys(Keys.ESCAPE)
+        wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
+        by_id("attach-open").click()
+        wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
+        reopened.append(js("return document.getElementById('attach-passphrase').value"))
+        by_id("attach-cancel").click()
+        wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
+    ok(reopened == ["", ""],
+       "a passphrase typed, then Cancel or Escape: the reopened dialog's passphrase field is empty",
+       reopened)
+
     by_id("attach-open").click()
     guests = wait_for(lambda: (lambda g: g if {"web1", "db1"} <= set(g) else None)(
         js("return [...document.querySelectorAll('#attach-domain-list option')].map(o => o.value)")), 10)

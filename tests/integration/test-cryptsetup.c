@@ -699,6 +699,215 @@ static void test_rotate_attached(void) {
         lv_losetup_detach(dev);
 }
 
+/* ------------------------------------------------ a second writer never */
+
+/* qemu-io opening source read-write, as another QEMU (a qemu:///session
+ * guest, a later one) would: its exit status and stderr. */
+static int qemu_io_writer(const char *source, char **ret_err) {
+        const char *argv[] = { "qemu-io", "-f", "raw", "-c", "read 0 512", source, NULL };
+        return lv_run_as(0, argv, 60, NULL, ret_err);
+}
+
+static void expect_writer_refused(const char *source, const char *when) {
+        g_autofree char *err = NULL;
+        int st = qemu_io_writer(source, &err);
+        g_test_message("qemu-io on %s %s: status %d, %s", source, when, st, err);
+        if (st == 0 || !strstr(err, "Failed to get \"write\" lock"))
+                g_test_fail_printf("a second writer (qemu-io) opened %s %s (status %d: %s)", source, when, st, err);
+}
+
+static void expect_writer_allowed(const char *source) {
+        int st = -1;
+        /* The loop device lets go of the file once the mapping is gone. */
+        for (int i = 0; i < 50 && st != 0; i++) {
+                g_autofree char *err = NULL;
+                st = qemu_io_writer(source, &err);
+                if (st != 0)
+                        g_usleep(100 * 1000);
+        }
+        g_assert_cmpint(st, ==, 0);
+}
+
+/* cryptsetup mode holds QEMU's own lock bytes on the image for as long
+ * as the mapping lives — after kill -9 of the daemon too — and lets go
+ * with the mapping.  A file (the loop device holds the locked open file)
+ * and a block device (the next daemon locks it again). */
+static void lock_roundtrip(const char *source, const char *target) {
+        GError *error = NULL;
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", source, PASS,
+                lv_opts("target", g_variant_new_string(target), "mode", g_variant_new_string("cryptsetup"), NULL),
+                &error);
+        g_assert_no_error(error);
+
+        expect_writer_refused(source, "while attached");
+        lv_daemon_kill(bus, SIGKILL);
+        g_autoptr(GVariant) props = lv_volume_props(bus, path); /* the next daemon, its scan done */
+        expect_writer_refused(source, "after kill -9 of the daemon");
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+        expect_writer_allowed(source);
+}
+
+static void test_qemu_lock_second_writer(void) {
+        g_autofree char *img = lv_make_luks2_image("c-lock.img", PASS, 20);
+        lock_roundtrip(img, "sdp");
+
+        g_autofree char *img2 = lv_make_luks2_image("c-lock-dev.img", PASS, 20);
+        g_autofree char *dev = lv_losetup(img2);
+        lock_roundtrip(dev, "sdp");
+        lv_losetup_detach(dev);
+}
+
+/* Does anyone hold an OFD lock on path's inode at QEMU's bytes (100…)? */
+static gboolean qemu_locks_held(const char *path) {
+        g_autofree char *locks = NULL;
+        struct stat st;
+
+        g_assert_cmpint(stat(path, &st), ==, 0);
+        g_assert_true(g_file_get_contents("/proc/locks", &locks, NULL, NULL));
+        g_autofree char *needle = g_strdup_printf(":%lu 1", (unsigned long) st.st_ino);
+        g_auto(GStrv) lines = g_strsplit(locks, "\n", -1);
+        for (char **l = lines; *l; l++)
+                if (strstr(*l, "OFDLCK") && strstr(*l, needle))
+                        return TRUE;
+        return FALSE;
+}
+
+/* An image a running qemu-io holds (with QEMU's locks): InUse in
+ * cryptsetup mode, naming the holder, nothing created. */
+static void test_qemu_io_holder_in_use(void) {
+        g_autofree char *img = lv_make_luks2_image("c-holder.img", PASS, 20);
+        g_autoptr(GError) spawn_error = NULL;
+        GError *error = NULL;
+
+        const char *argv[] = { "qemu-io", "-f", "raw", img, NULL };
+        GSubprocess *holder = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE,
+                                                &spawn_error);
+        g_assert_no_error(spawn_error);
+        for (int i = 0; i < 500 && !qemu_locks_held(img); i++)
+                g_usleep(20 * 1000);
+        g_assert_true(qemu_locks_held(img));
+
+        g_autofree char *path = lv_attach(
+                bus, "lvtest-guest", img, PASS,
+                lv_opts("target", g_variant_new_string("sdp"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                &error);
+        if (path) {
+                g_test_fail_printf("attached %s in cryptsetup mode although qemu-io holds it", img);
+                g_assert_true(lv_detach(bus, path, NULL, NULL));
+        } else {
+                g_test_message("%s", error->message);
+                lv_assert_error(error, LV_ERR("InUse"));
+                g_assert_nonnull(strstr(error->message, "qemu-io"));
+                g_clear_error(&error);
+        }
+        assert_clean();
+
+        g_assert_true(g_output_stream_close(g_subprocess_get_stdin_pipe(holder), NULL, NULL));
+        g_assert_true(g_subprocess_wait(holder, NULL, NULL));
+        g_object_unref(holder);
+}
+
+/* ------------------------------------------- Resize on a stalled device */
+
+typedef struct ResizeCall {
+        const char *path;
+        guint64 size;
+        GError *error;
+        gboolean ok;
+        double seconds;
+} ResizeCall;
+
+static gpointer resize_thread(gpointer p) {
+        ResizeCall *rc = p;
+        gint64 t0 = g_get_monotonic_time();
+        rc->ok = lv_resize(bus, rc->path, rc->size, lv_opts("allow-shrink", g_variant_new_boolean(TRUE), NULL),
+                           &rc->error);
+        rc->seconds = (double) (g_get_monotonic_time() - t0) / 1e6;
+        return NULL;
+}
+
+/* The source is a dm-delay device whose writes take 30 s (reads are
+ * immediate): a guest write in flight makes the kernel's suspend of the
+ * mapping, which a resize needs, wait for it — a stalled file system under
+ * the image.  The resize must answer within its deadline, and must never
+ * hold the library lock meanwhile: a VerifyPassphrase of another image
+ * answers at once. */
+static void test_resize_stalled(void) {
+        g_autofree char *img = lv_make_luks2_image("c-stall.img", PASS, 24);
+        g_autofree char *other = lv_make_luks2_image("c-stall-other.img", PASS, 20);
+        g_autofree char *dev = lv_losetup(img);
+        g_autofree char *sectors = NULL;
+        GError *error = NULL;
+
+        const char *size_argv[] = { "blockdev", "--getsz", dev, NULL };
+        g_assert_cmpint(lv_run_as(0, size_argv, 30, &sectors, NULL), ==, 0);
+        g_strstrip(sectors);
+        g_autofree char *table = g_strdup_printf("0 %s delay %s 0 0 %s 0 30000", sectors, dev, dev);
+        /* No udev in the VM: the node is made by hand. */
+        const char *create_argv[] = { "dmsetup", "create", "--noudevsync", "lvtest-delay", "--table", table, NULL };
+        g_assert_cmpint(lv_run_as(0, create_argv, 30, NULL, NULL), ==, 0);
+        const char *mknodes_argv[] = { "dmsetup", "mknodes", "lvtest-delay", NULL };
+        g_assert_cmpint(lv_run_as(0, mknodes_argv, 30, NULL, NULL), ==, 0);
+
+        g_autofree char *path = lv_attach(bus, "lvtest-guest", "/dev/mapper/lvtest-delay", PASS,
+                                          lv_opts("target", g_variant_new_string("sdq"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper = lv_volume_prop_string(bus, path, "MapperDevice");
+        guint64 size0 = lv_volume_prop_u64(bus, path, "Size");
+
+        /* A write in flight for the next 30 s. */
+        g_autofree char *of = g_strdup_printf("of=%s", mapper);
+        const char *dd_argv[] = { "dd", "if=/dev/zero", of, "bs=4096", "count=1", "seek=16", "oflag=direct", NULL };
+        g_autoptr(GError) dd_error = NULL;
+        GSubprocess *dd = g_subprocess_newv(dd_argv, G_SUBPROCESS_FLAGS_STDERR_SILENCE, &dd_error);
+        g_assert_no_error(dd_error);
+        g_usleep(G_USEC_PER_SEC);
+
+        ResizeCall rc = { .path = path, .size = size0 - 4 * MIB };
+        GThread *t = g_thread_new("resize", resize_thread, &rc);
+        g_usleep(2 * G_USEC_PER_SEC);
+
+        gint64 t0 = g_get_monotonic_time();
+        int slot = lv_verify_passphrase(bus, other, PASS, &error);
+        if (slot < 0) {
+                g_test_fail_printf("VerifyPassphrase of another image failed: %s", error->message);
+                g_clear_error(&error);
+        }
+        double verify_s = (double) (g_get_monotonic_time() - t0) / 1e6;
+        g_thread_join(t);
+
+        g_test_message("VerifyPassphrase of another image during the resize: %.2f s; Resize: %.2f s, %s", verify_s,
+                       rc.seconds, rc.ok ? "done" : rc.error->message);
+        if (verify_s > 5.0)
+                g_test_fail_printf("VerifyPassphrase of another image waited %.1f s behind the stalled resize",
+                                   verify_s);
+        if (rc.ok || rc.seconds > 20.0)
+                g_test_fail_printf("Resize on a stalled device answered after %.1f s (%s)", rc.seconds,
+                                   rc.ok ? "done" : rc.error->message);
+        else
+                lv_assert_error(rc.error, LV_ERR("Busy"));
+        g_clear_error(&rc.error);
+
+        /* Once the write is through, the mapping works again. */
+        g_assert_true(g_subprocess_wait(dd, NULL, NULL));
+        g_object_unref(dd);
+        g_usleep(G_USEC_PER_SEC);
+        g_autofree char *if_arg = g_strdup_printf("if=%s", mapper);
+        const char *read_argv[] = { "dd", if_arg, "of=/dev/null", "bs=4096", "count=1", "iflag=direct", NULL };
+        g_assert_cmpint(lv_run_as(0, read_argv, 30, NULL, NULL), ==, 0);
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        const char *remove_argv[] = { "dmsetup", "remove", "--noudevsync", "lvtest-delay", NULL };
+        g_assert_cmpint(lv_run_as(0, remove_argv, 30, NULL, NULL), ==, 0);
+        lv_losetup_detach(dev);
+        assert_clean();
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -729,6 +938,9 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/resize-block-device", test_resize_block_device);
         g_test_add_func("/cryptsetup/default/discard-serial", test_discard_serial);
         g_test_add_func("/cryptsetup/default/rotate-attached", test_rotate_attached);
+        g_test_add_func("/cryptsetup/default/qemu-lock-second-writer", test_qemu_lock_second_writer);
+        g_test_add_func("/cryptsetup/default/qemu-io-holder-in-use", test_qemu_io_holder_in_use);
+        g_test_add_func("/cryptsetup/default/resize-stalled", test_resize_stalled);
         g_test_add_func("/cryptsetup/raised/luks1-auto", test_raised_minimums);
 
         int r = g_test_run();

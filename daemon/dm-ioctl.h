@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A dm-crypt mapping resized through device-mapper's own ioctls, not
+ * libdevmapper or libcryptsetup: those keep process-wide state, so the
+ * daemon calls them under crypt_lock only — and a table swap needs the
+ * mapping suspended, which waits for the guest's I/O in flight, i.e. for
+ * the caller's file, for as long as that takes.  Here nothing is shared,
+ * so no lock is held, and the wait runs under the deadline. */
+
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+
+/* Makes the active dm-crypt mapping name size bytes long (a multiple of
+ * 512 and of its sector size): its table as it is, with the new length,
+ * loaded after the mapping has been suspended, then resumed.  The suspend
+ * waits at most timeout_ms for the I/O in flight (then Error.Busy, nothing
+ * changed; the abandoned suspend resumes the mapping itself once the I/O
+ * ends).  The table must sit on the block device data_device_rdev.
+ * A key kept in the kernel keyring → -EPERM (Error.NotSupported). */
+int dm_crypt_resize(const char *name, dev_t data_device_rdev, uint64_t size, unsigned timeout_ms, sd_bus_error *error);
