@@ -130,4 +130,3 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
         *ret_cost_ms = t.cost_ms;
         return 0;
 }
-
