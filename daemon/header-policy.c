@@ -36,7 +36,11 @@ static const char *check_cipher(const char *what, const char *cipher, const char
                          what, strempty(mode));
                 return buf;
         }
-        if (cipher_key_bits(mode, key_bits) < 256) {
+        /* 256 bits exactly: fewer is weak, and more is no key size these
+         * ciphers have — OpenSSL would not take it, and libcryptsetup
+         * would fall back to the kernel for the key slot, see
+         * header_keyslot_obstacle(). */
+        if (cipher_key_bits(mode, key_bits) != 256) {
                 snprintf(buf, size, "%s key is %u bits, i.e. %u-bit %s: this service needs 256-bit keys%s", what,
                          key_bits, cipher_key_bits(mode, key_bits), cipher,
                          startswith(mode, "xts-") ? " (XTS takes two: a 512-bit key)" : "");

@@ -60,9 +60,10 @@ static inline KdfLimits kdf_limits_default(void) {
 /* Why the volume's data encryption is refused (a sentence without a final
  * period, in buf), or NULL.  Allowed: cipher aes, serpent or twofish (128-bit
  * blocks, what dm-crypt and QEMU both know), in mode xts-plain64, xts-plain,
- * cbc-essiv:sha256, cbc-plain64 or cbc-plain, with at least 256 bits of key
- * per cipher: XTS splits its key in two, so aes-xts needs a 512-bit key
- * (AES-256), and a 256-bit XTS key — AES-128 — is refused.  Anything else:
+ * cbc-essiv:sha256, cbc-plain64 or cbc-plain, with a 256-bit key per cipher
+ * (the most these ciphers take): XTS splits its key in two, so aes-xts
+ * needs a 512-bit key (AES-256), and a 256-bit XTS key — AES-128 — is
+ * refused, as is any size these ciphers do not have.  Anything else:
  * cipher_null, ECB (identical blocks stay identical), CTR and the like
  * (malleable, IVs reused on every rewrite), 64-bit block ciphers, and all
  * the modes nobody formats with. */

@@ -38,6 +38,10 @@ static void test_ciphers(void) {
                 { "aes", "cbc-essiv:sha256", 128, "128-bit aes" },
                 { "aes", "cbc-essiv:sha256", 192, "192-bit aes" },
                 { "serpent", "cbc-plain64", 0, "0-bit serpent" },
+                /* No such AES key: OpenSSL would refuse it and libcryptsetup
+                 * fall back to the kernel. */
+                { "aes", "cbc-plain64", 512, "512-bit aes" },
+                { "aes", "xts-plain64", 1024, "512-bit aes" },
         };
         char buf[256];
 
@@ -88,6 +92,7 @@ static void test_keyslots(void) {
                 { slot(0, "pbkdf2", 1000, 0, 0, "cipher_null-ecb", 512), "cipher_null" },
                 { slot(0, "pbkdf2", 1000, 0, 0, "aes-ecb", 256), "mode 'ecb'" },
                 { slot(0, "pbkdf2", 1000, 0, 0, "aes-xts-plain64", 256), "128-bit" },
+                { slot(0, "pbkdf2", 1000, 0, 0, "aes-cbc-plain64", 384), "384-bit" },
                 { slot(0, "pbkdf2", 1000, 0, 0, "aes", 256), "mode ''" },
                 { slot(0, "pbkdf2", 1000, 0, 0, "", 256), "cipher ''" },
         };
