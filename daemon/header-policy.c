@@ -128,6 +128,15 @@ const char *header_obstacle(const LuksInfo *info, const KdfLimits *limits, char 
         const char *o = header_cipher_obstacle(info->cipher_name, info->cipher_mode, info->key_size_bits, buf, size);
         if (o)
                 return o;
+        /* Each slot try checks the key it yields against the digest:
+         * PBKDF2 again, at a cost the header names too. */
+        if (info->digest_iterations > limits->max_pbkdf2_iterations) {
+                snprintf(buf, size,
+                         "the volume key's digest costs %" PRIu32 " PBKDF2 iterations per key slot tried, more than "
+                         "this host allows (MaxPbkdf2Iterations=%" PRIu32 "); nothing was derived",
+                         info->digest_iterations, limits->max_pbkdf2_iterations);
+                return buf;
+        }
         for (unsigned i = 0; i < info->active_keyslots && i < LUKS_MAX_KEYSLOTS; i++) {
                 o = header_keyslot_obstacle(&info->keyslots[i], limits, buf, size);
                 if (o)

@@ -619,6 +619,40 @@ bool slot_active(struct crypt_device *cd, int k) {
         return ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST;
 }
 
+/* LUKS1: the big-endian mkDigestIterations of the binary header (after
+ * magic, version, cipher name and mode, hash, payload offset, key bytes,
+ * digest and its salt).  LUKS2: the largest "iterations" in the JSON
+ * metadata libcryptsetup has validated — the digests' PBKDF2 and any
+ * PBKDF2 key slot's (argon2 keeps its costs under other names), so the
+ * digests are covered whatever their order. */
+#define LUKS1_MK_DIGEST_ITERATIONS_OFFSET 164
+
+static int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret) {
+        if (version == 1) {
+                uint8_t b[4];
+                if (pread(s->snap_fd, b, sizeof b, LUKS1_MK_DIGEST_ITERATIONS_OFFSET) != (ssize_t) sizeof b)
+                        return -EIO;
+                *ret = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
+                return 0;
+        }
+
+        const char *json = NULL, *p;
+        uint64_t most = 0;
+        int r = crypt_dump_json(cd, &json, 0);
+        if (r < 0)
+                return r;
+        for (p = json; (p = strstr(p, "\"iterations\""));) {
+                p += strlen("\"iterations\"");
+                p += strspn(p, " \t\n:");
+                uint64_t v = 0;
+                for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
+                        v = v * 10 + (uint64_t) (*p - '0');
+                most = MAX(most, v);
+        }
+        *ret = (uint32_t) MIN(most, (uint64_t) UINT32_MAX);
+        return 0;
+}
+
 int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         LuksInfo info = {};
@@ -675,6 +709,11 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
                 if (!info.hash[0] && ks->hash[0])
                         snprintf(info.hash, sizeof info.hash, "%s", ks->hash);
         }
+
+        r = digest_iterations(s, cd, info.version, &info.digest_iterations);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "Cannot read the key digest of '%s': %s", s->path,
+                                         strerror(-r));
 
         *ret = info;
         return 0;

@@ -47,6 +47,9 @@ typedef struct LuksInfo {
         uint64_t payload_offset;                 /* bytes from the start of the device to the data */
         uint32_t sector_size;
         uint64_t device_size; /* bytes of the whole source */
+        /* The volume key's digest: PBKDF2 iterations libcryptsetup spends
+         * checking the key every slot try yields (the most of any digest). */
+        uint32_t digest_iterations;
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;

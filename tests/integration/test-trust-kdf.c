@@ -240,6 +240,19 @@ static void test_pbkdf2_huge(gconstpointer data) {
         g_assert_nonnull(strstr(obstacle, "key slot 0"));
 }
 
+/* The volume key's digest: every slot try ends in a PBKDF2 of the key it
+ * yields, at mkDigestIterations (offset 164 of a LUKS1 header), which the
+ * header names too: patched to 2^32-1, refused like a costly slot. */
+static void test_digest_huge(void) {
+        g_autofree char *img = lv_make_luks1_cryptsetup("digest.img", PASS, 1000, (const char *const[]){ NULL });
+        guint32 be = GUINT32_TO_BE(G_MAXUINT32);
+
+        patch_bytes(img, 164, &be, sizeof be);
+        const char *const needles[] = { "digest", "4294967295", NULL };
+        assert_refused_fast(bus, "VerifyPassphrase", verify_params(img, PASS), needles);
+        assert_refused_fast(bus, "Attach", attach_params(img, PASS, "auto"), needles);
+}
+
 /* A LUKS2 argon2id slot of 128 MiB, over the 64 MiB this daemon allows. */
 static void test_argon2_memory(void) {
         g_autofree char *img = lv_make_plain_file("argon2-big.img", 20);
@@ -547,6 +560,7 @@ int main(int argc, char *argv[]) {
         g_test_add_data_func("/trust-kdf/pbkdf2-huge/aes", "aes", test_pbkdf2_huge);
         g_test_add_data_func("/trust-kdf/pbkdf2-huge/serpent", "serpent", test_pbkdf2_huge);
         g_test_add_func("/trust-kdf/argon2-memory", test_argon2_memory);
+        g_test_add_func("/trust-kdf/digest-huge", test_digest_huge);
         for (gsize i = 0; i < G_N_ELEMENTS(cipher_cases); i++) {
                 g_autofree char *name = g_strdup_printf("/trust-kdf/cipher/%s", cipher_cases[i].name);
                 g_test_add_data_func(name, &cipher_cases[i], test_cipher_refused);

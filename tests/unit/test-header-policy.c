@@ -134,6 +134,12 @@ static void test_header(void) {
         info.keyslots[1].iterations = UINT32_MAX;
         g_assert_nonnull(strstr(header_obstacle(&info, &lim, buf, sizeof buf), "key slot 5"));
 
+        info.keyslots[1].iterations = 1000;
+        info.digest_iterations = lim.max_pbkdf2_iterations;
+        g_assert_null(header_obstacle(&info, &lim, buf, sizeof buf));
+        info.digest_iterations = UINT32_MAX;
+        g_assert_nonnull(strstr(header_obstacle(&info, &lim, buf, sizeof buf), "digest costs 4294967295"));
+
         g_strlcpy(info.cipher_name, "cipher_null", sizeof info.cipher_name);
         g_assert_nonnull(strstr(header_obstacle(&info, &lim, buf, sizeof buf), "cipher_null"));
 }
