@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-/* Key derivation (luks-internal.h's derive_run()) and passphrase
- * verification (luks.h's luks_source_verify()): the CPU-heavy part of
- * every key slot try, on niced threads of its own, after the header was
- * checked against header-policy.h.  Apart from luks-keys.c, which writes
- * key slots, because this only ever reads the snapshot. */
+/* Key derivation (luks-internal.h's derive_run()), passphrase
+ * verification (luks.h's luks_source_verify()) — the CPU-heavy part of
+ * every key slot try, on niced threads of their own — and what a header
+ * may cost before any of it runs: the limits of header-policy.h and
+ * luks_source_check().  Apart from luks-keys.c, which writes key slots,
+ * because this only ever reads the snapshot. */
 
 #include <assert.h>
 #include <libcryptsetup.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "errors.h"
+#include "header-policy.h"
 #include "luks-internal.h"
 #include "luks.h"
 #include "util.h"
@@ -128,5 +131,70 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
                                         "The passphrase does not open any key slot of the volume.");
         *ret_slot = t.found;
         *ret_cost_ms = t.cost_ms;
+        return 0;
+}
+
+/* ------------------------------------------------- what a header may cost */
+
+static KdfLimits kdf_limits = {
+        .max_pbkdf2_iterations = KDF_DEFAULT_MAX_PBKDF2_ITERATIONS,
+        .max_argon2_memory_kib = KDF_DEFAULT_MAX_ARGON2_MEMORY_KIB,
+        .max_argon2_cost = KDF_DEFAULT_MAX_ARGON2_COST,
+};
+
+void luks_set_kdf_limits(const KdfLimits *limits) {
+        kdf_limits = *limits;
+}
+
+const KdfLimits *luks_kdf_limits(void) {
+        return &kdf_limits;
+}
+
+/* LUKS1: the big-endian mkDigestIterations of the binary header (after
+ * magic, version, cipher name and mode, hash, payload offset, key bytes,
+ * digest and its salt).  LUKS2: the largest "iterations" in the JSON
+ * metadata libcryptsetup has validated — the digests' PBKDF2 and any
+ * PBKDF2 key slot's (argon2 keeps its costs under other names), so the
+ * digests are covered whatever their order. */
+#define LUKS1_MK_DIGEST_ITERATIONS_OFFSET 164
+
+int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret) {
+        if (version == 1) {
+                uint8_t b[4];
+                if (pread(s->snap_fd, b, sizeof b, LUKS1_MK_DIGEST_ITERATIONS_OFFSET) != (ssize_t) sizeof b)
+                        return -EIO;
+                *ret = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
+                return 0;
+        }
+
+        const char *json = NULL, *p;
+        uint64_t most = 0;
+        int r = crypt_dump_json(cd, &json, 0);
+        if (r < 0)
+                return r;
+        for (p = json; (p = strstr(p, "\"iterations\""));) {
+                p += strlen("\"iterations\"");
+                p += strspn(p, " \t\n:");
+                uint64_t v = 0;
+                for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
+                        v = v * 10 + (uint64_t) (*p - '0');
+                most = MAX(most, v);
+        }
+        *ret = (uint32_t) MIN(most, (uint64_t) UINT32_MAX);
+        return 0;
+}
+
+int luks_source_check(LuksSource *s, sd_bus_error *error) {
+        LuksInfo info;
+        char buf[384];
+        const char *o;
+        int r;
+
+        r = luks_source_info(s, &info, error);
+        if (r < 0)
+                return r;
+        o = header_obstacle(&info, &kdf_limits, buf, sizeof buf);
+        if (o)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is refused: %s.", s->path, o);
         return 0;
 }

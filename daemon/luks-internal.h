@@ -90,6 +90,12 @@ int copy_range(int src, int dst, uint64_t off, uint64_t len);
 int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error);
 bool slot_active(struct crypt_device *cd, int k);
 
+/* luks-derive.c */
+
+/* The volume key digest's PBKDF2 iterations (LuksInfo.digest_iterations),
+ * from the snapshot s and its loaded header cd. */
+int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret);
+
 /* luks-keys.c */
 
 /* The key slot areas (active slots) into the snapshot, once. */

@@ -23,7 +23,6 @@
 
 #include "deadline.h"
 #include "errors.h"
-#include "header-policy.h"
 #include "luks-internal.h"
 #include "luks.h"
 #include "util.h"
@@ -38,20 +37,6 @@ pthread_mutex_t crypt_lock = PTHREAD_MUTEX_INITIALIZER;
 void luks_log(int level, const char *msg, void *usrptr) {
         if (level == CRYPT_LOG_ERROR || level == CRYPT_LOG_NORMAL || level == CRYPT_LOG_VERBOSE)
                 log_debug("libcryptsetup: %.*s", (int) strcspn(msg, "\n"), msg);
-}
-
-static KdfLimits kdf_limits = {
-        .max_pbkdf2_iterations = KDF_DEFAULT_MAX_PBKDF2_ITERATIONS,
-        .max_argon2_memory_kib = KDF_DEFAULT_MAX_ARGON2_MEMORY_KIB,
-        .max_argon2_cost = KDF_DEFAULT_MAX_ARGON2_COST,
-};
-
-void luks_set_kdf_limits(const KdfLimits *limits) {
-        kdf_limits = *limits;
-}
-
-const KdfLimits *luks_kdf_limits(void) {
-        return &kdf_limits;
 }
 
 void crypt_free_locked(struct crypt_device *cd) {
@@ -619,40 +604,6 @@ bool slot_active(struct crypt_device *cd, int k) {
         return ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST;
 }
 
-/* LUKS1: the big-endian mkDigestIterations of the binary header (after
- * magic, version, cipher name and mode, hash, payload offset, key bytes,
- * digest and its salt).  LUKS2: the largest "iterations" in the JSON
- * metadata libcryptsetup has validated — the digests' PBKDF2 and any
- * PBKDF2 key slot's (argon2 keeps its costs under other names), so the
- * digests are covered whatever their order. */
-#define LUKS1_MK_DIGEST_ITERATIONS_OFFSET 164
-
-static int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret) {
-        if (version == 1) {
-                uint8_t b[4];
-                if (pread(s->snap_fd, b, sizeof b, LUKS1_MK_DIGEST_ITERATIONS_OFFSET) != (ssize_t) sizeof b)
-                        return -EIO;
-                *ret = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
-                return 0;
-        }
-
-        const char *json = NULL, *p;
-        uint64_t most = 0;
-        int r = crypt_dump_json(cd, &json, 0);
-        if (r < 0)
-                return r;
-        for (p = json; (p = strstr(p, "\"iterations\""));) {
-                p += strlen("\"iterations\"");
-                p += strspn(p, " \t\n:");
-                uint64_t v = 0;
-                for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
-                        v = v * 10 + (uint64_t) (*p - '0');
-                most = MAX(most, v);
-        }
-        *ret = (uint32_t) MIN(most, (uint64_t) UINT32_MAX);
-        return 0;
-}
-
 int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         LuksInfo info = {};
@@ -716,20 +667,5 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
                                          strerror(-r));
 
         *ret = info;
-        return 0;
-}
-
-int luks_source_check(LuksSource *s, sd_bus_error *error) {
-        LuksInfo info;
-        char buf[384];
-        const char *o;
-        int r;
-
-        r = luks_source_info(s, &info, error);
-        if (r < 0)
-                return r;
-        o = header_obstacle(&info, &kdf_limits, buf, sizeof buf);
-        if (o)
-                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is refused: %s.", s->path, o);
         return 0;
 }
