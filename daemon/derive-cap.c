@@ -66,14 +66,18 @@ int derive_cap_take(DeriveCap *c, uid_t uid) {
         else if (uid != 0 && e && e->n >= c->max_per_uid)
                 r = -EUSERS;
         else {
-                /* total < max_total: a free entry exists if uid has none. */
+                /* total < max_total: a free entry exists if uid has none
+                 * (each entry in use holds at least one of total). */
                 for (unsigned i = 0; !e && i < c->max_total; i++)
                         if (c->uids[i].n == 0) {
                                 e = &c->uids[i];
                                 e->uid = uid;
                         }
-                e->n++;
-                c->total++;
+                if (e) {
+                        e->n++;
+                        c->total++;
+                } else
+                        r = -EBUSY;
         }
         pthread_mutex_unlock(&c->lock);
         return r;
