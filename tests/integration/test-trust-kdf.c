@@ -422,6 +422,74 @@ static void test_attach_guesses(void) {
         lv_polkit_set_rules("50-trust-kdf.rules", NULL);
 }
 
+static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+        for (;;) {
+                g_autofree char *st = lv_volume_prop_string(bus, path, "State");
+                if (g_strcmp0(st, state) == 0)
+                        return TRUE;
+                if (g_get_monotonic_time() >= deadline) {
+                        g_test_message("%s: state '%s', not '%s'", path, st, state);
+                        return FALSE;
+                }
+                g_usleep(20 * 1000);
+        }
+}
+
+static void rearm(GDBusConnection *conn, const char *path, const char *pass, GError **error) {
+        g_autoptr(GVariant) reply =
+                g_dbus_connection_call_sync(conn, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Rearm",
+                                            g_variant_new("(@ay@a{sv})", passphrase_bytes(pass), lv_opts(NULL)), NULL,
+                                            G_DBUS_CALL_FLAGS_NONE, 60000, NULL, error);
+}
+
+/* Rearm tells whether a passphrase is right too (a saved volume whose
+ * secret libvirtd lost): its wrong passphrases count in the same limit. */
+static void test_rearm_guesses(void) {
+        virDomainPtr g = lv_start_guest("tk-rearm");
+        g_autofree char *img = lv_make_luks1_image("tk-rearm.img", PASS, 0x5a, 16);
+        g_autofree char *state = lv_sandbox_path("tk-rearm.state");
+        g_autoptr(GDBusConnection) user = NULL;
+        g_autoptr(GError) error = NULL;
+
+        g_autofree char *path = lv_attach(
+                bus, "tk-rearm", img, PASS,
+                lv_opts("mode", g_variant_new_string("native"), "bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_assert_cmpint(virDomainSave(g, state), ==, 0);
+        virDomainFree(g);
+        g_assert_true(wait_state(path, "saved", 5000));
+        lv_restart_libvirtd();
+        g_usleep(2 * G_USEC_PER_SEC); /* the daemon rescans after the reconnect */
+        g_assert_true(wait_state(path, "saved", 5000));
+
+        lv_polkit_set_rules("50-trust-kdf.rules", "polkit.addRule(function(action, subject) {\n"
+                                                  "  if (subject.user == 'lvuser') return polkit.Result.YES;\n"
+                                                  "  return polkit.Result.NOT_HANDLED;\n"
+                                                  "});\n");
+        user = lv_bus_as_uid(LV_TEST_UID_USER);
+        for (int i = 0; i < 5; i++) {
+                rearm(user, path, "wrong", &error);
+                lv_assert_error(error, LV_ERR("BadPassphrase"));
+                g_clear_error(&error);
+        }
+        rearm(user, path, "wrong", &error);
+        g_test_message("sixth wrong rearm: %s", error ? error->message : "(success)");
+        lv_assert_error(error, LV_ERR("Busy"));
+        g_clear_error(&error);
+        lv_polkit_set_rules("50-trust-kdf.rules", NULL);
+
+        /* Root is not limited: the right passphrase re-arms it. */
+        rearm(bus, path, PASS, &error);
+        g_assert_no_error(error);
+        g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
+        g = virDomainLookupByName(lv_virt(), "tk-rearm");
+        g_assert_nonnull(g);
+        g_assert_true(wait_state(path, "attached", 5000));
+        lv_destroy_guest(g);
+        g_unlink(state);
+}
+
 /* argon2's time cost through pbkdf-iterations: 4–1000, as the README says. */
 static void test_argon2_iterations_option(void) {
         g_autofree char *img = lv_make_luks2_image_pbkdf("argon2-iter.img", PASS, 20, "argon2id");
@@ -567,6 +635,7 @@ int main(int argc, char *argv[]) {
         }
         g_test_add_func("/trust-kdf/derivations-per-user", test_derivations_per_user);
         g_test_add_func("/trust-kdf/attach-guesses", test_attach_guesses);
+        g_test_add_func("/trust-kdf/rearm-guesses", test_rearm_guesses);
         g_test_add_func("/trust-kdf/argon2-iterations-option", test_argon2_iterations_option);
         g_test_add_func("/trust-kdf/key-methods-niced", test_key_methods_niced);
         g_test_add_func("/trust-kdf/change-races-verify", test_change_races_verify);
