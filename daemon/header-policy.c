@@ -129,12 +129,13 @@ const char *header_obstacle(const LuksInfo *info, const KdfLimits *limits, char 
         if (o)
                 return o;
         /* Each slot try checks the key it yields against the digest:
-         * PBKDF2 again, at a cost the header names too. */
-        if (info->digest_iterations > limits->max_pbkdf2_iterations) {
+         * PBKDF2 again, at a cost the header names too — and cryptsetup
+         * mode's activation checks it once more, under the library lock. */
+        if (info->digest_iterations > header_digest_iterations_max(limits)) {
                 snprintf(buf, size,
                          "the volume key's digest costs %" PRIu32 " PBKDF2 iterations per key slot tried, more than "
-                         "this host allows (MaxPbkdf2Iterations=%" PRIu32 "); nothing was derived",
-                         info->digest_iterations, limits->max_pbkdf2_iterations);
+                         "this host allows (%" PRIu32 ", MaxPbkdf2Iterations=/%u); nothing was derived",
+                         info->digest_iterations, header_digest_iterations_max(limits), KDF_DIGEST_DIVISOR);
                 return buf;
         }
         for (unsigned i = 0; i < info->active_keyslots && i < LUKS_MAX_KEYSLOTS; i++) {

@@ -135,8 +135,10 @@ static void test_header(void) {
         g_assert_nonnull(strstr(header_obstacle(&info, &lim, buf, sizeof buf), "key slot 5"));
 
         info.keyslots[1].iterations = 1000;
-        info.digest_iterations = lim.max_pbkdf2_iterations;
+        info.digest_iterations = lim.max_pbkdf2_iterations / 8;
         g_assert_null(header_obstacle(&info, &lim, buf, sizeof buf));
+        info.digest_iterations = lim.max_pbkdf2_iterations / 8 + 1;
+        g_assert_nonnull(strstr(header_obstacle(&info, &lim, buf, sizeof buf), "digest costs"));
         info.digest_iterations = UINT32_MAX;
         g_assert_nonnull(strstr(header_obstacle(&info, &lim, buf, sizeof buf), "digest costs 4294967295"));
 
