@@ -145,3 +145,58 @@ const char *header_obstacle(const LuksInfo *info, const KdfLimits *limits, char 
         }
         return NULL;
 }
+
+/* A small scanner over JSON libcryptsetup has already parsed and
+ * validated: strings are skipped whole (escapes included), so braces or
+ * key names inside a token's strings never count; only keys of the
+ * top-level "digests" object's members are looked at. */
+uint64_t header_json_digest_iterations(const char *json) {
+        const char *p = json;
+        unsigned depth = 0, digests_depth = 0; /* depth inside "digests", 0: outside */
+        uint64_t most = 0;
+        bool next_is_digests = false;
+
+        if (!p)
+                return 0;
+        while (*p) {
+                if (*p == '"') {
+                        const char *start = ++p;
+                        while (*p && *p != '"')
+                                p += (*p == '\\' && p[1]) ? 2 : 1;
+                        size_t n = (size_t) (p - start);
+                        if (*p)
+                                p++;
+                        const char *q = p + strspn(p, " \t\r\n");
+                        if (*q != ':')
+                                continue; /* a value, not a key */
+                        if (depth == 1 && n == strlen("digests") && strncmp(start, "digests", n) == 0)
+                                next_is_digests = true;
+                        else if (digests_depth > 0 && n == strlen("iterations") &&
+                                 strncmp(start, "iterations", n) == 0) {
+                                uint64_t v = 0;
+                                q++;
+                                q += strspn(q, " \t\r\n");
+                                for (; *q >= '0' && *q <= '9' && v <= UINT32_MAX; q++)
+                                        v = v * 10 + (uint64_t) (*q - '0');
+                                most = MAX(most, v);
+                        }
+                        p = q + 1;
+                        continue;
+                }
+                if (*p == '{' || *p == '[') {
+                        depth++;
+                        if (next_is_digests) {
+                                digests_depth = depth;
+                                next_is_digests = false;
+                        }
+                } else if (*p == '}' || *p == ']') {
+                        if (digests_depth == depth)
+                                digests_depth = 0;
+                        if (depth > 0)
+                                depth--;
+                } else if (*p == ',')
+                        next_is_digests = false;
+                p++;
+        }
+        return most;
+}

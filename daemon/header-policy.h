@@ -98,3 +98,10 @@ const char *header_obstacle(const LuksInfo *info, const KdfLimits *limits, char 
  * (for pbkdf-iterations); a sentence in buf if not. */
 const char *header_new_slot_obstacle(const char *pbkdf, uint32_t iterations, uint32_t memory_kib, uint32_t lanes,
                                      const KdfLimits *limits, char *buf, size_t size);
+
+/* The largest PBKDF2 "iterations" among the digests of a LUKS2 header's
+ * JSON metadata (crypt_dump_json()), or some value above UINT32_MAX for a
+ * larger one; 0 if none.
+ * Only the top-level "digests" object counts (key slots have their own
+ * limits; a token's strings are not keys). */
+uint64_t header_json_digest_iterations(const char *json);

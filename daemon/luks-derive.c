@@ -152,10 +152,8 @@ const KdfLimits *luks_kdf_limits(void) {
 
 /* LUKS1: the big-endian mkDigestIterations of the binary header (after
  * magic, version, cipher name and mode, hash, payload offset, key bytes,
- * digest and its salt).  LUKS2: the largest "iterations" in the JSON
- * metadata libcryptsetup has validated — the digests' PBKDF2 and any
- * PBKDF2 key slot's (argon2 keeps its costs under other names), so the
- * digests are covered whatever their order. */
+ * digest and its salt).  LUKS2: the largest of the digests' "iterations"
+ * in the JSON metadata libcryptsetup has validated. */
 #define LUKS1_MK_DIGEST_ITERATIONS_OFFSET 164
 
 int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret) {
@@ -167,19 +165,12 @@ int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, 
                 return 0;
         }
 
-        const char *json = NULL, *p;
-        uint64_t most = 0;
+        const char *json = NULL;
+        uint64_t most;
         int r = crypt_dump_json(cd, &json, 0);
         if (r < 0)
                 return r;
-        for (p = json; (p = strstr(p, "\"iterations\""));) {
-                p += strlen("\"iterations\"");
-                p += strspn(p, " \t\n:");
-                uint64_t v = 0;
-                for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
-                        v = v * 10 + (uint64_t) (*p - '0');
-                most = MAX(most, v);
-        }
+        most = header_json_digest_iterations(json);
         *ret = (uint32_t) MIN(most, (uint64_t) UINT32_MAX);
         return 0;
 }

@@ -159,6 +159,35 @@ static void test_new_slot(void) {
         g_assert_nonnull(header_new_slot_obstacle("argon2id", 101, 32768, 1, &lim, buf, sizeof buf));
 }
 
+static void test_json_digests(void) {
+        static const struct {
+                const char *json;
+                uint64_t expect;
+        } rows[] = {
+                { "{\"keyslots\":{\"0\":{\"kdf\":{\"type\":\"pbkdf2\",\"iterations\":9000000}}},\"tokens\":{},"
+                  "\"digests\":{\"0\":{\"type\":\"pbkdf2\",\"keyslots\":[\"0\"],\"iterations\":1000,\"salt\":\"x\"}},"
+                  "\"config\":{}}",
+                  1000 },
+                { "{\"digests\":{\"0\":{\"iterations\" : 4294967295},\"1\":{\"iterations\":77}}}", 4294967295ULL },
+                { "{\"digests\":{\"0\":{\"iterations\":99999999999999}}}", 0 }, /* above UINT32_MAX: checked below */
+                /* A token naming "digests" and braces in its strings. */
+                { "{\"tokens\":{\"0\":{\"digests\":{\"iterations\":5},\"s\":\"}}{\\\"digests\\\":\"}},"
+                  "\"digests\":{\"0\":{\"iterations\":1234}}}",
+                  1234 },
+                { "{\"keyslots\":{\"0\":{\"iterations\":42}}}", 0 },
+                { "", 0 },
+                { NULL, 0 },
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+                uint64_t got = header_json_digest_iterations(rows[i].json);
+                if (i == 2)
+                        g_assert_cmpuint(got, >, UINT32_MAX);
+                else if (got != rows[i].expect)
+                        g_error("row %zu: %" G_GUINT64_FORMAT ", not %" G_GUINT64_FORMAT, i, got, rows[i].expect);
+        }
+}
+
 static void test_derive_cap(void) {
         DeriveCap *c = NULL;
 
@@ -204,6 +233,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/header-policy/keyslots", test_keyslots);
         g_test_add_func("/header-policy/header", test_header);
         g_test_add_func("/header-policy/new-slot", test_new_slot);
+        g_test_add_func("/header-policy/json-digests", test_json_digests);
         g_test_add_func("/header-policy/derive-cap", test_derive_cap);
         return g_test_run();
 }
