@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "event-log.h"
 #include "fault.h"
+#include "header-policy.h"
 #include "luks.h"
 #include "manager.h"
 #include "operations.h"
@@ -39,6 +40,7 @@ typedef struct AttachOp {
         AttachOptions options;
         Passphrase *passphrase;
         bool claimed;
+        bool guess_counted; /* a guess reserved in Manager.key_guesses */
         dev_t claim_dev;
         ino_t claim_ino;
         uint64_t event_seq; /* Manager.event_seq when the work began */
@@ -69,6 +71,7 @@ static void attach_op_free(Call *c) {
 
         if (op->claimed)
                 manager_release_source(m, op->claim_dev, op->claim_ino);
+        manager_guess_end(m, c->caller_uid, &op->guess_counted, false);
         attach_options_done(&op->options);
         passphrase_free(op->passphrase);
         luks_source_free(op->source);
@@ -92,6 +95,11 @@ static const char *requested_mode(const AttachOp *op) {
  * op->error, if set, is the answer (unless one went out already). */
 static void attach_end(AttachOp *op) {
         Call *c = &op->call;
+
+        /* A wrong passphrase counts against the caller, as for the key
+         * methods: Attach tells as well whether a passphrase is right. */
+        manager_guess_end(c->manager, c->caller_uid, &op->guess_counted,
+                          sd_bus_error_has_name(&op->error, LV_ERROR_BAD_PASSPHRASE));
 
         if (sd_bus_error_is_set(&op->error)) {
                 log_volume_event(VOLUME_EVENT_REFUSED, LOG_LEVEL_NOTICE, c->res.domain_name ?: c->res.domain_given,
@@ -282,8 +290,12 @@ static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_
                                                  op->call.res.source.path);
         }
 
+        r = manager_derive_begin(m, op->call.caller_uid, &op->error);
+        if (r < 0)
+                return r;
         r = luks_activate(op->source, name, op->options.read_only, op->options.discard,
                           m->config.source_timeout_sec * 1000U, &op->passphrase, &mapper, &op->error);
+        manager_derive_end(m, op->call.caller_uid);
         if (r < 0)
                 return r;
 
@@ -396,7 +408,11 @@ static void attach_act_job(Call *c) {
                 /* QEMU tries every key slot inside blockdev-add, in its main
                  * loop, with the guest stopped; it must only ever be handed
                  * a passphrase known to open one. */
+                r = manager_derive_begin(m, c->caller_uid, &op->error);
+                if (r < 0)
+                        goto finish;
                 r = luks_source_verify(op->source, op->passphrase, timeout_ms, &op->slot, &op->unlock_ms, &op->error);
+                manager_derive_end(m, c->caller_uid);
                 if (r < 0)
                         goto finish;
                 /* Nothing else may write the device while the guest does. */
@@ -521,7 +537,7 @@ static void attach_inspect_job(Call *c) {
         AttachOp *op = (AttachOp *) c;
         Manager *m = c->manager;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
-        char reason[256];
+        char reason[512], obstacle[384];
         ModeInput in;
         int r;
 
@@ -538,7 +554,7 @@ static void attach_inspect_job(Call *c) {
 
         /* Read-write, so a cryptsetup-mode loop device can write through
          * the very descriptor that was checked. */
-        r = luks_source_open(&c->res.source, !op->options.read_only, timeout_ms, &op->source, &op->error);
+        r = luks_source_open_keys(&c->res.source, !op->options.read_only, timeout_ms, &op->source, &op->error);
         if (r < 0)
                 goto finish;
         r = luks_source_info(op->source, &op->luks, &op->error);
@@ -562,6 +578,7 @@ static void attach_inspect_job(Call *c) {
         in.requested = op->options.mode;
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
         in.discard = op->options.discard;
+        in.header_obstacle = header_obstacle(&op->luks, luks_kdf_limits(), obstacle, sizeof obstacle);
         op->mode = mode_select(&in, reason, sizeof reason);
         if (op->mode < 0)
                 r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "%s.", reason);
@@ -635,6 +652,11 @@ static void attach_resolved(Call *c) {
         op->claim_dev = res->source.dev;
         op->claim_ino = res->source.ino;
         op->event_seq = m->event_seq;
+
+        if (manager_guess_begin(m, c->caller_uid, &op->guess_counted, &op->error) < 0) {
+                attach_end(op);
+                return;
+        }
 
         if (call_submit(c, attach_inspect_job, attach_inspect_done) < 0)
                 attach_end(op);

@@ -97,6 +97,27 @@ static int handler(void *user, const char *section, const char *name, const char
                         what = "not a number of seconds from 1 to 600";
                 else
                         c->source_timeout_sec = u;
+        } else if (streq(name, "MaxPbkdf2Iterations")) {
+                /* Below 1000 no LUKS slot would open (cryptsetup's minimum). */
+                if (parse_uint(value, UINT32_MAX, &u) < 0 || u < 1000)
+                        what = "not a number of iterations from 1000 to 4294967295";
+                else
+                        c->kdf.max_pbkdf2_iterations = u;
+        } else if (streq(name, "MaxArgon2MemoryKiB")) {
+                /* argon2's own bounds: 8 KiB per lane up to 4 TiB. */
+                if (parse_uint(value, UINT32_MAX, &u) < 0 || u < 32)
+                        what = "not a number of KiB from 32 to 4294967295";
+                else
+                        c->kdf.max_argon2_memory_kib = u;
+        } else if (streq(name, "MaxArgon2Cost")) {
+                unsigned long long v;
+                char *end = NULL;
+                errno = 0;
+                v = isempty(value) || *value == '-' || *value == '+' ? 0 : strtoull(value, &end, 10);
+                if (v == 0 || errno != 0 || !end || *end != '\0' || v < 4ULL * 32)
+                        what = "not a number of KiB passes (time cost × memory) of at least 128";
+                else
+                        c->kdf.max_argon2_cost = v;
         } else if (streq(name, "LogLevel")) {
                 r = log_level_from_string(value);
                 if (r < 0)

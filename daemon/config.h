@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 
+#include "header-policy.h"
+
 typedef struct ManagerConfig {
         char *libvirt_uri;
         unsigned long min_libvirt_version;
@@ -16,6 +18,9 @@ typedef struct ManagerConfig {
         unsigned detach_timeout_sec; /* Detach's default 'timeout' */
         unsigned source_timeout_sec; /* deadline of file system calls on a source */
         unsigned max_pending_polkit;
+        /* MaxPbkdf2Iterations=, MaxArgon2MemoryKiB=, MaxArgon2Cost=:
+         * what a key slot may cost to try (header-policy.h). */
+        KdfLimits kdf;
 } ManagerConfig;
 
 #define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"

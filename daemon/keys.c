@@ -68,21 +68,10 @@ typedef struct KeysOp {
 /* Details beyond source. */
 #define KEYS_EXTRA(op) ((const char *const[]){ "operation", key_ops[(op)->kind].name, NULL })
 
-static uint64_t now_usec(Manager *m) {
-        uint64_t t = 0;
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
-        return t;
-}
-
 /* Settles the caller's reserved attempt: a failure only for a wrong
  * passphrase. */
 static void keys_settle(KeysOp *op, bool failed) {
-        Manager *m = op->call.manager;
-
-        if (!op->counted)
-                return;
-        op->counted = false;
-        ratelimit_end(m->key_guesses, op->counted_uid, now_usec(m), failed);
+        manager_guess_end(op->call.manager, op->counted_uid, &op->counted, failed);
 }
 
 static void keys_op_free(Call *c) {
@@ -117,6 +106,7 @@ static void keys_job(Call *c) {
         Manager *m = c->manager;
         _cleanup_(luks_source_freep) LuksSource *source = NULL;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
+        bool derive_counted = false;
         uint64_t cost;
         int r = 0;
 
@@ -129,8 +119,14 @@ static void keys_job(Call *c) {
         if (r < 0)
                 goto finish;
 
+        /* Every one of them derives; nothing is locked yet. */
+        r = manager_derive_begin(m, c->caller_uid, &op->error);
+        if (r < 0)
+                goto finish;
+        derive_counted = true;
+
         if (op->kind == KEY_VERIFY) {
-                r = luks_source_open(&c->res.source, false, timeout_ms, &source, &op->error);
+                r = luks_source_open_keys(&c->res.source, false, timeout_ms, &source, &op->error);
                 if (r >= 0)
                         r = luks_source_verify(source, op->passphrase, timeout_ms, &op->slot, &cost, &op->error);
                 goto finish;
@@ -156,6 +152,10 @@ static void keys_job(Call *c) {
         }
 
 finish:
+        /* The source goes first: its exclusive lock is part of the work. */
+        source = luks_source_free(source);
+        if (derive_counted)
+                manager_derive_end(m, c->caller_uid);
         op->passphrase = passphrase_free(op->passphrase);
         op->new_passphrase = passphrase_free(op->new_passphrase);
         op->r = r;
@@ -211,7 +211,6 @@ static void keys_ask(Call *c) {
 static void keys_resolved(Call *c) {
         KeysOp *op = (KeysOp *) c;
         Manager *m = c->manager;
-        uint64_t wait = 0;
         int r;
 
         if (sd_bus_error_is_set(&c->res.source_error)) {
@@ -224,24 +223,12 @@ static void keys_resolved(Call *c) {
                 return;
         }
 
-        if (c->caller_uid != 0) {
-                r = ratelimit_begin(m->key_guesses, c->caller_uid, now_usec(m), &wait);
-                if (r == -EBUSY) {
-                        sd_bus_error_setf(&op->error, LV_ERROR_BUSY,
-                                          "Too many wrong passphrases (%u within %u s) from this user; try again in "
-                                          "%" PRIu64 " s.",
-                                          KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC, (wait + 999999) / 1000000);
-                        keys_end(op);
-                        return;
-                }
-                if (r < 0) {
-                        sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-                        keys_end(op);
-                        return;
-                }
-                op->counted = true;
-                op->counted_uid = c->caller_uid;
+        r = manager_guess_begin(m, c->caller_uid, &op->counted, &op->error);
+        if (r < 0) {
+                keys_end(op);
+                return;
         }
+        op->counted_uid = c->caller_uid;
 
         if (call_submit(c, keys_job, keys_done) < 0)
                 keys_end(op);

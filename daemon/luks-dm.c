@@ -124,6 +124,22 @@ static int set_data_device(struct crypt_device **cd, const char *path, unsigned 
         return 0;
 }
 
+/* The volume key from whichever slot the passphrase opens, on a niced
+ * thread of its own (derive_run()). */
+typedef struct KeyTask {
+        struct crypt_device *cd;
+        Passphrase *vk;
+        size_t vk_size;
+        const Passphrase *passphrase;
+        int r;
+} KeyTask;
+
+static void key_task_run(void *p) {
+        KeyTask *t = p;
+        t->r = crypt_volume_key_get(t->cd, CRYPT_ANY_SLOT, (char *) t->vk->data, &t->vk_size,
+                                    (const char *) t->passphrase->data, t->passphrase->size);
+}
+
 int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard, unsigned timeout_ms,
                   Passphrase **passphrase, char **ret_mapper_path, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
@@ -141,7 +157,10 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard,
                 goto finish;
         }
 
-        r = snapshot_add_keyslots(s, timeout_ms, error);
+        /* Nothing is derived from a header refused (header-policy.h). */
+        r = luks_source_check(s, error);
+        if (r >= 0)
+                r = snapshot_add_keyslots(s, timeout_ms, error);
         if (r >= 0)
                 r = snapshot_load(s, &cd, error);
         if (r < 0)
@@ -166,20 +185,13 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard,
                 goto finish;
         }
         {
-                bool locked = false;
-                int max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
-                for (int k = 0; k < max; k++)
-                        if (slot_active(cd, k) && keyslot_needs_lock(cd, k))
-                                locked = true;
-                if (locked)
-                        pthread_mutex_lock(&crypt_lock);
-                r = crypt_volume_key_get(cd, CRYPT_ANY_SLOT, (char *) vk->data, &vk_size,
-                                         (const char *) (*passphrase)->data, (*passphrase)->size);
-                if (locked)
-                        pthread_mutex_unlock(&crypt_lock);
+                KeyTask task = { .cd = cd, .vk = vk, .vk_size = vk_size, .passphrase = *passphrase };
+                r = derive_run(key_task_run, &task);
+                if (r >= 0)
+                        r = task.r;
+                vk_size = task.vk_size;
         }
         *passphrase = passphrase_free(*passphrase);
-        stack_scrub();
         if (r == -EPERM) {
                 r = sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
                                      "The passphrase does not open any key slot of the volume.");

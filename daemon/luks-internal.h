@@ -25,9 +25,13 @@
  * (activation, deactivation).  Header parsing and key derivation run
  * without it, on the snapshot, in parallel.
  *
- * The one exception: a key slot cipher OpenSSL lacks (serpent, twofish…)
- * makes libcryptsetup decrypt the key slot through a temporary dm-crypt
- * device, i.e. device-mapper; such tries run under the lock. */
+ * Key slots whose cipher OpenSSL lacks (serpent, twofish…) would make
+ * libcryptsetup decrypt the key slot through the kernel (AF_ALG, which the
+ * unit forbids) or a temporary dm-crypt device, i.e. device-mapper, after a
+ * derivation the header sizes: the lock would be held across it, and one
+ * crafted header would stall every other caller.  Such slots are refused
+ * before anything is derived (header-policy.h), so no derivation ever runs
+ * under the lock. */
 extern pthread_mutex_t crypt_lock;
 
 static inline void unlockp(pthread_mutex_t **m) {
@@ -59,6 +63,12 @@ struct LuksSource {
         uint64_t size;
         uint64_t metadata_copied; /* [0, this) was copied when it was opened */
         bool keyslots_copied;
+        /* luks_source_open_keys(): the shared lock taken to copy the
+         * metadata, kept until the key slot areas are copied too — a flock
+         * on fd itself for a file (shared_locked), libcryptsetup's lock file
+         * for a device (shared_lock_fd). */
+        bool shared_locked;
+        int shared_lock_fd;
 
         /* luks_source_open_exclusive(): the lock is ours until the source is
          * freed — a flock on fd itself for a file, lock_fd (libcryptsetup's
@@ -80,11 +90,19 @@ int copy_range(int src, int dst, uint64_t off, uint64_t len);
 int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error);
 bool slot_active(struct crypt_device *cd, int k);
 
+/* luks-derive.c */
+
+/* The volume key digest's PBKDF2 iterations (LuksInfo.digest_iterations),
+ * from the snapshot s and its loaded header cd. */
+int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret);
+
 /* luks-keys.c */
 
 /* The key slot areas (active slots) into the snapshot, once. */
 int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
 /* The whole header area into the snapshot (luks_source_open_exclusive()). */
 int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
-/* Whether trying key slot k goes through device-mapper (see crypt_lock). */
-bool keyslot_needs_lock(struct crypt_device *cd, int k);
+/* Runs fn(arg) on a thread of its own at nice DERIVE_NICE and waits for
+ * it: every key derivation runs there (see luks-keys.c).  -errno if no
+ * thread could be started (fn did not run). */
+int derive_run(void (*fn)(void *arg), void *arg);

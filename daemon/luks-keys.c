@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* Key slots on a source from luks.c: the key slot areas copied into the
- * snapshot under the deadline (for passphrase verification and
- * activation), passphrase verification itself, and key management — add,
- * change, remove — with libcryptsetup changing only the snapshot and our
+ * snapshot under the deadline (for passphrase verification, in
+ * luks-derive.c, and activation), and key management — add, change,
+ * remove — with libcryptsetup changing only the snapshot and our
  * own tasks writing it back to the source step by step, each step synced,
  * in the crash-safe order described below.  Apart from luks.c because the
  * write-back is the one place the header is ever written: its ordering
@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <libcryptsetup.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <time.h>
@@ -20,6 +21,7 @@
 #include "deadline.h"
 #include "errors.h"
 #include "fault.h"
+#include "header-policy.h"
 #include "luks-internal.h"
 #include "luks.h"
 #include "util.h"
@@ -30,12 +32,6 @@
  * slots take 2 MiB with a 512-bit key, LUKS2's default argon2 slots ~256 KiB
  * each.  Anything far beyond is not a header libcryptsetup made. */
 #define KEYSLOT_COPY_MAX (128ULL << 20)
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 #define MAX_RANGES (LUKS_MAX_KEYSLOTS + 1)
 
@@ -48,6 +44,7 @@ static uint64_t now_ms(void) {
 typedef struct CopyTask {
         int src, dst, lock;
         bool sync;
+        bool unlock_src; /* let go of the source's shared flock when done */
         uint64_t off[MAX_RANGES], len[MAX_RANGES];
         unsigned n;
         int r;
@@ -79,6 +76,10 @@ static void copy_task_run(void *p) {
                 t->r = copy_range(t->src, t->dst, t->off[i], t->len[i]);
         if (t->r >= 0 && t->sync && fsync(t->dst) < 0)
                 t->r = negative_errno();
+        /* The duplicate shares the source's open file description, and so
+         * its flock. */
+        if (t->unlock_src)
+                (void) flock(t->src, LOCK_UN);
 }
 
 /* Runs t (its ranges filled in; freed here) under the deadline: from the
@@ -131,16 +132,30 @@ static int snapshot_copy(LuksSource *s, CopyTask *t, unsigned timeout_ms, sd_bus
         return 0;
 }
 
+static int snapshot_keyslots_copy(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
+
 /* Key derivation needs the key slot areas, which the metadata snapshot
- * lacks; they are copied from the source once, under the deadline. */
+ * lacks; they are copied from the source once, under the deadline (and
+ * under the shared lock the metadata was read with, if it is still held:
+ * luks_source_open_keys()), which then goes. */
 int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
+        int r;
+
+        if (s->keyslots_copied)
+                return 0;
+        r = snapshot_keyslots_copy(s, timeout_ms, error);
+        s->shared_locked = false;
+        if (s->shared_lock_fd >= 0)
+                close(s->shared_lock_fd);
+        s->shared_lock_fd = -EBADF;
+        return r;
+}
+
+static int snapshot_keyslots_copy(LuksSource *s, unsigned timeout_ms, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         uint64_t total = 0;
         CopyTask *t;
         int r, max;
-
-        if (s->keyslots_copied)
-                return 0;
 
         r = snapshot_load(s, &cd, error);
         if (r < 0)
@@ -171,103 +186,20 @@ int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *erro
                 return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "The key slots of '%s' are implausibly large.",
                                          s->path);
         }
-
-        return snapshot_copy(s, t, timeout_ms, error);
-}
-
-/* See crypt_lock: OpenSSL (libcryptsetup's backend here) does AES itself;
- * anything else may go through a temporary dm-crypt device. */
-bool keyslot_needs_lock(struct crypt_device *cd, int k) {
-        size_t ks_size;
-        const char *enc = crypt_keyslot_get_encryption(cd, k, &ks_size);
-        return !enc || !startswith(enc, "aes-");
-}
-
-/* Trying the key slots: PBKDF2 or argon2 for each slot tried, seconds of
- * CPU for a real volume.  It runs on a thread of its own at nice
- * VERIFY_NICE: on a busy host the event loop (and every other caller it
- * answers) and the guests' vCPUs come first, and a caller who attaches
- * volumes with costly key slots over and over cannot take the host's CPUs
- * from them.  Nice is per thread on Linux and only lowered here (raising it
- * back would need CAP_SYS_NICE), hence a thread that ends with the work;
- * threads libcryptsetup starts for argon2 inherit it. */
-#define VERIFY_NICE 10
-
-typedef struct VerifyTask {
-        struct crypt_device *cd;
-        const Passphrase *passphrase;
-        int found; /* the slot, or -1 */
-        int failed_slot;
-        int r; /* < 0: trying failed_slot failed other than by a wrong passphrase */
-        uint64_t cost_ms;
-} VerifyTask;
-
-static void *verify_task_run(void *p) {
-        VerifyTask *t = p;
-        int max = MIN(crypt_keyslot_max(crypt_get_type(t->cd)), LUKS_MAX_KEYSLOTS);
-
-        /* Best effort: at worst the slots are tried at the daemon's priority. */
-        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), VERIFY_NICE);
-
-        for (int k = 0; k < max && t->found < 0; k++) {
-                uint64_t t0;
-                int r;
-
-                if (!slot_active(t->cd, k))
-                        continue;
-                t0 = now_ms();
-                if (keyslot_needs_lock(t->cd, k)) {
-                        CRYPT_LOCKED;
-                        r = crypt_activate_by_passphrase(t->cd, NULL, k, (const char *) t->passphrase->data,
-                                                         t->passphrase->size, 0);
-                } else
-                        r = crypt_activate_by_passphrase(t->cd, NULL, k, (const char *) t->passphrase->data,
-                                                         t->passphrase->size, 0);
-                t->cost_ms += now_ms() - t0;
-                if (r >= 0)
-                        t->found = k;
-                else if (r != -EPERM && r != -ENOENT) {
-                        t->failed_slot = k;
-                        t->r = r;
-                        break;
+        t->unlock_src = s->shared_locked;
+        if (s->shared_lock_fd >= 0) {
+                /* A device's lock file: the task's duplicate keeps the lock
+                 * until the copy ends, even if its caller stops waiting. */
+                t->lock = fcntl(s->shared_lock_fd, F_DUPFD_CLOEXEC, 3);
+                if (t->lock < 0) {
+                        r = negative_errno();
+                        copy_task_free(t);
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot duplicate a descriptor: %s",
+                                                 strerror(-r));
                 }
         }
-        /* The derived keys passed through libcryptsetup's frames, on this
-         * thread's stack, which glibc keeps for the next thread. */
-        stack_scrub();
-        return NULL;
-}
 
-int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
-                       uint64_t *ret_cost_ms, sd_bus_error *error) {
-        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
-        VerifyTask t = { .passphrase = passphrase, .found = -1, .failed_slot = -1 };
-        pthread_t thread;
-        int r;
-
-        r = snapshot_add_keyslots(s, timeout_ms, error);
-        if (r < 0)
-                return r;
-        r = snapshot_load(s, &cd, error);
-        if (r < 0)
-                return r;
-
-        t.cd = cd;
-        r = pthread_create(&thread, NULL, verify_task_run, &t);
-        if (r != 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(r));
-        r = pthread_join(thread, NULL);
-        assert(r == 0);
-
-        if (t.r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", t.failed_slot,
-                                         s->path, strerror(-t.r));
-        if (t.found < 0)
-                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
-                                        "The passphrase does not open any key slot of the volume.");
-        *ret_slot = t.found;
-        *ret_cost_ms = t.cost_ms;
-        return 0;
+        return snapshot_copy(s, t, timeout_ms, error);
 }
 
 /* ------------------------------------------------------ key management
@@ -434,48 +366,64 @@ static bool have_free_slot(struct crypt_device *cd) {
         return false;
 }
 
+typedef struct UnlockTask {
+        struct crypt_device *cd;
+        const Passphrase *passphrase;
+        Passphrase *vk;
+        int found, failed_slot, r;
+} UnlockTask;
+
+static void unlock_task_run(void *p) {
+        UnlockTask *t = p;
+        int max = MIN(crypt_keyslot_max(crypt_get_type(t->cd)), LUKS_MAX_KEYSLOTS);
+
+        for (int k = 0; k < max && t->found < 0; k++) {
+                size_t n = t->vk->size;
+                int r;
+
+                if (!slot_active(t->cd, k))
+                        continue;
+                r = crypt_volume_key_get(t->cd, k, (char *) t->vk->data, &n, (const char *) t->passphrase->data,
+                                         t->passphrase->size);
+                if (r >= 0)
+                        t->found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        t->failed_slot = k;
+                        t->r = r;
+                        break;
+                }
+        }
+}
+
 /* The first active key slot, in slot order (QEMU's), that passphrase
  * opens, and the volume key it unlocks, into locked memory. */
 static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passphrase *passphrase, int *ret_slot,
                              Passphrase **ret_vk, sd_bus_error *error) {
         _cleanup_passphrase_ Passphrase *vk = NULL;
-        int r, max, found = -1;
-        size_t vk_size;
+        UnlockTask t = { .cd = cd, .passphrase = passphrase, .found = -1, .failed_slot = -1 };
+        int r;
 
+        r = luks_source_check(s, error);
+        if (r < 0)
+                return r;
         r = crypt_get_volume_key_size(cd);
         if (r <= 0)
                 return sd_bus_error_set(error, LV_ERROR_NOT_LUKS, "The volume has no key size.");
-        vk_size = (size_t) r;
-        r = passphrase_new_zeroed(vk_size, &vk);
+        r = passphrase_new_zeroed((size_t) r, &vk);
         if (r < 0)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s", strerror(-r));
 
-        max = MIN(crypt_keyslot_max(crypt_get_type(cd)), LUKS_MAX_KEYSLOTS);
-        for (int k = 0; k < max && found < 0; k++) {
-                size_t n = vk_size;
-
-                if (!slot_active(cd, k))
-                        continue;
-                if (keyslot_needs_lock(cd, k)) {
-                        CRYPT_LOCKED;
-                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n, (const char *) passphrase->data,
-                                                 passphrase->size);
-                } else
-                        r = crypt_volume_key_get(cd, k, (char *) vk->data, &n, (const char *) passphrase->data,
-                                                 passphrase->size);
-                if (r >= 0)
-                        found = k;
-                else if (r != -EPERM && r != -ENOENT) {
-                        stack_scrub();
-                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", k,
-                                                 s->path, strerror(-r));
-                }
-        }
-        stack_scrub();
-        if (found < 0)
+        t.vk = vk;
+        r = derive_run(unlock_task_run, &t);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(-r));
+        if (t.r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", t.failed_slot,
+                                         s->path, strerror(-t.r));
+        if (t.found < 0)
                 return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
                                         "The passphrase does not open any key slot of the volume.");
-        *ret_slot = found;
+        *ret_slot = t.found;
         *ret_vk = TAKE_PTR(vk);
         return 0;
 }
@@ -499,10 +447,26 @@ static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, u
                                          like, s->path, strerror(-r));
         pbkdf2 = streq_ptr(pbkdf.type, CRYPT_KDF_PBKDF2);
         if (iterations > 0) {
-                if (iterations < (pbkdf2 ? 1000U : 4U))
+                char buf[256];
+                const char *o;
+
+                if (iterations < (pbkdf2 ? 1000U : KDF_ARGON2_TIME_MIN))
                         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
                                                  "Option 'pbkdf-iterations' must be at least %u for %s key slots.",
-                                                 pbkdf2 ? 1000U : 4U, strempty(pbkdf.type));
+                                                 pbkdf2 ? 1000U : KDF_ARGON2_TIME_MIN, strempty(pbkdf.type));
+                /* argon2's time cost: what the README promises. */
+                if (!pbkdf2 && iterations > KDF_ARGON2_TIME_MAX)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'pbkdf-iterations' (the time cost) must be from %u to %u "
+                                                 "for %s key slots.",
+                                                 KDF_ARGON2_TIME_MIN, KDF_ARGON2_TIME_MAX, strempty(pbkdf.type));
+                /* The new slot is derived now and on every use: the same
+                 * limits as any slot. */
+                o = header_new_slot_obstacle(pbkdf.type, iterations, pbkdf.max_memory_kb, pbkdf.parallel_threads,
+                                             luks_kdf_limits(), buf, sizeof buf);
+                if (o)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'pbkdf-iterations' is too high: the new key slot %s.", o);
                 pbkdf.iterations = iterations;
         }
         pbkdf.flags |= CRYPT_PBKDF_NO_BENCHMARK;
@@ -525,6 +489,18 @@ static int set_new_slot_like(LuksSource *s, struct crypt_device *cd, int like, u
         return 0;
 }
 
+typedef struct AddTask {
+        struct crypt_device *cd;
+        const Passphrase *vk, *passphrase;
+        int slot;
+} AddTask;
+
+static void add_task_run(void *p) {
+        AddTask *t = p;
+        t->slot = crypt_keyslot_add_by_volume_key(t->cd, CRYPT_ANY_SLOT, (const char *) t->vk->data, t->vk->size,
+                                                  (const char *) t->passphrase->data, t->passphrase->size);
+}
+
 /* Step one of an add or change: a new slot for new_passphrase, made like
  * slot like, written area first, metadata after. */
 static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *vk, int like,
@@ -542,16 +518,13 @@ static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *v
                 return r;
 
         /* Key derivation for the new slot, and its area written into the
-         * snapshot; a cipher OpenSSL lacks goes through device-mapper
-         * (see crypt_lock). */
-        if (keyslot_needs_lock(cd, like)) {
-                CRYPT_LOCKED;
-                slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
-                                                       (const char *) new_passphrase->data, new_passphrase->size);
-        } else
-                slot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (const char *) vk->data, vk->size,
-                                                       (const char *) new_passphrase->data, new_passphrase->size);
-        stack_scrub();
+         * snapshot: on a niced thread, never under crypt_lock (slot like is
+         * AES, luks_source_check()). */
+        AddTask task = { .cd = cd, .vk = vk, .passphrase = new_passphrase };
+        r = derive_run(add_task_run, &task);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(-r));
+        slot = task.slot;
         if (slot == -ENOSPC)
                 return sd_bus_error_setf(
                         error, LV_ERROR_NOT_SUPPORTED,

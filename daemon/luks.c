@@ -97,6 +97,8 @@ LuksSource *luks_source_free(LuksSource *s) {
                 close(s->fd);
         if (s->snap_fd >= 0)
                 close(s->snap_fd);
+        if (s->shared_lock_fd >= 0)
+                close(s->shared_lock_fd);
         free(s->path);
         free(s);
         return NULL;
@@ -130,14 +132,15 @@ typedef struct OpenTask {
         dev_t dev;
         ino_t ino;
 
-        bool exclusive; /* read-write, under an exclusive lock kept open */
+        bool exclusive;   /* read-write, under an exclusive lock kept open */
+        bool keep_shared; /* the shared lock kept (luks_source_open_keys()) */
 
         OpenFailure failure;
         const char *stage; /* static text: "open", "read", … */
         int saved_errno;
         pid_t lock_pid;
 
-        int fd, snap_fd, lock_fd;
+        int fd, snap_fd, lock_fd, shared_lock_fd;
         bool writable;
         uint64_t size, metadata;
 } OpenTask;
@@ -147,6 +150,8 @@ static void open_task_free(void *p) {
 
         if (t->lock_fd >= 0)
                 close(t->lock_fd);
+        if (t->shared_lock_fd >= 0)
+                close(t->shared_lock_fd);
         if (t->fd >= 0)
                 close(t->fd);
         if (t->snap_fd >= 0)
@@ -378,13 +383,15 @@ static void open_task_run(void *p) {
                 OPEN_FAIL(t, OPEN_ERRNO, "read", -r);
         t->metadata = metadata;
 
-        if (!t->block && !t->exclusive)
+        if (t->keep_shared)
+                t->shared_lock_fd = TAKE_FD(lock_fd);
+        else if (!t->block && !t->exclusive)
                 (void) flock(t->fd, LOCK_UN);
         t->failure = OPEN_OK;
 }
 
-static int source_open(const SourceInfo *src, bool want_write, bool exclusive, unsigned timeout_ms, LuksSource **ret,
-                       sd_bus_error *error) {
+static int source_open(const SourceInfo *src, bool want_write, bool exclusive, bool keep_shared, unsigned timeout_ms,
+                       LuksSource **ret, sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         OpenTask *t;
         int r;
@@ -400,12 +407,14 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, u
                 .path = strdup(src->path),
                 .want_write = want_write || exclusive,
                 .exclusive = exclusive,
+                .keep_shared = keep_shared && !exclusive,
                 .block = src->block,
                 .dev = src->dev,
                 .ino = src->ino,
                 .fd = -EBADF,
                 .snap_fd = -EBADF,
                 .lock_fd = -EBADF,
+                .shared_lock_fd = -EBADF,
         };
         if (!t->path) {
                 open_task_free(t);
@@ -474,6 +483,8 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, u
                 .exclusive = exclusive,
                 .lock_fd = TAKE_FD(t->lock_fd),
                 .lock_rdev = src->dev,
+                .shared_locked = t->keep_shared && !src->block,
+                .shared_lock_fd = TAKE_FD(t->shared_lock_fd),
         };
         open_task_free(t);
         snprintf(s->snap_path, sizeof s->snap_path, "/proc/self/fd/%d", s->snap_fd);
@@ -539,14 +550,29 @@ int luks_source_truncate(LuksSource *s, uint64_t size, unsigned timeout_ms, sd_b
 
 int luks_source_open(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
                      sd_bus_error *error) {
-        return source_open(src, want_write, false, timeout_ms, ret, error);
+        return source_open(src, want_write, false, false, timeout_ms, ret, error);
+}
+
+int luks_source_open_keys(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
+                          sd_bus_error *error) {
+        _cleanup_(luks_source_freep) LuksSource *s = NULL;
+        int r;
+
+        r = source_open(src, want_write, false, true, timeout_ms, &s, error);
+        if (r < 0)
+                return r;
+        r = snapshot_add_keyslots(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
 }
 
 int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksSource **ret, sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         int r;
 
-        r = source_open(src, true, true, timeout_ms, &s, error);
+        r = source_open(src, true, true, false, timeout_ms, &s, error);
         if (r < 0)
                 return r;
         r = snapshot_add_header(s, timeout_ms, error);
@@ -631,11 +657,18 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
                         ks->memory_kib = pbkdf.max_memory_kb;
                         ks->parallel_threads = pbkdf.parallel_threads;
                 }
+                ks_size = 0;
                 enc = crypt_keyslot_get_encryption(cd, k, &ks_size);
                 snprintf(ks->cipher, sizeof ks->cipher, "%s", strempty(enc));
+                ks->cipher_key_bits = (unsigned) ks_size * 8;
                 if (!info.hash[0] && ks->hash[0])
                         snprintf(info.hash, sizeof info.hash, "%s", ks->hash);
         }
+
+        r = digest_iterations(s, cd, info.version, &info.digest_iterations);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "Cannot read the key digest of '%s': %s", s->path,
+                                         strerror(-r));
 
         *ret = info;
         return 0;

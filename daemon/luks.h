@@ -31,6 +31,7 @@ typedef struct LuksKeyslot {
         uint32_t memory_kib;       /* argon2 */
         uint32_t parallel_threads; /* argon2 */
         char cipher[64];           /* the key slot's own encryption */
+        unsigned cipher_key_bits;  /* and its key size */
 } LuksKeyslot;
 
 typedef struct LuksInfo {
@@ -46,6 +47,9 @@ typedef struct LuksInfo {
         uint64_t payload_offset;                 /* bytes from the start of the device to the data */
         uint32_t sector_size;
         uint64_t device_size; /* bytes of the whole source */
+        /* The volume key's digest: PBKDF2 iterations libcryptsetup spends
+         * checking the key every slot try yields (the most of any digest). */
+        uint32_t digest_iterations;
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;
@@ -90,13 +94,33 @@ int luks_source_truncate(LuksSource *s, uint64_t size, unsigned timeout_ms, sd_b
 /* Header facts from the snapshot. */
 int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error);
 
+/* The limits of header-policy.h that every derivation checks first (set
+ * once at start-up, before any thread). */
+struct KdfLimits;
+void luks_set_kdf_limits(const struct KdfLimits *limits);
+const struct KdfLimits *luks_kdf_limits(void);
+
+/* The header's cipher and every active key slot against header-policy.h:
+ * Error.NotSupported naming the source, the slot and its cost otherwise.
+ * Called by everything below that derives a key, before it does. */
+int luks_source_check(LuksSource *s, sd_bus_error *error);
+
+/* Like luks_source_open(), and the key slot areas copied into the snapshot
+ * too, under the same shared lock as the metadata: a key change that
+ * starts in between (it needs the lock exclusively) cannot leave the
+ * snapshot with metadata naming a slot whose area it has rewritten. */
+int luks_source_open_keys(const SourceInfo *src, bool want_write, unsigned timeout_ms, LuksSource **ret,
+                          sd_bus_error *error);
+
 /* Tries the passphrase on each active key slot in slot order — the order
  * QEMU tries them in — and times each try.  *ret_slot: the slot it opens;
  * *ret_cost_ms: the key derivation time of all slots tried up to and
  * including that one, i.e. about how long QEMU's own try will hold the
  * guest.  Error.BadPassphrase if no slot opens.  Reads the key slot areas
- * (deadline timeout_ms); the key derivation itself is CPU work, unbounded
- * as QEMU's would be. */
+ * (deadline timeout_ms) unless luks_source_open_keys() did; the header is
+ * checked first (luks_source_check(): Error.NotSupported, nothing derived),
+ * so the derivation — CPU work on a niced thread, never under the library
+ * lock — costs at most what the limits allow per slot. */
 int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
                        uint64_t *ret_cost_ms, sd_bus_error *error);
 

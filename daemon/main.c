@@ -172,6 +172,7 @@ int main(int argc, char *argv[]) {
                 .max_pending_polkit = 128,
                 .detach_timeout_sec = 30,
                 .source_timeout_sec = 10,
+                .kdf = kdf_limits_default(),
         };
         const char *config_path = CONFIG_FILE_DEFAULT;
         Manager *m = NULL;
@@ -190,6 +191,7 @@ int main(int argc, char *argv[]) {
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         harden_process();
+        luks_set_kdf_limits(&config.kdf);
 
         /* Before any thread exists: both libraries set up global state. */
         if (virInitialize() < 0) {

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <systemd/sd-daemon.h>
 
 #include "call.h"
 #include "disk-xml.h"
+#include "errors.h"
 #include "luks.h"
 #include "manager.h"
 #include "scan.h"
@@ -30,9 +32,10 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
                 goto fail;
         (void) sd_event_set_watchdog(m->event, true);
 
-        /* LUKS key derivation happens inside QEMU, not here: the threads
-         * mostly wait on RPCs, so a handful is plenty for parallel domains. */
-        r = worker_new(m->event, 16, &m->worker);
+        /* The threads mostly wait on RPCs, so a handful is plenty for
+         * parallel domains; key derivations (seconds of CPU each) may take
+         * only DERIVE_MAX_IN_FLIGHT of them. */
+        r = worker_new(m->event, MANAGER_WORKERS, &m->worker);
         if (r < 0)
                 goto fail;
 
@@ -45,6 +48,9 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
         if (r < 0)
                 goto fail;
         r = uid_cap_new(FD_READS_MAX_TOTAL, FD_READS_MAX_PER_UID, &m->fd_reads);
+        if (r < 0)
+                goto fail;
+        r = derive_cap_new(DERIVE_MAX_IN_FLIGHT, DERIVE_MAX_PER_UID, &m->derivations);
         if (r < 0)
                 goto fail;
 
@@ -74,6 +80,7 @@ Manager *manager_free(Manager *m) {
                 m->calls->free_fn(m->calls);
         m->key_guesses = ratelimit_free(m->key_guesses);
         m->fd_reads = uid_cap_free(m->fd_reads);
+        m->derivations = derive_cap_free(m->derivations);
 
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
@@ -349,4 +356,56 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return manager_rescan(m, true);
         return 0;
+}
+
+int manager_derive_begin(Manager *m, uid_t uid, sd_bus_error *error) {
+        int r = derive_cap_take(m->derivations, uid);
+
+        if (r == -EUSERS)
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "This user already has %u key derivations in flight; try again when one "
+                                         "has finished.",
+                                         DERIVE_MAX_PER_UID);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "%u key derivations are in flight, the most this service runs at once; try "
+                                         "again in a moment.",
+                                         DERIVE_MAX_IN_FLIGHT);
+        return 0;
+}
+
+void manager_derive_end(Manager *m, uid_t uid) {
+        derive_cap_release(m->derivations, uid);
+}
+
+static uint64_t guess_now_usec(Manager *m) {
+        uint64_t t = 0;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+int manager_guess_begin(Manager *m, uid_t uid, bool *ret_counted, sd_bus_error *error) {
+        uint64_t wait = 0;
+        int r;
+
+        *ret_counted = false;
+        if (uid == 0)
+                return 0;
+        r = ratelimit_begin(m->key_guesses, uid, guess_now_usec(m), &wait);
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "Too many wrong passphrases (%u within %u s) from this user; try again in "
+                                         "%" PRIu64 " s.",
+                                         KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC, (wait + 999999) / 1000000);
+        if (r < 0)
+                return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
+        *ret_counted = true;
+        return 0;
+}
+
+void manager_guess_end(Manager *m, uid_t uid, bool *counted, bool failed) {
+        if (!*counted)
+                return;
+        *counted = false;
+        ratelimit_end(m->key_guesses, uid, guess_now_usec(m), failed);
 }

@@ -21,6 +21,7 @@
 #include "virt.h"
 #include "volume.h"
 #include "worker.h"
+#include "derive-cap.h"
 
 #define LV_BUS_NAME          "org.example.LuksVolume1"
 #define LV_MANAGER_INTERFACE "org.example.LuksVolume1"
@@ -46,6 +47,9 @@ typedef struct Call Call;
  * deliver leaves the pool to everybody else. */
 #define FD_READS_MAX_PER_UID 2U
 #define FD_READS_MAX_TOTAL   6U
+/* Worker threads (worker.h). */
+#define MANAGER_WORKERS 16U
+_Static_assert(DERIVE_MAX_IN_FLIGHT < MANAGER_WORKERS, "derivations must never take every worker");
 
 typedef struct Manager {
         ManagerConfig config;
@@ -76,6 +80,9 @@ typedef struct Manager {
         RateLimit *key_guesses;
         /* Passphrase descriptors being read (read_passphrase_option()). */
         UidCap *fd_reads;
+        /* Key derivations in flight, in total and per uid (derive-cap.h);
+         * workers take and release them. */
+        DeriveCap *derivations;
 
         /* Recent domain-stopped and device-removed events, numbered, so
          * work that started before an event (an attach plugging a disk into
@@ -132,6 +139,20 @@ void manager_release_source(Manager *m, dev_t dev, ino_t ino);
  * and QEMU's versions, the configured minimums, dm-crypt); the volume's
  * part (LUKS version, requested mode, passphrase) is left for the caller. */
 int manager_mode_input(Manager *m, ModeInput *ret, HostInfo *ret_host, sd_bus_error *error);
+
+/* Event loop: reserves a guess for uid in Manager.key_guesses (every method
+ * that tells whether a passphrase is right: the key methods, Attach,
+ * Rearm).  0 and *ret_counted set (never for root, which is not limited);
+ * Error.Busy with the wait past the limit.  Settled with
+ * manager_guess_end(), failed for a wrong passphrase. */
+int manager_guess_begin(Manager *m, uid_t uid, bool *ret_counted, sd_bus_error *error);
+void manager_guess_end(Manager *m, uid_t uid, bool *counted, bool failed);
+
+/* Worker threads: a place among the key derivations in flight for uid
+ * (derive-cap.h), or Error.Busy naming the cap.  Released with
+ * manager_derive_end(). */
+int manager_derive_begin(Manager *m, uid_t uid, sd_bus_error *error);
+void manager_derive_end(Manager *m, uid_t uid);
 
 /* Called when a method call starts and when it has been answered; drives
  * the idle exit. */

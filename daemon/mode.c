@@ -137,6 +137,9 @@ const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mod
 const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
         char have[32], need[32];
 
+        /* First: it rules out every mode, this one too. */
+        if (in->header_obstacle)
+                return in->header_obstacle;
         if (!in->hypervisor_is_qemu)
                 return "the hypervisor is not QEMU";
         if (in->libvirt_version < in->min_libvirt_version) {
@@ -174,6 +177,11 @@ VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size) {
 
         if (in->luks_version != 1 && in->luks_version != 2)
                 return refuse(reason, reason_size, "unknown LUKS version %u", in->luks_version);
+        /* Headers nobody here wrote: refused in every mode, before the
+         * choice (a null cipher is as plaintext through dm-crypt as
+         * through QEMU). */
+        if (in->header_obstacle)
+                return refuse(reason, reason_size, "the volume's header is refused: %s", in->header_obstacle);
 
         obstacle = mode_native_obstacle(in, obstacle_buf, sizeof obstacle_buf);
 

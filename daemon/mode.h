@@ -51,6 +51,9 @@ typedef struct ModeInput {
         const char *cipher;      /* "aes" */
         const char *cipher_mode; /* "xts-plain64", "cbc-essiv:sha256" */
         const char *hash;        /* the key slots' PBKDF2 hash, "sha256" */
+        /* Why the header is refused whatever the mode (header-policy.h:
+         * cipher allow-list, key derivation limits), or NULL. */
+        const char *header_obstacle;
 } ModeInput;
 
 /* Why QEMU's LUKS driver could not decrypt a volume with this cipher,
@@ -60,7 +63,8 @@ const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mod
                                       size_t size);
 
 /* Returns the mode to use, or _VOLUME_MODE_INVALID with a human reason in
- * reason (always NUL-terminated, never empty on refusal). */
+ * reason (always NUL-terminated, never empty on refusal).  A header
+ * obstacle refuses every request, before any mode is considered. */
 VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size);
 
 /* Why native mode is impossible for this input (a sentence without a final

@@ -5,6 +5,7 @@
  * deadline) → reply. */
 
 #include "errors.h"
+#include "header-policy.h"
 #include "luks.h"
 #include "manager.h"
 #include "operations.h"
@@ -172,8 +173,9 @@ static int append_keyslots(const LuksInfo *luks, sd_bus_message *reply) {
 static int append_volume(ProbeOp *op, sd_bus_message *reply) {
         const LuksInfo *luks = &op->luks;
         Volume *v = manager_find_volume_by_source(op->call.manager, op->call.res.source.dev, op->call.res.source.ino);
-        char obstacle_buf[160];
+        char obstacle_buf[384], header_buf[384];
         const char *obstacle = "the host's libvirt is not reachable";
+        const char *header = header_obstacle(luks, luks_kdf_limits(), header_buf, sizeof header_buf);
         uint32_t u;
         uint64_t t;
         int b, r;
@@ -198,13 +200,16 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
                 return r;
 
         b = false;
+        if (header)
+                obstacle = header; /* whatever the host */
         if (op->host_known) {
-                char reason[256];
+                char reason[512];
                 op->in.luks_version = luks->version;
                 op->in.cipher = luks->cipher_name;
                 op->in.cipher_mode = luks->cipher_mode;
                 op->in.hash = luks->hash;
                 op->in.requested = VOLUME_MODE_AUTO;
+                op->in.header_obstacle = header;
                 b = mode_select(&op->in, reason, sizeof reason) == VOLUME_MODE_NATIVE;
                 obstacle = mode_native_obstacle(&op->in, obstacle_buf, sizeof obstacle_buf);
         }

@@ -41,6 +41,7 @@ typedef struct RearmOp {
         int r;
         bool already;         /* nothing was missing */
         bool cleartext_asked; /* cryptsetup mode: attach-cleartext granted too */
+        bool guess_counted;   /* a guess reserved in Manager.key_guesses */
         sd_bus_error error;
 } RearmOp;
 
@@ -49,6 +50,7 @@ static void rearm_op_free(Call *c) {
 
         if (op->passphrase_fd >= 0)
                 close(op->passphrase_fd);
+        manager_guess_end(c->manager, c->caller_uid, &op->guess_counted, false);
         passphrase_free(op->passphrase);
         free(op->path);
         free(op->domain_uuid);
@@ -61,6 +63,9 @@ static void rearm_op_free(Call *c) {
 }
 
 static void rearm_end(RearmOp *op) {
+        /* A wrong passphrase counts against the caller, as for Attach. */
+        manager_guess_end(op->call.manager, op->call.caller_uid, &op->guess_counted,
+                          sd_bus_error_has_name(&op->error, LV_ERROR_BAD_PASSPHRASE));
         if (sd_bus_error_is_set(&op->error))
                 call_reply_error(&op->call, &op->error);
         else
@@ -76,6 +81,7 @@ static void rearm_job(Call *c) {
         _cleanup_(luks_source_freep) LuksSource *source = NULL;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
         SourceInfo src = {};
+        bool derive_counted = false;
         int r;
 
         /* Before the lock: a caller's slow pipe must never keep the orphan
@@ -132,10 +138,15 @@ static void rearm_job(Call *c) {
                                       op->source, op->path);
                 goto finish;
         }
-        r = luks_source_open(&src, op->mode == VOLUME_MODE_CRYPTSETUP && !op->read_only, timeout_ms, &source,
-                             &op->error);
+        r = luks_source_open_keys(&src, op->mode == VOLUME_MODE_CRYPTSETUP && !op->read_only, timeout_ms, &source,
+                                  &op->error);
         if (r < 0)
                 goto finish;
+
+        r = manager_derive_begin(m, c->caller_uid, &op->error);
+        if (r < 0)
+                goto finish;
+        derive_counted = true;
 
         if (op->mode == VOLUME_MODE_NATIVE) {
                 _cleanup_free_ char *usage = NULL;
@@ -162,6 +173,8 @@ static void rearm_job(Call *c) {
         }
 
 finish:
+        if (derive_counted)
+                manager_derive_end(m, c->caller_uid);
         pthread_rwlock_unlock(&m->ops_lock);
         op->passphrase = passphrase_free(op->passphrase);
         source_info_done(&src);
@@ -230,6 +243,10 @@ static void rearm_authorized(Call *c, bool allowed) {
         op->source_ino = v->source_ino;
         if (!op->domain_uuid || !op->target || !op->source || (v->secret_uuid && !op->secret_uuid)) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                rearm_end(op);
+                return;
+        }
+        if (manager_guess_begin(c->manager, c->caller_uid, &op->guess_counted, &op->error) < 0) {
                 rearm_end(op);
                 return;
         }

@@ -993,7 +993,7 @@ static const HostileCase cases[] = {
         { "header-unknown-hash", c_header_unknown_hash, LV_ERR("NotLuks") },
         { "header-bad-keyslot", c_header_bad_keyslot, LV_ERR("NotLuks") },
         { "header-zeroed", c_header_zeroed, LV_ERR("NotLuks") },
-        { "header-empty-cipher", c_header_empty_cipher, LV_ERR("Failed") },
+        { "header-empty-cipher", c_header_empty_cipher, LV_ERR("NotSupported"), "cipher ''" },
         { "header-payload-overlaps", c_header_payload_overlaps, LV_ERR("Failed") },
         { "source-xml-chars", c_source_xml_chars, LV_ERR("BadPassphrase") },
         { "source-utf8", c_source_utf8, LV_ERR("BadPassphrase") },

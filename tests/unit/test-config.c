@@ -18,6 +18,7 @@ static ManagerConfig defaults(void) {
                 .max_volumes = 64,
                 .idle_timeout_sec = 60,
                 .detach_timeout_sec = 30,
+                .kdf = kdf_limits_default(),
         };
 }
 
@@ -56,6 +57,26 @@ static void test_values_and_dropins(void) {
         config_strings_free();
 }
 
+/* The key derivation limits (header-policy.h): defaults stay unless set. */
+static void test_kdf_limits(void) {
+        g_autofree char *conf =
+                write_conf("kdf/luksvolumed.conf", "[Daemon]\nMaxPbkdf2Iterations=1000000\n"
+                                                   "MaxArgon2MemoryKiB=65536\nMaxArgon2Cost=5000000000\n");
+        g_autofree char *none = write_conf("kdf2/luksvolumed.conf", "[Daemon]\nMaxVolumes=3\n");
+        ManagerConfig c = defaults();
+
+        g_assert_cmpint(config_load(conf, &c), ==, 0);
+        g_assert_cmpuint(c.kdf.max_pbkdf2_iterations, ==, 1000000);
+        g_assert_cmpuint(c.kdf.max_argon2_memory_kib, ==, 65536);
+        g_assert_cmpuint(c.kdf.max_argon2_cost, ==, 5000000000ULL);
+
+        c = defaults();
+        g_assert_cmpint(config_load(none, &c), ==, 0);
+        g_assert_cmpuint(c.kdf.max_pbkdf2_iterations, ==, KDF_DEFAULT_MAX_PBKDF2_ITERATIONS);
+        g_assert_cmpuint(c.kdf.max_argon2_memory_kib, ==, KDF_DEFAULT_MAX_ARGON2_MEMORY_KIB);
+        g_assert_cmpuint(c.kdf.max_argon2_cost, ==, KDF_DEFAULT_MAX_ARGON2_COST);
+}
+
 typedef struct Bad {
         const char *text;
         const char *expect; /* in stderr */
@@ -71,6 +92,11 @@ static const Bad bad[] = {
         { "[Daemon]\nColour=red\n", ":2: unknown key 'Colour'" },
         { "[Daemons]\nMaxVolumes=3\n", ":2: unknown section [Daemons]" },
         { "[Daemon]\nthis is not a key\n", ":2: syntax error" },
+        { "[Daemon]\nMaxPbkdf2Iterations=999\n", ":2: bad value for MaxPbkdf2Iterations" },
+        { "[Daemon]\nMaxPbkdf2Iterations=4294967296\n", ":2: bad value for MaxPbkdf2Iterations" },
+        { "[Daemon]\nMaxArgon2MemoryKiB=lots\n", ":2: bad value for MaxArgon2MemoryKiB" },
+        { "[Daemon]\nMaxArgon2Cost=-5\n", ":2: bad value for MaxArgon2Cost" },
+        { "[Daemon]\nMaxArgon2Cost=\n", ":2: bad value for MaxArgon2Cost" },
 };
 
 static void test_bad(gconstpointer data) {
@@ -101,6 +127,7 @@ int main(int argc, char *argv[]) {
 
         g_test_add_func("/config/missing-is-fine", test_missing_is_fine);
         g_test_add_func("/config/values-and-dropins", test_values_and_dropins);
+        g_test_add_func("/config/kdf-limits", test_kdf_limits);
         for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
                 g_autofree char *n = g_strdup_printf("/config/bad/%zu", i);
                 g_test_add_data_func(n, &bad[i], test_bad);

@@ -206,6 +206,44 @@ static void test_qemu_ciphers(void) {
         g_assert_nonnull(strstr(buf, "camellia"));
 }
 
+/* A header obstacle (header-policy.h) refuses every request, native,
+ * cryptsetup and auto, whatever the host could do, with its reason; and
+ * it is native mode's first obstacle (what Probe reports). */
+static void test_header_obstacle(void) {
+        char buf[256];
+        ModeInput in = {
+                .libvirt_version = V(9, 0, 0),
+                .hypervisor_version = V(7, 2, 0),
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
+                .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true,
+                .luks_version = 1,
+                .dm_crypt_available = true,
+                .cipher = "cipher_null",
+                .cipher_mode = "ecb",
+                .hash = "sha256",
+                .header_obstacle = "the volume's cipher 'cipher_null' is not one this service accepts",
+        };
+        const VolumeMode requests[] = { VOLUME_MODE_AUTO, VOLUME_MODE_NATIVE, VOLUME_MODE_CRYPTSETUP };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(requests); i++)
+                for (int dm = 0; dm < 2; dm++) {
+                        in.requested = requests[i];
+                        in.dm_crypt_available = dm;
+                        g_assert_cmpint(mode_select(&in, buf, sizeof buf), ==, _VOLUME_MODE_INVALID);
+                        g_assert_nonnull(strstr(buf, "header is refused"));
+                        g_assert_nonnull(strstr(buf, "cipher_null"));
+                }
+        g_assert_cmpstr(mode_native_obstacle(&in, buf, sizeof buf), ==, in.header_obstacle);
+
+        /* Without it, the same host and a good cipher: native. */
+        in.header_obstacle = NULL;
+        in.cipher = "aes";
+        in.cipher_mode = "xts-plain64";
+        in.requested = VOLUME_MODE_AUTO;
+        g_assert_cmpint(mode_select(&in, buf, sizeof buf), ==, VOLUME_MODE_NATIVE);
+}
+
 static void test_mode_strings(void) {
         g_assert_cmpint(volume_mode_from_string("auto"), ==, VOLUME_MODE_AUTO);
         g_assert_cmpint(volume_mode_from_string("native"), ==, VOLUME_MODE_NATIVE);
@@ -246,6 +284,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/mode/raised-minimums", test_raised_minimums);
         g_test_add_func("/mode/binary-passphrase", test_binary_passphrase);
         g_test_add_func("/mode/qemu-ciphers", test_qemu_ciphers);
+        g_test_add_func("/mode/header-obstacle", test_header_obstacle);
         g_test_add_func("/mode/strings", test_mode_strings);
         g_test_add_func("/mode/versions", test_versions);
         return g_test_run();

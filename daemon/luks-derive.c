@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* Key derivation (luks-internal.h's derive_run()), passphrase
+ * verification (luks.h's luks_source_verify()) — the CPU-heavy part of
+ * every key slot try, on niced threads of their own — and what a header
+ * may cost before any of it runs: the limits of header-policy.h and
+ * luks_source_check().  Apart from luks-keys.c, which writes key slots,
+ * because this only ever reads the snapshot. */
+
+#include <assert.h>
+#include <libcryptsetup.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "header-policy.h"
+#include "luks-internal.h"
+#include "luks.h"
+#include "util.h"
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* Every key derivation (PBKDF2 or argon2, seconds of CPU for a real
+ * volume, as much as the header asks within the limits) runs on a thread
+ * of its own at nice DERIVE_NICE: on a busy host the event loop (and every
+ * other caller it answers) and the guests' vCPUs come first, and a caller
+ * who attaches volumes with costly key slots over and over cannot take the
+ * host's CPUs from them.  Nice is per thread on Linux and only lowered here
+ * (raising it back would need CAP_SYS_NICE), hence a thread that ends with
+ * the work; threads libcryptsetup starts for argon2 inherit it.  Never
+ * under crypt_lock: slots that would need it are refused first
+ * (luks_source_check()). */
+#define DERIVE_NICE 10
+
+typedef struct DeriveThread {
+        void (*fn)(void *arg);
+        void *arg;
+} DeriveThread;
+
+static void *derive_thread(void *p) {
+        DeriveThread *d = p;
+
+        /* Best effort: at worst the derivation runs at the daemon's priority. */
+        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), DERIVE_NICE);
+        d->fn(d->arg);
+        /* The derived keys passed through libcryptsetup's frames, on this
+         * thread's stack, which glibc keeps for the next thread. */
+        stack_scrub();
+        return NULL;
+}
+
+int derive_run(void (*fn)(void *arg), void *arg) {
+        DeriveThread d = { .fn = fn, .arg = arg };
+        pthread_t thread;
+        int r;
+
+        r = pthread_create(&thread, NULL, derive_thread, &d);
+        if (r != 0)
+                return -r;
+        r = pthread_join(thread, NULL);
+        assert(r == 0);
+        return 0;
+}
+
+typedef struct VerifyTask {
+        struct crypt_device *cd;
+        const Passphrase *passphrase;
+        int found; /* the slot, or -1 */
+        int failed_slot;
+        int r; /* < 0: trying failed_slot failed other than by a wrong passphrase */
+        uint64_t cost_ms;
+} VerifyTask;
+
+static void verify_task_run(void *p) {
+        VerifyTask *t = p;
+        int max = MIN(crypt_keyslot_max(crypt_get_type(t->cd)), LUKS_MAX_KEYSLOTS);
+
+        for (int k = 0; k < max && t->found < 0; k++) {
+                uint64_t t0;
+                int r;
+
+                if (!slot_active(t->cd, k))
+                        continue;
+                t0 = now_ms();
+                r = crypt_activate_by_passphrase(t->cd, NULL, k, (const char *) t->passphrase->data,
+                                                 t->passphrase->size, 0);
+                t->cost_ms += now_ms() - t0;
+                if (r >= 0)
+                        t->found = k;
+                else if (r != -EPERM && r != -ENOENT) {
+                        t->failed_slot = k;
+                        t->r = r;
+                        break;
+                }
+        }
+}
+
+int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
+                       uint64_t *ret_cost_ms, sd_bus_error *error) {
+        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
+        VerifyTask t = { .passphrase = passphrase, .found = -1, .failed_slot = -1 };
+        int r;
+
+        r = luks_source_check(s, error);
+        if (r < 0)
+                return r;
+        r = snapshot_add_keyslots(s, timeout_ms, error);
+        if (r < 0)
+                return r;
+        r = snapshot_load(s, &cd, error);
+        if (r < 0)
+                return r;
+
+        t.cd = cd;
+        r = derive_run(verify_task_run, &t);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(-r));
+
+        if (t.r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", t.failed_slot,
+                                         s->path, strerror(-t.r));
+        if (t.found < 0)
+                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                        "The passphrase does not open any key slot of the volume.");
+        *ret_slot = t.found;
+        *ret_cost_ms = t.cost_ms;
+        return 0;
+}
+
+/* ------------------------------------------------- what a header may cost */
+
+static KdfLimits kdf_limits = {
+        .max_pbkdf2_iterations = KDF_DEFAULT_MAX_PBKDF2_ITERATIONS,
+        .max_argon2_memory_kib = KDF_DEFAULT_MAX_ARGON2_MEMORY_KIB,
+        .max_argon2_cost = KDF_DEFAULT_MAX_ARGON2_COST,
+};
+
+void luks_set_kdf_limits(const KdfLimits *limits) {
+        kdf_limits = *limits;
+}
+
+const KdfLimits *luks_kdf_limits(void) {
+        return &kdf_limits;
+}
+
+/* LUKS1: the big-endian mkDigestIterations of the binary header (after
+ * magic, version, cipher name and mode, hash, payload offset, key bytes,
+ * digest and its salt).  LUKS2: the largest of the digests' "iterations"
+ * in the JSON metadata libcryptsetup has validated. */
+#define LUKS1_MK_DIGEST_ITERATIONS_OFFSET 164
+
+int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret) {
+        if (version == 1) {
+                uint8_t b[4];
+                if (pread(s->snap_fd, b, sizeof b, LUKS1_MK_DIGEST_ITERATIONS_OFFSET) != (ssize_t) sizeof b)
+                        return -EIO;
+                *ret = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
+                return 0;
+        }
+
+        const char *json = NULL;
+        uint64_t most;
+        int r = crypt_dump_json(cd, &json, 0);
+        if (r < 0)
+                return r;
+        most = header_json_digest_iterations(json);
+        *ret = (uint32_t) MIN(most, (uint64_t) UINT32_MAX);
+        return 0;
+}
+
+int luks_source_check(LuksSource *s, sd_bus_error *error) {
+        LuksInfo info;
+        char buf[384];
+        const char *o;
+        int r;
+
+        r = luks_source_info(s, &info, error);
+        if (r < 0)
+                return r;
+        o = header_obstacle(&info, &kdf_limits, buf, sizeof buf);
+        if (o)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is refused: %s.", s->path, o);
+        return 0;
+}
