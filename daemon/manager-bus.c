@@ -72,12 +72,15 @@ int read_passphrase_option(Call *c, int *fd, const char *option, Passphrase **re
                 r = passphrase_read_fd(*fd, PASSPHRASE_FD_TIMEOUT_MS, ret);
                 uid_cap_put(c->manager->fd_reads, c->caller_uid);
         } else
-                r = -EUSERS;
+                r = r == -EUSERS ? -EUSERS : -EDQUOT;
         close(*fd);
         *fd = -1;
         if (r == -EUSERS)
                 return sd_bus_error_setf(error, LV_ERROR_BUSY,
                                          "Too many passphrase descriptors of yours are being read; try again later.");
+        if (r == -EDQUOT)
+                return sd_bus_error_setf(error, LV_ERROR_BUSY,
+                                         "Too many passphrase descriptors are being read; try again later.");
         if (r == -EBADFD)
                 return sd_bus_error_setf(
                         error, DBUS_ERROR_INVALID_ARGS,

@@ -50,7 +50,7 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
         r = uid_cap_new(FD_READS_MAX_TOTAL, FD_READS_MAX_PER_UID, &m->fd_reads);
         if (r < 0)
                 goto fail;
-        r = derive_cap_new(DERIVE_MAX_IN_FLIGHT, DERIVE_MAX_PER_UID, &m->derivations);
+        r = uid_cap_new(DERIVE_MAX_IN_FLIGHT, DERIVE_MAX_PER_UID, &m->derivations);
         if (r < 0)
                 goto fail;
 
@@ -80,7 +80,7 @@ Manager *manager_free(Manager *m) {
                 m->calls->free_fn(m->calls);
         m->key_guesses = ratelimit_free(m->key_guesses);
         m->fd_reads = uid_cap_free(m->fd_reads);
-        m->derivations = derive_cap_free(m->derivations);
+        m->derivations = uid_cap_free(m->derivations);
 
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
@@ -359,7 +359,7 @@ int manager_start(Manager *m) {
 }
 
 int manager_derive_begin(Manager *m, uid_t uid, sd_bus_error *error) {
-        int r = derive_cap_take(m->derivations, uid);
+        int r = uid_cap_take(m->derivations, uid);
 
         if (r == -EUSERS)
                 return sd_bus_error_setf(error, LV_ERROR_BUSY,
@@ -375,7 +375,7 @@ int manager_derive_begin(Manager *m, uid_t uid, sd_bus_error *error) {
 }
 
 void manager_derive_end(Manager *m, uid_t uid) {
-        derive_cap_release(m->derivations, uid);
+        uid_cap_put(m->derivations, uid);
 }
 
 static uint64_t guess_now_usec(Manager *m) {

@@ -21,7 +21,6 @@
 #include "virt.h"
 #include "volume.h"
 #include "worker.h"
-#include "derive-cap.h"
 
 #define LV_BUS_NAME          "org.example.LuksVolume1"
 #define LV_MANAGER_INTERFACE "org.example.LuksVolume1"
@@ -42,14 +41,19 @@ typedef struct Call Call;
 #define KEY_GUESSES_BURST      5U
 #define KEY_GUESSES_WINDOW_SEC 60U
 
-/* Passphrase descriptors read at once: per uid, and by all but root
- * together — well below the 16 workers, so a flood of pipes that never
- * deliver leaves the pool to everybody else. */
-#define FD_READS_MAX_PER_UID 2U
+/* Work a caller can make last, capped (uid-cap.h) well below the workers.
+ * Key derivations: each up to the header limits' worth of CPU and memory.
+ * Passphrase descriptors being read: a pipe that never delivers holds a
+ * worker for PASSPHRASE_FD_TIMEOUT_MS. */
+#define DERIVE_MAX_IN_FLIGHT 4U
+#define DERIVE_MAX_PER_UID   2U
 #define FD_READS_MAX_TOTAL   6U
+#define FD_READS_MAX_PER_UID 2U
 /* Worker threads (worker.h). */
-#define MANAGER_WORKERS 16U
+#define MANAGER_WORKERS      16U
 _Static_assert(DERIVE_MAX_IN_FLIGHT < MANAGER_WORKERS, "derivations must never take every worker");
+_Static_assert(DERIVE_MAX_IN_FLIGHT + FD_READS_MAX_TOTAL < MANAGER_WORKERS,
+               "derivations and passphrase reads together must leave workers to other calls");
 
 typedef struct Manager {
         ManagerConfig config;
@@ -80,9 +84,9 @@ typedef struct Manager {
         RateLimit *key_guesses;
         /* Passphrase descriptors being read (read_passphrase_option()). */
         UidCap *fd_reads;
-        /* Key derivations in flight, in total and per uid (derive-cap.h);
-         * workers take and release them. */
-        DeriveCap *derivations;
+        /* Key derivations in flight, in total and per uid (uid-cap.h);
+         * workers take and put them. */
+        UidCap *derivations;
 
         /* Recent domain-stopped and device-removed events, numbered, so
          * work that started before an event (an attach plugging a disk into
@@ -149,7 +153,7 @@ int manager_guess_begin(Manager *m, uid_t uid, bool *ret_counted, sd_bus_error *
 void manager_guess_end(Manager *m, uid_t uid, bool *counted, bool failed);
 
 /* Worker threads: a place among the key derivations in flight for uid
- * (derive-cap.h), or Error.Busy naming the cap.  Released with
+ * (uid-cap.h), or Error.Busy naming the cap.  Released with
  * manager_derive_end(). */
 int manager_derive_begin(Manager *m, uid_t uid, sd_bus_error *error);
 void manager_derive_end(Manager *m, uid_t uid);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "uid-cap.h"
-#include "util.h"
 
 typedef struct UidCount {
         uid_t uid;
@@ -13,8 +14,9 @@ struct UidCap {
         pthread_mutex_t lock;
         unsigned max_total, max_per_uid;
         unsigned total;
-        /* At most max_total uids hold anything at once: a fixed table. */
-        UidCount *counts;
+        /* One entry per piece of work in flight at most, so max_total
+         * entries are enough; n == 0 is a free entry. */
+        UidCount *uids;
 };
 
 int uid_cap_new(unsigned max_total, unsigned max_per_uid, UidCap **ret) {
@@ -25,8 +27,8 @@ int uid_cap_new(unsigned max_total, unsigned max_per_uid, UidCap **ret) {
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
-        c->counts = calloc(max_total, sizeof *c->counts);
-        if (!c->counts) {
+        c->uids = calloc(max_total, sizeof *c->uids);
+        if (!c->uids) {
                 free(c);
                 return -ENOMEM;
         }
@@ -41,52 +43,63 @@ UidCap *uid_cap_free(UidCap *c) {
         if (!c)
                 return NULL;
         pthread_mutex_destroy(&c->lock);
-        free(c->counts);
+        free(c->uids);
         free(c);
         return NULL;
 }
 
-/* The slot of uid, or of a free entry (n == 0) if uid holds nothing. */
-static UidCount *slot_of(UidCap *c, uid_t uid) {
-        UidCount *free_slot = NULL;
-
-        for (unsigned i = 0; i < c->max_total; i++) {
-                if (c->counts[i].n > 0 && c->counts[i].uid == uid)
-                        return &c->counts[i];
-                if (c->counts[i].n == 0 && !free_slot)
-                        free_slot = &c->counts[i];
-        }
-        return free_slot;
+static UidCount *find(UidCap *c, uid_t uid) {
+        for (unsigned i = 0; i < c->max_total; i++)
+                if (c->uids[i].n > 0 && c->uids[i].uid == uid)
+                        return &c->uids[i];
+        return NULL;
 }
 
 int uid_cap_take(UidCap *c, uid_t uid) {
-        UidCount *s;
-        int r = -EBUSY;
+        UidCount *e;
+        int r = 0;
 
-        if (uid == 0)
-                return 0;
         pthread_mutex_lock(&c->lock);
-        s = c->total < c->max_total ? slot_of(c, uid) : NULL;
-        if (s && s->n < c->max_per_uid) {
-                s->uid = uid;
-                s->n++;
-                c->total++;
-                r = 0;
+        e = find(c, uid);
+        if (c->total >= c->max_total)
+                r = -EBUSY;
+        else if (uid != 0 && e && e->n >= c->max_per_uid)
+                r = -EUSERS;
+        else {
+                /* total < max_total: a free entry exists if uid has none
+                 * (each entry in use holds at least one of total). */
+                for (unsigned i = 0; !e && i < c->max_total; i++)
+                        if (c->uids[i].n == 0) {
+                                e = &c->uids[i];
+                                e->uid = uid;
+                        }
+                if (e) {
+                        e->n++;
+                        c->total++;
+                } else
+                        r = -EBUSY;
         }
         pthread_mutex_unlock(&c->lock);
         return r;
 }
 
 void uid_cap_put(UidCap *c, uid_t uid) {
-        UidCount *s;
+        UidCount *e;
 
-        if (uid == 0)
-                return;
         pthread_mutex_lock(&c->lock);
-        s = slot_of(c, uid);
-        if (s && s->n > 0 && s->uid == uid) {
-                s->n--;
+        e = find(c, uid);
+        if (e) {
+                e->n--;
                 c->total--;
         }
         pthread_mutex_unlock(&c->lock);
+}
+
+unsigned uid_cap_in_flight(UidCap *c) {
+        unsigned n;
+
+        pthread_mutex_lock(&c->lock);
+        n = c->total;
+        pthread_mutex_unlock(&c->lock);
+        return n;
 }

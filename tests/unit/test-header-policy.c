@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* What the daemon accepts in a header it did not write (header-policy.h):
  * the cipher allow-list and key sizes, the key slots' derivation limits
- * and their own encryption; and the cap on derivations in flight
- * (derive-cap.h). */
+ * and their own encryption.  (The cap on derivations in flight:
+ * test-uid-cap.c.) */
 #include <errno.h>
 #include <glib.h>
 #include <string.h>
 
-#include "derive-cap.h"
 #include "header-policy.h"
 
 static void test_ciphers(void) {
@@ -188,45 +187,6 @@ static void test_json_digests(void) {
         }
 }
 
-static void test_derive_cap(void) {
-        DeriveCap *c = NULL;
-
-        g_assert_cmpint(derive_cap_new(0, 1, &c), ==, -EINVAL);
-        g_assert_cmpint(derive_cap_new(4, 2, &c), ==, 0);
-
-        /* Per uid: two, then EUSERS; another uid is not affected. */
-        g_assert_cmpint(derive_cap_take(c, 1000), ==, 0);
-        g_assert_cmpint(derive_cap_take(c, 1000), ==, 0);
-        g_assert_cmpint(derive_cap_take(c, 1000), ==, -EUSERS);
-        g_assert_cmpint(derive_cap_take(c, 1001), ==, 0);
-        /* Root is not capped per uid, but counts in the total. */
-        g_assert_cmpint(derive_cap_take(c, 0), ==, 0);
-        g_assert_cmpuint(derive_cap_in_flight(c), ==, 4);
-        g_assert_cmpint(derive_cap_take(c, 0), ==, -EBUSY);
-        g_assert_cmpint(derive_cap_take(c, 1002), ==, -EBUSY);
-
-        derive_cap_release(c, 1000);
-        g_assert_cmpint(derive_cap_take(c, 0), ==, 0);
-        g_assert_cmpint(derive_cap_take(c, 1002), ==, -EBUSY);
-        derive_cap_release(c, 0);
-        derive_cap_release(c, 0);
-        g_assert_cmpint(derive_cap_take(c, 1000), ==, 0);
-        g_assert_cmpint(derive_cap_take(c, 1000), ==, -EUSERS);
-        g_assert_cmpint(derive_cap_take(c, 1002), ==, 0);
-        g_assert_cmpuint(derive_cap_in_flight(c), ==, 4);
-
-        /* Releasing what was never taken changes nothing. */
-        derive_cap_release(c, 4242);
-        g_assert_cmpuint(derive_cap_in_flight(c), ==, 4);
-        derive_cap_release(c, 1000);
-        derive_cap_release(c, 1000);
-        derive_cap_release(c, 1001);
-        derive_cap_release(c, 1002);
-        g_assert_cmpuint(derive_cap_in_flight(c), ==, 0);
-        c = derive_cap_free(c);
-        g_assert_null(c);
-}
-
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         g_test_add_func("/header-policy/ciphers", test_ciphers);
@@ -234,6 +194,5 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/header-policy/header", test_header);
         g_test_add_func("/header-policy/new-slot", test_new_slot);
         g_test_add_func("/header-policy/json-digests", test_json_digests);
-        g_test_add_func("/header-policy/derive-cap", test_derive_cap);
         return g_test_run();
 }
