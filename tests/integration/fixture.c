@@ -1948,3 +1948,22 @@ char *lv_make_luks1_cryptsetup(const char *name, const char *passphrase, guint i
                         (const char *) g_bytes_get_data(errb, NULL));
         return g_steal_pointer(&path);
 }
+
+static void patch_bytes(const char *path, off_t off, const void *data, size_t len) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(pwrite(fd, data, len, off), ==, (ssize_t) len);
+        g_assert_cmpint(fsync(fd), ==, 0);
+        close(fd);
+}
+
+void lv_luks1_patch_cipher(const char *path, const char *name, const char *mode) {
+        char buf[32];
+
+        memset(buf, 0, sizeof buf);
+        g_strlcpy(buf, name, sizeof buf);
+        patch_bytes(path, 8, buf, sizeof buf);
+        memset(buf, 0, sizeof buf);
+        g_strlcpy(buf, mode, sizeof buf);
+        patch_bytes(path, 40, buf, sizeof buf);
+}

@@ -123,6 +123,11 @@ char *lv_make_luks2_image_pbkdf(const char *name, const char *passphrase, guint 
  * the payload. */
 char *lv_make_luks1_cryptsetup(const char *name, const char *passphrase, guint iterations, const char *const *extra);
 
+/* Overwrites a LUKS1 header's cipher name and mode (32 bytes each, at 8 and
+ * 40) in place: neither is covered by the volume key's digest, so
+ * libcryptsetup loads the header as it is — a "header you did not write". */
+void lv_luks1_patch_cipher(const char *path, const char *name, const char *mode);
+
 /* LUKS1 image whose passphrase is the key_len bytes at key (any bytes,
  * NUL included), size_mib MiB of payload, nothing written to it. */
 char *lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib);

@@ -232,6 +232,28 @@ static void test_binary_passphrase(void) {
         assert_clean();
 }
 
+/* A header swapped for a null cipher (CVE-2025-59054 class: the "encrypted"
+ * disk is plaintext) is refused in cryptsetup mode too, here where
+ * device-mapper exists and the mapping could be made: NotSupported naming
+ * the cipher, no mapping, no disk. */
+static void test_null_cipher_refused(void) {
+        const char *const modes[] = { "cryptsetup", "auto" };
+        g_autofree char *img = lv_make_luks1_cryptsetup("c-null.img", PASS, 1000, (const char *const[]){ NULL });
+        GError *error = NULL;
+
+        lv_luks1_patch_cipher(img, "cipher_null", "ecb");
+        for (gsize i = 0; i < G_N_ELEMENTS(modes); i++) {
+                g_assert_null(lv_attach(
+                        bus, "lvtest-guest", img, PASS,
+                        lv_opts("target", g_variant_new_string("sdk"), "mode", g_variant_new_string(modes[i]), NULL),
+                        &error));
+                lv_assert_error(error, LV_ERR("NotSupported"));
+                g_assert_nonnull(strstr(error->message, "cipher_null"));
+                g_clear_error(&error);
+                assert_clean();
+        }
+}
+
 /* A rule denying org.example.luksvolume1.attach-cleartext leaves native
  * attaches allowed and refuses every cleartext device on the host. */
 static void test_cleartext_denied(void) {
@@ -929,6 +951,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/bad-passphrase", test_bad_passphrase);
         g_test_add_func("/cryptsetup/default/restart-then-detach", test_restart_then_detach);
         g_test_add_func("/cryptsetup/default/binary-passphrase", test_binary_passphrase);
+        g_test_add_func("/cryptsetup/default/null-cipher-refused", test_null_cipher_refused);
         g_test_add_func("/cryptsetup/default/cleartext-denied", test_cleartext_denied);
         g_test_add_func("/cryptsetup/default/dm-holder-in-use", test_dm_holder_in_use);
         g_test_add_func("/cryptsetup/default/udev-leaves-mapping-alone", test_udev_leaves_mapping_alone);

@@ -39,16 +39,14 @@
  * big-endian), salt (32), key material offset (4), stripes (4).  Neither the
  * slots' iteration counts nor the cipher are covered by the volume key's
  * digest: libcryptsetup loads a header patched there as it is. */
-#define LUKS1_CIPHER_NAME 8
-#define LUKS1_CIPHER_MODE 40
-#define LUKS1_SLOT0       208
-#define LUKS1_SLOT_ITERS  4
+#define LUKS1_SLOT0      208
+#define LUKS1_SLOT_ITERS 4
 
 static GDBusConnection *bus;
 
 /* ------------------------------------------------------------- helpers */
 
-static void patch_bytes(const char *path, off_t off, const void *data, size_t len) {
+static void patch_at(const char *path, off_t off, const void *data, size_t len) {
         int fd = open(path, O_WRONLY | O_CLOEXEC);
         g_assert_cmpint(fd, >=, 0);
         g_assert_cmpint(pwrite(fd, data, len, off), ==, (ssize_t) len);
@@ -58,17 +56,7 @@ static void patch_bytes(const char *path, off_t off, const void *data, size_t le
 
 static void patch_slot0_iterations(const char *path, guint32 iterations) {
         guint32 be = GUINT32_TO_BE(iterations);
-        patch_bytes(path, LUKS1_SLOT0 + LUKS1_SLOT_ITERS, &be, sizeof be);
-}
-
-static void patch_cipher(const char *path, const char *name, const char *mode) {
-        char buf[32];
-        memset(buf, 0, sizeof buf);
-        g_strlcpy(buf, name, sizeof buf);
-        patch_bytes(path, LUKS1_CIPHER_NAME, buf, sizeof buf);
-        memset(buf, 0, sizeof buf);
-        g_strlcpy(buf, mode, sizeof buf);
-        patch_bytes(path, LUKS1_CIPHER_MODE, buf, sizeof buf);
+        patch_at(path, LUKS1_SLOT0 + LUKS1_SLOT_ITERS, &be, sizeof be);
 }
 
 /* The daemon's CPU time (user + system, all threads), in seconds. */
@@ -201,7 +189,7 @@ static void test_pbkdf2_huge(gconstpointer data) {
 
         patch_slot0_iterations(img, G_MAXUINT32);
         if (!g_str_equal(cipher, "aes"))
-                patch_cipher(img, cipher, "xts-plain64");
+                lv_luks1_patch_cipher(img, cipher, "xts-plain64");
 
         g_autoptr(GVariant) host = lv_probe(bus, "", &error);
         g_assert_no_error(error);
@@ -247,7 +235,7 @@ static void test_digest_huge(void) {
         g_autofree char *img = lv_make_luks1_cryptsetup("digest.img", PASS, 1000, (const char *const[]){ NULL });
         guint32 be = GUINT32_TO_BE(G_MAXUINT32);
 
-        patch_bytes(img, 164, &be, sizeof be);
+        patch_at(img, 164, &be, sizeof be);
         const char *const needles[] = { "digest", "4294967295", NULL };
         assert_refused_fast(bus, "VerifyPassphrase", verify_params(img, PASS), needles);
         assert_refused_fast(bus, "Attach", attach_params(img, PASS, "auto"), needles);
@@ -321,7 +309,7 @@ static void test_cipher_refused(gconstpointer data) {
         guint secrets = lv_count_secrets();
 
         if (cc->patch_cipher)
-                patch_cipher(img, cc->patch_cipher, cc->patch_mode);
+                lv_luks1_patch_cipher(img, cc->patch_cipher, cc->patch_mode);
 
         g_autoptr(GVariant) info = lv_probe(bus, img, &error);
         g_assert_no_error(error);
