@@ -128,6 +128,14 @@ char *lv_make_luks1_cryptsetup(const char *name, const char *passphrase, guint i
  * libcryptsetup loads the header as it is — a "header you did not write". */
 void lv_luks1_patch_cipher(const char *path, const char *name, const char *mode);
 
+/* An attacker who can write dir: a thread exchanges the names a and b in it
+ * (renameat2(RENAME_EXCHANGE)) again and again, each state lasting 20-300
+ * µs, until lv_swap_stop(), which leaves a as it began (not a symlink) and
+ * returns how many exchanges were made. */
+typedef struct LvSwapper LvSwapper;
+LvSwapper *lv_swap_start(const char *dir, const char *a, const char *b);
+guint64 lv_swap_stop(LvSwapper *s);
+
 /* LUKS1 image whose passphrase is the key_len bytes at key (any bytes,
  * NUL included), size_mib MiB of payload, nothing written to it. */
 char *lv_make_luks1_image_bytes(const char *name, const void *key, gsize key_len, guint size_mib);

@@ -12,6 +12,9 @@
 #include <libvirt/virterror.h>
 #include <signal.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -252,6 +255,108 @@ static void test_null_cipher_refused(void) {
                 g_clear_error(&error);
                 assert_clean();
         }
+}
+
+/* The file a mapping's loop device is bound to (LOOP_GET_STATUS64: the
+ * identity the kernel holds, not a name that may point elsewhere now). */
+static void mapping_backing(const char *mapper, dev_t *ret_dev, ino_t *ret_ino) {
+        struct stat st;
+        g_assert_no_errno(stat(mapper, &st));
+        g_autofree char *slaves = g_strdup_printf("/sys/dev/block/%u:%u/slaves", major(st.st_rdev), minor(st.st_rdev));
+        g_autoptr(GDir) d = g_dir_open(slaves, 0, NULL);
+        g_assert_nonnull(d);
+        const char *loop = g_dir_read_name(d);
+        g_assert_nonnull(loop);
+        g_assert_true(g_str_has_prefix(loop, "loop"));
+        g_autofree char *node = g_strdup_printf("/dev/%s", loop);
+        int fd = open(node, O_RDONLY | O_CLOEXEC);
+        g_assert_cmpint(fd, >=, 0);
+        struct loop_info64 info = { 0 };
+        g_assert_no_errno(ioctl(fd, LOOP_GET_STATUS64, &info));
+        close(fd);
+        *ret_dev = (dev_t) info.lo_device;
+        *ret_ino = (ino_t) info.lo_inode;
+}
+
+/* Issue 16, item 3 in cryptsetup mode: lvuser may attach (and decrypt on
+ * the host) only files under its own directory, and swaps its own file
+ * with a symlink to another LUKS file (same passphrase) while attaching.
+ * Every attach either fails with a typed error or maps the user's own
+ * file — never the other — and nothing is left. */
+static void test_symlink_swap(void) {
+        g_autofree char *alice = lv_sandbox_path("c-alice");
+        g_autofree char *vault = lv_sandbox_path("c-vault");
+        g_assert_no_errno(g_mkdir(alice, 0755));
+        g_assert_no_errno(chown(alice, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
+        g_assert_no_errno(g_mkdir(vault, 0755));
+        g_autofree char *own_made = lv_make_luks1_image("c-own.img", PASS, PATTERN, 4);
+        g_autofree char *victim_made = lv_make_luks1_image("c-victim.img", PASS, PATTERN, 4);
+        g_autofree char *own = g_build_filename(alice, "own.img", NULL);
+        g_autofree char *victim = g_build_filename(vault, "victim.img", NULL);
+        g_autofree char *link = g_build_filename(alice, "link", NULL);
+        g_assert_no_errno(rename(own_made, own));
+        g_assert_no_errno(rename(victim_made, victim));
+        g_assert_no_errno(chown(own, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
+        g_assert_no_errno(symlink(victim, link));
+        g_assert_no_errno(lchown(link, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
+        struct stat ost, vst;
+        g_assert_no_errno(stat(own, &ost));
+        g_assert_no_errno(stat(victim, &vst));
+
+        g_autofree char *rule = g_strdup_printf(
+                "polkit.addRule(function(action, subject) {\n"
+                "  if (subject.user != 'lvuser' || action.id.indexOf('org.example.luksvolume1.') != 0)\n"
+                "    return polkit.Result.NOT_HANDLED;\n"
+                "  if (action.id == 'org.example.luksvolume1.attach' ||\n"
+                "      action.id == 'org.example.luksvolume1.attach-cleartext')\n"
+                "    return action.lookup('source').indexOf('%s/') == 0 ? polkit.Result.YES : polkit.Result.NO;\n"
+                "  return polkit.Result.NO;\n"
+                "});\n",
+                alice);
+        lv_polkit_set_rules("50-c-own-dir.rules", rule);
+        g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
+        GError *error = NULL;
+        const guint rounds = 30;
+        guint attached = 0, wrong = 0, typed = 0;
+
+        LvSwapper *sw = lv_swap_start(alice, "own.img", "link");
+        for (guint i = 0; i < rounds; i++) {
+                g_autofree char *p = lv_attach(user, "lvtest-guest", own, PASS,
+                                               lv_opts("target", g_variant_new_string("sdl"), "mode",
+                                                       g_variant_new_string("cryptsetup"), NULL),
+                                               &error);
+                if (!p) {
+                        g_autofree char *name = lv_error_name(error);
+                        g_test_message("round %u: %s: %s", i, name, error->message);
+                        /* polkit's no for the other name, or Busy: "it
+                         * changed while it was being checked". */
+                        g_assert_true(g_str_equal(name, LV_ERR("Busy")) ||
+                                      g_str_equal(name, "org.freedesktop.DBus.Error.AccessDenied"));
+                        typed++;
+                        g_clear_error(&error);
+                        continue;
+                }
+                attached++;
+                g_autofree char *mapper = lv_volume_prop_string(bus, p, "MapperDevice");
+                dev_t dev;
+                ino_t ino;
+                mapping_backing(mapper, &dev, &ino);
+                if (dev == vst.st_dev && ino == vst.st_ino) {
+                        wrong++;
+                        g_test_message("round %u: the mapping is over the other file", i);
+                } else
+                        g_assert_true(dev == ost.st_dev && ino == ost.st_ino);
+                g_assert_true(lv_detach(bus, p, NULL, &error));
+                g_assert_no_error(error);
+        }
+        guint64 swaps = lv_swap_stop(sw);
+        g_test_message("%u rounds, %" G_GUINT64_FORMAT " swaps: %u attached (%u over the other file), %u refused",
+                       rounds, swaps, attached, wrong, typed);
+        g_assert_cmpuint(wrong, ==, 0);
+        /* The test attacked: not every attach went through. */
+        g_assert_cmpuint(attached, <, rounds);
+        lv_polkit_set_rules("50-c-own-dir.rules", NULL);
+        assert_clean();
 }
 
 /* A rule denying org.example.luksvolume1.attach-cleartext leaves native
@@ -952,6 +1057,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/cryptsetup/default/restart-then-detach", test_restart_then_detach);
         g_test_add_func("/cryptsetup/default/binary-passphrase", test_binary_passphrase);
         g_test_add_func("/cryptsetup/default/null-cipher-refused", test_null_cipher_refused);
+        g_test_add_func("/cryptsetup/default/symlink-swap", test_symlink_swap);
         g_test_add_func("/cryptsetup/default/cleartext-denied", test_cleartext_denied);
         g_test_add_func("/cryptsetup/default/dm-holder-in-use", test_dm_holder_in_use);
         g_test_add_func("/cryptsetup/default/udev-leaves-mapping-alone", test_udev_leaves_mapping_alone);

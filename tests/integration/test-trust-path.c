@@ -87,39 +87,6 @@ static gboolean qemu_has_open(pid_t pid, dev_t dev, ino_t ino) {
         return found;
 }
 
-/* ------------------------------------------------------------ the swapper */
-
-typedef struct Swapper {
-        int dir_fd;
-        const char *a, *b; /* exchanged in dir_fd; a must end as it began */
-        volatile gint stop;
-        guint64 swaps;
-} Swapper;
-
-/* Exchanges a (the caller's file or directory) and b (a symlink to
- * another LUKS file or a directory holding one) in the caller's directory,
- * atomically, again and again: at any moment the approved name is one or
- * the other. */
-static gpointer swap_loop(gpointer data) {
-        Swapper *s = data;
-        guint32 seed = 0x9e3779b9;
-
-        while (!g_atomic_int_get(&s->stop)) {
-                if (syscall(SYS_renameat2, s->dir_fd, s->a, s->dir_fd, s->b, 2 /* RENAME_EXCHANGE */) < 0)
-                        g_error("renameat2: %s", g_strerror(errno));
-                s->swaps++;
-                /* Leave each state for 20-300 µs: the daemon's and QEMU's
-                 * opens each see one or the other. */
-                seed = seed * 1664525 + 1013904223;
-                g_usleep(20 + (seed >> 8) % 280);
-        }
-        /* Leave a as it began (not the symlink). */
-        struct stat st;
-        if (fstatat(s->dir_fd, s->a, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-                (void) syscall(SYS_renameat2, s->dir_fd, s->a, s->dir_fd, s->b, 2);
-        return NULL;
-}
-
 static void make_user_dir(const char *path) {
         g_assert_no_errno(g_mkdir(path, 0755));
         g_assert_no_errno(chown(path, LV_TEST_UID_USER, LV_TEST_GID_GROUP));
@@ -132,9 +99,7 @@ static void attack(GDBusConnection *user, const char *approved, const char *dir,
                    const struct stat *vst, const char *victim, guint rounds) {
         GError *error = NULL;
         pid_t pid = qemu_pid(GUEST);
-        Swapper sw = { .dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .a = a, .b = b };
-        g_assert_cmpint(sw.dir_fd, >=, 0);
-        GThread *t = g_thread_new("swap", swap_loop, &sw);
+        LvSwapper *sw = lv_swap_start(dir, a, b);
 
         g_autoptr(GHashTable) outcomes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         guint attached = 0, wrong = 0;
@@ -177,9 +142,7 @@ static void attack(GDBusConnection *user, const char *approved, const char *dir,
                 guint n = GPOINTER_TO_UINT(g_hash_table_lookup(outcomes, what));
                 g_hash_table_replace(outcomes, g_strdup(what), GUINT_TO_POINTER(n + 1));
         }
-        g_atomic_int_set(&sw.stop, 1);
-        g_thread_join(t);
-        close(sw.dir_fd);
+        guint64 swaps = lv_swap_stop(sw);
 
         GHashTableIter it;
         gpointer k, v;
@@ -187,7 +150,7 @@ static void attack(GDBusConnection *user, const char *approved, const char *dir,
         while (g_hash_table_iter_next(&it, &k, &v))
                 g_test_message("%s: %u", (const char *) k, GPOINTER_TO_UINT(v));
         g_test_message("%u rounds in %.1f s, %" G_GUINT64_FORMAT " swaps, %u attached, %u with the other file", rounds,
-                       (g_get_monotonic_time() - t0) / 1e6, sw.swaps, attached, wrong);
+                       (g_get_monotonic_time() - t0) / 1e6, swaps, attached, wrong);
 
         g_assert_cmpuint(wrong, ==, 0);
         /* Only typed answers: success, polkit's no for the other name,
