@@ -78,6 +78,18 @@ typedef struct VerifyTask {
         uint64_t cost_ms;
 } VerifyTask;
 
+int slot_search_result(int run_r, int slot_r, int failed_slot, int found, const char *path, sd_bus_error *error) {
+        if (run_r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(-run_r));
+        if (slot_r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", failed_slot,
+                                         path, strerror(-slot_r));
+        if (found < 0)
+                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
+                                        "The passphrase does not open any key slot of the volume.");
+        return 0;
+}
+
 static void verify_task_run(void *p) {
         VerifyTask *t = p;
         int max = MIN(crypt_keyslot_max(crypt_get_type(t->cd)), LUKS_MAX_KEYSLOTS);
@@ -119,16 +131,9 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
                 return r;
 
         t.cd = cd;
-        r = derive_run(verify_task_run, &t);
+        r = slot_search_result(derive_run(verify_task_run, &t), t.r, t.failed_slot, t.found, s->path, error);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot start a thread: %s", strerror(-r));
-
-        if (t.r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot try key slot %d of '%s': %s", t.failed_slot,
-                                         s->path, strerror(-t.r));
-        if (t.found < 0)
-                return sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
-                                        "The passphrase does not open any key slot of the volume.");
+                return r;
         *ret_slot = t.found;
         *ret_cost_ms = t.cost_ms;
         return 0;
@@ -148,31 +153,6 @@ void luks_set_kdf_limits(const KdfLimits *limits) {
 
 const KdfLimits *luks_kdf_limits(void) {
         return &kdf_limits;
-}
-
-/* LUKS1: the big-endian mkDigestIterations of the binary header (after
- * magic, version, cipher name and mode, hash, payload offset, key bytes,
- * digest and its salt).  LUKS2: the largest of the digests' "iterations"
- * in the JSON metadata libcryptsetup has validated. */
-#define LUKS1_MK_DIGEST_ITERATIONS_OFFSET 164
-
-int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret) {
-        if (version == 1) {
-                uint8_t b[4];
-                if (pread(s->snap_fd, b, sizeof b, LUKS1_MK_DIGEST_ITERATIONS_OFFSET) != (ssize_t) sizeof b)
-                        return -EIO;
-                *ret = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
-                return 0;
-        }
-
-        const char *json = NULL;
-        uint64_t most;
-        int r = crypt_dump_json(cd, &json, 0);
-        if (r < 0)
-                return r;
-        most = header_json_digest_iterations(json);
-        *ret = (uint32_t) MIN(most, (uint64_t) UINT32_MAX);
-        return 0;
 }
 
 int luks_source_check(LuksSource *s, sd_bus_error *error) {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Internal to luks.c, luks-keys.c and luks-dm.c — not part of luks.h's
- * API, and included by nothing else: what the three share.  The source
- * behind luks.h's opaque LuksSource, libcryptsetup's process-wide lock,
- * and the snapshot helpers each of them calls. */
+/* Internal to the luks-*.c files — not part of luks.h's API, and included
+ * by nothing else: what they share.  The source behind luks.h's opaque
+ * LuksSource, libcryptsetup's process-wide lock, and the snapshot helpers
+ * (luks-snapshot.c, below the others). */
 
 #include <libcryptsetup.h>
 #include <pthread.h>
@@ -82,27 +82,57 @@ struct LuksSource {
         unsigned version;
 };
 
-/* luks.c */
+/* luks-snapshot.c */
 
+/* The volume key digest's PBKDF2 iterations (LuksInfo.digest_iterations),
+ * from the snapshot s and its loaded header cd. */
+int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret);
+/* crypt_init() under crypt_lock, logging through luks_log(). */
+int crypt_init_locked(struct crypt_device **ret, const char *device);
 /* Copies [off, off+len) from src to dst at the same offset. */
 int copy_range(int src, int dst, uint64_t off, uint64_t len);
 /* crypt_init() + crypt_load() on the snapshot. */
 int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error);
 bool slot_active(struct crypt_device *cd, int k);
 
-/* luks-derive.c */
+#define MAX_RANGES (LUKS_MAX_KEYSLOTS + 1)
 
-/* The volume key digest's PBKDF2 iterations (LuksInfo.digest_iterations),
- * from the snapshot s and its loaded header cd. */
-int digest_iterations(LuksSource *s, struct crypt_device *cd, unsigned version, uint32_t *ret);
+/* Ranges copied between the source and the snapshot, at the same offsets,
+ * on a thread of its own (deadline.h): into the snapshot, or back to the
+ * source and fsync()ed.  The task owns duplicates of the descriptors; a
+ * write-back's duplicates of the source (a file's flock lives on it) and of
+ * the device lock file keep the source locked until the task ends, even if
+ * its caller stopped waiting. */
+typedef struct CopyTask {
+        int src, dst, lock;
+        bool sync;
+        bool unlock_src; /* let go of the source's shared flock when done */
+        uint64_t off[MAX_RANGES], len[MAX_RANGES];
+        unsigned n;
+        int r;
+} CopyTask;
 
-/* luks-keys.c */
-
+CopyTask *copy_task_new(void);
+void copy_task_free(void *p);
+/* Runs t (its ranges filled in; freed here) under the deadline: from the
+ * source into the snapshot, or to_source (fsync()ed).  0: done, *ret_io the
+ * copy's own result; -ETIMEDOUT: still running, left to its thread (error
+ * not set: the caller says what did not finish); another negative errno:
+ * error set. */
+int copy_task_finish(LuksSource *s, CopyTask *t, bool to_source, unsigned timeout_ms, int *ret_io, sd_bus_error *error);
 /* The key slot areas (active slots) into the snapshot, once. */
 int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
 /* The whole header area into the snapshot (luks_source_open_exclusive()). */
 int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
+
+/* luks-derive.c */
+
 /* Runs fn(arg) on a thread of its own at nice DERIVE_NICE and waits for
- * it: every key derivation runs there (see luks-keys.c).  -errno if no
+ * it: every key derivation runs there.  -errno if no
  * thread could be started (fn did not run). */
 int derive_run(void (*fn)(void *arg), void *arg);
+/* The outcome of trying the key slots on a derive_run() thread as an
+ * error: run_r derive_run()'s result, slot_r the first failure other than a
+ * wrong passphrase (at failed_slot), found the slot that opened (< 0:
+ * none).  0 if one did; BadPassphrase if none did. */
+int slot_search_result(int run_r, int slot_r, int failed_slot, int found, const char *path, sd_bus_error *error);

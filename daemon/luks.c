@@ -28,33 +28,6 @@
 #include "open-pinned.h"
 #include "util.h"
 
-/* libcryptsetup's process-wide state, one thread at a time: see
- * luks-internal.h. */
-pthread_mutex_t crypt_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* libcryptsetup logs through a callback; by default it prints errors to
- * stderr.  Route them to our debug log: the caller reports the outcome once,
- * with context, as a typed error. */
-void luks_log(int level, const char *msg, void *usrptr) {
-        if (level == CRYPT_LOG_ERROR || level == CRYPT_LOG_NORMAL || level == CRYPT_LOG_VERBOSE)
-                log_debug("libcryptsetup: %.*s", (int) strcspn(msg, "\n"), msg);
-}
-
-void crypt_free_locked(struct crypt_device *cd) {
-        if (!cd)
-                return;
-        CRYPT_LOCKED;
-        crypt_free(cd);
-}
-
-static int crypt_init_locked(struct crypt_device **ret, const char *device) {
-        CRYPT_LOCKED;
-        int r = crypt_init(ret, device);
-        if (r >= 0)
-                crypt_set_log_callback(*ret, luks_log, NULL);
-        return r;
-}
-
 void luks_init(void) {
         _cleanup_close_ int fd = -EBADF;
         char path[64];
@@ -191,25 +164,6 @@ static pid_t flock_holder(dev_t dev, ino_t ino, bool any) {
                 if (streq(kind, "FLOCK") && (any || streq(mode, "WRITE")) && makedev(maj, min) == dev &&
                     (ino_t) inode == ino)
                         return pid;
-        }
-        return 0;
-}
-
-/* Copies [off, off+len) from src to dst at the same offset. */
-int copy_range(int src, int dst, uint64_t off, uint64_t len) {
-        uint8_t buf[64 * 1024];
-
-        while (len > 0) {
-                size_t n = (size_t) MIN(len, (uint64_t) sizeof buf);
-                ssize_t k = pread(src, buf, n, (off_t) off);
-                if (k < 0)
-                        return negative_errno();
-                if (k == 0)
-                        return -EIO; /* shorter than its header says */
-                if (pwrite(dst, buf, (size_t) k, (off_t) off) != k)
-                        return negative_errno();
-                off += (uint64_t) k;
-                len -= (uint64_t) k;
         }
         return 0;
 }
@@ -580,32 +534,6 @@ int luks_source_open_exclusive(const SourceInfo *src, unsigned timeout_ms, LuksS
                 return r;
         *ret = TAKE_PTR(s);
         return 0;
-}
-
-/* crypt_init() + crypt_load() on the snapshot. */
-int snapshot_load(LuksSource *s, struct crypt_device **ret, sd_bus_error *error) {
-        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
-        int r;
-
-        r = crypt_init_locked(&cd, s->snap_path);
-        if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s", s->path,
-                                         strerror(-r));
-        r = crypt_load(cd, CRYPT_LUKS, NULL);
-        if (r < 0) {
-                if (IN_SET(-r, EINVAL, ENOENT, EBADMSG, EIO))
-                        return sd_bus_error_setf(error, LV_ERROR_NOT_LUKS, "'%s' does not hold a valid LUKS header.",
-                                                 s->path);
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the LUKS header of '%s': %s", s->path,
-                                         strerror(-r));
-        }
-        *ret = TAKE_PTR(cd);
-        return 0;
-}
-
-bool slot_active(struct crypt_device *cd, int k) {
-        crypt_keyslot_info ki = crypt_keyslot_status(cd, k);
-        return ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST;
 }
 
 int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
