@@ -348,47 +348,23 @@ static uint64_t plugged_size(AttachOp *op, virDomainPtr dom, const char *target)
 
 static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
         _cleanup_free_ char *xml = NULL;
-        DiskInfo *disks = NULL;
-        char **used;
-        size_t n = 0;
         int r;
 
         r = virt_domain_live_xml(dom, &xml, &op->error);
         if (r < 0)
                 return r;
-        r = domain_xml_list_disks(xml, &disks, &n);
+        r = domain_xml_pick_target(xml, op->options.target, op->options.bus, ret);
+        if (r == -EEXIST)
+                return sd_bus_error_setf(&op->error, LV_ERROR_TARGET_IN_USE,
+                                         "Target '%s' is already in use in the domain.", op->options.target);
+        if (r == -ENOSPC)
+                return sd_bus_error_set(&op->error, LV_ERROR_TARGET_IN_USE, "No free target name left on that bus.");
+        if (r == -ENOMEM)
+                return sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
                                          strerror(-r));
-
-        used = calloc(n + 1, sizeof *used);
-        if (!used) {
-                disk_info_array_free(disks, n);
-                return sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-        }
-        for (size_t i = 0; i < n; i++)
-                used[i] = disks[i].target;
-
-        if (op->options.target) {
-                r = 0;
-                for (size_t i = 0; i < n && r >= 0; i++)
-                        if (streq_ptr(used[i], op->options.target))
-                                r = sd_bus_error_setf(&op->error, LV_ERROR_TARGET_IN_USE,
-                                                      "Target '%s' is already in use in the domain.",
-                                                      op->options.target);
-                if (r >= 0) {
-                        *ret = strdup(op->options.target);
-                        r = *ret ? 0 : sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-                }
-        } else if (target_pick_free(op->options.bus, used, n, ret) < 0)
-                r = sd_bus_error_set(&op->error, LV_ERROR_TARGET_IN_USE, "No free target name left on that bus.");
-        else
-                r = 0;
-
-        /* used borrows the disks' strings: the array goes first. */
-        free(used);
-        disk_info_array_free(disks, n);
-        return r;
+        return 0;
 }
 
 /* Worker. */

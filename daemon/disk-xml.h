@@ -72,3 +72,8 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
 
 /* The disk whose <target dev> equals target; -ENOENT if none. */
 int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *ret);
+
+/* The target a new disk gets: wanted if no disk of the domain has it
+ * (-EEXIST if one has), else the first free name on bus (-ENOSPC if none
+ * is left); -EBADMSG and -ENOMEM as above. */
+int domain_xml_pick_target(const char *domain_xml, const char *wanted, const char *bus, char **ret);

@@ -534,3 +534,38 @@ int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *r
 
         return -ENOENT;
 }
+
+int domain_xml_pick_target(const char *domain_xml, const char *wanted, const char *bus, char **ret) {
+        DiskInfo *disks = NULL;
+        char **used;
+        size_t n = 0;
+        int r;
+
+        r = domain_xml_list_disks(domain_xml, &disks, &n);
+        if (r < 0)
+                return r;
+        used = calloc(n + 1, sizeof *used);
+        if (!used) {
+                disk_info_array_free(disks, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                used[i] = disks[i].target;
+
+        if (wanted) {
+                r = 0;
+                for (size_t i = 0; i < n && r >= 0; i++)
+                        if (streq_ptr(used[i], wanted))
+                                r = -EEXIST;
+                if (r >= 0) {
+                        *ret = strdup(wanted);
+                        r = *ret ? 0 : -ENOMEM;
+                }
+        } else
+                r = target_pick_free(bus, used, n, ret) < 0 ? -ENOSPC : 0;
+
+        /* used borrows the disks' strings: the array goes first. */
+        free(used);
+        disk_info_array_free(disks, n);
+        return r;
+}

@@ -1173,6 +1173,28 @@ static void test_threads(void) {
                 g_thread_join(threads[i]);
 }
 
+/* live_xml's disks: vda, hdc, sdb, sdc, vdb, vdc. */
+static void test_pick_target(void) {
+        char *t = NULL;
+
+        g_assert_cmpint(domain_xml_pick_target(live_xml, "sdb", "scsi", &t), ==, -EEXIST);
+        g_assert_null(t);
+        g_assert_cmpint(domain_xml_pick_target(live_xml, "sdd", "scsi", &t), ==, 0);
+        g_assert_cmpstr(t, ==, "sdd");
+        g_free(t);
+        t = NULL;
+        g_assert_cmpint(domain_xml_pick_target(live_xml, NULL, "scsi", &t), ==, 0);
+        g_assert_cmpstr(t, ==, "sda");
+        g_free(t);
+        t = NULL;
+        g_assert_cmpint(domain_xml_pick_target(live_xml, NULL, "virtio", &t), ==, 0);
+        g_assert_cmpstr(t, ==, "vdd");
+        g_free(t);
+        t = NULL;
+        g_assert_cmpint(domain_xml_pick_target("<domain><devices><disk>", NULL, "virtio", &t), ==, -EBADMSG);
+        g_assert_null(t);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
 
@@ -1196,6 +1218,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/disk-xml/parse/oom", test_oom);
         g_test_add_func("/disk-xml/errors-quiet", test_errors_quiet);
         g_test_add_func("/disk-xml/threads", test_threads);
+        g_test_add_func("/disk-xml/pick-target", test_pick_target);
 
         return g_test_run();
 }
