@@ -591,7 +591,8 @@ static void test_change_races_verify(void) {
                 }
                 gint slot = lv_verify_passphrase(bus, img, PASS2, &error);
                 if (slot < 0) {
-                        if (g_strcmp0(lv_error_name(error), LV_ERR("Busy")) == 0 && strstr(error->message, "locked")) {
+                        g_autofree char *name = lv_error_name(error);
+                        if (g_strcmp0(name, LV_ERR("Busy")) == 0 && strstr(error->message, "locked")) {
                                 g_clear_error(&error); /* the change holds it: fine */
                                 continue;
                         }
