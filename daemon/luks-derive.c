@@ -131,7 +131,9 @@ int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned tim
                 return r;
 
         t.cd = cd;
-        r = slot_search_result(derive_run(verify_task_run, &t), t.r, t.failed_slot, t.found, s->path, error);
+        /* derive_run() first: the outcome is read from t afterwards. */
+        r = derive_run(verify_task_run, &t);
+        r = slot_search_result(r, t.r, t.failed_slot, t.found, s->path, error);
         if (r < 0)
                 return r;
         *ret_slot = t.found;

@@ -182,7 +182,9 @@ static int unlock_volume_key(LuksSource *s, struct crypt_device *cd, const Passp
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot allocate the key buffer: %s", strerror(-r));
 
         t.vk = vk;
-        r = slot_search_result(derive_run(unlock_task_run, &t), t.r, t.failed_slot, t.found, s->path, error);
+        /* derive_run() first: the outcome is read from t afterwards. */
+        r = derive_run(unlock_task_run, &t);
+        r = slot_search_result(r, t.r, t.failed_slot, t.found, s->path, error);
         if (r < 0)
                 return r;
         *ret_slot = t.found;
