@@ -32,8 +32,19 @@
  *     slots (the I/O dominates), and LUKS1 with a slot costing QEMU ~300 ms
  *     (the key derivation dominates).
  *
- * Writes a Markdown table to stdout and CSV files into the directory given
- * as argv[1]. */
+ *  9. scale (scale.c): attach and detach with N volumes over M domains
+ *     attached against none, recovery after kill -9 with N attached
+ *     against the libvirt calls any recovery makes; cold activation against
+ *     a cold virsh; the idle daemon's memory.
+ *
+ * Usage: luksvolume-bench OUTDIR [--short] [--scale=N,M] [--series]
+ *   --short   the CI form: fewer repetitions, scale 40 over 4, and without
+ *             the concurrency series, key management and guest stalls;
+ *   --scale   N volumes over M domains (default 200,20);
+ *   --series  only the scale scenario, at 10, 50, 200 and 500 volumes over
+ *             20 domains, into OUTDIR/scale-series.csv (for the plot).
+ *
+ * Writes a Markdown table to stdout and CSV files into OUTDIR. */
 
 #include <gio/gio.h>
 #include <libvirt/virterror.h>
@@ -42,17 +53,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "fixture.h"
 #include "lv-client.h"
 
-#define PASS          "benchmark passphrase"
-#define CYCLES        40
+#define CYCLES        (short_run ? 10 : 40)
 #define SLOW_ITER_MS  1500
-/* 5. guest stalls: key slots costing QEMU ~300 ms each, 5 of each case. */
-#define STALL_SLOT_MS 300
-#define STALL_REPS    5
-#define STALL_IDLE_MS 5000
-#define STALL_GUEST   "bench-heartbeat"
 /* 6. Probes of a locked and of an unlocked file. */
 #define LOCK_PROBES   50
 /* 7. Resizes through the daemon and directly, interleaved. */
@@ -62,15 +68,16 @@
 #define KEY_REPS_SLOW 5
 #define KEY_SLOT_MS   300
 
-static GDBusConnection *bus;
-static const char *outdir;
+GDBusConnection *bus;
+const char *outdir;
+bool short_run;
 
 static int cmp_double(const void *a, const void *b) {
         double x = *(const double *) a, y = *(const double *) b;
         return x < y ? -1 : x > y;
 }
 
-static double percentile(GArray *a, double p) {
+double percentile(GArray *a, double p) {
         g_array_sort(a, cmp_double);
         if (a->len == 0)
                 return 0;
@@ -78,8 +85,24 @@ static double percentile(GArray *a, double p) {
         return g_array_index(a, double, MIN(i, a->len - 1));
 }
 
-static double now_ms(void) {
+double now_ms(void) {
         return g_get_monotonic_time() / 1000.0;
+}
+
+GArray *samples_new(void) {
+        return g_array_new(FALSE, FALSE, sizeof(double));
+}
+
+void sample_add(GArray *a, double v) {
+        g_array_append_val(a, v);
+}
+
+char *load_average(void) {
+        g_autofree char *text = NULL;
+        if (!g_file_get_contents("/proc/loadavg", &text, NULL, NULL))
+                return g_strdup("?");
+        g_auto(GStrv) fields = g_strsplit(g_strstrip(text), " ", 2);
+        return g_strdup(fields[0]);
 }
 
 /* ---- 1. cycle against the floor ---- */
@@ -203,170 +226,6 @@ static double run_attaches(const char *const *domains, guint n_domains, char **i
         }
         detach_all(p, n);
         return wall;
-}
-
-/* ---- 5. guest stalls ---- */
-
-typedef struct StallCase {
-        const char *label; /* for the table */
-        const char *csv_name;
-        const char *img; /* set at run time */
-        const char *pass;
-        gboolean right;
-        guint slots_tried; /* key slots QEMU derives when asked with pass */
-        GArray *gap_ms, *attach_ms;
-} StallCase;
-
-/* One Attach (and Detach, if it attached) with the heartbeats watched
- * around the Attach: the largest gap from the last heartbeat before the
- * call to one printed after it returned. */
-static void stall_once(const char *console, StallCase *c, guint rep, GString *csv) {
-        g_autoptr(GError) error = NULL;
-        LvHeartbeat before = lv_heartbeat_latest(console);
-        double t0 = now_ms();
-        g_autofree char *path = lv_attach(bus, STALL_GUEST, c->img, c->pass,
-                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
-        double attach = now_ms() - t0;
-        LvHeartbeat after = lv_heartbeat_next(console);
-        LvHeartbeatGaps g;
-        g_assert_true(lv_heartbeat_gaps(console, before.guest_us, after.guest_us, &g));
-        if (c->right) {
-                g_assert_no_error(error);
-                g_assert_true(lv_detach(bus, path, NULL, &error));
-                g_assert_no_error(error);
-        } else {
-                g_assert_null(path);
-                g_autofree char *name = lv_error_name(error);
-                g_assert_cmpstr(name, ==, LV_ERR("BadPassphrase"));
-        }
-        double gap = g.max_gap_us / 1000.0;
-        g_array_append_val(c->gap_ms, gap);
-        g_array_append_val(c->attach_ms, attach);
-        g_string_append_printf(csv, "%s,%u,%.1f,%.1f,%.1f\n", c->csv_name, rep, attach, gap, g.excess_us / 1000.0);
-}
-
-/* CPU time libcryptsetup spends on one wrong try of a 1-slot image: what
- * daemon-side verification costs per slot (information for the table). */
-static double cryptsetup_slot_ms(const char *img) {
-        g_autofree char *keyfile = lv_sandbox_path("bench-wrong-key");
-        g_assert_true(g_file_set_contents_full(keyfile, "wrong", -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
-        const char *argv[] = { "cryptsetup", "open", "--test-passphrase", "--key-file", keyfile, img, NULL };
-        double best = G_MAXDOUBLE;
-        for (int i = 0; i < 3; i++) {
-                struct rusage a, b;
-                gint status;
-                getrusage(RUSAGE_CHILDREN, &a);
-                g_assert_true(
-                        g_spawn_sync(NULL, (char **) argv, NULL,
-                                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
-                                     NULL, NULL, NULL, NULL, &status, NULL));
-                getrusage(RUSAGE_CHILDREN, &b);
-                double ms =
-                        (b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) * 1000.0 +
-                        (b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec - a.ru_stime.tv_usec) / 1000.0;
-                best = MIN(best, ms);
-        }
-        unlink(keyfile);
-        return best;
-}
-
-/* The same bound as tests/integration/test-stall.c: a wrong passphrase
- * "does not stall the guest" if the largest gap stays within
- * max(3 × the largest idle gap, the largest idle gap + 150 ms). */
-static double stall_allowed_ms(double idle_max_ms) {
-        return MAX(3 * idle_max_ms, idle_max_ms + 150);
-}
-
-static void guest_stalls(void) {
-        if (lv_heartbeat_kernel() == NULL) {
-                printf("| guest stalls | skipped: no /boot/vmlinuz-6.1.*-amd64 (install linux-image-amd64) | — | — | — |\n");
-                return;
-        }
-        char *pass8[8];
-        for (int i = 0; i < 8; i++)
-                pass8[i] = g_strdup_printf("bench stall slot %d", i);
-        g_autofree char *img1 =
-                lv_make_luks1_slots_image("bench-stall-1slot.img", (const char *const *) pass8, 1, STALL_SLOT_MS, 16);
-        g_autofree char *img8 =
-                lv_make_luks1_slots_image("bench-stall-8slots.img", (const char *const *) pass8, 8, STALL_SLOT_MS, 16);
-        guint iters = lv_pbkdf2_iterations(STALL_SLOT_MS);
-        double cs_ms = cryptsetup_slot_ms(img1);
-
-        /* The host's load (not namespaced): the guest's timings are only as
-         * good as the machine is quiet. */
-        g_autofree char *loadavg = NULL;
-        if (!g_file_get_contents("/proc/loadavg", &loadavg, NULL, NULL))
-                loadavg = g_strdup("?");
-        g_auto(GStrv) load = g_strsplit(g_strstrip(loadavg), " ", 2);
-
-        g_autofree char *console = NULL;
-        virDomainPtr hb = lv_start_heartbeat_guest(STALL_GUEST, &console);
-        g_usleep(1000 * 1000); /* let the kernel finish its asynchronous start-up */
-        LvHeartbeat b = lv_heartbeat_latest(console);
-        g_usleep(STALL_IDLE_MS * 1000);
-        LvHeartbeat e = lv_heartbeat_next(console);
-        LvHeartbeatGaps idle;
-        g_assert_true(lv_heartbeat_gaps(console, b.guest_us, e.guest_us, &idle));
-        double idle_max = idle.max_gap_us / 1000.0, idle_med = idle.median_gap_us / 1000.0;
-
-        StallCase cases[] = {
-                { "right passphrase, 1-slot volume", "right-1slot", img1, pass8[0], TRUE, 1 },
-                { "right passphrase, 8-slot volume, slot 0", "right-8slots-slot0", img8, pass8[0], TRUE, 1 },
-                { "right passphrase, 8-slot volume, slot 7", "right-8slots-slot7", img8, pass8[7], TRUE, 8 },
-                { "wrong passphrase, 1-slot volume", "wrong-1slot", img1, "not a slot's passphrase", FALSE, 1 },
-                { "wrong passphrase, 8-slot volume", "wrong-8slots", img8, "not a slot's passphrase", FALSE, 8 },
-        };
-        g_autofree char *csv_path = g_build_filename(outdir, "stall.csv", NULL);
-        GString *csv = g_string_new("case,rep,attach_ms,max_gap_ms,stood_still_ms\n");
-        for (guint k = 0; k < G_N_ELEMENTS(cases); k++) {
-                cases[k].gap_ms = g_array_new(FALSE, FALSE, sizeof(double));
-                cases[k].attach_ms = g_array_new(FALSE, FALSE, sizeof(double));
-        }
-        /* Round robin, so that drift in the machine's load hits every case alike. */
-        for (guint rep = 0; rep < STALL_REPS; rep++)
-                for (guint k = 0; k < G_N_ELEMENTS(cases); k++)
-                        stall_once(console, &cases[k], rep, csv);
-        g_assert_true(g_file_set_contents(csv_path, csv->str, -1, NULL));
-        g_string_free(csv, TRUE);
-
-        printf("| guest heartbeat at idle, median / largest gap over %d s (ms) | %.1f / %.1f | period 20 | — | — |\n",
-               STALL_IDLE_MS / 1000, idle_med, idle_max);
-        for (guint k = 0; k < G_N_ELEMENTS(cases); k++) {
-                StallCase *c = &cases[k];
-                double gap = percentile(c->gap_ms, 50);
-                if (c->right)
-                        printf("| guest stall during Attach, %s (largest heartbeat gap, ms, median of %d) | %.0f | idle largest gap %.1f | %.1f× idle | — |\n",
-                               c->label, STALL_REPS, gap, idle_max, gap / idle_max);
-                else
-                        printf("| guest stall during Attach, %s (largest heartbeat gap, ms, median of %d) | %.0f | idle largest gap %.1f | %.1f× idle | ≤ %.0f %s |\n",
-                               c->label, STALL_REPS, gap, idle_max, gap / idle_max, stall_allowed_ms(idle_max),
-                               gap <= stall_allowed_ms(idle_max) ? "✓" : "✗");
-        }
-        for (guint k = 0; k < G_N_ELEMENTS(cases); k++) {
-                StallCase *c = &cases[k];
-                double lat = percentile(c->attach_ms, 50);
-                double pbkdf = c->slots_tried * (double) STALL_SLOT_MS;
-                printf("| Attach latency, %s (ms, median of %d) | %.0f | QEMU's PBKDF2 for %u slot%s %.0f | %.2f | — |\n",
-                       c->label, STALL_REPS, lat, c->slots_tried, c->slots_tried == 1 ? "" : "s", pbkdf, lat / pbkdf);
-        }
-        printf("\nGuest stalls: a guest booting Debian's kernel prints its CLOCK_MONOTONIC every 20 ms to a serial "
-               "console; a stall is the largest gap between two of its heartbeats from before an Attach to after it "
-               "returned. Volumes: LUKS1, PBKDF2 %u iterations per key slot, calibrated to cost QEMU ~%d ms "
-               "(libcryptsetup needs %.0f ms of CPU for the same slot). Wrong-passphrase target: the bound of "
-               "tests/integration/test-stall.c, max(3 × idle, idle + 150 ms). Host load average when this part "
-               "began: %s.%s\n",
-               iters, STALL_SLOT_MS, cs_ms, load[0],
-               idle_max > 150 ? " **The idle guest already went over 150 ms without a heartbeat: the machine was too "
-                                "busy for these stall figures to mean much; run again on a quiet machine.**"
-                              : "");
-
-        for (guint k = 0; k < G_N_ELEMENTS(cases); k++) {
-                g_array_unref(cases[k].gap_ms);
-                g_array_unref(cases[k].attach_ms);
-        }
-        for (int i = 0; i < 8; i++)
-                g_free(pass8[i]);
-        lv_destroy_guest(hb);
 }
 
 static double probe_ms(const char *path, const char *want_error) {
@@ -530,10 +389,75 @@ static void key_management(void) {
         g_assert_cmpint(lv_run_as(0, rm_argv, 60, NULL, NULL), ==, 0);
 }
 
+static void table_header(void) {
+        printf("| figure | value | baseline (same run) | ratio | target |\n");
+        printf("|---|---|---|---|---|\n");
+}
+
+static void parse_scale(const char *arg, guint *ret_n, guint *ret_m) {
+        guint64 n, m;
+        char *end;
+
+        n = g_ascii_strtoull(arg, &end, 10);
+        if (*end != ',' || n == 0 || n > 2000)
+                g_error("--scale=N,M: N volumes (1-2000) over M domains (1-100), not '%s'", arg);
+        m = g_ascii_strtoull(end + 1, &end, 10);
+        if (*end != '\0' || m == 0 || m > 100)
+                g_error("--scale=N,M: N volumes (1-2000) over M domains (1-100), not '%s'", arg);
+        *ret_n = (guint) n;
+        *ret_m = (guint) m;
+}
+
+/* --series: the scale scenario alone at growing N, for the plot. */
+static void scale_series(void) {
+        static const guint ns[] = { 10, 50, 200, 500 };
+        g_autoptr(GString) csv =
+                g_string_new("volumes,domains,attach_1_ms,attach_n_ms,detach_1_ms,detach_n_ms,objects_ms,complete_ms,"
+                             "libvirt_scan_ms\n");
+        g_autofree char *csv_path = g_build_filename(outdir, "scale-series.csv", NULL);
+
+        table_header();
+        for (guint i = 0; i < G_N_ELEMENTS(ns); i++) {
+                scale_scenario(ns[i], 20, csv);
+                /* Each step on its own: a later crash keeps what was measured. */
+                g_assert_true(g_file_set_contents(csv_path, csv->str, -1, NULL));
+        }
+}
+
 int main(int argc, char *argv[]) {
+        guint scale_n = 200, scale_m = 20;
+        bool series = false, scale_given = false;
+
+        /* Line by line: a row printed before a crash is not lost in a pipe's
+         * buffer. */
+        setvbuf(stdout, NULL, _IOLBF, 0);
         lv_require_sandbox();
-        outdir = argc > 1 ? argv[1] : ".";
+        outdir = ".";
+        for (int i = 1; i < argc; i++) {
+                if (g_str_equal(argv[i], "--short"))
+                        short_run = true;
+                else if (g_str_equal(argv[i], "--series"))
+                        series = true;
+                else if (g_str_has_prefix(argv[i], "--scale=")) {
+                        parse_scale(argv[i] + strlen("--scale="), &scale_n, &scale_m);
+                        scale_given = true;
+                } else if (argv[i][0] != '-')
+                        outdir = argv[i];
+                else
+                        g_error("unknown argument '%s' (OUTDIR [--short] [--scale=N,M] [--series])", argv[i]);
+        }
+        if (short_run && !scale_given)
+                scale_n = 40, scale_m = 4;
         bus = lv_bus();
+        g_autofree char *load_start = load_average();
+
+        if (series) {
+                scale_series();
+                g_autofree char *load_end = load_average();
+                printf("\nHost load average at the start / end: %s / %s; %d cores, TCG guests.\n", load_start, load_end,
+                       (int) g_get_num_processors());
+                return 0;
+        }
 
         const char *doms4[4] = { "bench-a", "bench-b", "bench-c", "bench-d" };
         virDomainPtr dom[4];
@@ -543,21 +467,21 @@ int main(int argc, char *argv[]) {
         /* 1. cycle vs floor, interleaved so drift hits both alike. */
         /* qemu-img, iter-time 10 ms: the key derivation QEMU does per attach. */
         g_autofree char *fast = lv_make_luks1_image_full("bench-fast.img", PASS, 0x5a, 16, 10);
-        GArray *floor_ms = g_array_new(FALSE, FALSE, sizeof(double));
-        GArray *cycle_ms = g_array_new(FALSE, FALSE, sizeof(double));
-        GArray *attach_ms = g_array_new(FALSE, FALSE, sizeof(double));
-        GArray *detach_ms = g_array_new(FALSE, FALSE, sizeof(double));
-        GArray *verify_ms = g_array_new(FALSE, FALSE, sizeof(double));
+        GArray *floor_ms = samples_new();
+        GArray *cycle_ms = samples_new();
+        GArray *attach_ms = samples_new();
+        GArray *detach_ms = samples_new();
+        GArray *verify_ms = samples_new();
         (void) daemon_cycle(doms4[0], fast, NULL, NULL); /* warm-up: activation, caches */
         (void) floor_cycle(dom[0], fast);
         for (int i = 0; i < CYCLES; i++) {
                 double a, d;
                 double f = floor_cycle(dom[0], fast);
                 double c = daemon_cycle(doms4[0], fast, &a, &d);
-                g_array_append_val(floor_ms, f);
-                g_array_append_val(cycle_ms, c);
-                g_array_append_val(attach_ms, a);
-                g_array_append_val(detach_ms, d);
+                sample_add(floor_ms, f);
+                sample_add(cycle_ms, c);
+                sample_add(attach_ms, a);
+                sample_add(detach_ms, d);
 
                 /* What an Attach spends before QEMU sees anything: the
                  * daemon's own passphrase check (issue 10), as a call. */
@@ -565,80 +489,96 @@ int main(int argc, char *argv[]) {
                 double v0 = now_ms();
                 g_assert_cmpint(lv_verify_passphrase(bus, fast, PASS, &verror), ==, 0);
                 g_assert_no_error(verror);
-                double v = now_ms() - v0;
-                g_array_append_val(verify_ms, v);
+                sample_add(verify_ms, now_ms() - v0);
         }
         double floor_med = percentile(floor_ms, 50), cycle_med = percentile(cycle_ms, 50);
         double verify_med = percentile(verify_ms, 50);
         double attach_med = percentile(attach_ms, 50), detach_med = percentile(detach_ms, 50);
 
-        /* 2. Probe('') idle, then under 8 slow attaches over 4 domains. */
-        GArray *idle = g_array_new(FALSE, FALSE, sizeof(double));
+        /* 2. Probe('') idle, then under n_slow slow attaches over 4 domains. */
+        guint n_slow = short_run ? 4 : 8;
+        GArray *idle = samples_new();
         for (int i = 0; i < 200; i++) {
                 g_autoptr(GError) error = NULL;
                 double s = now_ms();
                 g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe(bus, "", &error);
                 g_assert_no_error(error);
-                double d = now_ms() - s;
-                g_array_append_val(idle, d);
+                sample_add(idle, now_ms() - s);
         }
-        char *slow[8];
-        for (int i = 0; i < 8; i++) {
-                g_autofree char *n = g_strdup_printf("bench-slow%d.img", i);
+        char *slow[8] = {};
+        for (guint i = 0; i < n_slow; i++) {
+                g_autofree char *n = g_strdup_printf("bench-slow%u.img", i);
                 slow[i] = lv_make_luks1_image_full(n, PASS, 0x5a, 16, SLOW_ITER_MS);
         }
-        GArray *loaded = g_array_new(FALSE, FALSE, sizeof(double));
-        double wall4 = run_attaches(doms4, 4, slow, 8, NULL, loaded);
+        GArray *loaded = samples_new();
+        double wall4 = run_attaches(doms4, 4, slow, n_slow, NULL, loaded);
 
-        /* 3. the same 8 on one domain. */
-        double wall1 = run_attaches(doms4, 1, slow, 8, NULL, NULL);
+        /* 3. the same on one domain. */
+        double wall1 = run_attaches(doms4, 1, slow, n_slow, NULL, NULL);
 
-        /* 4. attach latency by concurrency, spread over 4 domains. */
-        g_autofree char *csv_path = g_build_filename(outdir, "concurrency.csv", NULL);
-        GString *csv = g_string_new("concurrency,median_attach_ms,wall_ms\n");
+        /* 4. attach latency by concurrency, spread over 4 domains (not in
+         * the short form). */
         guint levels[] = { 1, 2, 4, 8 };
-        double med_by_level[4];
-        for (guint k = 0; k < G_N_ELEMENTS(levels); k++) {
-                GArray *lat = g_array_new(FALSE, FALSE, sizeof(double));
-                double wall = run_attaches(doms4, 4, slow, levels[k], lat, NULL);
-                med_by_level[k] = percentile(lat, 50);
-                g_string_append_printf(csv, "%u,%.1f,%.1f\n", levels[k], med_by_level[k], wall);
-                g_array_unref(lat);
+        double med_by_level[4] = {};
+        if (!short_run) {
+                g_autofree char *csv_path = g_build_filename(outdir, "concurrency.csv", NULL);
+                GString *csv = g_string_new("concurrency,median_attach_ms,wall_ms\n");
+                for (guint k = 0; k < G_N_ELEMENTS(levels); k++) {
+                        GArray *lat = samples_new();
+                        double wall = run_attaches(doms4, 4, slow, levels[k], lat, NULL);
+                        med_by_level[k] = percentile(lat, 50);
+                        g_string_append_printf(csv, "%u,%.1f,%.1f\n", levels[k], med_by_level[k], wall);
+                        g_array_unref(lat);
+                }
+                g_assert_true(g_file_set_contents(csv_path, csv->str, -1, NULL));
+                g_string_free(csv, TRUE);
         }
-        g_assert_true(g_file_set_contents(csv_path, csv->str, -1, NULL));
-        g_string_free(csv, TRUE);
 
         double p50 = percentile(loaded, 50), p90 = percentile(loaded, 90), p99 = percentile(loaded, 99);
         double ip50 = percentile(idle, 50), ip99 = percentile(idle, 99);
         double ratio = cycle_med / floor_med;
 
-        printf("| measure | value | baseline (same run) | ratio | target |\n");
-        printf("|---|---|---|---|---|\n");
+        table_header();
         printf("| Attach+Detach cycle, median of %d (ms) | %.1f | libvirt API floor %.1f | %.3f | ≤ 1.10 %s |\n",
                CYCLES, cycle_med, floor_med, ratio, ratio <= 1.10 ? "✓" : "✗");
         printf("| of which Attach / Detach, medians (ms) | %.1f / %.1f | — | — | — |\n", attach_med, detach_med);
         printf("| VerifyPassphrase of the cycle's image, median of %d (ms): the check every Attach makes before "
                "QEMU sees the passphrase | %.1f | floor + check %.1f | cycle / (floor + check) %.3f | — |\n",
                CYCLES, verify_med, floor_med + verify_med, cycle_med / (floor_med + verify_med));
-        printf("| Probe('') p50 / p90 / p99 under 8 slow attaches (ms, n=%u) | %.1f / %.1f / %.1f | idle p50 %.1f, p99 %.1f | p99 %.2f× idle | p99 ≤ 10 ms %s |\n",
-               loaded->len, p50, p90, p99, ip50, ip99, p99 / ip99, p99 <= 10 ? "✓" : "✗");
-        printf("| 8 slow attaches over 4 domains, wall (ms) | %.0f | 1 domain %.0f | %.2f× faster | — |\n", wall4,
-               wall1, wall1 / wall4);
-        for (guint k = 0; k < G_N_ELEMENTS(levels); k++)
-                printf("| median attach latency at concurrency %u (ms) | %.0f | concurrency 1: %.0f | %.2f | — |\n",
-                       levels[k], med_by_level[k], med_by_level[0], med_by_level[k] / med_by_level[0]);
+        printf("| Probe('') p50 / p90 / p99 under %u slow attaches (ms, n=%u) | %.1f / %.1f / %.1f | idle p50 %.1f, p99 %.1f | p99 %.2f× idle | p99 ≤ 10 ms %s |\n",
+               n_slow, loaded->len, p50, p90, p99, ip50, ip99, p99 / ip99, p99 <= 10 ? "✓" : "✗");
+        printf("| %u slow attaches over 4 domains, wall (ms) | %.0f | 1 domain %.0f | %.2f× faster | — |\n", n_slow,
+               wall4, wall1, wall1 / wall4);
+        if (!short_run)
+                for (guint k = 0; k < G_N_ELEMENTS(levels); k++)
+                        printf("| median attach latency at concurrency %u (ms) | %.0f | concurrency 1: %.0f | %.2f | — |\n",
+                               levels[k], med_by_level[k], med_by_level[0], med_by_level[k] / med_by_level[0]);
+
+        /* 9. nothing attached now: cold activation, idle memory, scale. */
+        cold_activation_and_memory();
+        scale_scenario(scale_n, scale_m, NULL);
 
         locked_file();
         resize_latency(dom[0], doms4[0]);
-        key_management();
+        if (!short_run)
+                key_management();
 
         /* 5. guest stalls, alone on the machine: the four OS-less guests go
          * first, so only the heartbeat guest competes with the attaches. */
         for (int i = 0; i < 4; i++)
                 lv_destroy_guest(dom[i]);
-        guest_stalls();
+        if (!short_run)
+                guest_stalls();
 
-        printf("\nImages: the cycle's made by qemu-img with iter-time 10 ms; the slow ones with iter-time %d ms. Host: %d cores, TCG guests.\n",
-               SLOW_ITER_MS, (int) g_get_num_processors());
+        g_autofree char *load_end = load_average();
+        printf("\nImages: the cycle's made by qemu-img with iter-time 10 ms; the slow ones with iter-time %d ms; the "
+               "scale scenario's by cryptsetup, LUKS1, 1000 PBKDF2 iterations, 1 MiB. Host: %d cores, TCG guests; "
+               "load average at the start / end: %s / %s.%s\n",
+               SLOW_ITER_MS, (int) g_get_num_processors(), load_start, load_end,
+               short_run ? " Short form (CI): fewer repetitions; no concurrency series, key management or guest "
+                           "stalls."
+                         : "");
+        for (guint i = 0; i < n_slow; i++)
+                g_free(slow[i]);
         return 0;
 }

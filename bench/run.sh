@@ -4,19 +4,49 @@
 # The benchmark (README "Benchmark"): builds, then runs bench/bench.c in the
 # throwaway sandbox against the built daemon, and writes into OUTDIR
 # (default bench/results): results.md (the table), concurrency.csv,
-# stall.csv (each guest-stall measurement) and attach-latency.png
-# (gnuplot-nox, installed if missing).  Takes ~5.5 minutes on an otherwise
-# idle machine; run nothing else meanwhile: the guest-stall figures are
-# timings of a TCG guest, and other load shows up in them.
+# stall.csv (each guest-stall measurement), scale-N-attach.csv (each
+# attach of the scale scenario) and attach-latency.png (gnuplot-nox,
+# installed if missing).
+#
+#   bench/run.sh [--short] [--scale=N,M] [--series] [OUTDIR]
+#
+#   (none)       everything; ~10 minutes on an otherwise idle 2-core machine.
+#                Run nothing else meanwhile: the guest-stall figures are
+#                timings of a TCG guest, and other load shows up in them.
+#   --short      the CI form (tests/run.sh): fewer repetitions, the scale
+#                scenario at 40 volumes over 4 domains, no concurrency
+#                series, key management or guest stalls; ~2 minutes.  No
+#                plot, and nothing installed beyond tests/install-deps.sh.
+#   --scale=N,M  the scale scenario with N volumes over M domains
+#                (default 200,20; --short: 40,4).
+#   --series     only the scale scenario, at 10, 50, 200 and 500 volumes
+#                over 20 domains: results-series.md, scale-series.csv and
+#                scale.png (attach latency and recovery time against the
+#                number of volumes); ~15 minutes.
+#
+# Exit status: the benchmark's own (non-zero only if it could not run or
+# crashed); a figure over its target is a ✗ in the table, never a failure.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$src/build}
-out=$(realpath -m "${1:-$src/bench/results}")
+out=
+short=0 series=0
+args=()
+for a in "$@"; do
+        case $a in
+                --short) short=1; args+=("$a") ;;
+                --series) series=1; args+=("$a") ;;
+                --scale=*) args+=("$a") ;;
+                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [OUTDIR]" >&2; exit 2 ;;
+                *) out=$a ;;
+        esac
+done
+out=$(realpath -m "${out:-$src/bench/results}")
 
 bash "$src/tests/install-deps.sh"
-# gnuplot only for the plot; not a test dependency.
-if ! command -v gnuplot >/dev/null && [ "$(id -u)" -eq 0 ]; then
+# gnuplot only for the plots; not a test dependency (and not in CI's form).
+if [ "$short" = 0 ] && ! command -v gnuplot >/dev/null && [ "$(id -u)" -eq 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null ||
                 echo "bench: gnuplot-nox could not be installed; no plot" >&2
 fi
@@ -28,15 +58,48 @@ ninja -C "$build" >/dev/null
 mkdir -p "$out"
 chmod 0755 "$out"
 
+table=$out/results.md
+[ "$series" = 0 ] || table=$out/results-series.md
+
 # The sandbox mounts tmpfs over /run and friends; $out is a host path it can
 # write into because the mount namespace keeps everything else.
+# --max-volumes: the scale scenario attaches up to 500 (+1) volumes; the
+# shipped default cap is 64.
+set +e
 bash "$src/tests/sandbox/sandbox.sh" \
         --daemon "$build/daemon/luksvolumed" \
+        --daemon-arg --max-volumes=1000 \
         --dbus-policy "$src/dbus/org.example.LuksVolume1.conf" \
         --polkit-policy "$src/polkit/org.example.LuksVolume1.policy" \
-        -- "$build/bench/luksvolume-bench" "$out" | tee "$out/results.md"
+        -- "$build/bench/luksvolume-bench" "$out" "${args[@]}" | tee "$table"
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" = 0 ] || { echo "bench: the benchmark exited with status $rc" >&2; exit "$rc"; }
 
-if command -v gnuplot >/dev/null; then
+command -v gnuplot >/dev/null || exit 0
+if [ "$series" = 1 ]; then
+        gnuplot <<GP
+set terminal pngcairo size 800,500
+set output "$out/scale.png"
+set datafile separator ","
+set title "luksvolumed at scale (volumes over 20 domains, minimum-cost LUKS1 images)"
+set xlabel "volumes attached"
+set ylabel "attach, ms"
+set y2label "kill -9 to recovered, ms"
+set ytics nomirror
+set y2tics
+set key left top
+set logscale x
+set xrange [8:600]
+set yrange [0:*]
+set y2range [0:*]
+plot "$out/scale-series.csv" every ::1 using 1:4 axes x1y1 with linespoints title "median attach with N attached", \
+     "" every ::1 using 1:3 axes x1y1 with lines dashtype 2 title "median attach with none attached", \
+     "" every ::1 using 1:7 axes x1y2 with linespoints title "kill -9 → all objects back", \
+     "" every ::1 using 1:8 axes x1y2 with linespoints title "kill -9 → all properties complete"
+GP
+        echo "plot: $out/scale.png"
+elif [ "$short" = 0 ]; then
         gnuplot <<GP
 set terminal pngcairo size 800,500
 set output "$out/attach-latency.png"

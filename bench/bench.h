@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by the benchmark's parts (bench.c, scale.c): the bus, where the
+ * CSV files go, how long a run is, and the little statistics they need. */
+
+#include <gio/gio.h>
+#include <stdbool.h>
+
+#define PASS "benchmark passphrase"
+
+extern GDBusConnection *bus;
+extern const char *outdir;
+/* --short: fewer repetitions, the long parts left out (CI). */
+extern bool short_run;
+
+double percentile(GArray *a, double p);
+double now_ms(void);
+/* A new GArray of double. */
+GArray *samples_new(void);
+void sample_add(GArray *a, double v);
+/* The host's 1-minute load average, as /proc/loadavg says ("?" if
+ * unreadable); g_free. */
+char *load_average(void);
+
+/* scale.c: N volumes over M domains — attach each, kill -9, the daemon's
+ * recovery, detach each; rows for the table and, if csv is not NULL, one
+ * line "N,M,attach_1,attach_N,detach_1,detach_N,objects_ms,complete_ms"
+ * appended to it. */
+void scale_scenario(guint n, guint m, GString *csv);
+/* Cold activation (first call on an unactivated service to its reply,
+ * against the same call on the running daemon) and the idle daemon's
+ * memory: rows for the table. */
+void cold_activation_and_memory(void);
+/* stall.c: guest stalls during Attach (needs a host kernel to boot). */
+void guest_stalls(void);
