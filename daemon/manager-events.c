@@ -66,8 +66,7 @@ static void scan_job(void *userdata) {
         /* Reading the sources (their LUKS headers, their identity) may
          * take until the deadline on a hung file system: not while every
          * attach and detach waits for the lock above. */
-        for (Volume *v = j->found; v; v = v->next)
-                volume_fill_source_facts(v, m->config.source_timeout_sec * 1000U);
+        volume_fill_source_facts_all(j->found, m->config.source_timeout_sec * 1000U);
 }
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {

@@ -7,6 +7,7 @@
 #include "disk-xml.h"
 #include "loopdev.h"
 #include "luks.h"
+#include "parallel.h"
 #include "qemu-fds.h"
 #include "qemu-lock.h"
 #include "source-use.h"
@@ -175,9 +176,50 @@ finish:
         sd_bus_error_free(&error);
 }
 
+/* Every disk's size as libvirt gives it, for one domain, in one call:
+ * asking per disk (virDomainGetBlockInfo()) costs a round trip to libvirtd
+ * and to QEMU's monitor for each volume.  NULL if libvirt cannot say; the
+ * caller asks per disk then. */
+static virDomainStatsRecordPtr *domain_block_stats(virDomainPtr dom) {
+        virDomainPtr doms[] = { dom, NULL };
+        virDomainStatsRecordPtr *records = NULL;
+
+        if (virDomainListGetStats(doms, VIR_DOMAIN_STATS_BLOCK, &records, 0) < 0 || !records || !records[0]) {
+                if (records)
+                        virDomainStatsRecordListFree(records);
+                return NULL;
+        }
+        return records;
+}
+
+static bool block_stats_capacity(virDomainStatsRecordPtr *records, const char *target, uint64_t *ret) {
+        virDomainStatsRecordPtr rec = records ? records[0] : NULL;
+        unsigned long long capacity;
+
+        if (!rec)
+                return false;
+        for (int i = 0; i < rec->nparams; i++) {
+                const virTypedParameter *p = &rec->params[i];
+                char key[VIR_TYPED_PARAM_FIELD_LENGTH];
+                unsigned idx;
+                int end = 0;
+
+                if (p->type != VIR_TYPED_PARAM_STRING || !p->value.s || !streq(p->value.s, target) ||
+                    sscanf(p->field, "block.%u.name%n", &idx, &end) != 1 || p->field[end] != '\0')
+                        continue;
+                snprintf(key, sizeof key, "block.%u.capacity", idx);
+                if (virTypedParamsGetULLong(rec->params, rec->nparams, key, &capacity) != 1)
+                        return false;
+                *ret = capacity;
+                return true;
+        }
+        return false;
+}
+
 /* saved: dom is not running but has a managed save image, whose XML is
  * read instead of the live one; its volumes are in state "saved". */
 static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume **list) {
+        virDomainStatsRecordPtr *stats = NULL;
         _cleanup_free_ char *xml = NULL;
         char uuid[VIR_UUID_STRING_BUFLEN];
         DiskInfo *disks = NULL;
@@ -201,10 +243,12 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
         r = domain_xml_list_disks(xml, &disks, &n);
         if (r < 0)
                 return r;
+        if (!saved)
+                stats = domain_block_stats(dom);
 
         for (size_t i = 0; i < n; i++) {
                 DiskInfo *d = &disks[i];
-                uint64_t mapping_size = 0;
+                uint64_t mapping_size = 0, capacity = 0;
                 Volume *v;
 
                 if (!d->target || !bus_from_target(d->target))
@@ -268,7 +312,9 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
                 /* What the guest sees, as libvirt says (a saved domain's
                  * disk is not open anywhere to ask). */
                 virDomainBlockInfo bi = {};
-                if (!saved && virDomainGetBlockInfo(dom, d->target, &bi, 0) >= 0)
+                if (!saved && block_stats_capacity(stats, d->target, &capacity))
+                        v->size = capacity;
+                else if (!saved && virDomainGetBlockInfo(dom, d->target, &bi, 0) >= 0)
                         v->size = bi.capacity;
                 else if (v->mode == VOLUME_MODE_CRYPTSETUP)
                         v->size = mapping_size;
@@ -288,7 +334,98 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
         }
 
         disk_info_array_free(disks, n);
+        if (stats)
+                virDomainStatsRecordListFree(stats);
         return r < 0 ? r : 0;
+}
+
+typedef struct FillFacts {
+        Volume **volumes;
+        unsigned timeout_ms;
+} FillFacts;
+
+static void fill_one(size_t i, void *userdata) {
+        FillFacts *f = userdata;
+
+        volume_fill_source_facts(f->volumes[i], f->timeout_ms);
+}
+
+void volume_fill_source_facts_all(Volume *list, unsigned timeout_ms) {
+        _cleanup_free_ Volume **volumes = NULL;
+        size_t n = 0;
+
+        for (Volume *v = list; v; v = v->next)
+                n++;
+        volumes = n > 0 ? calloc(n, sizeof *volumes) : NULL;
+        if (!volumes) {
+                /* Nothing to do, or no memory for the list: one by one. */
+                for (Volume *v = list; v; v = v->next)
+                        volume_fill_source_facts(v, timeout_ms);
+                return;
+        }
+        n = 0;
+        for (Volume *v = list; v; v = v->next)
+                volumes[n++] = v;
+        /* Each volume's facts are its own (its source, its guest's QEMU):
+         * nothing is shared between the steps. */
+        parallel_for(n, SCAN_FACT_THREADS, fill_one, &(FillFacts){ .volumes = volumes, .timeout_ms = timeout_ms });
+}
+
+/* One domain's part of a scan. */
+typedef struct DomainScan {
+        virConnectPtr conn;
+        virDomainPtr dom;
+        bool saved;
+        Volume *found;
+        int r;
+} DomainScan;
+
+static void scan_one(size_t i, void *userdata) {
+        DomainScan *d = (DomainScan *) userdata + i;
+
+        d->r = scan_domain(d->conn, d->dom, d->saved, &d->found);
+}
+
+/* Scans the listed domains several at a time (each costs round trips to
+ * libvirtd and QEMU, not CPU) and prepends what each found to *list, in
+ * the listing's order.  False if some domain could not be read. */
+static bool scan_domains(virConnectPtr conn, virDomainPtr *doms, int n, bool saved, Volume **list) {
+        _cleanup_free_ DomainScan *scans = NULL;
+        bool complete = true;
+
+        if (n <= 0)
+                return true;
+        scans = calloc((size_t) n, sizeof *scans);
+        if (!scans) {
+                log_oom();
+                return false;
+        }
+        for (int i = 0; i < n; i++)
+                scans[i] = (DomainScan){ .conn = conn, .dom = doms[i], .saved = saved };
+        parallel_for((size_t) n, SCAN_DOMAIN_THREADS, scan_one, scans);
+
+        for (int i = 0; i < n; i++) {
+                Volume *last = scans[i].found;
+
+                if (scans[i].r < 0 && scans[i].r != -ENODEV) {
+                        log_warning_errno(scans[i].r, "Failed to scan %sdomain '%s': %m", saved ? "saved " : "",
+                                          strempty(virDomainGetName(doms[i])));
+                        complete = false;
+                }
+                if (!last)
+                        continue;
+                while (last->next)
+                        last = last->next;
+                last->next = *list;
+                *list = scans[i].found;
+        }
+        return complete;
+}
+
+static void domains_free(virDomainPtr *doms, int n) {
+        for (int i = 0; i < n; i++)
+                virDomainFree(doms[i]);
+        free(doms);
 }
 
 int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error) {
@@ -306,16 +443,9 @@ int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error)
         if (n < 0)
                 return sd_bus_error_setf(error, "org.example.LuksVolume1.Error.Failed", "Cannot list domains: %s",
                                          strempty(virGetLastErrorMessage()));
-
-        for (int i = 0; i < n; i++) {
-                r = scan_domain(conn, doms[i], false, &list);
-                if (r < 0 && r != -ENODEV) {
-                        log_warning_errno(r, "Failed to scan domain '%s': %m", strempty(virDomainGetName(doms[i])));
-                        complete = false;
-                }
-                virDomainFree(doms[i]);
-        }
-        free(doms);
+        if (!scan_domains(conn, doms, n, false, &list))
+                complete = false;
+        domains_free(doms, n);
 
         /* Guests saved with managedsave (libvirt-guests at host shutdown
          * does that) come back with their disks: their volumes are ours
@@ -329,16 +459,9 @@ int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error)
                 complete = false;
                 n = 0;
         }
-        for (int i = 0; i < n; i++) {
-                r = scan_domain(conn, doms[i], true, &list);
-                if (r < 0 && r != -ENODEV) {
-                        log_warning_errno(r, "Failed to scan saved domain '%s': %m",
-                                          strempty(virDomainGetName(doms[i])));
-                        complete = false;
-                }
-                virDomainFree(doms[i]);
-        }
-        free(doms);
+        if (!scan_domains(conn, doms, n, true, &list))
+                complete = false;
+        domains_free(doms, n);
 
         *ret = list;
         *ret_complete = complete;

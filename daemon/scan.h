@@ -23,6 +23,13 @@ int scan_volumes(Virt *v, Volume **ret, bool *ret_complete, sd_bus_error *error)
  * leave fields unset.  Not for the event loop. */
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms);
 
+/* The same for every volume of a list (through Volume.next), several at a
+ * time: a rescan after a crash must not take the sum of all of them. */
+#define SCAN_FACT_THREADS   8U
+/* Domains read at once by a scan. */
+#define SCAN_DOMAIN_THREADS 8U
+void volume_fill_source_facts_all(Volume *list, unsigned timeout_ms);
+
 /* Undefines secrets in our usage namespace and closes mappings with our
  * prefix that no volume in keep (a list through Volume.next) uses: what a
  * crash between two steps of an attach or detach can leave.  The caller

@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "loopdev.h"
 #include "open-pinned.h"
+#include "parallel.h"
 #include "source-use.h"
 #include "util.h"
 
@@ -343,62 +344,114 @@ static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const
         return 0;
 }
 
-static int add_domain_disks(StatTask *t, size_t *allocated, virDomainPtr dom, unsigned flags, const char *name,
-                            const char *how) {
-        _cleanup_free_ char *xml = NULL;
+/* One definition of one domain to read: its live XML or its persistent
+ * configuration. */
+typedef struct XmlFetch {
+        virDomainPtr dom; /* borrowed from the listing */
+        unsigned flags;
+        const char *how;
+        char *xml;
+} XmlFetch;
+
+static void fetch_one(size_t i, void *userdata) {
+        XmlFetch *f = (XmlFetch *) userdata + i;
+
+        /* Stopped or undefined since the listing: it uses nothing any more
+         * (NULL, skipped). */
+        f->xml = virDomainGetXMLDesc(f->dom, f->flags);
+}
+
+static int add_domain_disks(StatTask *t, size_t *allocated, const XmlFetch *f) {
+        const char *name = virDomainGetName(f->dom);
         DiskInfo *disks = NULL;
         size_t nd = 0;
         int r = 0;
 
-        xml = virDomainGetXMLDesc(dom, flags);
-        /* Stopped or undefined since the listing: it uses nothing any more. */
-        if (!xml || domain_xml_list_disks(xml, &disks, &nd) < 0)
+        if (!name || !f->xml || domain_xml_list_disks(f->xml, &disks, &nd) < 0)
                 return 0;
         for (size_t k = 0; k < nd && r >= 0; k++) {
                 if (disks[k].source)
-                        r = stat_task_add(t, allocated, disks[k].source, name, disks[k].target, how);
+                        r = stat_task_add(t, allocated, disks[k].source, name, disks[k].target, f->how);
                 for (char **o = disks[k].other_sources; o && *o && r >= 0; o++)
-                        r = stat_task_add(t, allocated, *o, name, disks[k].target, how);
+                        r = stat_task_add(t, allocated, *o, name, disks[k].target, f->how);
         }
         disk_info_array_free(disks, nd);
         return r;
 }
 
+static void domains_free(virDomainPtr *doms, int n) {
+        for (int i = 0; i < n; i++)
+                virDomainFree(doms[i]);
+        free(doms);
+}
+
+/* Whether the listing holds a domain of that UUID (a local look-up: the
+ * UUID comes with the listing). */
+static bool listed(virDomainPtr *doms, int n, virDomainPtr dom) {
+        unsigned char a[VIR_UUID_BUFLEN], b[VIR_UUID_BUFLEN];
+
+        if (virDomainGetUUID(dom, a) < 0)
+                return false;
+        for (int i = 0; i < n; i++)
+                if (virDomainGetUUID(doms[i], b) >= 0 && memcmp(a, b, sizeof a) == 0)
+                        return true;
+        return false;
+}
+
+/* Fetching the XML costs one round trip to libvirtd per definition, and an
+ * attach must see them all: they are fetched several at a time, so that
+ * the check's wall time does not grow with every domain on the host. */
+#define XML_FETCH_THREADS 8U
+
 static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
-        virDomainPtr *doms = NULL;
-        size_t allocated = 0;
-        int n, r = 0;
+        virDomainPtr *running = NULL, *defined = NULL;
+        _cleanup_free_ XmlFetch *fetch = NULL;
+        int n_running, n_defined, r = 0;
+        size_t allocated = 0, n_fetch = 0;
 
         r = virt_connect(virt, &conn, error);
         if (r < 0)
                 return r;
 
         /* Running or not: a defined domain's disks are its own, and its
-         * next start would make a second writer of whoever else has them. */
-        n = virConnectListAllDomains(conn, &doms, 0);
-        if (n < 0)
+         * next start would make a second writer of whoever else has them.
+         * What runs now, and what the next start will use: a running
+         * persistent domain's configuration may differ.  Two listings say
+         * which is which, instead of two questions per domain. */
+        n_running = virConnectListAllDomains(conn, &running, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+        if (n_running < 0)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot list domains: %s",
                                          strempty(virGetLastErrorMessage()));
-
-        for (int i = 0; i < n && r >= 0; i++) {
-                const char *name = virDomainGetName(doms[i]);
-                int active = virDomainIsActive(doms[i]);
-
-                if (!name)
-                        continue;
-                /* What runs now, and what the next start will use: a
-                 * running persistent domain's configuration may differ. */
-                if (active == 1)
-                        r = add_domain_disks(t, &allocated, doms[i], 0, name, "");
-                if (r >= 0 && (active != 1 || virDomainIsPersistent(doms[i]) == 1))
-                        r = add_domain_disks(t, &allocated, doms[i], VIR_DOMAIN_XML_INACTIVE, name,
-                                             active == 1 ? " (its configuration)" : " (defined, not running)");
+        n_defined = virConnectListAllDomains(conn, &defined, VIR_CONNECT_LIST_DOMAINS_PERSISTENT);
+        if (n_defined < 0) {
+                domains_free(running, n_running);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot list domains: %s",
+                                         strempty(virGetLastErrorMessage()));
         }
 
-        for (int i = 0; i < n; i++)
-                virDomainFree(doms[i]);
-        free(doms);
+        fetch = calloc((size_t) n_running + (size_t) n_defined + 1, sizeof *fetch);
+        if (fetch) {
+                for (int i = 0; i < n_running; i++)
+                        fetch[n_fetch++] = (XmlFetch){ .dom = running[i], .how = "" };
+                for (int i = 0; i < n_defined; i++) {
+                        bool active = listed(running, n_running, defined[i]);
+                        fetch[n_fetch++] = (XmlFetch){
+                                .dom = defined[i],
+                                .flags = VIR_DOMAIN_XML_INACTIVE,
+                                .how = active ? " (its configuration)" : " (defined, not running)",
+                        };
+                }
+                parallel_for(n_fetch, XML_FETCH_THREADS, fetch_one, fetch);
+                for (size_t i = 0; i < n_fetch && r >= 0; i++)
+                        r = add_domain_disks(t, &allocated, &fetch[i]);
+                for (size_t i = 0; i < n_fetch; i++)
+                        free(fetch[i].xml);
+        } else
+                r = -ENOMEM;
+
+        domains_free(running, n_running);
+        domains_free(defined, n_defined);
         if (r < 0)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         return 0;
