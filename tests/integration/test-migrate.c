@@ -22,6 +22,7 @@
 #include <glib/gstdio.h>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -356,6 +357,144 @@ static void test_stage_checks(void) {
         g_assert_nonnull(strstr(blog, "no domain arrived in time"));
 }
 
+/* A kill -9 leaves no secret that nothing owns: B's daemon killed while a
+ * secret is staged (the next start's orphan cleanup takes it), and A's
+ * daemon killed before its guest migrates away (the same on A). */
+static void test_killed(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-killed.img", PASS, PATTERN, 16);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        g_autofree char *staged = g_uuid_string_random();
+        GError *error = NULL;
+
+        g_assert_true(
+                stage(domain_uuid, image, PASS,
+                      lv_opts("secret-uuid", g_variant_new_string(staged), "target", g_variant_new_string("sdb"), NULL),
+                      &error));
+        g_assert_no_error(error);
+        g_assert_true(secret_defined(virt_b, staged));
+        lv_daemon_kill(bus_b, SIGKILL);
+        g_assert_true(secret_defined(virt_b, staged));
+        /* Activation: the name is taken only after the start-up scan. */
+        g_auto(GStrv) objs_b = lv_managed_objects(bus_b);
+        g_assert_true(wait_until(secret_gone_on_b, staged, 10000));
+
+        /* A's daemon dies with a volume attached; the guest migrates while
+         * no daemon runs on A. */
+        virDomainPtr dom = lv_start_guest("mig-killed");
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-killed", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus_a, path, "Target");
+        g_assert_true(stage(
+                uuid, image, PASS,
+                lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target), NULL),
+                &error));
+        g_assert_no_error(error);
+        lv_daemon_kill(bus_a, SIGKILL);
+        g_autofree char *err = NULL;
+        virDomainPtr dom_b = migrate(dom, &err);
+        g_assert_nonnull(dom_b);
+        virDomainFree(dom);
+        g_assert_true(secret_defined(lv_virt(), secret)); /* nobody there to remove it */
+        g_auto(GStrv) objs_a = lv_managed_objects(bus_a);
+        g_assert_true(wait_until(secret_gone_on_a, secret, 10000));
+        g_assert_true(wait_until(object_gone_on_a, path, 10000));
+        g_assert_true(wait_until(object_on_b, path, 20000));
+        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+}
+
+typedef struct {
+        virDomainPtr dom;
+        virDomainPtr moved;
+        char *error;
+} MigrateThread;
+
+static gpointer migrate_thread(gpointer data) {
+        MigrateThread *t = data;
+        virTypedParameterPtr params = NULL;
+        int n = 0, max = 0;
+        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", migration_port++);
+
+        g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, uri), ==, 0);
+        /* Slow enough to be caught in the middle: 1 MiB/s. */
+        g_assert_cmpint(virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH, 1), ==, 0);
+        t->moved = virDomainMigrate3(t->dom, virt_b, params, n, VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE);
+        if (!t->moved)
+                t->error = g_strdup(virGetLastErrorMessage());
+        virTypedParamsFree(params, n);
+        return NULL;
+}
+
+static gboolean incoming_on_b(const void *uuid) {
+        virDomainPtr d = virDomainLookupByUUIDString(virt_b, uuid);
+        gboolean active = d && virDomainIsActive(d) == 1;
+        if (d)
+                virDomainFree(d);
+        return active;
+}
+
+/* Staged, the guest on its way, and the migration aborted: B tears down
+ * what it staged (and what it may have adopted meanwhile); the guest runs
+ * on A with its volume and secret as before. */
+static void test_aborted(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-abort.img", PASS, PATTERN, 16);
+        virDomainPtr dom = lv_start_guest("mig-abort");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-abort", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus_a, path, "Target");
+        g_assert_true(stage(
+                uuid, image, PASS,
+                lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target), NULL),
+                &error));
+        g_assert_no_error(error);
+
+        MigrateThread t = { .dom = dom };
+        GThread *th = g_thread_new("migrate", migrate_thread, &t);
+        g_assert_true(wait_until(incoming_on_b, uuid, 20000));
+        g_usleep(300 * 1000);
+        g_assert_cmpint(virDomainAbortJob(dom), ==, 0);
+        g_thread_join(th);
+        g_assert_null(t.moved);
+        g_test_message("aborted migration: %s", t.error);
+        g_free(t.error);
+
+        /* B: nothing left. */
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_false(incoming_on_b(uuid));
+        g_autofree char *blog = b_daemon_log();
+        g_auto(GStrv) lines = g_strsplit(blog, "\n", -1);
+        for (char **l = lines; *l; l++)
+                if (strstr(*l, secret) || strstr(*l, uuid))
+                        g_test_message("B: %s", *l);
+
+        /* A: as before. */
+        g_assert_cmpint(virDomainIsActive(dom), ==, 1);
+        virDomainInfo info;
+        g_assert_cmpint(virDomainGetInfo(dom, &info), ==, 0);
+        g_assert_cmpint(info.state, ==, VIR_DOMAIN_RUNNING);
+        g_autofree char *state = lv_volume_prop_string(bus_a, path, "State");
+        g_assert_cmpstr(state, ==, "attached");
+        g_assert_true(secret_defined(lv_virt(), secret));
+        g_assert_true(lv_guest_reads_pattern(dom, PATTERN, 65536));
+
+        g_assert_true(lv_detach(bus_a, path, NULL, &error));
+        g_assert_no_error(error);
+        lv_destroy_guest(dom);
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         if (argc < 3)
@@ -371,6 +510,8 @@ int main(int argc, char **argv) {
         g_test_add_func("/migrate/stage-checks", test_stage_checks);
         g_test_add_func("/migrate/native", test_native);
         g_test_add_func("/migrate/unstaged", test_unstaged);
+        g_test_add_func("/migrate/aborted", test_aborted);
+        g_test_add_func("/migrate/killed", test_killed);
         int r = g_test_run();
 
         virConnectClose(virt_b);
