@@ -16,7 +16,13 @@
  *                        staged secret nobody claims is gone after its
  *                        timeout.
  *
- * argv[1]: second-host.sh, argv[2]: the daemon (before GTest's options). */
+ *   /migrate/aborted     an aborted migration after staging: nothing left on B,
+ *                        the guest as before on A.
+ *   /migrate/killed      kill -9 of either daemon leaves no secret behind.
+ *   /migrate/cli         luksvolumectl migrate.
+ *
+ * argv[1]: second-host.sh, argv[2]: the daemon, argv[3]: luksvolumectl
+ * (before GTest's options). */
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -25,6 +31,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "fixture.h"
 #include "lv-client.h"
@@ -32,7 +39,7 @@
 #define PASS    "migration passphrase"
 #define PATTERN 0x6d
 
-static const char *second_host_sh, *daemon_path;
+static const char *second_host_sh, *daemon_path, *ctl_path;
 static char *shared_dir, *b_libvirt_uri;
 static GDBusConnection *bus_a, *bus_b;
 static virConnectPtr virt_b;
@@ -495,12 +502,72 @@ static void test_aborted(void) {
         lv_destroy_guest(dom);
 }
 
+/* luksvolumectl migrate, run on host A with B's bus given as --dest-bus. */
+static int run_ctl(const char *domain, const char *passfile, char **ret_out, char **ret_err) {
+        g_autofree char *dest_uri = g_strdup(b_libvirt_uri);
+        g_autofree char *dest_bus = g_strdup_printf("--dest-bus=unix:path=%s/bus", shared_dir);
+        g_autofree char *mig = g_strdup_printf("--migrate-uri=tcp://127.0.0.1:%u", migration_port++);
+        g_autofree char *pf = g_strdup_printf("--passphrase-file=%s", passfile);
+        const char *argv[] = { ctl_path, "--no-ask-password", "migrate", domain,         dest_uri, dest_bus,
+                               mig,      "--unsafe",          pf,        "--timeout=60", NULL };
+        g_autoptr(GError) error = NULL;
+        int status = 0;
+
+        g_assert_true(g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, ret_out, ret_err, &status,
+                                   &error));
+        g_assert_no_error(error);
+        g_test_message("luksvolumectl migrate %s: status %d, stdout '%s', stderr '%s'", domain, status, *ret_out,
+                       *ret_err);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_cli(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-cli.img", PASS, PATTERN, 16);
+        g_autofree char *passfile = lv_sandbox_path("mig-cli.pass");
+        g_autofree char *wrongfile = lv_sandbox_path("mig-cli.wrong");
+        virDomainPtr dom = lv_start_guest("mig-cli");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_true(g_file_set_contents_full(passfile, PASS, -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+        g_assert_true(g_file_set_contents_full(wrongfile, "not it", -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-cli", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+
+        /* A wrong passphrase: refused by B's staging (exit 4), no migration. */
+        g_autofree char *out1 = NULL, *err1 = NULL;
+        g_assert_cmpint(run_ctl("mig-cli", wrongfile, &out1, &err1), ==, 4);
+        g_assert_cmpint(virDomainIsActive(dom), ==, 1);
+        g_assert_false(secret_defined(virt_b, secret));
+        g_assert_false(incoming_on_b(uuid));
+
+        g_autofree char *out = NULL, *err = NULL;
+        g_assert_cmpint(run_ctl("mig-cli", passfile, &out, &err), ==, 0);
+        g_assert_cmpstr(g_strstrip(out), ==, path);
+        g_assert_true(object_on_b(path));
+        g_assert_true(incoming_on_b(uuid));
+        virDomainPtr dom_b = virDomainLookupByUUIDString(virt_b, uuid);
+        g_assert_nonnull(dom_b);
+        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+        g_assert_true(wait_until(object_gone_on_a, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_a, secret, 20000));
+        virDomainFree(dom);
+
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
-        if (argc < 3)
-                g_error("usage: %s SECOND-HOST-SH DAEMON [GTest options]", argv[0]);
+        if (argc < 4)
+                g_error("usage: %s SECOND-HOST-SH DAEMON LUKSVOLUMECTL [GTest options]", argv[0]);
         second_host_sh = argv[1];
         daemon_path = argv[2];
+        ctl_path = argv[3];
         lv_require_sandbox();
         migration_port = 49152 + (guint) g_random_int_range(0, 1000);
 
@@ -512,6 +579,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/migrate/unstaged", test_unstaged);
         g_test_add_func("/migrate/aborted", test_aborted);
         g_test_add_func("/migrate/killed", test_killed);
+        g_test_add_func("/migrate/cli", test_cli);
         int r = g_test_run();
 
         virConnectClose(virt_b);
