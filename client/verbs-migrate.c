@@ -109,21 +109,21 @@ static int stage_one(sd_bus *dest, const Volume *v) {
 static int migrate_domain(const char *uuid, const char *dest_uri) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
-        _cleanup_free_ char *source_uri = NULL;
+        char ssh_uri[512];
+        const char *source_uri = "qemu:///system";
         virTypedParameterPtr params = NULL;
         int n = 0, max = 0, r;
         unsigned flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER;
 
         /* The libvirt beside the source service: --host's over ssh. */
         if (arg_source_uri)
-                source_uri = strdup(arg_source_uri);
+                source_uri = arg_source_uri;
         else if (arg_host) {
-                if (asprintf(&source_uri, "qemu+ssh://%s/system", arg_host) < 0)
-                        source_uri = NULL;
-        } else
-                source_uri = strdup("qemu:///system");
-        if (!source_uri)
-                return fail(EXIT_FAIL, "Out of memory.");
+                r = snprintf(ssh_uri, sizeof ssh_uri, "qemu+ssh://%s/system", arg_host);
+                if (r < 0 || (size_t) r >= sizeof ssh_uri)
+                        return fail(EXIT_USAGE, "--host is too long for a libvirt URI.");
+                source_uri = ssh_uri;
+        }
 
         conn = virConnectOpen(source_uri);
         if (!conn)
@@ -133,8 +133,10 @@ static int migrate_domain(const char *uuid, const char *dest_uri) {
         if (!dom)
                 return fail(EXIT_NOT_FOUND, "Domain %s not found at %s: %s", uuid, source_uri,
                             virGetLastErrorMessage());
-        if (arg_migrate_uri && virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, arg_migrate_uri) < 0)
+        if (arg_migrate_uri && virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, arg_migrate_uri) < 0) {
+                virTypedParamsFree(params, n);
                 return fail(EXIT_FAIL, "Out of memory.");
+        }
         if (arg_unsafe)
                 flags |= VIR_MIGRATE_UNSAFE;
 
@@ -189,7 +191,7 @@ static int await_arrival(sd_bus *dest, const VolumeList *vols) {
 int verb_migrate(int argc, char **argv) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *source = NULL, *dest = NULL;
         _cleanup_(volume_list_done) VolumeList vols = {};
-        _cleanup_free_ char *uuid = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN] = "";
         int status;
 
         if (argc != 3)
@@ -216,10 +218,10 @@ int verb_migrate(int argc, char **argv) {
                 if (isempty(volume_get(v, "SecretUUID")) || isempty(volume_get(v, "DomainUUID")) ||
                     isempty(volume_get(v, "Source")) || isempty(volume_get(v, "Target")))
                         return fail(EXIT_FAIL, "%s lacks its secret, domain, source or target.", v->path);
-                if (!uuid && !(uuid = strdup(volume_get(v, "DomainUUID"))))
-                        return fail(EXIT_FAIL, "Out of memory.");
+                /* All of one domain (open_volumes() filtered them). */
+                snprintf(uuid, sizeof uuid, "%s", volume_get(v, "DomainUUID"));
         }
-        if (!uuid)
+        if (uuid[0] == '\0')
                 return fail(EXIT_NOT_FOUND, "%s has no volume attached by this service; migrate it with virsh migrate.",
                             argv[1]);
 
