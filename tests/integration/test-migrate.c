@@ -204,6 +204,31 @@ static gboolean b_reads_pattern(virDomainPtr dom_b, const char *image, guint8 pa
         }
 }
 
+/* VolumeMigrated signals seen on one bus: "PATH DIRECTION" each. */
+static void on_migrated(GDBusConnection *c, const char *sender, const char *path, const char *iface, const char *signal,
+                        GVariant *params, gpointer data) {
+        const char *volume, *domain, *target, *direction;
+
+        g_variant_get(params, "(&o&s&s&s)", &volume, &domain, &target, &direction);
+        g_ptr_array_add(data, g_strdup_printf("%s %s", volume, direction));
+}
+
+static gboolean seen_signal(GPtrArray *seen, const char *volume, const char *direction, guint timeout_ms) {
+        g_autofree char *want = g_strdup_printf("%s %s", volume, direction);
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+        for (;;) {
+                while (g_main_context_iteration(NULL, FALSE))
+                        ;
+                for (guint i = 0; i < seen->len; i++)
+                        if (g_str_equal(seen->pdata[i], want))
+                                return TRUE;
+                if (g_get_monotonic_time() >= deadline)
+                        return FALSE;
+                g_usleep(20 * 1000);
+        }
+}
+
 static void test_native(void) {
         g_autofree char *image = lv_make_luks1_image("mig-native.img", PASS, PATTERN, 16);
         virDomainPtr dom = lv_start_guest("mig-native");
@@ -238,6 +263,13 @@ static void test_native(void) {
         lv_assert_error(error, LV_ERR("AlreadyAttached"));
         g_clear_error(&error);
 
+        g_autoptr(GPtrArray) seen_a = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) seen_b = g_ptr_array_new_with_free_func(g_free);
+        guint sub_a = g_dbus_connection_signal_subscribe(bus_a, LV_BUS_NAME, LV_IFACE, "VolumeMigrated", LV_PATH, NULL,
+                                                         G_DBUS_SIGNAL_FLAGS_NONE, on_migrated, seen_a, NULL);
+        guint sub_b = g_dbus_connection_signal_subscribe(bus_b, LV_BUS_NAME, LV_IFACE, "VolumeMigrated", LV_PATH, NULL,
+                                                         G_DBUS_SIGNAL_FLAGS_NONE, on_migrated, seen_b, NULL);
+
         g_autofree char *err = NULL;
         virDomainPtr dom_b = migrate(dom, &err);
         g_assert_nonnull(dom_b);
@@ -263,6 +295,12 @@ static void test_native(void) {
         g_assert_true(wait_until(secret_gone_on_a, secret, 20000));
         g_assert_cmpint(virDomainIsActive(dom), !=, 1);
         virDomainFree(dom);
+
+        /* Both services said so. */
+        g_assert_true(seen_signal(seen_a, path, "out", 10000));
+        g_assert_true(seen_signal(seen_b, path, "in", 10000));
+        g_dbus_connection_signal_unsubscribe(bus_a, sub_a);
+        g_dbus_connection_signal_unsubscribe(bus_b, sub_b);
 
         /* B's guest stops: B's service cleans up as for its own volumes. */
         g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
