@@ -16,6 +16,7 @@
  *                        staged secret nobody claims is gone after its
  *                        timeout.
  *
+ *   /migrate/stage-polkit  the stage-incoming action and its details.
  *   /migrate/aborted     an aborted migration after staging: nothing left on B,
  *                        the guest as before on A.
  *   /migrate/killed      kill -9 of either daemon leaves no secret behind.
@@ -599,6 +600,63 @@ static void test_cli(void) {
         g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
 }
 
+/* The polkit action and its details, on A's service (the same code). */
+static void test_stage_polkit(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-polkit.img", PASS, PATTERN, 16);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        g_autofree char *secret = g_uuid_string_random();
+        g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
+        GError *error = NULL;
+
+        GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) r1 = lv_call_manager(
+                user, "StageIncoming",
+                g_variant_new("(ss@ay@a{sv})", domain_uuid, image, pass,
+                              lv_opts("secret-uuid", g_variant_new_string(secret), "target",
+                                      g_variant_new_string("sdc"), "timeout", g_variant_new_uint32(2), NULL)),
+                NULL, &error);
+        g_assert_null(r1);
+        /* auth_admin by default: an admin could authenticate. */
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired");
+        g_clear_error(&error);
+        g_assert_false(secret_defined(lv_virt(), secret));
+
+        /* A rule on the details attach has: allowed. */
+        g_autofree char *rule = g_strdup_printf(
+                "polkit.addRule(function(action, subject) {\n"
+                "  if (action.id == 'org.example.luksvolume1.stage-incoming' && subject.user == 'lvuser' &&\n"
+                "      action.lookup('domain-uuid') == '%s' && action.lookup('domain') == '%s' &&\n"
+                "      action.lookup('source') == '%s' && action.lookup('target') == 'sdc' &&\n"
+                "      action.lookup('mode') == 'native')\n"
+                "    return polkit.Result.YES;\n"
+                "});\n",
+                domain_uuid, domain_uuid, image);
+        lv_polkit_set_rules("50-stage.rules", rule);
+        pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) r2 = lv_call_manager(
+                user, "StageIncoming",
+                g_variant_new("(ss@ay@a{sv})", domain_uuid, image, pass,
+                              lv_opts("secret-uuid", g_variant_new_string(secret), "target",
+                                      g_variant_new_string("sdc"), "timeout", g_variant_new_uint32(2), NULL)),
+                NULL, &error);
+        g_assert_no_error(error);
+        g_assert_nonnull(r2);
+        g_assert_true(secret_defined(lv_virt(), secret));
+        lv_polkit_set_rules("50-stage.rules", NULL);
+        g_assert_true(wait_until(secret_gone_on_a, secret, 10000));
+
+        /* Not a UUID: refused before polkit. */
+        pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) r3 = lv_call_manager(bus_a, "StageIncoming",
+                                                 g_variant_new("(ss@ay@a{sv})", "mig-polkit", image, pass,
+                                                               lv_opts("secret-uuid", g_variant_new_string(secret),
+                                                                       "target", g_variant_new_string("sdc"), NULL)),
+                                                 NULL, &error);
+        g_assert_null(r3);
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+        g_clear_error(&error);
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         if (argc < 4)
@@ -613,6 +671,7 @@ int main(int argc, char **argv) {
         start_host_b();
 
         g_test_add_func("/migrate/stage-checks", test_stage_checks);
+        g_test_add_func("/migrate/stage-polkit", test_stage_polkit);
         g_test_add_func("/migrate/native", test_native);
         g_test_add_func("/migrate/unstaged", test_unstaged);
         g_test_add_func("/migrate/aborted", test_aborted);
