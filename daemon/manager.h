@@ -79,10 +79,10 @@ typedef struct Manager {
          * got back to them. */
         Call *calls;
         SourceClaim *claims;
+        unsigned n_claims;
         /* Secrets defined for guests expected to migrate here (stage.c). */
         Staged *staged;
         unsigned n_staged;
-        unsigned n_claims;
         /* Wrong passphrases given to the key management methods, per uid
          * (keys.c): KEY_GUESSES_BURST within KEY_GUESSES_WINDOW_SEC. */
         RateLimit *key_guesses;
