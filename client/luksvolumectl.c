@@ -17,6 +17,7 @@
 #include "passphrase.h"
 #include "verbs-attach.h"
 #include "verbs-keys.h"
+#include "verbs-migrate.h"
 #include "verbs-query.h"
 
 bool arg_ask_password = true;
@@ -90,6 +91,9 @@ static void help(void) {
                "  add-passphrase SOURCE         Add a passphrase to SOURCE, print its key slot\n"
                "  remove-passphrase SOURCE      Remove a passphrase (its key slot) from SOURCE\n"
                "  verify SOURCE                 Check a passphrase of SOURCE, print its key slot\n"
+               "  migrate DOMAIN DEST_URI       Live-migrate DOMAIN with its volumes (native mode,\n"
+               "                                shared storage): stage them on the destination's\n"
+               "                                service (--dest-bus), then migrate peer to peer\n"
                "\n"
                "VOLUME is an object path as printed by attach and list; DOMAIN:TARGET names\n"
                "a volume by its domain's name or UUID and its guest target (e.g. web1:vdb).\n"
@@ -141,6 +145,18 @@ static void help(void) {
                "     --allow-shrink             Allow a SIZE below the current one (the data\n"
                "                                beyond it is lost)\n"
                "\n"
+               "migrate options (and --passphrase-file; --timeout: how long the staged\n"
+               "volumes wait on the destination, in seconds):\n"
+               "     --dest-bus=system|ADDRESS  The destination service's bus: the local system\n"
+               "                                bus (run on the destination, with --host=SOURCE)\n"
+               "                                or a D-Bus address that can pass file descriptors\n"
+               "     --source-uri=URI           The source's libvirt (default qemu:///system, or\n"
+               "                                qemu+ssh://HOST/system with --host)\n"
+               "     --migrate-uri=URI          Where QEMU sends the migration stream (libvirt's\n"
+               "                                migrate URI, e.g. tcp://10.0.0.2:49152)\n"
+               "     --unsafe                   Tell libvirt to migrate although it cannot see that\n"
+               "                                the storage is shared (virsh migrate --unsafe)\n"
+               "\n"
                "list options:\n"
                "     --domain=DOMAIN            Only DOMAIN's volumes (its name or UUID)\n"
                "\n"
@@ -170,6 +186,10 @@ enum {
         ARG_NEW_PASSPHRASE_FILE,
         ARG_PBKDF_ITERATIONS,
         ARG_FORCE,
+        ARG_DEST_BUS,
+        ARG_SOURCE_URI,
+        ARG_MIGRATE_URI,
+        ARG_UNSAFE,
 };
 
 /* Returns -1 to go on, or an exit status. */
@@ -194,6 +214,10 @@ static int parse_argv(int argc, char **argv) {
                                                    ARG_NEW_PASSPHRASE_FILE },
                                                  { "pbkdf-iterations", required_argument, NULL, ARG_PBKDF_ITERATIONS },
                                                  { "force", no_argument, NULL, ARG_FORCE },
+                                                 { "dest-bus", required_argument, NULL, ARG_DEST_BUS },
+                                                 { "source-uri", required_argument, NULL, ARG_SOURCE_URI },
+                                                 { "migrate-uri", required_argument, NULL, ARG_MIGRATE_URI },
+                                                 { "unsafe", no_argument, NULL, ARG_UNSAFE },
                                                  {} };
         static const char *const buses[] = { "virtio", "scsi", "sata", "usb", NULL };
         static const char *const modes[] = { "auto", "native", "cryptsetup", NULL };
@@ -272,6 +296,24 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_FORCE:
                         arg_force = true;
                         break;
+                case ARG_DEST_BUS:
+                        if (isempty(optarg))
+                                return fail(EXIT_USAGE, "--dest-bus must not be empty.");
+                        arg_dest_bus = optarg;
+                        break;
+                case ARG_SOURCE_URI:
+                        if (isempty(optarg))
+                                return fail(EXIT_USAGE, "--source-uri must not be empty.");
+                        arg_source_uri = optarg;
+                        break;
+                case ARG_MIGRATE_URI:
+                        if (isempty(optarg))
+                                return fail(EXIT_USAGE, "--migrate-uri must not be empty.");
+                        arg_migrate_uri = optarg;
+                        break;
+                case ARG_UNSAFE:
+                        arg_unsafe = true;
+                        break;
                 case ARG_TIMEOUT:
                         r = parse_u32(optarg, &arg_timeout);
                         if (r < 0)
@@ -322,6 +364,7 @@ typedef enum VerbOptions {
         VERB_DOMAIN = 1 << 6,         /* --domain */
         VERB_NEW_PASSPHRASE = 1 << 7, /* --new-passphrase-file, --pbkdf-iterations */
         VERB_FORCE = 1 << 8,          /* --force */
+        VERB_MIGRATE = 1 << 9,        /* --dest-bus, --source-uri, --migrate-uri, --unsafe */
 } VerbOptions;
 
 typedef struct Verb {
@@ -345,6 +388,7 @@ static const Verb verbs[] = {
         { "add-passphrase", VERB_PASSPHRASE | VERB_NEW_PASSPHRASE | VERB_JSON, verb_add_passphrase },
         { "remove-passphrase", VERB_PASSPHRASE | VERB_FORCE, verb_remove_passphrase },
         { "verify", VERB_PASSPHRASE | VERB_JSON, verb_verify },
+        { "migrate", VERB_MIGRATE | VERB_PASSPHRASE | VERB_TIMEOUT, verb_migrate },
 };
 
 static const struct {
@@ -360,6 +404,7 @@ static const struct {
         { VERB_DOMAIN, "--domain only applies to" },
         { VERB_NEW_PASSPHRASE, "--new-passphrase-file and --pbkdf-iterations only apply to" },
         { VERB_FORCE, "--force only applies to" },
+        { VERB_MIGRATE, "--dest-bus, --source-uri, --migrate-uri and --unsafe only apply to" },
 };
 
 static VerbOptions options_given(void) {
@@ -383,6 +428,8 @@ static VerbOptions options_given(void) {
                 given |= VERB_NEW_PASSPHRASE;
         if (arg_force)
                 given |= VERB_FORCE;
+        if (arg_dest_bus || arg_source_uri || arg_migrate_uri || arg_unsafe)
+                given |= VERB_MIGRATE;
         return given;
 }
 

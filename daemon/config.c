@@ -97,6 +97,11 @@ static int handler(void *user, const char *section, const char *name, const char
                         what = "not a number of seconds from 1 to 600";
                 else
                         c->source_timeout_sec = u;
+        } else if (streq(name, "StageTimeoutSec")) {
+                if (parse_uint(value, 86400, &u) < 0 || u == 0)
+                        what = "not a number of seconds from 1 to 86400";
+                else
+                        c->stage_timeout_sec = u;
         } else if (streq(name, "MaxPbkdf2Iterations")) {
                 /* Below 1000 no LUKS slot would open (cryptsetup's minimum). */
                 if (parse_uint(value, UINT32_MAX, &u) < 0 || u < 1000)

@@ -18,6 +18,8 @@ typedef struct ManagerConfig {
         unsigned detach_timeout_sec; /* Detach's default 'timeout' */
         unsigned source_timeout_sec; /* deadline of file system calls on a source */
         unsigned max_pending_polkit;
+        /* How long a StageIncoming secret waits for its domain (stage.c). */
+        unsigned stage_timeout_sec;
         /* MaxPbkdf2Iterations=, MaxArgon2MemoryKiB=, MaxArgon2Cost=:
          * what a key slot may cost to try (header-policy.h). */
         KdfLimits kdf;

@@ -172,6 +172,7 @@ int main(int argc, char *argv[]) {
                 .max_pending_polkit = 128,
                 .detach_timeout_sec = 30,
                 .source_timeout_sec = 10,
+                .stage_timeout_sec = 300,
                 .kdf = kdf_limits_default(),
         };
         const char *config_path = CONFIG_FILE_DEFAULT;

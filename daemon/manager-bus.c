@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "manager.h"
 #include "operations.h"
+#include "stage.h"
 #include "passphrase.h"
 #include "uid-cap.h"
 #include "util.h"
@@ -122,6 +123,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("VerifyPassphrase", SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
                                 SD_BUS_RESULT("u", slot), method_verify_passphrase,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS(
+                "StageIncoming", SD_BUS_ARGS("s", domain_uuid, "s", source, "ay", passphrase, "a{sv}", options),
+                SD_BUS_NO_RESULT, method_stage_incoming, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated", SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
                                 0),
         SD_BUS_VTABLE_END

@@ -17,6 +17,7 @@
 #include "luks.h"
 #include "manager.h"
 #include "scan.h"
+#include "stage.h"
 #include "util.h"
 #include "volume-id.h"
 
@@ -46,6 +47,12 @@ static void scan_job(void *userdata) {
         if (j->cleanup_orphans)
                 pthread_rwlock_wrlock(&m->ops_lock);
         j->r = scan_volumes(m->virt, &j->found, &j->complete, &j->error);
+        /* Secrets staged for incoming guests (stage.c) are nobody's
+         * orphans; read under the lock, where no staging defines one. */
+        if (j->cleanup_orphans && !stage_keep_secrets(m, &j->keep_saved)) {
+                log_warning("Out of memory; orphan cleanup postponed to the next scan.");
+                j->complete = false;
+        }
         /* Only with a complete picture: a domain we could not read must
          * not make its secrets and mappings look orphaned. */
         if (j->r >= 0 && j->complete && j->cleanup_orphans) {
@@ -171,6 +178,7 @@ static void scan_done(void *userdata) {
                         (void) manager_volume_gone_since(m, v, j->event_seq);
                 if (j->migrated_in[0])
                         report_migrated_in(m, j->migrated_in);
+                stage_after_scan(m);
         }
 
         bool initial = j->initial;
@@ -609,6 +617,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
         switch (event->kind) {
         case VIRT_EVENT_DOMAIN_STOPPED:
                 on_domain_gone(m, event->domain_uuid, "its domain stopped");
+                stage_domain_gone(m, event->domain_uuid);
                 break;
         case VIRT_EVENT_DOMAIN_SAVED:
                 on_domain_saved(m, event->domain_uuid);
@@ -623,6 +632,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 /* Disks of ours in a guest that comes from another host: the
                  * scan finds them, and reports them (scan_done()). */
                 snprintf(m->migrated_in, sizeof m->migrated_in, "%s", event->domain_uuid);
+                stage_domain_arrived(m, event->domain_uuid);
                 (void) manager_rescan(m, false);
                 break;
         case VIRT_EVENT_DEVICE_REMOVED:

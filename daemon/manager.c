@@ -8,6 +8,7 @@
 #include "luks.h"
 #include "manager.h"
 #include "scan.h"
+#include "stage.h"
 #include "util.h"
 #include "volume-id.h"
 
@@ -90,6 +91,7 @@ Manager *manager_free(Manager *m) {
                 n = c->next;
                 free(c);
         }
+        stage_free_all(m);
 
         sd_event_source_disable_unref(m->idle_timer);
         sd_event_source_disable_unref(m->recheck_timer);
@@ -242,8 +244,9 @@ bool manager_is_idle(Manager *m) {
         /* While anything is attached the daemon must follow libvirt's
          * events: a guest that stops must take its secret (in libvirtd's
          * memory) or its dm-crypt mapping (a cleartext device on the host)
-         * along at once, not whenever the next call happens to come. */
-        return !m->volumes;
+         * along at once, not whenever the next call happens to come.
+         * A staged secret likewise waits for its domain or its expiry. */
+        return !m->volumes && !m->staged;
 }
 
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {

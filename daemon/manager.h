@@ -35,6 +35,7 @@ typedef struct SourceClaim {
 } SourceClaim;
 
 typedef struct Call Call;
+typedef struct Staged Staged;
 
 /* Key management (keys.c) answers Busy to a uid that gave this many wrong
  * passphrases within the window. */
@@ -79,6 +80,9 @@ typedef struct Manager {
         Call *calls;
         SourceClaim *claims;
         unsigned n_claims;
+        /* Secrets defined for guests expected to migrate here (stage.c). */
+        Staged *staged;
+        unsigned n_staged;
         /* Wrong passphrases given to the key management methods, per uid
          * (keys.c): KEY_GUESSES_BURST within KEY_GUESSES_WINDOW_SEC. */
         RateLimit *key_guesses;

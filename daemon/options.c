@@ -417,3 +417,81 @@ int keys_options_parse(sd_bus_message *m, unsigned allowed, KeysOptions *ret, sd
         *ret = p.o;
         return 0;
 }
+
+void stage_options_done(StageOptions *o) {
+        free(o->secret_uuid);
+        free(o->target);
+        free(o->usage);
+        if (o->passphrase_fd >= 0)
+                close(o->passphrase_fd);
+        *o = (StageOptions){ .passphrase_fd = -1 };
+}
+
+static int read_string_once(sd_bus_message *m, const char *key, char **slot, sd_bus_error *error) {
+        const char *s = NULL;
+        int r;
+
+        if (*slot)
+                return duplicate(key, error);
+        r = read_variant(m, key, 's', &s, error);
+        if (r < 0)
+                return r;
+        *slot = strdup(s);
+        return *slot ? 1 : -ENOMEM;
+}
+
+static int stage_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
+        StageOptions *o = userdata;
+        uint32_t u = 0;
+        int r;
+
+        if (streq(key, "secret-uuid"))
+                return read_string_once(m, key, &o->secret_uuid, error);
+        if (streq(key, "target"))
+                return read_string_once(m, key, &o->target, error);
+        if (streq(key, "usage"))
+                return read_string_once(m, key, &o->usage, error);
+        if (streq(key, "timeout")) {
+                if (o->timeout_sec != 0)
+                        return duplicate(key, error);
+                r = read_variant(m, key, 'u', &u, error);
+                if (r < 0)
+                        return r;
+                if (u == 0 || u > STAGE_TIMEOUT_MAX_SEC)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'timeout' must be from 1 to %u seconds.",
+                                                 STAGE_TIMEOUT_MAX_SEC);
+                o->timeout_sec = u;
+                return 1;
+        }
+        if (streq(key, "passphrase-fd")) {
+                if (o->passphrase_fd >= 0)
+                        return duplicate(key, error);
+                return read_fd_option(m, key, &o->passphrase_fd, error);
+        }
+        return 0;
+}
+
+int stage_options_parse(sd_bus_message *m, StageOptions *ret, sd_bus_error *error) {
+        StageOptions o = { .passphrase_fd = -1 };
+        int r;
+
+        r = parse_dict(m, stage_option, &o, error);
+        if (r < 0) {
+                stage_options_done(&o);
+                return r;
+        }
+        if (!o.secret_uuid || !uuid_valid(o.secret_uuid))
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "Option 'secret-uuid' (the source host's secret UUID, lower case) is required.");
+        else if (!o.target || !bus_from_target(o.target) || !target_valid_for_bus(o.target, bus_from_target(o.target)))
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "Option 'target' (the disk's target on the source host) is required and must be "
+                                     "a disk target name.");
+        if (r < 0) {
+                stage_options_done(&o);
+                return r;
+        }
+        *ret = o;
+        return 0;
+}

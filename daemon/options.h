@@ -72,3 +72,21 @@ int keys_options_parse(sd_bus_message *m, unsigned allowed, KeysOptions *ret, sd
 /* Probe has no options yet; anything given is refused so that adding some
  * later does not change what old callers get. */
 int probe_options_parse(sd_bus_message *m, sd_bus_error *error);
+
+/* StageIncoming (stage.c): what the source host's service made for the
+ * volume.  secret-uuid and target are required; usage, if given, must be
+ * the one this service derives from domain and target (a check that both
+ * hosts name the secret alike); timeout is how long the staged secret waits
+ * for the domain (seconds; 0: the configured StageTimeoutSec). */
+typedef struct StageOptions {
+        char *secret_uuid;
+        char *target;
+        char *usage;
+        uint32_t timeout_sec;
+        int passphrase_fd; /* dup()ed, owned; -1 if not given */
+} StageOptions;
+
+#define STAGE_TIMEOUT_MAX_SEC 86400U
+
+void stage_options_done(StageOptions *o);
+int stage_options_parse(sd_bus_message *m, StageOptions *ret, sd_bus_error *error);

@@ -18,6 +18,7 @@ static ManagerConfig defaults(void) {
                 .max_volumes = 64,
                 .idle_timeout_sec = 60,
                 .detach_timeout_sec = 30,
+                .stage_timeout_sec = 300,
                 .kdf = kdf_limits_default(),
         };
 }
@@ -40,7 +41,8 @@ static void test_missing_is_fine(void) {
 static void test_values_and_dropins(void) {
         g_autofree char *main_conf = write_conf(
                 "a/luksvolumed.conf", "# comment\n[Daemon]\nLibvirtURI=qemu+ssh://h/system\nMinLibvirtVersion=3.0\n"
-                                      "MinQemuVersion=4.1.2\nIdleTimeoutSec=0\nMaxVolumes=5\nDetachTimeoutSec=7\n");
+                                      "MinQemuVersion=4.1.2\nIdleTimeoutSec=0\nMaxVolumes=5\nDetachTimeoutSec=7\n"
+                                      "StageTimeoutSec=45\n");
         g_autofree char *d1 G_GNUC_UNUSED = write_conf("a/luksvolumed.conf.d/20-b.conf", "[Daemon]\nMaxVolumes=9\n");
         g_autofree char *d2 G_GNUC_UNUSED =
                 write_conf("a/luksvolumed.conf.d/10-a.conf", "[Daemon]\nMaxVolumes=8\nDetachTimeoutSec=11\n");
@@ -54,6 +56,7 @@ static void test_values_and_dropins(void) {
         g_assert_cmpuint(c.idle_timeout_sec, ==, 0);
         g_assert_cmpuint(c.max_volumes, ==, 9);         /* 20-b after 10-a */
         g_assert_cmpuint(c.detach_timeout_sec, ==, 11); /* drop-in over main */
+        g_assert_cmpuint(c.stage_timeout_sec, ==, 45);
         config_strings_free();
 }
 
@@ -97,6 +100,8 @@ static const Bad bad[] = {
         { "[Daemon]\nMaxArgon2MemoryKiB=lots\n", ":2: bad value for MaxArgon2MemoryKiB" },
         { "[Daemon]\nMaxArgon2Cost=-5\n", ":2: bad value for MaxArgon2Cost" },
         { "[Daemon]\nMaxArgon2Cost=\n", ":2: bad value for MaxArgon2Cost" },
+        { "[Daemon]\nStageTimeoutSec=0\n", ":2: bad value for StageTimeoutSec" },
+        { "[Daemon]\nStageTimeoutSec=86401\n", ":2: bad value for StageTimeoutSec" },
 };
 
 static void test_bad(gconstpointer data) {

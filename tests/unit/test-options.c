@@ -471,6 +471,103 @@ static void test_keys(void) {
         close(q[1]);
 }
 
+/* StageIncoming's options (stage.c). */
+static char *parse_stage(sd_bus_message *m, StageOptions *ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        seal(m);
+        int r = stage_options_parse(m, ret, &error);
+        char *name = r < 0 ? g_strdup(error.name ? error.name : "errno") : NULL;
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(m);
+        return name;
+}
+
+static void test_stage(void) {
+        const char *uuid = "0b6f9d3c-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
+        StageOptions o;
+        int p[2];
+        char *e;
+
+        g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+
+        sd_bus_message *m = new_message();
+        sd_bus_message_append(m, "a{sv}", 5, "secret-uuid", "s", uuid, "target", "s", "sdb", "usage", "s", "u",
+                              "timeout", "u", 30, "passphrase-fd", "h", p[0]);
+        g_assert_null(parse_stage(m, &o));
+        g_assert_cmpstr(o.secret_uuid, ==, uuid);
+        g_assert_cmpstr(o.target, ==, "sdb");
+        g_assert_cmpstr(o.usage, ==, "u");
+        g_assert_cmpuint(o.timeout_sec, ==, 30);
+        g_assert_cmpint(o.passphrase_fd, >=, 0);
+        g_assert_cmpint(o.passphrase_fd, !=, p[0]);
+        stage_options_done(&o);
+        g_assert_cmpint(o.passphrase_fd, ==, -1);
+        g_assert_null(o.secret_uuid);
+
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 2, "secret-uuid", "s", uuid, "target", "s", "vdc");
+        g_assert_null(parse_stage(m, &o));
+        g_assert_cmpuint(o.timeout_sec, ==, 0);
+        g_assert_null(o.usage);
+        g_assert_cmpint(o.passphrase_fd, ==, -1);
+        stage_options_done(&o);
+
+        /* Refused: each required one missing, bad values, wrong types,
+         * duplicates, unknown keys, the timeout's range. */
+        struct {
+                const char *what;
+                int n;
+                const char *k1, *t1;
+                const void *v1;
+                const char *k2, *t2;
+                const void *v2;
+                const char *k3, *t3;
+                const void *v3;
+        } refused[] = {
+                { "no secret-uuid", 1, "target", "s", "sdb" },
+                { "no target", 1, "secret-uuid", "s", uuid },
+                { "upper-case uuid", 2, "secret-uuid", "s", "0B6F9D3C-1A2B-4C3D-8E4F-5A6B7C8D9E0F", "target", "s",
+                  "sdb" },
+                { "not a uuid", 2, "secret-uuid", "s", "nope", "target", "s", "sdb" },
+                { "bad target", 2, "secret-uuid", "s", uuid, "target", "s", "hda" },
+                { "target twice", 3, "secret-uuid", "s", uuid, "target", "s", "sdb", "target", "s", "sdc" },
+                { "unknown", 3, "secret-uuid", "s", uuid, "target", "s", "sdb", "bus", "s", "scsi" },
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(refused); i++) {
+                m = new_message();
+                if (refused[i].n == 1)
+                        sd_bus_message_append(m, "a{sv}", 1, refused[i].k1, refused[i].t1, refused[i].v1);
+                else if (refused[i].n == 2)
+                        sd_bus_message_append(m, "a{sv}", 2, refused[i].k1, refused[i].t1, refused[i].v1, refused[i].k2,
+                                              refused[i].t2, refused[i].v2);
+                else
+                        sd_bus_message_append(m, "a{sv}", 3, refused[i].k1, refused[i].t1, refused[i].v1, refused[i].k2,
+                                              refused[i].t2, refused[i].v2, refused[i].k3, refused[i].t3,
+                                              refused[i].v3);
+                e = parse_stage(m, &o);
+                if (g_strcmp0(e, DBUS_ERROR_INVALID_ARGS) != 0)
+                        g_error("%s: expected InvalidArgs, got %s", refused[i].what, e ? e : "success");
+                g_free(e);
+        }
+        const uint32_t timeouts[] = { 0, 86401 };
+        for (size_t i = 0; i < G_N_ELEMENTS(timeouts); i++) {
+                m = new_message();
+                sd_bus_message_append(m, "a{sv}", 3, "secret-uuid", "s", uuid, "target", "s", "sdb", "timeout", "u",
+                                      timeouts[i]);
+                e = parse_stage(m, &o);
+                g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+                g_free(e);
+        }
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 3, "secret-uuid", "s", uuid, "target", "s", "sdb", "timeout", "s", "30");
+        e = parse_stage(m, &o);
+        g_assert_cmpstr(e, ==, DBUS_ERROR_INVALID_ARGS);
+        g_free(e);
+
+        close(p[0]);
+        close(p[1]);
+}
+
 int main(int argc, char *argv[]) {
         int sv[2];
 
@@ -501,6 +598,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/options/resize", test_resize);
         g_test_add_func("/options/probe", test_probe);
         g_test_add_func("/options/keys", test_keys);
+        g_test_add_func("/options/stage", test_stage);
 
         int r = g_test_run();
         sd_bus_close_unref(bus);

@@ -1,0 +1,686 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Live migration of a guest with a native volume between two real libvirt
+ * hosts on one machine (issue 19).  Host A is the sandbox; host B is
+ * tests/sandbox/second-host.sh inside it: its own mount namespace, system
+ * bus, polkitd, libvirtd (its own host_uuid) and luksvolumed, sharing the
+ * sandbox's scratch directory, i.e. the image files.  QEMU's migration
+ * stream goes over the loopback.
+ *
+ *   /migrate/native      StageIncoming on B, migrate A → B: B's service
+ *                        shows the volume, B's QEMU reads the plaintext, A's
+ *                        service removed the object and undefined its secret.
+ *   /migrate/unstaged    no staging: the migration fails, the guest keeps
+ *                        running on A with its volume and secret.
+ *   /migrate/stage-checks  StageIncoming refuses a wrong passphrase, a
+ *                        volume QEMU cannot decrypt, missing options, and a
+ *                        staged secret nobody claims is gone after its
+ *                        timeout.
+ *
+ *   /migrate/stage-polkit  the stage-incoming action and its details.
+ *   /migrate/aborted     an aborted migration after staging: nothing left on B,
+ *                        the guest as before on A.
+ *   /migrate/killed      kill -9 of either daemon leaves no secret behind.
+ *   /migrate/cli         luksvolumectl migrate.
+ *
+ * argv[1]: second-host.sh, argv[2]: the daemon, argv[3]: luksvolumectl
+ * (before GTest's options). */
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "fixture.h"
+#include "lv-client.h"
+
+#define PASS    "migration passphrase"
+#define PATTERN 0x6d
+
+static const char *second_host_sh, *daemon_path, *ctl_path;
+static char *shared_dir, *b_libvirt_uri;
+static GDBusConnection *bus_a, *bus_b;
+static virConnectPtr virt_b;
+static GSubprocess *host_b;
+static guint migration_port;
+
+static void start_host_b(void) {
+        shared_dir = lv_sandbox_path("hostb");
+        const char *argv[] = { "/bin/bash", second_host_sh, shared_dir, daemon_path, NULL };
+        gint64 t0 = g_get_monotonic_time();
+        host_b = lv_spawn_ready(argv);
+        g_test_message("host B up in %.1f s", (g_get_monotonic_time() - t0) / 1e6);
+
+        g_autofree char *address = g_strdup_printf("unix:path=%s/bus", shared_dir);
+        g_autoptr(GError) error = NULL;
+        bus_b = g_dbus_connection_new_for_address_sync(
+                address, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+                NULL, NULL, &error);
+        g_assert_no_error(error);
+
+        b_libvirt_uri = g_strdup_printf("qemu+unix:///system?socket=%s/libvirt/libvirt-sock", shared_dir);
+        virt_b = virConnectOpen(b_libvirt_uri);
+        if (!virt_b)
+                g_error("cannot connect to host B's libvirt (%s): %s", b_libvirt_uri, virGetLastErrorMessage());
+
+        /* Two hosts, as libvirt sees them. */
+        g_autofree char *ca = virConnectGetCapabilities(lv_virt());
+        g_autofree char *cb = virConnectGetCapabilities(virt_b);
+        g_assert_nonnull(ca);
+        g_assert_nonnull(cb);
+        g_autofree char *ua = g_strndup(strstr(ca, "<uuid>"), 48);
+        g_autofree char *ub = g_strndup(strstr(cb, "<uuid>"), 48);
+        g_assert_cmpstr(ua, !=, ub);
+}
+
+static char *b_daemon_log(void) {
+        g_autofree char *path = g_build_filename(shared_dir, "bus.log", NULL);
+        char *s = NULL;
+        g_assert_true(g_file_get_contents(path, &s, NULL, NULL));
+        return s;
+}
+
+static GVariant *scsi_native(void) {
+        return lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("native"), NULL);
+}
+
+static gboolean stage(const char *domain_uuid, const char *source, const char *passphrase, GVariant *options,
+                      GError **error) {
+        GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, strlen(passphrase), 1);
+        g_autoptr(GVariant) reply =
+                lv_call_manager(bus_b, "StageIncoming",
+                                g_variant_new("(ss@ay@a{sv})", domain_uuid, source, pass, options), NULL, error);
+        return reply != NULL;
+}
+
+static gboolean secret_defined(virConnectPtr conn, const char *uuid) {
+        virSecretPtr s = virSecretLookupByUUIDString(conn, uuid);
+        if (!s)
+                return FALSE;
+        virSecretFree(s);
+        return TRUE;
+}
+
+static guint count_secrets(virConnectPtr conn) {
+        int n = virConnectNumOfSecrets(conn);
+        g_assert_cmpint(n, >=, 0);
+        return (guint) n;
+}
+
+/* Polls cond(arg) for at most timeout_ms. */
+static gboolean wait_until(gboolean (*cond)(const void *arg), const void *arg, guint timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+        while (!cond(arg)) {
+                if (g_get_monotonic_time() >= deadline)
+                        return FALSE;
+                g_usleep(50 * 1000);
+        }
+        return TRUE;
+}
+
+static gboolean object_on_b(const void *path) {
+        g_autoptr(GVariant) p = lv_volume_props(bus_b, path);
+        return p != NULL;
+}
+
+static gboolean object_gone_on_a(const void *path) {
+        g_autoptr(GVariant) p = lv_volume_props(bus_a, path);
+        return p == NULL;
+}
+
+static gboolean object_gone_on_b(const void *path) {
+        g_autoptr(GVariant) p = lv_volume_props(bus_b, path);
+        return p == NULL;
+}
+
+static gboolean secret_gone_on_a(const void *uuid) {
+        return !secret_defined(lv_virt(), uuid);
+}
+
+static gboolean secret_gone_on_b(const void *uuid) {
+        return !secret_defined(virt_b, uuid);
+}
+
+/* Live migration A → B over the loopback, driven by this client as virsh
+ * migrate --live does.  --unsafe: both hosts use one file system, which
+ * libvirt cannot tell is shared storage.  Returns the domain on B or NULL
+ * (with libvirt's error in *ret_error). */
+static virDomainPtr migrate(virDomainPtr dom, char **ret_error) {
+        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", migration_port++);
+        virTypedParameterPtr params = NULL;
+        int n = 0, max = 0;
+
+        g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, uri), ==, 0);
+        gint64 t0 = g_get_monotonic_time();
+        virDomainPtr moved = virDomainMigrate3(dom, virt_b, params, n, VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE);
+        virTypedParamsFree(params, n);
+        if (!moved) {
+                *ret_error = g_strdup(virGetLastErrorMessage());
+                g_test_message("migration of %s failed after %.1f s: %s", virDomainGetName(dom),
+                               (g_get_monotonic_time() - t0) / 1e6, *ret_error);
+                return NULL;
+        }
+        g_test_message("%s migrated to B in %.1f s", virDomainGetName(dom), (g_get_monotonic_time() - t0) / 1e6);
+        return moved;
+}
+
+/* Does B's QEMU read pattern from its luks node over image?  qemu-io runs
+ * inside that QEMU (HMP through B's libvirt); its verdict lands in the
+ * domain's QEMU log, which B keeps in SHARED/log. */
+static gboolean b_reads_pattern(virDomainPtr dom_b, const char *image, guint8 pattern, gsize len) {
+        g_autofree char *node = lv_guest_luks_node_for(dom_b, image);
+        if (!node) {
+                g_test_message("B's QEMU has no luks node over %s", image);
+                return FALSE;
+        }
+        g_autofree char *log_path = g_strdup_printf("%s/log/qemu/%s.log", shared_dir, virDomainGetName(dom_b));
+        struct stat st;
+        g_assert_no_errno(stat(log_path, &st));
+        g_autofree char *hmp =
+                g_strdup_printf("qemu-io %s \"read -P 0x%02x 0 %" G_GSIZE_FORMAT "\"", node, pattern, len);
+        char *reply = NULL;
+        if (virDomainQemuMonitorCommand(dom_b, hmp, &reply, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0)
+                g_error("HMP '%s' on B failed: %s", hmp, virGetLastErrorMessage());
+        free(reply);
+
+        g_autofree char *ok = g_strdup_printf("read %" G_GSIZE_FORMAT "/%" G_GSIZE_FORMAT " bytes", len, len);
+        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        for (;;) {
+                g_autofree char *all = NULL;
+                gsize n = 0;
+                g_assert_true(g_file_get_contents(log_path, &all, &n, NULL));
+                const char *news = n > (gsize) st.st_size ? all + st.st_size : "";
+                if (strstr(news, "Pattern verification failed") || strstr(news, "read failed")) {
+                        g_test_message("B's QEMU: %s", news);
+                        return FALSE;
+                }
+                if (strstr(news, ok))
+                        return TRUE;
+                if (g_get_monotonic_time() >= deadline)
+                        g_error("no qemu-io verdict in %s (new text: '%s')", log_path, news);
+                g_usleep(20 * 1000);
+        }
+}
+
+/* VolumeMigrated signals seen on one bus: "PATH DIRECTION" each. */
+static void on_migrated(GDBusConnection *c, const char *sender, const char *path, const char *iface, const char *signal,
+                        GVariant *params, gpointer data) {
+        const char *volume, *domain, *target, *direction;
+
+        g_variant_get(params, "(&o&s&s&s)", &volume, &domain, &target, &direction);
+        g_ptr_array_add(data, g_strdup_printf("%s %s", volume, direction));
+}
+
+static gboolean seen_signal(GPtrArray *seen, const char *volume, const char *direction, guint timeout_ms) {
+        g_autofree char *want = g_strdup_printf("%s %s", volume, direction);
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+        for (;;) {
+                while (g_main_context_iteration(NULL, FALSE))
+                        ;
+                for (guint i = 0; i < seen->len; i++)
+                        if (g_str_equal(seen->pdata[i], want))
+                                return TRUE;
+                if (g_get_monotonic_time() >= deadline)
+                        return FALSE;
+                g_usleep(20 * 1000);
+        }
+}
+
+static void test_native(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-native.img", PASS, PATTERN, 16);
+        virDomainPtr dom = lv_start_guest("mig-native");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-native", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus_a, path, "Target");
+        g_assert_true(secret_defined(lv_virt(), secret));
+        g_assert_true(lv_guest_reads_pattern(dom, PATTERN, 65536));
+        g_test_message("attached on A: %s, %s, secret %s", path, target, secret);
+
+        /* Stage on B, with the usage A's secret has. */
+        g_autofree char *usage = g_strdup_printf("luksvolumed:%s:%s", uuid, target);
+        g_assert_true(stage(uuid, image, PASS,
+                            lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target),
+                                    "usage", g_variant_new_string(usage), NULL),
+                            &error));
+        g_assert_no_error(error);
+        g_assert_true(secret_defined(virt_b, secret));
+        virSecretPtr sb = virSecretLookupByUUIDString(virt_b, secret);
+        g_assert_cmpstr(virSecretGetUsageID(sb), ==, usage);
+        virSecretFree(sb);
+        /* The same disk staged twice: refused. */
+        g_assert_false(stage(
+                uuid, image, PASS,
+                lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target), NULL),
+                &error));
+        lv_assert_error(error, LV_ERR("AlreadyAttached"));
+        g_clear_error(&error);
+
+        g_autoptr(GPtrArray) seen_a = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) seen_b = g_ptr_array_new_with_free_func(g_free);
+        guint sub_a = g_dbus_connection_signal_subscribe(bus_a, LV_BUS_NAME, LV_IFACE, "VolumeMigrated", LV_PATH, NULL,
+                                                         G_DBUS_SIGNAL_FLAGS_NONE, on_migrated, seen_a, NULL);
+        guint sub_b = g_dbus_connection_signal_subscribe(bus_b, LV_BUS_NAME, LV_IFACE, "VolumeMigrated", LV_PATH, NULL,
+                                                         G_DBUS_SIGNAL_FLAGS_NONE, on_migrated, seen_b, NULL);
+
+        g_autofree char *err = NULL;
+        virDomainPtr dom_b = migrate(dom, &err);
+        g_assert_nonnull(dom_b);
+        g_assert_cmpint(virDomainIsActive(dom_b), ==, 1);
+
+        /* B: the disk arrived encrypted, and B's service holds it. */
+        g_autofree char *xml_b = virDomainGetXMLDesc(dom_b, 0);
+        g_assert_nonnull(strstr(xml_b, "<encryption format='luks'"));
+        g_assert_nonnull(strstr(xml_b, secret));
+        g_assert_true(wait_until(object_on_b, path, 20000));
+        g_autofree char *secret_b = lv_volume_prop_string(bus_b, path, "SecretUUID");
+        g_autofree char *source_b = lv_volume_prop_string(bus_b, path, "Source");
+        g_autofree char *mode_b = lv_volume_prop_string(bus_b, path, "Mode");
+        g_assert_cmpstr(secret_b, ==, secret);
+        g_assert_cmpstr(source_b, ==, image);
+        g_assert_cmpstr(mode_b, ==, "native");
+        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+        g_autofree char *blog = b_daemon_log();
+        g_assert_nonnull(strstr(blog, "adopted by volume"));
+
+        /* A: the object and the secret are gone. */
+        g_assert_true(wait_until(object_gone_on_a, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_a, secret, 20000));
+        g_assert_cmpint(virDomainIsActive(dom), !=, 1);
+        virDomainFree(dom);
+
+        /* Both services said so. */
+        g_assert_true(seen_signal(seen_a, path, "out", 10000));
+        g_assert_true(seen_signal(seen_b, path, "in", 10000));
+        g_dbus_connection_signal_unsubscribe(bus_a, sub_a);
+        g_dbus_connection_signal_unsubscribe(bus_b, sub_b);
+
+        /* B's guest stops: B's service cleans up as for its own volumes. */
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+}
+
+static void test_unstaged(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-unstaged.img", PASS, PATTERN, 16);
+        virDomainPtr dom = lv_start_guest("mig-unstaged");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-unstaged", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        guint b_secrets = count_secrets(virt_b);
+
+        g_autofree char *err = NULL;
+        virDomainPtr dom_b = migrate(dom, &err);
+        g_assert_null(dom_b);
+        g_assert_nonnull(err);
+
+        /* Still on A, running, with its volume, secret and plaintext. */
+        g_assert_cmpint(virDomainIsActive(dom), ==, 1);
+        virDomainInfo info;
+        g_assert_cmpint(virDomainGetInfo(dom, &info), ==, 0);
+        g_assert_cmpint(info.state, ==, VIR_DOMAIN_RUNNING);
+        g_usleep(1000 * 1000); /* events of the failed attempt, if any */
+        g_autofree char *state = lv_volume_prop_string(bus_a, path, "State");
+        g_assert_cmpstr(state, ==, "attached");
+        g_assert_true(secret_defined(lv_virt(), secret));
+        g_assert_true(lv_guest_reads_pattern(dom, PATTERN, 65536));
+
+        /* Nothing of it on B. */
+        virDomainPtr on_b = virDomainLookupByUUIDString(virt_b, uuid);
+        if (on_b) {
+                g_assert_cmpint(virDomainIsActive(on_b), !=, 1);
+                virDomainFree(on_b);
+        }
+        g_assert_cmpuint(count_secrets(virt_b), ==, b_secrets);
+        g_assert_false(object_on_b(path));
+
+        g_assert_true(lv_detach(bus_a, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_false(secret_defined(lv_virt(), secret));
+        lv_destroy_guest(dom);
+}
+
+static void test_stage_checks(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-stage.img", PASS, PATTERN, 16);
+        g_autofree char *luks2 = lv_make_luks2_image("mig-stage2.img", PASS, 20);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        g_autofree char *secret = g_uuid_string_random();
+        guint b_secrets = count_secrets(virt_b);
+        GError *error = NULL;
+
+        /* Refusals leave nothing defined. */
+        g_assert_false(
+                stage(domain_uuid, image, "wrong passphrase",
+                      lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string("sda"), NULL),
+                      &error));
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        g_assert_false(
+                stage(domain_uuid, luks2, PASS,
+                      lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string("sda"), NULL),
+                      &error));
+        lv_assert_error(error, LV_ERR("NotSupported"));
+        g_clear_error(&error);
+        g_assert_false(stage(domain_uuid, image, PASS, lv_opts("target", g_variant_new_string("sda"), NULL), &error));
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+        g_clear_error(&error);
+        g_assert_false(stage(domain_uuid, image, PASS,
+                             lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string("sda"),
+                                     "usage", g_variant_new_string("luksvolumed:someone-else"), NULL),
+                             &error));
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+        g_clear_error(&error);
+        g_assert_false(secret_defined(virt_b, secret));
+        g_assert_cmpuint(count_secrets(virt_b), ==, b_secrets);
+
+        /* Staged, never claimed: gone after its timeout (2 s), not before. */
+        gint64 t0 = g_get_monotonic_time();
+        g_assert_true(stage(domain_uuid, image, PASS,
+                            lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string("sda"),
+                                    "timeout", g_variant_new_uint32(2), NULL),
+                            &error));
+        g_assert_no_error(error);
+        g_assert_true(secret_defined(virt_b, secret));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 10000));
+        gint64 gone_ms = (g_get_monotonic_time() - t0) / 1000;
+        g_test_message("staged secret gone after %" G_GINT64_FORMAT " ms (timeout 2 s)", gone_ms);
+        g_assert_cmpint(gone_ms, >=, 1900);
+        g_assert_cmpuint(count_secrets(virt_b), ==, b_secrets);
+        g_autofree char *blog = b_daemon_log();
+        g_assert_nonnull(strstr(blog, "no domain arrived in time"));
+}
+
+/* A kill -9 leaves no secret that nothing owns: B's daemon killed while a
+ * secret is staged (the next start's orphan cleanup takes it), and A's
+ * daemon killed before its guest migrates away (the same on A). */
+static void test_killed(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-killed.img", PASS, PATTERN, 16);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        g_autofree char *staged = g_uuid_string_random();
+        GError *error = NULL;
+
+        g_assert_true(
+                stage(domain_uuid, image, PASS,
+                      lv_opts("secret-uuid", g_variant_new_string(staged), "target", g_variant_new_string("sdb"), NULL),
+                      &error));
+        g_assert_no_error(error);
+        g_assert_true(secret_defined(virt_b, staged));
+        lv_daemon_kill(bus_b, SIGKILL);
+        g_assert_true(secret_defined(virt_b, staged));
+        /* Activation: the name is taken only after the start-up scan. */
+        g_auto(GStrv) objs_b = lv_managed_objects(bus_b);
+        g_assert_true(wait_until(secret_gone_on_b, staged, 10000));
+
+        /* A's daemon dies with a volume attached; the guest migrates while
+         * no daemon runs on A. */
+        virDomainPtr dom = lv_start_guest("mig-killed");
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-killed", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus_a, path, "Target");
+        g_assert_true(stage(
+                uuid, image, PASS,
+                lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target), NULL),
+                &error));
+        g_assert_no_error(error);
+        lv_daemon_kill(bus_a, SIGKILL);
+        g_autofree char *err = NULL;
+        virDomainPtr dom_b = migrate(dom, &err);
+        g_assert_nonnull(dom_b);
+        virDomainFree(dom);
+        g_assert_true(secret_defined(lv_virt(), secret)); /* nobody there to remove it */
+        g_auto(GStrv) objs_a = lv_managed_objects(bus_a);
+        g_assert_true(wait_until(secret_gone_on_a, secret, 10000));
+        g_assert_true(wait_until(object_gone_on_a, path, 10000));
+        g_assert_true(wait_until(object_on_b, path, 20000));
+        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+}
+
+typedef struct {
+        virDomainPtr dom;
+        virDomainPtr moved;
+        char *error;
+} MigrateThread;
+
+static gpointer migrate_thread(gpointer data) {
+        MigrateThread *t = data;
+        virTypedParameterPtr params = NULL;
+        int n = 0, max = 0;
+        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", migration_port++);
+
+        g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, uri), ==, 0);
+        /* Slow enough to be caught in the middle: 1 MiB/s. */
+        g_assert_cmpint(virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH, 1), ==, 0);
+        t->moved = virDomainMigrate3(t->dom, virt_b, params, n, VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE);
+        if (!t->moved)
+                t->error = g_strdup(virGetLastErrorMessage());
+        virTypedParamsFree(params, n);
+        return NULL;
+}
+
+static gboolean incoming_on_b(const void *uuid) {
+        virDomainPtr d = virDomainLookupByUUIDString(virt_b, uuid);
+        gboolean active = d && virDomainIsActive(d) == 1;
+        if (d)
+                virDomainFree(d);
+        return active;
+}
+
+/* Staged, the guest on its way, and the migration aborted: B tears down
+ * what it staged (and what it may have adopted meanwhile); the guest runs
+ * on A with its volume and secret as before. */
+static void test_aborted(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-abort.img", PASS, PATTERN, 16);
+        virDomainPtr dom = lv_start_guest("mig-abort");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-abort", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus_a, path, "Target");
+        g_assert_true(stage(
+                uuid, image, PASS,
+                lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target), NULL),
+                &error));
+        g_assert_no_error(error);
+
+        MigrateThread t = { .dom = dom };
+        GThread *th = g_thread_new("migrate", migrate_thread, &t);
+        g_assert_true(wait_until(incoming_on_b, uuid, 20000));
+        g_usleep(300 * 1000);
+        g_assert_cmpint(virDomainAbortJob(dom), ==, 0);
+        g_thread_join(th);
+        g_assert_null(t.moved);
+        g_test_message("aborted migration: %s", t.error);
+        g_free(t.error);
+
+        /* B: nothing left. */
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_false(incoming_on_b(uuid));
+        g_autofree char *blog = b_daemon_log();
+        g_auto(GStrv) lines = g_strsplit(blog, "\n", -1);
+        for (char **l = lines; *l; l++)
+                if (strstr(*l, secret) || strstr(*l, uuid))
+                        g_test_message("B: %s", *l);
+
+        /* A: as before. */
+        g_assert_cmpint(virDomainIsActive(dom), ==, 1);
+        virDomainInfo info;
+        g_assert_cmpint(virDomainGetInfo(dom, &info), ==, 0);
+        g_assert_cmpint(info.state, ==, VIR_DOMAIN_RUNNING);
+        g_autofree char *state = lv_volume_prop_string(bus_a, path, "State");
+        g_assert_cmpstr(state, ==, "attached");
+        g_assert_true(secret_defined(lv_virt(), secret));
+        g_assert_true(lv_guest_reads_pattern(dom, PATTERN, 65536));
+
+        g_assert_true(lv_detach(bus_a, path, NULL, &error));
+        g_assert_no_error(error);
+        lv_destroy_guest(dom);
+}
+
+/* luksvolumectl migrate, run on host A with B's bus given as --dest-bus. */
+static int run_ctl(const char *domain, const char *passfile, char **ret_out, char **ret_err) {
+        g_autofree char *dest_uri = g_strdup(b_libvirt_uri);
+        g_autofree char *dest_bus = g_strdup_printf("--dest-bus=unix:path=%s/bus", shared_dir);
+        g_autofree char *mig = g_strdup_printf("--migrate-uri=tcp://127.0.0.1:%u", migration_port++);
+        g_autofree char *pf = g_strdup_printf("--passphrase-file=%s", passfile);
+        const char *argv[] = { ctl_path, "--no-ask-password", "migrate", domain,         dest_uri, dest_bus,
+                               mig,      "--unsafe",          pf,        "--timeout=60", NULL };
+        g_autoptr(GError) error = NULL;
+        int status = 0;
+
+        g_assert_true(g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, ret_out, ret_err, &status,
+                                   &error));
+        g_assert_no_error(error);
+        g_test_message("luksvolumectl migrate %s: status %d, stdout '%s', stderr '%s'", domain, status, *ret_out,
+                       *ret_err);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_cli(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-cli.img", PASS, PATTERN, 16);
+        g_autofree char *passfile = lv_sandbox_path("mig-cli.pass");
+        g_autofree char *wrongfile = lv_sandbox_path("mig-cli.wrong");
+        virDomainPtr dom = lv_start_guest("mig-cli");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_true(g_file_set_contents_full(passfile, PASS, -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+        g_assert_true(g_file_set_contents_full(wrongfile, "not it", -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-cli", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+
+        /* A wrong passphrase: refused by B's staging (exit 4), no migration. */
+        g_autofree char *out1 = NULL, *err1 = NULL;
+        g_assert_cmpint(run_ctl("mig-cli", wrongfile, &out1, &err1), ==, 4);
+        g_assert_cmpint(virDomainIsActive(dom), ==, 1);
+        g_assert_false(secret_defined(virt_b, secret));
+        g_assert_false(incoming_on_b(uuid));
+
+        g_autofree char *out = NULL, *err = NULL;
+        g_assert_cmpint(run_ctl("mig-cli", passfile, &out, &err), ==, 0);
+        g_assert_cmpstr(g_strstrip(out), ==, path);
+        g_assert_true(object_on_b(path));
+        g_assert_true(incoming_on_b(uuid));
+        virDomainPtr dom_b = virDomainLookupByUUIDString(virt_b, uuid);
+        g_assert_nonnull(dom_b);
+        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+        g_assert_true(wait_until(object_gone_on_a, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_a, secret, 20000));
+        virDomainFree(dom);
+
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+}
+
+/* The polkit action and its details, on A's service (the same code). */
+static void test_stage_polkit(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-polkit.img", PASS, PATTERN, 16);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        g_autofree char *secret = g_uuid_string_random();
+        g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
+        GError *error = NULL;
+
+        GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) r1 = lv_call_manager(
+                user, "StageIncoming",
+                g_variant_new("(ss@ay@a{sv})", domain_uuid, image, pass,
+                              lv_opts("secret-uuid", g_variant_new_string(secret), "target",
+                                      g_variant_new_string("sdc"), "timeout", g_variant_new_uint32(2), NULL)),
+                NULL, &error);
+        g_assert_null(r1);
+        /* auth_admin by default: an admin could authenticate. */
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired");
+        g_clear_error(&error);
+        g_assert_false(secret_defined(lv_virt(), secret));
+
+        /* A rule on the details attach has: allowed. */
+        g_autofree char *rule = g_strdup_printf(
+                "polkit.addRule(function(action, subject) {\n"
+                "  if (action.id == 'org.example.luksvolume1.stage-incoming' && subject.user == 'lvuser' &&\n"
+                "      action.lookup('domain-uuid') == '%s' && action.lookup('domain') == '%s' &&\n"
+                "      action.lookup('source') == '%s' && action.lookup('target') == 'sdc' &&\n"
+                "      action.lookup('mode') == 'native')\n"
+                "    return polkit.Result.YES;\n"
+                "});\n",
+                domain_uuid, domain_uuid, image);
+        lv_polkit_set_rules("50-stage.rules", rule);
+        pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) r2 = lv_call_manager(
+                user, "StageIncoming",
+                g_variant_new("(ss@ay@a{sv})", domain_uuid, image, pass,
+                              lv_opts("secret-uuid", g_variant_new_string(secret), "target",
+                                      g_variant_new_string("sdc"), "timeout", g_variant_new_uint32(2), NULL)),
+                NULL, &error);
+        g_assert_no_error(error);
+        g_assert_nonnull(r2);
+        g_assert_true(secret_defined(lv_virt(), secret));
+        lv_polkit_set_rules("50-stage.rules", NULL);
+        g_assert_true(wait_until(secret_gone_on_a, secret, 10000));
+
+        /* Not a UUID: refused before polkit. */
+        pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) r3 = lv_call_manager(bus_a, "StageIncoming",
+                                                 g_variant_new("(ss@ay@a{sv})", "mig-polkit", image, pass,
+                                                               lv_opts("secret-uuid", g_variant_new_string(secret),
+                                                                       "target", g_variant_new_string("sdc"), NULL)),
+                                                 NULL, &error);
+        g_assert_null(r3);
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+        g_clear_error(&error);
+}
+
+int main(int argc, char **argv) {
+        g_test_init(&argc, &argv, NULL);
+        if (argc < 4)
+                g_error("usage: %s SECOND-HOST-SH DAEMON LUKSVOLUMECTL [GTest options]", argv[0]);
+        second_host_sh = argv[1];
+        daemon_path = argv[2];
+        ctl_path = argv[3];
+        lv_require_sandbox();
+        migration_port = 49152 + (guint) g_random_int_range(0, 1000);
+
+        bus_a = lv_bus();
+        start_host_b();
+
+        g_test_add_func("/migrate/stage-checks", test_stage_checks);
+        g_test_add_func("/migrate/stage-polkit", test_stage_polkit);
+        g_test_add_func("/migrate/native", test_native);
+        g_test_add_func("/migrate/unstaged", test_unstaged);
+        g_test_add_func("/migrate/aborted", test_aborted);
+        g_test_add_func("/migrate/killed", test_killed);
+        g_test_add_func("/migrate/cli", test_cli);
+        int r = g_test_run();
+
+        virConnectClose(virt_b);
+        g_object_unref(bus_b);
+        lv_kill_wait(host_b);
+        return r;
+}
