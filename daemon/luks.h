@@ -50,6 +50,10 @@ typedef struct LuksInfo {
         /* The volume key's digest: PBKDF2 iterations libcryptsetup spends
          * checking the key every slot try yields (the most of any digest). */
         uint32_t digest_iterations;
+        /* LUKS2: data integrity tags (dm-integrity), requirement flags
+         * (e.g. an unfinished reencryption): no header shim for either. */
+        bool integrity;
+        bool requirements;
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;
