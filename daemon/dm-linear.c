@@ -17,6 +17,9 @@
 /* How long a removal waits for the last opener (QEMU after an unplug). */
 #define REMOVE_ATTEMPTS    50
 #define REMOVE_PAUSE_MS    100
+/* How long a service that may not make device nodes waits for udev's. */
+#define NODE_WAIT_ATTEMPTS 100
+#define NODE_WAIT_PAUSE_MS 50
 
 static bool proc_misc_has(const char *what) {
         _cleanup_fclose_ FILE *f = fopen("/proc/misc", "re");
@@ -93,21 +96,32 @@ static int node_path(const char *name, char **ret) {
         return asprintf(ret, "/dev/mapper/%s", name) < 0 ? -ENOMEM : 0;
 }
 
-/* The node, as libdevmapper makes it where udev does not: a udev that got
- * there first left a link to the same device, which is as good. */
-static int make_node(const char *path, dev_t dev) {
+static bool node_is(const char *path, dev_t dev) {
         struct stat st;
+        return stat(path, &st) >= 0 && S_ISBLK(st.st_mode) && st.st_rdev == dev;
+}
 
+/* The node: made here where nothing else makes it (no udev), as
+ * libdevmapper does then; where udev runs, its device-mapper rules link it
+ * too, and a service without CAP_MKNOD (the unit) waits for that link. */
+static int make_node(const char *path, dev_t dev) {
         if (mknod(path, S_IFBLK | 0600, dev) >= 0)
                 return 0;
-        if (errno != EEXIST)
+        if (errno == EEXIST) {
+                if (node_is(path, dev))
+                        return 0;
+                /* A stale node of an earlier device of that name. */
+                if (unlink(path) >= 0 && mknod(path, S_IFBLK | 0600, dev) >= 0)
+                        return 0;
+        }
+        if (errno != EPERM && errno != EACCES && errno != EEXIST)
                 return negative_errno();
-        if (stat(path, &st) >= 0 && S_ISBLK(st.st_mode) && st.st_rdev == dev)
-                return 0;
-        /* A stale node of an earlier device of that name. */
-        if (unlink(path) < 0 || mknod(path, S_IFBLK | 0600, dev) < 0)
-                return negative_errno();
-        return 0;
+        for (unsigned i = 0; i < NODE_WAIT_ATTEMPTS; i++) {
+                if (node_is(path, dev))
+                        return 0;
+                (void) nanosleep(&(struct timespec){ .tv_nsec = NODE_WAIT_PAUSE_MS * 1000000L }, NULL);
+        }
+        return -ETIMEDOUT;
 }
 
 int dm_linear_create(const char *name, const char *uuid, const DmLinearPiece *pieces, size_t n, bool read_only,

@@ -399,6 +399,45 @@ int luks_shim_resize(const char *name, uint64_t size, unsigned timeout_ms, sd_bu
         return dm_linear_reload(name, pieces, 2, timeout_ms, error);
 }
 
+int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, const char *name,
+                    bool read_only, unsigned timeout_ms, Passphrase **ret_passphrase, sd_bus_error *error) {
+        _cleanup_(luks_shim_done) LuksShim shim = LUKS_SHIM_NULL;
+        _cleanup_close_ int loop = -EBADF;
+        _cleanup_free_ char *loop_path = NULL, *node = NULL;
+        DmLinearPiece pieces[2];
+        int r;
+
+        r = luks_shim_make(s, info, passphrase, timeout_ms, &shim, error);
+        if (r < 0)
+                return r;
+
+        r = shim_table(name, pieces, NULL);
+        if (r == -ENXIO) {
+                r = luks_shim_activate(s, info, &shim, name, read_only, &node, error);
+                if (r < 0)
+                        return r;
+                *ret_passphrase = TAKE_PTR(shim.passphrase);
+                return 0;
+        }
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the table of %s: %s", name,
+                                         strerror(-r));
+
+        /* The old header's loop device clears itself once the table no
+         * longer holds it. */
+        r = loop_attach_fd(shim.memfd, false, &loop, &loop_path);
+        if (r >= 0)
+                r = rdev_of(loop, &pieces[0].dev);
+        if (r < 0)
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot set up a loop device for the header shim: %s",
+                                         strerror(-r));
+        r = dm_linear_reload(name, pieces, 2, timeout_ms, error);
+        if (r < 0)
+                return r;
+        *ret_passphrase = TAKE_PTR(shim.passphrase);
+        return 0;
+}
+
 int luks_shim_remove(const char *name, sd_bus_error *error) {
         DmLinearPiece pieces[2];
         int r;

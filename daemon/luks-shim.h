@@ -76,6 +76,15 @@ int luks_shim_data_device(const char *name, char **ret_node);
  * device already has room for it). */
 int luks_shim_resize(const char *name, uint64_t size, unsigned timeout_ms, sd_bus_error *error);
 
+/* Rearm of a saved domain's shim volume: a new one-time header for the
+ * volume's key (derived from passphrase, as luks_shim_make()); the device
+ * name keeps its payload piece and gets the new header in place of the old
+ * one, or is made again if it is gone.  *ret_passphrase: the new one-time
+ * passphrase, for the secret.  The domain is saved: nothing reads the
+ * device meanwhile. */
+int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, const char *name,
+                    bool read_only, unsigned timeout_ms, Passphrase **ret_passphrase, sd_bus_error *error);
+
 /* Removes the device if it is one of ours (name and linear table); the
  * loop devices under it clear themselves.  Gone already → 0. */
 int luks_shim_remove(const char *name, sd_bus_error *error);
