@@ -361,6 +361,71 @@ static void test_save_restore(void) {
         assert_clean();
 }
 
+static void rearm(const char *path, const char *passphrase, GError **error) {
+        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
+                bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Rearm",
+                g_variant_new("(@ay@a{sv})",
+                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, strlen(passphrase), 1),
+                              lv_opts(NULL)),
+                NULL, G_DBUS_CALL_FLAGS_NONE, 120000, NULL, error);
+}
+
+static void undefine_secret(const char *uuid) {
+        virSecretPtr sec = virSecretLookupByUUIDString(lv_virt(), uuid);
+        g_assert_nonnull(sec);
+        g_assert_cmpint(virSecretUndefine(sec), ==, 0);
+        virSecretFree(sec);
+}
+
+/* Rearm of a saved shim volume: after its secret was lost (a libvirtd
+ * restart drops ephemeral secrets), and after its device was lost too (a
+ * host reboot): a new one-time header, the same secret UUID, the same
+ * device path; the restored QEMU reads the plaintext.  A wrong passphrase
+ * re-arms nothing. */
+static void test_rearm(void) {
+        g_autofree char *img = make_image("s-rearm.img", "luks2", 512, 20);
+        g_autofree char *state = lv_sandbox_path("s-rearm.state");
+        GError *error = NULL;
+
+        virDomainPtr g = lv_start_guest("s-rearm");
+        g_autofree char *path =
+                lv_attach(bus, "s-rearm", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *shim = lv_volume_prop_string(bus, path, "ShimDevice");
+        g_autofree char *secret = lv_volume_prop_string(bus, path, "SecretUUID");
+
+        for (int round = 0; round < 2; round++) {
+                g_assert_cmpint(virDomainSave(g, state), ==, 0);
+                virDomainFree(g);
+                g_assert_true(wait_state(path, "saved", 5000));
+                undefine_secret(secret);
+                if (round == 1) {
+                        g_autofree char *name = g_path_get_basename(shim);
+                        const char *rm_argv[] = { "dmsetup", "remove", name, NULL };
+                        g_assert_cmpint(lv_run_as(0, rm_argv, 30, NULL, NULL), ==, 0);
+                        g_unlink(shim); /* no udev here to take the node away */
+                }
+                rearm(path, "not the passphrase", &error);
+                lv_assert_error(error, LV_ERR("BadPassphrase"));
+                g_clear_error(&error);
+                g_assert_cmpuint(lv_count_secrets(), ==, 0);
+
+                rearm(path, PASS, &error);
+                g_assert_no_error(error);
+                g_assert_cmpuint(lv_count_secrets(), ==, 1);
+                g_assert_true(g_file_test(shim, G_FILE_TEST_EXISTS));
+                g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
+                g = virDomainLookupByName(lv_virt(), "s-rearm");
+                g_assert_true(wait_state(path, "attached", 5000));
+                assert_qemu_reads(g, shim);
+                g_unlink(state);
+        }
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        lv_destroy_guest(g);
+        assert_clean();
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -383,6 +448,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/shim/kill9-then-detach", test_kill9_then_detach);
         g_test_add_func("/shim/resize", test_resize);
         g_test_add_func("/shim/save-restore", test_save_restore);
+        g_test_add_func("/shim/rearm", test_rearm);
 
         int r = g_test_run();
         lv_destroy_guest(guest);
