@@ -124,7 +124,7 @@ static int set_data_device(struct crypt_device **cd, const char *path, unsigned 
         return 0;
 }
 
-/* The volume key from whichever slot the passphrase opens, on a niced
+/* The volume key from whichever slot the passphrase opens, on a derivation
  * thread of its own (derive_run()). */
 typedef struct KeyTask {
         struct crypt_device *cd;

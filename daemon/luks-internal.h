@@ -127,7 +127,7 @@ int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error)
 
 /* luks-derive.c */
 
-/* Runs fn(arg) on a thread of its own at nice DERIVE_NICE and waits for
+/* Runs fn(arg) on a thread of its own under SCHED_BATCH (luks-derive.c says why) and waits for
  * it: every key derivation runs there.  -errno if no
  * thread could be started (fn did not run). */
 int derive_run(void (*fn)(void *arg), void *arg);

@@ -44,7 +44,7 @@ typedef struct LuksShim {
 void luks_shim_done(LuksShim *shim);
 
 /* Derives the volume key of s with passphrase (key slots tried in slot
- * order, each derivation on the niced derive thread, after the header
+ * order, each derivation on the derivation thread, after the header
  * policy; wrong passphrase → Error.BadPassphrase) and writes the one-time
  * header for it.  The key never leaves locked memory and is wiped before
  * returning. */
