@@ -80,11 +80,11 @@ static void attach_once(const ShimCase *c, const char *header, GArray *attach, G
         goffset mark = lv_daemon_log_mark();
         double c0 = qemu_cpu_ms(SHIM_GUEST);
         double t0 = now_ms();
-        g_autofree char *path = lv_attach(bus, SHIM_GUEST, c->img, c->pass,
-                                          lv_opts("bus", g_variant_new_string("scsi"), "mode",
-                                                  g_variant_new_string("native"), "native-header",
-                                                  g_variant_new_string(header), NULL),
-                                          &error);
+        g_autofree char *path =
+                lv_attach(bus, SHIM_GUEST, c->img, c->pass,
+                          lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("native"),
+                                  "native-header", g_variant_new_string(header), NULL),
+                          &error);
         sample_add(attach, now_ms() - t0);
         sample_add(cpu, qemu_cpu_ms(SHIM_GUEST) - c0);
         if (c->right) {
@@ -114,10 +114,11 @@ static double qemu_open_ms(const char *img, const char *pass) {
                 getrusage(RUSAGE_CHILDREN, &a);
                 g_assert_cmpint(lv_run_as(0, argv, 120, NULL, NULL), ==, 0);
                 getrusage(RUSAGE_CHILDREN, &b);
-                double ms = (double) (b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) *
-                                    1000.0 +
-                            (double) (b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec - a.ru_stime.tv_usec) /
-                                    1000.0;
+                double ms =
+                        (double) (b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) *
+                                1000.0 +
+                        (double) (b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec - a.ru_stime.tv_usec) /
+                                1000.0;
                 sample_add(t, ms);
         }
         double m = percentile(t, 50);
@@ -149,8 +150,8 @@ void shim_scenario(void) {
         for (int i = 0; i < 8; i++)
                 pass8[i] = g_strdup_printf("bench shim slot %d", i);
         virDomainPtr dom = lv_start_guest(SHIM_GUEST);
-        g_autofree char *floor_img = lv_make_luks1_slots_image("bench-shim-floor.img", (const char *const *) pass8, 1,
-                                                               1, 16);
+        g_autofree char *floor_img =
+                lv_make_luks1_slots_image("bench-shim-floor.img", (const char *const *) pass8, 1, 1, 16);
         g_autofree char *img1 =
                 lv_make_luks1_slots_image("bench-shim-1slot.img", (const char *const *) pass8, 1, SHIM_SLOT_MS, 16);
         g_autofree char *img8 =

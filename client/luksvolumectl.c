@@ -359,7 +359,8 @@ static const struct {
         VerbOptions group;
         const char *refusal; /* completed by the verbs that take the group */
 } option_groups[] = {
-        { VERB_ATTACH_OPTIONS, "--target, --bus, --mode, --native-header, --read-only, --serial and --discard only apply to" },
+        { VERB_ATTACH_OPTIONS,
+          "--target, --bus, --mode, --native-header, --read-only, --serial and --discard only apply to" },
         { VERB_PASSPHRASE, "--passphrase-file only applies to" },
         { VERB_TIMEOUT, "--timeout only applies to" },
         { VERB_JSON, "--json only applies to" },

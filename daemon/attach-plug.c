@@ -78,7 +78,7 @@ static int plug_timed(AttachOp *op, virDomainPtr dom, const char *xml, const cha
         if (r >= 0)
                 log_info("Hot-plugged %s into '%s' in %" PRIu64 " ms (%s).", target, op->call.res.domain_name,
                          monotonic_ms() - t0,
-                         op->mode == VOLUME_MODE_CRYPTSETUP      ? "cryptsetup"
+                         op->mode == VOLUME_MODE_CRYPTSETUP ? "cryptsetup"
                          : op->header == NATIVE_HEADER_SHIM ? "native, header shim"
                                                             : "native, the volume's header");
         return r;
@@ -332,4 +332,3 @@ int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, c
         op->volume->mapper_device = TAKE_PTR(mapper);
         return 0;
 }
-

@@ -36,8 +36,6 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
 
-
-
 static void attach_op_free(Call *c) {
         AttachOp *op = (AttachOp *) c;
         Manager *m = c->manager;

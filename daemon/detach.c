@@ -428,9 +428,8 @@ static void detach_authorized(Call *c, bool allowed) {
         }
 
         op->source = strdup(strempty(v->source));
-        if (!op->source ||
-            volume_backing_set(&op->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device ?: v->shim_device) <
-                    0) {
+        if (!op->source || volume_backing_set(&op->backing, v->domain_uuid, v->target, v->secret_uuid,
+                                              v->mapper_device ?: v->shim_device) < 0) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 detach_end(op);
                 return;

@@ -188,7 +188,8 @@ int dm_linear_table(const char *name, DmLinearPiece *ret, size_t max, size_t *re
                         return -EBADMSG;
                 spec = (const struct dm_target_spec *) (buf + off);
                 params = (const char *) (spec + 1);
-                if (strnlen(params, LINEAR_BUFFER_SIZE - (size_t) (params - buf)) >= LINEAR_BUFFER_SIZE - (size_t) (params - buf))
+                if (strnlen(params, LINEAR_BUFFER_SIZE - (size_t) (params - buf)) >=
+                    LINEAR_BUFFER_SIZE - (size_t) (params - buf))
                         return -EBADMSG;
                 if (!streq(spec->target_type, "linear") || sscanf(params, "%u:%u %" SCNu64, &maj, &min, &o) != 3)
                         return -EMEDIUMTYPE;
@@ -222,8 +223,7 @@ int dm_linear_reload(const char *name, const DmLinearPiece *pieces, size_t n, un
         dm_header(&info, sizeof info, name, 0);
         r = dm_call(DM_DEV_STATUS, &info);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the state of %s: %s", name,
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the state of %s: %s", name, strerror(-r));
         read_only = info.flags & DM_READONLY_FLAG;
 
         /* Loaded only once the device is quiet: a suspend abandoned to its

@@ -42,8 +42,7 @@ int dm_linear_table(const char *name, DmLinearPiece *ret, size_t max, size_t *re
 
 /* Replaces name's table with pieces, suspending it for at most timeout_ms
  * (dm_suspend_bounded()); the guest's I/O resumes on the new table. */
-int dm_linear_reload(const char *name, const DmLinearPiece *pieces, size_t n, unsigned timeout_ms,
-                     sd_bus_error *error);
+int dm_linear_reload(const char *name, const DmLinearPiece *pieces, size_t n, unsigned timeout_ms, sd_bus_error *error);
 
 /* Removes name and its node, retrying for a while if it is still open (a
  * guest's QEMU closing it).  Gone already → 0; still busy → -EBUSY. */

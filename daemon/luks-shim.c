@@ -155,8 +155,8 @@ static int format_header(const LuksInfo *info, const Passphrase *vk, size_t vk_s
          * takes about a millisecond under the lock. */
         {
                 CRYPT_LOCKED;
-                r = crypt_format(cd, CRYPT_LUKS1, info->cipher_name, info->cipher_mode, NULL,
-                                 (const char *) vk->data, vk_size, &params);
+                r = crypt_format(cd, CRYPT_LUKS1, info->cipher_name, info->cipher_mode, NULL, (const char *) vk->data,
+                                 vk_size, &params);
                 if (r >= 0)
                         r = crypt_keyslot_add_by_volume_key(cd, 0, (const char *) vk->data, vk_size,
                                                             (const char *) onetime->data, onetime->size);
@@ -244,8 +244,8 @@ int luks_shim_activate(LuksSource *s, const LuksInfo *info, const LuksShim *shim
         int r;
 
         if (!read_only && !s->writable)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' cannot be opened for writing; attach it read-only.",
-                                         s->path);
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "'%s' cannot be opened for writing; attach it read-only.", s->path);
         if (info->device_size <= info->payload_offset + 512)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "'%s' has no payload.", s->path);
 
@@ -351,7 +351,7 @@ int luks_shim_info(const char *name, char **ret_source, LuksInfo *ret_info) {
         if (!startswith(uuid, SHIM_UUID_PREFIX))
                 return -EMEDIUMTYPE;
         p = uuid + strlen(SHIM_UUID_PREFIX);
-        if ( (p[0] != '1' && p[0] != '2') || p[1] != '-' || strspn(p + 2, "0123456789abcdef") < 32)
+        if ((p[0] != '1' && p[0] != '2') || p[1] != '-' || strspn(p + 2, "0123456789abcdef") < 32)
                 return -EMEDIUMTYPE;
         info.version = (unsigned) (p[0] - '0');
         p += 2;
@@ -389,8 +389,7 @@ int luks_shim_resize(const char *name, uint64_t size, unsigned timeout_ms, sd_bu
 
         r = shim_table(name, pieces, NULL);
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the table of %s: %s", name,
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the table of %s: %s", name, strerror(-r));
         if (size % 512 != 0 || size == 0)
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot resize %s to %" PRIu64 " bytes.", name, size);
         if (pieces[1].length == size / 512)
@@ -399,8 +398,8 @@ int luks_shim_resize(const char *name, uint64_t size, unsigned timeout_ms, sd_bu
         return dm_linear_reload(name, pieces, 2, timeout_ms, error);
 }
 
-int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, const char *name,
-                    bool read_only, unsigned timeout_ms, Passphrase **ret_passphrase, sd_bus_error *error) {
+int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, const char *name, bool read_only,
+                    unsigned timeout_ms, Passphrase **ret_passphrase, sd_bus_error *error) {
         _cleanup_(luks_shim_done) LuksShim shim = LUKS_SHIM_NULL;
         _cleanup_close_ int loop = -EBADF;
         _cleanup_free_ char *loop_path = NULL, *node = NULL;
@@ -420,8 +419,7 @@ int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passp
                 return 0;
         }
         if (r < 0)
-                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the table of %s: %s", name,
-                                         strerror(-r));
+                return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot read the table of %s: %s", name, strerror(-r));
 
         /* The old header's loop device clears itself once the table no
          * longer holds it. */

@@ -30,7 +30,7 @@
 #define LUKS_SHIM_ITERATIONS     1000U
 /* Device names: the mapping prefix (so the udev rule hides them too), then
  * "shim-": never a hex digit, so never a cryptsetup-mode mapping's name. */
-#define LUKS_SHIM_PREFIX "luksvol-shim-"
+#define LUKS_SHIM_PREFIX         "luksvol-shim-"
 
 typedef struct LuksShim {
         int memfd;              /* the one-time LUKS1 header; -EBADF if none */
@@ -82,8 +82,8 @@ int luks_shim_resize(const char *name, uint64_t size, unsigned timeout_ms, sd_bu
  * one, or is made again if it is gone.  *ret_passphrase: the new one-time
  * passphrase, for the secret.  The domain is saved: nothing reads the
  * device meanwhile. */
-int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, const char *name,
-                    bool read_only, unsigned timeout_ms, Passphrase **ret_passphrase, sd_bus_error *error);
+int luks_shim_rearm(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, const char *name, bool read_only,
+                    unsigned timeout_ms, Passphrase **ret_passphrase, sd_bus_error *error);
 
 /* Removes the device if it is one of ours (name and linear table); the
  * loop devices under it clear themselves.  Gone already → 0. */

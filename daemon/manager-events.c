@@ -315,9 +315,8 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
         j->why = why;
         j->generation = v->generation;
         j->path = strdup(v->path);
-        if (!j->path ||
-            volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device ?: v->shim_device) <
-                    0) {
+        if (!j->path || volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid,
+                                           v->mapper_device ?: v->shim_device) < 0) {
                 cleanup_job_free(j);
                 return log_oom(), (void) 0;
         }

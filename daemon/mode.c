@@ -220,8 +220,8 @@ const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
                 snprintf(buf, size, "QEMU %s is older than %s", have, need);
                 return buf;
         }
-        if (in->native_header == NATIVE_HEADER_SHIM || (in->luks_version != 1 && in->dm_linear_available &&
-                                                       in->native_header != NATIVE_HEADER_VOLUME)) {
+        if (in->native_header == NATIVE_HEADER_SHIM ||
+            (in->luks_version != 1 && in->dm_linear_available && in->native_header != NATIVE_HEADER_VOLUME)) {
                 char why[160];
                 const char *s = mode_shim_obstacle(in, why, sizeof why);
                 if (s) {

@@ -74,10 +74,10 @@ typedef struct ModeInput {
         /* The header shim (issue 17): device-mapper's linear target usable,
          * and the facts of the volume's data segment it depends on. */
         bool dm_linear_available;
-        uint32_t sector_size;        /* of the data segment; 0: 512 */
-        bool integrity;              /* LUKS2 with dm-integrity */
-        bool requirements;           /* LUKS2 requirement flags (e.g. reencryption) */
-        NativeHeader native_header;  /* what the caller asked for; AUTO by default */
+        uint32_t sector_size;       /* of the data segment; 0: 512 */
+        bool integrity;             /* LUKS2 with dm-integrity */
+        bool requirements;          /* LUKS2 requirement flags (e.g. reencryption) */
+        NativeHeader native_header; /* what the caller asked for; AUTO by default */
 } ModeInput;
 
 /* Why QEMU's LUKS driver could not decrypt a volume with this cipher,

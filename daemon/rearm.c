@@ -147,8 +147,8 @@ static void rearm_job(Call *c) {
                                       op->source, op->path);
                 goto finish;
         }
-        r = luks_source_open_keys(&src, (op->mode == VOLUME_MODE_CRYPTSETUP || op->shim) && !op->read_only,
-                                  timeout_ms, &source, &op->error);
+        r = luks_source_open_keys(&src, (op->mode == VOLUME_MODE_CRYPTSETUP || op->shim) && !op->read_only, timeout_ms,
+                                  &source, &op->error);
         if (r < 0)
                 goto finish;
 

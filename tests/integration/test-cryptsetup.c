@@ -216,11 +216,11 @@ static void test_binary_passphrase(void) {
 
         write_pattern_via_dm_key(img, key, sizeof key);
 
-        g_assert_null(lv_attach_bytes(bus, "lvtest-guest", img, key, sizeof key,
-                                      lv_opts("target", g_variant_new_string("sdh"), "mode",
-                                              g_variant_new_string("native"), "native-header",
-                                              g_variant_new_string("volume"), NULL),
-                                      NULL, &error));
+        g_assert_null(
+                lv_attach_bytes(bus, "lvtest-guest", img, key, sizeof key,
+                                lv_opts("target", g_variant_new_string("sdh"), "mode", g_variant_new_string("native"),
+                                        "native-header", g_variant_new_string("volume"), NULL),
+                                NULL, &error));
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_assert_nonnull(strstr(error->message, "UTF-8"));
         g_clear_error(&error);

@@ -108,10 +108,18 @@ static char *make_image(const char *name, const char *type, guint sector_size, g
         g_autofree char *sector = g_strdup_printf("--sector-size=%u", sector_size);
         const char *trunc_argv[] = { "truncate", "-s", size, path, NULL };
         g_assert_cmpint(lv_run_as(0, trunc_argv, 30, NULL, NULL), ==, 0);
-        const char *fmt_argv[] = { "cryptsetup",   "luksFormat",  "--batch-mode", "--type",
-                                   type,           "--pbkdf=pbkdf2", "--pbkdf-force-iterations=1000",
+        const char *fmt_argv[] = { "cryptsetup",
+                                   "luksFormat",
+                                   "--batch-mode",
+                                   "--type",
+                                   type,
+                                   "--pbkdf=pbkdf2",
+                                   "--pbkdf-force-iterations=1000",
                                    g_str_equal(type, "luks2") ? sector : "--hash=sha256",
-                                   "--key-file",   key,           path,           NULL };
+                                   "--key-file",
+                                   key,
+                                   path,
+                                   NULL };
         g_assert_cmpint(lv_run_as(0, fmt_argv, 120, NULL, NULL), ==, 0);
         const char *open_argv[] = { "cryptsetup", "open", "--key-file", key, path, "lvtest-shimprep", NULL };
         g_assert_cmpint(lv_run_as(0, open_argv, 60, NULL, NULL), ==, 0);
