@@ -46,53 +46,6 @@ int luks_shim_name(const char *domain_uuid, const char *target, char **ret) {
 
 /* ------------------------------------------------------- the volume key */
 
-typedef struct UnlockTask {
-        struct crypt_device *cd;
-        const Passphrase *passphrase;
-        Passphrase *vk;
-        size_t vk_size;
-        int found;
-        int failed_slot;
-        int r;
-        uint64_t cost_ms;
-} UnlockTask;
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000ULL + (uint64_t) ts.tv_nsec / 1000000ULL;
-}
-
-/* Slot by slot, in QEMU's order, so that the slot and the cost are known
- * (Volume.UnlockedKeySlot and the stall a direct native attach would
- * have cost). */
-static void unlock_task_run(void *p) {
-        UnlockTask *t = p;
-        int max = MIN(crypt_keyslot_max(crypt_get_type(t->cd)), LUKS_MAX_KEYSLOTS);
-
-        for (int k = 0; k < max && t->found < 0; k++) {
-                size_t size = t->vk->size;
-                uint64_t t0;
-                int r;
-
-                if (!slot_active(t->cd, k))
-                        continue;
-                t0 = now_ms();
-                r = crypt_volume_key_get(t->cd, k, (char *) t->vk->data, &size, (const char *) t->passphrase->data,
-                                         t->passphrase->size);
-                t->cost_ms += now_ms() - t0;
-                if (r >= 0) {
-                        t->found = k;
-                        t->vk_size = size;
-                } else if (r != -EPERM && r != -ENOENT) {
-                        t->failed_slot = k;
-                        t->r = r;
-                        break;
-                }
-        }
-}
-
 /* ------------------------------------------------------ the new header */
 
 static int random_text(Passphrase **ret) {
@@ -176,7 +129,7 @@ int luks_shim_make(LuksSource *s, const LuksInfo *info, const Passphrase *passph
                    LuksShim *ret, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
         _cleanup_passphrase_ Passphrase *vk = NULL, *onetime = NULL;
-        UnlockTask t = { .passphrase = passphrase, .found = -1, .failed_slot = -1 };
+        SlotSearch t = { .passphrase = passphrase, .snap_fd = s->snap_fd, .found = -1, .failed_slot = -1 };
         int memfd = -EBADF, r;
 
         /* Nothing is derived from a header refused (header-policy.h). */
@@ -197,7 +150,7 @@ int luks_shim_make(LuksSource *s, const LuksInfo *info, const Passphrase *passph
 
         t.cd = cd;
         t.vk = vk;
-        r = derive_run(unlock_task_run, &t);
+        r = derive_run(slot_search_run, &t);
         r = slot_search_result(r, t.r, t.failed_slot, t.found, s->path, error);
         if (r < 0)
                 return r;
