@@ -34,3 +34,6 @@ void scale_scenario(guint n, guint m, GString *csv);
 void cold_activation_and_memory(void);
 /* stall.c: guest stalls during Attach (needs a host kernel to boot). */
 void guest_stalls(void);
+/* shim.c: the header shim against the volume's own header (needs
+ * device-mapper: run inside the VM, `bench/run.sh --shim`). */
+void shim_scenario(void);

@@ -8,7 +8,7 @@
 # attach of the scale scenario) and attach-latency.png (gnuplot-nox,
 # installed if missing).
 #
-#   bench/run.sh [--short] [--scale=N,M] [--series] [OUTDIR]
+#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [OUTDIR]
 #
 #   (none)       everything; ~10 minutes on an otherwise idle 2-core machine.
 #                Run nothing else meanwhile: the guest-stall figures are
@@ -23,6 +23,9 @@
 #                over 20 domains: results-series.md, scale-series.csv and
 #                scale.png (attach latency and recovery time against the
 #                number of volumes); ~15 minutes.
+#   --shim       only the header shim's figures (issue 17), inside the TCG
+#                VM that has device-mapper (tests/vm/run-in-vm.sh):
+#                results-shim.md; ~10 minutes (--short: one repetition).
 #
 # Exit status: the benchmark's own (non-zero only if it could not run or
 # crashed); a figure over its target is a ✗ in the table, never a failure.
@@ -31,14 +34,15 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$src/build}
 out=
-short=0 series=0
+short=0 series=0 shim=0
 args=()
 for a in "$@"; do
         case $a in
                 --short) short=1; args+=("$a") ;;
                 --series) series=1; args+=("$a") ;;
+                --shim) shim=1; args+=("$a") ;;
                 --scale=*) args+=("$a") ;;
-                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [OUTDIR]" >&2; exit 2 ;;
+                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [OUTDIR]" >&2; exit 2 ;;
                 *) out=$a ;;
         esac
 done
@@ -60,6 +64,20 @@ chmod 0755 "$out"
 
 table=$out/results.md
 [ "$series" = 0 ] || table=$out/results-series.md
+
+if [ "$shim" = 1 ]; then
+        # The VM's root is the host's, read-only: the table comes back on
+        # the VM's stdout.
+        set +e
+        bash "$src/tests/vm/run-in-vm.sh" --cache-dir "$build/tests/vm/vm-cache" --timeout 1800 -- \
+                bash "$src/tests/sandbox/sandbox.sh" \
+                --daemon "$build/daemon/luksvolumed" \
+                --dbus-policy "$src/dbus/org.example.LuksVolume1.conf" \
+                --polkit-policy "$src/polkit/org.example.LuksVolume1.policy" \
+                -- "$build/bench/luksvolume-bench" /tmp "${args[@]}" | tee "$out/results-shim.md"
+        rc=${PIPESTATUS[0]}
+        exit "$rc"
+fi
 
 # The sandbox mounts tmpfs over /run and friends; $out is a host path it can
 # write into because the mount namespace keeps everything else.

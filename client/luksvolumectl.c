@@ -24,6 +24,7 @@ bool arg_ask_password = true;
 const char *arg_target = NULL;
 const char *arg_bus = NULL;
 const char *arg_mode = NULL;
+const char *arg_native_header = NULL;
 bool arg_read_only = false;
 const char *arg_serial = NULL;
 bool arg_discard = false;
@@ -114,6 +115,8 @@ static void help(void) {
                "     --target=DEV               Guest target device (e.g. vdb)\n"
                "     --bus=BUS                  virtio, scsi, sata or usb\n"
                "     --mode=MODE                auto, native or cryptsetup\n"
+               "     --native-header=HEADER     auto, volume or shim: the LUKS header QEMU gets\n"
+               "                                in native mode (shim: a one-time LUKS1 header)\n"
                "     --read-only                Attach read-only\n"
                "     --serial=SERIAL            The disk's serial (/dev/disk/by-id in the guest):\n"
                "                                1-20 of A-Z a-z 0-9 . _ -\n"
@@ -177,6 +180,7 @@ enum {
         ARG_READ_ONLY,
         ARG_SERIAL,
         ARG_DISCARD,
+        ARG_NATIVE_HEADER,
         ARG_ALLOW_SHRINK,
         ARG_ALL,
         ARG_DOMAIN,
@@ -203,6 +207,7 @@ static int parse_argv(int argc, char **argv) {
                                                  { "read-only", no_argument, NULL, ARG_READ_ONLY },
                                                  { "serial", required_argument, NULL, ARG_SERIAL },
                                                  { "discard", no_argument, NULL, ARG_DISCARD },
+                                                 { "native-header", required_argument, NULL, ARG_NATIVE_HEADER },
                                                  { "allow-shrink", no_argument, NULL, ARG_ALLOW_SHRINK },
                                                  { "all", no_argument, NULL, ARG_ALL },
                                                  { "domain", required_argument, NULL, ARG_DOMAIN },
@@ -262,6 +267,9 @@ static int parse_argv(int argc, char **argv) {
                         if (isempty(optarg))
                                 return fail(EXIT_USAGE, "--serial must not be empty.");
                         arg_serial = optarg;
+                        break;
+                case ARG_NATIVE_HEADER:
+                        arg_native_header = optarg;
                         break;
                 case ARG_DISCARD:
                         arg_discard = true;
@@ -395,7 +403,8 @@ static const struct {
         VerbOptions group;
         const char *refusal; /* completed by the verbs that take the group */
 } option_groups[] = {
-        { VERB_ATTACH_OPTIONS, "--target, --bus, --mode, --read-only, --serial and --discard only apply to" },
+        { VERB_ATTACH_OPTIONS,
+          "--target, --bus, --mode, --native-header, --read-only, --serial and --discard only apply to" },
         { VERB_PASSPHRASE, "--passphrase-file only applies to" },
         { VERB_TIMEOUT, "--timeout only applies to" },
         { VERB_JSON, "--json only applies to" },
@@ -410,7 +419,7 @@ static const struct {
 static VerbOptions options_given(void) {
         VerbOptions given = 0;
 
-        if (arg_target || arg_bus || arg_mode || arg_read_only || arg_serial || arg_discard)
+        if (arg_target || arg_bus || arg_mode || arg_read_only || arg_serial || arg_discard || arg_native_header)
                 given |= VERB_ATTACH_OPTIONS;
         if (arg_all)
                 given |= VERB_ALL;

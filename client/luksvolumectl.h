@@ -65,6 +65,7 @@ extern bool arg_ask_password;
 extern const char *arg_target;
 extern const char *arg_bus;
 extern const char *arg_mode;
+extern const char *arg_native_header;
 extern bool arg_read_only;
 extern const char *arg_serial;
 extern bool arg_discard;

@@ -83,6 +83,9 @@ const char *const volume_order[] = {
         "Serial",
         "AttachedByUID",
         "AttachTimestamp",
+        /* since 0.3 */
+        "NativeHeader",
+        "ShimDevice",
         NULL,
 };
 

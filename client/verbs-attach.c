@@ -52,7 +52,8 @@ static int build_attach(sd_bus *bus, const char *domain, const char *source, int
                 if (r < 0)
                         return r;
         }
-        if ((r = append_string_option(m, "serial", arg_serial)) < 0)
+        if ((r = append_string_option(m, "serial", arg_serial)) < 0 ||
+            (r = append_string_option(m, "native-header", arg_native_header)) < 0)
                 return r;
         if (arg_discard) {
                 r = sd_bus_message_append(m, "{sv}", "discard", "b", 1);

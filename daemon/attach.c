@@ -32,38 +32,9 @@
 #include "util.h"
 #include "volume-id.h"
 
+#include "attach-internal.h"
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree);
-
-typedef struct AttachOp {
-        Call call;
-
-        AttachOptions options;
-        Passphrase *passphrase;
-        bool claimed;
-        bool guess_counted; /* a guess reserved in Manager.key_guesses */
-        dev_t claim_dev;
-        ino_t claim_ino;
-        uint64_t event_seq; /* Manager.event_seq when the work began */
-
-        /* inspect */
-        LuksSource *source;
-        LuksInfo luks;
-        VolumeMode mode;
-
-        /* act */
-        int slot;
-        uint64_t unlock_ms;
-        char *target;
-        Volume *volume;
-        /* The attach failed but its disk could not be unplugged: the
-         * volume is registered all the same, "detaching", so that it is
-         * seen and the unplug retried (manager-events.c). */
-        bool keep_volume;
-        bool fault_unplug_fails; /* test hook: the undo's unplug "fails" */
-
-        int r;
-        sd_bus_error error;
-} AttachOp;
 
 static void attach_op_free(Call *c) {
         AttachOp *op = (AttachOp *) c;
@@ -75,6 +46,7 @@ static void attach_op_free(Call *c) {
         attach_options_done(&op->options);
         passphrase_free(op->passphrase);
         luks_source_free(op->source);
+        luks_shim_done(&op->shim);
         free(op->target);
         volume_free(op->volume);
         sd_bus_error_free(&op->error);
@@ -114,216 +86,6 @@ static void attach_end(AttachOp *op) {
 }
 
 /* ---------------------------------------------------------------- act */
-
-/* Worker.  After a native hot-plug, libvirt's own account of the disk must
- * carry our <encryption format='luks'> with our secret: a guest must never
- * be handed the ciphertext as if it were a plain disk. */
-static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *target, const char *alias,
-                                   const char *secret_uuid) {
-        _cleanup_free_ char *xml = NULL;
-        DiskInfo d = {};
-        bool ok;
-        int r;
-
-        r = virt_domain_live_xml(dom, &xml, &op->error);
-        if (r < 0)
-                return r;
-        r = domain_xml_find_disk(xml, target, &d);
-        if (r < 0 && r != -ENOENT)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot parse the domain's live XML: %s",
-                                         strerror(-r));
-        ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") && streq_ptr(d.secret_uuid, secret_uuid) &&
-             streq_ptr(d.alias, alias);
-        /* Tests cannot make libvirt drop the element; they can make us
-         * believe it did, to see the unplug and clean-up that follow (and,
-         * with "-stuck", what follows an unplug that fails too). */
-        if (fault_trigger("attach:unencrypted"))
-                ok = false;
-        else if (fault_trigger("attach:unencrypted-stuck")) {
-                ok = false;
-                op->fault_unplug_fails = true;
-        }
-        disk_info_free(&d);
-        if (ok)
-                return 0;
-        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "libvirt did not attach '%s' with its LUKS encryption.",
-                                 op->call.res.source.path);
-}
-
-/* How long an undone plug waits for QEMU to close what it opened. */
-#define QEMU_RELEASE_TIMEOUT_MS 5000U
-
-/* Appends text to an error's message, keeping its name. */
-static void error_append(sd_bus_error *e, const char *text) {
-        sd_bus_error n = SD_BUS_ERROR_NULL;
-
-        if (!sd_bus_error_is_set(e))
-                return;
-        (void) sd_bus_error_setf(&n, e->name, "%s %s", strempty(e->message), text);
-        if (!sd_bus_error_is_set(&n))
-                return; /* out of memory: the message as it was */
-        sd_bus_error_free(e);
-        (void) sd_bus_error_move(e, &n);
-}
-
-static int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
-        Manager *m = op->call.manager;
-        _cleanup_free_ char *usage = NULL, *xml = NULL, *alias = NULL;
-        _cleanup_(qemu_files_done) QemuFiles before = {};
-        char secret_uuid[VIR_UUID_STRING_BUFLEN];
-        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
-        bool plugged = false;
-        int r;
-
-        r = secret_usage_build(domain_uuid, target, &usage);
-        if (r >= 0)
-                r = disk_alias_build(domain_uuid, target, &alias);
-        if (r < 0)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
-
-        r = qemu_plug_before(op->call.res.domain_name, op->call.res.domain_uuid, &before, &op->error);
-        if (r < 0)
-                return r;
-
-        r = virt_secret_create(m->virt, usage, &op->passphrase, secret_uuid, &op->error);
-        if (r < 0)
-                return r;
-
-        fault_point("attach", 3); /* secret complete, disk not plugged */
-
-        op->volume->secret_uuid = strdup(secret_uuid);
-        if (!op->volume->secret_uuid) {
-                r = sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
-                goto undo;
-        }
-
-        DiskSpec spec = {
-                .block = op->call.res.source.block,
-                .source = op->call.res.source.path,
-                .target = target,
-                .bus = op->options.bus,
-                .read_only = op->options.read_only,
-                .secret_uuid = secret_uuid,
-                .alias = alias,
-                .serial = op->options.serial,
-        };
-        r = disk_xml_build(&spec, &xml);
-        if (r < 0) {
-                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot build the disk XML: %s", strerror(-r));
-                goto undo;
-        }
-        r = virt_attach_disk(dom, xml, &op->error);
-        if (r < 0) {
-                /* libvirt took it back; QEMU may still hold what it opened
-                 * for a moment. */
-                (void) qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS);
-                goto undo;
-        }
-        plugged = true;
-
-        r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
-        if (r >= 0)
-                r = qemu_plug_check(op->call.res.domain_name, &before, &op->call.res.source, &op->error);
-        if (r >= 0)
-                return 0;
-
-undo:
-        if (plugged) {
-                int k;
-
-                if (op->fault_unplug_fails)
-                        k = sd_bus_error_set(&undo_error, LV_ERROR_FAILED, "fault injection");
-                else
-                        k = virt_detach_disk(dom, target, alias, 10000, &undo_error);
-                if (k < 0) {
-                        /* The guest keeps a disk it must not have (ciphertext
-                         * as a plain disk, or another file).  Its volume stays,
-                         * "detaching", with its secret (QEMU may still use
-                         * it): visible to the operator, and the unplug is
-                         * asked for again until the guest lets go. */
-                        log_error("Failed to unplug '%s' after a failed attach: %s", target, undo_error.message);
-                        sd_bus_error_free(&undo_error);
-                        op->keep_volume = true;
-                        op->volume->state = VOLUME_STATE_DETACHING;
-                        op->volume->unplug_retry = true;
-                        error_append(&op->error, "The disk could not be removed yet; its volume object stays "
-                                                 "'detaching' until the guest releases it.");
-                        return r;
-                }
-                /* Nothing of the plug may stay open in QEMU once we answer. */
-                if (qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS) < 0)
-                        log_warning("QEMU of '%s' still holds files of the removed disk %s.", op->call.res.domain_name,
-                                    target);
-                error_append(&op->error, "The disk was removed again.");
-        }
-        if (virt_secret_undefine(m->virt, secret_uuid, &undo_error) < 0)
-                log_error("Failed to remove secret %s after a failed attach: %s", secret_uuid, undo_error.message);
-        sd_bus_error_free(&undo_error);
-        op->volume->secret_uuid = mfree(op->volume->secret_uuid);
-        return r;
-}
-
-static int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target) {
-        Manager *m = op->call.manager;
-        _cleanup_free_ char *name = NULL, *mapper = NULL, *xml = NULL, *alias = NULL;
-        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
-        int r;
-
-        r = luks_mapping_name(domain_uuid, target, &name);
-        if (r >= 0)
-                r = disk_alias_build(domain_uuid, target, &alias);
-        if (r < 0)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
-
-        /* QEMU only ever sees the mapping: the image itself carries the
-         * locks another QEMU looks for, on the descriptor the loop device
-         * will hold (so they last as long as the mapping does); a block
-         * device's stay with the volume's own duplicate. */
-        r = qemu_lock_check(luks_source_fd(op->source), true, !op->options.read_only, op->call.res.source.path,
-                            m->config.source_timeout_sec * 1000U, &op->error);
-        if (r < 0)
-                return r;
-        if (op->call.res.source.block) {
-                op->volume->hold_fd = fcntl(luks_source_fd(op->source), F_DUPFD_CLOEXEC, 3);
-                if (op->volume->hold_fd < 0)
-                        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot keep '%s' locked: %m",
-                                                 op->call.res.source.path);
-        }
-
-        r = manager_derive_begin(m, op->call.caller_uid, &op->error);
-        if (r < 0)
-                return r;
-        r = luks_activate(op->source, name, op->options.read_only, op->options.discard,
-                          m->config.source_timeout_sec * 1000U, &op->passphrase, &mapper, &op->error);
-        manager_derive_end(m, op->call.caller_uid);
-        if (r < 0)
-                return r;
-
-        DiskSpec spec = {
-                .block = true,
-                .source = mapper,
-                .target = target,
-                .bus = op->options.bus,
-                .read_only = op->options.read_only,
-                .alias = alias,
-                .serial = op->options.serial,
-                .discard = op->options.discard,
-        };
-        r = disk_xml_build(&spec, &xml);
-        if (r < 0)
-                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot build the disk XML: %s", strerror(-r));
-        else
-                r = virt_attach_disk(dom, xml, &op->error);
-        if (r < 0) {
-                if (luks_deactivate(name, &undo_error) < 0)
-                        log_error("Failed to close mapping %s after a failed attach: %s", name, undo_error.message);
-                sd_bus_error_free(&undo_error);
-                return r;
-        }
-
-        op->volume->mapper_device = TAKE_PTR(mapper);
-        return 0;
-}
 
 /* AttachTimestamp's clock: wall time, for people and logs to match. */
 static uint64_t realtime_usec(void) {
@@ -387,12 +149,24 @@ static void attach_act_job(Call *c) {
                 r = manager_derive_begin(m, c->caller_uid, &op->error);
                 if (r < 0)
                         goto finish;
-                r = luks_source_verify(op->source, op->passphrase, timeout_ms, &op->slot, &op->unlock_ms, &op->error);
+                if (op->header == NATIVE_HEADER_SHIM) {
+                        /* The one derivation: it checks the passphrase and
+                         * yields the key the shim wraps; QEMU derives only
+                         * the shim's minimum-cost slot. */
+                        r = luks_shim_make(op->source, &op->luks, op->passphrase, timeout_ms, &op->shim, &op->error);
+                        op->slot = op->shim.slot;
+                        op->unlock_ms = op->shim.cost_ms;
+                        /* The one-time passphrase stands in for it now. */
+                        op->passphrase = passphrase_free(op->passphrase);
+                } else
+                        r = luks_source_verify(op->source, op->passphrase, timeout_ms, &op->slot, &op->unlock_ms,
+                                               &op->error);
                 manager_derive_end(m, c->caller_uid);
                 if (r < 0)
                         goto finish;
-                /* Nothing else may write the device while the guest does. */
-                if (c->res.source.block) {
+                /* Nothing else may write the device while the guest does
+                 * (a shim's device-mapper table claims it itself). */
+                if (c->res.source.block && op->header != NATIVE_HEADER_SHIM) {
                         r = source_hold_exclusive(op->source, &hold_fd, &op->error);
                         if (r < 0)
                                 goto finish;
@@ -420,6 +194,7 @@ static void attach_act_job(Call *c) {
         }
         Volume *v = op->volume;
         v->mode = op->mode;
+        v->native_header = op->mode == VOLUME_MODE_NATIVE ? op->header : NATIVE_HEADER_AUTO;
         v->bus = strdup(op->options.bus);
         v->source = strdup(c->res.source.path);
         v->luks_version = op->luks.version;
@@ -555,7 +330,12 @@ static void attach_inspect_job(Call *c) {
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
         in.discard = op->options.discard;
         in.header_obstacle = header_obstacle(&op->luks, luks_kdf_limits(), obstacle, sizeof obstacle);
+        in.sector_size = op->luks.sector_size;
+        in.integrity = op->luks.integrity;
+        in.requirements = op->luks.requirements;
+        in.native_header = op->options.native_header;
         op->mode = mode_select(&in, reason, sizeof reason);
+        op->header = mode_native_header(&in);
         if (op->mode < 0)
                 r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "%s.", reason);
 
@@ -695,6 +475,7 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         if (!op)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         call_init(&op->call, m, message, attach_op_free);
+        op->shim = LUKS_SHIM_NULL;
         op->options = options;
         options = (AttachOptions){ .passphrase_fd = -1 };
         op->passphrase = TAKE_PTR(passphrase);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "backing.h"
 #include "errors.h"
+#include "luks-shim.h"
 #include "luks.h"
 #include "util.h"
 #include "volume-id.h"
@@ -55,7 +56,10 @@ int volume_backing_release(Virt *virt, const VolumeBacking *b, sd_bus_error *err
                 _cleanup_free_ char *expected = NULL;
                 const char *name;
 
-                r = luks_mapping_name(b->domain_uuid, b->target, &expected);
+                bool shim = startswith(b->mapper_device, "/dev/mapper/" LUKS_SHIM_PREFIX);
+
+                r = shim ? luks_shim_name(b->domain_uuid, b->target, &expected)
+                         : luks_mapping_name(b->domain_uuid, b->target, &expected);
                 if (r < 0)
                         return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
                 name = startswith(b->mapper_device, "/dev/mapper/") ? b->mapper_device + strlen("/dev/mapper/") : NULL;
@@ -66,7 +70,7 @@ int volume_backing_release(Virt *virt, const VolumeBacking *b, sd_bus_error *err
                                     expected);
                         return 0;
                 }
-                r = luks_deactivate(name, error);
+                r = shim ? luks_shim_remove(name, error) : luks_deactivate(name, error);
                 if (r < 0)
                         return r;
         }

@@ -16,7 +16,7 @@ typedef struct VolumeBacking {
         char *domain_uuid;
         char *target;
         char *secret_uuid;   /* native: the secret the disk's <encryption> names; else NULL */
-        char *mapper_device; /* cryptsetup: /dev/mapper/…; else NULL */
+        char *mapper_device; /* cryptsetup: /dev/mapper/luksvol-…; native with a header shim: its device */
 } VolumeBacking;
 
 void volume_backing_done(VolumeBacking *b);

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "event-log.h"
 #include "fault.h"
+#include "luks-shim.h"
 #include "luks.h"
 #include "manager.h"
 #include "operations.h"
@@ -173,7 +174,11 @@ static void detach_request_job(Call *c) {
                         /* The XML decides the mode: <encryption> names the
                          * secret in use; without it the source is our mapping. */
                         if (d.encrypted)
-                                r = volume_backing_set(b, b->domain_uuid, b->target, d.secret_uuid, NULL);
+                                /* A header shim of ours goes with the secret. */
+                                r = volume_backing_set(b, b->domain_uuid, b->target, d.secret_uuid,
+                                                       d.source && startswith(d.source, "/dev/mapper/" LUKS_SHIM_PREFIX)
+                                                               ? d.source
+                                                               : NULL);
                         else
                                 r = volume_backing_set(b, b->domain_uuid, b->target, NULL,
                                                        d.source ?: b->mapper_device);
@@ -423,8 +428,8 @@ static void detach_authorized(Call *c, bool allowed) {
         }
 
         op->source = strdup(strempty(v->source));
-        if (!op->source ||
-            volume_backing_set(&op->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device) < 0) {
+        if (!op->source || volume_backing_set(&op->backing, v->domain_uuid, v->target, v->secret_uuid,
+                                              v->mapper_device ?: v->shim_device) < 0) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 detach_end(op);
                 return;

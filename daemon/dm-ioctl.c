@@ -16,9 +16,7 @@
  * the device, optional parameters) many times over. */
 #define TABLE_BUFFER_SIZE 16384
 
-#define ALIGN8(x) (((x) + 7) & ~(size_t) 7)
-
-static void dm_header(struct dm_ioctl *io, size_t size, const char *name, uint32_t flags) {
+void dm_header(struct dm_ioctl *io, size_t size, const char *name, uint32_t flags) {
         io->version[0] = DM_VERSION_MAJOR;
         io->data_size = (uint32_t) size;
         io->data_start = (uint32_t) ALIGN8(sizeof *io);
@@ -26,7 +24,7 @@ static void dm_header(struct dm_ioctl *io, size_t size, const char *name, uint32
         snprintf(io->name, sizeof io->name, "%s", name);
 }
 
-static int dm_call(unsigned long request, struct dm_ioctl *io) {
+int dm_call(unsigned long request, struct dm_ioctl *io) {
         _cleanup_close_ int ctl = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
 
         if (ctl < 0)
@@ -38,7 +36,7 @@ static int dm_call(unsigned long request, struct dm_ioctl *io) {
 
 /* Suspends or resumes name; a resume swaps in a loaded inactive table, and
  * does nothing to a mapping that is not suspended. */
-static int dm_suspend(const char *name, bool suspend) {
+int dm_suspend(const char *name, bool suspend) {
         struct dm_ioctl io = {};
 
         if (strlen(name) >= sizeof io.name)
@@ -141,7 +139,7 @@ static void suspend_task_run(void *p) {
         t->r = dm_suspend(t->name, true);
 }
 
-static int suspend_bounded(const char *name, unsigned timeout_ms, sd_bus_error *error) {
+int dm_suspend_bounded(const char *name, unsigned timeout_ms, sd_bus_error *error) {
         SuspendTask *t;
         int r;
 
@@ -226,7 +224,7 @@ int dm_crypt_resize(const char *name, dev_t data_device_rdev, uint64_t size, uns
 
         /* The table is loaded only once the mapping is quiet: a suspend
          * abandoned to its deadline must find nothing to swap in. */
-        r = suspend_bounded(name, timeout_ms, error);
+        r = dm_suspend_bounded(name, timeout_ms, error);
         if (r < 0)
                 goto finish;
         r = load_table(name, params, size / 512, read_only);

@@ -8,6 +8,8 @@
  * the caller's file, for as long as that takes.  Here nothing is shared,
  * so no lock is held, and the wait runs under the deadline. */
 
+#include <linux/dm-ioctl.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <systemd/sd-bus.h>
@@ -20,3 +22,16 @@
  * ends).  The table must sit on the block device data_device_rdev.
  * A key kept in the kernel keyring → -EPERM (Error.NotSupported). */
 int dm_crypt_resize(const char *name, dev_t data_device_rdev, uint64_t size, unsigned timeout_ms, sd_bus_error *error);
+
+/* The raw interface, shared with dm-linear.c. */
+#define ALIGN8(x) (((x) + 7) & ~(size_t) 7)
+/* Fills in the version, sizes, flags and name of a request of size bytes. */
+void dm_header(struct dm_ioctl *io, size_t size, const char *name, uint32_t flags);
+/* One request on /dev/mapper/control; negative errno. */
+int dm_call(unsigned long request, struct dm_ioctl *io);
+/* Suspends or resumes name; a resume swaps in a loaded inactive table. */
+int dm_suspend(const char *name, bool suspend);
+/* Suspends name, waiting at most timeout_ms for the I/O in flight (then
+ * Error.Busy; the abandoned suspend resumes the device itself once it
+ * goes through).  On success the caller loads a table and resumes. */
+int dm_suspend_bounded(const char *name, unsigned timeout_ms, sd_bus_error *error);

@@ -124,22 +124,6 @@ static int set_data_device(struct crypt_device **cd, const char *path, unsigned 
         return 0;
 }
 
-/* The volume key from whichever slot the passphrase opens, on a niced
- * thread of its own (derive_run()). */
-typedef struct KeyTask {
-        struct crypt_device *cd;
-        Passphrase *vk;
-        size_t vk_size;
-        const Passphrase *passphrase;
-        int r;
-} KeyTask;
-
-static void key_task_run(void *p) {
-        KeyTask *t = p;
-        t->r = crypt_volume_key_get(t->cd, CRYPT_ANY_SLOT, (char *) t->vk->data, &t->vk_size,
-                                    (const char *) t->passphrase->data, t->passphrase->size);
-}
-
 int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard, unsigned timeout_ms,
                   Passphrase **passphrase, char **ret_mapper_path, sd_bus_error *error) {
         _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
@@ -185,22 +169,20 @@ int luks_activate(LuksSource *s, const char *name, bool read_only, bool discard,
                 goto finish;
         }
         {
-                KeyTask task = { .cd = cd, .vk = vk, .vk_size = vk_size, .passphrase = *passphrase };
-                r = derive_run(key_task_run, &task);
-                if (r >= 0)
-                        r = task.r;
+                /* Slot by slot, the fast path first where it applies. */
+                SlotSearch task = { .cd = cd,
+                                    .snap_fd = s->snap_fd,
+                                    .vk = vk,
+                                    .passphrase = *passphrase,
+                                    .found = -1,
+                                    .failed_slot = -1 };
+                r = derive_run(slot_search_run, &task);
+                r = slot_search_result(r, task.r, task.failed_slot, task.found, s->path, error);
                 vk_size = task.vk_size;
         }
         *passphrase = passphrase_free(*passphrase);
-        if (r == -EPERM) {
-                r = sd_bus_error_set(error, LV_ERROR_BAD_PASSPHRASE,
-                                     "The passphrase does not open any key slot of the volume.");
+        if (r < 0)
                 goto finish;
-        }
-        if (r < 0) {
-                r = sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot unlock '%s': %s", s->path, strerror(-r));
-                goto finish;
-        }
 
         /* The data: a block device as is; a file through a loop device
          * bound to the descriptor that was checked. */

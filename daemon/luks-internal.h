@@ -127,7 +127,7 @@ int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error)
 
 /* luks-derive.c */
 
-/* Runs fn(arg) on a thread of its own at nice DERIVE_NICE and waits for
+/* Runs fn(arg) on a thread of its own under SCHED_BATCH (luks-derive.c says why) and waits for
  * it: every key derivation runs there.  -errno if no
  * thread could be started (fn did not run). */
 int derive_run(void (*fn)(void *arg), void *arg);
@@ -136,3 +136,23 @@ int derive_run(void (*fn)(void *arg), void *arg);
  * wrong passphrase (at failed_slot), found the slot that opened (< 0:
  * none).  0 if one did; BadPassphrase if none did. */
 int slot_search_result(int run_r, int slot_r, int failed_slot, int found, const char *path, sd_bus_error *error);
+
+/* The key slots tried with a passphrase, in slot order, on a derive_run()
+ * thread: LUKS1 slots through the fast path where it applies (luks1-fast.h:
+ * nettle's PBKDF2, its key checked by libcryptsetup against the digest, and
+ * a refusal tried by libcryptsetup again before it counts), the others by
+ * libcryptsetup.  With vk, the volume key of the slot that opens goes there
+ * (vk_size its length). */
+typedef struct SlotSearch {
+        struct crypt_device *cd;
+        int snap_fd; /* the snapshot the fast path reads; -1: none */
+        const Passphrase *passphrase;
+        Passphrase *vk; /* NULL: only whether a slot opens */
+        size_t vk_size;
+        int found; /* the slot, or -1 */
+        int failed_slot;
+        int r; /* < 0: trying failed_slot failed other than by a wrong passphrase */
+        uint64_t cost_ms;
+        bool fast_opened; /* the fast path found it */
+} SlotSearch;
+void slot_search_run(void *p);

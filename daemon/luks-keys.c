@@ -282,7 +282,7 @@ static int stage_add(LuksSource *s, struct crypt_device *cd, const Passphrase *v
                 return r;
 
         /* Key derivation for the new slot, and its area written into the
-         * snapshot: on a niced thread, never under crypt_lock (slot like is
+         * snapshot: on a derivation thread, never under crypt_lock (slot like is
          * AES, luks_source_check()). */
         AddTask task = { .cd = cd, .vk = vk, .passphrase = new_passphrase };
         r = derive_run(add_task_run, &task);

@@ -565,6 +565,15 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
         r = crypt_get_sector_size(cd);
         info.sector_size = r > 0 ? (uint32_t) r : 512;
         info.device_size = s->size;
+        if (info.version == 2) {
+                struct crypt_params_integrity ip = {};
+                uint32_t flags = 0;
+
+                if (crypt_get_integrity_info(cd, &ip) >= 0 && !isempty(ip.integrity))
+                        info.integrity = true;
+                if (crypt_persistent_flags_get(cd, CRYPT_FLAGS_REQUIREMENTS, &flags) < 0 || flags != 0)
+                        info.requirements = true;
+        }
 
         max = MIN(crypt_keyslot_max(type), LUKS_MAX_KEYSLOTS);
         for (int k = 0; k < max; k++) {

@@ -50,6 +50,10 @@ typedef struct LuksInfo {
         /* The volume key's digest: PBKDF2 iterations libcryptsetup spends
          * checking the key every slot try yields (the most of any digest). */
         uint32_t digest_iterations;
+        /* LUKS2: data integrity tags (dm-integrity), requirement flags
+         * (e.g. an unfinished reencryption): no header shim for either. */
+        bool integrity;
+        bool requirements;
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;
@@ -119,7 +123,7 @@ int luks_source_open_keys(const SourceInfo *src, bool want_write, unsigned timeo
  * guest.  Error.BadPassphrase if no slot opens.  Reads the key slot areas
  * (deadline timeout_ms) unless luks_source_open_keys() did; the header is
  * checked first (luks_source_check(): Error.NotSupported, nothing derived),
- * so the derivation — CPU work on a niced thread, never under the library
+ * so the derivation — CPU work on a SCHED_BATCH thread, never under the library
  * lock — costs at most what the limits allow per slot. */
 int luks_source_verify(LuksSource *s, const Passphrase *passphrase, unsigned timeout_ms, int *ret_slot,
                        uint64_t *ret_cost_ms, sd_bus_error *error);

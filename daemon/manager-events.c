@@ -234,7 +234,8 @@ int manager_rescan(Manager *m, bool initial) {
                         continue;
                 if (volume_new(v->domain, v->domain_uuid, v->target, &copy) < 0 ||
                     (v->secret_uuid && !(copy->secret_uuid = strdup(v->secret_uuid))) ||
-                    (v->mapper_device && !(copy->mapper_device = strdup(v->mapper_device)))) {
+                    (v->mapper_device && !(copy->mapper_device = strdup(v->mapper_device))) ||
+                    (v->shim_device && !(copy->shim_device = strdup(v->shim_device)))) {
                         /* Without the full list, no orphan cleanup. */
                         j->cleanup_orphans = false;
                         if (copy)
@@ -322,8 +323,8 @@ void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
         j->why = why;
         j->generation = v->generation;
         j->path = strdup(v->path);
-        if (!j->path ||
-            volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid, v->mapper_device) < 0) {
+        if (!j->path || volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid,
+                                           v->mapper_device ?: v->shim_device) < 0) {
                 cleanup_job_free(j);
                 return log_oom(), (void) 0;
         }

@@ -5,6 +5,7 @@
 #include "call.h"
 #include "disk-xml.h"
 #include "errors.h"
+#include "dm-linear.h"
 #include "luks.h"
 #include "manager.h"
 #include "scan.h"
@@ -171,6 +172,7 @@ int manager_mode_input(Manager *m, ModeInput *ret, HostInfo *ret_host, sd_bus_er
                 .min_hypervisor_version = m->config.min_qemu_version,
                 .hypervisor_is_qemu = streq(h.hypervisor, "QEMU"),
                 .dm_crypt_available = luks_dm_crypt_available(),
+                .dm_linear_available = dm_linear_available(),
                 .requested = VOLUME_MODE_AUTO,
         };
         if (ret_host)

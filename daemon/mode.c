@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "mode.h"
@@ -9,6 +10,27 @@ static const char *const mode_table[_VOLUME_MODE_MAX] = {
         [VOLUME_MODE_NATIVE] = "native",
         [VOLUME_MODE_CRYPTSETUP] = "cryptsetup",
 };
+
+static const char *const native_header_table[_NATIVE_HEADER_MAX] = {
+        [NATIVE_HEADER_AUTO] = "auto",
+        [NATIVE_HEADER_VOLUME] = "volume",
+        [NATIVE_HEADER_SHIM] = "shim",
+};
+
+const char *native_header_to_string(NativeHeader h) {
+        if (h < 0 || h >= _NATIVE_HEADER_MAX)
+                return NULL;
+        return native_header_table[h];
+}
+
+NativeHeader native_header_from_string(const char *s) {
+        if (!s)
+                return _NATIVE_HEADER_INVALID;
+        for (NativeHeader h = 0; h < _NATIVE_HEADER_MAX; h++)
+                if (streq(native_header_table[h], s))
+                        return h;
+        return _NATIVE_HEADER_INVALID;
+}
 
 const char *volume_mode_to_string(VolumeMode m) {
         if (m < 0 || m >= _VOLUME_MODE_MAX)
@@ -134,6 +156,50 @@ const char *mode_qemu_cipher_obstacle(const char *cipher, const char *cipher_mod
         return NULL;
 }
 
+const char *mode_shim_obstacle(const ModeInput *in, char *buf, size_t size) {
+        uint32_t sector = in->sector_size ?: 512;
+
+        if (!in->dm_linear_available)
+                return "device-mapper, which a header shim needs, is not available on this host";
+        /* QEMU's LUKS driver (7.2, and upstream) counts IVs in 512-byte
+         * sectors; a payload written in 4096-byte sectors uses other IVs. */
+        if (sector != 512) {
+                snprintf(buf, size,
+                         "its data is encrypted in %" PRIu32 "-byte sectors and QEMU's LUKS driver reads 512-byte "
+                         "sectors only",
+                         sector);
+                return buf;
+        }
+        if (in->integrity)
+                return "its data carries integrity tags (dm-integrity), which QEMU's LUKS driver cannot read";
+        if (in->requirements)
+                return "its header has requirement flags (e.g. a reencryption in progress)";
+        /* A LUKS1 key slot is encrypted with the data cipher: libcryptsetup
+         * writes it in-process for aes only (others would need the kernel's
+         * crypto API or a temporary dm-crypt device). */
+        if (!isempty(in->cipher) && !streq(in->cipher, "aes")) {
+                snprintf(buf, size, "the one-time header would need a %s key slot, and only aes is used for shims",
+                         in->cipher);
+                return buf;
+        }
+        /* The shim's own key slot uses a hash QEMU knows; the data's cipher,
+         * mode and IV generator are the volume's. */
+        return mode_qemu_cipher_obstacle(in->cipher, in->cipher_mode, NULL, buf, size);
+}
+
+/* Can the shim be used for this input, and is it wanted? */
+static bool shim_chosen(const ModeInput *in) {
+        char buf[160];
+
+        if (in->native_header == NATIVE_HEADER_VOLUME)
+                return false;
+        return !mode_shim_obstacle(in, buf, sizeof buf);
+}
+
+NativeHeader mode_native_header(const ModeInput *in) {
+        return shim_chosen(in) ? NATIVE_HEADER_SHIM : NATIVE_HEADER_VOLUME;
+}
+
 const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
         char have[32], need[32];
 
@@ -153,6 +219,30 @@ const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size) {
                 version_format(in->min_hypervisor_version, need, sizeof need);
                 snprintf(buf, size, "QEMU %s is older than %s", have, need);
                 return buf;
+        }
+        if (in->native_header == NATIVE_HEADER_SHIM ||
+            (in->luks_version != 1 && in->dm_linear_available && in->native_header != NATIVE_HEADER_VOLUME)) {
+                char why[160];
+                const char *s = mode_shim_obstacle(in, why, sizeof why);
+                if (s) {
+                        if (in->luks_version != 1)
+                                snprintf(buf, size,
+                                         "QEMU decrypts LUKS1 only and this LUKS%u volume cannot be given a LUKS1 "
+                                         "header shim: %s",
+                                         in->luks_version, s);
+                        else
+                                snprintf(buf, size, "no LUKS1 header shim can be made: %s", s);
+                        return buf;
+                }
+        }
+        if (shim_chosen(in)) {
+                /* QEMU gets a one-time text passphrase and a PBKDF2-sha256
+                 * slot of ours: the caller's passphrase and key slots never
+                 * reach it. */
+                if (in->discard)
+                        return "QEMU's LUKS driver passes no discard requests to the image (discard needs "
+                               "cryptsetup mode)";
+                return NULL;
         }
         if (in->luks_version != 1) {
                 snprintf(buf, size, "QEMU decrypts LUKS1 only and this volume is LUKS%u", in->luks_version);
@@ -203,7 +293,7 @@ VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size) {
                         return VOLUME_MODE_NATIVE;
                 if (in->dm_crypt_available)
                         return VOLUME_MODE_CRYPTSETUP;
-                if (in->luks_version == 2 && mode_native_gate(in))
+                if (in->luks_version == 2 && mode_native_gate(in) && !in->dm_linear_available)
                         return refuse(
                                 reason, reason_size,
                                 "LUKS2 volumes need dm-crypt (QEMU decrypts LUKS1 only), which is not available on this host");

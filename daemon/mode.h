@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum VolumeMode {
         VOLUME_MODE_AUTO, /* only as a request */
@@ -18,6 +19,21 @@ typedef enum VolumeMode {
 
 const char *volume_mode_to_string(VolumeMode m);
 VolumeMode volume_mode_from_string(const char *s);
+
+/* Which LUKS header QEMU is given in native mode: the volume's own (LUKS1
+ * only; QEMU derives the caller's key slots while the guest is stopped) or
+ * a one-time LUKS1 header shim for the volume's key, in front of its
+ * payload through device-mapper's linear target (luks-shim.h). */
+typedef enum NativeHeader {
+        NATIVE_HEADER_AUTO, /* only as a request: the shim where it can be made */
+        NATIVE_HEADER_VOLUME,
+        NATIVE_HEADER_SHIM,
+        _NATIVE_HEADER_MAX,
+        _NATIVE_HEADER_INVALID = -1,
+} NativeHeader;
+
+const char *native_header_to_string(NativeHeader h);
+NativeHeader native_header_from_string(const char *s);
 
 /* Versions in libvirt's encoding: major * 1000000 + minor * 1000 + micro. */
 #define LV_VERSION(maj, min, mic) \
@@ -54,6 +70,14 @@ typedef struct ModeInput {
         /* Why the header is refused whatever the mode (header-policy.h:
          * cipher allow-list, key derivation limits), or NULL. */
         const char *header_obstacle;
+
+        /* The header shim (issue 17): device-mapper's linear target usable,
+         * and the facts of the volume's data segment it depends on. */
+        bool dm_linear_available;
+        uint32_t sector_size;       /* of the data segment; 0: 512 */
+        bool integrity;             /* LUKS2 with dm-integrity */
+        bool requirements;          /* LUKS2 requirement flags (e.g. reencryption) */
+        NativeHeader native_header; /* what the caller asked for; AUTO by default */
 } ModeInput;
 
 /* Why QEMU's LUKS driver could not decrypt a volume with this cipher,
@@ -70,6 +94,14 @@ VolumeMode mode_select(const ModeInput *in, char *reason, size_t reason_size);
 /* Why native mode is impossible for this input (a sentence without a final
  * period, in buf or static), or NULL if it is possible. */
 const char *mode_native_obstacle(const ModeInput *in, char *buf, size_t size);
+
+/* Why no header shim can be made for this input (a sentence in buf or
+ * static), or NULL if one can. */
+const char *mode_shim_obstacle(const ModeInput *in, char *buf, size_t size);
+
+/* The header a native attach of this input gives QEMU (VOLUME or SHIM);
+ * meaningful when mode_native_obstacle() is NULL. */
+NativeHeader mode_native_header(const ModeInput *in);
 
 /* Whether the host's versions allow native LUKS at all (Probe's native-luks). */
 bool mode_native_gate(const ModeInput *in);

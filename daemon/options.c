@@ -95,7 +95,7 @@ static int parse_dict(sd_bus_message *m, option_handler_t handler, void *userdat
 
 typedef struct AttachParse {
         AttachOptions o;
-        bool seen_target, seen_bus, seen_mode, seen_ro, seen_fd, seen_serial, seen_discard;
+        bool seen_target, seen_bus, seen_mode, seen_ro, seen_fd, seen_serial, seen_discard, seen_header;
 } AttachParse;
 
 bool serial_valid(const char *s) {
@@ -169,6 +169,19 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                 if (p->o.mode < 0)
                         return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
                                                  "Option 'mode' must be one of auto, native, cryptsetup.");
+                return 1;
+        }
+        if (streq(key, "native-header")) {
+                if (p->seen_header)
+                        return duplicate(key, error);
+                p->seen_header = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                p->o.native_header = native_header_from_string(s);
+                if (p->o.native_header < 0)
+                        return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
+                                                 "Option 'native-header' must be one of auto, volume, shim.");
                 return 1;
         }
         if (streq(key, "read-only")) {

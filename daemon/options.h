@@ -17,9 +17,10 @@ typedef struct AttachOptions {
         char *bus;       /* never NULL after parsing: "virtio" default */
         VolumeMode mode; /* VOLUME_MODE_AUTO default */
         bool read_only;
-        int passphrase_fd; /* dup()ed, owned; -1 if not given */
-        char *serial;      /* NULL: none; else checked by serial_valid() */
-        bool discard;      /* pass discards to the image: cryptsetup mode only */
+        int passphrase_fd;          /* dup()ed, owned; -1 if not given */
+        char *serial;               /* NULL: none; else checked by serial_valid() */
+        bool discard;               /* pass discards to the image: cryptsetup mode only */
+        NativeHeader native_header; /* NATIVE_HEADER_AUTO default (since 0.3) */
 } AttachOptions;
 
 /* The longest serial every bus takes whole (virtio-blk's ID field, ATA's

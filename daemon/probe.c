@@ -113,7 +113,12 @@ static int append_host(ProbeOp *op, sd_bus_message *reply) {
         if (r < 0)
                 return r;
         b = op->in.dm_crypt_available;
-        return append_entry(reply, "dm-crypt", 'b', &b);
+        r = append_entry(reply, "dm-crypt", 'b', &b);
+        if (r < 0)
+                return r;
+        /* Since 0.3: LUKS2 (512-byte sectors) native through a header shim. */
+        b = mode_native_gate(&op->in) && op->in.dm_linear_available;
+        return append_entry(reply, "header-shim", 'b', &b);
 }
 
 static int append_keyslots(const LuksInfo *luks, sd_bus_message *reply) {
@@ -175,6 +180,7 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
         Volume *v = manager_find_volume_by_source(op->call.manager, op->call.res.source.dev, op->call.res.source.ino);
         char obstacle_buf[384], header_buf[384];
         const char *obstacle = "the host's libvirt is not reachable";
+        const char *native_header = ""; /* which header a native attach would give QEMU */
         const char *header = header_obstacle(luks, luks_kdf_limits(), header_buf, sizeof header_buf);
         uint32_t u;
         uint64_t t;
@@ -210,8 +216,13 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
                 op->in.hash = luks->hash;
                 op->in.requested = VOLUME_MODE_AUTO;
                 op->in.header_obstacle = header;
+                op->in.sector_size = luks->sector_size;
+                op->in.integrity = luks->integrity;
+                op->in.requirements = luks->requirements;
                 b = mode_select(&op->in, reason, sizeof reason) == VOLUME_MODE_NATIVE;
                 obstacle = mode_native_obstacle(&op->in, obstacle_buf, sizeof obstacle_buf);
+                if (b)
+                        native_header = native_header_to_string(mode_native_header(&op->in));
         }
         r = append_entry(reply, "native-capable", 'b', &b);
         if (r < 0)
@@ -222,6 +233,10 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
 
         /* Since 0.2: more of the header, and why native mode is out. */
         r = append_entry(reply, "native-obstacle", 's', strempty(obstacle));
+        if (r < 0)
+                return r;
+        /* Since 0.3: "volume", "shim", or "" when native is out. */
+        r = append_entry(reply, "native-header", 's', native_header);
         if (r < 0)
                 return r;
         t = luks->payload_offset;

@@ -14,6 +14,7 @@
  * or the kernel just like an attach) → worker → reply. */
 
 #include "errors.h"
+#include "luks-shim.h"
 #include "luks.h"
 #include "manager.h"
 #include "operations.h"
@@ -32,6 +33,7 @@ typedef struct RearmOp {
 
         /* copies for the worker */
         VolumeMode mode;
+        bool shim; /* native through a header shim */
         char *domain_uuid, *target, *source, *secret_uuid;
         bool read_only, discard;
         bool identity_known; /* the volume's source identity (scan.c, attach.c) */
@@ -100,6 +102,13 @@ static void rearm_job(Call *c) {
                 bool exists = false;
 
                 r = virt_secret_exists(m->virt, op->secret_uuid, &exists, &op->error);
+                if (r >= 0 && exists && op->shim) {
+                        /* The secret alone opens nothing without its shim. */
+                        _cleanup_free_ char *name = NULL;
+                        LuksInfo info;
+                        exists = luks_shim_name(op->domain_uuid, op->target, &name) >= 0 &&
+                                 luks_shim_info(name, NULL, &info) >= 0;
+                }
                 if (r < 0 || exists) {
                         op->already = exists;
                         goto finish;
@@ -138,8 +147,8 @@ static void rearm_job(Call *c) {
                                       op->source, op->path);
                 goto finish;
         }
-        r = luks_source_open_keys(&src, op->mode == VOLUME_MODE_CRYPTSETUP && !op->read_only, timeout_ms, &source,
-                                  &op->error);
+        r = luks_source_open_keys(&src, (op->mode == VOLUME_MODE_CRYPTSETUP || op->shim) && !op->read_only, timeout_ms,
+                                  &source, &op->error);
         if (r < 0)
                 goto finish;
 
@@ -154,9 +163,32 @@ static void rearm_job(Call *c) {
                 uint64_t cost;
                 int slot;
 
-                r = luks_source_verify(source, op->passphrase, timeout_ms, &slot, &cost, &op->error);
-                if (r < 0)
-                        goto finish;
+                if (op->shim) {
+                        /* A new one-time header (its passphrase is the
+                         * secret's value now); the caller's is done with. */
+                        _cleanup_free_ char *name = NULL;
+                        LuksInfo info;
+                        Passphrase *onetime = NULL;
+
+                        r = luks_shim_name(op->domain_uuid, op->target, &name);
+                        if (r < 0) {
+                                r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the shim: %s",
+                                                      strerror(-r));
+                                goto finish;
+                        }
+                        r = luks_source_info(source, &info, &op->error);
+                        if (r >= 0)
+                                r = luks_shim_rearm(source, &info, op->passphrase, name, op->read_only, timeout_ms,
+                                                    &onetime, &op->error);
+                        if (r < 0)
+                                goto finish;
+                        passphrase_free(op->passphrase);
+                        op->passphrase = onetime;
+                } else {
+                        r = luks_source_verify(source, op->passphrase, timeout_ms, &slot, &cost, &op->error);
+                        if (r < 0)
+                                goto finish;
+                }
                 r = secret_usage_build(op->domain_uuid, op->target, &usage);
                 if (r < 0) {
                         r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
@@ -232,6 +264,7 @@ static void rearm_authorized(Call *c, bool allowed) {
         }
 
         op->mode = v->mode;
+        op->shim = v->mode == VOLUME_MODE_NATIVE && v->shim_device;
         op->read_only = v->read_only;
         op->discard = v->discard;
         op->domain_uuid = strdup(v->domain_uuid);

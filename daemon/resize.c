@@ -20,13 +20,18 @@
  * disk — QEMU takes a block device's size from the device, so the mapping
  * leads both ways; a shrinking file is truncated last.  A step that fails
  * undoes the ones before it, so the guest never sees a disk larger than
- * what is under it. */
+ * what is under it.
+ *
+ * Native through a header shim: as cryptsetup mode, with the shim's linear
+ * table (its payload piece) in the mapping's place; QEMU's LUKS node then
+ * takes the new size as in native mode. */
 
 #include <inttypes.h>
 #include <libvirt/libvirt.h>
 
 #include "disk-xml.h"
 #include "errors.h"
+#include "luks-shim.h"
 #include "event-log.h"
 #include "loopdev.h"
 #include "luks.h"
@@ -52,6 +57,7 @@ typedef struct ResizeOp {
 
         /* copies for the worker: it must not read the Volume */
         VolumeMode mode;
+        bool shim; /* native through a header shim: resized like a mapping */
         char *domain_uuid, *target, *source;
         bool source_identity_known;
         dev_t source_dev;
@@ -172,9 +178,19 @@ static int resize_native(ResizeOp *op, virDomainPtr dom, const DiskInfo *d) {
         return virt_block_resize(dom, op->target, op->size, &op->error);
 }
 
-/* Worker.  cryptsetup mode: the file (or device), the loop device, the
- * mapping, then the guest's disk. */
-static int resize_cryptsetup(ResizeOp *op, virDomainPtr dom) {
+/* The mapping (or shim device) to size bytes of plaintext. */
+static int resize_device(ResizeOp *op, LuksSource *source, const char *name, const char *node, uint64_t size,
+                         sd_bus_error *error) {
+        unsigned timeout_ms = op->call.manager->config.source_timeout_sec * 1000U;
+
+        if (op->shim)
+                return luks_shim_resize(name, size, timeout_ms, error);
+        return luks_resize(source, name, node, size, timeout_ms, error);
+}
+
+/* Worker.  cryptsetup mode and header shims: the file (or device), the
+ * loop device, the mapping (or the shim's table), then the guest's disk. */
+static int resize_mapped(ResizeOp *op, virDomainPtr dom) {
         Manager *m = op->call.manager;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
         _cleanup_(luks_source_freep) LuksSource *source = NULL;
@@ -186,10 +202,11 @@ static int resize_cryptsetup(ResizeOp *op, virDomainPtr dom) {
         uint64_t need;
         int r;
 
-        r = luks_mapping_name(op->domain_uuid, op->target, &name);
+        r = op->shim ? luks_shim_name(op->domain_uuid, op->target, &name)
+                     : luks_mapping_name(op->domain_uuid, op->target, &name);
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the mapping: %s", strerror(-r));
-        r = luks_mapping_device(name, &node);
+        r = op->shim ? luks_shim_data_device(name, &node) : luks_mapping_device(name, &node);
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot find the device under mapping %s: %s",
                                          name, strerror(-r));
@@ -226,7 +243,7 @@ static int resize_cryptsetup(ResizeOp *op, virDomainPtr dom) {
 
         /* The mapping before the guest's disk, both ways: QEMU takes the
          * size of a block device from the device itself. */
-        r = luks_resize(source, name, node, op->size, timeout_ms, &op->error);
+        r = resize_device(op, source, name, node, op->size, &op->error);
         if (r < 0)
                 goto undo;
         mapping_resized = true;
@@ -250,7 +267,7 @@ undo:
         /* Back to where the guest's disk is: the mapping first, then the
          * file under it — unless the mapping stays larger, which still
          * needs it. */
-        if (mapping_resized && luks_resize(source, name, node, op->old_size, timeout_ms, &undo_error) < 0)
+        if (mapping_resized && resize_device(op, source, name, node, op->old_size, &undo_error) < 0)
                 log_error("Cannot put mapping %s back to %" PRIu64 " bytes after a failed resize: %s", name,
                           op->old_size, undo_error.message);
         else if (file_grown && (luks_source_truncate(source, info.device_size, timeout_ms, &undo_error) < 0 ||
@@ -315,10 +332,10 @@ static void resize_job(Call *c) {
                 goto finish;
         }
 
-        if (op->mode == VOLUME_MODE_NATIVE)
+        if (op->mode == VOLUME_MODE_NATIVE && !op->shim)
                 r = resize_native(op, dom, &d);
         else
-                r = resize_cryptsetup(op, dom);
+                r = resize_mapped(op, dom);
         if (r < 0)
                 goto finish;
 
@@ -376,6 +393,7 @@ static void resize_authorized(Call *c, bool allowed) {
         }
 
         op->mode = v->mode;
+        op->shim = v->mode == VOLUME_MODE_NATIVE && v->shim_device;
         op->domain_uuid = strdup(v->domain_uuid);
         op->target = strdup(v->target);
         op->source = strdup(v->source);

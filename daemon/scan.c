@@ -6,6 +6,7 @@
 
 #include "disk-xml.h"
 #include "loopdev.h"
+#include "luks-shim.h"
 #include "luks.h"
 #include "parallel.h"
 #include "qemu-fds.h"
@@ -21,16 +22,57 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(virConnectPtr, virConnectClose);
  * the device under its mapping (cryptsetup mode); the file its QEMU has
  * open under the source's name (native mode).  Not what the path names
  * now: that may be another file since. */
-static int guest_source_identity(const Volume *v, OpenFile *ret) {
-        if (v->mode == VOLUME_MODE_CRYPTSETUP) {
-                _cleanup_free_ char *name = NULL, *node = NULL;
-                struct stat st;
-                int r;
+/* A native disk on our header shim for (domain, target): the volume's
+ * facts come from the shim device's table and UUID, not the disk's
+ * source, which names the shim. */
+static bool disk_on_shim(Volume *v, const DiskInfo *d) {
+        _cleanup_free_ char *expected = NULL, *source = NULL;
+        LuksInfo info;
 
+        if (!d->source || !startswith(d->source, "/dev/mapper/" LUKS_SHIM_PREFIX) ||
+            luks_shim_name(v->domain_uuid, v->target, &expected) < 0 ||
+            !streq(d->source + strlen("/dev/mapper/"), expected))
+                return false;
+        v->native_header = NATIVE_HEADER_SHIM;
+        v->shim_device = strdup(d->source);
+        if (luks_shim_info(expected, &source, &info) >= 0) {
+                v->source = TAKE_PTR(source);
+                v->luks_version = info.version;
+                free(v->luks_uuid);
+                v->luks_uuid = strdup(info.uuid);
+                v->payload_offset = info.payload_offset;
+        }
+        return true;
+}
+
+/* The block device under a volume's device-mapper device (a dm-crypt
+ * mapping, or a header shim's payload piece): "/dev/loop3", "/dev/sdb". */
+static int device_under(const Volume *v, char **ret_node) {
+        _cleanup_free_ char *name = NULL;
+        int r;
+
+        if (v->mode == VOLUME_MODE_CRYPTSETUP) {
                 r = luks_mapping_name(v->domain_uuid, v->target, &name);
                 if (r < 0)
                         return r;
-                r = luks_mapping_device(name, &node);
+                return luks_mapping_device(name, ret_node);
+        }
+        if (v->shim_device) {
+                r = luks_shim_name(v->domain_uuid, v->target, &name);
+                if (r < 0)
+                        return r;
+                return luks_shim_data_device(name, ret_node);
+        }
+        return -ENODEV;
+}
+
+static int guest_source_identity(const Volume *v, OpenFile *ret) {
+        if (v->mode == VOLUME_MODE_CRYPTSETUP || v->shim_device) {
+                _cleanup_free_ char *node = NULL;
+                struct stat st;
+                int r;
+
+                r = device_under(v, &node);
                 if (r < 0)
                         return r;
                 if (startswith(node, "/dev/loop")) {
@@ -64,9 +106,9 @@ static void relock(Volume *v, unsigned timeout_ms) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         struct stat st;
 
-        if (v->hold_fd >= 0 || !v->mapper_device || !startswith(v->mapper_device, "/dev/mapper/"))
+        if (v->hold_fd >= 0 || (!v->mapper_device && !v->shim_device))
                 return;
-        if (luks_mapping_device(v->mapper_device + strlen("/dev/mapper/"), &node) < 0)
+        if (device_under(v, &node) < 0)
                 return;
         fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
@@ -79,7 +121,8 @@ static void relock(Volume *v, unsigned timeout_ms) {
                 return;
         }
         v->hold_fd = TAKE_FD(fd);
-        log_info("Locked %s under %s against a second writer again (QEMU's locks).", node, v->mapper_device);
+        log_info("Locked %s under %s against a second writer again (QEMU's locks).", node,
+                 v->mapper_device ?: v->shim_device);
 }
 
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
@@ -90,7 +133,7 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         OpenFile id = {};
         int r;
 
-        if (v->mode == VOLUME_MODE_CRYPTSETUP)
+        if (v->mode == VOLUME_MODE_CRYPTSETUP || v->shim_device)
                 relock(v, timeout_ms);
         if (!v->source)
                 return;
@@ -262,10 +305,12 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
                         if (r < 0)
                                 break;
                         v->mode = VOLUME_MODE_NATIVE;
-                        v->source = d->source ? strdup(d->source) : NULL;
+                        v->native_header = NATIVE_HEADER_VOLUME;
                         /* The secret may be gone (libvirtd restarts drop
                          * ephemeral secrets); QEMU already has the key. */
                         v->secret_uuid = d->secret_uuid ? strdup(d->secret_uuid) : NULL;
+                        if (!disk_on_shim(v, d))
+                                v->source = d->source ? strdup(d->source) : NULL;
                 } else {
                         _cleanup_free_ char *expected = NULL, *source = NULL;
                         LuksInfo info;
@@ -475,10 +520,13 @@ static bool secret_kept(const Volume *keep, const char *uuid) {
         return false;
 }
 
+static bool device_named(const char *device, const char *name) {
+        return device && startswith(device, "/dev/mapper/") && streq(device + strlen("/dev/mapper/"), name);
+}
+
 static bool mapping_kept(const Volume *keep, const char *name) {
         for (const Volume *v = keep; v; v = v->next)
-                if (v->mapper_device && startswith(v->mapper_device, "/dev/mapper/") &&
-                    streq(v->mapper_device + strlen("/dev/mapper/"), name))
+                if (device_named(v->mapper_device, name) || device_named(v->shim_device, name))
                         return true;
         return false;
 }
@@ -524,7 +572,14 @@ static void cleanup_orphan_mappings(const Volume *keep) {
 
                 if (!startswith(de->d_name, LUKS_MAPPING_PREFIX) || mapping_kept(keep, de->d_name))
                         continue;
-                if (luks_deactivate(de->d_name, &error) >= 0)
+                /* A header shim: ciphertext only, but nothing of ours
+                 * uses it any more. */
+                if (startswith(de->d_name, LUKS_SHIM_PREFIX)) {
+                        if (luks_shim_remove(de->d_name, &error) >= 0)
+                                log_notice("Removed orphaned header shim %s.", de->d_name);
+                        else
+                                log_warning("Cannot remove orphaned header shim %s: %s", de->d_name, error.message);
+                } else if (luks_deactivate(de->d_name, &error) >= 0)
                         log_notice("Closed orphaned mapping %s.", de->d_name);
                 else
                         log_warning("Cannot close orphaned mapping %s: %s", de->d_name, error.message);

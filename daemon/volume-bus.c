@@ -60,6 +60,18 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append_basic(reply, 's', volume_state_to_string(*state));
 }
 
+/* "volume" or "shim" in native mode, "" in cryptsetup mode (since 0.3). */
+static int property_get_native_header(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const Volume *v = (const Volume *) ((const uint8_t *) userdata - offsetof(Volume, native_header));
+        const char *s = "";
+
+        if (v->mode == VOLUME_MODE_NATIVE)
+                s = native_header_to_string(v->native_header == NATIVE_HEADER_SHIM ? NATIVE_HEADER_SHIM
+                                                                                   : NATIVE_HEADER_VOLUME);
+        return sd_bus_message_append_basic(reply, 's', s);
+}
+
 static int property_get_bool(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         bool *b = userdata;
@@ -79,6 +91,10 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("SecretUUID", "s", property_get_string, offsetof(Volume, secret_uuid),
                         SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("MapperDevice", "s", property_get_string, offsetof(Volume, mapper_device),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("NativeHeader", "s", property_get_native_header, offsetof(Volume, native_header),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ShimDevice", "s", property_get_string, offsetof(Volume, shim_device),
                         SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("LuksVersion", "u", NULL, offsetof(Volume, luks_version), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("LuksUUID", "s", property_get_string, offsetof(Volume, luks_uuid),

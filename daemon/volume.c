@@ -55,6 +55,7 @@ Volume *volume_free(Volume *v) {
         free(v->bus);
         free(v->secret_uuid);
         free(v->mapper_device);
+        free(v->shim_device);
         free(v->luks_uuid);
         free(v->serial);
         if (v->hold_fd >= 0)

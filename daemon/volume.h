@@ -44,6 +44,12 @@ typedef struct Volume {
         VolumeMode mode;
         char *secret_uuid;   /* native: the libvirt secret; else NULL */
         char *mapper_device; /* cryptsetup: /dev/mapper/…; else NULL */
+        /* native: the header QEMU was given (the volume's own, or a
+         * one-time LUKS1 header shim in front of its payload) and the
+         * linear device that carries the shim (/dev/mapper/luksvol-shim-…;
+         * else NULL). */
+        NativeHeader native_header;
+        char *shim_device;
         unsigned luks_version;
         char *luks_uuid;
         bool read_only;

@@ -10,7 +10,7 @@ packages=(
         # static analysis (scan-build), kept at zero findings by tests/run.sh;
         # clang-format checks the code style (.clang-format)
         clang-tools clang-format
-        libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev libglib2.0-dev libinih-dev
+        libsystemd-dev libvirt-dev libxml2-dev libcryptsetup-dev nettle-dev libglib2.0-dev libinih-dev
         # pkg-config files naming the install directories
         libdbus-1-dev libpolkit-gobject-1-dev
         # the real stack the integration tests and the demo run

@@ -250,7 +250,9 @@ check "list --json: an array with every property, typed" json_ok list.out \
          and d[0]['AttachTimestamp'] > 0 and d[0]['PayloadOffset'] > 0
          and list(d[0]) == ['Volume', 'Domain', 'DomainUUID', 'Source', 'Target', 'Bus', 'Mode',
                             'SecretUUID', 'MapperDevice', 'LuksVersion', 'LuksUUID', 'ReadOnly', 'State',
-                            'Size', 'PayloadOffset', 'Serial', 'AttachedByUID', 'AttachTimestamp']"
+                            'Size', 'PayloadOffset', 'Serial', 'AttachedByUID', 'AttachTimestamp',
+                            'NativeHeader', 'ShimDevice']
+         and d[0]['NativeHeader'] == 'volume' and d[0]['ShimDevice'] == ''"
 
 expect_rc 0 "status DOMAIN:TARGET" status $GUEST:sda
 check "status prints Volume: and the properties" \

@@ -158,6 +158,104 @@ static void test_binary_passphrase(void) {
         g_assert_null(mode_native_obstacle(&in, reason, sizeof reason));
 }
 
+/* The header shim (issue 17): with device-mapper, LUKS2 with 512-byte
+ * sectors goes native through a shim, LUKS1 too (unless the caller asks
+ * for the volume's own header); 4096-byte sectors, integrity, requirement
+ * flags and non-aes ciphers keep LUKS2 in cryptsetup mode with the reason
+ * in the native obstacle.  Without device-mapper nothing changes. */
+static void test_shim(void) {
+        char reason[512], buf[512];
+        ModeInput base = {
+                .libvirt_version = V(9, 0, 0),
+                .hypervisor_version = V(7, 2, 0),
+                .min_libvirt_version = LV_MIN_LIBVIRT_VERSION,
+                .min_hypervisor_version = LV_MIN_QEMU_VERSION,
+                .hypervisor_is_qemu = true,
+                .luks_version = 2,
+                .requested = VOLUME_MODE_AUTO,
+                .dm_crypt_available = true,
+                .dm_linear_available = true,
+                .cipher = "aes",
+                .cipher_mode = "xts-plain64",
+                .hash = "sha256",
+                .sector_size = 512,
+        };
+        ModeInput in = base;
+
+        /* LUKS2, 512-byte sectors: native, shim. */
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+        g_assert_cmpint(mode_native_header(&in), ==, NATIVE_HEADER_SHIM);
+        g_assert_null(mode_native_obstacle(&in, buf, sizeof buf));
+        /* A binary passphrase never reaches QEMU through a shim. */
+        in.passphrase_not_text = true;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+        /* Nor do argon2 slots (no PBKDF2 hash). */
+        in.hash = "";
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+
+        /* 4096-byte sectors: cryptsetup, and the obstacle names the size. */
+        in = base;
+        in.sector_size = 4096;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_CRYPTSETUP);
+        g_assert_nonnull(strstr(mode_native_obstacle(&in, buf, sizeof buf), "4096-byte sectors"));
+        in.requested = VOLUME_MODE_NATIVE;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(reason, "4096-byte sectors"));
+
+        /* Integrity, requirements, serpent: no shim. */
+        in = base;
+        in.integrity = true;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_CRYPTSETUP);
+        g_assert_nonnull(strstr(mode_native_obstacle(&in, buf, sizeof buf), "integrity"));
+        in = base;
+        in.requirements = true;
+        g_assert_nonnull(strstr(mode_native_obstacle(&in, buf, sizeof buf), "requirement"));
+        in = base;
+        in.cipher = "serpent";
+        g_assert_nonnull(strstr(mode_native_obstacle(&in, buf, sizeof buf), "serpent"));
+        /* Discards still need dm-crypt. */
+        in = base;
+        in.discard = true;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_CRYPTSETUP);
+
+        /* No device-mapper: LUKS2 as before. */
+        in = base;
+        in.dm_linear_available = false;
+        in.dm_crypt_available = false;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(reason, "LUKS2 volumes need dm-crypt"));
+
+        /* LUKS1: the shim by default, the volume's own header on request. */
+        in = base;
+        in.luks_version = 1;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+        g_assert_cmpint(mode_native_header(&in), ==, NATIVE_HEADER_SHIM);
+        in.native_header = NATIVE_HEADER_VOLUME;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+        g_assert_cmpint(mode_native_header(&in), ==, NATIVE_HEADER_VOLUME);
+        /* LUKS2 with the volume's own header: impossible. */
+        in.luks_version = 2;
+        in.requested = VOLUME_MODE_NATIVE;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(reason, "QEMU decrypts LUKS1 only"));
+        /* A shim asked for without device-mapper: refused with the reason. */
+        in = base;
+        in.luks_version = 1;
+        in.native_header = NATIVE_HEADER_SHIM;
+        in.dm_linear_available = false;
+        in.requested = VOLUME_MODE_NATIVE;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, _VOLUME_MODE_INVALID);
+        g_assert_nonnull(strstr(reason, "device-mapper"));
+        /* Without device-mapper LUKS1 keeps the direct path. */
+        in.native_header = NATIVE_HEADER_AUTO;
+        g_assert_cmpint(mode_select(&in, reason, sizeof reason), ==, VOLUME_MODE_NATIVE);
+        g_assert_cmpint(mode_native_header(&in), ==, NATIVE_HEADER_VOLUME);
+
+        g_assert_cmpstr(native_header_to_string(NATIVE_HEADER_SHIM), ==, "shim");
+        g_assert_cmpint(native_header_from_string("volume"), ==, NATIVE_HEADER_VOLUME);
+        g_assert_cmpint(native_header_from_string("nope"), ==, _NATIVE_HEADER_INVALID);
+}
+
 /* What QEMU's LUKS driver can open: cipher, chain mode, IV generator and
  * hash; anything else makes auto go cryptsetup and native refuse. */
 static void test_qemu_ciphers(void) {
@@ -284,6 +382,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/mode/raised-minimums", test_raised_minimums);
         g_test_add_func("/mode/binary-passphrase", test_binary_passphrase);
         g_test_add_func("/mode/qemu-ciphers", test_qemu_ciphers);
+        g_test_add_func("/mode/shim", test_shim);
         g_test_add_func("/mode/header-obstacle", test_header_obstacle);
         g_test_add_func("/mode/strings", test_mode_strings);
         g_test_add_func("/mode/versions", test_versions);
