@@ -215,6 +215,13 @@ int verb_migrate(int argc, char **argv) {
                                     "%s is in %s mode: only native-mode volumes can migrate (a dm-crypt mapping "
                                     "is not prepared on the destination).",
                                     v->path, volume_get(v, "Mode") ?: "an unknown");
+                /* A header shim's device is not prepared on the destination
+                 * either (issue 17's shim; a property older services lack). */
+                if (streq_ptr(volume_get(v, "NativeHeader"), "shim"))
+                        return fail(EXIT_NOT_SUPPORTED,
+                                    "%s reaches QEMU through a header shim (%s), which is not prepared on the "
+                                    "destination: attach it with --native-header=volume to migrate it.",
+                                    v->path, volume_get(v, "ShimDevice") ?: "a device-mapper device");
                 if (isempty(volume_get(v, "SecretUUID")) || isempty(volume_get(v, "DomainUUID")) ||
                     isempty(volume_get(v, "Source")) || isempty(volume_get(v, "Target")))
                         return fail(EXIT_FAIL, "%s lacks its secret, domain, source or target.", v->path);

@@ -321,6 +321,10 @@ static void stage_job(Call *c) {
         in.cipher_mode = luks.cipher_mode;
         in.hash = luks.hash;
         in.requested = VOLUME_MODE_NATIVE;
+        /* The migrated disk names the volume itself: what is staged is a
+         * secret for the volume's own header (no header shim is prepared
+         * here; luksvolumectl migrate refuses shim volumes). */
+        in.native_header = NATIVE_HEADER_VOLUME;
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
         in.header_obstacle = header_obstacle(&luks, luks_kdf_limits(), obstacle, sizeof obstacle);
         if (mode_select(&in, reason, sizeof reason) != VOLUME_MODE_NATIVE) {
