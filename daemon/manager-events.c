@@ -74,6 +74,19 @@ static void scan_job(void *userdata) {
          * take until the deadline on a hung file system: not while every
          * attach and detach waits for the lock above. */
         volume_fill_source_facts_all(j->found, m->config.source_timeout_sec * 1000U);
+
+        /* The first call after an activation is most often a Probe or an
+         * Attach, and both need the host's versions: read them here, on the
+         * scan's libvirt connection, before the name is taken, instead of
+         * on a worker's new connection while the caller waits (issue 20:
+         * cold activation). */
+        if (j->initial) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                HostInfo h;
+                if (virt_host_info(m->virt, &h, &error) < 0)
+                        log_debug("Host facts not read ahead: %s", error.message);
+                sd_bus_error_free(&error);
+        }
 }
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
