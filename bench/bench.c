@@ -426,7 +426,7 @@ static void scale_series(void) {
 
 int main(int argc, char *argv[]) {
         guint scale_n = 200, scale_m = 20;
-        bool series = false, scale_given = false, shim = false;
+        bool series = false, scale_given = false, shim = false, cold = false;
 
         /* Line by line: a row printed before a crash is not lost in a pipe's
          * buffer. */
@@ -440,19 +440,26 @@ int main(int argc, char *argv[]) {
                         series = true;
                 else if (g_str_equal(argv[i], "--shim"))
                         shim = true;
+                else if (g_str_equal(argv[i], "--cold"))
+                        cold = true;
                 else if (g_str_has_prefix(argv[i], "--scale=")) {
                         parse_scale(argv[i] + strlen("--scale="), &scale_n, &scale_m);
                         scale_given = true;
                 } else if (argv[i][0] != '-')
                         outdir = argv[i];
                 else
-                        g_error("unknown argument '%s' (OUTDIR [--short] [--scale=N,M] [--series] [--shim])", argv[i]);
+                        g_error("unknown argument '%s' (OUTDIR [--short] [--scale=N,M] [--series] [--shim] [--cold])", argv[i]);
         }
         if (short_run && !scale_given)
                 scale_n = 40, scale_m = 4;
         bus = lv_bus();
         g_autofree char *load_start = load_average();
 
+        if (cold) {
+                /* Only the cold activation and idle memory rows. */
+                cold_activation_and_memory();
+                return 0;
+        }
         if (shim) {
                 shim_scenario();
                 g_autofree char *load_end = load_average();

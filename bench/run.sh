@@ -26,6 +26,7 @@
 #   --shim       only the header shim's figures (issue 17), inside the TCG
 #                VM that has device-mapper (tests/vm/run-in-vm.sh):
 #                results-shim.md; ~10 minutes (--short: one repetition).
+#   --cold       only cold activation and idle memory (seconds).
 #
 # Exit status: the benchmark's own (non-zero only if it could not run or
 # crashed); a figure over its target is a ✗ in the table, never a failure.
@@ -41,8 +42,9 @@ for a in "$@"; do
                 --short) short=1; args+=("$a") ;;
                 --series) series=1; args+=("$a") ;;
                 --shim) shim=1; args+=("$a") ;;
+                --cold) args+=("$a") ;;
                 --scale=*) args+=("$a") ;;
-                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [OUTDIR]" >&2; exit 2 ;;
+                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--cold] [OUTDIR]" >&2; exit 2 ;;
                 *) out=$a ;;
         esac
 done

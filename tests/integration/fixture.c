@@ -133,6 +133,7 @@ typedef struct {
         gboolean timed_out;
         GBytes *out, *err;
         GError *error;
+        GSubprocess *p;
 } CommState;
 
 static void comm_done(GObject *source, GAsyncResult *res, gpointer user_data) {
@@ -142,8 +143,9 @@ static void comm_done(GObject *source, GAsyncResult *res, gpointer user_data) {
 }
 
 static gboolean comm_timeout(gpointer user_data) {
-        GSubprocess *p = user_data;
-        g_subprocess_force_exit(p);
+        CommState *st = user_data;
+        st->timed_out = TRUE;
+        g_subprocess_force_exit(st->p);
         return G_SOURCE_REMOVE;
 }
 
@@ -181,12 +183,12 @@ static int run_argv(const char *const *argv, const char *stdin_data, gsize stdin
         /* A private context: the wait must not dispatch anything of the test's. */
         g_autoptr(GMainContext) ctx = g_main_context_new();
         g_main_context_push_thread_default(ctx);
-        CommState st = { 0 };
+        CommState st = { .p = p };
         /* With a stdin pipe, communicate wants bytes; empty means EOF at once. */
         g_autoptr(GBytes) in = g_bytes_new(stdin_data ? stdin_data : "", stdin_data ? stdin_len : 0);
         g_subprocess_communicate_async(p, in, NULL, comm_done, &st);
         GSource *t = g_timeout_source_new_seconds(timeout_s);
-        g_source_set_callback(t, comm_timeout, p, NULL);
+        g_source_set_callback(t, comm_timeout, &st, NULL);
         g_source_attach(t, ctx);
         while (!st.done)
                 g_main_context_iteration(ctx, TRUE);
@@ -202,6 +204,13 @@ static int run_argv(const char *const *argv, const char *stdin_data, gsize stdin
         int status = -1;
         if (g_subprocess_get_if_exited(p))
                 status = g_subprocess_get_exit_status(p);
+        else if (st.timed_out)
+                g_test_message("%s: timed out after %u s (killed)", argv[0], timeout_s);
+        else if (g_subprocess_get_if_signaled(p))
+                /* Which signal, not just "killed": a loaded VM once had a
+                 * cryptsetup killed by a signal (issue 17). */
+                g_test_message("%s: killed by signal %d (%s)", argv[0], g_subprocess_get_term_sig(p),
+                               g_strsignal(g_subprocess_get_term_sig(p)));
         if (ret_out)
                 *ret_out = bytes_to_str(st.out);
         if (ret_err)
@@ -218,8 +227,9 @@ static char *run_tool(const char *const *argv, const char *stdin_data, gsize std
         int status = run_argv(argv, stdin_data, stdin_len, NULL, LV_TOOL_TIMEOUT_S, &out, &err);
         if (status != 0) {
                 g_autofree char *cmdline = g_strjoinv(" ", (char **) argv);
-                g_error("'%s' failed (%s %d)\nstdout: %s\nstderr: %s", cmdline,
-                        status < 0 ? "killed/timeout" : "exit status", status, out, err);
+                g_error("'%s' failed (%s %d; a signal or timeout is named in the message before)\nstdout: "
+                        "%s\nstderr: %s",
+                        cmdline, status < 0 ? "killed/timeout" : "exit status", status, out, err);
         }
         return out;
 }
