@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* The Manager interface's vtable and what its methods share.  The methods
- * themselves live one per file: attach.c, detach.c, probe.c, keys.c. */
+ * themselves live one per file: attach.c, detach.c, probe.c, keys.c,
+ * domains.c. */
 
 #include "errors.h"
 #include "manager.h"
@@ -108,6 +109,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Probe", SD_BUS_ARGS("s", source, "a{sv}", options), SD_BUS_RESULT("a{sv}", info),
                                 method_probe, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("a(sss)", domains),
+                                method_list_domains, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ChangePassphrase",
                                 SD_BUS_ARGS("s", source, "ay", old_passphrase, "ay", new_passphrase, "a{sv}", options),
                                 SD_BUS_NO_RESULT, method_change_passphrase,
