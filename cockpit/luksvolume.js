@@ -12,7 +12,7 @@
 //   - every visible text comes from strings.js.
 
 import { S, f } from "./strings.js";
-import { describe, isAuthError, authText, nativeObstacle } from "./errors.js";
+import { describe, isAuthError, nativeObstacle } from "./errors.js";
 
 const BUS_NAME = "org.example.LuksVolume1";
 const MANAGER_PATH = "/org/example/LuksVolume1";
@@ -34,9 +34,16 @@ let volumesLoaded = false;
 const rowState = new Map();
 // Probe("") → info, or null until known / when refused.
 let hostFacts = null;
-// Guest names offered by the attach dialog's datalist, from libvirt.
+// Running guests offered by the attach dialog's datalist: [{name, uuid,
+// state}] from the service's ListDomains.
 let libvirtGuests = [];
 let attachInFlight = false;
+// Whether this account can be anything but refused: null until known,
+// false once polkit refused the host facts (Probe(""), the same action as
+// ListDomains): then Attach and Detach are disabled with the reason.  A
+// refusal of one attach does not count: a rule may refuse one guest or
+// source and allow others.
+let mayManage = null;
 
 // ── small DOM helpers ──────────────────────────────────────────────────────
 
@@ -118,12 +125,20 @@ function showBanner(title, text) {
     $("banner").hidden = false;
 }
 
-function showAuthBanner(err) {
-    showBanner(S.notAuthorized, authText(err));
-}
-
 function hideBanner() {
     $("banner").hidden = true;
+}
+
+// An account polkit only refuses: say so once, next to the toolbar, and
+// disable what would only be refused (the controls point at the reason
+// with aria-describedby).
+function setAccess(allowed) {
+    mayManage = allowed;
+    const note = $("access-note");
+    note.textContent = allowed ? "" : S.accessDenied;
+    note.hidden = allowed;
+    $("attach-open").disabled = !allowed;
+    renderVolumes();
 }
 
 function showStatus(text) {
@@ -199,6 +214,7 @@ function loadHost() {
     return client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", ["", {}], { type: "sa{sv}" })
             .then(([info]) => {
                 hostFacts = unwrapDict(info);
+                setAccess(true);
                 $("host-message").textContent = "";
                 renderHost();
             })
@@ -207,7 +223,7 @@ function loadHost() {
                 renderHost();
                 if (isAuthError(err)) {
                     $("host-message").textContent = S.hostRefused;
-                    showAuthBanner(err);
+                    setAccess(false);
                 } else {
                     const d = describe(err);
                     $("host-message").textContent = f(S.hostFailed, d.text);
@@ -255,7 +271,9 @@ function volumeRows(path, v, showSize, columns) {
         class: "lv-btn lv-btn-secondary lv-btn-small",
         "aria-label": label,
         "data-focus-key": "detach:" + path,
-        disabled: st.pending,
+        "data-action": "detach",
+        "aria-describedby": mayManage === false ? "access-note" : null,
+        disabled: st.pending || mayManage === false,
         onclick: ev => confirmDetach(path, ev.currentTarget),
     }, st.pending ? S.detaching : S.detach);
 
@@ -358,12 +376,15 @@ function renderVolumes() {
 }
 
 function renderDomainList() {
-    const names = new Set(libvirtGuests);
+    const guests = new Map(libvirtGuests.map(g => [g.name, g]));
     for (const v of volumes.values())
-        if (v.Domain)
-            names.add(v.Domain);
+        if (v.Domain && !guests.has(v.Domain))
+            guests.set(v.Domain, { name: v.Domain });
     $("attach-domain-list").replaceChildren(
-        ...[...names].sort().map(n => el("option", { value: n })));
+        ...[...guests.keys()].sort().map(n => {
+            const g = guests.get(n);
+            return el("option", { value: n, label: g.state && g.state !== "running" ? f(S.guestState, n, g.state) : null });
+        }));
 }
 
 // cockpit's watch() notifications: { path: { iface: { prop: value } | null } }.
@@ -436,14 +457,13 @@ function startWatching() {
             });
 }
 
-// Running guests from libvirt, for the datalist only: the service has no
-// method that lists domains.  Failure (no virsh, no access to libvirt)
-// leaves the list to the guests of attached volumes.
+// Running guests, from the service (ListDomains, authorized like the host
+// facts): the page needs no libvirt access of its own.  A refusal or an
+// older service leaves the list to the guests of attached volumes.
 function loadLibvirtGuests() {
-    return cockpit.spawn(["virsh", "--connect", "qemu:///system", "--quiet", "list", "--name", "--state-running"],
-                         { superuser: "try", err: "ignore" })
-            .then(out => {
-                libvirtGuests = out.split("\n").map(s => s.trim()).filter(Boolean);
+    return client.call(MANAGER_PATH, MANAGER_IFACE, "ListDomains", [{}], { type: "a{sv}" })
+            .then(([list]) => {
+                libvirtGuests = list.map(([name, uuid, state]) => ({ name, uuid, state }));
                 renderDomainList();
             })
             .catch(() => {});
@@ -459,7 +479,9 @@ function confirmDetach(path, opener) {
     $("detach-title").textContent = f(S.detachTitle, v.Target, v.Domain);
     $("detach-body").textContent = f(S.detachBody, v.Target, v.Source);
     dialog.dataset.path = path;
-    openDialog(dialog, opener, $("detach-confirm"));
+    // Focus on Cancel: the destructive button is never the default, so
+    // that Enter pressed twice (or held) on the row's Detach cancels.
+    openDialog(dialog, opener, $("detach-cancel"));
 }
 
 function detach(path) {
@@ -478,9 +500,8 @@ function detach(path) {
                 if (err.name === "org.example.LuksVolume1.Error.Busy") {
                     note = { kind: "busy", text: f(S.detachBusy, target) };
                 } else {
-                    if (isAuthError(err))
-                        showAuthBanner(err);
-                    note = { kind: "error", text: f(S.detachFailed, describe(err).text) };
+                    const d = describe(err, "detach");
+                    note = { kind: "error", text: d.auth ? d.text : f(S.detachFailed, d.text) };
                 }
                 if (volumes.has(path))
                     rowState.set(path, { pending: false, note });
@@ -494,6 +515,7 @@ function detach(path) {
 
 function openAttach(ev) {
     const form = $("attach-form");
+    $("attach-passphrase").value = "";
     if (!attachInFlight) {
         clearErrors("attach", ATTACH_FIELDS);
         $("attach-progress").textContent = "";
@@ -579,9 +601,7 @@ function submitAttach(ev) {
     }).catch(err => {
         call = null;
         setAttachBusy(false);
-        const d = describe(err);
-        if (d.auth)
-            showAuthBanner(err);
+        const d = describe(err, "attach");
         if (!dialog.open) {
             // Closed while the call ran: report on the page.
             showBanner(d.text, "");
@@ -591,7 +611,7 @@ function submitAttach(ev) {
         if (d.field) {
             focus = setFieldError("attach", d.field, d.text);
         } else {
-            setDialogAlert("attach", d.auth ? S.notAuthorized + " " + d.text : d.text);
+            setDialogAlert("attach", d.text);
             focus = $("attach-submit");
         }
         // The passphrase is gone from the page; say so where it was typed.
@@ -657,14 +677,12 @@ function submitProbe(ev) {
     client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", [source, {}], { type: "sa{sv}" })
             .then(([info]) => renderProbe(unwrapDict(info)))
             .catch(err => {
-                const d = describe(err);
-                if (d.auth)
-                    showAuthBanner(err);
+                const d = describe(err, "probe");
                 // Probe has one field: every field-bound error is the source's.
                 if (d.field)
                     setFieldError("probe", "source", d.text).focus();
                 else
-                    setDialogAlert("probe", d.auth ? S.notAuthorized + " " + d.text : d.text);
+                    setDialogAlert("probe", d.text);
             })
             .finally(() => {
                 $("probe-progress").textContent = "";
@@ -686,9 +704,13 @@ function init() {
     $("attach-cancel").addEventListener("click", () => $("attach-dialog").close());
     // However the dialog closes (Cancel, Escape, a successful attach), a
     // typed passphrase must not wait in the page for the next opening.
-    $("attach-dialog").addEventListener("close", () => {
-        $("attach-passphrase").value = "";
-    });
+    // Escape fires "cancel" before "close"; clear on both, and on opening.
+    for (const type of ["cancel", "close"])
+        $("attach-dialog").addEventListener(type, () => {
+            $("attach-passphrase").value = "";
+        });
+    for (const button of document.querySelectorAll("[data-close]"))
+        button.addEventListener("click", () => $(button.dataset.close).close());
     $("probe-open").addEventListener("click", openProbe);
     $("probe-form").addEventListener("submit", submitProbe);
     $("probe-cancel").addEventListener("click", () => $("probe-dialog").close());

@@ -34,7 +34,8 @@ export const S = Object.freeze({
     available: _("available"),
     notAvailable: _("not available"),
     hostLoading: _("Asking the service…"),
-    hostRefused: _("Not authorized to read the host's facts (polkit refused Probe)."),
+    hostRefused: _("Not available to your account."),
+    accessDenied: _("Your account may not attach or detach volumes here: turn on administrative access, or ask an administrator."),
     hostFailed: _("The host's facts could not be read: $0"),
 
     // Volume list
@@ -78,6 +79,7 @@ export const S = Object.freeze({
     // Attach dialog
     attachTitle: _("Attach an encrypted volume"),
     fieldGuest: _("Guest"),
+    guestState: _("$0 ($1)"),
     fieldGuestHelp: _("Name or UUID of a running virtual machine."),
     fieldSource: _("Source"),
     fieldSourceHelp: _("Absolute path of a LUKS image file or block device on this host."),
@@ -136,9 +138,11 @@ export const S = Object.freeze({
     errNoSuchVolume: _("This volume no longer exists."),
 
     // Page-level banners
-    notAuthorized: _("Not authorized."),
-    notAuthorizedDetail: _("polkit refused: $0 Turn on administrative access in Cockpit, or ask an administrator for a polkit rule that allows you (see luksvolumed's README)."),
-    authNeedsInteraction: _("Not authorized: this needs authentication, which polkit could not ask for here."),
+    refused: _("You are not allowed to do this."),
+    refusedAttach: _("You are not allowed to attach this volume to this guest."),
+    refusedDetach: _("You are not allowed to detach this volume."),
+    refusedProbe: _("You are not allowed to inspect this source."),
+    refusedNeedsAuth: _("This needs administrative access, which is off."),
     serviceUnavailable: _("The luksvolumed service is not available on this host: $0"),
     dismiss: _("Dismiss"),
 });

@@ -15,8 +15,10 @@
 # The page is installed the way meson installs it (its files and the
 # generated manifest, flat) into a scratch $XDG_DATA_DIRS/cockpit/luksvolume
 # that only this test's cockpit-ws processes see.  Two of them run:
-#   - port 9090 as root, a local session (cockpit-ws --local-session): the
-#     admin cases;
+#   - port 9090 as the sandbox's lvadmin (uid 4202), a local session
+#     (cockpit-ws --local-session): a delegated admin, not root — a polkit
+#     rule written here grants the group lvgroup every action of the
+#     service except attaches to the guest "forbidden" (the refusal case);
 #   - port 9091 as the sandbox's plain user lvuser (uid 4201): polkit
 #     refuses it, and the page must say so.
 # The service is checked independently of the page with busctl (sd-bus):
@@ -98,6 +100,9 @@ COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 LV_USER_UID = 4201
+LV_ADMIN_UID = 4202
+LV_GROUP = "lvgroup"
+FORBIDDEN_GUEST = "forbidden"
 PASS = "cockpit test passphrase"
 WRONG = "not the passphrase"
 IMAGES = "/var/lib/libvirt/images"      # a tmpfs of the sandbox
@@ -219,6 +224,31 @@ def session_env(name, uid):
                 XDG_CONFIG_HOME=os.path.join(home, ".config"), XDG_RUNTIME_DIR=os.path.join(home, "run"),
                 XDG_DATA_DIRS=f"{share}:/usr/share", LANG="C.UTF-8")
 
+
+# The delegated admin's polkit rule: by group, as an administrator would
+# write it (polkit/examples/50-luksvolume-group.rules), with one exception so
+# that a refusal of a real call can be seen by someone the page lets try.
+ADMIN_RULE = f"""
+polkit.addRule(function(action, subject) {{
+    if (action.id.indexOf("org.example.luksvolume1.") != 0 || !subject.isInGroup("{LV_GROUP}"))
+        return polkit.Result.NOT_HANDLED;
+    if (action.id == "org.example.luksvolume1.attach" && action.lookup("domain") == "{FORBIDDEN_GUEST}")
+        return polkit.Result.NO;
+    return polkit.Result.YES;
+}});
+"""
+with open(os.path.join(os.environ["LV_POLKIT_RULES_DIR"], "50-cockpit-admin.rules"), "w") as fh:
+    fh.write(ADMIN_RULE)
+
+
+def admin_rule_loaded():
+    r = run(["setpriv", f"--reuid={LV_ADMIN_UID}", f"--regid={LV_ADMIN_UID}", "--clear-groups",
+             "busctl", "--system", "call", BUS, MANAGER, "org.example.LuksVolume1", "Probe", "sa{sv}", "", "0"])
+    return r.returncode == 0
+
+
+if not wait_for(admin_rule_loaded, 15, 0.5):
+    bail("polkitd did not apply the delegated admin's rule within 15 s")
 
 procs = []
 
@@ -350,19 +380,40 @@ def close_dialogs():
 driver = None
 
 
-# ═════ as root ═══════════════════════════════════════════════════════════════
+def visible_text():
+    return js("return document.body.innerText")
+
+
+def open_row_action(domain, target, action):
+    """Clicks a row's action: an item of its menu (opened first), or for
+    detach the row's own button on a page without menus."""
+    return js("""
+        const [domain, target, action] = arguments;
+        const row = document.querySelector('section.lv-guest[data-domain="' + domain + '"] ' +
+                                           'tr.lv-volume[data-target="' + target + '"]');
+        if (!row) return false;
+        const kebab = row.querySelector('.lv-kebab');
+        if (kebab && kebab.getAttribute('aria-expanded') !== 'true') kebab.click();
+        let item = row.querySelector('[data-action="' + action + '"]');
+        if (!item && action === 'detach') item = row.querySelector('.lv-actions button');
+        if (!item || item.disabled) return false;
+        item.click();
+        return true;""", domain, target, action)
+
+
+# ═════ as a delegated admin ══════════════════════════════════════════════════
 def root_checks():
-    start_cockpit_ws(9090, "root", 0)
+    start_cockpit_ws(9090, "admin", LV_ADMIN_UID)
     loaded = open_page(9090)
     facts = js("""return Object.fromEntries([...document.querySelectorAll('[data-fact]')]
                                           .map(e => [e.dataset.fact, e.textContent]))""") or {}
     ok(loaded and facts.get("native-luks") == "available" and facts.get("version")
        and facts.get("libvirt-version", "")[:1].isdigit(),
-       "page loads as root; host facts from Probe(''): versions, native LUKS available",
+       "page loads as a delegated admin (group rule); host facts from Probe(''): versions, native LUKS available",
        json.dumps(facts))
     ok(js("return !!document.getElementById('volumes-empty')") and volume_summary() == [],
        "no volume yet: the page says so, and so does the service")
-    ok(js("return document.getElementById('banner').hidden"), "no banner for root")
+    ok(js("return document.getElementById('banner').hidden"), "no banner for the delegated admin")
     shot("01-empty")
 
     # Accessibility basics: every control in the dialogs is labelled, and the
@@ -381,31 +432,31 @@ def root_checks():
        "keyboard: Enter opens the attach dialog with focus on Guest, Escape closes it, focus returns",
        f"opened={opened} focus={focus_in} closed={closed} focus after={focus_back}")
 
-    # A passphrase typed and then abandoned (Cancel, Escape) must not wait
-    # in the page for whoever opens the dialog next.
-    reopened = []
-    for how in ("cancel", "escape"):
+    # A passphrase typed and then abandoned must not wait in the page for
+    # whoever opens the dialog next: checked as soon as the dialog is closed
+    # (Cancel, Escape, the close button), not only when it opens again.
+    after_close = {}
+    for how in ("cancel", "escape", "close-button"):
         by_id("attach-open").click()
         wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
-        set_text("attach-passphrase", "abandoned secret")
+        set_text("attach-passphrase", "abandoned secret 20ch")
         if how == "cancel":
             by_id("attach-cancel").click()
-        else:
+        elif how == "escape":
             by_id("attach-passphrase").send_keys(Keys.ESCAPE)
-        wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
-        by_id("attach-open").click()
-        wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
-        reopened.append(js("return document.getElementById('attach-passphrase').value"))
-        by_id("attach-cancel").click()
-        wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
-    ok(reopened == ["", ""],
-       "a passphrase typed, then Cancel or Escape: the reopened dialog's passphrase field is empty",
-       reopened)
+        else:
+            js("document.querySelector('#attach-dialog .lv-dialog-close')?.click()")
+        closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
+        after_close[how] = js("return document.getElementById('attach-passphrase').value") if closed else "still open"
+        close_dialogs()
+    ok(after_close == {"cancel": "", "escape": "", "close-button": ""},
+       "a passphrase typed, then Cancel, Escape or the dialog's close button: the field is empty once it closed",
+       after_close)
 
     by_id("attach-open").click()
     guests = wait_for(lambda: (lambda g: g if {"web1", "db1"} <= set(g) else None)(
         js("return [...document.querySelectorAll('#attach-domain-list option')].map(o => o.value)")), 10)
-    ok(guests, "the guest field offers the running guests (datalist from libvirt)", guests)
+    ok(guests, "the guest field offers the running guests (datalist from the service's ListDomains, no virsh)", guests)
     shot("02-attach-dialog")
 
     # ── wrong passphrase ──
@@ -470,6 +521,18 @@ def root_checks():
            f"{desc}, nothing attached", f"{err} {visible_field_errors()} {volume_summary()}")
     close_dialogs()
 
+    # ── a refusal of a real call: one short sentence, once, no action id ──
+    attach_dialog(FORBIDDEN_GUEST, f"{IMAGES}/scratch.img", PASS)
+    alert = wait_for(lambda: js("const a = document.getElementById('attach-alert'); return !a.hidden && a.textContent"), 30)
+    text = visible_text()
+    ok(alert and alert.count(".") == 1 and len(alert) < 90 and "org.example" not in text
+       and "polkit" not in alert and text.count(alert) == 1
+       and js("return document.getElementById('banner').hidden"),
+       "a refused attach: one short sentence in the dialog, shown once, no polkit action id", f"{alert!r}")
+    ok(len(managed_volumes()) == 1, "… and nothing was attached")
+    shot("04b-refused")
+    close_dialogs()
+
     # ── a volume attached elsewhere appears without a reload ──
     js("window.lvNoReload = 'still here'")
     r = run([args.luksvolumectl, "attach", "db1", f"{IMAGES}/db-archive.img", "--bus=scsi",
@@ -516,9 +579,30 @@ def root_checks():
        and js("return document.activeElement.id") == "probe-open",
        "Escape closes the probe dialog, focus returns to its button")
 
+    # ── the detach confirmation: focus on Cancel, a double Enter detaches nothing ──
+    open_row_action("web1", "sda", "detach")
+    opened = wait_for(lambda: js("return document.getElementById('detach-dialog').open"), 5)
+    focus = js("return document.activeElement.id")
+    ok(opened and focus == "detach-cancel",
+       "the detach confirmation opens with focus on Cancel, not on the destructive button", focus)
+    close_dialogs()
+    before = volume_summary()
+    # Keyboard only: Enter on the row's detach control, Enter again at once.
+    open_row_action("web1", "sda", "none")          # opens the row's menu, if any
+    js(f"""const r = {row_js('web1', 'sda')};
+           (r.querySelector('[data-action="detach"]') || r.querySelector('.lv-actions button')).focus();""")
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    time.sleep(0.1)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    time.sleep(3)
+    ok(volume_summary() == before and js("return !document.getElementById('detach-dialog').open"),
+       "a double Enter on the detach control detaches nothing (the second Enter cancels)",
+       f"{before} → {volume_summary()}")
+    close_dialogs()
+
     # ── detach through the page ──
     def click_detach(domain, target):
-        js(f"{row_js(domain, target)}?.querySelector('.lv-actions button').click()")
+        open_row_action(domain, target, "detach")
         wait_for(lambda: js("return document.getElementById('detach-dialog').open"), 5)
         by_id("detach-confirm").click()
 
@@ -582,20 +666,31 @@ def user_checks():
     before = volume_summary()
     start_cockpit_ws(9091, "lvuser", LV_USER_UID)
     loaded = open_page(9091)
-    banner = wait_for(lambda: js("""const b = document.getElementById('banner');
-                                   return !b.hidden && b.textContent"""), 30)
+    note = wait_for(lambda: js("""const b = document.getElementById('access-note');
+                                 return b && !b.hidden && b.textContent"""), 30)
     host_msg = js("return document.getElementById('host-message').textContent")
     rows = js("return document.querySelectorAll('tr.lv-volume').length")
-    ok(loaded and banner and "Not authorized." in banner and "polkit refused" in banner
-       and "Not authorized to read the host's facts" in host_msg,
-       "an unprivileged login sees polkit's refusal (banner, host facts)", f"{banner!r} {host_msg!r}")
+    ok(loaded and note and host_msg and visible_text().count(note) == 1,
+       "an unprivileged login is told once that it may not manage volumes here", f"{note!r} {host_msg!r}")
+    ok(js("return document.getElementById('banner').hidden"), "… in no alarm banner", visible_text())
     ok(rows == len(before), "… and still sees the volumes (reading them needs no authorization)",
        f"{rows} rows, service has {before}")
-    attach_dialog("web1", f"{IMAGES}/web-data.img", PASS)
-    alert = js("const a = document.getElementById('attach-alert'); return !a.hidden && a.textContent")
-    ok(alert and "polkit refused" in alert and volume_summary() == before,
-       "… an attach by the unprivileged user is refused, said so, and attaches nothing",
-       f"{alert!r} {volume_summary()}")
+    text = visible_text()
+    ok("org.example" not in text and "polkit refused" not in text,
+       "… in words, without polkit's action ids", text)
+    attach = js("""const b = document.getElementById('attach-open');
+                   const why = (b.getAttribute('aria-describedby') || '').split(' ')
+                       .map(i => document.getElementById(i)).filter(e => e && !e.hidden && e.textContent);
+                   return [b.disabled, why.map(e => e.textContent).join(' ')]""")
+    ok(attach[0] and attach[1], "… Attach is disabled, with the reason next to it", attach)
+    detach = js("""return [...document.querySelectorAll('tr.lv-volume')].map(r => {
+                       const c = r.querySelector('[data-action="detach"]') || r.querySelector('.lv-actions button');
+                       const why = (c && c.getAttribute('aria-describedby') || '').split(' ')
+                           .map(i => document.getElementById(i)).filter(e => e && !e.hidden && e.textContent);
+                       return c && c.disabled && why.map(e => e.textContent).join(' ');
+                   })""")
+    ok(detach and all(detach), "… and every row's Detach is disabled, with the reason", detach)
+    ok(volume_summary() == before, "… nothing changed", volume_summary())
     shot("08-unprivileged-attach")
     close_dialogs()
     shot("09-unprivileged")
