@@ -13,6 +13,9 @@
 
 import { S, f } from "./strings.js";
 import { describe, isAuthError, nativeObstacle } from "./errors.js";
+import { $, el, openDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
+import { createActions } from "./actions.js";
+import { protectionCell } from "./protection.js";
 
 const BUS_NAME = "org.example.LuksVolume1";
 const MANAGER_PATH = "/org/example/LuksVolume1";
@@ -46,29 +49,6 @@ let attachInFlight = false;
 let mayManage = null;
 
 // ── small DOM helpers ──────────────────────────────────────────────────────
-
-const $ = id => document.getElementById(id);
-
-// el("td", { class: "x", "data-path": p }, child, "text", …)
-function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-        if (v === undefined || v === null || v === false)
-            continue;
-        if (k === "class")
-            node.className = v;
-        else if (k === "onclick")
-            node.addEventListener("click", v);
-        else
-            node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children) {
-        if (c === undefined || c === null || c === false)
-            continue;
-        node.append(c instanceof Node ? c : String(c));
-    }
-    return node;
-}
 
 // Fills data-text / data-text-ATTR from strings.js.
 function applyStrings(root) {
@@ -105,18 +85,6 @@ function unwrapDict(dict) {
     return out;
 }
 
-// Focus moves with the element that had it across re-renders: elements
-// that can be re-created carry data-focus-key.
-function restoreFocus(node) {
-    if (node && node.isConnected) {
-        node.focus();
-        return;
-    }
-    const key = node && node.dataset && node.dataset.focusKey;
-    const again = key && document.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
-    (again || $("attach-open")).focus();
-}
-
 // ── page-level messages ────────────────────────────────────────────────────
 
 function showBanner(title, text) {
@@ -143,48 +111,6 @@ function setAccess(allowed) {
 
 function showStatus(text) {
     $("status").textContent = text;
-}
-
-// ── dialogs ────────────────────────────────────────────────────────────────
-// Native <dialog> in modal mode: the rest of the page is inert, Tab stays
-// inside, Escape closes it.  Focus goes to a chosen control on opening and
-// back to the control that opened it on closing.
-
-function openDialog(dialog, opener, focusTarget) {
-    dialog.showModal();
-    (focusTarget || dialog.querySelector("input, select, button")).focus();
-    dialog.addEventListener("close", () => restoreFocus(opener), { once: true });
-}
-
-function clearErrors(prefix, fields) {
-    for (const field of fields) {
-        const msg = $(`${prefix}-${field}-error`);
-        if (msg) {
-            msg.textContent = "";
-            msg.hidden = true;
-        }
-        const input = $(`${prefix}-${field}`);
-        if (input)
-            input.removeAttribute("aria-invalid");
-    }
-    const alert = $(`${prefix}-alert`);
-    alert.textContent = "";
-    alert.hidden = true;
-}
-
-function setFieldError(prefix, field, text) {
-    const msg = $(`${prefix}-${field}-error`);
-    msg.textContent = text;
-    msg.hidden = false;
-    const input = $(`${prefix}-${field}`);
-    input.setAttribute("aria-invalid", "true");
-    return input;
-}
-
-function setDialogAlert(prefix, text) {
-    const alert = $(`${prefix}-alert`);
-    alert.textContent = text;
-    alert.hidden = false;
 }
 
 // ── host facts ─────────────────────────────────────────────────────────────
@@ -238,44 +164,30 @@ function compareTargets(a, b) {
     return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
-function protectionCell(v) {
-    if (v.Mode === "native") {
-        return el("td", { class: "lv-protection" },
-                  el("span", { class: "lv-badge lv-badge-native", "data-mode": "native" },
-                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "✓"), S.nativeBadge),
-                  " ",
-                  el("span", { class: "lv-mode-text" }, S.nativeText));
+// Why a cryptsetup-mode volume is not decrypted by QEMU: the service's
+// native-obstacle from Probe(Source), asked once per source; until it
+// answers (or if it refuses), what the page can derive.
+const obstacles = new Map();
+
+function cryptsetupWhy(v) {
+    if (!obstacles.has(v.Source)) {
+        obstacles.set(v.Source, null);
+        client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", [v.Source, {}], { type: "sa{sv}" })
+                .then(([info]) => {
+                    const o = unwrapDict(info)["native-obstacle"];
+                    if (o) {
+                        obstacles.set(v.Source, o);
+                        renderVolumes();
+                    }
+                })
+                .catch(() => {});
     }
-    if (v.Mode === "cryptsetup") {
-        return el("td", { class: "lv-protection" },
-                  el("span", { class: "lv-badge lv-badge-host", "data-mode": "cryptsetup" },
-                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "!"), S.cryptsetupBadge),
-                  " ",
-                  el("span", { class: "lv-mode-text" }, S.cryptsetupText),
-                  v.MapperDevice
-                      ? el("span", { class: "lv-mapper" }, f(S.cryptsetupMapper, ""),
-                           el("code", {}, v.MapperDevice))
-                      : null);
-    }
-    return el("td", { class: "lv-protection" },
-              el("span", { class: "lv-badge" }, S.unknownModeBadge), " ",
-              el("span", { class: "lv-mode-text" }, f(S.unknownModeText, v.Mode || "")));
+    return obstacles.get(v.Source) || nativeObstacle({ "luks-version": v.LuksVersion }, hostFacts);
 }
 
 function volumeRows(path, v, showSize, columns) {
     const st = rowState.get(path) || {};
     const detaching = v.State === "detaching";
-    const label = f(S.detachLabel, v.Target, v.Domain);
-    const button = el("button", {
-        type: "button",
-        class: "lv-btn lv-btn-secondary lv-btn-small",
-        "aria-label": label,
-        "data-focus-key": "detach:" + path,
-        "data-action": "detach",
-        "aria-describedby": mayManage === false ? "access-note" : null,
-        disabled: st.pending || mayManage === false,
-        onclick: ev => confirmDetach(path, ev.currentTarget),
-    }, st.pending ? S.detaching : S.detach);
 
     const row = el("tr", {
         class: "lv-volume" + (detaching ? " lv-volume-detaching" : ""),
@@ -288,13 +200,13 @@ function volumeRows(path, v, showSize, columns) {
        v.LuksVersion ? el("span", { class: "lv-luks" }, f(S.luksVersion, v.LuksVersion)) : null),
     el("td", {}, v.Bus),
     el("td", { class: "lv-source" }, el("code", { title: v.Source }, v.Source)),
-    protectionCell(v),
+    protectionCell(v, v.Mode === "cryptsetup" ? cryptsetupWhy(v) : null),
     el("td", {}, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
                     detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached : v.State)),
     el("td", {}, v.ReadOnly ? S.readOnly : S.readWrite),
     showSize ? el("td", { class: "lv-size" },
                   typeof v.Size === "number" ? cockpit.format_bytes(v.Size, 1024) : "—") : null,
-    el("td", { class: "lv-actions" }, button));
+    actions.cell(path, v));
 
     const rows = [row];
     if (st.note) {
@@ -432,6 +344,16 @@ function resync() {
             .catch(err => showBanner(describe(err).text, ""));
 }
 
+const actions = createActions({
+    client,
+    volumes,
+    rowState,
+    allowed: () => mayManage,
+    showStatus: text => showStatus(text),
+    rerender: () => renderVolumes(),
+    confirmDetach: (path, opener) => confirmDetach(path, opener),
+});
+
 function startWatching() {
     client.addEventListener("notify", onNotify);
     let owner = null;
@@ -517,7 +439,7 @@ function openAttach(ev) {
     const form = $("attach-form");
     $("attach-passphrase").value = "";
     if (!attachInFlight) {
-        clearErrors("attach", ATTACH_FIELDS);
+        clearDialog("attach", ATTACH_FIELDS);
         $("attach-progress").textContent = "";
     }
     loadLibvirtGuests();
@@ -536,7 +458,7 @@ function submitAttach(ev) {
     ev.preventDefault();
     if (attachInFlight)
         return;
-    clearErrors("attach", ATTACH_FIELDS);
+    clearDialog("attach", ATTACH_FIELDS);
 
     const domain = $("attach-domain").value.trim();
     const source = $("attach-source").value.trim();
@@ -564,16 +486,8 @@ function submitAttach(ev) {
         return;
     }
 
-    // The passphrase as bytes (ay: cockpit's D-Bus JSON wants base64).  The
-    // input and the byte array are overwritten before the call goes out;
-    // the base64 string and the JSON frame cockpit.js builds from it are
-    // immutable JavaScript strings, dropped after the call for the garbage
-    // collector (nothing can overwrite them).
-    let bytes = new TextEncoder().encode(passInput.value);
-    passInput.value = "";
-    let b64 = cockpit.base64_encode(bytes);
-    bytes.fill(0);
-    bytes = null;
+    // The passphrase leaves the input here (dom.js: takePassphrase).
+    let b64 = takePassphrase(passInput);
 
     const options = {
         bus: cockpit.variant("s", bus),
@@ -657,7 +571,7 @@ function renderProbe(info) {
 }
 
 function openProbe(ev) {
-    clearErrors("probe", ["source"]);
+    clearDialog("probe", ["source"]);
     $("probe-result").hidden = true;
     $("probe-progress").textContent = "";
     openDialog($("probe-dialog"), ev.currentTarget, $("probe-source"));
@@ -665,7 +579,7 @@ function openProbe(ev) {
 
 function submitProbe(ev) {
     ev.preventDefault();
-    clearErrors("probe", ["source"]);
+    clearDialog("probe", ["source"]);
     $("probe-result").hidden = true;
     const source = $("probe-source").value.trim();
     if (!source || !source.startsWith("/")) {
@@ -711,6 +625,7 @@ function init() {
         });
     for (const button of document.querySelectorAll("[data-close]"))
         button.addEventListener("click", () => $(button.dataset.close).close());
+    actions.init();
     $("probe-open").addEventListener("click", openProbe);
     $("probe-form").addEventListener("submit", submitProbe);
     $("probe-cancel").addEventListener("click", () => $("probe-dialog").close());

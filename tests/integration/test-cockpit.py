@@ -401,6 +401,132 @@ def open_row_action(domain, target, action):
         return true;""", domain, target, action)
 
 
+def ctl_verify(source, passphrase):
+    """luksvolumectl verify as root: (exit status, stdout) — the service's
+    answer, independent of the page."""
+    with open("verify-key", "w") as fh:
+        fh.write(passphrase)
+    r = run([args.luksvolumectl, "verify", source, "--passphrase-file=verify-key", "--no-ask-password"])
+    return r.returncode, r.stdout.strip()
+
+
+def action_dialog(domain, target, action, **fields):
+    """Opens a row action's dialog through its menu, fills fields (id →
+    text, or bool for a checkbox), clicks its button, waits for the call."""
+    open_row_action(domain, target, action)
+    wait_for(lambda: js("return document.getElementById('action-dialog').open"), 5)
+    for fid, value in fields.items():
+        e = by_id("action-" + fid)
+        if isinstance(value, bool):
+            if e.is_selected() != value:
+                e.click()
+        else:
+            e.clear()
+            e.send_keys(value)
+    by_id("action-submit").click()
+    wait_for(lambda: js("return !document.getElementById('action-submit').disabled"), 60)
+    return wait_for(lambda: js("return !document.getElementById('action-dialog').open"), 2)
+
+
+def row_menu_checks():
+    src = f"{IMAGES}/web-data.img"
+    # The menu from the keyboard: Enter opens it on its first item, the
+    # arrows move, Escape closes it and gives focus back to the kebab.
+    js(f"{row_js('web1', 'sda')}.querySelector('.lv-kebab').focus()")
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    first = wait_for(lambda: js("return document.activeElement.dataset.action"), 5)
+    driver.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
+    second = js("return document.activeElement.dataset.action")
+    items = js(f"""return [...{row_js('web1', 'sda')}.querySelectorAll('[role=menuitem]')]
+                   .map(i => i.dataset.action + (i.disabled ? ':disabled' : ''))""")
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    back = js("return document.activeElement.classList.contains('lv-kebab') && "
+              "document.activeElement.getAttribute('aria-expanded')")
+    ok(first == "detach" and second == "resize" and back == "false"
+       and items == ["detach", "resize", "verify", "change", "add", "remove"],
+       "row menu: Enter opens it on Detach, arrows move, Escape closes it back on the kebab; "
+       "detach, resize, the four key actions (no rearm: not saved)", f"{first} {second} {back} {items}")
+    js(f"{row_js('web1', 'sda')}.querySelector('.lv-kebab').click()")
+    shot("06b-row-menu")
+    close_dialogs()
+    js("document.body.click()")
+    ro = js(f"""const i = {row_js('db1', 'sda')}.querySelector('[data-action=resize]');
+               const why = document.getElementById(i.getAttribute('aria-describedby') || '');
+               return [i.disabled, why && why.textContent]""")
+    ok(ro[0] and "read-only" in (ro[1] or ""), "a read-only volume's Resize is disabled, with the reason", ro)
+
+    # Verify: wrong passphrase at its field; right one names the slot.
+    action_dialog("web1", "sda", "verify", passphrase=WRONG)
+    err = wait_for(lambda: field_error("passphrase", "action"), 30)
+    ok(err and err[0] == "This passphrase opens none of the volume's key slots." and err[1],
+       "verify with a wrong passphrase: BadPassphrase at the passphrase field", err)
+    close_dialogs()
+    closed = action_dialog("web1", "sda", "verify", passphrase=PASS)
+    status = js("return document.getElementById('status').textContent")
+    ok(closed and "opens key slot 0" in status, "verify with the right one: the page names key slot 0", status)
+
+    # Add: the two new ones must match (checked before any call), then slot 1.
+    action_dialog("web1", "sda", "add", **{"passphrase": PASS, "new-passphrase": "second one", "confirm": "second 0ne"})
+    err = field_error("confirm", "action")
+    ok(err and err[0] == "The two new passphrases differ." and ctl_verify(src, "second one")[0] != 0,
+       "add with two different new passphrases: refused at the confirmation, nothing added", err)
+    close_dialogs()
+    closed = action_dialog("web1", "sda", "add", **{"passphrase": PASS, "new-passphrase": "second one",
+                                                    "confirm": "second one"})
+    status = js("return document.getElementById('status').textContent")
+    v = ctl_verify(src, "second one")
+    ok(closed and "key slot 1" in status and v == (0, "slot: 1"),
+       "add a passphrase: the page names slot 1, and the service opens slot 1 with it", f"{status!r} {v}")
+
+    # Change with a wrong current passphrase: at the current field, nothing changed.
+    action_dialog("web1", "sda", "change", **{"passphrase": WRONG, "new-passphrase": "third", "confirm": "third"})
+    err = wait_for(lambda: field_error("passphrase", "action"), 30)
+    ok(err and err[0].startswith("This passphrase opens none") and ctl_verify(src, "third")[0] != 0,
+       "change with a wrong current passphrase: BadPassphrase at that field, nothing changed", err)
+    # Escape: every passphrase field of the dialog is empty at once.
+    by_id("action-new-passphrase").send_keys(Keys.ESCAPE)
+    left = js("return [...document.querySelectorAll('#action-dialog input[type=password]')].map(i => i.value)")
+    ok(not js("return document.getElementById('action-dialog').open") and all(x == "" for x in left),
+       "Escape closes an action dialog and no typed passphrase stays in the page", left)
+
+    # Remove: Enter in its field does not remove (the destructive button is
+    # never the default); the button does.
+    open_row_action("web1", "sda", "remove")
+    wait_for(lambda: js("return document.getElementById('action-dialog').open"), 5)
+    by_id("action-passphrase").send_keys("second one")
+    by_id("action-passphrase").send_keys(Keys.ENTER)
+    time.sleep(1.5)
+    still = js("return document.getElementById('action-dialog').open") and ctl_verify(src, "second one")[0] == 0
+    by_id("action-submit").click()
+    wait_for(lambda: js("return !document.getElementById('action-dialog').open"), 30)
+    ok(still and ctl_verify(src, "second one")[0] != 0 and ctl_verify(src, PASS)[0] == 0,
+       "remove a passphrase: Enter in the field does nothing, the button removes it; the first still opens")
+
+    # Resize: a shrink without the checkbox is refused at the size field;
+    # growing shows in the service's Size and in the row.
+    action_dialog("web1", "sda", "resize", size="8")
+    err = wait_for(lambda: field_error("size", "action"), 30)
+    ok(err and err[1], "resize below the current size without 'Allow shrinking': refused at the size field", err)
+    close_dialogs()
+    closed = action_dialog("web1", "sda", "resize", size="32")
+    size = wait_for(lambda: js(f"return {row_js('web1', 'sda')}?.querySelector('.lv-size')?.textContent === '32 MiB'"), 30)
+    svc = [v["Size"] for v in managed_volumes().values() if v["Domain"] == "web1" and v["Target"] == "sda"]
+    ok(closed and size and svc == [32 << 20], "resize to 32 MiB: the service's Size and the row say 32 MiB", svc)
+
+    # A cryptsetup-mode row (the sandbox has no device-mapper, so the
+    # service cannot make one: protection.js is pure and rendered as is).
+    cell = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('./protection.js').then(m => {
+            const td = m.protectionCell({ Mode: 'cryptsetup', MapperDevice: '/dev/mapper/luksvol-x', LuksVersion: 2 },
+                                        'QEMU decrypts only LUKS1.');
+            done(td.textContent);
+        }).catch(e => done('error: ' + e));""")
+    ok("decrypted on the host" in cell and "Why on the host: QEMU decrypts only LUKS1." in cell
+       and "cleartext exists on this host" in cell,
+       "a cryptsetup-mode row says why it is not QEMU and warns that the cleartext is on the host", cell)
+
+
 # ═════ as a delegated admin ══════════════════════════════════════════════════
 def root_checks():
     start_cockpit_ws(9090, "admin", LV_ADMIN_UID)
@@ -578,6 +704,8 @@ def root_checks():
     ok(wait_for(lambda: js("return !document.getElementById('probe-dialog').open"), 5)
        and js("return document.activeElement.id") == "probe-open",
        "Escape closes the probe dialog, focus returns to its button")
+
+    row_menu_checks()
 
     # ── the detach confirmation: focus on Cancel, a double Enter detaches nothing ──
     open_row_action("web1", "sda", "detach")
