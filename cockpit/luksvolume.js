@@ -185,6 +185,12 @@ function cryptsetupWhy(v) {
     return obstacles.get(v.Source) || nativeObstacle({ "luks-version": v.LuksVersion }, hostFacts);
 }
 
+// The column's name on the cell: narrow screens show it beside the value.
+function labelled(td, label) {
+    td.dataset.label = label;
+    return td;
+}
+
 function volumeRows(path, v, showSize, columns) {
     const st = rowState.get(path) || {};
     const detaching = v.State === "detaching";
@@ -198,13 +204,13 @@ function volumeRows(path, v, showSize, columns) {
     },
     el("th", { scope: "row", class: "lv-target" }, v.Target,
        v.LuksVersion ? el("span", { class: "lv-luks" }, f(S.luksVersion, v.LuksVersion)) : null),
-    el("td", {}, v.Bus),
-    el("td", { class: "lv-source" }, el("code", { title: v.Source }, v.Source)),
-    protectionCell(v, v.Mode === "cryptsetup" ? cryptsetupWhy(v) : null),
-    el("td", {}, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
+    el("td", { "data-label": S.colBus }, v.Bus),
+    el("td", { class: "lv-source", "data-label": S.colSource }, el("code", { title: v.Source }, v.Source)),
+    labelled(protectionCell(v, v.Mode === "cryptsetup" ? cryptsetupWhy(v) : null), S.colProtection),
+    el("td", { "data-label": S.colState }, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
                     detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached : v.State)),
-    el("td", {}, v.ReadOnly ? S.readOnly : S.readWrite),
-    showSize ? el("td", { class: "lv-size" },
+    el("td", { "data-label": S.colAccess }, v.ReadOnly ? S.readOnly : S.readWrite),
+    showSize ? el("td", { class: "lv-size", "data-label": S.colSize },
                   typeof v.Size === "number" ? cockpit.format_bytes(v.Size, 1024) : "—") : null,
     actions.cell(path, v));
 
@@ -254,7 +260,7 @@ function renderVolumes() {
             guests.set(key, { name: v.Domain, uuid: v.DomainUUID, list: [] });
         guests.get(key).list.push([path, v]);
     }
-    const sorted = [...guests.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const sorted = [...guests.values()].sort((a, b) => (a.name || "").localeCompare(b.name || ""));
 
     for (const g of sorted) {
         g.list.sort((a, b) => compareTargets(a[1].Target || "", b[1].Target || ""));
@@ -312,7 +318,15 @@ function onNotify(event, data) {
             volumes.delete(path);
             rowState.delete(path);
         } else {
-            volumes.set(path, { ...(volumes.get(path) || {}), ...unwrapDict(props) });
+            const known = volumes.get(path);
+            const changes = unwrapDict(props);
+            // A change of an object the page does not know yet (one
+            // resync() dropped while cockpit's watch went on) is not a
+            // volume to show: its full properties come with the next
+            // notification or resync.
+            if (!known && !("Domain" in changes))
+                continue;
+            volumes.set(path, { ...(known || {}), ...changes });
         }
         changed = true;
     }

@@ -292,15 +292,26 @@ def collect_console(session):
         console.append((session, entry))
 
 
-def shot(name):
-    """A PNG of the page as it is, the viewport cut to the content's height
-    (the page, or an open dialog with some margin) so no empty band shows."""
-    height = js("""
+def page_height():
+    return js("""
         const page = document.getElementById('page').getBoundingClientRect().bottom + window.scrollY + 16;
         const dialogs = [...document.querySelectorAll('dialog[open]')].map(d => d.offsetHeight + 64);
-        return Math.ceil(Math.max(page, ...dialogs));""")
+        const menus = [...document.querySelectorAll('.lv-menu:not([hidden])')]
+            .map(m => m.getBoundingClientRect().bottom + window.scrollY + 16);
+        return Math.ceil(Math.max(page, ...dialogs, ...menus));""")
+
+
+def set_width(width, height=900):
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": max(int(height), 400), "deviceScaleFactor": 1, "mobile": False})
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 768})
+
+
+def shot(name, width=1280):
+    """A PNG of the page as it is at that width, the viewport cut to the
+    content's height (the page, or an open dialog with some margin) so no
+    empty band shows."""
+    set_width(width)
+    set_width(width, max(int(page_height()), 400))
     try:
         driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
     finally:
@@ -789,6 +800,84 @@ def root_checks():
        f"{r.stderr} service: {after} page: {page_rows()}")
 
 
+# ═════ theme, phone width, translation (the delegated admin's session) ═══════
+def sideways():
+    """Elements wider than the viewport make the page scroll sideways:
+    (document's scroll width, viewport width, open dialogs that scroll)."""
+    return js("""return [document.documentElement.scrollWidth, window.innerWidth,
+                         [...document.querySelectorAll('dialog[open]')]
+                             .filter(d => d.scrollWidth > d.clientWidth).map(d => d.id)]""")
+
+
+def is_dark():
+    return js("""const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);
+                 return [document.documentElement.classList.contains('pf-v5-theme-dark'),
+                         (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255]""")
+
+
+def theme_checks():
+    # A fuller page for the pictures: a second guest's volume again.
+    run([args.luksvolumectl, "attach", "db1", f"{IMAGES}/db-archive.img", "--bus=scsi", "--read-only",
+         "--passphrase-file=key", "--no-ask-password"])
+    open_page(9090)
+    wait_for(lambda: js(f"return {row_js('db1', 'sda')} !== null"), 15)
+    js("localStorage.setItem('shell:style', 'light')")
+    js("window.dispatchEvent(new CustomEvent('cockpit-style', {detail: {style: 'light'}}))")
+    light = is_dark()
+    fonts = js("return document.fonts.check('14px RedHatText') && [...document.fonts].some(f => f.status === 'loaded')")
+    ok(light[0] is False and light[1] > 0.8 and fonts, "light theme by default; Red Hat Text loaded from Cockpit",
+       f"{light} fonts={fonts}")
+    shot("10-light-desktop")
+
+    # Phone width: nothing scrolls sideways, the page nor the dialogs.
+    set_width(480)
+    time.sleep(0.5)
+    page = sideways()
+    shot("11-light-phone", 480)
+    set_width(480)
+    by_id("attach-open").click()
+    wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
+    dialog = sideways()
+    shot("12-light-phone-attach", 480)
+    close_dialogs()
+    set_width(480)
+    open_row_action("web1", "vda", "none")
+    menu = sideways()
+    js("document.body.click()")
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    ok(page[0] <= page[1] == 480 and dialog[0] <= 480 and not dialog[2] and menu[0] <= 480,
+       "at 480 px nothing scrolls sideways: the page, the attach dialog, an open row menu",
+       f"page {page} dialog {dialog} menu {menu}")
+
+    # Dark: the shell's "cockpit-style" event switches at once; after a
+    # reload the stored choice applies before anything renders.
+    js("localStorage.setItem('shell:style', 'dark')")
+    js("window.dispatchEvent(new CustomEvent('cockpit-style', {detail: {style: 'dark'}}))")
+    dark = is_dark()
+    open_page(9090)
+    wait_for(lambda: js(f"return {row_js('db1', 'sda')} !== null"), 15)
+    again = is_dark()
+    ok(dark[0] and dark[1] < 0.15 and again[0] and again[1] < 0.15,
+       "dark theme: Cockpit's style event sets pf-v5-theme-dark and a dark page; kept across a reload",
+       f"{dark} {again}")
+    shot("13-dark-desktop")
+    shot("14-dark-phone", 480)
+    open_row_action("web1", "vda", "none")
+    shot("15-dark-row-menu")
+    js("document.body.click()")
+    js("localStorage.setItem('shell:style', 'auto')")
+
+    # Translation: Cockpit's language cookie → po.js in that language.
+    driver.add_cookie({"name": "CockpitLang", "value": "de", "path": "/"})
+    open_page(9090)
+    german = js("return [document.querySelector('h1').textContent, document.getElementById('attach-open').textContent]")
+    driver.delete_cookie("CockpitLang")
+    open_page(9090)
+    english = js("return document.querySelector('h1').textContent")
+    ok(german == ["Verschlüsselte Gast-Datenträger", "Datenträger anhängen …"] and english == "Encrypted guest volumes",
+       "translations through Cockpit's po.js: German with CockpitLang=de, English without", f"{german} {english}")
+
+
 # ═════ as an unprivileged user ═══════════════════════════════════════════════
 def user_checks():
     before = volume_summary()
@@ -840,6 +929,8 @@ try:
     driver.set_script_timeout(30)
 
     section("root", root_checks)
+    collect_console("root")
+    section("theme and layout", theme_checks)
     collect_console("root")
     section("unprivileged", user_checks)
     collect_console("lvuser")

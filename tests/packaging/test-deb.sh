@@ -227,6 +227,11 @@ cockpit_expected=(
         $page/luksvolume.js
         $page/strings.js
         $page/errors.js
+        $page/dom.js
+        $page/actions.js
+        $page/protection.js
+        $page/theme.js
+        $page/po.de.js
         $page/luksvolume.css
         /usr/share/doc/luksvolumed-cockpit/copyright
         /usr/share/doc/luksvolumed-cockpit/changelog.Debian.gz
