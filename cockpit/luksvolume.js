@@ -16,6 +16,7 @@ import { describe, isAuthError, nativeObstacle } from "./errors.js";
 import { $, el, openDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
 import { createActions } from "./actions.js";
 import { protectionCell } from "./protection.js";
+import { createProgress } from "./progress.js";
 
 const BUS_NAME = "org.example.LuksVolume1";
 const MANAGER_PATH = "/org/example/LuksVolume1";
@@ -240,12 +241,16 @@ function renderVolumes() {
     const focusKey = focused && focused.dataset ? focused.dataset.focusKey : undefined;
 
     container.replaceChildren();
+    const pending = progress.pendingRow();
+    if (pending)
+        container.append(pending);
     if (!volumesLoaded) {
         container.append(el("p", { class: "lv-muted" }, S.volumesLoading));
         return;
     }
     if (volumes.size === 0) {
-        container.append(el("p", { class: "lv-empty", id: "volumes-empty" }, S.volumesEmpty));
+        if (!pending)
+            container.append(el("p", { class: "lv-empty", id: "volumes-empty" }, S.volumesEmpty));
         return;
     }
 
@@ -358,6 +363,8 @@ function resync() {
             .catch(err => showBanner(describe(err).text, ""));
 }
 
+const progress = createProgress({ client, rerender: () => renderVolumes() });
+
 const actions = createActions({
     client,
     volumes,
@@ -461,11 +468,19 @@ function openAttach(ev) {
     openDialog($("attach-dialog"), ev.currentTarget, form.elements.domain.value ? $("attach-source") : $("attach-domain"));
 }
 
+// While an attach runs, the form is frozen; Cancel, the close button and
+// Escape then cancel the attach (progress.js) instead of only closing.
 function setAttachBusy(busy) {
     attachInFlight = busy;
     for (const node of $("attach-form").querySelectorAll("input, select, button[type=submit]"))
         node.disabled = busy;
-    $("attach-progress").textContent = busy ? S.attaching : "";
+}
+
+function closeAttachDialog() {
+    if (attachInFlight)
+        progress.cancel();
+    else
+        $("attach-dialog").close();
 }
 
 function submitAttach(ev) {
@@ -512,6 +527,7 @@ function submitAttach(ev) {
         options.target = cockpit.variant("s", target);
 
     setAttachBusy(true);
+    options["request-id"] = cockpit.variant("s", progress.start(domain, source));
     let call = client.call(MANAGER_PATH, MANAGER_IFACE, "Attach", [domain, source, b64, options],
                            { type: "ssaya{sv}" });
     b64 = null;
@@ -520,6 +536,7 @@ function submitAttach(ev) {
     call.then(([path]) => {
         call = null;
         setAttachBusy(false);
+        progress.end();
         const v = volumes.get(path) || {};
         showStatus(f(S.attached, source, domain, v.Target || path));
         $("attach-source").value = "";
@@ -529,6 +546,13 @@ function submitAttach(ev) {
     }).catch(err => {
         call = null;
         setAttachBusy(false);
+        progress.end();
+        if (err && err.name === "org.example.LuksVolume1.Error.Cancelled") {
+            showStatus(f(S.attachCancelled, source, domain));
+            if (dialog.open)
+                dialog.close();
+            return;
+        }
         const d = describe(err, "attach");
         if (!dialog.open) {
             // Closed while the call ran: report on the page.
@@ -629,7 +653,16 @@ function init() {
     });
     $("attach-open").addEventListener("click", openAttach);
     $("attach-form").addEventListener("submit", submitAttach);
-    $("attach-cancel").addEventListener("click", () => $("attach-dialog").close());
+    $("attach-cancel").addEventListener("click", closeAttachDialog);
+    // Escape while an attach runs: cancel it, keep the dialog until the
+    // service answers.
+    $("attach-dialog").addEventListener("cancel", ev => {
+        if (attachInFlight) {
+            ev.preventDefault();
+            progress.cancel();
+        }
+    });
+    progress.init();
     // However the dialog closes (Cancel, Escape, a successful attach), a
     // typed passphrase must not wait in the page for the next opening.
     // Escape fires "cancel" before "close"; clear on both, and on opening.
@@ -638,7 +671,9 @@ function init() {
             $("attach-passphrase").value = "";
         });
     for (const button of document.querySelectorAll("[data-close]"))
-        button.addEventListener("click", () => $(button.dataset.close).close());
+        button.addEventListener("click", () => button.dataset.close === "attach-dialog"
+            ? closeAttachDialog()
+            : $(button.dataset.close).close());
     actions.init();
     $("probe-open").addEventListener("click", openProbe);
     $("probe-form").addEventListener("submit", submitProbe);

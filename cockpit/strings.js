@@ -143,6 +143,14 @@ export const S = Object.freeze({
     fieldReadOnly: _("Attach read-only"),
     attachSubmit: _("Attach"),
     attaching: _("Attaching… (the key derivation can take a few seconds)"),
+    step_checking: _("Checking the source and your authorization"),
+    step_deriving_key: _("Deriving the key from the passphrase"),
+    step_plugging: _("Plugging the disk into the guest"),
+    cancelling: _("Cancelling…"),
+    cancelTooLate: _("Too late to cancel: the disk is being plugged in. Detach it once it appears."),
+    cancelUnsupported: _("This service cannot cancel an attach; it goes on to its end."),
+    attachCancelled: _("Cancelled: $0 was not attached to $1."),
+    pendingAttach: _("Attaching $0 to $1:"),
 
     // Probe dialog
     probeTitle: _("Inspect a source"),

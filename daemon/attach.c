@@ -15,6 +15,7 @@
 #include <libvirt/virterror.h>
 #include <time.h>
 
+#include "attach-request.h"
 #include "disk-xml.h"
 #include "errors.h"
 #include "event-log.h"
@@ -38,6 +39,7 @@ typedef struct AttachOp {
         Call call;
 
         AttachOptions options;
+        AttachRequest *request; /* request-id: progress, cancellation */
         Passphrase *passphrase;
         bool claimed;
         bool guess_counted; /* a guess reserved in Manager.key_guesses */
@@ -73,6 +75,7 @@ static void attach_op_free(Call *c) {
                 manager_release_source(m, op->claim_dev, op->claim_ino);
         manager_guess_end(m, c->caller_uid, &op->guess_counted, false);
         attach_options_done(&op->options);
+        attach_request_free(op->request);
         passphrase_free(op->passphrase);
         luks_source_free(op->source);
         free(op->target);
@@ -438,6 +441,12 @@ static void attach_act_job(Call *c) {
                 goto finish;
         }
 
+        /* The point of no return: nothing so far left a trace. */
+        if (!attach_request_commit(op->request)) {
+                r = sd_bus_error_set(&op->error, LV_ERROR_CANCELLED, "The attach was cancelled; nothing was attached.");
+                goto finish;
+        }
+
         if (op->mode == VOLUME_MODE_NATIVE)
                 r = attach_native(op, dom, domain_uuid, target);
         else
@@ -500,11 +509,26 @@ static void attach_act_done(Call *c) {
 
 /* ------------------------------------------------------------ inspect */
 
+/* On to the act job, unless the caller cancelled meanwhile. */
+static void attach_go_act(AttachOp *op) {
+        if (attach_request_cancelled(op->request)) {
+                sd_bus_error_set(&op->error, LV_ERROR_CANCELLED, "The attach was cancelled; nothing was attached.");
+                attach_end(op);
+                return;
+        }
+        attach_request_step(op->request, ATTACH_STEP_DERIVING);
+        if (call_submit(&op->call, attach_act_job, attach_act_done) < 0)
+                attach_end(op);
+}
+
 static void attach_cleartext_authorized(Call *c, bool allowed) {
         AttachOp *op = (AttachOp *) c;
 
-        if (!allowed || call_submit(c, attach_act_job, attach_act_done) < 0)
+        if (!allowed) {
                 attach_end(op);
+                return;
+        }
+        attach_go_act(op);
 }
 
 /* Worker.  Reads what the caller handed over and what the source is; no
@@ -581,8 +605,7 @@ static void attach_inspect_done(Call *c) {
                         attach_end(op);
                 return;
         }
-        if (call_submit(c, attach_act_job, attach_act_done) < 0)
-                attach_end(op);
+        attach_go_act(op);
 }
 
 /* ----------------------------------------------------------- authorize */
@@ -703,6 +726,10 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         op->call.res.source_timeout_ms = m->config.source_timeout_sec * 1000U;
         if (!op->call.res.source_given || !op->call.res.domain_given) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                attach_end(op);
+                return 1;
+        }
+        if (attach_request_new(m, message, op->options.request_id, &op->request, &op->error) < 0) {
                 attach_end(op);
                 return 1;
         }

@@ -4,6 +4,7 @@
  * themselves live one per file: attach.c, detach.c, probe.c, keys.c,
  * domains.c. */
 
+#include "attach-request.h"
 #include "errors.h"
 #include "manager.h"
 #include "operations.h"
@@ -125,6 +126,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("VerifyPassphrase", SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
                                 SD_BUS_RESULT("u", slot), method_verify_passphrase,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("CancelAttach", SD_BUS_ARGS("s", request_id), SD_BUS_RESULT("b", cancelled),
+                                method_cancel_attach, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("AttachProgress", SD_BUS_ARGS("s", request_id, "s", step), 0),
         SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated", SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
                                 0),
         SD_BUS_VTABLE_END

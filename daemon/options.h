@@ -20,6 +20,7 @@ typedef struct AttachOptions {
         int passphrase_fd; /* dup()ed, owned; -1 if not given */
         char *serial;      /* NULL: none; else checked by serial_valid() */
         bool discard;      /* pass discards to the image: cryptsetup mode only */
+        char *request_id;  /* NULL: none (attach-request.h) */
 } AttachOptions;
 
 /* The longest serial every bus takes whole (virtio-blk's ID field, ATA's

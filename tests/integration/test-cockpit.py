@@ -196,6 +196,15 @@ r = run(["cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2
          "--pbkdf-force-iterations", "1000", "--key-file=key", f"{IMAGES}/luks2.img"])
 if r.returncode != 0:
     bail("cryptsetup luksFormat --type luks2 failed: " + r.stderr)
+# A volume whose key slot costs seconds of PBKDF2: the window in which an
+# attach can be watched and cancelled.
+with open(f"{IMAGES}/slow.img", "wb") as fh:
+    fh.truncate(18 << 20)
+r = run(["cryptsetup", "luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "6000000",
+         "--key-file=key", f"{IMAGES}/slow.img"])
+if r.returncode != 0:
+    bail("cryptsetup luksFormat of slow.img failed: " + r.stderr)
+os.chmod(f"{IMAGES}/slow.img", 0o644)
 for guest in ("web1", "db1"):
     lib("lv_start_guest", guest)
 
@@ -365,9 +374,10 @@ def set_text(i, value):
         el.send_keys(value)
 
 
-def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto", read_only=False):
+def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto", read_only=False, wait=True):
     """Fills the attach dialog (opening it if needed), submits, and waits
-    until the call has finished.  Returns whether the dialog closed."""
+    until the call has finished (unless not wait).  Returns whether the
+    dialog closed."""
     if not js("return document.getElementById('attach-dialog').open"):
         by_id("attach-open").click()
         wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
@@ -380,6 +390,8 @@ def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto"
     if by_id("attach-readonly").is_selected() != read_only:
         by_id("attach-readonly").click()
     by_id("attach-submit").click()
+    if not wait:
+        return False
     wait_for(lambda: js("return !document.getElementById('attach-submit').disabled"), 60)
     return not js("return document.getElementById('attach-dialog').open")
 
@@ -509,9 +521,14 @@ def row_menu_checks():
     time.sleep(1.5)
     still = js("return document.getElementById('action-dialog').open") and ctl_verify(src, "second one")[0] == 0
     by_id("action-submit").click()
-    wait_for(lambda: js("return !document.getElementById('action-dialog').open"), 30)
-    ok(still and ctl_verify(src, "second one")[0] != 0 and ctl_verify(src, PASS)[0] == 0,
-       "remove a passphrase: Enter in the field does nothing, the button removes it; the first still opens")
+    removed = wait_for(lambda: js("return !document.getElementById('action-dialog').open"), 30)
+    left = js("""return [document.getElementById('action-alert').textContent,
+                         ...[...document.querySelectorAll('#action-dialog .lv-field-error')].map(e => e.textContent),
+                         document.getElementById('status').textContent]""")
+    close_dialogs()
+    ok(still and removed and ctl_verify(src, "second one")[0] != 0 and ctl_verify(src, PASS)[0] == 0,
+       "remove a passphrase: Enter in the field does nothing, the button removes it; the first still opens",
+       f"still={still} removed={removed} {left} verify: {ctl_verify(src, 'second one')} {ctl_verify(src, PASS)}")
 
     # Resize: a shrink without the checkbox is refused at the size field;
     # growing shows in the service's Size and in the row.
@@ -657,6 +674,43 @@ def root_checks():
         ok(err and err[0].startswith(want) and err[1] and len(managed_volumes()) == 1,
            f"{desc}, nothing attached", f"{err} {visible_field_errors()} {volume_summary()}")
     close_dialogs()
+
+    # ── an attach in flight: its steps, a pending row, a Cancel that cancels ──
+    def secrets():
+        return len(run(virsh + ["secret-list"]).stdout.strip().splitlines())
+
+    def current_step():
+        return js("""const s = document.querySelector('#attach-steps [aria-current=step]');
+                     const row = document.getElementById('pending-attach');
+                     return s && row && [s.dataset.step, row.textContent]""")
+
+    before, n_secrets = volume_summary(), secrets()
+    attach_dialog("web1", f"{IMAGES}/slow.img", PASS, wait=False)
+    step = wait_for(lambda: (lambda s: s if s and s[0] == "deriving-key" else None)(current_step()), 30)
+    shot("04c-attach-progress")
+    by_id("attach-cancel").click()
+    asked = js("return [document.getElementById('attach-dialog').open, "
+               "document.getElementById('attach-progress').textContent]")
+    closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 60)
+    status = js("return document.getElementById('status').textContent")
+    time.sleep(3)       # what the derivation would have needed to go on to the plug
+    ok(step and "slow.img" in step[1] and asked == [True, "Cancelling…"] and closed
+       and status.startswith("Cancelled:") and volume_summary() == before and secrets() == n_secrets
+       and js("return document.getElementById('pending-attach') === null")
+       and "sdb" not in run(virsh + ["domblklist", "web1"]).stdout,
+       "an attach in flight shows its steps and a pending row; Cancel cancels it: nothing attached, "
+       "no secret, no disk", f"{step} {asked} {status!r} {volume_summary()} secrets {n_secrets}→{secrets()}")
+
+    attach_dialog("web1", f"{IMAGES}/slow.img", PASS, wait=False)
+    plugging = wait_for(lambda: (lambda s: s if s and s[0] == "plugging" else None)(current_step()), 30)
+    by_id("attach-cancel").click()
+    late = wait_for(lambda: js("return document.getElementById('attach-progress').textContent.startsWith('Too late')"), 10)
+    closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 60)
+    row = wait_for(lambda: js(f"return {row_js('web1', 'sdb')} !== null"), 15)
+    ok(plugging and late and closed and row,
+       "Cancel once the disk is being plugged in: too late, said so, and the volume appears", f"{plugging} {late}")
+    run([args.luksvolumectl, "detach", "web1:sdb"])
+    wait_for(lambda: js(f"return {row_js('web1', 'sdb')} === null"), 15)
 
     # ── a refusal of a real call: one short sentence, once, no action id ──
     attach_dialog(FORBIDDEN_GUEST, f"{IMAGES}/scratch.img", PASS)

@@ -230,6 +230,7 @@ cockpit_expected=(
         $page/dom.js
         $page/actions.js
         $page/protection.js
+        $page/progress.js
         $page/theme.js
         $page/po.de.js
         $page/luksvolume.css
