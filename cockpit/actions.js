@@ -8,7 +8,7 @@
 
 import { S, f } from "./strings.js";
 import { describeAction } from "./errors.js";
-import { el, $, setFieldError, setDialogAlert, clearDialog, openDialog, takePassphrase } from "./dom.js";
+import { el, $, setFieldError, setDialogAlert, clearDialog, closeDialog, openDialog, takePassphrase } from "./dom.js";
 
 const MANAGER_PATH = "/org/example/LuksVolume1";
 const MANAGER_IFACE = "org.example.LuksVolume1";
@@ -302,7 +302,7 @@ export function createActions(ctx) {
             setBusy(false);
             ctx.showStatus(text);
             if (dialog.open)
-                dialog.close();
+                closeDialog(dialog);
         }).catch(err => {
             setBusy(false);
             if (!dialog.open || !current) {
@@ -337,14 +337,16 @@ export function createActions(ctx) {
             if (ev.currentTarget.type === "button")
                 submit();
         });
-        $("action-cancel").addEventListener("click", () => $("action-dialog").close());
+        $("action-cancel").addEventListener("click", () => closeDialog($("action-dialog")));
         for (const type of ["cancel", "close"])
             $("action-dialog").addEventListener(type, () => {
                 for (const input of $("action-dialog").querySelectorAll("input[type=password]"))
                     input.value = "";
             });
+        // "close" is dispatched after the dialog closed, as a task of its
+        // own: by then the next action may have opened it again.
         $("action-dialog").addEventListener("close", () => {
-            if (!busy)
+            if (!busy && !$("action-dialog").open)
                 emptyDialog();
         });
         document.addEventListener("click", ev => {

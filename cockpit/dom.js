@@ -47,6 +47,15 @@ export function openDialog(dialog, opener, focusTarget) {
     dialog.addEventListener("close", () => restoreFocus(opener), { once: true });
 }
 
+// Closes a dialog, emptying its passphrase fields first: the "close" event
+// comes later, as a task of its own, and a closed dialog must not hold a
+// typed secret even for that long.
+export function closeDialog(dialog) {
+    for (const input of dialog.querySelectorAll("input[type=password]"))
+        input.value = "";
+    dialog.close();
+}
+
 // Clears the field errors (of fields, or all of the dialog) and the alert.
 export function clearDialog(prefix, fields) {
     const dialog = $(`${prefix}-dialog`);

@@ -13,7 +13,7 @@
 
 import { S, f } from "./strings.js";
 import { describe, isAuthError, nativeObstacle } from "./errors.js";
-import { $, el, openDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
+import { $, el, openDialog, closeDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
 import { createActions } from "./actions.js";
 import { protectionCell } from "./protection.js";
 import { createProgress } from "./progress.js";
@@ -480,7 +480,7 @@ function closeAttachDialog() {
     if (attachInFlight)
         progress.cancel();
     else
-        $("attach-dialog").close();
+        closeDialog($("attach-dialog"));
 }
 
 function submitAttach(ev) {
@@ -542,7 +542,7 @@ function submitAttach(ev) {
         $("attach-source").value = "";
         $("attach-target").value = "";
         if (dialog.open)
-            dialog.close();
+            closeDialog(dialog);
     }).catch(err => {
         call = null;
         setAttachBusy(false);
@@ -550,7 +550,7 @@ function submitAttach(ev) {
         if (err && err.name === "org.example.LuksVolume1.Error.Cancelled") {
             showStatus(f(S.attachCancelled, source, domain));
             if (dialog.open)
-                dialog.close();
+                closeDialog(dialog);
             return;
         }
         const d = describe(err, "attach");
@@ -673,7 +673,7 @@ function init() {
     for (const button of document.querySelectorAll("[data-close]"))
         button.addEventListener("click", () => button.dataset.close === "attach-dialog"
             ? closeAttachDialog()
-            : $(button.dataset.close).close());
+            : closeDialog($(button.dataset.close)));
     actions.init();
     $("probe-open").addEventListener("click", openProbe);
     $("probe-form").addEventListener("submit", submitProbe);
