@@ -135,7 +135,7 @@ static void domains_job(Call *c) {
         if (op->r < 0)
                 return;
 
-        if (op->n_entries > 1)
+        if (op->entries && op->n_entries > 1)
                 qsort(op->entries, op->n_entries, sizeof *op->entries, entry_compare);
         op->r = 0;
 }
