@@ -137,27 +137,32 @@ AttachRequest *attach_request_free(AttachRequest *r) {
         return NULL;
 }
 
-void attach_request_step(AttachRequest *r, const char *step) {
-        if (r)
-                emit(r, step);
+static int cancelled_error(sd_bus_error *error) {
+        sd_bus_error_set(error, LV_ERROR_CANCELLED, "The attach was cancelled; nothing was attached.");
+        return -ECANCELED;
 }
 
-bool attach_request_cancelled(AttachRequest *r) {
-        return r && atomic_load(&r->state) == REQUEST_CANCELLED;
+int attach_request_proceed(AttachRequest *r, sd_bus_error *error) {
+        if (!r)
+                return 0;
+        if (atomic_load(&r->state) == REQUEST_CANCELLED)
+                return cancelled_error(error);
+        emit(r, ATTACH_STEP_DERIVING);
+        return 0;
 }
 
-bool attach_request_commit(AttachRequest *r) {
+int attach_request_commit(AttachRequest *r, sd_bus_error *error) {
         int expected = REQUEST_RUNNING;
         uint64_t one = 1;
 
         if (!r)
-                return true;
+                return 0;
         if (!atomic_compare_exchange_strong(&r->state, &expected, REQUEST_COMMITTED))
-                return expected == REQUEST_COMMITTED;
+                return expected == REQUEST_COMMITTED ? 0 : cancelled_error(error);
         /* The loop says "plugging"; a lost wake-up only loses the signal. */
         if (write(r->efd, &one, sizeof one) < 0)
                 log_warning_errno(-errno, "Cannot wake the event loop for AttachProgress: %m");
-        return true;
+        return 0;
 }
 
 int method_cancel_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) {

@@ -30,17 +30,14 @@ typedef struct AttachRequest AttachRequest;
 int attach_request_new(Manager *m, sd_bus_message *message, const char *id, AttachRequest **ret, sd_bus_error *error);
 AttachRequest *attach_request_free(AttachRequest *r);
 
-/* Event loop only: tells the caller the attach reached step. */
-void attach_request_step(AttachRequest *r, const char *step);
+/* Event loop, before the act job: Error.Cancelled (< 0) if CancelAttach
+ * took it; else tells the caller "deriving-key". */
+int attach_request_proceed(AttachRequest *r, sd_bus_error *error);
 
-/* Any thread: whether CancelAttach took it. */
-bool attach_request_cancelled(AttachRequest *r);
-
-/* Worker: the point of no return.  false if it was cancelled (the attach
- * must stop, answering Error.Cancelled); true otherwise, and from now on
- * CancelAttach answers false.  Tells the caller "plugging" (through the
- * event loop). */
-bool attach_request_commit(AttachRequest *r);
+/* Worker: the point of no return.  Error.Cancelled (< 0) if it was
+ * cancelled: the attach must stop.  Otherwise from now on CancelAttach
+ * answers false, and the caller hears "plugging" (through the loop). */
+int attach_request_commit(AttachRequest *r, sd_bus_error *error);
 
 /* CancelAttach(s request_id) → (b cancelled). */
 int method_cancel_attach(sd_bus_message *message, void *userdata, sd_bus_error *error);

@@ -442,10 +442,9 @@ static void attach_act_job(Call *c) {
         }
 
         /* The point of no return: nothing so far left a trace. */
-        if (!attach_request_commit(op->request)) {
-                r = sd_bus_error_set(&op->error, LV_ERROR_CANCELLED, "The attach was cancelled; nothing was attached.");
+        r = attach_request_commit(op->request, &op->error);
+        if (r < 0)
                 goto finish;
-        }
 
         if (op->mode == VOLUME_MODE_NATIVE)
                 r = attach_native(op, dom, domain_uuid, target);
@@ -509,26 +508,12 @@ static void attach_act_done(Call *c) {
 
 /* ------------------------------------------------------------ inspect */
 
-/* On to the act job, unless the caller cancelled meanwhile. */
-static void attach_go_act(AttachOp *op) {
-        if (attach_request_cancelled(op->request)) {
-                sd_bus_error_set(&op->error, LV_ERROR_CANCELLED, "The attach was cancelled; nothing was attached.");
-                attach_end(op);
-                return;
-        }
-        attach_request_step(op->request, ATTACH_STEP_DERIVING);
-        if (call_submit(&op->call, attach_act_job, attach_act_done) < 0)
-                attach_end(op);
-}
-
 static void attach_cleartext_authorized(Call *c, bool allowed) {
         AttachOp *op = (AttachOp *) c;
 
-        if (!allowed) {
+        if (!allowed || attach_request_proceed(op->request, &op->error) < 0 ||
+            call_submit(c, attach_act_job, attach_act_done) < 0)
                 attach_end(op);
-                return;
-        }
-        attach_go_act(op);
 }
 
 /* Worker.  Reads what the caller handed over and what the source is; no
@@ -605,7 +590,9 @@ static void attach_inspect_done(Call *c) {
                         attach_end(op);
                 return;
         }
-        attach_go_act(op);
+        /* Unless the caller cancelled meanwhile. */
+        if (attach_request_proceed(op->request, &op->error) < 0 || call_submit(c, attach_act_job, attach_act_done) < 0)
+                attach_end(op);
 }
 
 /* ----------------------------------------------------------- authorize */
