@@ -85,6 +85,7 @@ static void help(void) {
                "                                before the guest is restored\n"
                "  probe [SOURCE]                Show host facts, or the LUKS header of SOURCE\n"
                "  list                          List attached volumes (--domain: of one guest)\n"
+               "  list-domains                  List the running guests (name, UUID, state)\n"
                "  status VOLUME|DOMAIN:TARGET   Show all properties of a volume\n"
                "  monitor                       Print volumes being added, changed and removed,\n"
                "                                one line each, until SIGINT or SIGTERM\n"
@@ -107,9 +108,9 @@ static void help(void) {
                "  -H --host=[USER@]HOST         Operate on the system bus of a remote host, over\n"
                "                                ssh (attach is not possible: ssh cannot pass the\n"
                "                                passphrase file descriptor)\n"
-               "     --json[=short|pretty]      list, status, probe, monitor, add-passphrase,\n"
-               "                                verify: print JSON (one line per value with\n"
-               "                                short, the default)\n"
+               "     --json[=short|pretty]      list, list-domains, status, probe, monitor,\n"
+               "                                add-passphrase, verify: print JSON (one line\n"
+               "                                per value with short, the default)\n"
                "\n"
                "attach options:\n"
                "     --target=DEV               Guest target device (e.g. vdb)\n"
@@ -389,6 +390,7 @@ static const Verb verbs[] = {
         { "resize", VERB_SHRINK, verb_resize },
         { "rearm", VERB_PASSPHRASE, verb_rearm },
         { "list", VERB_JSON | VERB_DOMAIN, verb_list },
+        { "list-domains", VERB_JSON, verb_list_domains },
         { "status", VERB_JSON, verb_status },
         { "probe", VERB_JSON, verb_probe },
         { "monitor", VERB_JSON, verb_monitor },

@@ -125,3 +125,62 @@ int verb_status(int argc, char **argv) {
                 return fail_errno(EXIT_FAIL, r, "Failed to format JSON: %m");
         return EXIT_OK;
 }
+
+/* The running guests, as the service lists them (ListDomains): for users
+ * without libvirt access of their own.  Text: one "NAME UUID STATE" line
+ * each; JSON: an array of {name, uuid, state}. */
+int verb_list_domains(int argc, _unused_ char **argv) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        struct json_object *array = NULL;
+        const char *name, *uuid, *state;
+        int r, status;
+
+        if (argc != 1)
+                return fail(EXIT_USAGE, "list-domains takes no arguments.");
+
+        status = connect_bus(&bus);
+        if (status != EXIT_OK)
+                return status;
+
+        r = sd_bus_call_method(bus, SERVICE_NAME, MANAGER_PATH, MANAGER_IFACE, "ListDomains", &error, &reply, "a{sv}",
+                               0);
+        if (r < 0)
+                return fail_bus("Failed to list domains", &error, r);
+
+        r = sd_bus_message_enter_container(reply, 'a', "(sss)");
+        if (r < 0)
+                return fail_errno(EXIT_FAIL, r, "Failed to parse ListDomains reply: %m");
+        if (arg_json != JSON_OFF) {
+                array = json_object_new_array();
+                if (!array)
+                        return fail_errno(EXIT_FAIL, -ENOMEM, "Failed to format JSON: %m");
+        }
+        while ((r = sd_bus_message_read(reply, "(sss)", &name, &uuid, &state)) > 0) {
+                struct json_object *o;
+
+                if (!array) {
+                        printf("%s\t%s\t%s\n", name, uuid, state);
+                        continue;
+                }
+                o = json_object_new_object();
+                if (!o || json_add_string(o, "name", name) < 0 || json_add_string(o, "uuid", uuid) < 0 ||
+                    json_add_string(o, "state", state) < 0 || json_object_array_add(array, o) < 0) {
+                        json_object_put(o);
+                        json_object_put(array);
+                        return fail_errno(EXIT_FAIL, -ENOMEM, "Failed to format JSON: %m");
+                }
+        }
+        if (r < 0) {
+                json_object_put(array);
+                return fail_errno(EXIT_FAIL, r, "Failed to parse ListDomains reply: %m");
+        }
+        if (array) {
+                r = print_json(array);
+                json_object_put(array);
+                if (r < 0)
+                        return fail_errno(EXIT_FAIL, r, "Failed to format JSON: %m");
+        }
+        return EXIT_OK;
+}

@@ -44,24 +44,66 @@ export function isAuthError(err) {
            (err && err.problem === "access-denied");
 }
 
-// The page-level banner's sentence for an authorization error.
-export function authText(err) {
+// A refusal in one short sentence of the page's own: polkit's message
+// names action ids, which mean nothing to the person at the page.
+export function refusalText(err, what) {
     if (err && err.name === DBUS + "InteractiveAuthorizationRequired")
-        return S.authNeedsInteraction;
-    return f(S.notAuthorizedDetail, sentence(err && (err.message || cockpit.message(err))));
+        return S.refusedNeedsAuth;
+    return {
+        attach: S.refusedAttach,
+        detach: S.refusedDetach,
+        probe: S.refusedProbe,
+        resize: S.refusedResize,
+        rearm: S.refusedAttach,
+        verify: S.refusedKeys,
+        change: S.refusedKeys,
+        add: S.refusedKeys,
+        remove: S.refusedKeys,
+    }[what] || S.refused;
 }
 
-// describe(err) → { field, text, auth }
+// A row action's error → { field, text, auth }: field is one of the
+// action dialog's ("passphrase", "new-passphrase", "size") or null for its
+// alert.
+export function describeAction(err, action) {
+    const name = (err && err.name) || "";
+    const message = (err && err.message) || "";
+    const msg = sentence(message);
+
+    if (isAuthError(err))
+        return { field: null, text: refusalText(err, action), auth: true };
+    switch (name) {
+    case SVC + "BadPassphrase":
+        return { field: "passphrase", text: S.errBadPassphrase };
+    case SVC + "NotSupported":
+        return { field: action === "resize" ? "size" : null, text: f(S.errActionNotSupported, msg).trim() };
+    case SVC + "Busy":
+        return { field: null, text: f(S.errBusy, msg) };
+    case SVC + "NoSuchVolume":
+        return { field: null, text: S.errNoSuchVolume };
+    case DBUS + "InvalidArgs":
+        if (action === "resize")
+            return { field: "size", text: msg };
+        if (/new passphrase/i.test(message))
+            return { field: "new-passphrase", text: msg };
+        if (/passphrase/i.test(message))
+            return { field: "passphrase", text: msg };
+        return { field: null, text: msg };
+    }
+    return describe(err, action);
+}
+
+// describe(err, what) → { field, text, auth }   (what: "attach", "detach", …)
 //   field: "domain" | "source" | "passphrase" | "bus" | "target" | "mode"
 //          | null (page level, or the dialog's own alert)
 //   auth:  true for polkit's refusals (the page shows its banner)
-export function describe(err) {
+export function describe(err, what) {
     const name = (err && err.name) || "";
     const message = err && err.message;
     const msg = sentence(message);
 
     if (isAuthError(err))
-        return { field: null, text: authText(err), auth: true };
+        return { field: null, text: refusalText(err, what), auth: true };
 
     switch (name) {
     case SVC + "BadPassphrase":

@@ -12,7 +12,11 @@
 //   - every visible text comes from strings.js.
 
 import { S, f } from "./strings.js";
-import { describe, isAuthError, authText, nativeObstacle } from "./errors.js";
+import { describe, isAuthError, nativeObstacle } from "./errors.js";
+import { $, el, openDialog, closeDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
+import { createActions } from "./actions.js";
+import { protectionCell } from "./protection.js";
+import { createProgress } from "./progress.js";
 
 const BUS_NAME = "org.example.LuksVolume1";
 const MANAGER_PATH = "/org/example/LuksVolume1";
@@ -34,34 +38,18 @@ let volumesLoaded = false;
 const rowState = new Map();
 // Probe("") → info, or null until known / when refused.
 let hostFacts = null;
-// Guest names offered by the attach dialog's datalist, from libvirt.
+// Running guests offered by the attach dialog's datalist: [{name, uuid,
+// state}] from the service's ListDomains.
 let libvirtGuests = [];
 let attachInFlight = false;
+// Whether this account can be anything but refused: null until known,
+// false once polkit refused the host facts (Probe(""), the same action as
+// ListDomains): then Attach and Detach are disabled with the reason.  A
+// refusal of one attach does not count: a rule may refuse one guest or
+// source and allow others.
+let mayManage = null;
 
 // ── small DOM helpers ──────────────────────────────────────────────────────
-
-const $ = id => document.getElementById(id);
-
-// el("td", { class: "x", "data-path": p }, child, "text", …)
-function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-        if (v === undefined || v === null || v === false)
-            continue;
-        if (k === "class")
-            node.className = v;
-        else if (k === "onclick")
-            node.addEventListener("click", v);
-        else
-            node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children) {
-        if (c === undefined || c === null || c === false)
-            continue;
-        node.append(c instanceof Node ? c : String(c));
-    }
-    return node;
-}
 
 // Fills data-text / data-text-ATTR from strings.js.
 function applyStrings(root) {
@@ -98,18 +86,6 @@ function unwrapDict(dict) {
     return out;
 }
 
-// Focus moves with the element that had it across re-renders: elements
-// that can be re-created carry data-focus-key.
-function restoreFocus(node) {
-    if (node && node.isConnected) {
-        node.focus();
-        return;
-    }
-    const key = node && node.dataset && node.dataset.focusKey;
-    const again = key && document.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
-    (again || $("attach-open")).focus();
-}
-
 // ── page-level messages ────────────────────────────────────────────────────
 
 function showBanner(title, text) {
@@ -118,58 +94,24 @@ function showBanner(title, text) {
     $("banner").hidden = false;
 }
 
-function showAuthBanner(err) {
-    showBanner(S.notAuthorized, authText(err));
-}
-
 function hideBanner() {
     $("banner").hidden = true;
 }
 
+// An account polkit only refuses: say so once, next to the toolbar, and
+// disable what would only be refused (the controls point at the reason
+// with aria-describedby).
+function setAccess(allowed) {
+    mayManage = allowed;
+    const note = $("access-note");
+    note.textContent = allowed ? "" : S.accessDenied;
+    note.hidden = allowed;
+    $("attach-open").disabled = !allowed;
+    renderVolumes();
+}
+
 function showStatus(text) {
     $("status").textContent = text;
-}
-
-// ── dialogs ────────────────────────────────────────────────────────────────
-// Native <dialog> in modal mode: the rest of the page is inert, Tab stays
-// inside, Escape closes it.  Focus goes to a chosen control on opening and
-// back to the control that opened it on closing.
-
-function openDialog(dialog, opener, focusTarget) {
-    dialog.showModal();
-    (focusTarget || dialog.querySelector("input, select, button")).focus();
-    dialog.addEventListener("close", () => restoreFocus(opener), { once: true });
-}
-
-function clearErrors(prefix, fields) {
-    for (const field of fields) {
-        const msg = $(`${prefix}-${field}-error`);
-        if (msg) {
-            msg.textContent = "";
-            msg.hidden = true;
-        }
-        const input = $(`${prefix}-${field}`);
-        if (input)
-            input.removeAttribute("aria-invalid");
-    }
-    const alert = $(`${prefix}-alert`);
-    alert.textContent = "";
-    alert.hidden = true;
-}
-
-function setFieldError(prefix, field, text) {
-    const msg = $(`${prefix}-${field}-error`);
-    msg.textContent = text;
-    msg.hidden = false;
-    const input = $(`${prefix}-${field}`);
-    input.setAttribute("aria-invalid", "true");
-    return input;
-}
-
-function setDialogAlert(prefix, text) {
-    const alert = $(`${prefix}-alert`);
-    alert.textContent = text;
-    alert.hidden = false;
 }
 
 // ── host facts ─────────────────────────────────────────────────────────────
@@ -199,6 +141,7 @@ function loadHost() {
     return client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", ["", {}], { type: "sa{sv}" })
             .then(([info]) => {
                 hostFacts = unwrapDict(info);
+                setAccess(true);
                 $("host-message").textContent = "";
                 renderHost();
             })
@@ -207,7 +150,7 @@ function loadHost() {
                 renderHost();
                 if (isAuthError(err)) {
                     $("host-message").textContent = S.hostRefused;
-                    showAuthBanner(err);
+                    setAccess(false);
                 } else {
                     const d = describe(err);
                     $("host-message").textContent = f(S.hostFailed, d.text);
@@ -222,42 +165,36 @@ function compareTargets(a, b) {
     return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
-function protectionCell(v) {
-    if (v.Mode === "native") {
-        return el("td", { class: "lv-protection" },
-                  el("span", { class: "lv-badge lv-badge-native", "data-mode": "native" },
-                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "✓"), S.nativeBadge),
-                  " ",
-                  el("span", { class: "lv-mode-text" }, S.nativeText));
+// Why a cryptsetup-mode volume is not decrypted by QEMU: the service's
+// native-obstacle from Probe(Source), asked once per source; until it
+// answers (or if it refuses), what the page can derive.
+const obstacles = new Map();
+
+function cryptsetupWhy(v) {
+    if (!obstacles.has(v.Source)) {
+        obstacles.set(v.Source, null);
+        client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", [v.Source, {}], { type: "sa{sv}" })
+                .then(([info]) => {
+                    const o = unwrapDict(info)["native-obstacle"];
+                    if (o) {
+                        obstacles.set(v.Source, o);
+                        renderVolumes();
+                    }
+                })
+                .catch(() => {});
     }
-    if (v.Mode === "cryptsetup") {
-        return el("td", { class: "lv-protection" },
-                  el("span", { class: "lv-badge lv-badge-host", "data-mode": "cryptsetup" },
-                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "!"), S.cryptsetupBadge),
-                  " ",
-                  el("span", { class: "lv-mode-text" }, S.cryptsetupText),
-                  v.MapperDevice
-                      ? el("span", { class: "lv-mapper" }, f(S.cryptsetupMapper, ""),
-                           el("code", {}, v.MapperDevice))
-                      : null);
-    }
-    return el("td", { class: "lv-protection" },
-              el("span", { class: "lv-badge" }, S.unknownModeBadge), " ",
-              el("span", { class: "lv-mode-text" }, f(S.unknownModeText, v.Mode || "")));
+    return obstacles.get(v.Source) || nativeObstacle({ "luks-version": v.LuksVersion }, hostFacts);
+}
+
+// The column's name on the cell: narrow screens show it beside the value.
+function labelled(td, label) {
+    td.dataset.label = label;
+    return td;
 }
 
 function volumeRows(path, v, showSize, columns) {
     const st = rowState.get(path) || {};
     const detaching = v.State === "detaching";
-    const label = f(S.detachLabel, v.Target, v.Domain);
-    const button = el("button", {
-        type: "button",
-        class: "lv-btn lv-btn-secondary lv-btn-small",
-        "aria-label": label,
-        "data-focus-key": "detach:" + path,
-        disabled: st.pending,
-        onclick: ev => confirmDetach(path, ev.currentTarget),
-    }, st.pending ? S.detaching : S.detach);
 
     const row = el("tr", {
         class: "lv-volume" + (detaching ? " lv-volume-detaching" : ""),
@@ -268,15 +205,15 @@ function volumeRows(path, v, showSize, columns) {
     },
     el("th", { scope: "row", class: "lv-target" }, v.Target,
        v.LuksVersion ? el("span", { class: "lv-luks" }, f(S.luksVersion, v.LuksVersion)) : null),
-    el("td", {}, v.Bus),
-    el("td", { class: "lv-source" }, el("code", { title: v.Source }, v.Source)),
-    protectionCell(v),
-    el("td", {}, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
+    el("td", { "data-label": S.colBus }, v.Bus),
+    el("td", { class: "lv-source", "data-label": S.colSource }, el("code", { title: v.Source }, v.Source)),
+    labelled(protectionCell(v, v.Mode === "cryptsetup" ? cryptsetupWhy(v) : null), S.colProtection),
+    el("td", { "data-label": S.colState }, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
                     detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached : v.State)),
-    el("td", {}, v.ReadOnly ? S.readOnly : S.readWrite),
-    showSize ? el("td", { class: "lv-size" },
+    el("td", { "data-label": S.colAccess }, v.ReadOnly ? S.readOnly : S.readWrite),
+    showSize ? el("td", { class: "lv-size", "data-label": S.colSize },
                   typeof v.Size === "number" ? cockpit.format_bytes(v.Size, 1024) : "—") : null,
-    el("td", { class: "lv-actions" }, button));
+    actions.cell(path, v));
 
     const rows = [row];
     if (st.note) {
@@ -304,12 +241,16 @@ function renderVolumes() {
     const focusKey = focused && focused.dataset ? focused.dataset.focusKey : undefined;
 
     container.replaceChildren();
+    const pending = progress.pendingRow();
+    if (pending)
+        container.append(pending);
     if (!volumesLoaded) {
         container.append(el("p", { class: "lv-muted" }, S.volumesLoading));
         return;
     }
     if (volumes.size === 0) {
-        container.append(el("p", { class: "lv-empty", id: "volumes-empty" }, S.volumesEmpty));
+        if (!pending)
+            container.append(el("p", { class: "lv-empty", id: "volumes-empty" }, S.volumesEmpty));
         return;
     }
 
@@ -324,7 +265,7 @@ function renderVolumes() {
             guests.set(key, { name: v.Domain, uuid: v.DomainUUID, list: [] });
         guests.get(key).list.push([path, v]);
     }
-    const sorted = [...guests.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const sorted = [...guests.values()].sort((a, b) => (a.name || "").localeCompare(b.name || ""));
 
     for (const g of sorted) {
         g.list.sort((a, b) => compareTargets(a[1].Target || "", b[1].Target || ""));
@@ -358,12 +299,15 @@ function renderVolumes() {
 }
 
 function renderDomainList() {
-    const names = new Set(libvirtGuests);
+    const guests = new Map(libvirtGuests.map(g => [g.name, g]));
     for (const v of volumes.values())
-        if (v.Domain)
-            names.add(v.Domain);
+        if (v.Domain && !guests.has(v.Domain))
+            guests.set(v.Domain, { name: v.Domain });
     $("attach-domain-list").replaceChildren(
-        ...[...names].sort().map(n => el("option", { value: n })));
+        ...[...guests.keys()].sort().map(n => {
+            const g = guests.get(n);
+            return el("option", { value: n, label: g.state && g.state !== "running" ? f(S.guestState, n, g.state) : null });
+        }));
 }
 
 // cockpit's watch() notifications: { path: { iface: { prop: value } | null } }.
@@ -379,7 +323,15 @@ function onNotify(event, data) {
             volumes.delete(path);
             rowState.delete(path);
         } else {
-            volumes.set(path, { ...(volumes.get(path) || {}), ...unwrapDict(props) });
+            const known = volumes.get(path);
+            const changes = unwrapDict(props);
+            // A change of an object the page does not know yet (one
+            // resync() dropped while cockpit's watch went on) is not a
+            // volume to show: its full properties come with the next
+            // notification or resync.
+            if (!known && !("Domain" in changes))
+                continue;
+            volumes.set(path, { ...(known || {}), ...changes });
         }
         changed = true;
     }
@@ -411,6 +363,18 @@ function resync() {
             .catch(err => showBanner(describe(err).text, ""));
 }
 
+const progress = createProgress({ client, rerender: () => renderVolumes() });
+
+const actions = createActions({
+    client,
+    volumes,
+    rowState,
+    allowed: () => mayManage,
+    showStatus: text => showStatus(text),
+    rerender: () => renderVolumes(),
+    confirmDetach: (path, opener) => confirmDetach(path, opener),
+});
+
 function startWatching() {
     client.addEventListener("notify", onNotify);
     let owner = null;
@@ -436,14 +400,13 @@ function startWatching() {
             });
 }
 
-// Running guests from libvirt, for the datalist only: the service has no
-// method that lists domains.  Failure (no virsh, no access to libvirt)
-// leaves the list to the guests of attached volumes.
+// Running guests, from the service (ListDomains, authorized like the host
+// facts): the page needs no libvirt access of its own.  A refusal or an
+// older service leaves the list to the guests of attached volumes.
 function loadLibvirtGuests() {
-    return cockpit.spawn(["virsh", "--connect", "qemu:///system", "--quiet", "list", "--name", "--state-running"],
-                         { superuser: "try", err: "ignore" })
-            .then(out => {
-                libvirtGuests = out.split("\n").map(s => s.trim()).filter(Boolean);
+    return client.call(MANAGER_PATH, MANAGER_IFACE, "ListDomains", [{}], { type: "a{sv}" })
+            .then(([list]) => {
+                libvirtGuests = list.map(([name, uuid, state]) => ({ name, uuid, state }));
                 renderDomainList();
             })
             .catch(() => {});
@@ -459,7 +422,9 @@ function confirmDetach(path, opener) {
     $("detach-title").textContent = f(S.detachTitle, v.Target, v.Domain);
     $("detach-body").textContent = f(S.detachBody, v.Target, v.Source);
     dialog.dataset.path = path;
-    openDialog(dialog, opener, $("detach-confirm"));
+    // Focus on Cancel: the destructive button is never the default, so
+    // that Enter pressed twice (or held) on the row's Detach cancels.
+    openDialog(dialog, opener, $("detach-cancel"));
 }
 
 function detach(path) {
@@ -478,9 +443,8 @@ function detach(path) {
                 if (err.name === "org.example.LuksVolume1.Error.Busy") {
                     note = { kind: "busy", text: f(S.detachBusy, target) };
                 } else {
-                    if (isAuthError(err))
-                        showAuthBanner(err);
-                    note = { kind: "error", text: f(S.detachFailed, describe(err).text) };
+                    const d = describe(err, "detach");
+                    note = { kind: "error", text: d.auth ? d.text : f(S.detachFailed, d.text) };
                 }
                 if (volumes.has(path))
                     rowState.set(path, { pending: false, note });
@@ -494,8 +458,9 @@ function detach(path) {
 
 function openAttach(ev) {
     const form = $("attach-form");
+    $("attach-passphrase").value = "";
     if (!attachInFlight) {
-        clearErrors("attach", ATTACH_FIELDS);
+        clearDialog("attach", ATTACH_FIELDS);
         $("attach-progress").textContent = "";
     }
     loadLibvirtGuests();
@@ -503,18 +468,26 @@ function openAttach(ev) {
     openDialog($("attach-dialog"), ev.currentTarget, form.elements.domain.value ? $("attach-source") : $("attach-domain"));
 }
 
+// While an attach runs, the form is frozen; Cancel, the close button and
+// Escape then cancel the attach (progress.js) instead of only closing.
 function setAttachBusy(busy) {
     attachInFlight = busy;
     for (const node of $("attach-form").querySelectorAll("input, select, button[type=submit]"))
         node.disabled = busy;
-    $("attach-progress").textContent = busy ? S.attaching : "";
+}
+
+function closeAttachDialog() {
+    if (attachInFlight)
+        progress.cancel();
+    else
+        closeDialog($("attach-dialog"));
 }
 
 function submitAttach(ev) {
     ev.preventDefault();
     if (attachInFlight)
         return;
-    clearErrors("attach", ATTACH_FIELDS);
+    clearDialog("attach", ATTACH_FIELDS);
 
     const domain = $("attach-domain").value.trim();
     const source = $("attach-source").value.trim();
@@ -542,16 +515,8 @@ function submitAttach(ev) {
         return;
     }
 
-    // The passphrase as bytes (ay: cockpit's D-Bus JSON wants base64).  The
-    // input and the byte array are overwritten before the call goes out;
-    // the base64 string and the JSON frame cockpit.js builds from it are
-    // immutable JavaScript strings, dropped after the call for the garbage
-    // collector (nothing can overwrite them).
-    let bytes = new TextEncoder().encode(passInput.value);
-    passInput.value = "";
-    let b64 = cockpit.base64_encode(bytes);
-    bytes.fill(0);
-    bytes = null;
+    // The passphrase leaves the input here (dom.js: takePassphrase).
+    let b64 = takePassphrase(passInput);
 
     const options = {
         bus: cockpit.variant("s", bus),
@@ -562,6 +527,7 @@ function submitAttach(ev) {
         options.target = cockpit.variant("s", target);
 
     setAttachBusy(true);
+    options["request-id"] = cockpit.variant("s", progress.start(domain, source));
     let call = client.call(MANAGER_PATH, MANAGER_IFACE, "Attach", [domain, source, b64, options],
                            { type: "ssaya{sv}" });
     b64 = null;
@@ -570,18 +536,24 @@ function submitAttach(ev) {
     call.then(([path]) => {
         call = null;
         setAttachBusy(false);
+        progress.end();
         const v = volumes.get(path) || {};
         showStatus(f(S.attached, source, domain, v.Target || path));
         $("attach-source").value = "";
         $("attach-target").value = "";
         if (dialog.open)
-            dialog.close();
+            closeDialog(dialog);
     }).catch(err => {
         call = null;
         setAttachBusy(false);
-        const d = describe(err);
-        if (d.auth)
-            showAuthBanner(err);
+        progress.end();
+        if (err && err.name === "org.example.LuksVolume1.Error.Cancelled") {
+            showStatus(f(S.attachCancelled, source, domain));
+            if (dialog.open)
+                closeDialog(dialog);
+            return;
+        }
+        const d = describe(err, "attach");
         if (!dialog.open) {
             // Closed while the call ran: report on the page.
             showBanner(d.text, "");
@@ -591,7 +563,7 @@ function submitAttach(ev) {
         if (d.field) {
             focus = setFieldError("attach", d.field, d.text);
         } else {
-            setDialogAlert("attach", d.auth ? S.notAuthorized + " " + d.text : d.text);
+            setDialogAlert("attach", d.text);
             focus = $("attach-submit");
         }
         // The passphrase is gone from the page; say so where it was typed.
@@ -637,7 +609,7 @@ function renderProbe(info) {
 }
 
 function openProbe(ev) {
-    clearErrors("probe", ["source"]);
+    clearDialog("probe", ["source"]);
     $("probe-result").hidden = true;
     $("probe-progress").textContent = "";
     openDialog($("probe-dialog"), ev.currentTarget, $("probe-source"));
@@ -645,7 +617,7 @@ function openProbe(ev) {
 
 function submitProbe(ev) {
     ev.preventDefault();
-    clearErrors("probe", ["source"]);
+    clearDialog("probe", ["source"]);
     $("probe-result").hidden = true;
     const source = $("probe-source").value.trim();
     if (!source || !source.startsWith("/")) {
@@ -657,14 +629,12 @@ function submitProbe(ev) {
     client.call(MANAGER_PATH, MANAGER_IFACE, "Probe", [source, {}], { type: "sa{sv}" })
             .then(([info]) => renderProbe(unwrapDict(info)))
             .catch(err => {
-                const d = describe(err);
-                if (d.auth)
-                    showAuthBanner(err);
+                const d = describe(err, "probe");
                 // Probe has one field: every field-bound error is the source's.
                 if (d.field)
                     setFieldError("probe", "source", d.text).focus();
                 else
-                    setDialogAlert("probe", d.auth ? S.notAuthorized + " " + d.text : d.text);
+                    setDialogAlert("probe", d.text);
             })
             .finally(() => {
                 $("probe-progress").textContent = "";
@@ -683,12 +653,28 @@ function init() {
     });
     $("attach-open").addEventListener("click", openAttach);
     $("attach-form").addEventListener("submit", submitAttach);
-    $("attach-cancel").addEventListener("click", () => $("attach-dialog").close());
+    $("attach-cancel").addEventListener("click", closeAttachDialog);
+    // Escape while an attach runs: cancel it, keep the dialog until the
+    // service answers.
+    $("attach-dialog").addEventListener("cancel", ev => {
+        if (attachInFlight) {
+            ev.preventDefault();
+            progress.cancel();
+        }
+    });
+    progress.init();
     // However the dialog closes (Cancel, Escape, a successful attach), a
     // typed passphrase must not wait in the page for the next opening.
-    $("attach-dialog").addEventListener("close", () => {
-        $("attach-passphrase").value = "";
-    });
+    // Escape fires "cancel" before "close"; clear on both, and on opening.
+    for (const type of ["cancel", "close"])
+        $("attach-dialog").addEventListener(type, () => {
+            $("attach-passphrase").value = "";
+        });
+    for (const button of document.querySelectorAll("[data-close]"))
+        button.addEventListener("click", () => button.dataset.close === "attach-dialog"
+            ? closeAttachDialog()
+            : closeDialog($(button.dataset.close)));
+    actions.init();
     $("probe-open").addEventListener("click", openProbe);
     $("probe-form").addEventListener("submit", submitProbe);
     $("probe-cancel").addEventListener("click", () => $("probe-dialog").close());

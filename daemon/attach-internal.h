@@ -7,6 +7,7 @@
 
 #include <libvirt/libvirt.h>
 
+#include "attach-request.h"
 #include "call.h"
 #include "luks-shim.h"
 #include "luks.h"
@@ -19,6 +20,7 @@ typedef struct AttachOp {
         Call call;
 
         AttachOptions options;
+        AttachRequest *request; /* request-id: progress, cancellation */
         Passphrase *passphrase;
         bool claimed;
         bool guess_counted; /* a guess reserved in Manager.key_guesses */

@@ -15,6 +15,7 @@
 #include <libvirt/virterror.h>
 #include <time.h>
 
+#include "attach-request.h"
 #include "disk-xml.h"
 #include "errors.h"
 #include "event-log.h"
@@ -44,6 +45,7 @@ static void attach_op_free(Call *c) {
                 manager_release_source(m, op->claim_dev, op->claim_ino);
         manager_guess_end(m, c->caller_uid, &op->guess_counted, false);
         attach_options_done(&op->options);
+        attach_request_free(op->request);
         passphrase_free(op->passphrase);
         luks_source_free(op->source);
         luks_shim_done(&op->shim);
@@ -213,6 +215,11 @@ static void attach_act_job(Call *c) {
                 goto finish;
         }
 
+        /* The point of no return: nothing so far left a trace. */
+        r = attach_request_commit(op->request, &op->error);
+        if (r < 0)
+                goto finish;
+
         if (op->mode == VOLUME_MODE_NATIVE)
                 r = attach_native(op, dom, domain_uuid, target);
         else
@@ -278,7 +285,8 @@ static void attach_act_done(Call *c) {
 static void attach_cleartext_authorized(Call *c, bool allowed) {
         AttachOp *op = (AttachOp *) c;
 
-        if (!allowed || call_submit(c, attach_act_job, attach_act_done) < 0)
+        if (!allowed || attach_request_proceed(op->request, &op->error) < 0 ||
+            call_submit(c, attach_act_job, attach_act_done) < 0)
                 attach_end(op);
 }
 
@@ -361,7 +369,8 @@ static void attach_inspect_done(Call *c) {
                         attach_end(op);
                 return;
         }
-        if (call_submit(c, attach_act_job, attach_act_done) < 0)
+        /* Unless the caller cancelled meanwhile. */
+        if (attach_request_proceed(op->request, &op->error) < 0 || call_submit(c, attach_act_job, attach_act_done) < 0)
                 attach_end(op);
 }
 
@@ -484,6 +493,10 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         op->call.res.source_timeout_ms = m->config.source_timeout_sec * 1000U;
         if (!op->call.res.source_given || !op->call.res.domain_given) {
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
+                attach_end(op);
+                return 1;
+        }
+        if (attach_request_new(m, message, op->options.request_id, &op->request, &op->error) < 0) {
                 attach_end(op);
                 return 1;
         }

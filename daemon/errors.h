@@ -16,6 +16,7 @@
 #define LV_ERROR_BUSY               LV_ERROR("Busy")
 #define LV_ERROR_IN_USE             LV_ERROR("InUse")
 #define LV_ERROR_GUEST_REFUSED      LV_ERROR("GuestRefused")
+#define LV_ERROR_CANCELLED          LV_ERROR("Cancelled")
 #define LV_ERROR_FAILED             LV_ERROR("Failed")
 
 #define DBUS_ERROR_INVALID_ARGS                       "org.freedesktop.DBus.Error.InvalidArgs"

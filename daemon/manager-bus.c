@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /* The Manager interface's vtable and what its methods share.  The methods
- * themselves live one per file: attach.c, detach.c, probe.c, keys.c. */
+ * themselves live one per file: attach.c, detach.c, probe.c, keys.c,
+ * domains.c. */
 
+#include "attach-request.h"
 #include "errors.h"
 #include "manager.h"
 #include "operations.h"
@@ -109,6 +111,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Probe", SD_BUS_ARGS("s", source, "a{sv}", options), SD_BUS_RESULT("a{sv}", info),
                                 method_probe, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("a(sss)", domains),
+                                method_list_domains, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ChangePassphrase",
                                 SD_BUS_ARGS("s", source, "ay", old_passphrase, "ay", new_passphrase, "a{sv}", options),
                                 SD_BUS_NO_RESULT, method_change_passphrase,
@@ -126,6 +130,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS(
                 "StageIncoming", SD_BUS_ARGS("s", domain_uuid, "s", source, "ay", passphrase, "a{sv}", options),
                 SD_BUS_NO_RESULT, method_stage_incoming, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("CancelAttach", SD_BUS_ARGS("s", request_id), SD_BUS_RESULT("b", cancelled),
+                                method_cancel_attach, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("AttachProgress", SD_BUS_ARGS("s", request_id, "s", step), 0),
         SD_BUS_SIGNAL_WITH_ARGS("VolumeMigrated", SD_BUS_ARGS("o", volume, "s", domain, "s", target, "s", direction),
                                 0),
         SD_BUS_VTABLE_END

@@ -26,6 +26,8 @@
 int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_detach(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_probe(sd_bus_message *message, void *userdata, sd_bus_error *error);
+/* domains.c: the running guests, for clients without libvirt access. */
+int method_list_domains(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_change_passphrase(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_add_passphrase(sd_bus_message *message, void *userdata, sd_bus_error *error);
 int method_remove_passphrase(sd_bus_message *message, void *userdata, sd_bus_error *error);

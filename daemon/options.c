@@ -11,6 +11,7 @@ void attach_options_done(AttachOptions *o) {
         free(o->target);
         free(o->bus);
         free(o->serial);
+        free(o->request_id);
         if (o->passphrase_fd >= 0)
                 close(o->passphrase_fd);
         *o = (AttachOptions){ .passphrase_fd = -1 };
@@ -224,6 +225,16 @@ static int attach_option(sd_bus_message *m, const char *key, void *userdata, sd_
                         return duplicate(key, error);
                 p->seen_fd = true;
                 return read_fd_option(m, key, &p->o.passphrase_fd, error);
+        }
+        if (streq(key, "request-id")) {
+                /* Checked further where it is registered (attach-request.c). */
+                if (p->o.request_id)
+                        return duplicate(key, error);
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                p->o.request_id = strdup(s);
+                return p->o.request_id ? 1 : -ENOMEM;
         }
         return 0;
 }

@@ -21,6 +21,7 @@ typedef struct AttachOptions {
         char *serial;               /* NULL: none; else checked by serial_valid() */
         bool discard;               /* pass discards to the image: cryptsetup mode only */
         NativeHeader native_header; /* NATIVE_HEADER_AUTO default (since 0.3) */
+        char *request_id;           /* NULL: none (attach-request.h) */
 } AttachOptions;
 
 /* The longest serial every bus takes whole (virtio-blk's ID field, ATA's

@@ -36,6 +36,8 @@ packages=(
         # Cockpit's web server and bridge, headless Chromium driven through
         # WebDriver
         cockpit-ws cockpit-bridge chromium chromium-driver python3-selenium
+        # the Cockpit page's translation template (xgettext, in the build)
+        gettext
 )
 
 missing=()

@@ -211,6 +211,17 @@ check "probe --json=pretty is indented valid JSON" \
 
 expect_rc 6 "probe of a file without LUKS header" probe plain.img
 
+# ─────────────────────────────── list-domains ────────────────────────────
+
+expect_rc 0 "list-domains" list-domains
+uuid=$(virsh -q -c qemu:///system domuuid "$GUEST" | tr -d '[:space:]')
+check "list-domains prints the running guest: name, UUID, state" \
+        grep -qxF "$GUEST	$uuid	running" last.out
+run domains --json list-domains
+check "list-domains --json: an array of {name, uuid, state}" json_ok domains.out \
+        "any(e == {'name': '$GUEST', 'uuid': '$uuid', 'state': 'running'} for e in d)"
+expect_rc 2 "usage: list-domains takes no arguments" list-domains extra
+
 # ─────────────────── monitor, attach, list, status ───────────────────────
 
 "$ctl" monitor >monitor.out 2>monitor.err &
@@ -330,6 +341,7 @@ expect_user_denied() {
         fi
 }
 expect_user_denied detach $GUEST:sda
+expect_user_denied list-domains
 
 # ──────────────────────────────── detach ─────────────────────────────────
 

@@ -15,8 +15,10 @@
 # The page is installed the way meson installs it (its files and the
 # generated manifest, flat) into a scratch $XDG_DATA_DIRS/cockpit/luksvolume
 # that only this test's cockpit-ws processes see.  Two of them run:
-#   - port 9090 as root, a local session (cockpit-ws --local-session): the
-#     admin cases;
+#   - port 9090 as the sandbox's lvadmin (uid 4202), a local session
+#     (cockpit-ws --local-session): a delegated admin, not root — a polkit
+#     rule written here grants the group lvgroup every action of the
+#     service except attaches to the guest "forbidden" (the refusal case);
 #   - port 9091 as the sandbox's plain user lvuser (uid 4201): polkit
 #     refuses it, and the page must say so.
 # The service is checked independently of the page with busctl (sd-bus):
@@ -98,6 +100,9 @@ COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 LV_USER_UID = 4201
+LV_ADMIN_UID = 4202
+LV_GROUP = "lvgroup"
+FORBIDDEN_GUEST = "forbidden"
 PASS = "cockpit test passphrase"
 WRONG = "not the passphrase"
 IMAGES = "/var/lib/libvirt/images"      # a tmpfs of the sandbox
@@ -191,6 +196,15 @@ r = run(["cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2
          "--pbkdf-force-iterations", "1000", "--key-file=key", f"{IMAGES}/luks2.img"])
 if r.returncode != 0:
     bail("cryptsetup luksFormat --type luks2 failed: " + r.stderr)
+# A volume whose key slot costs seconds of PBKDF2: the window in which an
+# attach can be watched and cancelled.
+with open(f"{IMAGES}/slow.img", "wb") as fh:
+    fh.truncate(18 << 20)
+r = run(["cryptsetup", "luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations", "6000000",
+         "--key-file=key", f"{IMAGES}/slow.img"])
+if r.returncode != 0:
+    bail("cryptsetup luksFormat of slow.img failed: " + r.stderr)
+os.chmod(f"{IMAGES}/slow.img", 0o644)
 for guest in ("web1", "db1"):
     lib("lv_start_guest", guest)
 
@@ -219,6 +233,31 @@ def session_env(name, uid):
                 XDG_CONFIG_HOME=os.path.join(home, ".config"), XDG_RUNTIME_DIR=os.path.join(home, "run"),
                 XDG_DATA_DIRS=f"{share}:/usr/share", LANG="C.UTF-8")
 
+
+# The delegated admin's polkit rule: by group, as an administrator would
+# write it (polkit/examples/50-luksvolume-group.rules), with one exception so
+# that a refusal of a real call can be seen by someone the page lets try.
+ADMIN_RULE = f"""
+polkit.addRule(function(action, subject) {{
+    if (action.id.indexOf("org.example.luksvolume1.") != 0 || !subject.isInGroup("{LV_GROUP}"))
+        return polkit.Result.NOT_HANDLED;
+    if (action.id == "org.example.luksvolume1.attach" && action.lookup("domain") == "{FORBIDDEN_GUEST}")
+        return polkit.Result.NO;
+    return polkit.Result.YES;
+}});
+"""
+with open(os.path.join(os.environ["LV_POLKIT_RULES_DIR"], "50-cockpit-admin.rules"), "w") as fh:
+    fh.write(ADMIN_RULE)
+
+
+def admin_rule_loaded():
+    r = run(["setpriv", f"--reuid={LV_ADMIN_UID}", f"--regid={LV_ADMIN_UID}", "--clear-groups",
+             "busctl", "--system", "call", BUS, MANAGER, "org.example.LuksVolume1", "Probe", "sa{sv}", "", "0"])
+    return r.returncode == 0
+
+
+if not wait_for(admin_rule_loaded, 15, 0.5):
+    bail("polkitd did not apply the delegated admin's rule within 15 s")
 
 procs = []
 
@@ -262,15 +301,26 @@ def collect_console(session):
         console.append((session, entry))
 
 
-def shot(name):
-    """A PNG of the page as it is, the viewport cut to the content's height
-    (the page, or an open dialog with some margin) so no empty band shows."""
-    height = js("""
+def page_height():
+    return js("""
         const page = document.getElementById('page').getBoundingClientRect().bottom + window.scrollY + 16;
         const dialogs = [...document.querySelectorAll('dialog[open]')].map(d => d.offsetHeight + 64);
-        return Math.ceil(Math.max(page, ...dialogs));""")
+        const menus = [...document.querySelectorAll('.lv-menu:not([hidden])')]
+            .map(m => m.getBoundingClientRect().bottom + window.scrollY + 16);
+        return Math.ceil(Math.max(page, ...dialogs, ...menus));""")
+
+
+def set_width(width, height=900):
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": max(int(height), 400), "deviceScaleFactor": 1, "mobile": False})
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 768})
+
+
+def shot(name, width=1280):
+    """A PNG of the page as it is at that width, the viewport cut to the
+    content's height (the page, or an open dialog with some margin) so no
+    empty band shows."""
+    set_width(width)
+    set_width(width, max(int(page_height()), 400))
     try:
         driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
     finally:
@@ -324,9 +374,10 @@ def set_text(i, value):
         el.send_keys(value)
 
 
-def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto", read_only=False):
+def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto", read_only=False, wait=True):
     """Fills the attach dialog (opening it if needed), submits, and waits
-    until the call has finished.  Returns whether the dialog closed."""
+    until the call has finished (unless not wait).  Returns whether the
+    dialog closed."""
     if not js("return document.getElementById('attach-dialog').open"):
         by_id("attach-open").click()
         wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
@@ -339,6 +390,8 @@ def attach_dialog(domain, source, passphrase, bus="scsi", target="", mode="auto"
     if by_id("attach-readonly").is_selected() != read_only:
         by_id("attach-readonly").click()
     by_id("attach-submit").click()
+    if not wait:
+        return False
     wait_for(lambda: js("return !document.getElementById('attach-submit').disabled"), 60)
     return not js("return document.getElementById('attach-dialog').open")
 
@@ -350,19 +403,171 @@ def close_dialogs():
 driver = None
 
 
-# ═════ as root ═══════════════════════════════════════════════════════════════
+def visible_text():
+    return js("return document.body.innerText")
+
+
+def open_row_action(domain, target, action):
+    """Clicks a row's action: an item of its menu (opened first), or for
+    detach the row's own button on a page without menus."""
+    return js("""
+        const [domain, target, action] = arguments;
+        const row = document.querySelector('section.lv-guest[data-domain="' + domain + '"] ' +
+                                           'tr.lv-volume[data-target="' + target + '"]');
+        if (!row) return false;
+        const kebab = row.querySelector('.lv-kebab');
+        if (kebab && kebab.getAttribute('aria-expanded') !== 'true') kebab.click();
+        let item = row.querySelector('[data-action="' + action + '"]');
+        if (!item && action === 'detach') item = row.querySelector('.lv-actions button');
+        if (!item || item.disabled) return false;
+        item.click();
+        return true;""", domain, target, action)
+
+
+def ctl_verify(source, passphrase):
+    """luksvolumectl verify as root: (exit status, stdout) — the service's
+    answer, independent of the page."""
+    with open("verify-key", "w") as fh:
+        fh.write(passphrase)
+    r = run([args.luksvolumectl, "verify", source, "--passphrase-file=verify-key", "--no-ask-password"])
+    return r.returncode, r.stdout.strip()
+
+
+def action_dialog(domain, target, action, **fields):
+    """Opens a row action's dialog through its menu, fills fields (id →
+    text, or bool for a checkbox), clicks its button, waits for the call."""
+    open_row_action(domain, target, action)
+    wait_for(lambda: js("return document.getElementById('action-dialog').open"), 5)
+    for fid, value in fields.items():
+        e = by_id("action-" + fid)
+        if isinstance(value, bool):
+            if e.is_selected() != value:
+                e.click()
+        else:
+            e.clear()
+            e.send_keys(value)
+    by_id("action-submit").click()
+    wait_for(lambda: js("return !document.getElementById('action-submit').disabled"), 60)
+    return wait_for(lambda: js("return !document.getElementById('action-dialog').open"), 2)
+
+
+def row_menu_checks():
+    src = f"{IMAGES}/web-data.img"
+    # The menu from the keyboard: Enter opens it on its first item, the
+    # arrows move, Escape closes it and gives focus back to the kebab.
+    js(f"{row_js('web1', 'sda')}.querySelector('.lv-kebab').focus()")
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    first = wait_for(lambda: js("return document.activeElement.dataset.action"), 5)
+    driver.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
+    second = js("return document.activeElement.dataset.action")
+    items = js(f"""return [...{row_js('web1', 'sda')}.querySelectorAll('[role=menuitem]')]
+                   .map(i => i.dataset.action + (i.disabled ? ':disabled' : ''))""")
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    back = js("return document.activeElement.classList.contains('lv-kebab') && "
+              "document.activeElement.getAttribute('aria-expanded')")
+    ok(first == "detach" and second == "resize" and back == "false"
+       and items == ["detach", "resize", "verify", "change", "add", "remove"],
+       "row menu: Enter opens it on Detach, arrows move, Escape closes it back on the kebab; "
+       "detach, resize, the four key actions (no rearm: not saved)", f"{first} {second} {back} {items}")
+    js(f"{row_js('web1', 'sda')}.querySelector('.lv-kebab').click()")
+    shot("06b-row-menu")
+    close_dialogs()
+    js("document.body.click()")
+    ro = js(f"""const i = {row_js('db1', 'sda')}.querySelector('[data-action=resize]');
+               const why = document.getElementById(i.getAttribute('aria-describedby') || '');
+               return [i.disabled, why && why.textContent]""")
+    ok(ro[0] and "read-only" in (ro[1] or ""), "a read-only volume's Resize is disabled, with the reason", ro)
+
+    # Verify: wrong passphrase at its field; right one names the slot.
+    action_dialog("web1", "sda", "verify", passphrase=WRONG)
+    err = wait_for(lambda: field_error("passphrase", "action"), 30)
+    ok(err and err[0] == "This passphrase opens none of the volume's key slots." and err[1],
+       "verify with a wrong passphrase: BadPassphrase at the passphrase field", err)
+    close_dialogs()
+    closed = action_dialog("web1", "sda", "verify", passphrase=PASS)
+    status = js("return document.getElementById('status').textContent")
+    ok(closed and "opens key slot 0" in status, "verify with the right one: the page names key slot 0", status)
+
+    # Add: the two new ones must match (checked before any call), then slot 1.
+    action_dialog("web1", "sda", "add", **{"passphrase": PASS, "new-passphrase": "second one", "confirm": "second 0ne"})
+    err = field_error("confirm", "action")
+    ok(err and err[0] == "The two new passphrases differ." and ctl_verify(src, "second one")[0] != 0,
+       "add with two different new passphrases: refused at the confirmation, nothing added", err)
+    close_dialogs()
+    closed = action_dialog("web1", "sda", "add", **{"passphrase": PASS, "new-passphrase": "second one",
+                                                    "confirm": "second one"})
+    status = js("return document.getElementById('status').textContent")
+    v = ctl_verify(src, "second one")
+    ok(closed and "key slot 1" in status and v == (0, "slot: 1"),
+       "add a passphrase: the page names slot 1, and the service opens slot 1 with it", f"{status!r} {v}")
+
+    # Change with a wrong current passphrase: at the current field, nothing changed.
+    action_dialog("web1", "sda", "change", **{"passphrase": WRONG, "new-passphrase": "third", "confirm": "third"})
+    err = wait_for(lambda: field_error("passphrase", "action"), 30)
+    ok(err and err[0].startswith("This passphrase opens none") and ctl_verify(src, "third")[0] != 0,
+       "change with a wrong current passphrase: BadPassphrase at that field, nothing changed", err)
+    # Escape: every passphrase field of the dialog is empty at once.
+    by_id("action-new-passphrase").send_keys(Keys.ESCAPE)
+    left = js("return [...document.querySelectorAll('#action-dialog input[type=password]')].map(i => i.value)")
+    ok(not js("return document.getElementById('action-dialog').open") and all(x == "" for x in left),
+       "Escape closes an action dialog and no typed passphrase stays in the page", left)
+
+    # Remove: Enter in its field does not remove (the destructive button is
+    # never the default); the button does.
+    open_row_action("web1", "sda", "remove")
+    wait_for(lambda: js("return document.getElementById('action-dialog').open"), 5)
+    by_id("action-passphrase").send_keys("second one")
+    by_id("action-passphrase").send_keys(Keys.ENTER)
+    time.sleep(1.5)
+    still = js("return document.getElementById('action-dialog').open") and ctl_verify(src, "second one")[0] == 0
+    by_id("action-submit").click()
+    removed = wait_for(lambda: js("return !document.getElementById('action-dialog').open"), 30)
+    left = js("""return [document.getElementById('action-alert').textContent,
+                         ...[...document.querySelectorAll('#action-dialog .lv-field-error')].map(e => e.textContent),
+                         document.getElementById('status').textContent]""")
+    close_dialogs()
+    ok(still and removed and ctl_verify(src, "second one")[0] != 0 and ctl_verify(src, PASS)[0] == 0,
+       "remove a passphrase: Enter in the field does nothing, the button removes it; the first still opens",
+       f"still={still} removed={removed} {left} verify: {ctl_verify(src, 'second one')} {ctl_verify(src, PASS)}")
+
+    # Resize: a shrink without the checkbox is refused at the size field;
+    # growing shows in the service's Size and in the row.
+    action_dialog("web1", "sda", "resize", size="8")
+    err = wait_for(lambda: field_error("size", "action"), 30)
+    ok(err and err[1], "resize below the current size without 'Allow shrinking': refused at the size field", err)
+    close_dialogs()
+    closed = action_dialog("web1", "sda", "resize", size="32")
+    size = wait_for(lambda: js(f"return {row_js('web1', 'sda')}?.querySelector('.lv-size')?.textContent === '32 MiB'"), 30)
+    svc = [v["Size"] for v in managed_volumes().values() if v["Domain"] == "web1" and v["Target"] == "sda"]
+    ok(closed and size and svc == [32 << 20], "resize to 32 MiB: the service's Size and the row say 32 MiB", svc)
+
+    # A cryptsetup-mode row (the sandbox has no device-mapper, so the
+    # service cannot make one: protection.js is pure and rendered as is).
+    cell = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('./protection.js').then(m => {
+            const td = m.protectionCell({ Mode: 'cryptsetup', MapperDevice: '/dev/mapper/luksvol-x', LuksVersion: 2 },
+                                        'QEMU decrypts only LUKS1.');
+            done(td.textContent);
+        }).catch(e => done('error: ' + e));""")
+    ok("decrypted on the host" in cell and "Why on the host: QEMU decrypts only LUKS1." in cell
+       and "cleartext exists on this host" in cell,
+       "a cryptsetup-mode row says why it is not QEMU and warns that the cleartext is on the host", cell)
+
+
+# ═════ as a delegated admin ══════════════════════════════════════════════════
 def root_checks():
-    start_cockpit_ws(9090, "root", 0)
+    start_cockpit_ws(9090, "admin", LV_ADMIN_UID)
     loaded = open_page(9090)
     facts = js("""return Object.fromEntries([...document.querySelectorAll('[data-fact]')]
                                           .map(e => [e.dataset.fact, e.textContent]))""") or {}
     ok(loaded and facts.get("native-luks") == "available" and facts.get("version")
        and facts.get("libvirt-version", "")[:1].isdigit(),
-       "page loads as root; host facts from Probe(''): versions, native LUKS available",
+       "page loads as a delegated admin (group rule); host facts from Probe(''): versions, native LUKS available",
        json.dumps(facts))
     ok(js("return !!document.getElementById('volumes-empty')") and volume_summary() == [],
        "no volume yet: the page says so, and so does the service")
-    ok(js("return document.getElementById('banner').hidden"), "no banner for root")
+    ok(js("return document.getElementById('banner').hidden"), "no banner for the delegated admin")
     shot("01-empty")
 
     # Accessibility basics: every control in the dialogs is labelled, and the
@@ -381,31 +586,31 @@ def root_checks():
        "keyboard: Enter opens the attach dialog with focus on Guest, Escape closes it, focus returns",
        f"opened={opened} focus={focus_in} closed={closed} focus after={focus_back}")
 
-    # A passphrase typed and then abandoned (Cancel, Escape) must not wait
-    # in the page for whoever opens the dialog next.
-    reopened = []
-    for how in ("cancel", "escape"):
+    # A passphrase typed and then abandoned must not wait in the page for
+    # whoever opens the dialog next: checked as soon as the dialog is closed
+    # (Cancel, Escape, the close button), not only when it opens again.
+    after_close = {}
+    for how in ("cancel", "escape", "close-button"):
         by_id("attach-open").click()
         wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
-        set_text("attach-passphrase", "abandoned secret")
+        set_text("attach-passphrase", "abandoned secret 20ch")
         if how == "cancel":
             by_id("attach-cancel").click()
-        else:
+        elif how == "escape":
             by_id("attach-passphrase").send_keys(Keys.ESCAPE)
-        wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
-        by_id("attach-open").click()
-        wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
-        reopened.append(js("return document.getElementById('attach-passphrase').value"))
-        by_id("attach-cancel").click()
-        wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
-    ok(reopened == ["", ""],
-       "a passphrase typed, then Cancel or Escape: the reopened dialog's passphrase field is empty",
-       reopened)
+        else:
+            js("document.querySelector('#attach-dialog .lv-dialog-close')?.click()")
+        closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 5)
+        after_close[how] = js("return document.getElementById('attach-passphrase').value") if closed else "still open"
+        close_dialogs()
+    ok(after_close == {"cancel": "", "escape": "", "close-button": ""},
+       "a passphrase typed, then Cancel, Escape or the dialog's close button: the field is empty once it closed",
+       after_close)
 
     by_id("attach-open").click()
     guests = wait_for(lambda: (lambda g: g if {"web1", "db1"} <= set(g) else None)(
         js("return [...document.querySelectorAll('#attach-domain-list option')].map(o => o.value)")), 10)
-    ok(guests, "the guest field offers the running guests (datalist from libvirt)", guests)
+    ok(guests, "the guest field offers the running guests (datalist from the service's ListDomains, no virsh)", guests)
     shot("02-attach-dialog")
 
     # ── wrong passphrase ──
@@ -470,6 +675,59 @@ def root_checks():
            f"{desc}, nothing attached", f"{err} {visible_field_errors()} {volume_summary()}")
     close_dialogs()
 
+    # ── an attach in flight: its steps, a pending row, a Cancel that cancels ──
+    def secrets():
+        return len(run(virsh + ["secret-list"]).stdout.strip().splitlines())
+
+    def current_step():
+        return js("""const s = document.querySelector('#attach-steps [aria-current=step]');
+                     const row = document.getElementById('pending-attach');
+                     return s && row && [s.dataset.step, row.textContent]""")
+
+    before, n_secrets = volume_summary(), secrets()
+    attach_dialog("web1", f"{IMAGES}/slow.img", PASS, wait=False)
+    step = wait_for(lambda: (lambda s: s if s and s[0] == "deriving-key" else None)(current_step()), 30)
+    shot("04c-attach-progress")
+    by_id("attach-cancel").click()
+    asked = js("return [document.getElementById('attach-dialog').open, "
+               "document.getElementById('attach-progress').textContent]")
+    closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 60)
+    status = js("return document.getElementById('status').textContent")
+    time.sleep(3)       # what the derivation would have needed to go on to the plug
+    ok(step and "slow.img" in step[1] and asked == [True, "Cancelling…"] and closed
+       and status.startswith("Cancelled:") and volume_summary() == before and secrets() == n_secrets
+       and js("return document.getElementById('pending-attach') === null")
+       and "sdb" not in run(virsh + ["domblklist", "web1"]).stdout,
+       "an attach in flight shows its steps and a pending row; Cancel cancels it: nothing attached, "
+       "no secret, no disk", f"{step} {asked} {status!r} {volume_summary()} secrets {n_secrets}→{secrets()}")
+
+    # This time from the keyboard: Escape during an attach asks to cancel
+    # too, and does not just close the dialog.
+    attach_dialog("web1", f"{IMAGES}/slow.img", PASS, wait=False)
+    plugging = wait_for(lambda: (lambda s: s if s and s[0] == "plugging" else None)(current_step()), 30)
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    late = wait_for(lambda: js("""return document.getElementById('attach-dialog').open &&
+                                  document.getElementById('attach-progress').textContent.startsWith('Too late')"""), 10)
+    closed = wait_for(lambda: js("return !document.getElementById('attach-dialog').open"), 60)
+    row = wait_for(lambda: js(f"return {row_js('web1', 'sdb')} !== null"), 15)
+    ok(plugging and late and closed and row,
+       "Escape once the disk is being plugged in: the dialog stays, says it is too late to cancel, "
+       "and the volume appears", f"{plugging} {late}")
+    run([args.luksvolumectl, "detach", "web1:sdb"])
+    wait_for(lambda: js(f"return {row_js('web1', 'sdb')} === null"), 15)
+
+    # ── a refusal of a real call: one short sentence, once, no action id ──
+    attach_dialog(FORBIDDEN_GUEST, f"{IMAGES}/scratch.img", PASS)
+    alert = wait_for(lambda: js("const a = document.getElementById('attach-alert'); return !a.hidden && a.textContent"), 30)
+    text = visible_text()
+    ok(alert and alert.count(".") == 1 and len(alert) < 90 and "org.example" not in text
+       and "polkit" not in alert and text.count(alert) == 1
+       and js("return document.getElementById('banner').hidden"),
+       "a refused attach: one short sentence in the dialog, shown once, no polkit action id", f"{alert!r}")
+    ok(len(managed_volumes()) == 1, "… and nothing was attached")
+    shot("04b-refused")
+    close_dialogs()
+
     # ── a volume attached elsewhere appears without a reload ──
     js("window.lvNoReload = 'still here'")
     r = run([args.luksvolumectl, "attach", "db1", f"{IMAGES}/db-archive.img", "--bus=scsi",
@@ -516,9 +774,32 @@ def root_checks():
        and js("return document.activeElement.id") == "probe-open",
        "Escape closes the probe dialog, focus returns to its button")
 
+    row_menu_checks()
+
+    # ── the detach confirmation: focus on Cancel, a double Enter detaches nothing ──
+    open_row_action("web1", "sda", "detach")
+    opened = wait_for(lambda: js("return document.getElementById('detach-dialog').open"), 5)
+    focus = js("return document.activeElement.id")
+    ok(opened and focus == "detach-cancel",
+       "the detach confirmation opens with focus on Cancel, not on the destructive button", focus)
+    close_dialogs()
+    before = volume_summary()
+    # Keyboard only: Enter on the row's detach control, Enter again at once.
+    open_row_action("web1", "sda", "none")          # opens the row's menu, if any
+    js(f"""const r = {row_js('web1', 'sda')};
+           (r.querySelector('[data-action="detach"]') || r.querySelector('.lv-actions button')).focus();""")
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    time.sleep(0.1)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    time.sleep(3)
+    ok(volume_summary() == before and js("return !document.getElementById('detach-dialog').open"),
+       "a double Enter on the detach control detaches nothing (the second Enter cancels)",
+       f"{before} → {volume_summary()}")
+    close_dialogs()
+
     # ── detach through the page ──
     def click_detach(domain, target):
-        js(f"{row_js(domain, target)}?.querySelector('.lv-actions button').click()")
+        open_row_action(domain, target, "detach")
         wait_for(lambda: js("return document.getElementById('detach-dialog').open"), 5)
         by_id("detach-confirm").click()
 
@@ -577,25 +858,114 @@ def root_checks():
        f"{r.stderr} service: {after} page: {page_rows()}")
 
 
+# ═════ theme, phone width, translation (the delegated admin's session) ═══════
+def sideways():
+    """Elements wider than the viewport make the page scroll sideways:
+    (document's scroll width, viewport width, open dialogs that scroll)."""
+    return js("""return [document.documentElement.scrollWidth, window.innerWidth,
+                         [...document.querySelectorAll('dialog[open]')]
+                             .filter(d => d.scrollWidth > d.clientWidth).map(d => d.id)]""")
+
+
+def is_dark():
+    return js("""const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);
+                 return [document.documentElement.classList.contains('pf-v5-theme-dark'),
+                         (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255]""")
+
+
+def theme_checks():
+    # A fuller page for the pictures: a second guest's volume again.
+    run([args.luksvolumectl, "attach", "db1", f"{IMAGES}/db-archive.img", "--bus=scsi", "--read-only",
+         "--passphrase-file=key", "--no-ask-password"])
+    open_page(9090)
+    wait_for(lambda: js(f"return {row_js('db1', 'sda')} !== null"), 15)
+    js("localStorage.setItem('shell:style', 'light')")
+    js("window.dispatchEvent(new CustomEvent('cockpit-style', {detail: {style: 'light'}}))")
+    light = is_dark()
+    fonts = js("return document.fonts.check('14px RedHatText') && [...document.fonts].some(f => f.status === 'loaded')")
+    ok(light[0] is False and light[1] > 0.8 and fonts, "light theme by default; Red Hat Text loaded from Cockpit",
+       f"{light} fonts={fonts}")
+    shot("10-light-desktop")
+
+    # Phone width: nothing scrolls sideways, the page nor the dialogs.
+    set_width(480)
+    time.sleep(0.5)
+    page = sideways()
+    shot("11-light-phone", 480)
+    set_width(480)
+    by_id("attach-open").click()
+    wait_for(lambda: js("return document.getElementById('attach-dialog').open"), 5)
+    dialog = sideways()
+    shot("12-light-phone-attach", 480)
+    close_dialogs()
+    set_width(480)
+    open_row_action("web1", "vda", "none")
+    menu = sideways()
+    js("document.body.click()")
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    ok(page[0] <= page[1] == 480 and dialog[0] <= 480 and not dialog[2] and menu[0] <= 480,
+       "at 480 px nothing scrolls sideways: the page, the attach dialog, an open row menu",
+       f"page {page} dialog {dialog} menu {menu}")
+
+    # Dark: the shell's "cockpit-style" event switches at once; after a
+    # reload the stored choice applies before anything renders.
+    js("localStorage.setItem('shell:style', 'dark')")
+    js("window.dispatchEvent(new CustomEvent('cockpit-style', {detail: {style: 'dark'}}))")
+    dark = is_dark()
+    open_page(9090)
+    wait_for(lambda: js(f"return {row_js('db1', 'sda')} !== null"), 15)
+    again = is_dark()
+    ok(dark[0] and dark[1] < 0.15 and again[0] and again[1] < 0.15,
+       "dark theme: Cockpit's style event sets pf-v5-theme-dark and a dark page; kept across a reload",
+       f"{dark} {again}")
+    shot("13-dark-desktop")
+    shot("14-dark-phone", 480)
+    open_row_action("web1", "vda", "none")
+    shot("15-dark-row-menu")
+    js("document.body.click()")
+    js("localStorage.setItem('shell:style', 'auto')")
+
+    # Translation: Cockpit's language cookie → po.js in that language.
+    driver.add_cookie({"name": "CockpitLang", "value": "de", "path": "/"})
+    open_page(9090)
+    german = js("return [document.querySelector('h1').textContent, document.getElementById('attach-open').textContent]")
+    driver.delete_cookie("CockpitLang")
+    open_page(9090)
+    english = js("return document.querySelector('h1').textContent")
+    ok(german == ["Verschlüsselte Gast-Datenträger", "Datenträger anhängen …"] and english == "Encrypted guest volumes",
+       "translations through Cockpit's po.js: German with CockpitLang=de, English without", f"{german} {english}")
+
+
 # ═════ as an unprivileged user ═══════════════════════════════════════════════
 def user_checks():
     before = volume_summary()
     start_cockpit_ws(9091, "lvuser", LV_USER_UID)
     loaded = open_page(9091)
-    banner = wait_for(lambda: js("""const b = document.getElementById('banner');
-                                   return !b.hidden && b.textContent"""), 30)
+    note = wait_for(lambda: js("""const b = document.getElementById('access-note');
+                                 return b && !b.hidden && b.textContent"""), 30)
     host_msg = js("return document.getElementById('host-message').textContent")
     rows = js("return document.querySelectorAll('tr.lv-volume').length")
-    ok(loaded and banner and "Not authorized." in banner and "polkit refused" in banner
-       and "Not authorized to read the host's facts" in host_msg,
-       "an unprivileged login sees polkit's refusal (banner, host facts)", f"{banner!r} {host_msg!r}")
+    ok(loaded and note and host_msg and visible_text().count(note) == 1,
+       "an unprivileged login is told once that it may not manage volumes here", f"{note!r} {host_msg!r}")
+    ok(js("return document.getElementById('banner').hidden"), "… in no alarm banner", visible_text())
     ok(rows == len(before), "… and still sees the volumes (reading them needs no authorization)",
        f"{rows} rows, service has {before}")
-    attach_dialog("web1", f"{IMAGES}/web-data.img", PASS)
-    alert = js("const a = document.getElementById('attach-alert'); return !a.hidden && a.textContent")
-    ok(alert and "polkit refused" in alert and volume_summary() == before,
-       "… an attach by the unprivileged user is refused, said so, and attaches nothing",
-       f"{alert!r} {volume_summary()}")
+    text = visible_text()
+    ok("org.example" not in text and "polkit refused" not in text,
+       "… in words, without polkit's action ids", text)
+    attach = js("""const b = document.getElementById('attach-open');
+                   const why = (b.getAttribute('aria-describedby') || '').split(' ')
+                       .map(i => document.getElementById(i)).filter(e => e && !e.hidden && e.textContent);
+                   return [b.disabled, why.map(e => e.textContent).join(' ')]""")
+    ok(attach[0] and attach[1], "… Attach is disabled, with the reason next to it", attach)
+    detach = js("""return [...document.querySelectorAll('tr.lv-volume')].map(r => {
+                       const c = r.querySelector('[data-action="detach"]') || r.querySelector('.lv-actions button');
+                       const why = (c && c.getAttribute('aria-describedby') || '').split(' ')
+                           .map(i => document.getElementById(i)).filter(e => e && !e.hidden && e.textContent);
+                       return c && c.disabled && why.map(e => e.textContent).join(' ');
+                   })""")
+    ok(detach and all(detach), "… and every row's Detach is disabled, with the reason", detach)
+    ok(volume_summary() == before, "… nothing changed", volume_summary())
     shot("08-unprivileged-attach")
     close_dialogs()
     shot("09-unprivileged")
@@ -617,6 +987,8 @@ try:
     driver.set_script_timeout(30)
 
     section("root", root_checks)
+    collect_console("root")
+    section("theme and layout", theme_checks)
     collect_console("root")
     section("unprivileged", user_checks)
     collect_console("lvuser")

@@ -227,6 +227,12 @@ cockpit_expected=(
         $page/luksvolume.js
         $page/strings.js
         $page/errors.js
+        $page/dom.js
+        $page/actions.js
+        $page/protection.js
+        $page/progress.js
+        $page/theme.js
+        $page/po.de.js
         $page/luksvolume.css
         /usr/share/doc/luksvolumed-cockpit/copyright
         /usr/share/doc/luksvolumed-cockpit/changelog.Debian.gz
@@ -253,7 +259,8 @@ cx=$work/extract-cockpit
 dpkg-deb -x "$cdeb" "$cx"
 # The manifest: JSON, this version, a Tools entry whose page exists.  Every
 # file the page loads (src/href in the HTML, ES module imports) is in the
-# package, except Cockpit's own ../base1/cockpit.js.
+# package, except Cockpit's own ../base1/cockpit.js and ../base1/po.js; the
+# page's "po.js" is served by Cockpit as one of its po.LANG.js.
 python3 - "$cx$page" "$(echo "$version" | sed 's/-[^-]*$//')" >"$work/cockpit-check.txt" 2>&1 <<'PY' ||
 import json, os, re, sys
 page, upstream = sys.argv[1], sys.argv[2]
@@ -277,7 +284,11 @@ for name in os.listdir(page):
     elif name.endswith(".js"):
         refs |= {(name, r) for r in re.findall(r'^\s*import\b[^"\']*["\']([^"\']+)["\']', text, re.M)}
 for origin, r in sorted(refs):
-    if r == "../base1/cockpit.js":
+    if r in ("../base1/cockpit.js", "../base1/po.js"):
+        continue
+    if r == "po.js":
+        if not any(re.fullmatch(r"po\.[A-Za-z_]+\.js", n) for n in os.listdir(page)):
+            bad.append(f"{origin} loads po.js, but the package has no po.LANG.js")
         continue
     if r.startswith("/") or r.startswith(".."):
         bad.append(f"{origin} loads {r} from outside the package")

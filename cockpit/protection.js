@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+//
+// The "Decryption" cell of a volume's row: who decrypts it, in words, an
+// icon and a colour (never colour alone).  A cryptsetup-mode row also says
+// why QEMU does not decrypt it (the service's native-obstacle from Probe of
+// its source, or what the page can derive) and warns that its cleartext
+// exists on this host.  Pure: no D-Bus, so the browser test can render
+// rows the sandbox cannot make (it has no device-mapper).
+
+import { S, f } from "./strings.js";
+import { el } from "./dom.js";
+
+// why: the reason text, or null while unknown.
+export function protectionCell(v, why) {
+    if (v.Mode === "native") {
+        return el("td", { class: "lv-protection" },
+                  el("span", { class: "lv-badge lv-badge-native", "data-mode": "native" },
+                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "✓"), S.nativeBadge),
+                  " ",
+                  el("span", { class: "lv-mode-text" }, S.nativeText));
+    }
+    if (v.Mode === "cryptsetup") {
+        return el("td", { class: "lv-protection" },
+                  el("span", { class: "lv-badge lv-badge-host", "data-mode": "cryptsetup" },
+                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "!"), S.cryptsetupBadge),
+                  " ",
+                  el("span", { class: "lv-mode-text" }, S.cryptsetupText),
+                  v.MapperDevice
+                      ? el("span", { class: "lv-mapper" }, f(S.cryptsetupMapper, ""),
+                           el("code", {}, v.MapperDevice))
+                      : null,
+                  why ? el("span", { class: "lv-why", "data-why": "" }, f(S.cryptsetupWhy, why)) : null,
+                  el("span", { class: "lv-cleartext-warning", role: "note" }, S.cryptsetupWarning));
+    }
+    return el("td", { class: "lv-protection" },
+              el("span", { class: "lv-badge" }, S.unknownModeBadge), " ",
+              el("span", { class: "lv-mode-text" }, f(S.unknownModeText, v.Mode || "")));
+}
