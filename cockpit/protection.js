@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 //
 // The "Decryption" cell of a volume's row: who decrypts it, in words, an
-// icon and a colour (never colour alone).  A cryptsetup-mode row also says
+// icon and a colour (never colour alone); a native row through a header
+// shim says so (and names its device-mapper device, ciphertext only).  A cryptsetup-mode row also says
 // why QEMU does not decrypt it (the service's native-obstacle from Probe of
 // its source, or what the page can derive) and warns that its cleartext
 // exists on this host.  Pure: no D-Bus, so the browser test can render
@@ -17,7 +18,11 @@ export function protectionCell(v, why) {
                   el("span", { class: "lv-badge lv-badge-native", "data-mode": "native" },
                      el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "✓"), S.nativeBadge),
                   " ",
-                  el("span", { class: "lv-mode-text" }, S.nativeText));
+                  el("span", { class: "lv-mode-text" }, S.nativeText),
+                  v.NativeHeader === "shim"
+                      ? el("span", { class: "lv-shim", "data-shim": "" }, S.nativeShimText, " ",
+                           el("code", {}, v.ShimDevice || ""))
+                      : null);
     }
     if (v.Mode === "cryptsetup") {
         return el("td", { class: "lv-protection" },

@@ -52,6 +52,8 @@ export const S = Object.freeze({
     colActions: _("Actions"),
     nativeBadge: _("QEMU"),
     nativeText: _("decrypted by QEMU — no cleartext on the host"),
+    // A native volume QEMU reads through a one-time LUKS1 header (issue 17).
+    nativeShimText: _("through a one-time LUKS1 header; the host maps ciphertext only"),
     cryptsetupBadge: _("Host"),
     cryptsetupText: _("decrypted on the host (dm-crypt)"),
     cryptsetupMapper: _("cleartext device $0"),

@@ -554,6 +554,21 @@ def row_menu_checks():
        and "cleartext exists on this host" in cell,
        "a cryptsetup-mode row says why it is not QEMU and warns that the cleartext is on the host", cell)
 
+    # A native row through a header shim (issue 17; no device-mapper here
+    # either): it says so and names the shim's device.
+    cell = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('./protection.js').then(m => {
+            const shim = m.protectionCell({ Mode: 'native', NativeHeader: 'shim',
+                                            ShimDevice: '/dev/mapper/luksvol-shim-x' }, null);
+            const own = m.protectionCell({ Mode: 'native', NativeHeader: 'volume', ShimDevice: '' }, null);
+            done([shim.textContent, own.textContent]);
+        }).catch(e => done(['error: ' + e, '']));""")
+    ok("decrypted by QEMU" in cell[0] and "one-time LUKS1 header" in cell[0]
+       and "/dev/mapper/luksvol-shim-x" in cell[0] and "one-time" not in cell[1],
+       "a native row through a header shim says so and names its device; one with the volume's header does not",
+       cell)
+
 
 # ═════ as a delegated admin ══════════════════════════════════════════════════
 def root_checks():
