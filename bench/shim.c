@@ -62,6 +62,26 @@ typedef struct ShimCase {
         guint slots_tried;
 } ShimCase;
 
+/* The shim's own log lines since mark: derivation, header, device (ms). */
+static void shim_breakdown(goffset mark, GString *out) {
+        g_autofree char *log = lv_daemon_log_since(mark);
+        const char *d = log ? strstr(log, "derived in ") : NULL;
+        const char *h = log ? strstr(log, "one-time header written in ") : NULL;
+        const char *r = log ? strstr(log, " ready in ") : NULL;
+        const char *how = log ? strstr(log, "(key slot ") : NULL;
+
+        if (d && h && r)
+                g_string_append_printf(out, "derivation %.0f ms%s, header %.0f ms, device %.0f ms",
+                                       g_ascii_strtod(d + strlen("derived in "), NULL),
+                                       how && strstr(how, "nettle") && strstr(how, "nettle") < strchr(how, ')')
+                                               ? " (nettle)"
+                                               : " (libcryptsetup)",
+                                       g_ascii_strtod(h + strlen("one-time header written in "), NULL),
+                                       g_ascii_strtod(r + strlen(" ready in "), NULL));
+}
+
+static GString *breakdown;
+
 /* One Attach (+ Detach) with header "volume" or "shim": its latency in
  * attach, its hot-plug in plug, QEMU's main loop's CPU time during the
  * hot-plug in cpu (0 when refused before any hot-plug). */
@@ -75,6 +95,11 @@ static void attach_once(const ShimCase *c, const char *header, GArray *attach, G
                                   "native-header", g_variant_new_string(header), NULL),
                           &error);
         sample_add(attach, now_ms() - t0);
+        if (c->right && g_str_equal(header, "shim") && breakdown && g_str_has_prefix(c->label, "realistic")) {
+                g_string_append(breakdown, "- ");
+                shim_breakdown(mark, breakdown);
+                g_string_append_printf(breakdown, "; Attach %.0f ms\n", now_ms() - t0);
+        }
         if (c->right) {
                 double plug_cpu;
                 g_assert_no_error(error);
@@ -159,6 +184,7 @@ void shim_scenario(void) {
                 { "wrong passphrase, 8-slot volume", img8, "not a slot's passphrase", FALSE, 8 },
         };
         const ShimCase floor_case = { "floor", floor_img, pass8[0], TRUE, 1 };
+        breakdown = g_string_new(NULL);
         const ShimCase real_case = { "realistic slot", real, pass8[0], TRUE, 1 };
 
         double q_floor = qemu_open_ms(floor_img, pass8[0]);
@@ -219,11 +245,18 @@ void shim_scenario(void) {
                                        c->label, percentile(va, 50), percentile(vp, 50), vstall, percentile(sa, 50),
                                        percentile(sp, 50), sstall, sstall <= 20 ? "✓" : "✗");
                         else {
-                                double ratio = percentile(sa, 50) / q_real;
-                                printf("| %s | realistic slot: Attach against QEMU's own derivation (%.0f ms) | %.0f "
-                                       "(%.2f×) | %.0f | %.0f | %.0f (%.2f×) | %.0f | %.0f | stall ≤ 20 %s; Attach ≤ "
-                                       "1.2× %s |\n",
-                                       load, q_real, percentile(va, 50), percentile(va, 50) / q_real,
+                                /* QEMU's own derivation of the slot under this
+                                 * load, as wall time: the own-header path's
+                                 * hot-plug less the floor's.  Idle, qemu-io's
+                                 * CPU time says the same within noise; under
+                                 * load only wall time compares with an
+                                 * Attach's. */
+                                double q_here = percentile(vp, 50) - percentile(fp, 50);
+                                double ratio = percentile(sa, 50) / q_here;
+                                printf("| %s | realistic slot: Attach against QEMU's own derivation under this load "
+                                       "(%.0f ms; qemu-io idle: %.0f ms of CPU) | %.0f (%.2f×) | %.0f | %.0f | %.0f "
+                                       "(%.2f×) | %.0f | %.0f | stall ≤ 20 %s; Attach ≤ 1.2× %s |\n",
+                                       load, q_here, q_real, percentile(va, 50), percentile(va, 50) / q_here,
                                        percentile(vp, 50), vstall, percentile(sa, 50), ratio, percentile(sp, 50),
                                        sstall, sstall <= 20 ? "✓" : "✗", ratio <= 1.2 ? "✓" : "✗");
                         }
@@ -231,6 +264,8 @@ void shim_scenario(void) {
                 if (busy)
                         spinners(pids, false);
         }
+        printf("\nWhere the shim's Attach of the realistic slot went (from the daemon's log, each run):\n\n%s",
+               breakdown->str);
         lv_destroy_guest(dom);
         for (int i = 0; i < 8; i++)
                 g_free(pass8[i]);
