@@ -209,7 +209,8 @@ function volumeRows(path, v, showSize, columns) {
     el("td", { class: "lv-source", "data-label": S.colSource }, el("code", { title: v.Source }, v.Source)),
     labelled(protectionCell(v, v.Mode === "cryptsetup" ? cryptsetupWhy(v) : null), S.colProtection),
     el("td", { "data-label": S.colState }, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
-                    detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached : v.State)),
+                    detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached
+                        : v.State === "saved" ? S.stateSaved : v.State)),
     el("td", { "data-label": S.colAccess }, v.ReadOnly ? S.readOnly : S.readWrite),
     showSize ? el("td", { class: "lv-size", "data-label": S.colSize },
                   typeof v.Size === "number" ? cockpit.format_bytes(v.Size, 1024) : "—") : null,

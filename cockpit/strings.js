@@ -61,6 +61,7 @@ export const S = Object.freeze({
     unknownModeText: _("mode “$0”"),
     luksVersion: _("LUKS$0"),
     stateAttached: _("attached"),
+    stateSaved: _("saved with the guest"),
     stateDetaching: _("detaching"),
     readOnly: _("read-only"),
     readWrite: _("read-write"),

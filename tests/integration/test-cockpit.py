@@ -571,6 +571,49 @@ def row_menu_checks():
 
 
 # ═════ as a delegated admin ══════════════════════════════════════════════════
+def rearm_checks():
+    """Rearm from the row menu of a saved volume (the delegated admin): the
+    item appears only then, a wrong passphrase is shown at its field, the
+    right one re-arms, and the restored guest gets its volume back."""
+    state = f"{IMAGES}/save1.state"
+    lib("lv_start_guest", "save1")
+    lib("lv_make_luks1_image", f"{IMAGES}/save-data.img", "key")
+    r = run([args.luksvolumectl, "attach", "save1", f"{IMAGES}/save-data.img", "--bus=scsi",
+             "--passphrase-file=key", "--no-ask-password"])
+    row = wait_for(lambda: js(f"return !!{row_js('save1', 'sda')}"), 15)
+    saved = run(virsh + ["save", "save1", state])
+    saved_row = wait_for(lambda: ("save1", "sda", "native", "saved") in volume_summary()
+                         and js(f"return {row_js('save1', 'sda')}?.dataset.state === 'saved'"), 30)
+    open_row_action("save1", "sda", "rearm")
+    opened = wait_for(lambda: js("return document.getElementById('action-dialog').open"), 5)
+    ok(r.returncode == 0 and row and saved.returncode == 0 and saved_row and opened,
+       "a saved guest's volume: its row says saved and its menu offers Rearm",
+       f"{r.returncode} {r.stderr} {saved.stderr} {saved_row} {opened}")
+    close_dialogs()
+
+    action_dialog("save1", "sda", "rearm", passphrase="not the passphrase")
+    err = wait_for(lambda: field_error("passphrase", "action"), 10)
+    ok(err and "passphrase" in err[0].lower() and err[1] and "org.example" not in err[0],
+       "Rearm with a wrong passphrase: the service's BadPassphrase in words, at the passphrase field", err)
+    close_dialogs()
+
+    closed = action_dialog("save1", "sda", "rearm", passphrase=PASS)
+    status = wait_for(lambda: js("return document.getElementById('status').textContent")
+                      if "ready for the restore" in (js("return document.getElementById('status').textContent")
+                                                     or "") else None, 15)
+    restored = run(virsh + ["restore", state])
+    back = wait_for(lambda: ("save1", "sda", "native", "attached") in volume_summary(), 30)
+    ok(closed and status and restored.returncode == 0 and back,
+       "Rearm with the right passphrase: the dialog closes, the page says the volume is ready for the restore; "
+       "the restored guest has it attached again", f"{closed} {status!r} {restored.stderr} {back}")
+    vol = [p for p, v in managed_volumes().items() if v["Domain"] == "save1"]
+    for p in vol:
+        run([args.luksvolumectl, "detach", p, "--no-ask-password"])
+    run(virsh + ["destroy", "save1"])
+    if os.path.exists(state):
+        os.unlink(state)
+
+
 def root_checks():
     start_cockpit_ws(9090, "admin", LV_ADMIN_UID)
     loaded = open_page(9090)
@@ -790,6 +833,7 @@ def root_checks():
        "Escape closes the probe dialog, focus returns to its button")
 
     row_menu_checks()
+    rearm_checks()
 
     # ── the detach confirmation: focus on Cancel, a double Enter detaches nothing ──
     open_row_action("web1", "sda", "detach")
