@@ -591,21 +591,29 @@ def rearm_checks():
        f"{r.returncode} {r.stderr} {saved.stderr} {saved_row} {opened}")
     close_dialogs()
 
+    # What Rearm is for: libvirtd lost the ephemeral secret (a restart).
+    # With the secret still there it has nothing to do (and checks nothing).
+    secret = [v["SecretUUID"] for v in managed_volumes().values() if v["Domain"] == "save1"]
+    gone = secret and run(virsh + ["secret-undefine", secret[0]]).returncode == 0
     action_dialog("save1", "sda", "rearm", passphrase="not the passphrase")
     err = wait_for(lambda: field_error("passphrase", "action"), 10)
-    ok(err and "passphrase" in err[0].lower() and err[1] and "org.example" not in err[0],
-       "Rearm with a wrong passphrase: the service's BadPassphrase in words, at the passphrase field", err)
+    ok(gone and err and "passphrase" in err[0].lower() and err[1] and "org.example" not in err[0],
+       "Rearm (the secret lost) with a wrong passphrase: the service's BadPassphrase in words, at the field",
+       f"{secret} {gone} {err}")
     close_dialogs()
 
     closed = action_dialog("save1", "sda", "rearm", passphrase=PASS)
     status = wait_for(lambda: js("return document.getElementById('status').textContent")
                       if "ready for the restore" in (js("return document.getElementById('status').textContent")
                                                      or "") else None, 15)
+    defined = secret and run(virsh + ["secret-get-value", secret[0]]).returncode != 0 and \
+        secret[0] in run(virsh + ["secret-list"]).stdout
     restored = run(virsh + ["restore", state])
     back = wait_for(lambda: ("save1", "sda", "native", "attached") in volume_summary(), 30)
-    ok(closed and status and restored.returncode == 0 and back,
-       "Rearm with the right passphrase: the dialog closes, the page says the volume is ready for the restore; "
-       "the restored guest has it attached again", f"{closed} {status!r} {restored.stderr} {back}")
+    ok(closed and status and defined and restored.returncode == 0 and back,
+       "Rearm with the right passphrase: the dialog closes, the page says the volume is ready for the restore, "
+       "the secret is back (private: its value unreadable); the restored guest has it attached again",
+       f"{closed} {status!r} {defined} {restored.stderr} {back}")
     vol = [p for p, v in managed_volumes().items() if v["Domain"] == "save1"]
     for p in vol:
         run([args.luksvolumectl, "detach", p, "--no-ask-password"])
