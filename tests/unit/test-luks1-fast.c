@@ -157,8 +157,17 @@ static void test_not_luks1(void) {
         close(fd);
 }
 
+/* libcryptsetup's default logger writes to stdout, which is the TAP
+ * stream here ("too small for activation" for every header-only memfd). */
+static void quiet_log(int level, const char *msg, void *usrptr) {
+        (void) usrptr;
+        if (level == CRYPT_LOG_ERROR)
+                g_test_message("libcryptsetup: %s", msg);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
+        crypt_set_log_callback(NULL, quiet_log, NULL);
         g_test_add_func("/luks1-fast/differential", test_differential);
         g_test_add_func("/luks1-fast/unsupported", test_unsupported);
         g_test_add_func("/luks1-fast/not-luks1", test_not_luks1);
