@@ -448,7 +448,8 @@ int main(int argc, char *argv[]) {
                 } else if (argv[i][0] != '-')
                         outdir = argv[i];
                 else
-                        g_error("unknown argument '%s' (OUTDIR [--short] [--scale=N,M] [--series] [--shim] [--cold])", argv[i]);
+                        g_error("unknown argument '%s' (OUTDIR [--short] [--scale=N,M] [--series] [--shim] [--cold])",
+                                argv[i]);
         }
         if (short_run && !scale_given)
                 scale_n = 40, scale_m = 4;

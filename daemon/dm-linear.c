@@ -51,12 +51,13 @@ bool dm_linear_available(void) {
 }
 
 static int load_linear(const char *name, const DmLinearPiece *pieces, size_t n, bool read_only) {
-        _cleanup_free_ char *buf = calloc(1, LINEAR_BUFFER_SIZE);
-        struct dm_ioctl *io = (struct dm_ioctl *) buf;
+        /* One owner for the buffer (the analyzer loses track of aliases). */
+        _cleanup_free_ struct dm_ioctl *io = calloc(1, LINEAR_BUFFER_SIZE);
+        char *buf = (char *) io;
         size_t off = ALIGN8(sizeof *io);
         uint64_t start = 0;
 
-        if (!buf)
+        if (!io)
                 return -ENOMEM;
         if (n == 0 || n > DM_LINEAR_MAX_PIECES)
                 return -EINVAL;
@@ -159,12 +160,13 @@ int dm_linear_create(const char *name, const char *uuid, const DmLinearPiece *pi
 }
 
 int dm_linear_table(const char *name, DmLinearPiece *ret, size_t max, size_t *ret_n, char **ret_uuid) {
-        _cleanup_free_ char *buf = calloc(1, LINEAR_BUFFER_SIZE);
-        struct dm_ioctl *io = (struct dm_ioctl *) buf;
+        /* One owner for the buffer (the analyzer loses track of aliases). */
+        _cleanup_free_ struct dm_ioctl *io = calloc(1, LINEAR_BUFFER_SIZE);
+        char *buf = (char *) io;
         size_t off, n = 0;
         int r;
 
-        if (!buf)
+        if (!io)
                 return -ENOMEM;
         if (strlen(name) >= sizeof io->name)
                 return -ENAMETOOLONG;

@@ -167,7 +167,7 @@ int luks_shim_make(LuksSource *s, const LuksInfo *info, const Passphrase *passph
 
         r = random_text(&onetime);
         if (r >= 0)
-                r = format_header(info, vk, t.vk_size, onetime, &memfd);
+                r = onetime ? format_header(info, vk, t.vk_size, onetime, &memfd) : -ENOMEM;
         /* The key is of no use to us any more. */
         vk = passphrase_free(vk);
         stack_scrub();
