@@ -50,15 +50,13 @@ bool dm_linear_available(void) {
         return false;
 }
 
-static int load_linear(const char *name, const DmLinearPiece *pieces, size_t n, bool read_only) {
-        /* One owner for the buffer (the analyzer loses track of aliases). */
-        _cleanup_free_ struct dm_ioctl *io = calloc(1, LINEAR_BUFFER_SIZE);
-        char *buf = (char *) io;
+/* The table request for pieces into buf (LINEAR_BUFFER_SIZE bytes,
+ * zeroed): its size, or a negative errno. */
+static int fill_linear(char *buf, const char *name, const DmLinearPiece *pieces, size_t n, bool read_only) {
+        struct dm_ioctl *io = (struct dm_ioctl *) buf;
         size_t off = ALIGN8(sizeof *io);
         uint64_t start = 0;
 
-        if (!io)
-                return -ENOMEM;
         if (n == 0 || n > DM_LINEAR_MAX_PIECES)
                 return -EINVAL;
         for (size_t i = 0; i < n; i++) {
@@ -83,7 +81,20 @@ static int load_linear(const char *name, const DmLinearPiece *pieces, size_t n, 
         }
         dm_header(io, off, name, read_only ? DM_READONLY_FLAG : 0);
         io->target_count = (uint32_t) n;
-        return dm_call(DM_TABLE_LOAD, io);
+        return (int) off;
+}
+
+static int load_linear(const char *name, const DmLinearPiece *pieces, size_t n, bool read_only) {
+        char *buf = calloc(1, LINEAR_BUFFER_SIZE);
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        r = fill_linear(buf, name, pieces, n, read_only);
+        if (r >= 0)
+                r = dm_call(DM_TABLE_LOAD, (struct dm_ioctl *) buf);
+        free(buf);
+        return r;
 }
 
 static int dev_remove(const char *name) {
@@ -159,21 +170,11 @@ int dm_linear_create(const char *name, const char *uuid, const DmLinearPiece *pi
         return 0;
 }
 
-int dm_linear_table(const char *name, DmLinearPiece *ret, size_t max, size_t *ret_n, char **ret_uuid) {
-        /* One owner for the buffer (the analyzer loses track of aliases). */
-        _cleanup_free_ struct dm_ioctl *io = calloc(1, LINEAR_BUFFER_SIZE);
-        char *buf = (char *) io;
+/* The pieces of a DM_TABLE_STATUS answer in buf, if all are linear. */
+static int parse_linear(const char *buf, DmLinearPiece *ret, size_t max, size_t *ret_n) {
+        const struct dm_ioctl *io = (const struct dm_ioctl *) buf;
         size_t off, n = 0;
-        int r;
 
-        if (!io)
-                return -ENOMEM;
-        if (strlen(name) >= sizeof io->name)
-                return -ENAMETOOLONG;
-        dm_header(io, LINEAR_BUFFER_SIZE, name, DM_STATUS_TABLE_FLAG);
-        r = dm_call(DM_TABLE_STATUS, io);
-        if (r < 0)
-                return r;
         if (io->flags & DM_BUFFER_FULL_FLAG)
                 return -ENOBUFS;
         if (io->target_count == 0 || io->target_count > max)
@@ -201,6 +202,27 @@ int dm_linear_table(const char *name, DmLinearPiece *ret, size_t max, size_t *re
                 if (spec->next == 0 && i + 1 < io->target_count)
                         return -EBADMSG;
         }
+        *ret_n = n;
+        return 0;
+}
+
+int dm_linear_table(const char *name, DmLinearPiece *ret, size_t max, size_t *ret_n, char **ret_uuid) {
+        char *buf;
+        size_t n = 0;
+        int r;
+
+        if (strlen(name) >= sizeof(((struct dm_ioctl *) NULL)->name))
+                return -ENAMETOOLONG;
+        buf = calloc(1, LINEAR_BUFFER_SIZE);
+        if (!buf)
+                return -ENOMEM;
+        dm_header((struct dm_ioctl *) buf, LINEAR_BUFFER_SIZE, name, DM_STATUS_TABLE_FLAG);
+        r = dm_call(DM_TABLE_STATUS, (struct dm_ioctl *) buf);
+        if (r >= 0)
+                r = parse_linear(buf, ret, max, &n);
+        free(buf);
+        if (r < 0)
+                return r;
 
         if (ret_uuid) {
                 struct dm_ioctl info = {};
