@@ -125,22 +125,14 @@ static void error_append(sd_bus_error *e, const char *text) {
         (void) sd_bus_error_move(e, &n);
 }
 
-/* The header shim's device: the one-time header, then the volume's
- * payload.  QEMU sees only this device, so the image carries the locks
- * another QEMU looks for, as in cryptsetup mode; *ret_node_src is what QEMU
- * must be found to have open after the plug. */
-static int shim_begin(AttachOp *op, const char *domain_uuid, const char *target, char **ret_name, char **ret_node,
-                      SourceInfo *ret_node_src) {
+/* When QEMU sees only a device-mapper device (a mapping, a header shim),
+ * the image itself carries the locks another QEMU looks for, on the
+ * descriptor the loop device will hold (so they last as long as the device
+ * does); a block device's stay with the volume's own duplicate. */
+static int hold_source_locks(AttachOp *op) {
         Manager *m = op->call.manager;
-        _cleanup_free_ char *name = NULL, *node = NULL;
-        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
-        struct stat st;
-        uint64_t t0 = monotonic_ms();
         int r;
 
-        r = luks_shim_name(domain_uuid, target, &name);
-        if (r < 0)
-                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the header shim: %s", strerror(-r));
         r = qemu_lock_check(luks_source_fd(op->source), true, !op->options.read_only, op->call.res.source.path,
                             m->config.source_timeout_sec * 1000U, &op->error);
         if (r < 0)
@@ -151,6 +143,27 @@ static int shim_begin(AttachOp *op, const char *domain_uuid, const char *target,
                         return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot keep '%s' locked: %m",
                                                  op->call.res.source.path);
         }
+        return 0;
+}
+
+/* The header shim's device: the one-time header, then the volume's
+ * payload.  QEMU sees only this device, so the image carries the locks
+ * another QEMU looks for, as in cryptsetup mode; *ret_node_src is what QEMU
+ * must be found to have open after the plug. */
+static int shim_begin(AttachOp *op, const char *domain_uuid, const char *target, char **ret_name, char **ret_node,
+                      SourceInfo *ret_node_src) {
+        _cleanup_free_ char *name = NULL, *node = NULL;
+        sd_bus_error undo_error = SD_BUS_ERROR_NULL;
+        struct stat st;
+        uint64_t t0 = monotonic_ms();
+        int r;
+
+        r = luks_shim_name(domain_uuid, target, &name);
+        if (r < 0)
+                return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the header shim: %s", strerror(-r));
+        r = hold_source_locks(op);
+        if (r < 0)
+                return r;
         r = luks_shim_activate(op->source, &op->luks, &op->shim, name, op->options.read_only, &node, &op->error);
         /* The loop device holds the header now (or nothing does). */
         if (op->shim.memfd >= 0)
@@ -318,16 +331,9 @@ int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, c
          * locks another QEMU looks for, on the descriptor the loop device
          * will hold (so they last as long as the mapping does); a block
          * device's stay with the volume's own duplicate. */
-        r = qemu_lock_check(luks_source_fd(op->source), true, !op->options.read_only, op->call.res.source.path,
-                            m->config.source_timeout_sec * 1000U, &op->error);
+        r = hold_source_locks(op);
         if (r < 0)
                 return r;
-        if (op->call.res.source.block) {
-                op->volume->hold_fd = fcntl(luks_source_fd(op->source), F_DUPFD_CLOEXEC, 3);
-                if (op->volume->hold_fd < 0)
-                        return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot keep '%s' locked: %m",
-                                                 op->call.res.source.path);
-        }
 
         r = manager_derive_begin(m, op->call.caller_uid, &op->error);
         if (r < 0)

@@ -264,7 +264,7 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
 
 /* ----------------------------------------------- mappings, from sysfs */
 
-static int read_line(const char *path, char **ret) {
+int sysfs_read_line(const char *path, char **ret) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         _cleanup_free_ char *line = NULL;
         size_t n = 0;
@@ -293,7 +293,7 @@ static int dm_kernel_name(const char *name, char ret[static 64]) {
                         continue;
                 if (asprintf(&p, "/sys/block/%s/dm/name", de->d_name) < 0)
                         return -ENOMEM;
-                if (read_line(p, &n) >= 0 && streq(n, name)) {
+                if (sysfs_read_line(p, &n) >= 0 && streq(n, name)) {
                         snprintf(ret, 64, "%.63s", de->d_name);
                         return 0;
                 }
@@ -353,7 +353,7 @@ int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
 
         if (asprintf(&p, "/sys/block/%s/dm/uuid", kname) < 0)
                 return -ENOMEM;
-        if (read_line(p, &uuid) >= 0)
+        if (sysfs_read_line(p, &uuid) >= 0)
                 (void) parse_dm_uuid(uuid, &info);
 
         r = mapping_slave(kname, &slave);
@@ -364,7 +364,7 @@ int luks_mapping_info(const char *name, char **ret_source, LuksInfo *ret_info) {
 
                 if (asprintf(&bf, "/sys/block/%s/loop/backing_file", slave) < 0)
                         return -ENOMEM;
-                r = read_line(bf, &src);
+                r = sysfs_read_line(bf, &src);
                 if (r < 0)
                         return r;
         } else if (asprintf(&src, "/dev/%s", slave) < 0)

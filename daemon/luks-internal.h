@@ -125,6 +125,10 @@ int snapshot_add_keyslots(LuksSource *s, unsigned timeout_ms, sd_bus_error *erro
 /* The whole header area into the snapshot (luks_source_open_exclusive()). */
 int snapshot_add_header(LuksSource *s, unsigned timeout_ms, sd_bus_error *error);
 
+/* luks-dm.c: the first line of a sysfs attribute, without its newline;
+ * -ENOENT if it is not there. */
+int sysfs_read_line(const char *path, char **ret);
+
 /* luks-derive.c */
 
 /* Runs fn(arg) on a thread of its own under SCHED_BATCH (luks-derive.c says why) and waits for

@@ -263,20 +263,6 @@ int luks_shim_activate(LuksSource *s, const LuksInfo *info, const LuksShim *shim
 
 /* ---------------------------------------------------- after a restart */
 
-static int read_sysfs(const char *path, char **ret) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        _cleanup_free_ char *line = NULL;
-        size_t n = 0;
-
-        if (!f)
-                return -ENOENT;
-        if (getline(&line, &n, f) <= 0)
-                return -ENODATA;
-        line[strcspn(line, "\n")] = '\0';
-        *ret = TAKE_PTR(line);
-        return 0;
-}
-
 /* "/dev/loop3" for 7:3, from the kernel's uevent of the device. */
 static int node_of(dev_t dev, char **ret) {
         _cleanup_fclose_ FILE *f = NULL;
@@ -332,7 +318,7 @@ int luks_shim_info(const char *name, char **ret_source, LuksInfo *ret_info) {
         /* A loop device's file, else the block device itself. */
         snprintf(path, sizeof path, "/sys/dev/block/%u:%u/loop/backing_file", major(pieces[1].dev),
                  minor(pieces[1].dev));
-        if (read_sysfs(path, &source) < 0) {
+        if (sysfs_read_line(path, &source) < 0) {
                 r = node_of(pieces[1].dev, &source);
                 if (r < 0)
                         return r;
