@@ -33,17 +33,28 @@ setup() {
 }
 
 passed=0 failed=0 skipped=0
+# What failed, with the end of its output: printed again last, because a CI
+# log is often read from its tail only.
+failures=$(mktemp)
+trap 'rm -f "$failures"' EXIT
 # Adds the counts of one meson test run (from its JSON log) to the totals.
 tally() {
         local counts
-        counts=$(python3 - "$1/meson-logs/testlog.json" <<'PY'
+        counts=$(python3 - "$1/meson-logs/testlog.json" "$1" "$failures" <<'PY'
 import json, sys
 p = f = s = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line)["result"]
-    if r in ("OK", "EXPECTEDFAIL"): p += 1
-    elif r == "SKIP": s += 1
-    else: f += 1
+with open(sys.argv[3], "a") as out:
+    for line in open(sys.argv[1]):
+        t = json.loads(line)
+        r = t["result"]
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": s += 1
+        else:
+            f += 1
+            lines = (t.get("stdout") or "").splitlines()
+            bad = [l for l in lines if l.startswith(("not ok", "Bail out")) or "ERROR" in l][:10]
+            out.write(f"--- {t['name']} ({sys.argv[2]}): {r} after {t.get('duration', 0):.0f} s\n")
+            out.write("".join(f"    {l}\n" for l in bad + ["..."] + lines[-15:]))
 print(p, f, s)
 PY
 )
@@ -95,11 +106,13 @@ if [ "${LV_SKIP_FUZZ:-0}" != 1 ] && [ $# -eq 0 ]; then
                                 find "$work" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
                                         -exec cp -t "$fuzz_build/fuzz-artifacts/" {} +
                                 echo "fuzz-$name: FAILED (reproducers, if any, in $fuzz_build/fuzz-artifacts/)"
+                                echo "--- fuzz-$name: FAILED (reproducers, if any, in $fuzz_build/fuzz-artifacts/)" >>"$failures"
                         fi
                         rm -rf "$work"
                 done
         else
                 echo "fuzz smoke: the clang build in $fuzz_build failed"
+                echo "--- fuzz smoke: the clang build in $fuzz_build failed" >>"$failures"
                 failed=$((failed + 1)) status=1
         fi
 fi
@@ -118,6 +131,7 @@ if [ "${LV_SKIP_SCAN:-0}" != 1 ] && [ $# -eq 0 ]; then
                 failed=$((failed + 1)) status=1
                 grep -E 'warning:|scan-build:' "$scan_build/scan-build.log" 2>/dev/null | sort -u | tail -n 40
                 echo "scan-build: FAILED (reports in $scan_build/reports)"
+                echo "--- scan-build: FAILED (reports in $scan_build/reports)" >>"$failures"
         fi
 fi
 
@@ -133,6 +147,7 @@ if [ "${LV_SKIP_STYLE:-0}" != 1 ] && [ $# -eq 0 ]; then
                 failed=$((failed + 1)) status=1
                 (cd "$src" && clang-format --dry-run "${c_files[@]}" 2>&1 | grep 'warning:' | head -n 20)
                 echo "style: FAILED (clang-format -i on the files above fixes it)"
+                echo "--- style: FAILED (clang-format -i on the files above fixes it)" >>"$failures"
         fi
 fi
 
@@ -145,6 +160,7 @@ if [ "${LV_SKIP_DEB:-0}" != 1 ] && [ $# -eq 0 ]; then
         else
                 failed=$((failed + 1)) status=1
                 echo "packaging: test-deb.sh FAILED"
+                echo "--- packaging: test-deb.sh FAILED" >>"$failures"
         fi
 fi
 
@@ -164,6 +180,11 @@ if [ "${LV_SKIP_BENCH:-0}" != 1 ] && [ $# -eq 0 ]; then
         fi
 fi
 
+if [ -s "$failures" ]; then
+        echo
+        echo "meson tests that failed (the full logs are in the build directories' meson-logs/):"
+        cat "$failures"
+fi
 echo
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status
