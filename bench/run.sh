@@ -8,7 +8,7 @@
 # attach of the scale scenario) and attach-latency.png (gnuplot-nox,
 # installed if missing).
 #
-#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [OUTDIR]
+#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--cold] [--cycle] [--debug] [OUTDIR]
 #
 #   (none)       everything; ~10 minutes on an otherwise idle 2-core machine.
 #                Run nothing else meanwhile: the guest-stall figures are
@@ -22,11 +22,16 @@
 #   --series     only the scale scenario, at 10, 50, 200 and 500 volumes
 #                over 20 domains: results-series.md, scale-series.csv and
 #                scale.png (attach latency and recovery time against the
-#                number of volumes); ~15 minutes.
+#                number of volumes); ~15 minutes.  With --scale=N,M: only
+#                the scale scenario, at that size (no plot).
 #   --shim       only the header shim's figures (issue 17), inside the TCG
 #                VM that has device-mapper (tests/vm/run-in-vm.sh):
 #                results-shim.md; ~10 minutes (--short: one repetition).
 #   --cold       only cold activation and idle memory (seconds).
+#   --cycle      only the Attach+Detach cycle against the libvirt-API floor.
+#   --debug      the daemon at --log-level=debug, its log kept as
+#                OUTDIR/logs/ (bus.log): each call's "Trace of …" line says where
+#                its time went (call_trace() in daemon/call.c).
 #
 # Exit status: the benchmark's own (non-zero only if it could not run or
 # crashed); a figure over its target is a ✗ in the table, never a failure.
@@ -35,16 +40,17 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$src/build}
 out=
-short=0 series=0 shim=0
+short=0 series=0 shim=0 debug=0
 args=()
 for a in "$@"; do
         case $a in
                 --short) short=1; args+=("$a") ;;
                 --series) series=1; args+=("$a") ;;
                 --shim) shim=1; args+=("$a") ;;
-                --cold) args+=("$a") ;;
+                --cold|--cycle) args+=("$a") ;;
+                --debug) debug=1 ;;
                 --scale=*) args+=("$a") ;;
-                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--cold] [OUTDIR]" >&2; exit 2 ;;
+                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--cold] [--cycle] [--debug] [OUTDIR]" >&2; exit 2 ;;
                 *) out=$a ;;
         esac
 done
@@ -85,10 +91,15 @@ fi
 # write into because the mount namespace keeps everything else.
 # --max-volumes: the scale scenario attaches up to 500 (+1) volumes; the
 # shipped default cap is 64.
+daemon_args=(--daemon-arg --max-volumes=1000)
+if [ "$debug" = 1 ]; then
+        daemon_args+=(--daemon-arg --log-level=debug)
+        export LV_SANDBOX_SAVE_LOGS=$out/logs
+fi
 set +e
 bash "$src/tests/sandbox/sandbox.sh" \
         --daemon "$build/daemon/luksvolumed" \
-        --daemon-arg --max-volumes=1000 \
+        "${daemon_args[@]}" \
         --dbus-policy "$src/dbus/org.example.LuksVolume1.conf" \
         --polkit-policy "$src/polkit/org.example.LuksVolume1.policy" \
         -- "$build/bench/luksvolume-bench" "$out" "${args[@]}" | tee "$table"
@@ -97,7 +108,7 @@ set -e
 [ "$rc" = 0 ] || { echo "bench: the benchmark exited with status $rc" >&2; exit "$rc"; }
 
 command -v gnuplot >/dev/null || exit 0
-if [ "$series" = 1 ]; then
+if [ "$series" = 1 ] && ! grep -q -- '--scale=' <<<"${args[*]}"; then
         gnuplot <<GP
 set terminal pngcairo size 800,500
 set output "$out/scale.png"
@@ -119,7 +130,7 @@ plot "$out/scale-series.csv" every ::1 using 1:4 axes x1y1 with linespoints titl
      "" every ::1 using 1:8 axes x1y2 with linespoints title "kill -9 → all properties complete"
 GP
         echo "plot: $out/scale.png"
-elif [ "$short" = 0 ]; then
+elif [ "$short" = 0 ] && ! grep -q -- '--scale=' <<<"${args[*]}"; then
         gnuplot <<GP
 set terminal pngcairo size 800,500
 set output "$out/attach-latency.png"

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "call.h"
 #include "deadline.h"
@@ -36,8 +37,40 @@ void call_init(Call *c, Manager *m, sd_bus_message *message, void (*free_fn)(Cal
         manager_call_begin(m);
 }
 
+void call_trace(Call *c, const char *what) {
+        struct timespec ts;
+        unsigned i;
+
+        if (log_get_max_level() < LOG_LEVEL_DEBUG)
+                return;
+        i = __atomic_fetch_add(&c->n_trace, 1, __ATOMIC_RELAXED);
+        if (i >= CALL_TRACE_MAX)
+                return;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        c->trace[i].what = what;
+        c->trace[i].at_usec = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000U - c->arrival_usec;
+}
+
+/* One line a call: "Attach took 74.1 ms: resolved +1.2, polkit +3.0, …". */
+static void trace_log(Call *c) {
+        char line[1536];
+        size_t n = 0;
+        unsigned count = MIN(c->n_trace, (unsigned) CALL_TRACE_MAX);
+
+        if (count == 0 || log_get_max_level() < LOG_LEVEL_DEBUG)
+                return;
+        call_trace(c, "end");
+        count = MIN(c->n_trace, (unsigned) CALL_TRACE_MAX);
+        for (unsigned i = 0; i < count && n < sizeof line; i++)
+                n += (size_t) snprintf(line + n, sizeof line - n, "%s%s +%.2f", i ? "," : "", c->trace[i].what,
+                                       (double) c->trace[i].at_usec / 1000.0);
+        log_debug("Trace of %s (ms since arrival):%s", sd_bus_message_get_member(c->message) ?: "?", line);
+}
+
 void call_done(Call *c) {
         Manager *m = c->manager;
+
+        trace_log(c);
 
         if (c->prev)
                 c->prev->next = c->next;
@@ -129,7 +162,9 @@ static void call_job_run(void *userdata) {
         CallJob *j = userdata;
 
         deadline_set_owner(call_owner(j->call));
+        call_trace(j->call, "job");
         j->job(j->call);
+        call_trace(j->call, "job-end");
         deadline_set_owner((uid_t) -1);
 }
 
@@ -226,6 +261,7 @@ static void report_ready(Call *c) {
 static void resolve_done(Call *c) {
         call_step_t step;
 
+        call_trace(c, "resolved");
         c->resolving = false;
         c->res.done = true;
         report_ready(c);
@@ -544,6 +580,7 @@ static void polkit_done(sd_bus_message *message, bool allowed, const sd_bus_erro
         call_authorized_t cb = c->authorized_cb;
         bool hide = c->hide_refusal;
 
+        call_trace(c, "polkit-answer");
         c->authorized_cb = NULL;
         c->caller_uid = uid;
         c->hide_refusal = false;
@@ -575,6 +612,7 @@ int call_authorize(Call *c, const char *action, char **details, call_authorized_
         c->hide_refusal = c->quiet_recheck;
         c->quiet_recheck = false;
         c->authorized_cb = cb;
+        call_trace(c, "polkit-ask");
         r = polkit_check_async_full(c->manager->polkit, c->message, action, (const char *const *) details,
                                     c->hide_refusal, polkit_done, call_ref(c));
         if (r < 0) {

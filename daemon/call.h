@@ -81,6 +81,8 @@ typedef struct Resolution {
         sd_bus_error domain_error; /* NoSuchDomain, DomainNotRunning, Failed */
 } Resolution;
 
+#define CALL_TRACE_MAX 32
+
 typedef struct Call Call;
 typedef void (*call_step_t)(Call *c);
 typedef void (*call_job_t)(Call *c);
@@ -116,7 +118,19 @@ struct Call {
 
         sd_event_source *reply_timer; /* a refusal held back until the window ends */
         sd_bus_error held_error;
+
+        /* Where the time went (--log-level=debug only; logged by
+         * call_done()): the benchmark's profile of each method. */
+        struct {
+                const char *what;
+                uint64_t at_usec; /* since arrival */
+        } trace[CALL_TRACE_MAX];
+        unsigned n_trace;
 };
+
+/* Notes that the call reached `what` (a string literal) now; any thread.
+ * Costs nothing unless the log level is debug. */
+void call_trace(Call *c, const char *what);
 
 /* Embeds Call at the start of each operation, with one reference. */
 void call_init(Call *c, Manager *m, sd_bus_message *message, void (*free_fn)(Call *c));

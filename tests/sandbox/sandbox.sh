@@ -340,6 +340,7 @@ EOF
 
 export LV_SANDBOX_DIR=$SB
 export LV_DAEMON_LOG=$SB/bus.log
+export LV_DAEMON_BINARY=$daemon
 export LV_POLKIT_RULES_DIR=$SB/polkit-rules
 export LV_LIBVIRT_URI=qemu:///system
 # Tests that take polkitd away remove its activation file from here.
