@@ -89,6 +89,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 
 /* A deep copy of a NULL-terminated list (NULL on allocation failure or
  * for NULL). */
+static inline size_t strv_length(char *const *l) {
+        size_t n = 0;
+
+        for (; l && *l; l++)
+                n++;
+        return n;
+}
+
 static inline char **strv_copy(char *const *l) {
         size_t n = 0;
         char **c;

@@ -218,6 +218,7 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
 
         r = qemu_plug_before(op->call.res.domain_name, op->call.res.domain_uuid, &before, &op->error);
+        call_trace(&op->call, "qemu-files-before");
         if (r < 0)
                 return r;
 
@@ -233,6 +234,7 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
         /* A shim's secret is its one-time passphrase; the caller's is
          * gone already. */
         r = virt_secret_create(m->virt, usage, shim ? &op->shim.passphrase : &op->passphrase, secret_uuid, &op->error);
+        call_trace(&op->call, "secret");
         if (r < 0) {
                 shim_undo(shim_name);
                 op->volume->shim_device = mfree(op->volume->shim_device);
@@ -270,8 +272,10 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
                 goto undo;
         }
         plugged = true;
+        call_trace(&op->call, "plugged");
 
         r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
+        call_trace(&op->call, "xml-checked");
         if (r >= 0)
                 r = qemu_plug_check(op->call.res.domain_name, &before, &plugged_src, &op->error);
         if (r >= 0)

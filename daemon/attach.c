@@ -97,19 +97,6 @@ static uint64_t realtime_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
-/* What the guest sees: libvirt's capacity of the disk, or, if libvirt
- * cannot say, the header's arithmetic. */
-static uint64_t plugged_size(AttachOp *op, virDomainPtr dom, const char *target) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t size;
-
-        if (virt_disk_capacity(dom, target, &size, &error) >= 0)
-                return size;
-        log_warning("Cannot read the size of %s's new disk %s: %s", op->call.res.domain_name, target, error.message);
-        sd_bus_error_free(&error);
-        return volume_size_from_header(op->luks.device_size, op->luks.payload_offset);
-}
-
 static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
         _cleanup_free_ char *xml = NULL;
         int r;
@@ -144,10 +131,17 @@ static void attach_act_job(Call *c) {
 
         pthread_rwlock_rdlock(&m->ops_lock);
 
-        if (op->mode == VOLUME_MODE_NATIVE) {
+        if (op->mode == VOLUME_MODE_NATIVE && op->header != NATIVE_HEADER_SHIM &&
+            header_refusal_iterations(&op->luks) <= m->config.precheck_iterations) {
+                /* A header this cheap costs QEMU less to refuse a wrong
+                 * passphrase than a check of ours would cost every attach:
+                 * QEMU's own try is the check (virt_attach_disk() names its
+                 * refusal Error.BadPassphrase, counted as any guess). */
+                op->slot = -1;
+        } else if (op->mode == VOLUME_MODE_NATIVE) {
                 /* QEMU tries every key slot inside blockdev-add, in its main
-                 * loop, with the guest stopped; it must only ever be handed
-                 * a passphrase known to open one. */
+                 * loop, with the guest stopped; past the precheck limit it
+                 * must only ever be handed a passphrase known to open one. */
                 r = manager_derive_begin(m, c->caller_uid, &op->error);
                 if (r < 0)
                         goto finish;
@@ -164,8 +158,11 @@ static void attach_act_job(Call *c) {
                         r = luks_source_verify(op->source, op->passphrase, timeout_ms, &op->slot, &op->unlock_ms,
                                                &op->error);
                 manager_derive_end(m, c->caller_uid);
+                call_trace(c, "derived");
                 if (r < 0)
                         goto finish;
+        }
+        if (op->mode == VOLUME_MODE_NATIVE) {
                 /* Nothing else may write the device while the guest does
                  * (a shim's device-mapper table claims it itself). */
                 if (c->res.source.block && op->header != NATIVE_HEADER_SHIM) {
@@ -182,10 +179,12 @@ static void attach_act_job(Call *c) {
         virt_domain_lock(m->virt, domain_uuid);
         locked = true;
 
+        call_trace(c, "looked-up");
         r = pick_target(op, dom, &op->target);
         if (r < 0)
                 goto finish;
         const char *target = op->target;
+        call_trace(c, "target");
 
         fault_point("attach", 1); /* everything checked, nothing created */
 
@@ -227,7 +226,12 @@ static void attach_act_job(Call *c) {
         if (r >= 0) {
                 if (hold_fd >= 0)
                         v->hold_fd = TAKE_FD(hold_fd);
-                v->size = plugged_size(op, dom, target);
+                call_trace(c, "plugged+checked");
+                /* What the guest sees: QEMU's LUKS driver and dm-crypt
+                 * alike present the payload, whole 512-byte sectors of it
+                 * (no query of QEMU: it costs as much as the checks). */
+                v->size = volume_size_from_header(op->luks.device_size, op->luks.payload_offset);
+                call_trace(c, "sized");
                 v->attach_usec = realtime_usec();
                 fault_point("attach", 4); /* plugged in, no object, no reply */
         }
@@ -265,7 +269,13 @@ static void attach_act_done(Call *c) {
         /* The guest stopped while we were plugging the disk in: the event
          * found no volume to clean up then; it does now. */
         (void) manager_volume_gone_since(m, v, op->event_seq);
-        if (v->mode == VOLUME_MODE_NATIVE)
+        if (v->mode == VOLUME_MODE_NATIVE && op->slot < 0)
+                log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode),
+                                 "Attached '%s' to '%s' as %s (native mode, passphrase checked by QEMU: its header "
+                                 "costs little to try), object %s.",
+                                 v->source, v->domain, v->target, v->path);
+        else if (v->mode == VOLUME_MODE_NATIVE)
                 log_volume_event(VOLUME_EVENT_ATTACHED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
                                  volume_mode_to_string(v->mode),
                                  "Attached '%s' to '%s' as %s (native mode, key slot %d: QEMU spent about %" PRIu64
@@ -307,7 +317,8 @@ static void attach_inspect_job(Call *c) {
         }
 
         /* No second writer: whoever else uses the source, it is theirs. */
-        r = source_check_in_use(m->virt, &c->res.source, timeout_ms, &op->error);
+        r = source_check_in_use(m->virt, m->disks, &c->res.source, timeout_ms, &op->error);
+        call_trace(c, "in-use-checked");
         if (r < 0)
                 goto finish;
 
@@ -322,8 +333,10 @@ static void attach_inspect_job(Call *c) {
         /* Another QEMU with it open (a qemu:///session guest, qemu-io, a
          * guest of another libvirt) says so by its locks; in native mode
          * QEMU would find them only inside blockdev-add, after the secret. */
+        call_trace(c, "header-read");
         r = qemu_lock_check(luks_source_fd(op->source), false, !op->options.read_only, c->res.source.path, timeout_ms,
                             &op->error);
+        call_trace(c, "lock-checked");
         if (r < 0)
                 goto finish;
 

@@ -108,6 +108,11 @@ static int handler(void *user, const char *section, const char *name, const char
                         what = "not a number of iterations from 1000 to 4294967295";
                 else
                         c->kdf.max_pbkdf2_iterations = u;
+        } else if (streq(name, "PassphrasePrecheckIterations")) {
+                if (parse_uint(value, UINT32_MAX, &u) < 0)
+                        what = "not a number of iterations from 0 to 4294967295";
+                else
+                        c->precheck_iterations = u;
         } else if (streq(name, "MaxArgon2MemoryKiB")) {
                 /* argon2's own bounds: 8 KiB per lane up to 4 TiB. */
                 if (parse_uint(value, UINT32_MAX, &u) < 0 || u < 32)

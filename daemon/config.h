@@ -23,6 +23,10 @@ typedef struct ManagerConfig {
         /* MaxPbkdf2Iterations=, MaxArgon2MemoryKiB=, MaxArgon2Cost=:
          * what a key slot may cost to try (header-policy.h). */
         KdfLimits kdf;
+        /* PassphrasePrecheckIterations=: a native attach checks the
+         * passphrase itself first only where QEMU refusing a wrong one
+         * would cost more (header_refusal_iterations()); 0: always. */
+        uint32_t precheck_iterations;
 } ManagerConfig;
 
 #define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"

@@ -51,6 +51,10 @@ typedef struct DetachOp {
         bool timed_out;   /* the caller's timeout passed */
         bool event_seen;  /* device-removed or domain gone arrived */
         bool domain_gone; /* the domain stopped or left (set on the loop only) */
+        /* libvirt's device-removed event for our disk arrived (on the loop
+         * only): libvirt sends it once the disk is out of the live XML and
+         * QEMU has let go of it, so nothing needs asking again. */
+        bool removed_seen;
         sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
@@ -154,7 +158,9 @@ static void detach_request_job(Call *c) {
          * target cannot be taken meanwhile; the lock only orders this
          * look and request against attaches to the same domain. */
         virt_domain_lock(m->virt, b->domain_uuid);
+        call_trace(c, "looked-up");
         r = virt_domain_live_xml(dom, &xml, &op->error);
+        call_trace(c, "live-xml");
         if (r >= 0) {
                 r = domain_xml_find_disk(xml, b->target, &d);
                 if (r == -ENOENT) {
@@ -229,7 +235,9 @@ static void detach_release_job(Call *c) {
         fault_point("detach", 2); /* device gone, backing still there */
 
         /* The device is gone from the guest: now its backing can go. */
+        call_trace(c, "gone");
         r = volume_backing_release(m->virt, &op->backing, &op->error);
+        call_trace(c, "released");
         if (r >= 0)
                 fault_point("detach", 3); /* all gone but the object */
 
@@ -244,7 +252,7 @@ static void detach_check(DetachOp *op) {
         if (op->step != DETACH_WAITING)
                 return;
         /* No job runs now: the worker's fields are ours to set. */
-        if (op->domain_gone)
+        if (op->domain_gone || op->removed_seen)
                 op->gone = true;
         op->step = DETACH_CHECKING;
         if (call_submit(&op->call, detach_release_job, detach_released) < 0)
@@ -345,13 +353,19 @@ static DetachOp *from_waiter(VolumeWaiter *w) {
         return (DetachOp *) ((char *) w - offsetof(DetachOp, waiter));
 }
 
-static void waiter_removed(VolumeWaiter *w) {
-        DetachOp *op = from_waiter(w);
-
+static void waiter_changed(DetachOp *op) {
         if (op->step == DETACH_WAITING)
                 detach_check(op);
         else
                 op->event_seen = true;
+}
+
+static void waiter_removed(VolumeWaiter *w) {
+        DetachOp *op = from_waiter(w);
+
+        call_trace(&op->call, "removed-event");
+        op->removed_seen = true;
+        waiter_changed(op);
 }
 
 static void waiter_domain_gone(VolumeWaiter *w) {
@@ -359,7 +373,7 @@ static void waiter_domain_gone(VolumeWaiter *w) {
 
         /* Not op->gone: a job may be writing that right now. */
         op->domain_gone = true;
-        waiter_removed(w);
+        waiter_changed(op);
 }
 
 static void waiter_refused(VolumeWaiter *w) {

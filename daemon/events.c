@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <time.h>
 
+#include "disk-index.h"
 #include "events.h"
 #include "util.h"
 
@@ -14,6 +15,7 @@ struct VirtEvents {
         char *uri;
         virt_event_handler_t handler;
         void *userdata;
+        DiskIndex *disks; /* told of changes on this thread, at once */
 
         sd_event_source *source;
         int efd;
@@ -22,13 +24,20 @@ struct VirtEvents {
         bool thread_started;
 
         pthread_mutex_t lock;
+        pthread_cond_t settled_cond;
         VirtEvent *head, *tail; /* for the sd-event loop */
         bool stopping;
+        /* The first connection is subscribed, or libvirt was found
+         * unreachable (virt_events_wait_settled()). */
+        bool settled;
+        bool wait_gave_up;
         int wake_timer; /* a libvirt timeout used to wake the loop */
 
         /* events thread only */
         virConnectPtr conn;
         int cb_lifecycle, cb_removed, cb_removal_failed;
+        /* Only for the disk index: these change what a domain's disks use. */
+        int cb_added, cb_block_job, cb_tray;
         bool closed;
         bool ever_connected;
         bool told_unreachable;
@@ -65,7 +74,33 @@ static void post_simple(VirtEvents *e, VirtEventKind kind, virDomainPtr dom, con
         post(e, ev);
 }
 
+/* Straight from the events thread: an attach's in-use check running now
+ * must not trust what the index held of this domain. */
+static void disks_changed(VirtEvents *e, virDomainPtr dom) {
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        if (!e->disks)
+                return;
+        disk_index_forget(e->disks, dom && virDomainGetUUIDString(dom, uuid) >= 0 ? uuid : NULL);
+}
+
+static void on_device_added(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
+        disks_changed(opaque, dom);
+}
+
+static void on_block_job(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status, void *opaque) {
+        disks_changed(opaque, dom);
+}
+
+static void on_tray_change(virConnectPtr conn, virDomainPtr dom, const char *alias, int reason, void *opaque) {
+        disks_changed(opaque, dom);
+}
+
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque) {
+        /* Defined, started, stopped, undefined…: any of them may change
+         * what the domain's definitions use. */
+        disks_changed(opaque, dom);
+
         /* A guest saved to disk (virsh save, managedsave, libvirt-guests at
          * host shutdown) comes back with its disks as they were: its
          * volumes' secrets or mappings must outlive the stop.  A guest that
@@ -90,6 +125,7 @@ static void on_device_removal_failed(virConnectPtr conn, virDomainPtr dom, const
 }
 
 static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
+        disks_changed(opaque, dom);
         post_simple(opaque, VIRT_EVENT_DEVICE_REMOVED, dom, alias);
 }
 
@@ -105,16 +141,26 @@ static void on_wake(int timer, void *opaque) {
 static void disconnect(VirtEvents *e) {
         if (!e->conn)
                 return;
+        /* Events may be missed from now on: nothing kept is trusted. */
+        if (e->disks)
+                disk_index_set_watched(e->disks, false);
         if (e->cb_lifecycle >= 0)
                 (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_lifecycle);
         if (e->cb_removed >= 0)
                 (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_removed);
         if (e->cb_removal_failed >= 0)
                 (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_removal_failed);
+        if (e->cb_added >= 0)
+                (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_added);
+        if (e->cb_block_job >= 0)
+                (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_block_job);
+        if (e->cb_tray >= 0)
+                (void) virConnectDomainEventDeregisterAny(e->conn, e->cb_tray);
         (void) virConnectUnregisterCloseCallback(e->conn, on_close);
         virConnectClose(e->conn);
         e->conn = NULL;
         e->cb_lifecycle = e->cb_removed = e->cb_removal_failed = -1;
+        e->cb_added = e->cb_block_job = e->cb_tray = -1;
 }
 
 static int try_connect(VirtEvents *e) {
@@ -141,12 +187,56 @@ static int try_connect(VirtEvents *e) {
                                                  VIR_DOMAIN_EVENT_CALLBACK(on_device_removal_failed), e, NULL);
         if (e->cb_removal_failed < 0)
                 goto fail;
+        e->cb_added = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
+                                                       VIR_DOMAIN_EVENT_CALLBACK(on_device_added), e, NULL);
+        e->cb_block_job = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
+                                                           VIR_DOMAIN_EVENT_CALLBACK(on_block_job), e, NULL);
+        e->cb_tray = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_TRAY_CHANGE,
+                                                      VIR_DOMAIN_EVENT_CALLBACK(on_tray_change), e, NULL);
+        /* Without all three the index would miss changes: it stays off
+         * (every check reads every definition), nothing else depends on it. */
+        if (e->disks && e->cb_added >= 0 && e->cb_block_job >= 0 && e->cb_tray >= 0)
+                disk_index_set_watched(e->disks, true);
         return 0;
 
 fail:
         log_warning("Cannot subscribe to libvirt events: %s", strempty(virGetLastErrorMessage()));
         disconnect(e);
         return -EIO;
+}
+
+/* Returns whether a waiter can have seen it (none gave up before). */
+static bool settle(VirtEvents *e) {
+        bool seen;
+
+        pthread_mutex_lock(&e->lock);
+        e->settled = true;
+        seen = !e->wait_gave_up;
+        pthread_cond_broadcast(&e->settled_cond);
+        pthread_mutex_unlock(&e->lock);
+        return seen;
+}
+
+bool virt_events_wait_settled(VirtEvents *e, unsigned timeout_ms) {
+        struct timespec deadline;
+        bool settled;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000U;
+        deadline.tv_nsec += (long) (timeout_ms % 1000U) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&e->lock);
+        while (!e->settled && !e->stopping)
+                if (pthread_cond_timedwait(&e->settled_cond, &e->lock, &deadline) == ETIMEDOUT)
+                        break;
+        settled = e->settled;
+        if (!settled)
+                e->wait_gave_up = true;
+        pthread_mutex_unlock(&e->lock);
+        return settled;
 }
 
 static bool stopping(VirtEvents *e) {
@@ -168,6 +258,7 @@ static void *events_thread(void *p) {
                                  * is none to wait for. */
                                 if (!e->ever_connected && !e->told_unreachable) {
                                         e->told_unreachable = true;
+                                        (void) settle(e);
                                         post_simple(e, VIRT_EVENT_DISCONNECTED, NULL, NULL);
                                 }
                                 /* Wait out the outage without spinning; calls
@@ -178,10 +269,13 @@ static void *events_thread(void *p) {
                                 continue;
                         }
                         backoff_ms = 250;
+                        /* Settled before the event is posted: a start-up scan
+                         * that waited for this reads after the subscription. */
+                        bool seen = settle(e);
                         VirtEvent *ev = calloc(1, sizeof *ev);
                         if (ev) {
                                 ev->kind = VIRT_EVENT_CONNECTED;
-                                ev->first = !e->ever_connected;
+                                ev->first = !e->ever_connected && !e->told_unreachable && seen;
                                 post(e, ev);
                         }
                         e->ever_connected = true;
@@ -224,7 +318,7 @@ static int on_efd(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
         return 0;
 }
 
-int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata,
+int virt_events_start(sd_event *event, const char *uri, DiskIndex *disks, virt_event_handler_t handler, void *userdata,
                       VirtEvents **ret) {
         VirtEvents *e;
         int r;
@@ -235,9 +329,18 @@ int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t han
         e->uri = strdup(uri);
         e->handler = handler;
         e->userdata = userdata;
+        e->disks = disks;
         e->cb_lifecycle = e->cb_removed = e->cb_removal_failed = -1;
+        e->cb_added = e->cb_block_job = e->cb_tray = -1;
         e->wake_timer = -1;
         pthread_mutex_init(&e->lock, NULL);
+        {
+                pthread_condattr_t attr;
+                pthread_condattr_init(&attr);
+                pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+                pthread_cond_init(&e->settled_cond, &attr);
+                pthread_condattr_destroy(&attr);
+        }
         e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (!e->uri || e->efd < 0) {
                 virt_events_stop(e);
@@ -268,6 +371,7 @@ VirtEvents *virt_events_stop(VirtEvents *e) {
         if (e->thread_started) {
                 pthread_mutex_lock(&e->lock);
                 e->stopping = true;
+                pthread_cond_broadcast(&e->settled_cond);
                 pthread_mutex_unlock(&e->lock);
                 /* A zero timeout makes the libvirt loop iterate once, so
                  * the thread sees the flag. */
@@ -286,6 +390,7 @@ VirtEvents *virt_events_stop(VirtEvents *e) {
         if (e->efd >= 0)
                 close(e->efd);
         pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->settled_cond);
         free(e->uri);
         free(e);
         return NULL;

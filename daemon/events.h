@@ -27,7 +27,10 @@ typedef struct VirtEvent {
         VirtEventKind kind;
         char domain_uuid[37];
         char *device_alias; /* DEVICE_REMOVED, DEVICE_REMOVAL_FAILED */
-        bool first;         /* CONNECTED: the first connection of this process */
+        /* CONNECTED: the connection the start-up scan waited for (the
+         * first, libvirt not found unreachable before it, and not waited
+         * for in vain: virt_events_wait_settled()). */
+        bool first;
         struct VirtEvent *next;
 } VirtEvent;
 
@@ -40,5 +43,13 @@ typedef struct VirtEvents VirtEvents;
  * detection). */
 int virt_events_init(void);
 
-int virt_events_start(sd_event *event, const char *uri, virt_event_handler_t handler, void *userdata, VirtEvents **ret);
+/* disks (may be NULL): told on the events thread of every event that may
+ * change a domain's disks, and whether events flow at all (disk-index.h). */
+typedef struct DiskIndex DiskIndex;
+int virt_events_start(sd_event *event, const char *uri, DiskIndex *disks, virt_event_handler_t handler, void *userdata,
+                      VirtEvents **ret);
 VirtEvents *virt_events_stop(VirtEvents *e);
+
+/* Any thread: waits until the first connection's events are subscribed or
+ * libvirt was found unreachable (true), at most timeout_ms (false). */
+bool virt_events_wait_settled(VirtEvents *e, unsigned timeout_ms);

@@ -146,6 +146,17 @@ const char *header_obstacle(const LuksInfo *info, const KdfLimits *limits, char 
         return NULL;
 }
 
+uint64_t header_refusal_iterations(const LuksInfo *info) {
+        uint64_t total = 0;
+
+        for (unsigned i = 0; i < info->active_keyslots && i < LUKS_MAX_KEYSLOTS; i++) {
+                if (!streq(info->keyslots[i].pbkdf, "pbkdf2"))
+                        return UINT64_MAX;
+                total += (uint64_t) info->keyslots[i].iterations + info->digest_iterations;
+        }
+        return total;
+}
+
 /* A small scanner over JSON libcryptsetup has already parsed and
  * validated: strings are skipped whole (escapes included), so braces or
  * key names inside a token's strings never count; only keys of the

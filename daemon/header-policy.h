@@ -94,6 +94,18 @@ const char *header_keyslot_obstacle(const LuksKeyslot *ks, const KdfLimits *limi
 /* The first of the above for the volume and each active key slot. */
 const char *header_obstacle(const LuksInfo *info, const KdfLimits *limits, char *buf, size_t size);
 
+/* The PBKDF2 iterations QEMU spends refusing a wrong passphrase — every
+ * active key slot's, each followed by the digest's — in its main loop,
+ * with the guest stopped; UINT64_MAX if any active slot is not PBKDF2. */
+uint64_t header_refusal_iterations(const LuksInfo *info);
+
+/* PassphrasePrecheckIterations='s default: below it, a native attach lets
+ * QEMU be the passphrase check (about 40 ms of a refusal on the test
+ * machines, 10-15 ms on a current desktop core); above it, the daemon
+ * checks first, off the guest's time.  Real volumes (cryptsetup sizes a
+ * slot for 2 s: millions of iterations) are always checked first. */
+#define HEADER_PRECHECK_ITERATIONS_DEFAULT 100000U
+
 /* Whether a new key slot with this PBKDF and these costs fits the limits
  * (for pbkdf-iterations); a sentence in buf if not. */
 const char *header_new_slot_obstacle(const char *pbkdf, uint32_t iterations, uint32_t memory_kib, uint32_t lanes,

@@ -244,6 +244,7 @@ int luks_deactivate(const char *name, sd_bus_error *error) {
                 /* A context without a device: deactivation is a
                  * device-mapper matter, and crypt_init_by_name() would read
                  * the LUKS header through the device underneath. */
+                luks_init();
                 r = crypt_init(&cd, NULL);
                 if (r < 0)
                         break;
@@ -399,6 +400,7 @@ int luks_mapping_geometry(const char *name, uint64_t *ret_payload_offset, uint64
         /* The kernel's table, through device-mapper: nothing is read from
          * the device under it. */
         CRYPT_LOCKED;
+        luks_init();
         r = crypt_init(&cd, NULL);
         if (r < 0)
                 return r;

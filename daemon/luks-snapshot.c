@@ -42,6 +42,7 @@ void crypt_free_locked(struct crypt_device *cd) {
 }
 
 int crypt_init_locked(struct crypt_device **ret, const char *device) {
+        luks_init();
         CRYPT_LOCKED;
         int r = crypt_init(ret, device);
         if (r >= 0)

@@ -28,7 +28,7 @@
 #include "open-pinned.h"
 #include "util.h"
 
-void luks_init(void) {
+static void init_once(void) {
         _cleanup_close_ int fd = -EBADF;
         char path[64];
 
@@ -40,9 +40,14 @@ void luks_init(void) {
                 return;
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 
-        _cleanup_(crypt_free_lockedp) struct crypt_device *cd = NULL;
-        if (crypt_init_locked(&cd, path) >= 0)
+        /* Not crypt_init_locked(): it calls luks_init().  No other call
+         * into the library can run meanwhile (they all wait for this). */
+        struct crypt_device *cd = NULL;
+        if (crypt_init(&cd, path) >= 0) {
+                crypt_set_log_callback(cd, luks_log, NULL);
                 (void) crypt_load(cd, CRYPT_LUKS, NULL);
+                crypt_free(cd);
+        }
 
         /* LUKS2 volume keys go into the dm table as LUKS1's do, not into
          * the kernel keyring: a keyring key lives in the activating
@@ -50,6 +55,12 @@ void luks_init(void) {
          * cannot be resized (reloaded) without the passphrase again.
          * Process-wide, hence here. */
         (void) crypt_volume_key_keyring(NULL, 0);
+}
+
+void luks_init(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void) pthread_once(&once, init_once);
 }
 
 /* ------------------------------------------------------------ snapshots */

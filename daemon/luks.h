@@ -58,8 +58,11 @@ typedef struct LuksInfo {
 
 typedef struct LuksSource LuksSource;
 
-/* Sets up libcryptsetup's process-wide state (crypto backend, RNG) while
- * the process has one thread: its first initialisation is not thread-safe. */
+/* Sets up libcryptsetup's process-wide state (crypto backend, RNG), once:
+ * its first initialisation is not thread-safe, so every entry into the
+ * library (crypt_init_locked() and the like) calls this first, and a
+ * concurrent first caller waits for the one doing it.  Not at start-up: a
+ * cold activation whose first call is a Probe('') never needs it (issue 20). */
 void luks_init(void);
 
 /* Opens src (read-write if want_write and the file allows it; else

@@ -174,11 +174,15 @@ int main(int argc, char *argv[]) {
                 .source_timeout_sec = 10,
                 .stage_timeout_sec = 300,
                 .kdf = kdf_limits_default(),
+                .precheck_iterations = HEADER_PRECHECK_ITERATIONS_DEFAULT,
         };
         const char *config_path = CONFIG_FILE_DEFAULT;
         Manager *m = NULL;
+        struct timespec start;
         sigset_t mask;
         int r;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &start);
 
         event_log_setup();
 
@@ -194,13 +198,13 @@ int main(int argc, char *argv[]) {
         harden_process();
         luks_set_kdf_limits(&config.kdf);
 
-        /* Before any thread exists: both libraries set up global state. */
+        /* Before any thread exists: both libraries set up global state
+         * (libcryptsetup's waits for its first use: luks_init()). */
         if (virInitialize() < 0) {
                 log_error("Failed to initialize libvirt.");
                 return EXIT_FAILURE;
         }
         disk_xml_init();
-        luks_init();
         /* libvirt's event loop must exist before the first connection. */
         if (virt_events_init() < 0) {
                 log_error("Failed to set up libvirt's event loop.");
@@ -219,6 +223,8 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
 
+        m->start_usec = (uint64_t) start.tv_sec * 1000000ULL + (uint64_t) start.tv_nsec / 1000U;
+        manager_startup_mark(m, "libraries initialised");
         (void) sd_event_add_signal(m->event, NULL, SIGTERM, NULL, NULL);
         (void) sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
 

@@ -44,9 +44,28 @@ static void scan_job(void *userdata) {
         ScanJob *j = userdata;
         Manager *m = j->manager;
 
+        if (j->initial) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                HostInfo h;
+
+                /* While the events thread connects: this worker's own
+                 * connection, and the host's versions, which the first call
+                 * after an activation (most often a Probe or an Attach)
+                 * needs (issue 20: cold activation). */
+                if (virt_host_info(m->virt, &h, &error) < 0)
+                        log_debug("Host facts not read ahead: %s", error.message);
+                sd_bus_error_free(&error);
+                manager_startup_mark(m, "host facts read");
+                if (!virt_events_wait_settled(m->events, MANAGER_EVENTS_WAIT_MS))
+                        log_warning("libvirt's events are not subscribed after %u s; scanning anyway.",
+                                    MANAGER_EVENTS_WAIT_MS / 1000U);
+                manager_startup_mark(m, "scan started");
+        }
         if (j->cleanup_orphans)
                 pthread_rwlock_wrlock(&m->ops_lock);
         j->r = scan_volumes(m->virt, &j->found, &j->complete, &j->error);
+        if (j->initial)
+                manager_startup_mark(m, "volumes scanned");
         /* Secrets staged for incoming guests (stage.c) are nobody's
          * orphans; read under the lock, where no staging defines one. */
         if (j->cleanup_orphans && !stage_keep_secrets(m, &j->keep_saved)) {
@@ -74,19 +93,8 @@ static void scan_job(void *userdata) {
          * take until the deadline on a hung file system: not while every
          * attach and detach waits for the lock above. */
         volume_fill_source_facts_all(j->found, m->config.source_timeout_sec * 1000U);
-
-        /* The first call after an activation is most often a Probe or an
-         * Attach, and both need the host's versions: read them here, on the
-         * scan's libvirt connection, before the name is taken, instead of
-         * on a worker's new connection while the caller waits (issue 20:
-         * cold activation). */
-        if (j->initial) {
-                sd_bus_error error = SD_BUS_ERROR_NULL;
-                HostInfo h;
-                if (virt_host_info(m->virt, &h, &error) < 0)
-                        log_debug("Host facts not read ahead: %s", error.message);
-                sd_bus_error_free(&error);
-        }
+        if (j->initial)
+                manager_startup_mark(m, "orphans cleaned up, sources read");
 }
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -97,6 +105,7 @@ static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error 
                 log_error("Failed to acquire the bus name %s: %s", LV_BUS_NAME, e->message);
                 return sd_event_exit(m->event, 1);
         }
+        manager_startup_mark(m, "name acquired");
         m->name_acquired = true;
         log_info("Ready on the bus as %s, %u volume(s) attached.", LV_BUS_NAME, m->n_volumes);
         (void) sd_notify(false, "READY=1\nSTATUS=Processing requests...");
@@ -207,6 +216,7 @@ static void scan_done(void *userdata) {
         free(j);
 
         if (initial) {
+                manager_startup_mark(m, "registry rebuilt, asking for the name");
                 r = sd_bus_request_name_async(m->bus, NULL, LV_BUS_NAME, 0, on_name_acquired, m);
                 if (r < 0) {
                         log_error_errno(r, "Failed to request the bus name: %m");
@@ -656,6 +666,11 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 on_device_removal_failed(m, event->domain_uuid, event->device_alias);
                 break;
         case VIRT_EVENT_CONNECTED:
+                manager_startup_mark(m, "events connection up");
+                /* The first connection is the one the start-up scan waited
+                 * for (the host's facts it read are current). */
+                if (event->first && m->initial_scan_started)
+                        break;
                 virt_invalidate_host_info(m->virt);
                 if (!m->initial_scan_started) {
                         (void) manager_rescan(m, true);

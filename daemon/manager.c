@@ -46,6 +46,10 @@ int manager_new(const ManagerConfig *config, Manager **ret) {
                 goto fail;
         worker_set_thread_exit(m->worker, virt_thread_done, m->virt);
 
+        r = disk_index_new(&m->disks);
+        if (r < 0)
+                goto fail;
+
         r = ratelimit_new(KEY_GUESSES_BURST, KEY_GUESSES_WINDOW_SEC * 1000000ULL, &m->key_guesses);
         if (r < 0)
                 goto fail;
@@ -97,9 +101,9 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->idle_timer);
         sd_event_source_disable_unref(m->recheck_timer);
         sd_event_source_disable_unref(m->rescan_timer);
-        sd_event_source_disable_unref(m->initial_scan_timer);
         sd_bus_flush_close_unref(m->bus);
         m->virt = virt_free(m->virt);
+        m->disks = disk_index_free(m->disks);
         sd_event_unref(m->event);
         free(m->config.libvirt_uri);
         pthread_rwlock_destroy(&m->ops_lock);
@@ -305,18 +309,36 @@ void manager_call_end(Manager *m) {
                 manager_arm_idle(m);
 }
 
-static int on_initial_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+void manager_startup_mark(Manager *m, const char *what) {
+        struct timespec ts;
 
-        if (!m->initial_scan_started) {
-                log_warning("libvirt's events are not subscribed after 5 s; scanning anyway.");
-                (void) manager_rescan(m, true);
-        }
-        return 0;
+        if (log_get_max_level() < LOG_LEVEL_DEBUG || m->name_acquired)
+                return;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        log_debug("Start-up: %s at +%.1f ms.", what,
+                  (double) ((uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000U - m->start_usec) /
+                          1000.0);
 }
 
 int manager_start(Manager *m) {
         int r;
+
+        manager_startup_mark(m, "manager set up");
+
+        /* libvirt first: its connections take longest, and the bus set-up
+         * below runs meanwhile.  Events go to the loop, which runs once
+         * this returns. */
+        r = virt_events_start(m->event, m->config.libvirt_uri, m->disks, manager_on_virt_event, m, &m->events);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start following libvirt events: %m");
+        /* The start-up scan's worker connects (and reads the host's facts)
+         * while the events thread does, then waits for it to subscribe —
+         * or to find libvirt unreachable — before it reads anything, so
+         * that nothing can happen unseen between what the scan reads and
+         * what the events report (scan_job()). */
+        r = manager_rescan(m, true);
+        if (r < 0)
+                return r;
 
         r = sd_bus_open_system(&m->bus);
         if (r < 0)
@@ -342,24 +364,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        r = virt_events_start(m->event, m->config.libvirt_uri, manager_on_virt_event, m, &m->events);
-        if (r < 0)
-                return log_error_errno(r, "Failed to start following libvirt events: %m");
         r = manager_reconcile_start(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to arm the reconciliation timers: %m");
-
-        /* The start-up scan runs once events are subscribed (or libvirt is
-         * known to be unreachable), so that nothing can happen unseen
-         * between what the scan reads and what the events report; this
-         * timer only guards against an events connection that neither
-         * succeeds nor fails. */
-        uint64_t now;
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        r = sd_event_add_time(m->event, &m->initial_scan_timer, CLOCK_MONOTONIC, now + 5 * 1000000ULL, 0,
-                              on_initial_scan_timer, m);
-        if (r < 0)
-                return manager_rescan(m, true);
+        manager_startup_mark(m, "on the bus");
         return 0;
 }
 

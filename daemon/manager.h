@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "mode.h"
+#include "disk-index.h"
 #include "events.h"
 #include "polkit.h"
 #include "ratelimit.h"
@@ -63,6 +64,7 @@ typedef struct Manager {
         sd_bus *bus;
         Worker *worker;
         Virt *virt;
+        DiskIndex *disks; /* what the domains' disks use (the in-use check) */
         PolkitRegistry *polkit;
         VirtEvents *events;
 
@@ -103,7 +105,7 @@ typedef struct Manager {
         } recent[64];
         uint64_t event_seq;
         bool initial_scan_started;
-        sd_event_source *initial_scan_timer;
+        uint64_t start_usec; /* CLOCK_MONOTONIC at main()'s start: the start-up's profile */
         /* A guest that came from another host: the next scan reports the
          * volumes of ours it finds in it. */
         char migrated_in[37];
@@ -159,6 +161,14 @@ void manager_guess_end(Manager *m, uid_t uid, bool *counted, bool failed);
 /* Worker threads: a place among the key derivations in flight for uid
  * (uid-cap.h), or Error.Busy naming the cap.  Released with
  * manager_derive_end(). */
+/* How long the start-up scan waits for libvirt's events to be subscribed
+ * (or libvirt to be found unreachable) before it scans anyway. */
+#define MANAGER_EVENTS_WAIT_MS 5000U
+
+/* Logs (debug) how long after main()'s start the start-up reached what;
+ * nothing once the name is taken. */
+void manager_startup_mark(Manager *m, const char *what);
+
 int manager_derive_begin(Manager *m, uid_t uid, sd_bus_error *error);
 void manager_derive_end(Manager *m, uid_t uid);
 

@@ -344,12 +344,15 @@ static int stat_task_add(StatTask *t, size_t *allocated, const char *path, const
         return 0;
 }
 
-/* One definition of one domain to read: its live XML or its persistent
- * configuration. */
+/* One definition of one domain: its live XML or its persistent
+ * configuration, from the index or read afresh. */
 typedef struct XmlFetch {
         virDomainPtr dom; /* borrowed from the listing */
+        char uuid[VIR_UUID_STRING_BUFLEN];
         unsigned flags;
         const char *how;
+        bool known; /* the index had it: its paths are in the task already */
+        uint64_t stamp;
         char *xml;
 } XmlFetch;
 
@@ -358,23 +361,52 @@ static void fetch_one(size_t i, void *userdata) {
 
         /* Stopped or undefined since the listing: it uses nothing any more
          * (NULL, skipped). */
-        f->xml = virDomainGetXMLDesc(f->dom, f->flags);
+        if (!f->known)
+                f->xml = virDomainGetXMLDesc(f->dom, f->flags);
 }
 
-static int add_domain_disks(StatTask *t, size_t *allocated, const XmlFetch *f) {
+typedef struct VisitState {
+        StatTask *t;
+        size_t *allocated;
+        const char *domain;
+        const char *how;
+} VisitState;
+
+static int visit_known(const char *path, const char *target, void *userdata) {
+        VisitState *v = userdata;
+
+        return stat_task_add(v->t, v->allocated, path, v->domain, target, v->how);
+}
+
+static int add_domain_disks(DiskIndex *index, StatTask *t, size_t *allocated, const XmlFetch *f) {
         const char *name = virDomainGetName(f->dom);
+        _cleanup_free_ char **paths = NULL, **targets = NULL;
         DiskInfo *disks = NULL;
-        size_t nd = 0;
+        size_t nd = 0, n = 0, m = 0;
         int r = 0;
 
         if (!name || !f->xml || domain_xml_list_disks(f->xml, &disks, &nd) < 0)
                 return 0;
+        for (size_t k = 0; k < nd; k++)
+                m += (disks[k].source ? 1 : 0) + strv_length(disks[k].other_sources);
+        paths = calloc(m + 1, sizeof *paths);
+        targets = calloc(m + 1, sizeof *targets);
+        if (!paths || !targets)
+                r = -ENOMEM;
         for (size_t k = 0; k < nd && r >= 0; k++) {
-                if (disks[k].source)
+                if (disks[k].source) {
+                        paths[n] = disks[k].source, targets[n++] = disks[k].target;
                         r = stat_task_add(t, allocated, disks[k].source, name, disks[k].target, f->how);
-                for (char **o = disks[k].other_sources; o && *o && r >= 0; o++)
+                }
+                for (char **o = disks[k].other_sources; o && *o && r >= 0; o++) {
+                        paths[n] = *o, targets[n++] = disks[k].target;
                         r = stat_task_add(t, allocated, *o, name, disks[k].target, f->how);
+                }
         }
+        /* Kept for the next check, unless the domain changed meanwhile. */
+        if (r >= 0 && index)
+                (void) disk_index_store(index, f->uuid, f->flags & VIR_DOMAIN_XML_INACTIVE, f->stamp, paths, targets,
+                                        n);
         disk_info_array_free(disks, nd);
         return r;
 }
@@ -403,7 +435,24 @@ static bool listed(virDomainPtr *doms, int n, virDomainPtr dom) {
  * the check's wall time does not grow with every domain on the host. */
 #define XML_FETCH_THREADS 8U
 
-static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
+/* What the index knows goes into the task at once; the rest is marked for
+ * reading.  -ENOMEM only. */
+static int add_known(DiskIndex *index, StatTask *t, size_t *allocated, XmlFetch *f) {
+        VisitState v = { .t = t, .allocated = allocated, .domain = virDomainGetName(f->dom), .how = f->how };
+        int r;
+
+        if (!index || !v.domain || virDomainGetUUIDString(f->dom, f->uuid) < 0)
+                return 0;
+        r = disk_index_visit(index, f->uuid, f->flags & VIR_DOMAIN_XML_INACTIVE, visit_known, &v, &f->stamp);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        f->known = true;
+        return 0;
+}
+
+static int collect_disk_paths(Virt *virt, DiskIndex *index, StatTask *t, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         virDomainPtr *running = NULL, *defined = NULL;
         _cleanup_free_ XmlFetch *fetch = NULL;
@@ -442,9 +491,13 @@ static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
                                 .how = active ? " (its configuration)" : " (defined, not running)",
                         };
                 }
-                parallel_for(n_fetch, XML_FETCH_THREADS, fetch_one, fetch);
                 for (size_t i = 0; i < n_fetch && r >= 0; i++)
-                        r = add_domain_disks(t, &allocated, &fetch[i]);
+                        r = add_known(index, t, &allocated, &fetch[i]);
+                if (r >= 0)
+                        parallel_for(n_fetch, XML_FETCH_THREADS, fetch_one, fetch);
+                for (size_t i = 0; i < n_fetch && r >= 0; i++)
+                        if (!fetch[i].known)
+                                r = add_domain_disks(index, t, &allocated, &fetch[i]);
                 for (size_t i = 0; i < n_fetch; i++)
                         free(fetch[i].xml);
         } else
@@ -457,7 +510,7 @@ static int collect_disk_paths(Virt *virt, StatTask *t, sd_bus_error *error) {
         return 0;
 }
 
-static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
+static int check_guests(Virt *virt, DiskIndex *index, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
         StatTask *t;
         int r;
 
@@ -465,7 +518,7 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
         if (!t)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
 
-        r = collect_disk_paths(virt, t, error);
+        r = collect_disk_paths(virt, index, t, error);
         if (r < 0) {
                 stat_task_free(t);
                 return r;
@@ -505,7 +558,7 @@ static int check_guests(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
         return r;
 }
 
-int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
+int source_check_in_use(Virt *virt, DiskIndex *index, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error) {
         int r;
 
         if (src->block) {
@@ -523,5 +576,5 @@ int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, 
                         log_debug_errno(r, "Cannot list loop devices, not checking them: %m");
         }
 
-        return check_guests(virt, src, timeout_ms, error);
+        return check_guests(virt, index, src, timeout_ms, error);
 }

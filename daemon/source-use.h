@@ -11,6 +11,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "disk-index.h"
 #include "luks.h"
 #include "source.h"
 #include "virt.h"
@@ -25,10 +26,12 @@
  *    and not running (its persistent configuration: the next start would
  *    open it) — compared by identity (device and inode), so symlinks and
  *    other paths to the same inode count.
+ * The domains' paths come from index (disk-index.h; NULL: every
+ * definition's XML is read).
  * QEMUs this connection cannot list (qemu:///session guests, another
  * libvirt, qemu-io) are found by their locks on the image instead
  * (qemu-lock.h, after the source is opened). */
-int source_check_in_use(Virt *virt, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error);
+int source_check_in_use(Virt *virt, DiskIndex *index, const SourceInfo *src, unsigned timeout_ms, sd_bus_error *error);
 
 /* Opens the block device src O_EXCL, so that for as long as the returned
  * descriptor stays open the kernel refuses to mount it, swap on it or build

@@ -16,7 +16,7 @@ const char *volume_state_to_string(VolumeState s) {
 }
 
 uint64_t volume_size_from_header(uint64_t device_size, uint64_t payload_offset) {
-        return device_size > payload_offset ? device_size - payload_offset : 0;
+        return device_size > payload_offset ? (device_size - payload_offset) & ~(uint64_t) 511 : 0;
 }
 
 int volume_new(const char *domain, const char *domain_uuid, const char *target, Volume **ret) {

@@ -95,7 +95,8 @@ typedef struct Volume {
 const char *volume_state_to_string(VolumeState s);
 
 /* The plaintext a guest sees of a volume on a device_size-byte source
- * whose payload starts at payload_offset; 0 if that makes no sense. */
+ * whose payload starts at payload_offset, in whole 512-byte sectors; 0 if
+ * that makes no sense. */
 uint64_t volume_size_from_header(uint64_t device_size, uint64_t payload_offset);
 
 /* A Volume not yet in any registry; path is derived here. */

@@ -468,6 +468,47 @@ static void test_in_use_other_guest(void) {
         g_unlink(hard);
 }
 
+/* The daemon keeps what other guests' disks use between attaches
+ * (daemon/disk-index.h): a disk plugged into another guest after an
+ * attach has read that guest's XML is in use all the same, at once — and
+ * free again once it is unplugged. */
+static void test_in_use_after_change(void) {
+        g_autofree char *img = lv_make_luks1_image("later.img", PASS, PATTERN, 4);
+        g_autofree char *first = lv_make_luks1_image("first.img", PASS, PATTERN, 4);
+        g_autofree char *xml = NULL, *xml2 = NULL;
+        GError *error = NULL;
+
+        /* An attach: every guest's disks are known now. */
+        g_autofree char *path1 = lv_attach(bus, "lvtest-guest", first, PASS, scsi(), &error);
+        g_assert_no_error(error);
+
+        for (int round = 0; round < 3; round++) {
+                /* No pause: libvirt's device-added event must have reached the
+                 * daemon before its check does. */
+                g_assert_cmpint(
+                        virDomainAttachDeviceFlags(other, raw_disk_xml(img, "sde", &xml), VIR_DOMAIN_AFFECT_LIVE), ==,
+                        0);
+                g_clear_pointer(&xml, g_free);
+                g_assert_null(lv_attach(bus, "lvtest-guest", img, PASS, scsi(), &error));
+                lv_assert_error(error, LV_ERR("InUse"));
+                g_assert_nonnull(strstr(error->message, "lvtest-other"));
+                g_clear_error(&error);
+
+                g_assert_cmpint(
+                        virDomainDetachDeviceFlags(other, raw_disk_xml(img, "sde", &xml2), VIR_DOMAIN_AFFECT_LIVE), ==,
+                        0);
+                g_clear_pointer(&xml2, g_free);
+                g_assert_true(lv_domain_wait_disk_gone(other, "sde", 10000));
+                g_autofree char *path2 = lv_attach(bus, "lvtest-guest", img, PASS, scsi(), &error);
+                g_assert_no_error(error);
+                g_assert_true(lv_detach(bus, path2, NULL, &error));
+                g_assert_no_error(error);
+        }
+        g_assert_true(lv_detach(bus, path1, NULL, &error));
+        g_assert_no_error(error);
+        assert_clean();
+}
+
 /* A file that backs a loop device: the kernel writes it through that
  * device, and nothing (QEMU's image locks included) would notice. */
 static void test_in_use_loop_backing(void) {
@@ -603,6 +644,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/shared-host/polkit-domain-by-uuid", test_polkit_domain_by_uuid);
         g_test_add_func("/shared-host/polkit-flood", test_polkit_flood);
         g_test_add_func("/shared-host/in-use-other-guest", test_in_use_other_guest);
+        g_test_add_func("/shared-host/in-use-after-change", test_in_use_after_change);
         g_test_add_func("/shared-host/in-use-loop-backing", test_in_use_loop_backing);
         g_test_add_func("/shared-host/in-use-block", test_in_use_block);
         g_test_add_func("/shared-host/binary-passphrase", test_binary_passphrase);

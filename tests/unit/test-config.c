@@ -20,6 +20,7 @@ static ManagerConfig defaults(void) {
                 .detach_timeout_sec = 30,
                 .stage_timeout_sec = 300,
                 .kdf = kdf_limits_default(),
+                .precheck_iterations = HEADER_PRECHECK_ITERATIONS_DEFAULT,
         };
 }
 
@@ -64,7 +65,8 @@ static void test_values_and_dropins(void) {
 static void test_kdf_limits(void) {
         g_autofree char *conf =
                 write_conf("kdf/luksvolumed.conf", "[Daemon]\nMaxPbkdf2Iterations=1000000\n"
-                                                   "MaxArgon2MemoryKiB=65536\nMaxArgon2Cost=5000000000\n");
+                                                   "MaxArgon2MemoryKiB=65536\nMaxArgon2Cost=5000000000\n"
+                                                   "PassphrasePrecheckIterations=0\n");
         g_autofree char *none = write_conf("kdf2/luksvolumed.conf", "[Daemon]\nMaxVolumes=3\n");
         ManagerConfig c = defaults();
 
@@ -72,10 +74,12 @@ static void test_kdf_limits(void) {
         g_assert_cmpuint(c.kdf.max_pbkdf2_iterations, ==, 1000000);
         g_assert_cmpuint(c.kdf.max_argon2_memory_kib, ==, 65536);
         g_assert_cmpuint(c.kdf.max_argon2_cost, ==, 5000000000ULL);
+        g_assert_cmpuint(c.precheck_iterations, ==, 0);
 
         c = defaults();
         g_assert_cmpint(config_load(none, &c), ==, 0);
         g_assert_cmpuint(c.kdf.max_pbkdf2_iterations, ==, KDF_DEFAULT_MAX_PBKDF2_ITERATIONS);
+        g_assert_cmpuint(c.precheck_iterations, ==, HEADER_PRECHECK_ITERATIONS_DEFAULT);
         g_assert_cmpuint(c.kdf.max_argon2_memory_kib, ==, KDF_DEFAULT_MAX_ARGON2_MEMORY_KIB);
         g_assert_cmpuint(c.kdf.max_argon2_cost, ==, KDF_DEFAULT_MAX_ARGON2_COST);
 }

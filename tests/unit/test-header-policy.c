@@ -187,6 +187,30 @@ static void test_json_digests(void) {
         }
 }
 
+/* What QEMU spends refusing a wrong passphrase: each active slot, each
+ * followed by the digest; argon2 is never cheap enough to let QEMU try. */
+static void test_refusal_iterations(void) {
+        LuksInfo info = { .version = 1, .active_keyslots = 0, .digest_iterations = 9771 };
+
+        g_assert_cmpuint(header_refusal_iterations(&info), ==, 0);
+        info.active_keyslots = 1;
+        info.keyslots[0] = slot(0, "pbkdf2", 36776, 0, 0, "aes-xts-plain64", 512);
+        /* qemu-img's iter-time 10 ms: under the default, QEMU checks. */
+        g_assert_cmpuint(header_refusal_iterations(&info), ==, 36776 + 9771);
+        g_assert_cmpuint(header_refusal_iterations(&info), <=, HEADER_PRECHECK_ITERATIONS_DEFAULT);
+        info.active_keyslots = 3;
+        info.keyslots[1] = slot(3, "pbkdf2", 1000, 0, 0, "aes-xts-plain64", 512);
+        info.keyslots[2] = slot(7, "pbkdf2", UINT32_MAX, 0, 0, "aes-xts-plain64", 512);
+        /* No overflow: 64-bit sums of 32-bit counts. */
+        g_assert_cmpuint(header_refusal_iterations(&info), ==, 36776ULL + 1000 + UINT32_MAX + 3 * 9771ULL);
+        /* cryptsetup's 2 s default slot: the daemon checks first. */
+        info.active_keyslots = 1;
+        info.keyslots[0].iterations = 2000000;
+        g_assert_cmpuint(header_refusal_iterations(&info), >, HEADER_PRECHECK_ITERATIONS_DEFAULT);
+        info.keyslots[0] = slot(0, "argon2id", 4, 1048576, 4, "aes-xts-plain64", 512);
+        g_assert_cmpuint(header_refusal_iterations(&info), ==, UINT64_MAX);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         g_test_add_func("/header-policy/ciphers", test_ciphers);
@@ -194,5 +218,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/header-policy/header", test_header);
         g_test_add_func("/header-policy/new-slot", test_new_slot);
         g_test_add_func("/header-policy/json-digests", test_json_digests);
+        g_test_add_func("/header-policy/refusal-iterations", test_refusal_iterations);
         return g_test_run();
 }
