@@ -145,9 +145,22 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 v->source_ino = id.ino;
         }
 
-        /* Each step under the deadline: the source of a running guest may
-         * sit on a file system that stopped answering. */
-        if (source_resolve(v->source, timeout_ms, &src, &error) < 0) {
+        /* A mapping's facts come from the kernel already (scan_domain()),
+         * and so does the identity of what a guest has open: the path
+         * needs no resolving then.  A native volume's file was found by the
+         * very name the kernel gives it (readlink() of QEMU's descriptor:
+         * absolute, no symlinks), so the header is read through that name,
+         * the open checking the identity (issue 20: resolving 200 paths,
+         * each on a deadline thread, was a third of a rescan). */
+        if (r >= 0 && v->mode != VOLUME_MODE_NATIVE)
+                goto finish;
+        if (r >= 0 && !v->shim_device) {
+                src = (SourceInfo){ .path = strdup(v->source), .block = id.block, .dev = id.dev, .ino = id.ino };
+                if (!src.path)
+                        goto finish;
+        } else if (source_resolve(v->source, timeout_ms, &src, &error) < 0) {
+                /* Each step under the deadline: the source of a running
+                 * guest may sit on a file system that stopped answering. */
                 log_debug("Cannot check the source of %s: %s", v->path, error.message);
                 goto finish;
         }
@@ -201,8 +214,6 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 free(v->luks_uuid);
                 v->luks_uuid = strdup(info.uuid);
                 v->payload_offset = info.payload_offset;
-                /* libvirt's word (scan_domain()) first: a saved domain has
-                 * none to give. */
                 if (v->size == 0)
                         v->size = volume_size_from_header(info.device_size, info.payload_offset);
         }
@@ -219,50 +230,9 @@ finish:
         sd_bus_error_free(&error);
 }
 
-/* Every disk's size as libvirt gives it, for one domain, in one call:
- * asking per disk (virDomainGetBlockInfo()) costs a round trip to libvirtd
- * and to QEMU's monitor for each volume.  NULL if libvirt cannot say; the
- * caller asks per disk then. */
-static virDomainStatsRecordPtr *domain_block_stats(virDomainPtr dom) {
-        virDomainPtr doms[] = { dom, NULL };
-        virDomainStatsRecordPtr *records = NULL;
-
-        if (virDomainListGetStats(doms, VIR_DOMAIN_STATS_BLOCK, &records, 0) < 0 || !records || !records[0]) {
-                if (records)
-                        virDomainStatsRecordListFree(records);
-                return NULL;
-        }
-        return records;
-}
-
-static bool block_stats_capacity(virDomainStatsRecordPtr *records, const char *target, uint64_t *ret) {
-        virDomainStatsRecordPtr rec = records ? records[0] : NULL;
-        unsigned long long capacity;
-
-        if (!rec)
-                return false;
-        for (int i = 0; i < rec->nparams; i++) {
-                const virTypedParameter *p = &rec->params[i];
-                char key[VIR_TYPED_PARAM_FIELD_LENGTH];
-                unsigned idx;
-                int end = 0;
-
-                if (p->type != VIR_TYPED_PARAM_STRING || !p->value.s || !streq(p->value.s, target) ||
-                    sscanf(p->field, "block.%u.name%n", &idx, &end) != 1 || p->field[end] != '\0')
-                        continue;
-                snprintf(key, sizeof key, "block.%u.capacity", idx);
-                if (virTypedParamsGetULLong(rec->params, rec->nparams, key, &capacity) != 1)
-                        return false;
-                *ret = capacity;
-                return true;
-        }
-        return false;
-}
-
 /* saved: dom is not running but has a managed save image, whose XML is
  * read instead of the live one; its volumes are in state "saved". */
 static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume **list) {
-        virDomainStatsRecordPtr *stats = NULL;
         _cleanup_free_ char *xml = NULL;
         char uuid[VIR_UUID_STRING_BUFLEN];
         DiskInfo *disks = NULL;
@@ -286,12 +256,10 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
         r = domain_xml_list_disks(xml, &disks, &n);
         if (r < 0)
                 return r;
-        if (!saved)
-                stats = domain_block_stats(dom);
 
         for (size_t i = 0; i < n; i++) {
                 DiskInfo *d = &disks[i];
-                uint64_t mapping_size = 0, capacity = 0;
+                uint64_t mapping_size = 0;
                 Volume *v;
 
                 if (!d->target || !bus_from_target(d->target))
@@ -354,14 +322,12 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
                                         mapping_size = 0;
                         }
                 }
-                /* What the guest sees, as libvirt says (a saved domain's
-                 * disk is not open anywhere to ask). */
-                virDomainBlockInfo bi = {};
-                if (!saved && block_stats_capacity(stats, d->target, &capacity))
-                        v->size = capacity;
-                else if (!saved && virDomainGetBlockInfo(dom, d->target, &bi, 0) >= 0)
-                        v->size = bi.capacity;
-                else if (v->mode == VOLUME_MODE_CRYPTSETUP)
+                /* What the guest sees: a mapping's own table says; a native
+                 * volume's header and source size do (the facts below, as
+                 * at its attach) — QEMU's LUKS driver presents exactly that,
+                 * and asking QEMU for every domain's block statistics cost
+                 * the rescan most of its time (issue 20). */
+                if (v->mode == VOLUME_MODE_CRYPTSETUP)
                         v->size = mapping_size;
                 /* What only the attaching daemon knew (AttachedByUID,
                  * AttachTimestamp) stays unknown: volume_new()'s sentinels. */
@@ -379,8 +345,6 @@ static int scan_domain(virConnectPtr conn, virDomainPtr dom, bool saved, Volume 
         }
 
         disk_info_array_free(disks, n);
-        if (stats)
-                virDomainStatsRecordListFree(stats);
         return r < 0 ? r : 0;
 }
 
