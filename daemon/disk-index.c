@@ -134,8 +134,10 @@ int disk_index_store(DiskIndex *x, const char *uuid, bool inactive, uint64_t sta
          * seconds. */
         e->read_usec = now_usec();
         e->uses = calloc(n ? n : 1, sizeof *e->uses);
-        if (!e->uses)
-                r = -ENOMEM;
+        if (!e->uses) {
+                free(e);
+                return -ENOMEM;
+        }
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 e->uses[i].path = strdup(paths[i]);
                 e->uses[i].target = strdup(targets[i]);

@@ -380,7 +380,7 @@ static int visit_known(const char *path, const char *target, void *userdata) {
 
 static int add_domain_disks(DiskIndex *index, StatTask *t, size_t *allocated, const XmlFetch *f) {
         const char *name = virDomainGetName(f->dom);
-        _cleanup_free_ char **paths = NULL, **targets = NULL;
+        char **paths = NULL, **targets = NULL; /* borrowed strings: the arrays only */
         DiskInfo *disks = NULL;
         size_t nd = 0, n = 0, m = 0;
         int r = 0;
@@ -395,11 +395,13 @@ static int add_domain_disks(DiskIndex *index, StatTask *t, size_t *allocated, co
                 r = -ENOMEM;
         for (size_t k = 0; k < nd && r >= 0; k++) {
                 if (disks[k].source) {
-                        paths[n] = disks[k].source, targets[n++] = disks[k].target;
+                        paths[n] = disks[k].source;
+                        targets[n++] = disks[k].target;
                         r = stat_task_add(t, allocated, disks[k].source, name, disks[k].target, f->how);
                 }
                 for (char **o = disks[k].other_sources; o && *o && r >= 0; o++) {
-                        paths[n] = *o, targets[n++] = disks[k].target;
+                        paths[n] = *o;
+                        targets[n++] = disks[k].target;
                         r = stat_task_add(t, allocated, *o, name, disks[k].target, f->how);
                 }
         }
@@ -407,6 +409,8 @@ static int add_domain_disks(DiskIndex *index, StatTask *t, size_t *allocated, co
         if (r >= 0 && index)
                 (void) disk_index_store(index, f->uuid, f->flags & VIR_DOMAIN_XML_INACTIVE, f->stamp, paths, targets,
                                         n);
+        free(paths);
+        free(targets);
         disk_info_array_free(disks, nd);
         return r;
 }
