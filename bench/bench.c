@@ -220,8 +220,9 @@ static gboolean retry(gpointer userdata) {
 }
 
 /* The service runs at most DERIVE_MAX_IN_FLIGHT key derivations at once and
- * answers Error.Busy beyond: a client retries, as luksvolumectl's users
- * would, and the latency counts from the first try. */
+ * answers Error.Busy beyond: a client retries after 250 ms, as
+ * luksvolumectl's users would (not at once: a retry storm would be load of
+ * the benchmark's own making), and the latency counts from the first try. */
 static void on_done(GObject *source, GAsyncResult *res, gpointer userdata) {
         Pending *p = userdata;
         p->reply = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), res, &p->error);
@@ -230,7 +231,7 @@ static void on_done(GObject *source, GAsyncResult *res, gpointer userdata) {
                 if (g_str_equal(name, LV_ERR("Busy"))) {
                         g_clear_error(&p->error);
                         p->busy++;
-                        g_timeout_add(20, retry, p);
+                        g_timeout_add(250, retry, p);
                         return;
                 }
         }
