@@ -48,6 +48,7 @@ typedef struct Luks1Header {
 } __attribute__((packed)) Luks1Header;
 
 _Static_assert(sizeof(Luks1Header) == LUKS1_HEADER_BYTES, "LUKS1 header layout");
+_Static_assert(LUKS1_HEADER_FACTS_BYTES == LUKS1_HEADER_BYTES, "LUKS1 facts read the whole header");
 
 typedef struct Hash {
         const struct nettle_hash *nettle;
@@ -64,6 +65,34 @@ static const Hash *hash_by_name(const char *name) {
                 if (streq(hashes[i].name, name))
                         return &hashes[i];
         return NULL;
+}
+
+int luks1_header_facts(const void *buf, size_t n, uint64_t source_size, Luks1Facts *ret) {
+        Luks1Header h;
+        uint64_t offset;
+        size_t len;
+
+        if (n < sizeof h)
+                return -EBADMSG;
+        memcpy(&h, buf, sizeof h);
+        if (memcmp(h.magic, "LUKS\xba\xbe", LUKS1_MAGIC_LEN) != 0)
+                return -EBADMSG;
+        if (be16toh(h.version) == 2)
+                return -EPROTONOSUPPORT;
+        if (be16toh(h.version) != 1)
+                return -EBADMSG;
+        len = strnlen(h.uuid, sizeof h.uuid);
+        if (len == 0 || len == sizeof h.uuid)
+                return -EBADMSG;
+        for (size_t i = 0; i < len; i++)
+                if (h.uuid[i] < 0x20 || h.uuid[i] > 0x7e)
+                        return -EBADMSG;
+        offset = (uint64_t) be32toh(h.payload_offset) * LUKS1_SECTOR;
+        if (offset == 0 || offset > source_size)
+                return -EBADMSG;
+        memcpy(ret->uuid, h.uuid, len + 1);
+        ret->payload_offset = offset;
+        return 0;
 }
 
 /* PBKDF2-HMAC with the header's hash, through nettle's generic HMAC. */

@@ -28,3 +28,20 @@
  * errno on a malformed header or a read error. */
 int luks1_fast_candidate(int fd, unsigned slot, const void *passphrase, size_t passphrase_len, uint8_t *vk,
                          size_t *ret_len);
+
+#define LUKS1_HEADER_FACTS_BYTES 592U
+
+/* What a rescan shows of a native volume (scan.c), from the first
+ * LUKS1_HEADER_FACTS_BYTES of its source without libcryptsetup and its
+ * process-wide lock: reading 200 headers through crypt_load() one after
+ * the other was half of a restart's time (issue 20).  Display facts only:
+ * nothing is derived or decided from them. */
+typedef struct Luks1Facts {
+        char uuid[40];           /* NUL-terminated, printable */
+        uint64_t payload_offset; /* bytes */
+} Luks1Facts;
+
+/* 0, or -EPROTONOSUPPORT for a LUKS2 header (libcryptsetup's turn), or
+ * -EBADMSG: not LUKS, n too short, a UUID that is not a terminated
+ * printable string, or a payload offset of 0 or past source_size. */
+int luks1_header_facts(const void *buf, size_t n, uint64_t source_size, Luks1Facts *ret);

@@ -92,9 +92,11 @@ static void scan_job(void *userdata) {
         /* Reading the sources (their LUKS headers, their identity) may
          * take until the deadline on a hung file system: not while every
          * attach and detach waits for the lock above. */
+        if (j->initial)
+                manager_startup_mark(m, "orphans cleaned up");
         volume_fill_source_facts_all(j->found, m->config.source_timeout_sec * 1000U);
         if (j->initial)
-                manager_startup_mark(m, "orphans cleaned up, sources read");
+                manager_startup_mark(m, "sources read");
 }
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {

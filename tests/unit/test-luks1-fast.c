@@ -157,6 +157,54 @@ static void test_not_luks1(void) {
         close(fd);
 }
 
+/* The rescan's display facts (luks1_header_facts()) equal libcryptsetup's
+ * for headers it made; anything else is refused, never misread. */
+static void test_facts(void) {
+        static const guint alignments[] = { 8, 2048, 4096 };
+        guint8 buf[LUKS1_HEADER_FACTS_BYTES];
+        Luks1Facts f;
+
+        for (gsize i = 0; i < G_N_ELEMENTS(alignments); i++) {
+                const char *pass[8] = { "pass" };
+                guint iters[8] = { 1000 };
+                Header h;
+
+                header_make(&h, "aes", "xts-plain64", "sha256", 64, pass, iters);
+                /* header_make() aligns at 4096 sectors; the others by hand. */
+                if (alignments[i] != 4096) {
+                        header_free(&h);
+                        h.fd = memfd_create("facts", MFD_CLOEXEC);
+                        g_assert_cmpint(ftruncate(h.fd, 4096 * 512), ==, 0);
+                        snprintf(h.path, sizeof h.path, "/proc/self/fd/%d", h.fd);
+                        g_assert_cmpint(crypt_init(&h.cd, h.path), ==, 0);
+                        struct crypt_params_luks1 params = { .hash = "sha256", .data_alignment = alignments[i] };
+                        struct crypt_pbkdf_type pbkdf = { .type = CRYPT_KDF_PBKDF2,
+                                                          .hash = "sha256",
+                                                          .iterations = 1000,
+                                                          .flags = CRYPT_PBKDF_NO_BENCHMARK };
+                        g_assert_cmpint(crypt_set_pbkdf_type(h.cd, &pbkdf), ==, 0);
+                        g_assert_cmpint(crypt_format(h.cd, CRYPT_LUKS1, "aes", "xts-plain64", NULL, NULL, 64, &params),
+                                        ==, 0);
+                }
+                g_assert_cmpint(pread(h.fd, buf, sizeof buf, 0), ==, (ssize_t) sizeof buf);
+                g_assert_cmpint(luks1_header_facts(buf, sizeof buf, 4096 * 512, &f), ==, 0);
+                g_assert_cmpstr(f.uuid, ==, crypt_get_uuid(h.cd));
+                g_assert_cmpuint(f.payload_offset, ==, crypt_get_data_offset(h.cd) * 512);
+                /* A payload past the end of the source is not believed. */
+                g_assert_cmpint(luks1_header_facts(buf, sizeof buf, f.payload_offset - 512, &f), ==, -EBADMSG);
+                /* Short, a LUKS2 version, a broken magic, a UUID without its end. */
+                g_assert_cmpint(luks1_header_facts(buf, sizeof buf - 1, 4096 * 512, &f), ==, -EBADMSG);
+                buf[7] = 2;
+                g_assert_cmpint(luks1_header_facts(buf, sizeof buf, 4096 * 512, &f), ==, -EPROTONOSUPPORT);
+                buf[7] = 1;
+                memset(buf + 168, 'a', 40);
+                g_assert_cmpint(luks1_header_facts(buf, sizeof buf, 4096 * 512, &f), ==, -EBADMSG);
+                buf[0] = 'X';
+                g_assert_cmpint(luks1_header_facts(buf, sizeof buf, 4096 * 512, &f), ==, -EBADMSG);
+                header_free(&h);
+        }
+}
+
 /* libcryptsetup's default logger writes to stdout, which is the TAP
  * stream here ("too small for activation" for every header-only memfd). */
 static void quiet_log(int level, const char *msg, void *usrptr) {
@@ -171,5 +219,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/luks1-fast/differential", test_differential);
         g_test_add_func("/luks1-fast/unsupported", test_unsupported);
         g_test_add_func("/luks1-fast/not-luks1", test_not_luks1);
+        g_test_add_func("/luks1-fast/facts", test_facts);
         return g_test_run();
 }
