@@ -14,6 +14,7 @@
 #include "backing.h"
 #include "errors.h"
 #include "event-log.h"
+#include "fault.h"
 #include "luks.h"
 #include "manager.h"
 #include "scan.h"
@@ -29,6 +30,7 @@ typedef struct ScanJob {
         bool cleanup_orphans;
         bool complete;
         uint64_t event_seq; /* Manager.event_seq when the scan started */
+        uint64_t state_seq; /* Manager.state_seq when the scan started */
         /* Copies of the registry's saved volumes that no scan finds (a
          * guest saved with "virsh save" is no domain libvirt can list):
          * their secrets and mappings are no orphans either. */
@@ -64,6 +66,9 @@ static void scan_job(void *userdata) {
         if (j->cleanup_orphans)
                 pthread_rwlock_wrlock(&m->ops_lock);
         j->r = scan_volumes(m->virt, &j->found, &j->complete, &j->error);
+        /* Test-only: a scan whose picture ages while events arrive. */
+        if (fault_trigger("scan:slow"))
+                (void) usleep(3 * 1000 * 1000);
         if (j->initial)
                 manager_startup_mark(m, "volumes scanned");
         /* Secrets staged for incoming guests (stage.c) are nobody's
@@ -126,7 +131,7 @@ static Volume *find_in_list(Volume *list, const char *path) {
  * operation is working on right now (that operation finishes them), and,
  * after an incomplete scan, except for removals (absence proves nothing).
  * Sizes only if no Resize ended meanwhile (the scan's may be older). */
-static void reconcile(Manager *m, Volume *found, bool complete, bool sizes_current) {
+static void reconcile(Manager *m, Volume *found, bool complete, bool sizes_current, uint64_t state_seq) {
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
                 /* A saved volume no scan can see (virsh save) stays until
@@ -143,9 +148,15 @@ static void reconcile(Manager *m, Volume *found, bool complete, bool sizes_curre
                 v->next = NULL;
                 Volume *have = manager_find_volume_by_path(m, v->path);
                 if (have && (have->operation_pending || streq_ptr(have->source, v->source))) {
-                        /* Saved or running, as libvirt says now. */
+                        /* Saved or running, as libvirt says now — unless a
+                         * saved or restored event set the state after the
+                         * scan began: its picture is older then (a save
+                         * during the scan looked "running" to it, and the
+                         * volume would have lost its saved state, and with
+                         * it, to the next recheck, its secret and shim). */
                         bool saved = v->state == VOLUME_STATE_SAVED;
-                        if (!have->operation_pending && saved != (have->state == VOLUME_STATE_SAVED)) {
+                        if (!have->operation_pending && have->state_seq <= state_seq &&
+                            saved != (have->state == VOLUME_STATE_SAVED)) {
                                 have->state = saved ? VOLUME_STATE_SAVED : VOLUME_STATE_ATTACHED;
                                 (void) volume_bus_emit_state(have);
                         }
@@ -194,7 +205,7 @@ static void scan_done(void *userdata) {
                 log_warning("Could not rebuild volumes from libvirt: %s",
                             j->error.message ? j->error.message : "unknown error");
         else {
-                reconcile(m, TAKE_PTR(j->found), j->complete, j->resizes == m->resizes);
+                reconcile(m, TAKE_PTR(j->found), j->complete, j->resizes == m->resizes, j->state_seq);
                 /* What the scan read may have changed before it finished:
                  * events since its start are applied again now that the
                  * volumes they concern are in the registry. */
@@ -244,6 +255,7 @@ int manager_rescan(Manager *m, bool initial) {
         j->manager = m;
         j->initial = initial;
         j->event_seq = m->event_seq;
+        j->state_seq = m->state_seq;
         j->resizes = m->resizes;
         /* Orphans can only be told apart from work in progress when none
          * is in progress; at start there is none by construction. */
@@ -562,6 +574,7 @@ static void on_domain_saved(Manager *m, const char *uuid) {
                         v->waiter->saved(v->waiter);
                 if (v->state != VOLUME_STATE_SAVED) {
                         v->state = VOLUME_STATE_SAVED;
+                        v->state_seq = ++m->state_seq;
                         (void) volume_bus_emit_state(v);
                 }
                 log_volume_event(VOLUME_EVENT_SAVED, LOG_LEVEL_INFO, v->domain, v->source, v->target,
@@ -577,6 +590,7 @@ static void on_domain_restored(Manager *m, const char *uuid) {
         for (Volume *v = m->volumes; v; v = v->next)
                 if (streq(v->domain_uuid, uuid) && v->state == VOLUME_STATE_SAVED) {
                         v->state = VOLUME_STATE_ATTACHED;
+                        v->state_seq = ++m->state_seq;
                         (void) volume_bus_emit_state(v);
                         any = true;
                 }

@@ -104,6 +104,9 @@ typedef struct Manager {
                 uint64_t seq;
         } recent[64];
         uint64_t event_seq;
+        /* Bumped whenever a saved or restored event sets a volume's State:
+         * a scan that started earlier saw the state before it. */
+        uint64_t state_seq;
         bool initial_scan_started;
         uint64_t start_usec; /* CLOCK_MONOTONIC at main()'s start: the start-up's profile */
         /* A guest that came from another host: the next scan reports the

@@ -82,6 +82,7 @@ typedef struct Volume {
 
         bool operation_pending; /* a Detach or cleanup is running for it */
         bool resize_pending;    /* a Resize is running for it */
+        uint64_t state_seq;     /* Manager.state_seq when an event last set State */
         VolumeWaiter *waiter;   /* a Detach waiting for the guest; NULL otherwise */
         bool rechecking;        /* a look at the live XML is on its way (reconciliation) */
         bool unplug_retry;      /* "detaching" after an attach whose undo could not unplug: ask again */

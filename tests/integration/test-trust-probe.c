@@ -111,26 +111,42 @@ static Outcome call_as(GDBusConnection *c, const char *method, const char *sourc
 }
 
 /* The same error name and message for every path, none answered before the
- * resolution window (250 ms), none long after the others. */
+ * resolution window (250 ms), none long after the others.  The timing is
+ * taken over up to three rounds: a leak shows in every round, while a
+ * loaded machine (the CI's, a benchmark beside it) can delay one call of
+ * one round by a second on its own. */
 static void assert_identical(GDBusConnection *c, const char *method, const char *const *paths, size_t n,
                              Outcome *ret_first) {
         Outcome o[8];
-        gint64 lo = G_MAXINT64, hi = 0;
+        gint64 spread = G_MAXINT64;
 
         g_assert_cmpuint(n, <=, G_N_ELEMENTS(o));
-        for (size_t i = 0; i < n; i++) {
-                o[i] = call_as(c, method, paths[i]);
-                g_test_message("%s(%s) as lvuser: %s \"%s\" after %.1f ms", method, paths[i], o[i].name, o[i].message,
-                               o[i].usec / 1000.0);
-                lo = MIN(lo, o[i].usec);
-                hi = MAX(hi, o[i].usec);
+        for (int round = 0; round < 3 && spread >= 1000 * 1000; round++) {
+                gint64 lo = G_MAXINT64, hi = 0;
+
+                if (round > 0)
+                        for (size_t i = 0; i < n; i++) {
+                                g_free(o[i].name);
+                                g_free(o[i].message);
+                        }
+                for (size_t i = 0; i < n; i++) {
+                        o[i] = call_as(c, method, paths[i]);
+                        g_test_message("%s(%s) as lvuser: %s \"%s\" after %.1f ms", method, paths[i], o[i].name,
+                                       o[i].message, o[i].usec / 1000.0);
+                        lo = MIN(lo, o[i].usec);
+                        hi = MAX(hi, o[i].usec);
+                }
+                for (size_t i = 1; i < n; i++) {
+                        g_assert_cmpstr(o[i].name, ==, o[0].name);
+                        g_assert_cmpstr(o[i].message, ==, o[0].message);
+                }
+                g_assert_cmpint(lo, >=, 200 * 1000);
+                spread = hi - lo;
+                if (spread >= 1000 * 1000)
+                        g_test_message("round %d: %.1f ms between the first and the last answer", round,
+                                       spread / 1000.0);
         }
-        for (size_t i = 1; i < n; i++) {
-                g_assert_cmpstr(o[i].name, ==, o[0].name);
-                g_assert_cmpstr(o[i].message, ==, o[0].message);
-        }
-        g_assert_cmpint(lo, >=, 200 * 1000);
-        g_assert_cmpint(hi - lo, <, 1000 * 1000);
+        g_assert_cmpint(spread, <, 1000 * 1000);
         for (size_t i = 1; i < n; i++) {
                 g_free(o[i].name);
                 g_free(o[i].message);
