@@ -200,6 +200,31 @@ char *lv_volume_prop_string(GDBusConnection *bus, const char *path, const char *
         return g_strdup(s);
 }
 
+gboolean lv_volume_wait_state(GDBusConnection *bus, const char *path, const char *state, guint timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+        for (;;) {
+                g_autofree char *s = lv_volume_prop_string(bus, path, "State");
+                if (g_strcmp0(s, state) == 0)
+                        return TRUE;
+                if (g_get_monotonic_time() >= deadline) {
+                        g_test_message("%s: state '%s', not '%s'", path, s, state);
+                        return FALSE;
+                }
+                g_usleep(20 * 1000);
+        }
+}
+
+gboolean lv_volume_rearm(GDBusConnection *bus, const char *path, const char *passphrase, GError **error) {
+        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
+                bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Rearm",
+                g_variant_new("(@ay@a{sv})",
+                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, strlen(passphrase), 1),
+                              lv_opts(NULL)),
+                NULL, G_DBUS_CALL_FLAGS_NONE, 120000, NULL, error);
+        return reply != NULL;
+}
+
 GStrv lv_managed_objects(GDBusConnection *bus) {
         g_autoptr(GVariant) reply = NULL;
         g_autoptr(GError) error = NULL;

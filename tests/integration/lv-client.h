@@ -42,6 +42,11 @@ gint lv_verify_passphrase(GDBusConnection *bus, const char *source, const char *
 /* All properties of a volume object as a{sv}, or NULL if it does not exist. */
 GVariant *lv_volume_props(GDBusConnection *bus, const char *path);
 char *lv_volume_prop_string(GDBusConnection *bus, const char *path, const char *name);
+/* Polls the volume's State until it is state, at most timeout_ms; says what
+ * it was instead (test message) when it never became it. */
+gboolean lv_volume_wait_state(GDBusConnection *bus, const char *path, const char *state, guint timeout_ms);
+/* Volume.Rearm(passphrase, {}) (up to 120 s: a derivation in the TCG VM). */
+gboolean lv_volume_rearm(GDBusConnection *bus, const char *path, const char *passphrase, GError **error);
 /* A property of type t; aborts if there is none. */
 guint64 lv_volume_prop_u64(GDBusConnection *bus, const char *path, const char *name);
 /* A volume's properties as a restarted daemon rebuilds them from libvirt

@@ -514,18 +514,6 @@ static void test_udev_leaves_mapping_alone(void) {
         assert_clean();
 }
 
-static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
-        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
-        for (;;) {
-                g_autofree char *s = lv_volume_prop_string(bus, path, "State");
-                if (g_strcmp0(s, state) == 0)
-                        return TRUE;
-                if (g_get_monotonic_time() >= deadline)
-                        return FALSE;
-                g_usleep(20 * 1000);
-        }
-}
-
 static guint64 file_size(const char *path) {
         struct stat st;
         g_assert_cmpint(stat(path, &st), ==, 0);
@@ -742,11 +730,11 @@ static void test_saved_keep_mapping(void) {
 
         g_assert_cmpint(virDomainSave(g, state), ==, 0);
         virDomainFree(g);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
         g_assert_true(g_file_test(mapper, G_FILE_TEST_EXISTS));
         g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
         g = virDomainLookupByName(lv_virt(), "c-save");
-        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);
         g_assert_false(g_file_test(mapper, G_FILE_TEST_EXISTS));
@@ -761,12 +749,12 @@ static void test_saved_keep_mapping(void) {
         g_assert_no_error(error);
         g_autofree char *mapper2 = lv_volume_prop_string(bus, path2, "MapperDevice");
         g_assert_cmpint(virDomainManagedSave(pg, 0), ==, 0);
-        g_assert_true(wait_state(path2, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path2, "saved", 5000));
         lv_daemon_kill(bus, SIGKILL);
-        g_assert_true(wait_state(path2, "saved", 10000));
+        g_assert_true(lv_volume_wait_state(bus, path2, "saved", 10000));
         g_assert_true(g_file_test(mapper2, G_FILE_TEST_EXISTS));
         g_assert_cmpint(virDomainCreate(pg), ==, 0);
-        g_assert_true(wait_state(path2, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path2, "attached", 5000));
         g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(pg);
         gboolean read = FALSE;
         for (guint i = 0; i < nodes->len; i++) {

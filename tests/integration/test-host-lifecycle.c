@@ -28,35 +28,12 @@ static guint count_objects(void) {
         return g_strv_length(objs);
 }
 
-static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
-        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
-        for (;;) {
-                g_autofree char *s = lv_volume_prop_string(bus, path, "State");
-                if (g_strcmp0(s, state) == 0)
-                        return TRUE;
-                if (g_get_monotonic_time() >= deadline) {
-                        g_test_message("%s: state '%s', not '%s'", path, s, state);
-                        return FALSE;
-                }
-                g_usleep(20 * 1000);
-        }
-}
-
 static void assert_clean(void) {
         gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
         while (g_get_monotonic_time() < deadline && (count_objects() > 0 || lv_count_secrets() > 0))
                 g_usleep(20 * 1000);
         g_assert_cmpuint(count_objects(), ==, 0);
         g_assert_cmpuint(lv_count_secrets(), ==, 0);
-}
-
-static void rearm(const char *path, const char *passphrase, GError **error) {
-        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
-                bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Rearm",
-                g_variant_new("(@ay@a{sv})",
-                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, strlen(passphrase), 1),
-                              lv_opts(NULL)),
-                NULL, G_DBUS_CALL_FLAGS_NONE, 60000, NULL, error);
 }
 
 /* virsh save / restore: the secret outlives the stop, the volume is "saved"
@@ -73,7 +50,7 @@ static void test_save_restore(void) {
 
         g_assert_cmpint(virDomainSave(g, state), ==, 0);
         virDomainFree(g);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
         g_assert_cmpuint(lv_count_secrets(), ==, 1);
         /* Nothing to detach while saved. */
         g_assert_false(lv_detach(bus, path, NULL, &error));
@@ -83,7 +60,7 @@ static void test_save_restore(void) {
         g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
         g = virDomainLookupByName(lv_virt(), "hl-save");
         g_assert_nonnull(g);
-        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
         g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
 
         g_assert_true(lv_detach(bus, path, NULL, &error));
@@ -104,17 +81,17 @@ static void test_managedsave_across_restart(void) {
         g_autofree char *path = lv_attach(bus, "hl-msave", img, PASS, scsi(), &error);
         g_assert_no_error(error);
         g_assert_cmpint(virDomainManagedSave(g, 0), ==, 0);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
 
         lv_daemon_kill(bus, SIGKILL);
         /* Re-activated by the call below; it rebuilds from libvirt. */
-        g_assert_true(wait_state(path, "saved", 10000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 10000));
         g_assert_cmpuint(lv_count_secrets(), ==, 1);
         g_autofree char *secret = lv_volume_prop_string(bus, path, "SecretUUID");
         g_assert_cmpstr(secret, !=, "");
 
         g_assert_cmpint(virDomainCreate(g), ==, 0); /* restores from the managed save image */
-        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
         g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);
@@ -134,41 +111,41 @@ static void test_rearm(void) {
         g_assert_no_error(error);
 
         /* Only a saved volume is re-armed. */
-        rearm(path, PASS, &error);
+        lv_volume_rearm(bus, path, PASS, &error);
         lv_assert_error(error, LV_ERR("NotSupported"));
         g_clear_error(&error);
 
         g_assert_cmpint(virDomainSave(g, state), ==, 0);
         virDomainFree(g);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
 
         lv_restart_libvirtd();
         g_assert_cmpuint(lv_count_secrets(), ==, 0);
         /* The daemon rescans after the reconnect; the saved volume stays. */
         g_usleep(2 * G_USEC_PER_SEC);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
 
         /* Without its secret the restore fails. */
         g_assert_cmpint(virDomainRestore(lv_virt(), state), <, 0);
         g_test_message("restore without the secret: %s", virGetLastErrorMessage());
 
-        rearm(path, "not the passphrase", &error);
+        lv_volume_rearm(bus, path, "not the passphrase", &error);
         lv_assert_error(error, LV_ERR("BadPassphrase"));
         g_clear_error(&error);
         g_assert_cmpuint(lv_count_secrets(), ==, 0);
 
-        rearm(path, PASS, &error);
+        lv_volume_rearm(bus, path, PASS, &error);
         g_assert_no_error(error);
         g_assert_cmpuint(lv_count_secrets(), ==, 1);
         /* Again: nothing missing, nothing to do. */
-        rearm(path, PASS, &error);
+        lv_volume_rearm(bus, path, PASS, &error);
         g_assert_no_error(error);
         g_assert_cmpuint(lv_count_secrets(), ==, 1);
 
         g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
         g = virDomainLookupByName(lv_virt(), "hl-rearm");
         g_assert_nonnull(g);
-        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
         g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);

@@ -243,18 +243,6 @@ static void test_destroy_domain(void) {
         g_assert_cmpuint(count_objects(), ==, 0);
 }
 
-static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
-        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
-        for (;;) {
-                g_autofree char *s = lv_volume_prop_string(bus, path, "State");
-                if (g_strcmp0(s, state) == 0)
-                        return TRUE;
-                if (g_get_monotonic_time() >= deadline)
-                        return FALSE;
-                g_usleep(20 * 1000);
-        }
-}
-
 /* A rescan whose picture was taken before a save and applied after it must
  * not undo what the save event said: the volume stays "saved" (it once
  * went back to "attached", and the volume was then cleaned up as if its
@@ -282,7 +270,7 @@ static void test_save_during_rescan(void) {
 
         g_assert_cmpint(virDomainSave(g, state), ==, 0);
         virDomainFree(g);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
         /* The slow scan is over now: its older picture changed nothing. */
         g_usleep(4 * 1000 * 1000);
         g_autofree char *now = lv_volume_prop_string(bus, path, "State");
@@ -290,17 +278,13 @@ static void test_save_during_rescan(void) {
 
         /* libvirtd's restart took the ephemeral secret: re-armed, the
          * saved guest comes back with its volume. */
-        g_autoptr(GVariant) rearmed = g_dbus_connection_call_sync(
-                bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Rearm",
-                g_variant_new("(@ay@a{sv})", g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
-                              lv_opts(NULL)),
-                NULL, G_DBUS_CALL_FLAGS_NONE, 60000, NULL, &error);
+        g_assert_true(lv_volume_rearm(bus, path, PASS, &error));
         g_assert_no_error(error);
         g_assert_cmpuint(lv_count_secrets(), ==, 1);
         g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
         g = virDomainLookupByName(lv_virt(), "lc-savescan");
         g_assert_nonnull(g);
-        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
         g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);

@@ -327,18 +327,6 @@ static void test_resize(void) {
         detach(path, "sdh");
 }
 
-static gboolean wait_state(const char *path, const char *state, guint timeout_ms) {
-        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
-        for (;;) {
-                g_autofree char *s = lv_volume_prop_string(bus, path, "State");
-                if (g_strcmp0(s, state) == 0)
-                        return TRUE;
-                if (g_get_monotonic_time() >= deadline)
-                        return FALSE;
-                g_usleep(20 * 1000);
-        }
-}
-
 /* The shim stays while the domain is saved; the restored QEMU opens it
  * again with the same secret. */
 static void test_save_restore(void) {
@@ -355,11 +343,11 @@ static void test_save_restore(void) {
 
         g_assert_cmpint(virDomainSave(g, state), ==, 0);
         virDomainFree(g);
-        g_assert_true(wait_state(path, "saved", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
         g_assert_true(g_file_test(shim, G_FILE_TEST_EXISTS));
         g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
         g = virDomainLookupByName(lv_virt(), "s-save");
-        g_assert_true(wait_state(path, "attached", 5000));
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
         assert_qemu_reads(g, shim);
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);
@@ -367,15 +355,6 @@ static void test_save_restore(void) {
         lv_destroy_guest(g);
         g_unlink(state);
         assert_clean();
-}
-
-static void rearm(const char *path, const char *passphrase, GError **error) {
-        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
-                bus, LV_BUS_NAME, path, LV_VOLUME_IFACE, "Rearm",
-                g_variant_new("(@ay@a{sv})",
-                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, strlen(passphrase), 1),
-                              lv_opts(NULL)),
-                NULL, G_DBUS_CALL_FLAGS_NONE, 120000, NULL, error);
 }
 
 static void undefine_secret(const char *uuid) {
@@ -405,7 +384,7 @@ static void test_rearm(void) {
         for (int round = 0; round < 2; round++) {
                 g_assert_cmpint(virDomainSave(g, state), ==, 0);
                 virDomainFree(g);
-                g_assert_true(wait_state(path, "saved", 5000));
+                g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
                 undefine_secret(secret);
                 if (round == 1) {
                         g_autofree char *name = g_path_get_basename(shim);
@@ -413,18 +392,18 @@ static void test_rearm(void) {
                         g_assert_cmpint(lv_run_as(0, rm_argv, 30, NULL, NULL), ==, 0);
                         g_unlink(shim); /* no udev here to take the node away */
                 }
-                rearm(path, "not the passphrase", &error);
+                lv_volume_rearm(bus, path, "not the passphrase", &error);
                 lv_assert_error(error, LV_ERR("BadPassphrase"));
                 g_clear_error(&error);
                 g_assert_cmpuint(lv_count_secrets(), ==, 0);
 
-                rearm(path, PASS, &error);
+                lv_volume_rearm(bus, path, PASS, &error);
                 g_assert_no_error(error);
                 g_assert_cmpuint(lv_count_secrets(), ==, 1);
                 g_assert_true(g_file_test(shim, G_FILE_TEST_EXISTS));
                 g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
                 g = virDomainLookupByName(lv_virt(), "s-rearm");
-                g_assert_true(wait_state(path, "attached", 5000));
+                g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
                 assert_qemu_reads(g, shim);
                 g_unlink(state);
         }
