@@ -489,7 +489,7 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         r = validate_domain(domain, error);
         if (r < 0)
                 return r;
-        r = source_validate(source, error);
+        r = source_validate_attachable(source, "Attaching", error);
         if (r < 0)
                 return r;
 

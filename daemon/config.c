@@ -8,10 +8,22 @@
 #include "util.h"
 
 /* Strings read from files live until exit (the config outlives parsing). */
-static char *owned_uri;
+static char *owned_uri, *owned_ceph_config, *owned_ceph_client;
 
 void config_strings_free(void) {
         owned_uri = mfree(owned_uri);
+        owned_ceph_config = mfree(owned_ceph_config);
+        owned_ceph_client = mfree(owned_ceph_client);
+}
+
+/* *owned = a copy of value, kept until config_strings_free(). */
+static int own_string(char **owned, const char *value) {
+        char *copy = strdup(value);
+        if (!copy)
+                return -ENOMEM;
+        free(*owned);
+        *owned = copy;
+        return 0;
 }
 
 typedef struct ParseState {
@@ -73,6 +85,25 @@ static int handler(void *user, const char *section, const char *name, const char
                         }
                         c->libvirt_uri = owned_uri;
                 }
+        } else if (streq(name, "CephConfig")) {
+                if (isempty(value) || value[0] != '/')
+                        what = "not an absolute path";
+                else if (own_string(&owned_ceph_config, value) < 0) {
+                        st->error = -ENOMEM;
+                        return 0;
+                } else
+                        c->ceph_config = owned_ceph_config;
+        } else if (streq(name, "CephClient")) {
+                /* The id after "client.": Ceph's own spelling rules, kept
+                 * narrow (it lands in a "client.ID" option string). */
+                if (isempty(value) || strlen(value) > 64 ||
+                    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != strlen(value))
+                        what = "not a Ceph client id (letters, digits, '_', '-', '.'; at most 64)";
+                else if (own_string(&owned_ceph_client, value) < 0) {
+                        st->error = -ENOMEM;
+                        return 0;
+                } else
+                        c->ceph_client = owned_ceph_client;
         } else if (streq(name, "MinLibvirtVersion")) {
                 if (version_parse(value, &c->min_libvirt_version) < 0)
                         what = "not a version (X.Y or X.Y.Z)";

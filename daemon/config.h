@@ -27,6 +27,11 @@ typedef struct ManagerConfig {
          * passphrase itself first only where QEMU refusing a wrong one
          * would cost more (header_refusal_iterations()); 0: always. */
         uint32_t precheck_iterations;
+        /* Since 0.3 (RBD sources): the Ceph configuration the daemon's
+         * client reads, and its id (client.ID); NULL: /etc/ceph/ceph.conf,
+         * "admin". */
+        const char *ceph_config;
+        const char *ceph_client;
 } ManagerConfig;
 
 #define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"

@@ -15,6 +15,7 @@
 #include <systemd/sd-bus.h>
 
 #include "luks.h"
+#include "rbd.h"
 #include "util.h"
 
 /* libcryptsetup keeps process-global state that crypt_init() and
@@ -46,6 +47,40 @@ static inline pthread_mutex_t *crypt_lock_take(void) {
 
 #define CRYPT_LOCKED _cleanup_(unlockp) _unused_ pthread_mutex_t *_crypt_guard_ = crypt_lock_take()
 
+/* LUKS1's header is one 592-byte block; LUKS2's binary header names the
+ * size of each of its two copies (JSON included). */
+#define LUKS1_PHDR_AREA         4096U
+#define LUKS2_HDR_SIZE_MIN      0x4000ULL
+#define LUKS2_HDR_SIZE_MAX      0x400000ULL
+/* LUKS1's payloadOffset (sectors), big-endian after magic, version,
+ * cipher name and mode and hash. */
+#define LUKS1_PAYLOAD_OFFSET_AT 104
+
+static inline uint64_t be64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < 8; i++)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+static inline uint32_t be32(const uint8_t *p) {
+        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static inline uint16_t be16(const uint8_t *p) {
+        return (uint16_t) (p[0] << 8 | p[1]);
+}
+
+/* Key slot areas copied for one verification or activation: LUKS1's eight
+ * slots take 2 MiB with a 512-bit key, LUKS2's default argon2 slots ~256 KiB
+ * each.  Anything far beyond is not a header libcryptsetup made. */
+#define KEYSLOT_COPY_MAX (128ULL << 20)
+
+/* luks-rbd.c: an RBD image's header areas, read through librbd into a
+ * memfd of the image's size (the rest left sparse), which then stands in
+ * for the source's descriptor: every copy into the snapshot reads it. */
+int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts, const char **ret_stage);
+
 /* libcryptsetup's log callback (luks.c): to our debug log. */
 void luks_log(int level, const char *msg, void *usrptr);
 
@@ -76,8 +111,10 @@ struct LuksSource {
         bool exclusive;
         int lock_fd;
         dev_t lock_rdev;
-        bool writer_abandoned;  /* a write-back outlived its deadline and still holds the lock */
-        uint64_t header_end;    /* metadata and every key slot area: [0, header_end) is in the snapshot */
+        bool writer_abandoned; /* a write-back outlived its deadline and still holds the lock */
+        uint64_t header_end;   /* metadata and every key slot area: [0, header_end) is in the snapshot */
+        bool rbd;              /* since 0.3: fd is a memfd of the RBD image's header areas (luks-rbd.c) */
+        RbdFacts rbd_facts;
         uint64_t metadata_size; /* LUKS2: one copy of the metadata (the secondary starts there) */
         unsigned version;
 };

@@ -95,11 +95,6 @@ bool slot_active(struct crypt_device *cd, int k) {
         return ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST;
 }
 
-/* Key slot areas copied for one verification or activation: LUKS1's eight
- * slots take 2 MiB with a 512-bit key, LUKS2's default argon2 slots ~256 KiB
- * each.  Anything far beyond is not a header libcryptsetup made. */
-#define KEYSLOT_COPY_MAX (128ULL << 20)
-
 void copy_task_free(void *p) {
         CopyTask *t = p;
         if (t->src >= 0)

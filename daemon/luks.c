@@ -65,12 +65,6 @@ void luks_init(void) {
 
 /* ------------------------------------------------------------ snapshots */
 
-/* LUKS1's header is one 592-byte block; LUKS2's binary header names the
- * size of each of its two copies (JSON included). */
-#define LUKS1_PHDR_AREA    4096U
-#define LUKS2_HDR_SIZE_MIN 0x4000ULL
-#define LUKS2_HDR_SIZE_MAX 0x400000ULL
-
 static void lockfile_release(LuksSource *s);
 
 LuksSource *luks_source_free(LuksSource *s) {
@@ -107,12 +101,14 @@ typedef enum OpenFailure {
         OPEN_LOCKED,  /* another process holds a lock; lock_pid if known */
         OPEN_NOT_LUKS,
         OPEN_TOO_BIG,
+        OPEN_RBD, /* librbd's step stage failed with saved_errno */
 } OpenFailure;
 
 /* Runs on a thread of its own (deadline.h): owns everything it touches. */
 typedef struct OpenTask {
         char *path;
-        bool want_write, block;
+        bool want_write, block, rbd;
+        RbdFacts rbd_facts;
         dev_t dev;
         ino_t ino;
 
@@ -142,17 +138,6 @@ static void open_task_free(void *p) {
                 close(t->snap_fd);
         free(t->path);
         free(t);
-}
-
-static uint64_t be64(const uint8_t *p) {
-        uint64_t v = 0;
-        for (unsigned i = 0; i < 8; i++)
-                v = (v << 8) | p[i];
-        return v;
-}
-
-static uint16_t be16(const uint8_t *p) {
-        return (uint16_t) (p[0] << 8 | p[1]);
 }
 
 /* Who holds a flock on (dev, ino), from /proc/locks; 0 if unknown.  Only
@@ -251,13 +236,11 @@ static void lockfile_release(LuksSource *s) {
         s->lock_fd = -EBADF;
 }
 
-static void open_task_run(void *p) {
-        OpenTask *t = p;
-        _cleanup_close_ int lock_fd = -EBADF;
-        uint8_t first[LUKS1_PHDR_AREA];
-        uint64_t metadata;
+/* A file or block device: opened, checked to be what was resolved, and
+ * its lock looked at (or taken); *lock_fd a device's shared lock, for
+ * keep_shared.  t->failure says how it went. */
+static void open_file(OpenTask *t, int *lock_fd) {
         struct stat st;
-        ssize_t k;
         int r;
 
         /* O_NONBLOCK: if the path became a FIFO since it was resolved, the
@@ -295,8 +278,8 @@ static void open_task_run(void *p) {
         } else if (t->block) {
                 char res[64];
                 snprintf(res, sizeof res, LUKS_LOCK_DIR "/L_%u:%u", major(st.st_rdev), minor(st.st_rdev));
-                lock_fd = open(res, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-                if (lock_fd >= 0 && flock(lock_fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
+                *lock_fd = open(res, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+                if (*lock_fd >= 0 && flock(*lock_fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK)
                         OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
                 if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0)
                         OPEN_FAIL(t, OPEN_ERRNO, "size", errno);
@@ -308,6 +291,29 @@ static void open_task_run(void *p) {
                         OPEN_FAIL(t, OPEN_LOCKED, NULL, 0);
                 }
                 t->size = (uint64_t) st.st_size;
+        }
+        t->failure = OPEN_OK;
+}
+
+static void open_task_run(void *p) {
+        OpenTask *t = p;
+        _cleanup_close_ int lock_fd = -EBADF;
+        uint8_t first[LUKS1_PHDR_AREA];
+        uint64_t metadata;
+        ssize_t k;
+        int r;
+
+        if (t->rbd) {
+                /* The header areas, through librbd, in a memfd read as a
+                 * file would be (luks-rbd.c); never written back. */
+                r = rbd_header_copy(t->path, &t->fd, &t->size, &t->rbd_facts, &t->stage);
+                if (r < 0)
+                        OPEN_FAIL(t, OPEN_RBD, t->stage, -r);
+                t->writable = false;
+        } else {
+                open_file(t, &lock_fd);
+                if (t->failure != OPEN_OK)
+                        return;
         }
 
         k = pread(t->fd, first, sizeof first, 0);
@@ -355,11 +361,44 @@ static void open_task_run(void *p) {
         t->failure = OPEN_OK;
 }
 
+/* librbd's failure at stage, in words a caller can act on. */
+static int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e) {
+        const char *reason = NULL;
+
+        if (e == EOPNOTSUPP && rbd_available(&reason) < 0)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "RBD sources need librbd: %s.", reason);
+        if (e == ENOENT && streq(stage, "open the pool"))
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The Ceph pool of '%s' does not exist.",
+                                         source);
+        if (e == ENOENT && streq(stage, "open the image"))
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The RBD image '%s' does not exist.", source);
+        if (e == ENOENT && streq(stage, "configure the Ceph client"))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "The host has no Ceph configuration at %s (CephConfig= in luksvolumed.conf).",
+                                         rbd_conf_path());
+        if (IN_SET(e, ETIMEDOUT, EINTR))
+                return sd_bus_error_setf(error, LV_ERROR_BUSY, "The Ceph cluster did not answer (%s of '%s').", stage,
+                                         source);
+        if (IN_SET(e, EACCES, EPERM))
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Ceph refused client.%s access (%s of '%s'): check its key and capabilities.",
+                                         rbd_client(), stage, source);
+        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot %s for '%s': %s", stage, source, strerror(e));
+}
+
 static int source_open(const SourceInfo *src, bool want_write, bool exclusive, bool keep_shared, unsigned timeout_ms,
                        LuksSource **ret, sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         OpenTask *t;
         int r;
+
+        /* An RBD image's header is read, never written: key slots change
+         * under the image's exclusive lock, which is not built yet. */
+        if (src->rbd && exclusive) {
+                sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                  "Changing the key slots of an RBD image ('%s') is not supported yet.", src->path);
+                return -EOPNOTSUPP;
+        }
 
         /* Every failure returns a negative errno of its own, visibly: the
          * callers' *ret is set exactly when this returns >= 0. */
@@ -374,6 +413,7 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, b
                 .exclusive = exclusive,
                 .keep_shared = keep_shared && !exclusive,
                 .block = src->block,
+                .rbd = src->rbd,
                 .dev = src->dev,
                 .ino = src->ino,
                 .fd = -EBADF,
@@ -425,6 +465,9 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, b
         case OPEN_TOO_BIG:
                 r = sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is too large to handle.", src->path);
                 break;
+        case OPEN_RBD:
+                r = rbd_error(error, src->path, t->stage, t->saved_errno);
+                break;
         }
         if (t->failure != OPEN_OK) {
                 open_task_free(t);
@@ -450,6 +493,8 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, b
                 .lock_rdev = src->dev,
                 .shared_locked = t->keep_shared && !src->block,
                 .shared_lock_fd = TAKE_FD(t->shared_lock_fd),
+                .rbd = src->rbd,
+                .rbd_facts = t->rbd_facts,
         };
         open_task_free(t);
         snprintf(s->snap_path, sizeof s->snap_path, "/proc/self/fd/%d", s->snap_fd);
@@ -576,6 +621,9 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
         r = crypt_get_sector_size(cd);
         info.sector_size = r > 0 ? (uint32_t) r : 512;
         info.device_size = s->size;
+        info.rbd = s->rbd;
+        info.rbd_features = s->rbd_facts.features;
+        info.rbd_watchers = s->rbd_facts.watchers;
         if (info.version == 2) {
                 struct crypt_params_integrity ip = {};
                 uint32_t flags = 0;

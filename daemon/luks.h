@@ -54,6 +54,11 @@ typedef struct LuksInfo {
          * (e.g. an unfinished reencryption): no header shim for either. */
         bool integrity;
         bool requirements;
+        /* Since 0.3, an RBD image (source "rbd:…"): its features
+         * (RBD_FEATURE_* bits) and the clients watching it. */
+        bool rbd;
+        uint64_t rbd_features;
+        unsigned rbd_watchers;
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;

@@ -15,6 +15,7 @@
 #include "luks.h"
 #include "manager.h"
 #include "mode.h"
+#include "rbd.h"
 #include "util.h"
 
 static void help(void) {
@@ -197,6 +198,7 @@ int main(int argc, char *argv[]) {
 
         harden_process();
         luks_set_kdf_limits(&config.kdf);
+        rbd_configure(config.ceph_config, config.ceph_client);
 
         /* Before any thread exists: both libraries set up global state
          * (libcryptsetup's waits for its first use: luks_init()). */

@@ -4,6 +4,8 @@
  * parse → resolve (worker, window) → authorize → header snapshot (worker,
  * deadline) → reply. */
 
+#include <rbd/features.h>
+
 #include "errors.h"
 #include "header-policy.h"
 #include "luks.h"
@@ -175,9 +177,51 @@ static int append_keyslots(const LuksInfo *luks, sd_bus_message *reply) {
         return sd_bus_message_close_container(reply);
 }
 
+/* Since 0.3, for "rbd:" sources: the image's features by name and how
+ * many clients watch it (a QEMU or a kernel mapping that has it open). */
+static int append_rbd(const LuksInfo *luks, sd_bus_message *reply) {
+        static const struct {
+                uint64_t bit;
+                const char *name;
+        } features[] = {
+                { RBD_FEATURE_LAYERING, "layering" },
+                { RBD_FEATURE_STRIPINGV2, "striping" },
+                { RBD_FEATURE_EXCLUSIVE_LOCK, "exclusive-lock" },
+                { RBD_FEATURE_OBJECT_MAP, "object-map" },
+                { RBD_FEATURE_FAST_DIFF, "fast-diff" },
+                { RBD_FEATURE_DEEP_FLATTEN, "deep-flatten" },
+                { RBD_FEATURE_JOURNALING, "journaling" },
+                { RBD_FEATURE_DATA_POOL, "data-pool" },
+                { RBD_FEATURE_OPERATIONS, "operations" },
+                { RBD_FEATURE_MIGRATING, "migrating" },
+                { RBD_FEATURE_NON_PRIMARY, "non-primary" },
+        };
+        uint32_t u = luks->rbd_watchers;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append_basic(reply, 's', "rbd-features");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(features); i++)
+                if (luks->rbd_features & features[i].bit)
+                        r = sd_bus_message_append_basic(reply, 's', features[i].name);
+        for (unsigned k = 0; k < 3 && r >= 0; k++)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return append_entry(reply, "rbd-watchers", 'u', &u);
+}
+
 static int append_volume(ProbeOp *op, sd_bus_message *reply) {
         const LuksInfo *luks = &op->luks;
-        Volume *v = manager_find_volume_by_source(op->call.manager, op->call.res.source.dev, op->call.res.source.ino);
+        /* An RBD image has no file identity (and cannot be attached yet). */
+        Volume *v = luks->rbd ? NULL
+                              : manager_find_volume_by_source(op->call.manager, op->call.res.source.dev,
+                                                              op->call.res.source.ino);
         char obstacle_buf[384], header_buf[384];
         const char *obstacle = "the host's libvirt is not reachable";
         const char *native_header = ""; /* which header a native attach would give QEMU */
@@ -224,6 +268,12 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
                 if (b)
                         native_header = native_header_to_string(mode_native_header(&op->in));
         }
+        if (luks->rbd) {
+                /* Said plainly rather than letting the file rules guess. */
+                b = false;
+                native_header = "";
+                obstacle = "this version probes RBD images but cannot attach them yet";
+        }
         r = append_entry(reply, "native-capable", 'b', &b);
         if (r < 0)
                 return r;
@@ -251,6 +301,11 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
         r = append_entry(reply, "size", 't', &t);
         if (r < 0)
                 return r;
+        if (luks->rbd) {
+                r = append_rbd(luks, reply);
+                if (r < 0)
+                        return r;
+        }
         return append_keyslots(luks, reply);
 }
 

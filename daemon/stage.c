@@ -511,7 +511,7 @@ int method_stage_incoming(sd_bus_message *message, void *userdata, sd_bus_error 
         if (options.usage && !streq(options.usage, usage))
                 return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
                                          "Option 'usage' must be '%s' for that domain and target.", usage);
-        r = source_validate(source, error);
+        r = source_validate_attachable(source, "Staging", error);
         if (r < 0)
                 return r;
 

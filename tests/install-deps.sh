@@ -38,6 +38,10 @@ packages=(
         cockpit-ws cockpit-bridge chromium chromium-driver python3-selenium
         # the Cockpit page's translation template (xgettext, in the build)
         gettext
+        # RBD sources (issue 18): librbd's headers to build; the `ceph` suite's
+        # single-node cluster (tests/ceph/cluster.sh: a monitor and a memstore
+        # OSD), the rbd tool, and QEMU's rbd block driver
+        librbd-dev librados-dev ceph-mon ceph-osd ceph-common qemu-block-extra
 )
 
 missing=()

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "rbd-name.h"
 #include "source.h"
 #include "util.h"
 
@@ -139,6 +140,65 @@ static void test_as_caller(void) {
         g_assert_cmpmem(after, n_after * sizeof(gid_t), before, n_before * sizeof(gid_t));
 }
 
+/* The rbd: form (issue 18): what is taken, how it splits, and what is
+ * refused before anything is looked up. */
+static void test_rbd(void) {
+        static const struct {
+                const char *source, *pool, *ns, *image, *name;
+        } good[] = {
+                { "rbd:rbd/vol", "rbd", "", "vol", "rbd/vol" },
+                { "rbd:pool-1/ns_2/img.3+x", "pool-1", "ns_2", "img.3+x", "pool-1/ns_2/img.3+x" },
+        };
+        static const char *const bad[] = {
+                "rbd:",        "rbd:rbd",   "rbd:/vol",        "rbd:rbd/",    "rbd:rbd//vol", "rbd:a/b/c/d",
+                "rbd:rbd/v@s", "rbd:.p/v",  "rbd:rbd/..",      "rbd:rbd/a b", "rbd:rbd/a:b",  "rbd:rbd/a\nb",
+                "rbd:rbd/é",   "rbd:p/v=x", "rbd:p/ns/.image", "rbd:p/v/",
+        };
+        char buf[3 * (RBD_NAME_MAX + 1)];
+        g_autofree char *long_name = g_strnfill(RBD_NAME_MAX + 1, 'a');
+        g_autofree char *too_long = g_strconcat("rbd:rbd/", long_name, NULL);
+        g_autofree char *longest = g_strconcat("rbd:rbd/", long_name + 1, NULL);
+        const char *reason = NULL;
+        RbdName n;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                SourceInfo s = {};
+
+                g_assert_cmpint(rbd_name_parse(good[i].source, &n, &reason), ==, 0);
+                g_assert_cmpstr(n.pool, ==, good[i].pool);
+                g_assert_cmpstr(n.ns, ==, good[i].ns);
+                g_assert_cmpstr(n.image, ==, good[i].image);
+                g_assert_cmpint(rbd_name_format(&n, buf, sizeof buf), ==, 0);
+                g_assert_cmpstr(buf, ==, good[i].name);
+                /* Resolved as root: nothing looked up, the same text back. */
+                g_assert_cmpint(source_resolve(good[i].source, 1000, &s, &error), ==, 0);
+                g_assert_true(s.rbd);
+                g_assert_cmpstr(s.path, ==, good[i].source);
+                source_info_done(&s);
+                /* Another caller cannot read it "itself". */
+                SourceCreds creds = { .uid = 4201, .gid = 4201 };
+                g_assert_cmpint(source_resolve_as(good[i].source, &creds, 1000, &s, &error), ==, -EACCES);
+                g_assert_null(s.path);
+                sd_bus_error_free(&error);
+        }
+        g_assert_cmpint(rbd_name_parse(longest, &n, NULL), ==, 0);
+        g_assert_cmpint(rbd_name_parse(too_long, &n, &reason), ==, -EINVAL);
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                reason = NULL;
+                if (rbd_name_parse(bad[i], &n, &reason) != -EINVAL)
+                        g_error("'%s' was taken", bad[i]);
+                g_assert_nonnull(reason);
+                g_assert_cmpint(source_validate(bad[i], &error), <, 0);
+                g_assert_cmpstr(error.name, ==, SD_BUS_ERROR_INVALID_ARGS);
+                sd_bus_error_free(&error);
+        }
+        g_assert_false(rbd_source_is("/rbd:x/y"));
+        g_assert_false(rbd_source_is("RBD:x/y"));
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
 
@@ -160,6 +220,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/source/good", test_good);
         g_test_add_func("/source/bad", test_bad);
         g_test_add_func("/source/as-caller", test_as_caller);
+        g_test_add_func("/source/rbd", test_rbd);
         int r = g_test_run();
 
         g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);

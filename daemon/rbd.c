@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rbd.h"
+#include "util.h"
+
+/* The functions used, as pointers filled by dlsym(): the prototypes come
+ * from Ceph's own headers (librbd-dev, librados-dev at build time), so a
+ * changed signature fails the build, not the call. */
+#define RBD_SYMBOLS(X)                      \
+        X(rados, rados_create2)             \
+        X(rados, rados_conf_read_file)      \
+        X(rados, rados_conf_set)            \
+        X(rados, rados_connect)             \
+        X(rados, rados_shutdown)            \
+        X(rados, rados_ioctx_create)        \
+        X(rados, rados_ioctx_set_namespace) \
+        X(rados, rados_ioctx_destroy)       \
+        X(rbd, rbd_open_read_only)          \
+        X(rbd, rbd_close)                   \
+        X(rbd, rbd_get_size)                \
+        X(rbd, rbd_get_features)            \
+        X(rbd, rbd_read)                    \
+        X(rbd, rbd_watchers_list)           \
+        X(rbd, rbd_watchers_list_cleanup)
+
+#define DECLARE(lib, f) static typeof(f) *sym_##f;
+RBD_SYMBOLS(DECLARE)
+#undef DECLARE
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static const char *load_error; /* NULL: loaded */
+static char load_error_buf[256];
+
+static char *conf_path;
+static char *client_name;
+
+void rbd_configure(const char *path, const char *client) {
+        free(conf_path);
+        free(client_name);
+        conf_path = strdup(path ? path : "/etc/ceph/ceph.conf");
+        client_name = strdup(client ? client : "admin");
+}
+
+const char *rbd_conf_path(void) {
+        return conf_path ? conf_path : "/etc/ceph/ceph.conf";
+}
+
+const char *rbd_client(void) {
+        return client_name ? client_name : "admin";
+}
+
+static void load(void) {
+        void *rados, *rbd;
+
+        /* RTLD_NODELETE: the symbols stay valid for threads a deadline
+         * left behind, whatever happens to the handles. */
+        rados = dlopen("librados.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        rbd = rados ? dlopen("librbd.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) : NULL;
+        if (!rados || !rbd) {
+                snprintf(load_error_buf, sizeof load_error_buf, "librbd cannot be loaded (%s): install librbd1",
+                         dlerror());
+                load_error = load_error_buf;
+                return;
+        }
+#define RESOLVE(lib, f)                                                                 \
+        sym_##f = (typeof(f) *) dlsym(lib, #f);                                         \
+        if (!sym_##f) {                                                                 \
+                snprintf(load_error_buf, sizeof load_error_buf, "librbd lacks %s", #f); \
+                load_error = load_error_buf;                                            \
+                return;                                                                 \
+        }
+        RBD_SYMBOLS(RESOLVE)
+#undef RESOLVE
+}
+
+int rbd_available(const char **ret_reason) {
+        pthread_once(&load_once, load);
+        if (load_error) {
+                if (ret_reason)
+                        *ret_reason = load_error;
+                return -EOPNOTSUPP;
+        }
+        return 0;
+}
+
+struct RbdImage {
+        rados_t cluster;
+        rados_ioctx_t io;
+        rbd_image_t image;
+};
+
+void rbd_image_close(RbdImage *img) {
+        if (!img)
+                return;
+        if (img->image)
+                sym_rbd_close(img->image);
+        if (img->io)
+                sym_rados_ioctx_destroy(img->io);
+        if (img->cluster)
+                sym_rados_shutdown(img->cluster);
+        free(img);
+}
+
+int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage) {
+        RbdImage *img;
+        char id[RBD_NAME_MAX + 8];
+        int r;
+
+        *ret_stage = "load librbd";
+        r = rbd_available(NULL);
+        if (r < 0)
+                return r;
+        img = calloc(1, sizeof *img);
+        if (!img)
+                return -ENOMEM;
+
+        snprintf(id, sizeof id, "client.%s", rbd_client());
+        *ret_stage = "configure the Ceph client";
+        r = sym_rados_create2(&img->cluster, "ceph", id, 0);
+        if (r >= 0)
+                r = sym_rados_conf_read_file(img->cluster, rbd_conf_path());
+        /* Bounded waits, so that a thread a deadline gave up on still ends:
+         * the monitor connection, and each monitor and OSD operation. */
+        if (r >= 0)
+                r = sym_rados_conf_set(img->cluster, "client_mount_timeout", "10");
+        if (r >= 0)
+                r = sym_rados_conf_set(img->cluster, "rados_mon_op_timeout", "10");
+        if (r >= 0)
+                r = sym_rados_conf_set(img->cluster, "rados_osd_op_timeout", "10");
+        /* Its log goes nowhere: failures come back as errors, with context. */
+        if (r >= 0)
+                r = sym_rados_conf_set(img->cluster, "log_to_stderr", "false");
+        if (r >= 0)
+                r = sym_rados_conf_set(img->cluster, "err_to_stderr", "false");
+        if (r >= 0) {
+                *ret_stage = "connect to the Ceph cluster";
+                r = sym_rados_connect(img->cluster);
+        }
+        if (r >= 0) {
+                *ret_stage = "open the pool";
+                r = sym_rados_ioctx_create(img->cluster, name->pool, &img->io);
+        }
+        if (r >= 0 && name->ns[0])
+                sym_rados_ioctx_set_namespace(img->io, name->ns);
+        if (r >= 0) {
+                *ret_stage = "open the image";
+                r = sym_rbd_open_read_only(img->io, name->image, &img->image, NULL);
+        }
+        if (r < 0) {
+                if (!img->cluster) {
+                        free(img);
+                        return r;
+                }
+                rbd_image_close(img);
+                return r;
+        }
+        *ret = img;
+        return 0;
+}
+
+int rbd_image_facts(RbdImage *img, RbdFacts *ret) {
+        rbd_image_watcher_t w[8];
+        size_t n = ELEMENTSOF(w);
+        RbdFacts f = {};
+        int r;
+
+        r = sym_rbd_get_size(img->image, &f.size);
+        if (r >= 0)
+                r = sym_rbd_get_features(img->image, &f.features);
+        if (r < 0)
+                return r;
+        r = sym_rbd_watchers_list(img->image, w, &n);
+        if (r == -ERANGE)
+                f.watchers = (unsigned) n; /* more than we asked to see */
+        else if (r >= 0) {
+                f.watchers = (unsigned) n;
+                if (n > 0 && w[0].addr)
+                        snprintf(f.watcher, sizeof f.watcher, "%s", w[0].addr);
+                sym_rbd_watchers_list_cleanup(w, n);
+        } else
+                return r;
+        *ret = f;
+        return 0;
+}
+
+int rbd_image_read(RbdImage *img, uint64_t off, void *buf, size_t len) {
+        uint8_t *p = buf;
+
+        while (len > 0) {
+                ssize_t k = sym_rbd_read(img->image, off, len, (char *) p);
+                if (k < 0)
+                        return (int) k;
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                off += (uint64_t) k;
+                len -= (size_t) k;
+        }
+        return 0;
+}
