@@ -302,6 +302,12 @@ int source_from_arg(const char *arg, char **ret) {
         if (isempty(arg))
                 return fail(EXIT_USAGE, "SOURCE must not be empty.");
 
+        /* An RBD image (rbd:POOL/IMAGE) is a name, not a path: as given. */
+        if (startswith(arg, "rbd:")) {
+                *ret = strdup(arg);
+                return *ret ? EXIT_OK : fail_errno(EXIT_FAIL, -ENOMEM, "Out of memory: %m");
+        }
+
         r = make_absolute(arg, ret);
         if (r == -EREMOTE)
                 return fail(EXIT_USAGE, "SOURCE must be an absolute path with --host.");

@@ -32,7 +32,8 @@ typedef struct AttachOp {
         LuksSource *source;
         LuksInfo luks;
         VolumeMode mode;
-        NativeHeader header; /* native: the volume's own header, or a shim */
+        NativeHeader header;                           /* native: the volume's own header, or a shim */
+        char ceph_secret_uuid[VIR_UUID_STRING_BUFLEN]; /* an RBD image: the libvirt 'ceph' secret */
 
         /* act */
         int slot;
@@ -55,5 +56,9 @@ typedef struct AttachOp {
  * is undone (or the volume kept "detaching" if its disk cannot be
  * unplugged: op->keep_volume).  op->volume's mode-specific fields are
  * filled in on success. */
+/* Worker: the inspection of an RBD source (attach-rbd.c), instead of a
+ * file's; fills op->source, op->luks, op->mode, op->ceph_secret_uuid. */
+int attach_inspect_rbd(AttachOp *op);
+
 int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target);
 int attach_cryptsetup(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const char *target);

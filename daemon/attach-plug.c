@@ -19,6 +19,7 @@
 #include "plug-check.h"
 #include "qemu-fds.h"
 #include "qemu-lock.h"
+#include "rbd.h"
 #include "util.h"
 #include "volume-id.h"
 
@@ -41,6 +42,10 @@ static int check_plugged_encrypted(AttachOp *op, virDomainPtr dom, const char *t
                                          strerror(-r));
         ok = r >= 0 && d.encrypted && streq_ptr(d.encryption_format, "luks") && streq_ptr(d.secret_uuid, secret_uuid) &&
              streq_ptr(d.alias, alias);
+        /* An RBD image has no file of QEMU's to check (qemu_plug_check()):
+         * the disk must name the very image. */
+        if (ok && op->call.res.source.rbd)
+                ok = d.rbd && streq_ptr(d.source, op->call.res.source.path);
         /* Tests cannot make libvirt drop the element; they can make us
          * believe it did, to see the unplug and clean-up that follow (and,
          * with "-stuck", what follows an unplug that fails too). */
@@ -206,7 +211,9 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
         _cleanup_(qemu_files_done) QemuFiles before = {};
         char secret_uuid[VIR_UUID_STRING_BUFLEN];
         sd_bus_error undo_error = SD_BUS_ERROR_NULL;
-        bool shim = op->header == NATIVE_HEADER_SHIM;
+        bool shim = op->header == NATIVE_HEADER_SHIM, rbd = op->call.res.source.rbd;
+        char rbd_name[3 * (RBD_NAME_MAX + 1)];
+        RbdName name;
         SourceInfo plugged_src = op->call.res.source; /* borrowed */
         bool plugged = false;
         int r;
@@ -217,10 +224,14 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
         if (r < 0)
                 return sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the secret: %s", strerror(-r));
 
-        r = qemu_plug_before(op->call.res.domain_name, op->call.res.domain_uuid, &before, &op->error);
-        call_trace(&op->call, "qemu-files-before");
-        if (r < 0)
-                return r;
+        /* Which files QEMU opens for the disk; an RBD image is none (its
+         * librbd connects to the cluster), and Ceph counts it instead. */
+        if (!rbd) {
+                r = qemu_plug_before(op->call.res.domain_name, op->call.res.domain_uuid, &before, &op->error);
+                call_trace(&op->call, "qemu-files-before");
+                if (r < 0)
+                        return r;
+        }
 
         if (shim) {
                 r = shim_begin(op, domain_uuid, target, &shim_name, &shim_node, &plugged_src);
@@ -259,6 +270,20 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
                 .alias = alias,
                 .serial = op->options.serial,
         };
+        if (rbd) {
+                r = rbd_name_parse(op->call.res.source.path, &name, NULL);
+                if (r >= 0)
+                        r = rbd_name_format(&name, rbd_name, sizeof rbd_name);
+                if (r < 0) {
+                        r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot name the RBD image: %s",
+                                              strerror(-r));
+                        goto undo;
+                }
+                spec.rbd_name = rbd_name;
+                spec.ceph_config = rbd_conf_path();
+                spec.ceph_user = rbd_client();
+                spec.ceph_secret_uuid = op->ceph_secret_uuid;
+        }
         r = disk_xml_build(&spec, &xml);
         if (r < 0) {
                 r = sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "Cannot build the disk XML: %s", strerror(-r));
@@ -268,7 +293,8 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
         if (r < 0) {
                 /* libvirt took it back; QEMU may still hold what it opened
                  * for a moment. */
-                (void) qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS);
+                if (!rbd)
+                        (void) qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS);
                 goto undo;
         }
         plugged = true;
@@ -276,7 +302,7 @@ int attach_native(AttachOp *op, virDomainPtr dom, const char *domain_uuid, const
 
         r = check_plugged_encrypted(op, dom, target, alias, secret_uuid);
         call_trace(&op->call, "xml-checked");
-        if (r >= 0)
+        if (r >= 0 && !rbd)
                 r = qemu_plug_check(op->call.res.domain_name, &before, &plugged_src, &op->error);
         if (r >= 0)
                 return 0;
@@ -305,7 +331,7 @@ undo:
                         return r;
                 }
                 /* Nothing of the plug may stay open in QEMU once we answer. */
-                if (qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS) < 0)
+                if (!rbd && qemu_files_wait_released(&before, QEMU_RELEASE_TIMEOUT_MS) < 0)
                         log_warning("QEMU of '%s' still holds files of the removed disk %s.", op->call.res.domain_name,
                                     target);
                 error_append(&op->error, "The disk was removed again.");

@@ -207,6 +207,7 @@ static void attach_act_job(Call *c) {
         v->source_dev = c->res.source.dev;
         v->source_ino = c->res.source.ino;
         v->source_identity_known = true;
+        v->rbd = c->res.source.rbd;
         if (op->options.serial)
                 v->serial = strdup(op->options.serial);
         if (!v->bus || !v->source || !v->luks_uuid || (op->options.serial && !v->serial)) {
@@ -314,6 +315,11 @@ static void attach_inspect_job(Call *c) {
                 r = read_passphrase_option(c, &op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
                 if (r < 0)
                         goto finish;
+        }
+
+        if (c->res.source.rbd) {
+                r = attach_inspect_rbd(op);
+                goto finish;
         }
 
         /* No second writer: whoever else uses the source, it is theirs. */
@@ -489,7 +495,7 @@ int method_attach(sd_bus_message *message, void *userdata, sd_bus_error *error) 
         r = validate_domain(domain, error);
         if (r < 0)
                 return r;
-        r = source_validate_attachable(source, "Attaching", error);
+        r = source_validate(source, error);
         if (r < 0)
                 return r;
 

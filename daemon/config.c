@@ -8,12 +8,13 @@
 #include "util.h"
 
 /* Strings read from files live until exit (the config outlives parsing). */
-static char *owned_uri, *owned_ceph_config, *owned_ceph_client;
+static char *owned_uri, *owned_ceph_config, *owned_ceph_client, *owned_ceph_secret;
 
 void config_strings_free(void) {
         owned_uri = mfree(owned_uri);
         owned_ceph_config = mfree(owned_ceph_config);
         owned_ceph_client = mfree(owned_ceph_client);
+        owned_ceph_secret = mfree(owned_ceph_secret);
 }
 
 /* *owned = a copy of value, kept until config_strings_free(). */
@@ -104,6 +105,14 @@ static int handler(void *user, const char *section, const char *name, const char
                         return 0;
                 } else
                         c->ceph_client = owned_ceph_client;
+        } else if (streq(name, "CephSecret")) {
+                if (isempty(value) || strlen(value) > 256)
+                        what = "not a libvirt secret's UUID or usage name";
+                else if (own_string(&owned_ceph_secret, value) < 0) {
+                        st->error = -ENOMEM;
+                        return 0;
+                } else
+                        c->ceph_secret = owned_ceph_secret;
         } else if (streq(name, "MinLibvirtVersion")) {
                 if (version_parse(value, &c->min_libvirt_version) < 0)
                         what = "not a version (X.Y or X.Y.Z)";

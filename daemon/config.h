@@ -32,6 +32,9 @@ typedef struct ManagerConfig {
          * "admin". */
         const char *ceph_config;
         const char *ceph_client;
+        /* The libvirt 'ceph' secret QEMU authenticates with (UUID or usage
+         * name); NULL: RBD sources can be probed, not attached. */
+        const char *ceph_secret;
 } ManagerConfig;
 
 #define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"

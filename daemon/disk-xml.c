@@ -207,13 +207,49 @@ static xmlDoc *new_doc_with_root(const char *root_name, xmlNode **ret_root) {
         return doc;
 }
 
+/* protocol='rbd' name=…, then how QEMU's librbd reaches the cluster: the
+ * host's Ceph configuration (monitors) and a libvirt 'ceph' secret holding
+ * the client's key, so no key is ever in the XML or on the bus. */
+static int rbd_source_build(xmlNode *source, const DiskSpec *spec) {
+        int r;
+
+        if ((r = set_attr(source, "protocol", "rbd")) < 0 || (r = set_attr(source, "name", spec->rbd_name)) < 0)
+                return r;
+        if (spec->ceph_config) {
+                xmlNode *config = new_element(source, "config");
+                if (!config)
+                        return -ENOMEM;
+                if ((r = set_attr(config, "file", spec->ceph_config)) < 0)
+                        return r;
+        }
+        if (spec->ceph_secret_uuid) {
+                xmlNode *auth = new_element(source, "auth"), *secret;
+                if (!auth)
+                        return -ENOMEM;
+                if (spec->ceph_user && (r = set_attr(auth, "username", spec->ceph_user)) < 0)
+                        return r;
+                secret = new_element(auth, "secret");
+                if (!secret)
+                        return -ENOMEM;
+                if ((r = set_attr(secret, "type", "ceph")) < 0 ||
+                    (r = set_attr(secret, "uuid", spec->ceph_secret_uuid)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
         xmlNode *disk, *driver, *source, *target;
         int r;
 
         if (!spec || !ret_xml)
                 return -EINVAL;
-        if (!field_valid(spec->source) || !field_valid(spec->target) || !field_valid(spec->bus))
+        if (!field_valid(spec->rbd_name ? spec->rbd_name : spec->source) || !field_valid(spec->target) ||
+            !field_valid(spec->bus))
+                return -EINVAL;
+        if ((spec->ceph_config && !field_valid(spec->ceph_config)) ||
+            (spec->ceph_user && !field_valid(spec->ceph_user)) ||
+            (spec->ceph_secret_uuid && !field_valid(spec->ceph_secret_uuid)))
                 return -EINVAL;
         if (spec->secret_uuid && !field_valid(spec->secret_uuid))
                 return -EINVAL;
@@ -229,7 +265,10 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
         if (!doc)
                 return -ENOMEM;
 
-        if ((r = set_attr(disk, "type", spec->block ? "block" : "file")) < 0 ||
+        if ((r = set_attr(disk, "type",
+                          spec->rbd_name ? "network"
+                          : spec->block  ? "block"
+                                         : "file")) < 0 ||
             (r = set_attr(disk, "device", "disk")) < 0)
                 return r;
 
@@ -244,7 +283,10 @@ int disk_xml_build(const DiskSpec *spec, char **ret_xml) {
         source = new_element(disk, "source");
         if (!source)
                 return -ENOMEM;
-        r = set_attr(source, spec->block ? "dev" : "file", spec->source);
+        if (spec->rbd_name)
+                r = rbd_source_build(source, spec);
+        else
+                r = set_attr(source, spec->block ? "dev" : "file", spec->source);
         if (r < 0)
                 return r;
 

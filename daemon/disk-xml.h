@@ -26,6 +26,13 @@ typedef struct DiskSpec {
         const char *alias;  /* non-NULL: <alias name=…/> (a libvirt user alias, "ua-" prefix) */
         const char *serial; /* non-NULL: <serial>…</serial> (the guest's /dev/disk/by-id name) */
         bool discard;       /* discard='unmap' on <driver>: the guest's discards reach the image */
+        /* Since 0.3, an RBD image instead of block/source: type='network',
+         * <source protocol='rbd' name=rbd_name> with <config file=…/> and
+         * <auth username=…><secret type='ceph' uuid=…/></auth> where given. */
+        const char *rbd_name; /* "pool/image" */
+        const char *ceph_config;
+        const char *ceph_user;
+        const char *ceph_secret_uuid;
 } DiskSpec;
 
 /* <disk type=… device='disk'><driver name='qemu' type='raw'[ discard='unmap']/>
@@ -44,7 +51,8 @@ typedef struct DiskInfo {
         char *target;            /* <target dev> */
         char *bus;               /* <target bus>, may be NULL */
         char *device;            /* device attribute: "disk", "cdrom", … */
-        char *source;            /* <source file> or <source dev>, may be NULL */
+        char *source;            /* <source file> or <source dev>, "rbd:" + <source name> of an RBD disk; may be NULL */
+        bool rbd;                /* since 0.3: type='network', protocol='rbd' */
         bool block;              /* disk type='block' */
         bool read_only;          /* <readonly/> present */
         bool encrypted;          /* an <encryption> element under <source> (or legacy under <disk>) */

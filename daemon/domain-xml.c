@@ -199,6 +199,25 @@ static int other_sources_from_node(xmlNode *disk, char ***ret) {
 /* Fills d from one <disk> element whose type attribute is type (NULL if
  * absent); on failure d holds what was filled so far, for the caller to
  * free. */
+/* An RBD disk's source as the service spells it: "rbd:" + name. */
+static int rbd_source_dup(xmlNode *source, DiskInfo *d) {
+        _cleanup_free_ char *protocol = NULL, *name = NULL;
+        int r;
+
+        r = attr_dup(source, "protocol", &protocol);
+        if (r < 0 || !streq_ptr(protocol, "rbd"))
+                return r;
+        r = attr_dup(source, "name", &name);
+        if (r < 0 || !name)
+                return r;
+        d->rbd = true;
+        if (asprintf(&d->source, "rbd:%s", name) < 0) {
+                d->source = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
         xmlNode *source = NULL, *target = NULL, *alias = NULL, *encryption = NULL, *legacy_encryption = NULL,
                 *driver = NULL, *serial = NULL;
@@ -255,6 +274,8 @@ static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
                         r = attr_dup(source, "dev", &d->source);
                 else if (!type || streq(type, "file"))
                         r = attr_dup(source, "file", &d->source);
+                else if (streq(type, "network"))
+                        r = rbd_source_dup(source, d);
                 if (r < 0)
                         return r;
 

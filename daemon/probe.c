@@ -218,10 +218,7 @@ static int append_rbd(const LuksInfo *luks, sd_bus_message *reply) {
 
 static int append_volume(ProbeOp *op, sd_bus_message *reply) {
         const LuksInfo *luks = &op->luks;
-        /* An RBD image has no file identity (and cannot be attached yet). */
-        Volume *v = luks->rbd ? NULL
-                              : manager_find_volume_by_source(op->call.manager, op->call.res.source.dev,
-                                                              op->call.res.source.ino);
+        Volume *v = manager_find_volume_by_source(op->call.manager, op->call.res.source.dev, op->call.res.source.ino);
         char obstacle_buf[384], header_buf[384];
         const char *obstacle = "the host's libvirt is not reachable";
         const char *native_header = ""; /* which header a native attach would give QEMU */
@@ -263,16 +260,27 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
                 op->in.sector_size = luks->sector_size;
                 op->in.integrity = luks->integrity;
                 op->in.requirements = luks->requirements;
+                if (luks->rbd) {
+                        /* QEMU's librbd opens an RBD image: no host device of
+                         * it for a mapping or a shim (attach-rbd.c). */
+                        op->in.dm_crypt_available = false;
+                        op->in.dm_linear_available = false;
+                        op->in.native_header = NATIVE_HEADER_VOLUME;
+                }
                 b = mode_select(&op->in, reason, sizeof reason) == VOLUME_MODE_NATIVE;
                 obstacle = mode_native_obstacle(&op->in, obstacle_buf, sizeof obstacle_buf);
                 if (b)
                         native_header = native_header_to_string(mode_native_header(&op->in));
         }
-        if (luks->rbd) {
-                /* Said plainly rather than letting the file rules guess. */
+        if (luks->rbd && luks->version != 1) {
                 b = false;
                 native_header = "";
-                obstacle = "this version probes RBD images but cannot attach them yet";
+                obstacle = "LUKS2 on RBD opens only through librbd's encryption, which libvirt before 11.3 cannot "
+                           "hot-plug";
+        } else if (luks->rbd && !op->call.manager->config.ceph_secret) {
+                b = false;
+                native_header = "";
+                obstacle = "attaching RBD images needs CephSecret= in luksvolumed.conf";
         }
         r = append_entry(reply, "native-capable", 'b', &b);
         if (r < 0)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,6 +83,14 @@ int rbd_name_parse(const char *source, RbdName *ret, const char **ret_reason) {
         if (ret)
                 *ret = name;
         return 0;
+}
+
+ino_t rbd_source_ino(const char *source) {
+        /* FNV-1a, 64 bits. */
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (const unsigned char *c = (const unsigned char *) source; *c; c++)
+                h = (h ^ *c) * 0x100000001b3ULL;
+        return (ino_t) (h ? h : 1);
 }
 
 int rbd_name_format(const RbdName *n, char *buf, unsigned size) {

@@ -13,6 +13,7 @@
  * read-only and not a volume a guest writes to. */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define RBD_SOURCE_PREFIX "rbd:"
 #define RBD_NAME_MAX      127
@@ -28,6 +29,13 @@ bool rbd_source_is(const char *source);
 
 /* 0, or -EINVAL with *ret_reason a static text saying what is wrong. */
 int rbd_name_parse(const char *source, RbdName *ret, const char **ret_reason);
+
+/* The identity the service keys an RBD source by where a file has its
+ * (st_dev, st_ino): a device number no file system has, and a 64-bit hash
+ * of the canonical "rbd:…" text (one spelling per image: names are taken
+ * as written, there is nothing to resolve). */
+#define RBD_SOURCE_DEV ((dev_t) -1)
+ino_t rbd_source_ino(const char *source);
 
 /* "pool/image" or "pool/ns/image": libvirt's <source name=…>. */
 int rbd_name_format(const RbdName *n, char *buf, unsigned size);

@@ -387,6 +387,9 @@ static void resize_authorized(Call *c, bool allowed) {
                                   op->path);
         else if (isempty(v->source))
                 sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "The source of %s is not known.", op->path);
+        else if (v->rbd)
+                sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "Resizing RBD images (%s) is not supported yet.",
+                                  op->path);
         if (sd_bus_error_is_set(&op->error)) {
                 resize_refuse(op);
                 return;

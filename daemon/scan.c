@@ -15,6 +15,7 @@
 #include "qemu-fds.h"
 #include "qemu-lock.h"
 #include "source-use.h"
+#include "rbd-name.h"
 #include "scan.h"
 #include "util.h"
 #include "volume-id.h"
@@ -196,6 +197,33 @@ static int peek_luks1(const SourceInfo *src, unsigned timeout_ms, Luks1Facts *re
         return r;
 }
 
+/* An RBD image (issue 18): its identity is its name, and its header is
+ * read through librbd (QEMU holds no file of it to find). */
+static void volume_fill_rbd_facts(Volume *v, unsigned timeout_ms) {
+        _cleanup_(luks_source_freep) LuksSource *opened = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        SourceInfo src = {};
+        LuksInfo info;
+
+        v->rbd = true;
+        v->source_identity_known = true;
+        v->source_dev = RBD_SOURCE_DEV;
+        v->source_ino = rbd_source_ino(v->source);
+        if (source_resolve(v->source, timeout_ms, &src, &error) >= 0 &&
+            luks_source_open(&src, false, timeout_ms, &opened, &error) >= 0 &&
+            luks_source_info(opened, &info, &error) >= 0) {
+                v->luks_version = info.version;
+                free(v->luks_uuid);
+                v->luks_uuid = strdup(info.uuid);
+                v->payload_offset = info.payload_offset;
+                if (v->size == 0)
+                        v->size = volume_size_from_header(info.device_size, info.payload_offset);
+        } else
+                log_notice("Cannot read the LUKS header of %s (%s): %s", v->source, v->path, error.message);
+        sd_bus_error_free(&error);
+        source_info_done(&src);
+}
+
 void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
         _cleanup_(luks_source_freep) LuksSource *opened = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -208,6 +236,10 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 relock(v, timeout_ms);
         if (!v->source)
                 return;
+        if (rbd_source_is(v->source)) {
+                volume_fill_rbd_facts(v, timeout_ms);
+                return;
+        }
 
         r = guest_source_identity(v, &id);
         if (r >= 0) {

@@ -388,13 +388,15 @@ static int add_domain_disks(DiskIndex *index, StatTask *t, size_t *allocated, co
         if (!name || !f->xml || domain_xml_list_disks(f->xml, &disks, &nd) < 0)
                 return 0;
         for (size_t k = 0; k < nd; k++)
-                m += (disks[k].source ? 1 : 0) + strv_length(disks[k].other_sources);
+                m += (disks[k].source && !disks[k].rbd ? 1 : 0) + strv_length(disks[k].other_sources);
         paths = calloc(m + 1, sizeof *paths);
         targets = calloc(m + 1, sizeof *targets);
         if (!paths || !targets)
                 r = -ENOMEM;
         for (size_t k = 0; k < nd && r >= 0; k++) {
-                if (disks[k].source) {
+                /* An RBD image is no host file (Ceph's watchers say who
+                         * uses one: attach-rbd.c). */
+                if (disks[k].source && !disks[k].rbd) {
                         paths[n] = disks[k].source;
                         targets[n++] = disks[k].target;
                         r = stat_task_add(t, allocated, disks[k].source, name, disks[k].target, f->how);

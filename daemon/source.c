@@ -230,7 +230,9 @@ int source_resolve_as(const char *path, const SourceCreds *creds, unsigned timeo
                         source_error_caller_denied(error);
                         return -EACCES;
                 }
-                *ret = (SourceInfo){ .path = strdup(path), .rbd = true };
+                *ret = (SourceInfo){
+                        .path = strdup(path), .rbd = true, .dev = RBD_SOURCE_DEV, .ino = rbd_source_ino(path)
+                };
                 if (!ret->path)
                         return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
                 return 0;

@@ -17,7 +17,7 @@ typedef struct SourceInfo {
         bool block; /* block device, else regular file */
         dev_t dev;  /* identity: st_rdev for block devices, st_dev for files */
         ino_t ino;  /* 0 for block devices */
-        bool rbd;   /* since 0.3: path is "rbd:POOL[/NAMESPACE]/IMAGE" (rbd-name.h), dev and ino 0 */
+        bool rbd;   /* since 0.3: path is "rbd:POOL[/NAMESPACE]/IMAGE"; dev, ino: rbd_source_ino() (rbd-name.h) */
 } SourceInfo;
 
 void source_info_done(SourceInfo *s);

@@ -410,6 +410,29 @@ int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error) {
         return 0;
 }
 
+int virt_ceph_secret(Virt *v, const char *spec, char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error) {
+        _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
+        _cleanup_(virSecretFreep) virSecretPtr secret = NULL;
+        int r;
+
+        r = virt_connect(v, &conn, error);
+        if (r < 0)
+                return r;
+        /* A UUID, else the usage name an admin gave it ("client.libvirt
+         * secret" and the like); either way it must be a ceph secret. */
+        secret = virSecretLookupByUUIDString(conn, spec);
+        if (!secret)
+                secret = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_CEPH, spec);
+        if (!secret || virSecretGetUsageType(secret) != VIR_SECRET_USAGE_TYPE_CEPH)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "CephSecret=%s names no libvirt 'ceph' secret: define one holding the key of "
+                                         "the Ceph client, or set CephSecret= in luksvolumed.conf.",
+                                         spec);
+        if (virSecretGetUUIDString(secret, ret_uuid) < 0)
+                return fail(error, "Cannot read the Ceph secret's UUID");
+        return 0;
+}
+
 int virt_secret_exists(Virt *v, const char *uuid, bool *ret, sd_bus_error *error) {
         _cleanup_(virConnectClosep) virConnectPtr conn = NULL;
         virSecretPtr secret;

@@ -58,6 +58,9 @@ int virt_secret_create_with_uuid(Virt *v, const char *want_uuid, const char *usa
                                  char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
 /* Whether a secret with that UUID is defined. */
 int virt_secret_exists(Virt *v, const char *uuid, bool *ret, sd_bus_error *error);
+/* Since 0.3: the libvirt 'ceph' secret (a UUID or its usage name) QEMU's
+ * librbd authenticates with; NotSupported if there is none such. */
+int virt_ceph_secret(Virt *v, const char *spec, char ret_uuid[VIR_UUID_STRING_BUFLEN], sd_bus_error *error);
 /* Missing secret counts as success. */
 int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error);
 /* Undefines the secret only if its usage id is usage_id (one this service

@@ -38,7 +38,8 @@ typedef struct Volume {
         char *path;   /* object path, from (domain_uuid, target) */
         char *domain; /* domain name */
         char *domain_uuid;
-        char *source; /* canonical path */
+        char *source; /* canonical path, or "rbd:POOL/IMAGE" */
+        bool rbd;     /* since 0.3: an RBD image, QEMU's librbd opens it (source is not a path) */
         char *target;
         char *bus;
         VolumeMode mode;

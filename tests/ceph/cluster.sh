@@ -62,6 +62,9 @@ mon allow pool delete = true
 # No mgr: don't warn about it, and don't let PG autoscaling need it.
 mon warn on pool no redundancy = false
 osd pool default pg autoscale mode = off
+# A client that dies without closing (a killed test helper) loses its
+# watch after 5 s, not 30.
+osd client watch timeout = 5
 ms bind port min = 6800
 ms bind port max = 7300
 

@@ -1,18 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* RBD sources against a real single-node Ceph (issue 18, first part):
+/* RBD sources against a real single-node Ceph (issue 18):
  * tests/ceph/cluster.sh starts a monitor and a memstore OSD with cephx
  * inside the sandbox, the images are made and LUKS-formatted by Ceph's own
  * `rbd encryption format`, and the daemon (CephConfig= from
  * ceph-daemon.conf) reads their headers through librbd.
  *
- * What holds so far: Probe of "rbd:POOL/IMAGE" reports the header facts —
- * the same UUID, version, sector size and data offset as libcryptsetup
- * reads from the header exported by `rbd export` — plus the image's
- * features and watchers; typed errors for a missing pool or image, an
- * image that is not LUKS, malformed names; the elevated polkit action for
- * callers other than root; and a plain NotSupported from the methods that
- * do not take RBD sources yet (Attach, the key methods). */
+ * Probe of "rbd:POOL/IMAGE" reports the header facts — the same UUID,
+ * version, sector size and data offset as libcryptsetup reads from the
+ * header exported by `rbd export` — plus the image's features and
+ * watchers; typed errors for a missing pool or image, an image that is not
+ * LUKS, malformed names; the elevated polkit action for callers other than
+ * root.  Attach of a LUKS1 image is native (QEMU's LUKS driver over its
+ * rbd node, the ceph secret from CephSecret=): QEMU reads the plaintext
+ * written beforehand, no kernel RBD device and no device-mapper device
+ * exists, and detach, a wrong passphrase and kill -9 + recovery + detach
+ * leave no secret of ours.  LUKS2 (libvirt 9.0 cannot hot-plug librbd's
+ * encryption), cryptsetup mode, an image another client has open and the
+ * methods not built for RBD yet answer typed refusals. */
 
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,9 +32,14 @@
 #define NOT_SUPPORTED        "org.example.LuksVolume1.Error.NotSupported"
 #define INVALID_ARGS         "org.freedesktop.DBus.Error.InvalidArgs"
 #define INTERACTIVE_REQUIRED "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+/* ceph-daemon.conf's CephSecret=: the libvirt 'ceph' secret the test
+ * defines with client.admin's key. */
+#define CEPH_SECRET_UUID     "5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0"
+#define PATTERN              0x3c
 
 static GDBusConnection *bus;
-static const char *cluster_sh;
+static virDomainPtr guest;
+static const char *cluster_sh, *ctl;
 
 /* Runs a Ceph tool against the sandbox's cluster; its standard output. */
 static char *ceph_tool(const char *const *argv) {
@@ -124,12 +135,21 @@ static void check_header(const char *image, guint version) {
         g_assert_true(g_strv_contains((const char *const *) features, "layering"));
         g_assert_cmpuint(probe_u(info, "rbd-watchers"), ==, 0);
 
-        /* Attaching is not built yet, and Probe says so rather than guess. */
-        gboolean capable = TRUE;
+        /* LUKS1: native with its own header (no shim for an image the
+         * host never maps); LUKS2: libvirt's limit, by name. */
+        gboolean capable = FALSE;
         g_assert_true(g_variant_lookup(info, "native-capable", "b", &capable));
-        g_assert_false(capable);
-        g_autofree char *obstacle = probe_string(info, "native-obstacle");
-        g_assert_nonnull(strstr(obstacle, "RBD"));
+        g_autofree char *obstacle = probe_string(info, "native-obstacle"),
+                        *header = probe_string(info, "native-header");
+        if (version == 1) {
+                g_assert_true(capable);
+                g_assert_cmpstr(header, ==, "volume");
+                g_assert_cmpstr(obstacle, ==, "");
+        } else {
+                g_assert_false(capable);
+                g_assert_cmpstr(header, ==, "");
+                g_assert_nonnull(strstr(obstacle, "libvirt before 11.3"));
+        }
 }
 
 static void test_probe_luks1(void) {
@@ -164,19 +184,41 @@ static void test_probe_errors(void) {
         assert_probe_error(bus, "rbd:rbd/a b", INVALID_ARGS, NULL);
 }
 
+/* `rbd watch` on image: a Ceph client with the image open, as a guest on
+ * another host would be.  It stops cleanly (unwatching) when its input
+ * ends: a killed client's watch would linger for the OSD's timeout. */
+static GSubprocess *watch_start(const char *image) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GSubprocessLauncher) l =
+                g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+        g_subprocess_launcher_setenv(l, "CEPH_CONF", CEPH_DIR "/ceph.conf", TRUE);
+        GSubprocess *p = g_subprocess_launcher_spawn(l, &error, "rbd", "watch", image, NULL);
+        g_assert_no_error(error);
+        g_autoptr(GDataInputStream) out = g_data_input_stream_new(g_subprocess_get_stdout_pipe(p));
+        g_autofree char *line = g_data_input_stream_read_line(out, NULL, NULL, &error);
+        g_assert_no_error(error);
+        g_assert_nonnull(line);
+        return p;
+}
+
+static void watch_stop(GSubprocess *p) {
+        g_autoptr(GError) error = NULL;
+        g_assert_true(g_output_stream_close(g_subprocess_get_stdin_pipe(p), NULL, &error));
+        g_assert_true(g_subprocess_wait(p, NULL, &error));
+        g_assert_no_error(error);
+        g_object_unref(p);
+}
+
 /* A client watching the image (here `rbd watch`; a QEMU that has it open
  * or a kernel mapping are the same to Ceph) is counted. */
 static void test_probe_watchers(void) {
-        const char *argv[] = { "bash", "-c",
-                               "export CEPH_CONF=" CEPH_DIR "/ceph.conf; exec rbd watch rbd/luks1 < <(sleep 600)",
-                               NULL };
-        GSubprocess *w = lv_spawn_ready(argv);
+        GSubprocess *w = watch_start("rbd/luks1");
         GError *error = NULL;
         g_autoptr(GVariant) info = lv_probe(bus, "rbd:rbd/luks1", &error);
 
         g_assert_no_error(error);
         g_assert_cmpuint(probe_u(info, "rbd-watchers"), ==, 1);
-        lv_kill_wait(w);
+        watch_stop(w);
 }
 
 /* The daemon reads the cluster with the host's key: a caller other than
@@ -208,29 +250,184 @@ static void test_probe_unprivileged(void) {
         lv_polkit_set_rules("50-ceph.rules", NULL);
 }
 
-/* What is not built yet says so, before anything is derived or plugged. */
-static void test_not_yet(void) {
+/* The plaintext QEMU's own LUKS driver writes over librbd, as root,
+ * before any attach: what the guest must then read. */
+static void write_pattern(const char *image, guint8 pattern) {
+        g_autofree char *secret = g_strdup_printf("secret,id=s0,data=%s", PASS);
+        g_autofree char *opts = g_strdup_printf("driver=luks,key-secret=s0,file.driver=rbd,file.pool=rbd,file.image=%s,"
+                                                "file.conf=" CEPH_DIR "/ceph.conf,file.user=admin",
+                                                image);
+        g_autofree char *cmd = g_strdup_printf("write -P 0x%02x 0 64k", pattern);
+        const char *argv[] = { "qemu-io", "--object", secret, "--image-opts", opts, "-c", cmd, NULL };
+        g_free(ceph_tool(argv));
+}
+
+/* Neither a kernel RBD device nor a device-mapper device on the host. */
+static void assert_nothing_mapped(void) {
+        g_assert_false(g_file_test("/dev/rbd0", G_FILE_TEST_EXISTS));
+        g_autoptr(GDir) d = g_dir_open("/sys/block", 0, NULL);
+        g_assert_nonnull(d);
+        for (const char *n; (n = g_dir_read_name(d));) {
+                g_assert_false(g_str_has_prefix(n, "rbd"));
+                g_assert_false(g_str_has_prefix(n, "dm-"));
+        }
+}
+
+static char *attach_scsi(const char *source, const char *pass, GVariant *extra, GError **error) {
+        return lv_attach(bus, "lvtest-guest", source, pass,
+                         extra ? extra : lv_opts("bus", g_variant_new_string("scsi"), NULL), error);
+}
+
+static void test_attach_luks1(void) {
         GError *error = NULL;
-        g_autofree char *path = lv_attach(bus, "lvtest-guest", "rbd:rbd/luks1", PASS, NULL, &error);
-        g_assert_null(path);
-        g_autofree char *name = lv_error_name(error);
-        g_assert_cmpstr(name, ==, NOT_SUPPORTED);
-        g_assert_nonnull(strstr(error->message, "RBD"));
+        guint secrets = lv_count_secrets();
+
+        write_pattern("luks1", PATTERN);
+        g_autofree char *path = attach_scsi("rbd:rbd/luks1", PASS, NULL, &error);
+        g_assert_no_error(error);
+
+        g_autofree char *mode = lv_volume_prop_string(bus, path, "Mode");
+        g_autofree char *src = lv_volume_prop_string(bus, path, "Source");
+        g_autofree char *header = lv_volume_prop_string(bus, path, "NativeHeader");
+        g_assert_cmpstr(mode, ==, "native");
+        g_assert_cmpstr(src, ==, "rbd:rbd/luks1");
+        g_assert_cmpstr(header, ==, "volume");
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets + 1);
+        /* The guest's QEMU decrypts what librbd reads from the cluster. */
+        g_assert_true(lv_guest_reads_pattern(guest, PATTERN, 65536));
+        g_assert_false(lv_guest_reads_pattern(guest, PATTERN ^ 0xff, 65536));
+        assert_nothing_mapped();
+
+        /* Probe says it is attached, and Ceph sees QEMU as its client. */
+        g_autoptr(GVariant) info = lv_probe(bus, "rbd:rbd/luks1", &error);
+        g_assert_no_error(error);
+        const char *attached = NULL;
+        g_assert_true(g_variant_lookup(info, "attached", "&o", &attached));
+        g_assert_cmpstr(attached, ==, path);
+        g_assert_cmpuint(probe_u(info, "rbd-watchers"), ==, 1);
+
+        /* A second attach of the same image: this service's own. */
+        g_autofree char *again = attach_scsi("rbd:rbd/luks1", PASS, NULL, &error);
+        g_assert_null(again);
+        lv_assert_error(error, LV_ERR("AlreadyAttached"));
         g_clear_error(&error);
 
-        g_assert_cmpint(lv_verify_passphrase(bus, "rbd:rbd/luks1", PASS, &error), <, 0);
-        g_free(name);
-        name = lv_error_name(error);
-        g_assert_cmpstr(name, ==, NOT_SUPPORTED);
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+        g_autoptr(GVariant) after = lv_probe(bus, "rbd:rbd/luks1", &error);
+        g_assert_no_error(error);
+        g_assert_cmpuint(probe_u(after, "rbd-watchers"), ==, 0);
+}
+
+static void test_attach_wrong_passphrase(void) {
+        GError *error = NULL;
+        guint secrets = lv_count_secrets();
+        g_autofree char *path = attach_scsi("rbd:rbd/luks1", "not the passphrase", NULL, &error);
+
+        g_assert_null(path);
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
         g_clear_error(&error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+        g_auto(GStrv) objs = lv_managed_objects(bus);
+        g_assert_cmpuint(g_strv_length(objs), ==, 0);
+}
+
+/* The daemon dies with an RBD volume attached: it comes back from the live
+ * XML (protocol='rbd'), with its header facts, and detaches as before. */
+static void test_kill_recovery(void) {
+        GError *error = NULL;
+        guint secrets = lv_count_secrets();
+        g_autofree char *path = attach_scsi("rbd:rbd/luks1", PASS, NULL, &error);
+        g_assert_no_error(error);
+        g_autoptr(GVariant) before = lv_volume_props(bus, path);
+
+        lv_daemon_kill(bus, SIGKILL);
+
+        g_autoptr(GVariant) after = lv_volume_props(bus, path);
+        lv_assert_props_rebuilt(before, after);
+        g_autofree char *src = lv_volume_prop_string(bus, path, "Source");
+        g_assert_cmpstr(src, ==, "rbd:rbd/luks1");
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+}
+
+static void assert_attach_refused(const char *source, GVariant *opts, const char *name, const char *text) {
+        GError *error = NULL;
+        guint secrets = lv_count_secrets();
+        g_autofree char *path = attach_scsi(source, PASS, opts, &error);
+
+        g_assert_null(path);
+        g_assert_nonnull(error);
+        g_autofree char *got = lv_error_name(error);
+        if (g_strcmp0(got, name) != 0 || (text && !strstr(error->message, text)))
+                g_error("Attach('%s'): %s: %s (wanted %s with %s)", source, got, error->message, name, text);
+        g_clear_error(&error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+}
+
+/* What is refused, by name, before anything is made. */
+static void test_attach_refusals(void) {
+        /* LUKS2 on RBD only opens through librbd, which libvirt 9.0 cannot
+         * hot-plug: never downgraded to anything else. */
+        assert_attach_refused("rbd:rbd/luks2", NULL, NOT_SUPPORTED, "libvirt");
+        assert_attach_refused(
+                "rbd:rbd/luks1",
+                lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                NOT_SUPPORTED, "cleartext");
+        assert_attach_refused("rbd:rbd/plain", NULL, NOT_LUKS, NULL);
+        assert_attach_refused("rbd:rbd/missing", NULL, INVALID_ARGS, "does not exist");
+
+        /* Another client has it open (a guest elsewhere, a kernel map). */
+        GSubprocess *w = watch_start("rbd/luks1");
+        assert_attach_refused("rbd:rbd/luks1", NULL, LV_ERR("InUse"), "other Ceph client");
+        watch_stop(w);
+}
+
+/* luksvolumectl passes an rbd: source as given (a path it would make
+ * absolute against its working directory). */
+static void test_cli(void) {
+        const char *argv[] = { ctl, "probe", "rbd:rbd/luks1", NULL };
+        g_autofree char *out = NULL, *err = NULL;
+
+        g_assert_cmpint(lv_run_as(0, argv, 60, &out, &err), ==, 0);
+        g_assert_nonnull(strstr(out, "rbd-watchers"));
+        g_assert_nonnull(strstr(out, "luks-version"));
+}
+
+/* What is not built for RBD yet says so, before anything is derived. */
+static void test_not_yet(void) {
+        GError *error = NULL;
+
+        g_assert_cmpint(lv_verify_passphrase(bus, "rbd:rbd/luks1", PASS, &error), <, 0);
+        lv_assert_error(error, NOT_SUPPORTED);
+        g_clear_error(&error);
+}
+
+/* The libvirt 'ceph' secret QEMU authenticates with: client.admin's key,
+ * as a host that runs guests from Ceph has it. */
+static void define_ceph_secret(void) {
+        const char *get_key[] = { "ceph", "auth", "get-key", "client.admin", NULL };
+        g_autofree char *key = ceph_tool(get_key);
+        gsize len = 0;
+        g_autofree guchar *raw = g_base64_decode(g_strstrip(key), &len);
+        virSecretPtr s = virSecretDefineXML(lv_virt(),
+                                            "<secret ephemeral='no' private='yes'><uuid>" CEPH_SECRET_UUID "</uuid>"
+                                            "<usage type='ceph'><name>client.admin secret</name></usage></secret>",
+                                            0);
+        g_assert_nonnull(s);
+        g_assert_cmpint(virSecretSetValue(s, raw, len, 0), ==, 0);
+        virSecretFree(s);
 }
 
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
-        if (argc < 2)
-                g_error("usage: %s [--tap] CLUSTER_SH", argv[0]);
+        if (argc < 3)
+                g_error("usage: %s [--tap] CLUSTER_SH LUKSVOLUMECTL", argv[0]);
         cluster_sh = argv[1];
+        ctl = argv[2];
 
         /* The cluster first: the daemon reads CephConfig= when the first
          * call activates it. */
@@ -241,14 +438,20 @@ int main(int argc, char **argv) {
         make_image("rbd/luks2", 64, "luks2");
         make_image("rbd/plain", 8, NULL);
 
+        define_ceph_secret();
         bus = lv_bus();
-        virDomainPtr guest = lv_start_guest("lvtest-guest");
+        guest = lv_start_guest("lvtest-guest");
 
         g_test_add_func("/ceph/probe-luks1", test_probe_luks1);
         g_test_add_func("/ceph/probe-luks2", test_probe_luks2);
         g_test_add_func("/ceph/probe-errors", test_probe_errors);
         g_test_add_func("/ceph/probe-watchers", test_probe_watchers);
         g_test_add_func("/ceph/probe-unprivileged", test_probe_unprivileged);
+        g_test_add_func("/ceph/attach-luks1", test_attach_luks1);
+        g_test_add_func("/ceph/attach-wrong-passphrase", test_attach_wrong_passphrase);
+        g_test_add_func("/ceph/kill-recovery", test_kill_recovery);
+        g_test_add_func("/ceph/attach-refusals", test_attach_refusals);
+        g_test_add_func("/ceph/cli", test_cli);
         g_test_add_func("/ceph/not-yet", test_not_yet);
 
         int r = g_test_run();

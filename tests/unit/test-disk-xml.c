@@ -409,6 +409,60 @@ static void test_build_exact_output(void) {
         free(xml);
 }
 
+/* An RBD image (issue 18): the network disk libvirt 9.0 hot-plugs, and
+ * what the service reads back from the live XML (with libvirt's own
+ * additions), the source as "rbd:" + name. */
+static void test_build_rbd(void) {
+        DiskSpec spec = {
+                .rbd_name = "pool/img",
+                .ceph_config = "/etc/ceph/ceph.conf",
+                .ceph_user = "libvirt",
+                .ceph_secret_uuid = "5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0",
+                .target = "sdb",
+                .bus = "scsi",
+                .secret_uuid = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f",
+                .alias = "ua-x",
+        };
+        char *xml = NULL;
+        DiskInfo d = {};
+
+        g_assert_cmpint(disk_xml_build(&spec, &xml), ==, 0);
+        g_assert_cmpstr(
+                xml, ==,
+                "<disk type=\"network\" device=\"disk\"><driver name=\"qemu\" type=\"raw\"/>"
+                "<source protocol=\"rbd\" name=\"pool/img\"><config file=\"/etc/ceph/ceph.conf\"/>"
+                "<auth username=\"libvirt\"><secret type=\"ceph\" uuid=\"5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0\"/></auth>"
+                "<encryption format=\"luks\"><secret type=\"passphrase\" uuid=\"0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f\"/>"
+                "</encryption></source><target dev=\"sdb\" bus=\"scsi\"/><alias name=\"ua-x\"/></disk>");
+        free(xml);
+
+        static const char *live =
+                "<domain><devices><disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+                "<source protocol='rbd' name='pool/img' index='1'><config file='/etc/ceph/ceph.conf'/>"
+                "<auth username='libvirt'><secret type='ceph' uuid='5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0'/></auth>"
+                "<encryption format='luks' engine='qemu'><secret type='passphrase' "
+                "uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/></encryption></source>"
+                "<target dev='sdb' bus='scsi'/><alias name='ua-x'/></disk>"
+                "<disk type='network' device='disk'><source protocol='nbd' name='x'/><target dev='sdc' bus='scsi'/></disk>"
+                "</devices></domain>";
+        g_assert_cmpint(domain_xml_find_disk(live, "sdb", &d), ==, 0);
+        g_assert_true(d.rbd);
+        g_assert_cmpstr(d.source, ==, "rbd:pool/img");
+        g_assert_true(d.encrypted);
+        g_assert_cmpstr(d.encryption_format, ==, "luks");
+        g_assert_cmpstr(d.secret_uuid, ==, "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f");
+        disk_info_free(&d);
+        /* Another network protocol has no source the service knows. */
+        g_assert_cmpint(domain_xml_find_disk(live, "sdc", &d), ==, 0);
+        g_assert_false(d.rbd);
+        g_assert_null(d.source);
+        disk_info_free(&d);
+
+        /* A name is required, like a path. */
+        spec.rbd_name = "";
+        g_assert_cmpint(disk_xml_build(&spec, &xml), ==, -EINVAL);
+}
+
 /* The user alias luksvolumed puts on its disks comes back from parsing. */
 static void test_build_alias(void) {
         DiskSpec spec = {
@@ -674,9 +728,11 @@ static void test_parse_live_libvirt(void) {
         g_assert_null(disks[4].secret_uuid);
         g_assert_cmpstr(disks[4].alias, ==, "virtio-disk1");
 
-        /* Network disk: no host path. */
+        /* Network disk: no host path; an RBD image is named as the
+         * service's sources are (since 0.3). */
         g_assert_cmpstr(disks[5].target, ==, "vdc");
-        g_assert_null(disks[5].source);
+        g_assert_cmpstr(disks[5].source, ==, "rbd:pool/image");
+        g_assert_true(disks[5].rbd);
         g_assert_false(disks[5].block);
         g_assert_false(disks[5].encrypted);
         g_assert_cmpstr(disks[5].alias, ==, "virtio-disk2");
@@ -1204,6 +1260,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/disk-xml/build/exact-output", test_build_exact_output);
         g_test_add_func("/disk-xml/build/roundtrip", test_build_roundtrip_combinations);
         g_test_add_func("/disk-xml/build/alias", test_build_alias);
+        g_test_add_func("/disk-xml/build/rbd", test_build_rbd);
         g_test_add_func("/disk-xml/build/hostile-strings", test_build_hostile_strings);
         g_test_add_func("/disk-xml/build/long-strings", test_build_long_strings);
         g_test_add_func("/disk-xml/build/secret-hostile-strings", test_secret_hostile_strings);
