@@ -32,6 +32,9 @@
  *     slots (the I/O dominates), and LUKS1 with a slot costing QEMU ~300 ms
  *     (the key derivation dominates).
  *
+ * 10. RBD (rbd.c, only with --rbd=CLUSTER_SH): attach and detach of a LUKS1
+ *     RBD image against libvirt's API and `virsh attach-device`.
+ *
  *  9. scale (scale.c): attach and detach with N volumes over M domains
  *     attached against none, recovery after kill -9 with N attached
  *     against the libvirt calls any recovery makes; cold activation against
@@ -509,6 +512,7 @@ static void scale_series(void) {
 int main(int argc, char *argv[]) {
         guint scale_n = 200, scale_m = 20;
         bool series = false, scale_given = false, shim = false, cold = false, cycle_only = false;
+        const char *rbd_cluster = NULL;
 
         /* Line by line: a row printed before a crash is not lost in a pipe's
          * buffer. */
@@ -526,6 +530,8 @@ int main(int argc, char *argv[]) {
                         cold = true;
                 else if (g_str_equal(argv[i], "--cycle"))
                         cycle_only = true;
+                else if (g_str_has_prefix(argv[i], "--rbd="))
+                        rbd_cluster = argv[i] + strlen("--rbd=");
                 else if (g_str_has_prefix(argv[i], "--scale=")) {
                         parse_scale(argv[i] + strlen("--scale="), &scale_n, &scale_m);
                         scale_given = true;
@@ -548,6 +554,12 @@ int main(int argc, char *argv[]) {
                 table_header();
                 cycle_rows(&cyc);
                 lv_destroy_guest(d);
+                return 0;
+        }
+        if (rbd_cluster) {
+                /* Only the RBD rows (the daemon runs with ceph-daemon.conf). */
+                table_header();
+                rbd_figures(rbd_cluster);
                 return 0;
         }
         if (cold) {

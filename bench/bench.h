@@ -37,3 +37,7 @@ void guest_stalls(void);
 /* shim.c: the header shim against the volume's own header (needs
  * device-mapper: run inside the VM, `bench/run.sh --shim`). */
 void shim_scenario(void);
+/* rbd.c: a LUKS1 RBD image attached through the daemon against the same
+ * attach through libvirt and through virsh (needs Ceph: `bench/run.sh
+ * --rbd` starts tests/ceph/cluster.sh, named by cluster_sh). */
+void rbd_figures(const char *cluster_sh);

@@ -8,7 +8,7 @@
 # attach of the scale scenario) and attach-latency.png (gnuplot-nox,
 # installed if missing).
 #
-#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--cold] [--cycle] [--debug] [OUTDIR]
+#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--rbd] [--cold] [--cycle] [--debug] [OUTDIR]
 #
 #   (none)       everything; ~10 minutes on an otherwise idle 2-core machine.
 #                Run nothing else meanwhile: the guest-stall figures are
@@ -27,6 +27,10 @@
 #   --shim       only the header shim's figures (issue 17), inside the TCG
 #                VM that has device-mapper (tests/vm/run-in-vm.sh):
 #                results-shim.md; ~10 minutes (--short: one repetition).
+#   --rbd        only the RBD figures (issue 18): a single-node Ceph
+#                (tests/ceph/cluster.sh) in the sandbox, a LUKS1 RBD image
+#                attached through the daemon against libvirt's API and
+#                `virsh attach-device`: results-rbd.md; ~1 minute.
 #   --cold       only cold activation and idle memory (seconds).
 #   --cycle      only the Attach+Detach cycle against the libvirt-API floor.
 #   --debug      the daemon at --log-level=debug, its log kept as
@@ -40,7 +44,7 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$src/build}
 out=
-short=0 series=0 shim=0 debug=0
+short=0 series=0 shim=0 debug=0 rbd=0
 args=()
 for a in "$@"; do
         case $a in
@@ -48,9 +52,10 @@ for a in "$@"; do
                 --series) series=1; args+=("$a") ;;
                 --shim) shim=1; args+=("$a") ;;
                 --cold|--cycle) args+=("$a") ;;
+                --rbd) rbd=1; args+=("--rbd=$src/tests/ceph/cluster.sh") ;;
                 --debug) debug=1 ;;
                 --scale=*) args+=("$a") ;;
-                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--cold] [--cycle] [--debug] [OUTDIR]" >&2; exit 2 ;;
+                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--rbd] [--cold] [--cycle] [--debug] [OUTDIR]" >&2; exit 2 ;;
                 *) out=$a ;;
         esac
 done
@@ -72,6 +77,7 @@ chmod 0755 "$out"
 
 table=$out/results.md
 [ "$series" = 0 ] || table=$out/results-series.md
+[ "$rbd" = 0 ] || table=$out/results-rbd.md
 
 if [ "$shim" = 1 ]; then
         # The VM's root is the host's, read-only: the table comes back on
@@ -92,6 +98,9 @@ fi
 # --max-volumes: the scale scenario attaches up to 500 (+1) volumes; the
 # shipped default cap is 64.
 daemon_args=(--daemon-arg --max-volumes=1000)
+# The RBD figures: the daemon reads the sandbox's cluster, QEMU authenticates
+# with the secret rbd.c defines (the ceph test's configuration).
+[ "$rbd" = 0 ] || daemon_args+=(--daemon-arg "--config=$src/tests/integration/ceph-daemon.conf")
 if [ "$debug" = 1 ]; then
         daemon_args+=(--daemon-arg --log-level=debug)
         export LV_SANDBOX_SAVE_LOGS=$out/logs
@@ -108,6 +117,7 @@ set -e
 [ "$rc" = 0 ] || { echo "bench: the benchmark exited with status $rc" >&2; exit "$rc"; }
 
 command -v gnuplot >/dev/null || exit 0
+[ "$rbd" = 0 ] || exit 0
 if [ "$series" = 1 ] && ! grep -q -- '--scale=' <<<"${args[*]}"; then
         gnuplot <<GP
 set terminal pngcairo size 800,500

@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "header-policy.h"
 #include "manager.h"
+#include "rbd-name.h"
 #include "util.h"
 #include "virt.h"
 
@@ -34,6 +35,7 @@ int attach_inspect_rbd(AttachOp *op) {
         const char *path = c->res.source.path;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
         char reason[512], obstacle[384];
+        RbdName name;
         ModeInput in;
         int r;
 
@@ -46,6 +48,11 @@ int attach_inspect_rbd(AttachOp *op) {
         if (op->options.native_header == NATIVE_HEADER_SHIM)
                 return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
                                          "No header shim can be made for an RBD image ('%s').", path);
+        /* libvirt's <source name> for a namespaced image is not something
+         * this service has seen work: probed, not attached. */
+        if (rbd_name_parse(path, &name, NULL) < 0 || name.ns[0])
+                return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
+                                         "RBD images in a namespace ('%s') can be probed but not attached yet.", path);
         if (!m->config.ceph_secret)
                 return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
                                          "Attaching RBD images needs CephSecret= in luksvolumed.conf: the libvirt "

@@ -6,8 +6,8 @@
  * the key slots from it).  Beside luks-snapshot.c, below luks.c.
  *
  * Only the header is read — the payload never leaves the cluster — and
- * how much is the header's own word, bounded: LUKS1 up to its payload
- * offset, LUKS2 its two metadata copies and then, from what libcryptsetup
+ * how much is the header's own word, bounded: LUKS1 its header and its
+ * active key slots' material, LUKS2 its two metadata copies and then, from what libcryptsetup
  * makes of them, up to the data segment and the last key slot area. */
 
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "luks-internal.h"
+#include "luks1-fast.h"
 #include "rbd.h"
 
 /* Two LUKS2 metadata copies at their largest, and key slots at most. */
@@ -22,21 +23,21 @@
 
 static int copy_out(RbdImage *img, int fd, uint64_t off, uint64_t len) {
         static const size_t chunk = 4U << 20;
-        _cleanup_free_ uint8_t *buf = malloc(chunk);
+        uint8_t *buf = malloc(chunk);
+        int r = 0;
 
         if (!buf)
                 return -ENOMEM;
-        while (len > 0) {
+        while (len > 0 && r >= 0) {
                 size_t n = (size_t) MIN(len, (uint64_t) chunk);
-                int r = rbd_image_read(img, off, buf, n);
-                if (r < 0)
-                        return r;
-                if (pwrite(fd, buf, n, (off_t) off) != (ssize_t) n)
-                        return negative_errno();
+                r = rbd_image_read(img, off, buf, n);
+                if (r >= 0 && pwrite(fd, buf, n, (off_t) off) != (ssize_t) n)
+                        r = negative_errno();
                 off += n;
                 len -= n;
         }
-        return 0;
+        free(buf);
+        return r;
 }
 
 /* How far LUKS2's header reaches, as libcryptsetup reads the metadata
@@ -56,6 +57,37 @@ static uint64_t luks2_extent(int fd) {
                         end = MAX(end, off + len);
         }
         return end;
+}
+
+static int done_ok(int *fd, const RbdFacts *facts, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts) {
+        *ret_fd = TAKE_FD(*fd);
+        *ret_size = facts->size;
+        if (ret_facts)
+                *ret_facts = *facts;
+        return 0;
+}
+
+/* LUKS1: the header and the active key slots' material only (a 512-bit
+ * key's eight slots span 2 MiB; one is 256 KiB): what a derivation reads.
+ * libcryptsetup validates the layout from the header alone. */
+static int luks1_areas_copy(RbdImage *img, int *fd, const uint8_t *first, const RbdFacts *facts, int *ret_fd,
+                            uint64_t *ret_size, RbdFacts *ret_facts) {
+        uint64_t off[8], len[8], total = 0;
+        unsigned n = 0;
+        int r;
+
+        if (luks1_active_areas(first, LUKS1_PHDR_AREA, off, len, &n) >= 0)
+                for (unsigned k = 0; k < n; k++) {
+                        /* Out of bounds or implausible: left out, and
+                         * libcryptsetup's checks refuse the header. */
+                        if (off[k] < LUKS1_PHDR_AREA || off[k] > facts->size || len[k] > facts->size - off[k] ||
+                            (total += len[k]) > KEYSLOT_COPY_MAX)
+                                continue;
+                        r = copy_out(img, *fd, off[k], len[k]);
+                        if (r < 0)
+                                return r;
+                }
+        return done_ok(fd, facts, ret_fd, ret_size, ret_facts);
 }
 
 int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts, const char **ret_stage) {
@@ -95,8 +127,8 @@ int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFact
         extent = done;
         if (done == sizeof first && memcmp(first, "LUKS\xba\xbe", 6) == 0) {
                 if (be16(first + 6) == 1)
-                        extent = (uint64_t) be32(first + LUKS1_PAYLOAD_OFFSET_AT) * 512;
-                else if (be16(first + 6) == 2) {
+                        return luks1_areas_copy(img, &fd, first, &facts, ret_fd, ret_size, ret_facts);
+                if (be16(first + 6) == 2) {
                         uint64_t hdr = be64(first + 8);
                         if (hdr >= LUKS2_HDR_SIZE_MIN && hdr <= LUKS2_HDR_SIZE_MAX && !(hdr & (hdr - 1)) &&
                             2 * hdr <= facts.size) {
@@ -117,9 +149,5 @@ int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFact
                         return r;
         }
 
-        *ret_fd = TAKE_FD(fd);
-        *ret_size = facts.size;
-        if (ret_facts)
-                *ret_facts = facts;
-        return 0;
+        return done_ok(&fd, &facts, ret_fd, ret_size, ret_facts);
 }

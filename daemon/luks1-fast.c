@@ -67,6 +67,31 @@ static const Hash *hash_by_name(const char *name) {
         return NULL;
 }
 
+int luks1_active_areas(const void *buf, size_t n, uint64_t ret_off[8], uint64_t ret_len[8], unsigned *ret_n) {
+        Luks1Header h;
+        unsigned k = 0;
+
+        if (n < sizeof h)
+                return -EBADMSG;
+        memcpy(&h, buf, sizeof h);
+        if (memcmp(h.magic, "LUKS\xba\xbe", LUKS1_MAGIC_LEN) != 0 || be16toh(h.version) != 1)
+                return -EBADMSG;
+        for (unsigned i = 0; i < LUKS1_KEY_SLOTS; i++) {
+                const Luks1Slot *ks = &h.slots[i];
+                uint64_t len;
+
+                if (be32toh(ks->active) != LUKS1_SLOT_ACTIVE)
+                        continue;
+                /* 32-bit factors: the product fits in 64 bits. */
+                len = (uint64_t) be32toh(h.key_bytes) * be32toh(ks->stripes);
+                ret_off[k] = (uint64_t) be32toh(ks->key_material_offset) * LUKS1_SECTOR;
+                ret_len[k] = (len + LUKS1_SECTOR - 1) / LUKS1_SECTOR * LUKS1_SECTOR;
+                k++;
+        }
+        *ret_n = k;
+        return 0;
+}
+
 int luks1_header_facts(const void *buf, size_t n, uint64_t source_size, Luks1Facts *ret) {
         Luks1Header h;
         uint64_t offset;

@@ -45,3 +45,10 @@ typedef struct Luks1Facts {
  * -EBADMSG: not LUKS, n too short, a UUID that is not a terminated
  * printable string, or a payload offset of 0 or past source_size. */
 int luks1_header_facts(const void *buf, size_t n, uint64_t source_size, Luks1Facts *ret);
+
+/* The byte ranges of the active key slots' key material (offset, length
+ * rounded up to whole sectors), in slot order: what a derivation reads
+ * beyond the header (an RBD image's header is read only that far,
+ * luks-rbd.c).  *ret_n of them; -EBADMSG if buf holds no LUKS1 header or
+ * an active slot's numbers overflow.  Validation is libcryptsetup's. */
+int luks1_active_areas(const void *buf, size_t n, uint64_t ret_off[8], uint64_t ret_len[8], unsigned *ret_n);

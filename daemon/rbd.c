@@ -93,7 +93,6 @@ int rbd_available(const char **ret_reason) {
 }
 
 struct RbdImage {
-        rados_t cluster;
         rados_ioctx_t io;
         rbd_image_t image;
 };
@@ -105,50 +104,91 @@ void rbd_image_close(RbdImage *img) {
                 sym_rbd_close(img->image);
         if (img->io)
                 sym_rados_ioctx_destroy(img->io);
-        if (img->cluster)
-                sym_rados_shutdown(img->cluster);
         free(img);
+}
+
+/* One cluster connection for the daemon's life, made on first use: a
+ * connection costs a round of monitor messages and cephx (tens of
+ * milliseconds, as much as the rest of an RBD attach), and librados
+ * handles are safe to share between threads.  Dropped when an open fails
+ * in a way that says the connection itself is gone, and made again by the
+ * next caller.  The lock is held across the connect, which librados bounds
+ * (client_mount_timeout). */
+static pthread_mutex_t cluster_lock = PTHREAD_MUTEX_INITIALIZER;
+static rados_t cluster;
+
+static int connect_cluster(rados_t *ret, const char **ret_stage) {
+        char id[RBD_NAME_MAX + 8];
+        rados_t c = NULL;
+        int r;
+
+        snprintf(id, sizeof id, "client.%s", rbd_client());
+        *ret_stage = "configure the Ceph client";
+        r = sym_rados_create2(&c, "ceph", id, 0);
+        if (r < 0)
+                return r;
+        r = sym_rados_conf_read_file(c, rbd_conf_path());
+        /* Bounded waits, so that a thread a deadline gave up on still ends:
+         * the monitor connection, and each monitor and OSD operation. */
+        if (r >= 0)
+                r = sym_rados_conf_set(c, "client_mount_timeout", "10");
+        if (r >= 0)
+                r = sym_rados_conf_set(c, "rados_mon_op_timeout", "10");
+        if (r >= 0)
+                r = sym_rados_conf_set(c, "rados_osd_op_timeout", "10");
+        /* Its log goes nowhere: failures come back as errors, with context. */
+        if (r >= 0)
+                r = sym_rados_conf_set(c, "log_to_stderr", "false");
+        if (r >= 0)
+                r = sym_rados_conf_set(c, "err_to_stderr", "false");
+        if (r >= 0) {
+                *ret_stage = "connect to the Ceph cluster";
+                r = sym_rados_connect(c);
+        }
+        if (r < 0) {
+                sym_rados_shutdown(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+static int shared_cluster(rados_t *ret, const char **ret_stage) {
+        pthread_mutex_lock(&cluster_lock);
+        int r = cluster ? 0 : connect_cluster(&cluster, ret_stage);
+        *ret = cluster;
+        pthread_mutex_unlock(&cluster_lock);
+        return r;
+}
+
+static void drop_cluster(rados_t c) {
+        pthread_mutex_lock(&cluster_lock);
+        /* Only the one that failed: another thread may have replaced it.
+         * Not shut down — other threads may still use it; it leaks, once
+         * per lost connection. */
+        if (cluster == c)
+                cluster = NULL;
+        pthread_mutex_unlock(&cluster_lock);
 }
 
 int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage) {
         RbdImage *img;
-        char id[RBD_NAME_MAX + 8];
+        rados_t c;
         int r;
 
         *ret_stage = "load librbd";
         r = rbd_available(NULL);
         if (r < 0)
                 return r;
+        r = shared_cluster(&c, ret_stage);
+        if (r < 0)
+                return r;
         img = calloc(1, sizeof *img);
         if (!img)
                 return -ENOMEM;
 
-        snprintf(id, sizeof id, "client.%s", rbd_client());
-        *ret_stage = "configure the Ceph client";
-        r = sym_rados_create2(&img->cluster, "ceph", id, 0);
-        if (r >= 0)
-                r = sym_rados_conf_read_file(img->cluster, rbd_conf_path());
-        /* Bounded waits, so that a thread a deadline gave up on still ends:
-         * the monitor connection, and each monitor and OSD operation. */
-        if (r >= 0)
-                r = sym_rados_conf_set(img->cluster, "client_mount_timeout", "10");
-        if (r >= 0)
-                r = sym_rados_conf_set(img->cluster, "rados_mon_op_timeout", "10");
-        if (r >= 0)
-                r = sym_rados_conf_set(img->cluster, "rados_osd_op_timeout", "10");
-        /* Its log goes nowhere: failures come back as errors, with context. */
-        if (r >= 0)
-                r = sym_rados_conf_set(img->cluster, "log_to_stderr", "false");
-        if (r >= 0)
-                r = sym_rados_conf_set(img->cluster, "err_to_stderr", "false");
-        if (r >= 0) {
-                *ret_stage = "connect to the Ceph cluster";
-                r = sym_rados_connect(img->cluster);
-        }
-        if (r >= 0) {
-                *ret_stage = "open the pool";
-                r = sym_rados_ioctx_create(img->cluster, name->pool, &img->io);
-        }
+        *ret_stage = "open the pool";
+        r = sym_rados_ioctx_create(c, name->pool, &img->io);
         if (r >= 0 && name->ns[0])
                 sym_rados_ioctx_set_namespace(img->io, name->ns);
         if (r >= 0) {
@@ -156,10 +196,10 @@ int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage) 
                 r = sym_rbd_open_read_only(img->io, name->image, &img->image, NULL);
         }
         if (r < 0) {
-                if (!img->cluster) {
-                        free(img);
-                        return r;
-                }
+                /* The connection, not the name, failed: the next caller
+                 * connects anew. */
+                if (IN_SET(-r, ENOTCONN, ESHUTDOWN, ETIMEDOUT, ECONNRESET))
+                        drop_cluster(c);
                 rbd_image_close(img);
                 return r;
         }

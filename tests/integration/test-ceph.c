@@ -39,7 +39,7 @@
 
 static GDBusConnection *bus;
 static virDomainPtr guest;
-static const char *cluster_sh, *ctl;
+static const char *cluster_sh, *ctl, *pool_rule;
 
 /* Runs a Ceph tool against the sandbox's cluster; its standard output. */
 static char *ceph_tool(const char *const *argv) {
@@ -385,6 +385,38 @@ static void test_attach_refusals(void) {
         watch_stop(w);
 }
 
+/* polkit/examples/60-luksvolume-rbd-pool.rules, with this sandbox's group
+ * and pool: its members attach and detach images of that pool without
+ * authenticating, and nothing else. */
+static void test_pool_rule(void) {
+        g_autofree char *text = NULL;
+        g_assert_true(g_file_get_contents(pool_rule, &text, NULL, NULL));
+        g_auto(GStrv) a = g_strsplit(text, "\"rbdops\"", -1);
+        g_autofree char *t1 = g_strjoinv("\"lvgroup\"", a);
+        g_auto(GStrv) b = g_strsplit(t1, "\"rbd:vms/\"", -1);
+        g_autofree char *rule = g_strjoinv("\"rbd:rbd/\"", b);
+        g_assert_nonnull(strstr(rule, "rbd:rbd/"));
+        lv_polkit_set_rules("60-luksvolume-rbd-pool.rules", rule);
+
+        g_autoptr(GDBusConnection) admin = lv_bus_as_uid(LV_TEST_UID_ADMIN);
+        g_autoptr(GDBusConnection) user = lv_bus_as_uid(LV_TEST_UID_USER);
+        GError *error = NULL;
+        g_autofree char *path = lv_attach(admin, "lvtest-guest", "rbd:rbd/luks1", PASS,
+                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_assert_true(lv_detach(admin, path, NULL, &error));
+        g_assert_no_error(error);
+
+        /* lvuser is not in the group: admin authentication, which nobody
+         * here can give. */
+        g_autofree char *refused = lv_attach(user, "lvtest-guest", "rbd:rbd/luks1", PASS,
+                                             lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_null(refused);
+        lv_assert_error(error, INTERACTIVE_REQUIRED);
+        g_clear_error(&error);
+        lv_polkit_set_rules("60-luksvolume-rbd-pool.rules", NULL);
+}
+
 /* luksvolumectl passes an rbd: source as given (a path it would make
  * absolute against its working directory). */
 static void test_cli(void) {
@@ -424,10 +456,11 @@ static void define_ceph_secret(void) {
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
-        if (argc < 3)
-                g_error("usage: %s [--tap] CLUSTER_SH LUKSVOLUMECTL", argv[0]);
+        if (argc < 4)
+                g_error("usage: %s [--tap] CLUSTER_SH LUKSVOLUMECTL POOL_RULE", argv[0]);
         cluster_sh = argv[1];
         ctl = argv[2];
+        pool_rule = argv[3];
 
         /* The cluster first: the daemon reads CephConfig= when the first
          * call activates it. */
@@ -451,6 +484,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/ceph/attach-wrong-passphrase", test_attach_wrong_passphrase);
         g_test_add_func("/ceph/kill-recovery", test_kill_recovery);
         g_test_add_func("/ceph/attach-refusals", test_attach_refusals);
+        g_test_add_func("/ceph/pool-rule", test_pool_rule);
         g_test_add_func("/ceph/cli", test_cli);
         g_test_add_func("/ceph/not-yet", test_not_yet);
 

@@ -213,6 +213,42 @@ static void quiet_log(int level, const char *msg, void *usrptr) {
                 g_test_message("libcryptsetup: %s", msg);
 }
 
+/* The active slots' areas, as libcryptsetup names them, for headers with
+ * one, three and eight slots (and 256- and 512-bit keys). */
+static void test_active_areas(void) {
+        static const struct { unsigned key_bytes, n; } shapes[] = { { 64, 1 }, { 32, 3 }, { 64, 8 } };
+        guint8 buf[LUKS1_HEADER_FACTS_BYTES];
+
+        for (gsize i = 0; i < G_N_ELEMENTS(shapes); i++) {
+                const char *pass[8] = { "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7" };
+                guint iters[8] = { 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000 };
+                uint64_t off[8], len[8];
+                unsigned n = 99;
+                Header h;
+
+                for (unsigned k = shapes[i].n; k < 8; k++)
+                        pass[k] = NULL;
+                header_make(&h, "aes", "xts-plain64", "sha256", shapes[i].key_bytes, pass, iters);
+                g_assert_cmpint(pread(h.fd, buf, sizeof buf, 0), ==, (ssize_t) sizeof buf);
+                g_assert_cmpint(luks1_active_areas(buf, sizeof buf, off, len, &n), ==, 0);
+                g_assert_cmpuint(n, ==, shapes[i].n);
+                for (unsigned k = 0; k < n; k++) {
+                        uint64_t want_off, want_len;
+                        g_assert_cmpint(crypt_keyslot_area(h.cd, (int) k, &want_off, &want_len), ==, 0);
+                        g_assert_cmpuint(off[k], ==, want_off);
+                        /* libcryptsetup rounds the area up to its alignment. */
+                        g_assert_cmpuint(len[k], <=, want_len);
+                        g_assert_cmpuint(len[k], >=, (uint64_t) shapes[i].key_bytes * 4000);
+                }
+                header_free(&h);
+        }
+        buf[0] = 'X';
+        unsigned n;
+        uint64_t off[8], len[8];
+        g_assert_cmpint(luks1_active_areas(buf, sizeof buf, off, len, &n), ==, -EBADMSG);
+        g_assert_cmpint(luks1_active_areas(buf, 100, off, len, &n), ==, -EBADMSG);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         crypt_set_log_callback(NULL, quiet_log, NULL);
@@ -220,5 +256,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/luks1-fast/unsupported", test_unsupported);
         g_test_add_func("/luks1-fast/not-luks1", test_not_luks1);
         g_test_add_func("/luks1-fast/facts", test_facts);
+        g_test_add_func("/luks1-fast/active-areas", test_active_areas);
         return g_test_run();
 }
