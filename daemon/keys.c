@@ -284,7 +284,7 @@ static int keys_method(sd_bus_message *message, Manager *m, KeyOperation kind, s
                 if (r < 0)
                         return r;
         }
-        r = source_validate_attachable(source, "Key management", error);
+        r = source_validate(source, error);
         if (r < 0)
                 return r;
 

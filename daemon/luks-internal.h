@@ -79,7 +79,15 @@ static inline uint16_t be16(const uint8_t *p) {
 /* luks-rbd.c: an RBD image's header areas, read through librbd into a
  * memfd of the image's size (the rest left sparse), which then stands in
  * for the source's descriptor: every copy into the snapshot reads it. */
-int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts, const char **ret_stage);
+int rbd_header_copy(const char *source, bool exclusive, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts,
+                    RbdImage **ret_image, const char **ret_stage);
+/* librbd's failure at stage, in words a caller can act on (watchers: the
+ * other clients the open found, for "in use"). */
+int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e, unsigned watchers);
+/* A write-back step of an RBD image's header ([off, off+len) of the
+ * snapshot) through librbd, under the image's exclusive lock.  On the
+ * calling worker thread: librados' op timeout bounds it. */
+int rbd_write_back(LuksSource *s, uint64_t off, uint64_t len);
 
 /* libcryptsetup's log callback (luks.c): to our debug log. */
 void luks_log(int level, const char *msg, void *usrptr);
@@ -115,6 +123,7 @@ struct LuksSource {
         uint64_t header_end;   /* metadata and every key slot area: [0, header_end) is in the snapshot */
         bool rbd;              /* since 0.3: fd is a memfd of the RBD image's header areas (luks-rbd.c) */
         RbdFacts rbd_facts;
+        RbdImage *rbd_image;    /* exclusive opens: the image, read-write, locked until freed */
         uint64_t metadata_size; /* LUKS2: one copy of the metadata (the secondary starts there) */
         unsigned version;
 };

@@ -77,6 +77,16 @@ static int write_step(LuksSource *s, uint64_t off, uint64_t len, unsigned timeou
                 return sd_bus_error_setf(error, LV_ERROR_FAILED, "Refusing to write outside the header of '%s'.",
                                          s->path);
 
+        /* An RBD image: through librbd, under the image's exclusive lock
+         * (luks-rbd.c), each step flushed to the OSDs before the next. */
+        if (s->rbd) {
+                r = rbd_write_back(s, off, len);
+                if (r < 0)
+                        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot write the header of '%s': %s", s->path,
+                                                 strerror(-r));
+                return 0;
+        }
+
         t = copy_task_new();
         if (!t)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");

@@ -11,9 +11,11 @@
  * makes of them, up to the data segment and the last key slot area. */
 
 #include <fcntl.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "luks-internal.h"
 #include "luks1-fast.h"
 #include "rbd.h"
@@ -59,38 +61,44 @@ static uint64_t luks2_extent(int fd) {
         return end;
 }
 
-static int done_ok(int *fd, const RbdFacts *facts, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts) {
+/* The snapshot and, for a change, the image (still locked) to the caller. */
+static int done_ok(RbdImage **img, int *fd, const RbdFacts *facts, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts,
+                   RbdImage **ret_image) {
         *ret_fd = TAKE_FD(*fd);
         *ret_size = facts->size;
         if (ret_facts)
                 *ret_facts = *facts;
+        if (ret_image)
+                *ret_image = TAKE_PTR(*img);
         return 0;
 }
 
-/* LUKS1: the header and the active key slots' material only (a 512-bit
- * key's eight slots span 2 MiB; one is 256 KiB): what a derivation reads.
- * libcryptsetup validates the layout from the header alone. */
-static int luks1_areas_copy(RbdImage *img, int *fd, const uint8_t *first, const RbdFacts *facts, int *ret_fd,
-                            uint64_t *ret_size, RbdFacts *ret_facts) {
+/* LUKS1, for reading: the header and the active key slots' material only
+ * (a 512-bit key's eight slots span 2 MiB; one is 256 KiB), what a
+ * derivation reads.  libcryptsetup validates the layout from the header
+ * alone. */
+static int luks1_areas_copy(RbdImage *img, int fd, const uint8_t *first, const RbdFacts *facts) {
         uint64_t off[8], len[8], total = 0;
         unsigned n = 0;
         int r;
 
-        if (luks1_active_areas(first, LUKS1_PHDR_AREA, off, len, &n) >= 0)
-                for (unsigned k = 0; k < n; k++) {
-                        /* Out of bounds or implausible: left out, and
-                         * libcryptsetup's checks refuse the header. */
-                        if (off[k] < LUKS1_PHDR_AREA || off[k] > facts->size || len[k] > facts->size - off[k] ||
-                            (total += len[k]) > KEYSLOT_COPY_MAX)
-                                continue;
-                        r = copy_out(img, *fd, off[k], len[k]);
-                        if (r < 0)
-                                return r;
-                }
-        return done_ok(fd, facts, ret_fd, ret_size, ret_facts);
+        if (luks1_active_areas(first, LUKS1_PHDR_AREA, off, len, &n) < 0)
+                return 0;
+        for (unsigned k = 0; k < n; k++) {
+                /* Out of bounds or implausible: left out, and
+                 * libcryptsetup's checks refuse the header. */
+                if (off[k] < LUKS1_PHDR_AREA || off[k] > facts->size || len[k] > facts->size - off[k] ||
+                    (total += len[k]) > KEYSLOT_COPY_MAX)
+                        continue;
+                r = copy_out(img, fd, off[k], len[k]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
-int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts, const char **ret_stage) {
+int rbd_header_copy(const char *source, bool exclusive, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts,
+                    RbdImage **ret_image, const char **ret_stage) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_(rbd_image_closep) RbdImage *img = NULL;
         uint8_t first[LUKS1_PHDR_AREA] = {};
@@ -102,7 +110,7 @@ int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFact
         *ret_stage = "parse";
         if (rbd_name_parse(source, &name, NULL) < 0)
                 return -EINVAL;
-        r = rbd_image_open(&name, &img, ret_stage);
+        r = exclusive ? rbd_image_open_exclusive(&name, &img, ret_stage) : rbd_image_open(&name, &img, ret_stage);
         if (r < 0)
                 return r;
 
@@ -126,9 +134,16 @@ int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFact
 
         extent = done;
         if (done == sizeof first && memcmp(first, "LUKS\xba\xbe", 6) == 0) {
+                if (be16(first + 6) == 1 && !exclusive) {
+                        r = luks1_areas_copy(img, fd, first, &facts);
+                        if (r < 0)
+                                return r;
+                        return done_ok(&img, &fd, &facts, ret_fd, ret_size, ret_facts, ret_image);
+                }
                 if (be16(first + 6) == 1)
-                        return luks1_areas_copy(img, &fd, first, &facts, ret_fd, ret_size, ret_facts);
-                if (be16(first + 6) == 2) {
+                        /* A change may write any slot: all of it. */
+                        extent = (uint64_t) be32(first + LUKS1_PAYLOAD_OFFSET_AT) * 512;
+                else if (be16(first + 6) == 2) {
                         uint64_t hdr = be64(first + 8);
                         if (hdr >= LUKS2_HDR_SIZE_MIN && hdr <= LUKS2_HDR_SIZE_MAX && !(hdr & (hdr - 1)) &&
                             2 * hdr <= facts.size) {
@@ -149,5 +164,51 @@ int rbd_header_copy(const char *source, int *ret_fd, uint64_t *ret_size, RbdFact
                         return r;
         }
 
-        return done_ok(&fd, &facts, ret_fd, ret_size, ret_facts);
+        return done_ok(&img, &fd, &facts, ret_fd, ret_size, ret_facts, ret_image);
+}
+
+int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e, unsigned watchers) {
+        const char *reason = NULL;
+
+        if (e == EBUSY && streq(stage, "lock the image"))
+                return sd_bus_error_setf(error, LV_ERROR_IN_USE,
+                                         "'%s' is open by %u other Ceph client%s: its key slots change only while "
+                                         "nothing else has it open.",
+                                         source, watchers, watchers == 1 ? "" : "s");
+        if (e == EINVAL && streq(stage, "lock the image"))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "'%s' lacks the exclusive-lock feature: its header cannot be changed safely.",
+                                         source);
+        if (e == EOPNOTSUPP && rbd_available(&reason) < 0)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "RBD sources need librbd: %s.", reason);
+        if (e == ENOENT && streq(stage, "open the pool"))
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The Ceph pool of '%s' does not exist.",
+                                         source);
+        if (e == ENOENT && streq(stage, "open the image"))
+                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The RBD image '%s' does not exist.", source);
+        if (e == ENOENT && streq(stage, "configure the Ceph client"))
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "The host has no Ceph configuration at %s (CephConfig= in luksvolumed.conf).",
+                                         rbd_conf_path());
+        if (IN_SET(e, ETIMEDOUT, EINTR))
+                return sd_bus_error_setf(error, LV_ERROR_BUSY, "The Ceph cluster did not answer (%s of '%s').", stage,
+                                         source);
+        if (IN_SET(e, EACCES, EPERM))
+                return sd_bus_error_setf(error, LV_ERROR_FAILED,
+                                         "Ceph refused client.%s access (%s of '%s'): check its key and capabilities.",
+                                         rbd_client(), stage, source);
+        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot %s for '%s': %s", stage, source, strerror(e));
+}
+
+int rbd_write_back(LuksSource *s, uint64_t off, uint64_t len) {
+        _cleanup_free_ char *buf = NULL;
+
+        if (!s->rbd_image)
+                return -EPERM;
+        buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        if (pread(s->snap_fd, buf, len, (off_t) off) != (ssize_t) len)
+                return -EIO;
+        return rbd_image_write(s->rbd_image, off, buf, len);
 }

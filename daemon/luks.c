@@ -77,6 +77,7 @@ LuksSource *luks_source_free(LuksSource *s) {
                 close(s->snap_fd);
         if (s->shared_lock_fd >= 0)
                 close(s->shared_lock_fd);
+        rbd_image_close(s->rbd_image);
         free(s->path);
         free(s);
         return NULL;
@@ -109,6 +110,7 @@ typedef struct OpenTask {
         char *path;
         bool want_write, block, rbd;
         RbdFacts rbd_facts;
+        RbdImage *rbd_image; /* exclusive: the image, read-write, its lock held */
         dev_t dev;
         ino_t ino;
 
@@ -136,6 +138,7 @@ static void open_task_free(void *p) {
                 close(t->fd);
         if (t->snap_fd >= 0)
                 close(t->snap_fd);
+        rbd_image_close(t->rbd_image);
         free(t->path);
         free(t);
 }
@@ -306,10 +309,14 @@ static void open_task_run(void *p) {
         if (t->rbd) {
                 /* The header areas, through librbd, in a memfd read as a
                  * file would be (luks-rbd.c); never written back. */
-                r = rbd_header_copy(t->path, &t->fd, &t->size, &t->rbd_facts, &t->stage);
+                r = rbd_header_copy(t->path, t->exclusive, &t->fd, &t->size, &t->rbd_facts,
+                                    t->exclusive ? &t->rbd_image : NULL, &t->stage);
                 if (r < 0)
                         OPEN_FAIL(t, OPEN_RBD, t->stage, -r);
-                t->writable = false;
+                /* Written back through librbd only (luks-rbd.c). */
+                t->writable = t->exclusive;
+                if (t->exclusive && t->rbd_facts.watchers > 0)
+                        OPEN_FAIL(t, OPEN_RBD, "lock the image", EBUSY);
         } else {
                 open_file(t, &lock_fd);
                 if (t->failure != OPEN_OK)
@@ -361,44 +368,11 @@ static void open_task_run(void *p) {
         t->failure = OPEN_OK;
 }
 
-/* librbd's failure at stage, in words a caller can act on. */
-static int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e) {
-        const char *reason = NULL;
-
-        if (e == EOPNOTSUPP && rbd_available(&reason) < 0)
-                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "RBD sources need librbd: %s.", reason);
-        if (e == ENOENT && streq(stage, "open the pool"))
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The Ceph pool of '%s' does not exist.",
-                                         source);
-        if (e == ENOENT && streq(stage, "open the image"))
-                return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS, "The RBD image '%s' does not exist.", source);
-        if (e == ENOENT && streq(stage, "configure the Ceph client"))
-                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
-                                         "The host has no Ceph configuration at %s (CephConfig= in luksvolumed.conf).",
-                                         rbd_conf_path());
-        if (IN_SET(e, ETIMEDOUT, EINTR))
-                return sd_bus_error_setf(error, LV_ERROR_BUSY, "The Ceph cluster did not answer (%s of '%s').", stage,
-                                         source);
-        if (IN_SET(e, EACCES, EPERM))
-                return sd_bus_error_setf(error, LV_ERROR_FAILED,
-                                         "Ceph refused client.%s access (%s of '%s'): check its key and capabilities.",
-                                         rbd_client(), stage, source);
-        return sd_bus_error_setf(error, LV_ERROR_FAILED, "Cannot %s for '%s': %s", stage, source, strerror(e));
-}
-
 static int source_open(const SourceInfo *src, bool want_write, bool exclusive, bool keep_shared, unsigned timeout_ms,
                        LuksSource **ret, sd_bus_error *error) {
         _cleanup_(luks_source_freep) LuksSource *s = NULL;
         OpenTask *t;
         int r;
-
-        /* An RBD image's header is read, never written: key slots change
-         * under the image's exclusive lock, which is not built yet. */
-        if (src->rbd && exclusive) {
-                sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
-                                  "Changing the key slots of an RBD image ('%s') is not supported yet.", src->path);
-                return -EOPNOTSUPP;
-        }
 
         /* Every failure returns a negative errno of its own, visibly: the
          * callers' *ret is set exactly when this returns >= 0. */
@@ -466,7 +440,7 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, b
                 r = sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is too large to handle.", src->path);
                 break;
         case OPEN_RBD:
-                r = rbd_error(error, src->path, t->stage, t->saved_errno);
+                r = rbd_error(error, src->path, t->stage, t->saved_errno, t->rbd_facts.watchers);
                 break;
         }
         if (t->failure != OPEN_OK) {
@@ -495,6 +469,7 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, b
                 .shared_lock_fd = TAKE_FD(t->shared_lock_fd),
                 .rbd = src->rbd,
                 .rbd_facts = t->rbd_facts,
+                .rbd_image = TAKE_PTR(t->rbd_image),
         };
         open_task_free(t);
         snprintf(s->snap_path, sizeof s->snap_path, "/proc/self/fd/%d", s->snap_fd);

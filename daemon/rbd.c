@@ -25,6 +25,11 @@
         X(rados, rados_ioctx_set_namespace) \
         X(rados, rados_ioctx_destroy)       \
         X(rbd, rbd_open_read_only)          \
+        X(rbd, rbd_open)                    \
+        X(rbd, rbd_lock_acquire)            \
+        X(rbd, rbd_lock_release)            \
+        X(rbd, rbd_write)                   \
+        X(rbd, rbd_flush)                   \
         X(rbd, rbd_close)                   \
         X(rbd, rbd_get_size)                \
         X(rbd, rbd_get_features)            \
@@ -95,11 +100,15 @@ int rbd_available(const char **ret_reason) {
 struct RbdImage {
         rados_ioctx_t io;
         rbd_image_t image;
+        bool writable; /* opened read-write: our own handle watches the image too */
+        bool locked;   /* holds the image's exclusive lock */
 };
 
 void rbd_image_close(RbdImage *img) {
         if (!img)
                 return;
+        if (img->locked)
+                (void) sym_rbd_lock_release(img->image);
         if (img->image)
                 sym_rbd_close(img->image);
         if (img->io)
@@ -171,7 +180,17 @@ static void drop_cluster(rados_t c) {
         pthread_mutex_unlock(&cluster_lock);
 }
 
+static int image_open(const RbdName *name, bool exclusive, RbdImage **ret, const char **ret_stage);
+
 int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage) {
+        return image_open(name, false, ret, ret_stage);
+}
+
+int rbd_image_open_exclusive(const RbdName *name, RbdImage **ret, const char **ret_stage) {
+        return image_open(name, true, ret, ret_stage);
+}
+
+static int image_open(const RbdName *name, bool exclusive, RbdImage **ret, const char **ret_stage) {
         RbdImage *img;
         rados_t c;
         int r;
@@ -193,7 +212,16 @@ int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage) 
                 sym_rados_ioctx_set_namespace(img->io, name->ns);
         if (r >= 0) {
                 *ret_stage = "open the image";
-                r = sym_rbd_open_read_only(img->io, name->image, &img->image, NULL);
+                r = exclusive ? sym_rbd_open(img->io, name->image, &img->image, NULL)
+                              : sym_rbd_open_read_only(img->io, name->image, &img->image, NULL);
+                img->writable = exclusive && r >= 0;
+        }
+        if (r >= 0 && exclusive) {
+                /* The image's own lock (the exclusive-lock feature), which
+                 * every librbd writer takes: -EINVAL without the feature. */
+                *ret_stage = "lock the image";
+                r = sym_rbd_lock_acquire(img->image, RBD_LOCK_MODE_EXCLUSIVE);
+                img->locked = r >= 0;
         }
         if (r < 0) {
                 /* The connection, not the name, failed: the next caller
@@ -223,6 +251,9 @@ int rbd_image_facts(RbdImage *img, RbdFacts *ret) {
                 f.watchers = (unsigned) n; /* more than we asked to see */
         else if (r >= 0) {
                 f.watchers = (unsigned) n;
+                /* Our own read-write handle is one of them. */
+                if (img->writable && f.watchers > 0)
+                        f.watchers--;
                 if (n > 0 && w[0].addr)
                         snprintf(f.watcher, sizeof f.watcher, "%s", w[0].addr);
                 sym_rbd_watchers_list_cleanup(w, n);
@@ -246,4 +277,23 @@ int rbd_image_read(RbdImage *img, uint64_t off, void *buf, size_t len) {
                 len -= (size_t) k;
         }
         return 0;
+}
+
+int rbd_image_write(RbdImage *img, uint64_t off, const void *buf, size_t len) {
+        const uint8_t *p = buf;
+
+        if (!img->locked)
+                return -EPERM;
+        while (len > 0) {
+                ssize_t k = sym_rbd_write(img->image, off, len, (const char *) p);
+                if (k < 0)
+                        return (int) k;
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                off += (uint64_t) k;
+                len -= (size_t) k;
+        }
+        /* Written through to the OSDs before the next step starts. */
+        return sym_rbd_flush(img->image);
 }

@@ -41,6 +41,13 @@ int rbd_available(const char **ret_reason);
  * -ETIMEDOUT (the cluster did not answer), else librados' own; *ret_stage
  * says which step failed ("connect", "pool", "image"). */
 int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage);
+/* Read-write, holding the image's exclusive lock (the exclusive-lock
+ * feature; -EINVAL without it) until rbd_image_close(): for changes of
+ * its LUKS header.  *ret_stage "lock the image" when the lock failed. */
+int rbd_image_open_exclusive(const RbdName *name, RbdImage **ret, const char **ret_stage);
+/* Writes [off, off+len) of an image opened exclusively, then flushes it to
+ * the OSDs (librados' op timeout bounds both). */
+int rbd_image_write(RbdImage *img, uint64_t off, const void *buf, size_t len);
 void rbd_image_close(RbdImage *img);
 DEFINE_TRIVIAL_CLEANUP_FUNC(RbdImage *, rbd_image_close);
 int rbd_image_facts(RbdImage *img, RbdFacts *ret);

@@ -256,12 +256,6 @@ static void rearm_authorized(Call *c, bool allowed) {
                 rearm_end(op);
                 return;
         }
-        if (v->rbd) {
-                sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "Re-arming RBD images (%s) is not supported yet.",
-                                  op->path);
-                rearm_end(op);
-                return;
-        }
         if (isempty(v->source) || (v->mode == VOLUME_MODE_NATIVE && isempty(v->secret_uuid))) {
                 sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "The saved disk of %s does not say which %s to re-arm.",
                                   op->path, isempty(v->source) ? "source" : "secret");

@@ -158,7 +158,9 @@ static int open_source(ResizeOp *op, bool want_write, SourceInfo *ret_src, LuksS
         return 0;
 }
 
-/* Worker.  Native mode: QEMU does it all. */
+/* Worker.  Native mode: QEMU does it all — for an RBD image too, whose
+ * rbd node QEMU's LUKS driver grows or shrinks through librbd
+ * (rbd_resize()), the header's offset added. */
 static int resize_native(ResizeOp *op, virDomainPtr dom, const DiskInfo *d) {
         int r;
 
@@ -387,9 +389,6 @@ static void resize_authorized(Call *c, bool allowed) {
                                   op->path);
         else if (isempty(v->source))
                 sd_bus_error_setf(&op->error, LV_ERROR_FAILED, "The source of %s is not known.", op->path);
-        else if (v->rbd)
-                sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED, "Resizing RBD images (%s) is not supported yet.",
-                                  op->path);
         if (sd_bus_error_is_set(&op->error)) {
                 resize_refuse(op);
                 return;

@@ -67,6 +67,9 @@ status=0
 setup "$build" -Dwerror=true
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@" || status=1
 tally "$build"
+# The ceph test's single-node cluster (tests/ceph/cluster.sh): how long it
+# took to start, from the test's TAP comments.
+grep -ho 'ceph: cluster up in [0-9]* ms.*' "$build/meson-logs/testlog.txt" 2>/dev/null | head -n 1 || true
 
 if [ "${LV_SKIP_SANITIZE:-0}" != 1 ] && [ $# -eq 0 ]; then
         setup "$san_build" -Dwerror=true -Dsanitize=true -Db_lundef=false

@@ -14,14 +14,20 @@
  * rbd node, the ceph secret from CephSecret=): QEMU reads the plaintext
  * written beforehand, no kernel RBD device and no device-mapper device
  * exists, and detach, a wrong passphrase and kill -9 + recovery + detach
- * leave no secret of ours.  LUKS2 (libvirt 9.0 cannot hot-plug librbd's
- * encryption), cryptsetup mode, an image another client has open and the
- * methods not built for RBD yet answer typed refusals. */
+ * leave no secret of ours; Resize grows the image through librbd; key
+ * rotation writes the image's header back under its exclusive lock;
+ * save + libvirtd restart + Rearm + restore, and a guest that stops, work
+ * as for files.  LUKS2 (libvirt 9.0 cannot hot-plug librbd's encryption),
+ * cryptsetup mode, an image another client has open, namespaced images
+ * on attach answer typed refusals, and the pool rule of polkit/examples
+ * grants what it says. */
 
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include "fixture.h"
 #include "lv-client.h"
@@ -333,6 +339,36 @@ static void test_attach_wrong_passphrase(void) {
         g_assert_cmpuint(g_strv_length(objs), ==, 0);
 }
 
+/* Resize: QEMU's LUKS driver grows the image through librbd; the guest,
+ * the volume object and Ceph all see the new size. */
+static void test_resize(void) {
+        GError *error = NULL;
+        g_autofree char *path = attach_scsi("rbd:rbd/luks1", PASS, NULL, &error);
+        g_assert_no_error(error);
+        guint64 size = lv_volume_prop_u64(bus, path, "Size");
+        g_autoptr(GVariant) before = lv_probe(bus, "rbd:rbd/luks1", &error);
+        g_assert_no_error(error);
+        guint64 payload = probe_u(before, "payload-offset");
+        g_assert_cmpuint(size + payload, ==, 64ULL << 20);
+
+        g_assert_true(lv_resize(bus, path, size + (1 << 20), NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(lv_volume_prop_u64(bus, path, "Size"), ==, size + (1 << 20));
+        g_autofree char *target = lv_volume_prop_string(bus, path, "Target");
+        g_autofree char *alias = lv_domain_disk_alias(guest, target);
+        g_assert_cmpint(lv_guest_disk_size(guest, alias), ==, (gint64) (size + (1 << 20)));
+        const char *info[] = { "rbd", "info", "--format", "json", "rbd/luks1", NULL };
+        g_autofree char *json = ceph_tool(info);
+        g_autofree char *want = g_strdup_printf("\"size\":%" G_GUINT64_FORMAT ",", size + payload + (1 << 20));
+        if (!strstr(json, want))
+                g_error("rbd info: %s (wanted %s)", json, want);
+        /* The guest's data is still there. */
+        g_assert_true(lv_guest_reads_pattern(guest, PATTERN, 65536));
+
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+}
+
 /* The daemon dies with an RBD volume attached: it comes back from the live
  * XML (protocol='rbd'), with its header facts, and detaches as before. */
 static void test_kill_recovery(void) {
@@ -351,6 +387,74 @@ static void test_kill_recovery(void) {
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);
         g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+}
+
+/* A guest saved with an RBD volume, libvirtd restarted (the ephemeral
+ * passphrase secret with it; the ceph secret is persistent): Rearm
+ * defines it again from a passphrase checked against the header read
+ * through librbd, and the restored guest reads its data. */
+static void test_save_rearm(void) {
+        virDomainPtr g = lv_start_guest("ceph-save");
+        g_autofree char *state = lv_sandbox_path("ceph-save.state");
+        GError *error = NULL;
+        guint secrets = lv_count_secrets();
+
+        g_autofree char *path = lv_attach(bus, "ceph-save", "rbd:rbd/luks1", PASS,
+                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_assert_cmpint(virDomainSave(g, state), ==, 0);
+        virDomainFree(g);
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 5000));
+        lv_restart_libvirtd();
+        virDomainFree(guest);
+        guest = virDomainLookupByName(lv_virt(), "lvtest-guest");
+        g_assert_nonnull(guest);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+
+        /* A wrong passphrase re-arms nothing. */
+        g_assert_false(lv_volume_rearm(bus, path, "not the passphrase", &error));
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        g_assert_true(lv_volume_rearm(bus, path, PASS, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets + 1);
+
+        g_assert_cmpint(virDomainRestore(lv_virt(), state), ==, 0);
+        g = virDomainLookupByName(lv_virt(), "ceph-save");
+        g_assert_nonnull(g);
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
+        g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+        lv_destroy_guest(g);
+        g_unlink(state);
+}
+
+static guint count_objects(void) {
+        g_auto(GStrv) objs = lv_managed_objects(bus);
+        return g_strv_length(objs);
+}
+
+/* The guest stops with an RBD volume attached: the object and the secret
+ * go, and Ceph sees no client of the image any more. */
+static void test_domain_stop(void) {
+        virDomainPtr g = lv_start_guest("ceph-stop");
+        GError *error = NULL;
+        guint secrets = lv_count_secrets();
+        g_autofree char *path = lv_attach(bus, "ceph-stop", "rbd:rbd/luks1", PASS,
+                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+
+        lv_destroy_guest(g);
+        gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+        while (g_get_monotonic_time() < deadline && (lv_count_secrets() > secrets || count_objects() > 0))
+                g_usleep(20 * 1000);
+        g_assert_cmpuint(count_objects(), ==, 0);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+        g_autoptr(GVariant) info = lv_probe(bus, "rbd:rbd/luks1", &error);
+        g_assert_no_error(error);
+        g_assert_cmpuint(probe_u(info, "rbd-watchers"), ==, 0);
 }
 
 static void assert_attach_refused(const char *source, GVariant *opts, const char *name, const char *text) {
@@ -428,11 +532,62 @@ static void test_cli(void) {
         g_assert_nonnull(strstr(out, "luks-version"));
 }
 
+/* Which slot pass opens on source, -1 if none (BadPassphrase only). */
+static gint opens(const char *source, const char *pass) {
+        g_autoptr(GError) error = NULL;
+        gint slot = lv_verify_passphrase(bus, source, pass, &error);
+        if (slot < 0)
+                lv_assert_error(error, LV_ERR("BadPassphrase"));
+        return slot;
+}
+
+/* Key rotation on the RBD image's own header, written back through librbd
+ * under the image's exclusive lock: the new passphrase attaches (and QEMU
+ * reads the data), the old one opens nothing; while a guest has the image
+ * open, no change (InUse). */
+static void test_key_rotation(void) {
+        GVariant *cheap = lv_opts("pbkdf-iterations", g_variant_new_uint32(1000), NULL);
+        GError *error = NULL;
+
+        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", "rbd:rbd/luks1", PASS, "rotated", FALSE, cheap, &error),
+                        ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpint(opens("rbd:rbd/luks1", PASS), <, 0);
+        g_assert_cmpint(opens("rbd:rbd/luks1", "rotated"), >=, 0);
+        /* libcryptsetup's word on the header written back. */
+        g_autofree char *file = g_build_filename(CEPH_DIR, "rotated.img", NULL);
+        g_autofree char *cmd = g_strdup_printf("rbd export rbd/luks1 - 2>/dev/null | head -c 4194304 > %s", file);
+        const char *sh[] = { "sh", "-c", cmd, NULL };
+        g_free(ceph_tool(sh));
+        const char *check[] = { "sh", "-c", "printf rotated | cryptsetup open --test-passphrase --key-file=- \"$0\"",
+                                file, NULL };
+        g_free(ceph_tool(check));
+
+        g_autofree char *path = attach_scsi("rbd:rbd/luks1", "rotated", NULL, &error);
+        g_assert_no_error(error);
+        g_assert_true(lv_guest_reads_pattern(guest, PATTERN, 65536));
+        /* Attached: QEMU has it open, so its header is left alone. */
+        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", "rbd:rbd/luks1", "rotated", PASS, FALSE, NULL, &error), <,
+                        0);
+        lv_assert_error(error, LV_ERR("InUse"));
+        g_clear_error(&error);
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+
+        /* Back to the passphrase the other tests use. */
+        cheap = lv_opts("pbkdf-iterations", g_variant_new_uint32(1000), NULL);
+        g_assert_cmpint(lv_keys_call(bus, "ChangePassphrase", "rbd:rbd/luks1", "rotated", PASS, FALSE, cheap, &error),
+                        ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpint(opens("rbd:rbd/luks1", PASS), >=, 0);
+}
+
 /* What is not built for RBD yet says so, before anything is derived. */
 static void test_not_yet(void) {
         GError *error = NULL;
+        g_autofree char *path = attach_scsi("rbd:rbd/ns1/luks1", PASS, NULL, &error);
 
-        g_assert_cmpint(lv_verify_passphrase(bus, "rbd:rbd/luks1", PASS, &error), <, 0);
+        g_assert_null(path);
         lv_assert_error(error, NOT_SUPPORTED);
         g_clear_error(&error);
 }
@@ -482,9 +637,13 @@ int main(int argc, char **argv) {
         g_test_add_func("/ceph/probe-unprivileged", test_probe_unprivileged);
         g_test_add_func("/ceph/attach-luks1", test_attach_luks1);
         g_test_add_func("/ceph/attach-wrong-passphrase", test_attach_wrong_passphrase);
+        g_test_add_func("/ceph/resize", test_resize);
+        g_test_add_func("/ceph/key-rotation", test_key_rotation);
         g_test_add_func("/ceph/kill-recovery", test_kill_recovery);
         g_test_add_func("/ceph/attach-refusals", test_attach_refusals);
         g_test_add_func("/ceph/pool-rule", test_pool_rule);
+        g_test_add_func("/ceph/save-rearm", test_save_rearm);
+        g_test_add_func("/ceph/domain-stop", test_domain_stop);
         g_test_add_func("/ceph/cli", test_cli);
         g_test_add_func("/ceph/not-yet", test_not_yet);
 
