@@ -140,7 +140,7 @@ plot "$out/scale-series.csv" every ::1 using 1:4 axes x1y1 with linespoints titl
      "" every ::1 using 1:8 axes x1y2 with linespoints title "kill -9 → all properties complete"
 GP
         echo "plot: $out/scale.png"
-elif [ "$short" = 0 ] && ! grep -q -- '--scale=' <<<"${args[*]}"; then
+elif [ "$short" = 0 ] && [ -s "$out/concurrency.csv" ] && ! grep -q -- '--scale=' <<<"${args[*]}"; then
         gnuplot <<GP
 set terminal pngcairo size 800,500
 set output "$out/attach-latency.png"

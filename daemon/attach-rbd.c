@@ -70,8 +70,9 @@ int attach_inspect_rbd(AttachOp *op) {
                 return sd_bus_error_setf(
                         &op->error, LV_ERROR_IN_USE,
                         "'%s' is open by %u other Ceph client%s (a guest on this or another host, or a "
-                        "kernel mapping).",
-                        path, op->luks.rbd_watchers, op->luks.rbd_watchers == 1 ? "" : "s");
+                        "kernel mapping), the first at %s.",
+                        path, op->luks.rbd_watchers, op->luks.rbd_watchers == 1 ? "" : "s",
+                        op->luks.rbd_watcher[0] ? op->luks.rbd_watcher : "an address Ceph did not give");
         if (op->luks.version != 1)
                 return sd_bus_error_setf(
                         &op->error, LV_ERROR_NOT_SUPPORTED,

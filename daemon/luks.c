@@ -599,6 +599,7 @@ int luks_source_info(LuksSource *s, LuksInfo *ret, sd_bus_error *error) {
         info.rbd = s->rbd;
         info.rbd_features = s->rbd_facts.features;
         info.rbd_watchers = s->rbd_facts.watchers;
+        snprintf(info.rbd_watcher, sizeof info.rbd_watcher, "%s", s->rbd_facts.watcher);
         if (info.version == 2) {
                 struct crypt_params_integrity ip = {};
                 uint32_t flags = 0;

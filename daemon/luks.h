@@ -59,6 +59,7 @@ typedef struct LuksInfo {
         bool rbd;
         uint64_t rbd_features;
         unsigned rbd_watchers;
+        char rbd_watcher[64]; /* the first one's address, "" if none */
 } LuksInfo;
 
 typedef struct LuksSource LuksSource;

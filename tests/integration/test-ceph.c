@@ -486,6 +486,8 @@ static void test_attach_refusals(void) {
         /* Another client has it open (a guest elsewhere, a kernel map). */
         GSubprocess *w = watch_start("rbd/luks1");
         assert_attach_refused("rbd:rbd/luks1", NULL, LV_ERR("InUse"), "other Ceph client");
+        /* Named by where it is (the watcher's address, on loopback here). */
+        assert_attach_refused("rbd:rbd/luks1", NULL, LV_ERR("InUse"), "the first at 127.0.0.1:");
         watch_stop(w);
 }
 
