@@ -81,9 +81,8 @@ static inline uint16_t be16(const uint8_t *p) {
  * for the source's descriptor: every copy into the snapshot reads it. */
 int rbd_header_copy(const char *source, bool exclusive, int *ret_fd, uint64_t *ret_size, RbdFacts *ret_facts,
                     RbdImage **ret_image, const char **ret_stage);
-/* librbd's failure at stage, in words a caller can act on (watchers: the
- * other clients the open found, for "in use"). */
-int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e, unsigned watchers);
+/* librbd's failure at stage, in words a caller can act on. */
+int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e);
 /* A write-back step of an RBD image's header ([off, off+len) of the
  * snapshot) through librbd, under the image's exclusive lock.  On the
  * calling worker thread: librados' op timeout bounds it. */

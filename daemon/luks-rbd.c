@@ -88,8 +88,9 @@ static int luks1_areas_copy(RbdImage *img, int fd, const uint8_t *first, const R
                 /* Out of bounds or implausible: left out, and
                  * libcryptsetup's checks refuse the header. */
                 if (off[k] < LUKS1_PHDR_AREA || off[k] > facts->size || len[k] > facts->size - off[k] ||
-                    (total += len[k]) > KEYSLOT_COPY_MAX)
+                    len[k] > KEYSLOT_COPY_MAX - total)
                         continue;
+                total += len[k];
                 r = copy_out(img, fd, off[k], len[k]);
                 if (r < 0)
                         return r;
@@ -167,14 +168,14 @@ int rbd_header_copy(const char *source, bool exclusive, int *ret_fd, uint64_t *r
         return done_ok(&img, &fd, &facts, ret_fd, ret_size, ret_facts, ret_image);
 }
 
-int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e, unsigned watchers) {
+int rbd_error(sd_bus_error *error, const char *source, const char *stage, int e) {
         const char *reason = NULL;
 
         if (e == EBUSY && streq(stage, "lock the image"))
                 return sd_bus_error_setf(error, LV_ERROR_IN_USE,
-                                         "'%s' is open by %u other Ceph client%s: its key slots change only while "
-                                         "nothing else has it open.",
-                                         source, watchers, watchers == 1 ? "" : "s");
+                                         "'%s' is open by another Ceph client (a guest on this or another host, or a "
+                                         "kernel mapping): its key slots change only while nothing else has it open.",
+                                         source);
         if (e == EINVAL && streq(stage, "lock the image"))
                 return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
                                          "'%s' lacks the exclusive-lock feature: its header cannot be changed safely.",

@@ -440,7 +440,7 @@ static int source_open(const SourceInfo *src, bool want_write, bool exclusive, b
                 r = sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED, "'%s' is too large to handle.", src->path);
                 break;
         case OPEN_RBD:
-                r = rbd_error(error, src->path, t->stage, t->saved_errno, t->rbd_facts.watchers);
+                r = rbd_error(error, src->path, t->stage, t->saved_errno);
                 break;
         }
         if (t->failure != OPEN_OK) {

@@ -7,6 +7,7 @@
 #include <rbd/features.h>
 
 #include "errors.h"
+#include "rbd-name.h"
 #include "header-policy.h"
 #include "luks.h"
 #include "manager.h"
@@ -277,6 +278,10 @@ static int append_volume(ProbeOp *op, sd_bus_message *reply) {
                 native_header = "";
                 obstacle = "LUKS2 on RBD opens only through librbd's encryption, which libvirt before 11.3 cannot "
                            "hot-plug";
+        } else if (luks->rbd && rbd_source_has_namespace(op->call.res.source.path)) {
+                b = false;
+                native_header = "";
+                obstacle = "RBD images in a namespace can be probed but not attached yet";
         } else if (luks->rbd && !op->call.manager->config.ceph_secret) {
                 b = false;
                 native_header = "";

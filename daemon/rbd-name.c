@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <nettle/sha2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -85,11 +86,25 @@ int rbd_name_parse(const char *source, RbdName *ret, const char **ret_reason) {
         return 0;
 }
 
+bool rbd_source_has_namespace(const char *source) {
+        RbdName n;
+        return rbd_name_parse(source, &n, NULL) >= 0 && n.ns[0];
+}
+
 ino_t rbd_source_ino(const char *source) {
-        /* FNV-1a, 64 bits. */
-        uint64_t h = 0xcbf29ce484222325ULL;
-        for (const unsigned char *c = (const unsigned char *) source; *c; c++)
-                h = (h ^ *c) * 0x100000001b3ULL;
+        /* SHA-256, first 64 bits: a name that collides with an attached
+         * image's (a false AlreadyAttached, Probe's "attached" on the
+         * wrong image) takes a second preimage, 2^64 tries — FNV, the
+         * first choice, let anyone who may name images craft one. */
+        struct sha256_ctx ctx;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        uint64_t h = 0;
+
+        sha256_init(&ctx);
+        sha256_update(&ctx, strlen(source), (const uint8_t *) source);
+        sha256_digest(&ctx, sizeof digest, digest);
+        for (unsigned i = 0; i < 8; i++)
+                h = h << 8 | digest[i];
         return (ino_t) (h ? h : 1);
 }
 

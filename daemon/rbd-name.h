@@ -27,12 +27,15 @@ typedef struct RbdName {
 /* Does source use the rbd: form (whether or not it is valid)? */
 bool rbd_source_is(const char *source);
 
+/* A valid rbd: source naming a namespace (POOL/NAMESPACE/IMAGE)? */
+bool rbd_source_has_namespace(const char *source);
+
 /* 0, or -EINVAL with *ret_reason a static text saying what is wrong. */
 int rbd_name_parse(const char *source, RbdName *ret, const char **ret_reason);
 
 /* The identity the service keys an RBD source by where a file has its
- * (st_dev, st_ino): a device number no file system has, and a 64-bit hash
- * of the canonical "rbd:…" text (one spelling per image: names are taken
+ * (st_dev, st_ino): a device number no file system has, and 64 bits of
+ * the SHA-256 of the canonical "rbd:…" text (one spelling per image: names are taken
  * as written, there is nothing to resolve). */
 #define RBD_SOURCE_DEV ((dev_t) -1)
 ino_t rbd_source_ino(const char *source);

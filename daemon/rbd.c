@@ -181,6 +181,7 @@ static void drop_cluster(rados_t c) {
 }
 
 static int image_open(const RbdName *name, bool exclusive, RbdImage **ret, const char **ret_stage);
+static int others_watching(RbdImage *img);
 
 int rbd_image_open(const RbdName *name, RbdImage **ret, const char **ret_stage) {
         return image_open(name, false, ret, ret_stage);
@@ -217,16 +218,29 @@ static int image_open(const RbdName *name, bool exclusive, RbdImage **ret, const
                 img->writable = exclusive && r >= 0;
         }
         if (r >= 0 && exclusive) {
-                /* The image's own lock (the exclusive-lock feature), which
-                 * every librbd writer takes: -EINVAL without the feature. */
+                /* Nobody else may have it open, checked before the lock is
+                 * asked for: librbd's lock is cooperative, and asking
+                 * would make a guest's QEMU hand it over (its writes then
+                 * fail until we let go).  And once more with the lock
+                 * held, for a client that came in between. */
                 *ret_stage = "lock the image";
-                r = sym_rbd_lock_acquire(img->image, RBD_LOCK_MODE_EXCLUSIVE);
-                img->locked = r >= 0;
+                r = others_watching(img);
+                if (r >= 0) {
+                        /* The exclusive-lock feature: -EINVAL without it. */
+                        r = sym_rbd_lock_acquire(img->image, RBD_LOCK_MODE_EXCLUSIVE);
+                        img->locked = r >= 0;
+                }
+                if (r >= 0)
+                        r = others_watching(img);
+                /* Held by someone else (librbd says -EROFS): in use. */
+                if (r == -EROFS)
+                        r = -EBUSY;
         }
         if (r < 0) {
-                /* The connection, not the name, failed: the next caller
-                 * connects anew. */
-                if (IN_SET(-r, ENOTCONN, ESHUTDOWN, ETIMEDOUT, ECONNRESET))
+                /* The connection, not the name or the image, failed: the
+                 * next caller connects anew.  (A timeout is the cluster's
+                 * health, not the connection's: the handle stays.) */
+                if (IN_SET(-r, ENOTCONN, ESHUTDOWN, ECONNRESET))
                         drop_cluster(c);
                 rbd_image_close(img);
                 return r;
@@ -277,6 +291,15 @@ int rbd_image_read(RbdImage *img, uint64_t off, void *buf, size_t len) {
                 len -= (size_t) k;
         }
         return 0;
+}
+
+/* -EBUSY if a client other than img's own handle watches the image. */
+static int others_watching(RbdImage *img) {
+        RbdFacts f;
+        int r = rbd_image_facts(img, &f);
+        if (r < 0)
+                return r;
+        return f.watchers > 0 ? -EBUSY : 0;
 }
 
 int rbd_image_write(RbdImage *img, uint64_t off, const void *buf, size_t len) {

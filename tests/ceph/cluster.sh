@@ -131,9 +131,10 @@ stop() {
                 [ -e "$f" ] || continue
                 pid=$(cat "$f")
                 for _ in $(seq 1 50); do
-                        kill -0 "$pid" 2>/dev/null || break
+                        kill -0 "$pid" 2>/dev/null || continue 2
                         sleep 0.1
                 done
+                # Still there after 5 s (and so still the daemon we asked).
                 kill -9 "$pid" 2>/dev/null || true
         done
         rm -rf "$dir"

@@ -584,11 +584,20 @@ static void test_key_rotation(void) {
         g_assert_cmpint(opens("rbd:rbd/luks1", PASS), >=, 0);
 }
 
-/* What is not built for RBD yet says so, before anything is derived. */
-static void test_not_yet(void) {
+/* A namespaced image: its header is read (Probe), but it is not attached
+ * yet, and Probe says so rather than calling it native-capable. */
+static void test_namespace(void) {
         GError *error = NULL;
-        g_autofree char *path = attach_scsi("rbd:rbd/ns1/luks1", PASS, NULL, &error);
+        g_autoptr(GVariant) info = lv_probe(bus, "rbd:rbd/ns1/nsimg", &error);
+        g_assert_no_error(error);
+        g_assert_cmpuint(probe_u(info, "luks-version"), ==, 1);
+        gboolean capable = TRUE;
+        g_assert_true(g_variant_lookup(info, "native-capable", "b", &capable));
+        g_assert_false(capable);
+        g_autofree char *obstacle = probe_string(info, "native-obstacle");
+        g_assert_nonnull(strstr(obstacle, "namespace"));
 
+        g_autofree char *path = attach_scsi("rbd:rbd/ns1/nsimg", PASS, NULL, &error);
         g_assert_null(path);
         lv_assert_error(error, NOT_SUPPORTED);
         g_clear_error(&error);
@@ -627,6 +636,9 @@ int main(int argc, char **argv) {
         make_image("rbd/luks1", 64, "luks1");
         make_image("rbd/luks2", 64, "luks2");
         make_image("rbd/plain", 8, NULL);
+        const char *ns[] = { "rbd", "namespace", "create", "rbd/ns1", NULL };
+        g_free(ceph_tool(ns));
+        make_image("rbd/ns1/nsimg", 16, "luks1");
 
         define_ceph_secret();
         bus = lv_bus();
@@ -647,7 +659,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/ceph/save-rearm", test_save_rearm);
         g_test_add_func("/ceph/domain-stop", test_domain_stop);
         g_test_add_func("/ceph/cli", test_cli);
-        g_test_add_func("/ceph/not-yet", test_not_yet);
+        g_test_add_func("/ceph/namespace", test_namespace);
 
         int r = g_test_run();
         lv_destroy_guest(guest);
