@@ -24,36 +24,9 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define CEPH_DIR    "/run/lvtest/ceph"
-#define CEPH_SECRET "5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0" /* tests/integration/ceph-daemon.conf */
+#define CEPH_DIR    LV_CEPH_DIR
+#define CEPH_SECRET LV_CEPH_SECRET_UUID
 #define RBD_REPS    (short_run ? 5 : 15)
-
-static char *run(const char *const *argv) {
-        g_autoptr(GError) error = NULL;
-        g_autofree char *out = NULL, *err = NULL;
-        g_auto(GStrv) envp = g_environ_setenv(g_get_environ(), "CEPH_CONF", CEPH_DIR "/ceph.conf", TRUE);
-        int status = 0;
-
-        if (!g_spawn_sync(NULL, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error))
-                g_error("%s: %s", argv[0], error->message);
-        if (!g_spawn_check_wait_status(status, &error))
-                g_error("%s %s: %s\n%s", argv[0], argv[1], error->message, err);
-        return g_steal_pointer(&out);
-}
-
-static void ceph_secret(void) {
-        const char *get_key[] = { "ceph", "auth", "get-key", "client.admin", NULL };
-        g_autofree char *key = run(get_key);
-        gsize len = 0;
-        g_autofree guchar *raw = g_base64_decode(g_strstrip(key), &len);
-        virSecretPtr s = virSecretDefineXML(lv_virt(),
-                                            "<secret ephemeral='no' private='yes'><uuid>" CEPH_SECRET "</uuid>"
-                                            "<usage type='ceph'><name>client.admin secret</name></usage></secret>",
-                                            0);
-        g_assert_nonnull(s);
-        g_assert_cmpint(virSecretSetValue(s, raw, len, 0), ==, 0);
-        virSecretFree(s);
-}
 
 static char *disk_xml(const char *secret_uuid) {
         return g_strdup_printf("<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
@@ -88,11 +61,11 @@ static double floor_detach(virDomainPtr dom, const char *xml, virSecretPtr s) {
 
 void rbd_figures(const char *cluster_sh) {
         const char *start[] = { "bash", cluster_sh, "start", CEPH_DIR, NULL };
-        g_autofree char *started = run(start);
+        g_autofree char *started = lv_ceph_tool(start);
         g_autofree char *img = lv_make_luks1_cryptsetup("bench-rbd.img", PASS, 1000, (const char *const[]){ NULL });
         const char *import[] = { "rbd", "import", img, "rbd/bench", NULL };
-        g_free(run(import));
-        ceph_secret();
+        g_free(lv_ceph_tool(import));
+        lv_ceph_define_secret();
 
         virDomainPtr dom = lv_start_guest("bench-rbd");
         GArray *daemon_attach = samples_new(), *daemon_detach = samples_new(), *api_attach = samples_new(),
@@ -130,7 +103,7 @@ void rbd_figures(const char *cluster_sh) {
                 const char *virsh[] = { "virsh",         "-q",        "-c",     "qemu:///system",
                                         "attach-device", "bench-rbd", xml_path, NULL };
                 double t5 = now_ms();
-                g_free(run(virsh));
+                g_free(lv_ceph_tool(virsh));
                 double t6 = now_ms();
                 (void) floor_detach(dom, vxml, s);
 
@@ -159,5 +132,5 @@ void rbd_figures(const char *cluster_sh) {
         g_array_unref(api_detach);
         g_array_unref(virsh_attach);
         const char *stop[] = { "bash", cluster_sh, "stop", CEPH_DIR, NULL };
-        g_free(run(stop));
+        g_free(lv_ceph_tool(stop));
 }

@@ -197,6 +197,16 @@ static int peek_luks1(const SourceInfo *src, unsigned timeout_ms, Luks1Facts *re
         return r;
 }
 
+/* What the header says of a volume, for its properties. */
+static void volume_take_header_facts(Volume *v, const LuksInfo *info) {
+        v->luks_version = info->version;
+        free(v->luks_uuid);
+        v->luks_uuid = strdup(info->uuid);
+        v->payload_offset = info->payload_offset;
+        if (v->size == 0)
+                v->size = volume_size_from_header(info->device_size, info->payload_offset);
+}
+
 /* An RBD image (issue 18): its identity is its name, and its header is
  * read through librbd (QEMU holds no file of it to find). */
 static void volume_fill_rbd_facts(Volume *v, unsigned timeout_ms) {
@@ -212,12 +222,7 @@ static void volume_fill_rbd_facts(Volume *v, unsigned timeout_ms) {
         if (source_resolve(v->source, timeout_ms, &src, &error) >= 0 &&
             luks_source_open(&src, false, timeout_ms, &opened, &error) >= 0 &&
             luks_source_info(opened, &info, &error) >= 0) {
-                v->luks_version = info.version;
-                free(v->luks_uuid);
-                v->luks_uuid = strdup(info.uuid);
-                v->payload_offset = info.payload_offset;
-                if (v->size == 0)
-                        v->size = volume_size_from_header(info.device_size, info.payload_offset);
+                volume_take_header_facts(v, &info);
         } else
                 log_notice("Cannot read the LUKS header of %s (%s): %s", v->source, v->path, error.message);
         sd_bus_error_free(&error);
@@ -324,12 +329,7 @@ void volume_fill_source_facts(Volume *v, unsigned timeout_ms) {
                 goto finish;
         }
         if (luks_source_info(opened, &info, &error) >= 0) {
-                v->luks_version = info.version;
-                free(v->luks_uuid);
-                v->luks_uuid = strdup(info.uuid);
-                v->payload_offset = info.payload_offset;
-                if (v->size == 0)
-                        v->size = volume_size_from_header(info.device_size, info.payload_offset);
+                volume_take_header_facts(v, &info);
         }
         /* A block device the guest writes: hold it exclusively again, as
          * the attach did (the hold went with the previous process). */

@@ -2028,3 +2028,33 @@ guint64 lv_swap_stop(LvSwapper *s) {
         g_free(s);
         return n;
 }
+
+/* ---- Ceph ---------------------------------------------------------------- */
+
+char *lv_ceph_tool(const char *const *argv) {
+        g_autoptr(GError) error = NULL;
+        g_autofree char *out = NULL, *err = NULL;
+        g_auto(GStrv) envp = g_environ_setenv(g_get_environ(), "CEPH_CONF", LV_CEPH_DIR "/ceph.conf", TRUE);
+        int status = 0;
+
+        if (!g_spawn_sync(NULL, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error))
+                g_error("%s: %s", argv[0], error->message);
+        if (!g_spawn_check_wait_status(status, &error))
+                g_error("%s %s: %s\n%s", argv[0], argv[1] ? argv[1] : "", error->message, err);
+        return g_steal_pointer(&out);
+}
+
+void lv_ceph_define_secret(void) {
+        const char *get_key[] = { "ceph", "auth", "get-key", "client.admin", NULL };
+        g_autofree char *key = lv_ceph_tool(get_key);
+        gsize len = 0;
+        g_autofree guchar *raw = g_base64_decode(g_strstrip(key), &len);
+        virSecretPtr s = virSecretDefineXML(lv_virt(),
+                                            "<secret ephemeral='no' private='yes'><uuid>" LV_CEPH_SECRET_UUID "</uuid>"
+                                            "<usage type='ceph'><name>client.admin secret</name></usage></secret>",
+                                            0);
+        if (!s)
+                g_error("cannot define the ceph secret: %s", virGetLastErrorMessage());
+        g_assert_cmpint(virSecretSetValue(s, raw, len, 0), ==, 0);
+        virSecretFree(s);
+}

@@ -351,4 +351,20 @@ gboolean lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len);
 /* Name of the "luks" node whose file is image_path, or NULL. */
 char *lv_guest_luks_node_for(virDomainPtr dom, const char *image_path);
 
+/* ---- Ceph (issue 18) --------------------------------------------------------- */
+
+/* Where test-ceph and bench/rbd.c start the sandbox's single-node cluster
+ * (tests/ceph/cluster.sh start LV_CEPH_DIR), and the libvirt 'ceph'
+ * secret tests/integration/ceph-daemon.conf names (CephSecret=). */
+#define LV_CEPH_DIR         "/run/lvtest/ceph"
+#define LV_CEPH_SECRET_UUID "5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0"
+
+/* Runs argv (a Ceph tool, or anything) with CEPH_CONF naming that cluster;
+ * its standard output.  Aborts if it fails. */
+char *lv_ceph_tool(const char *const *argv);
+/* Defines LV_CEPH_SECRET_UUID (persistent, private, usage "client.admin
+ * secret") holding client.admin's key, as a host running guests from Ceph
+ * has one. */
+void lv_ceph_define_secret(void);
+
 G_END_DECLS

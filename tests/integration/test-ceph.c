@@ -32,33 +32,20 @@
 #include "fixture.h"
 #include "lv-client.h"
 
-#define CEPH_DIR             "/run/lvtest/ceph"
+#define CEPH_DIR             LV_CEPH_DIR
 #define PASS                 "rbd-passphrase"
 #define NOT_LUKS             "org.example.LuksVolume1.Error.NotLuks"
 #define NOT_SUPPORTED        "org.example.LuksVolume1.Error.NotSupported"
 #define INVALID_ARGS         "org.freedesktop.DBus.Error.InvalidArgs"
 #define INTERACTIVE_REQUIRED "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
-/* ceph-daemon.conf's CephSecret=: the libvirt 'ceph' secret the test
- * defines with client.admin's key. */
-#define CEPH_SECRET_UUID     "5ad6e0c3-1e1f-4c6e-9c1d-0000000ce9b0"
 #define PATTERN              0x3c
 
 static GDBusConnection *bus;
 static virDomainPtr guest;
 static const char *cluster_sh, *ctl, *pool_rule;
 
-/* Runs a Ceph tool against the sandbox's cluster; its standard output. */
 static char *ceph_tool(const char *const *argv) {
-        g_autoptr(GError) error = NULL;
-        g_autofree char *out = NULL, *err = NULL;
-        g_auto(GStrv) envp = g_environ_setenv(g_get_environ(), "CEPH_CONF", CEPH_DIR "/ceph.conf", TRUE);
-        int status = 0;
-
-        if (!g_spawn_sync(NULL, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error))
-                g_error("%s: %s", argv[0], error->message);
-        if (!g_spawn_check_wait_status(status, &error))
-                g_error("%s %s: %s\n%s", argv[0], argv[1], error->message, err);
-        return g_steal_pointer(&out);
+        return lv_ceph_tool(argv);
 }
 
 /* An RBD image of size_mib, LUKS-formatted by librbd ("luks1", "luks2") or
@@ -603,22 +590,6 @@ static void test_namespace(void) {
         g_clear_error(&error);
 }
 
-/* The libvirt 'ceph' secret QEMU authenticates with: client.admin's key,
- * as a host that runs guests from Ceph has it. */
-static void define_ceph_secret(void) {
-        const char *get_key[] = { "ceph", "auth", "get-key", "client.admin", NULL };
-        g_autofree char *key = ceph_tool(get_key);
-        gsize len = 0;
-        g_autofree guchar *raw = g_base64_decode(g_strstrip(key), &len);
-        virSecretPtr s = virSecretDefineXML(lv_virt(),
-                                            "<secret ephemeral='no' private='yes'><uuid>" CEPH_SECRET_UUID "</uuid>"
-                                            "<usage type='ceph'><name>client.admin secret</name></usage></secret>",
-                                            0);
-        g_assert_nonnull(s);
-        g_assert_cmpint(virSecretSetValue(s, raw, len, 0), ==, 0);
-        virSecretFree(s);
-}
-
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -640,7 +611,7 @@ int main(int argc, char **argv) {
         g_free(ceph_tool(ns));
         make_image("rbd/ns1/nsimg", 16, "luks1");
 
-        define_ceph_secret();
+        lv_ceph_define_secret();
         bus = lv_bus();
         guest = lv_start_guest("lvtest-guest");
 
