@@ -687,7 +687,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                  * for (the host's facts it read are current). */
                 if (event->first && m->initial_scan_started)
                         break;
-                virt_invalidate_host_info(m->virt);
+                virt_connection_changed(m->virt);
                 if (!m->initial_scan_started) {
                         (void) manager_rescan(m, true);
                         break;
@@ -698,7 +698,7 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 (void) manager_rescan(m, false);
                 break;
         case VIRT_EVENT_DISCONNECTED:
-                virt_invalidate_host_info(m->virt);
+                virt_connection_changed(m->virt);
                 /* Unreachable from the start: start anyway; calls will say
                  * so, and the eventual connection rescans. */
                 if (!m->initial_scan_started)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libvirt/virterror.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "disk-xml.h"
@@ -27,6 +28,11 @@ struct Virt {
          * separate connections proceed in parallel.  Worker threads are
          * reused, so a connection is too, and it closes with its thread. */
         pthread_key_t conn_key;
+        /* Bumped whenever the events thread sees libvirtd go or come back.
+         * A worker's connection made in an older epoch is dropped before
+         * use: its socket is not watched by any loop, so it still looks
+         * alive until the first call on it fails ("Cannot write data"). */
+        atomic_uint epoch;
         pthread_mutex_t lock; /* protects the domain lock list and the host info cache */
         pthread_cond_t cond;
         DomainLock *held;
@@ -126,6 +132,10 @@ void virt_thread_done(void *userdata) {
 /* After a libvirtd restart a thread's connection can still look alive
  * until its first RPC fails with an RPC-layer error ("client socket is
  * closed"). Then the connection is dropped so that one retry reconnects. */
+/* The epoch the calling thread's connection was opened in; one Virt per
+ * process, so a thread-local is enough. */
+static _Thread_local unsigned conn_epoch;
+
 static bool drop_if_connection_failed(Virt *v) {
         virErrorPtr e = virGetLastError();
 
@@ -137,8 +147,9 @@ static bool drop_if_connection_failed(Virt *v) {
 
 int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
         virConnectPtr c = pthread_getspecific(v->conn_key);
+        unsigned epoch = atomic_load(&v->epoch);
 
-        if (c && virConnectIsAlive(c) != 1) {
+        if (c && (conn_epoch != epoch || virConnectIsAlive(c) != 1)) {
                 /* libvirtd went away (restart, crash): start afresh. */
                 log_warning("Connection to libvirt at %s was lost, reconnecting.", v->uri);
                 virt_invalidate_host_info(v);
@@ -159,6 +170,7 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
                         virConnectClose(c);
                         return -ENOMEM;
                 }
+                conn_epoch = epoch;
         }
 
         virConnectRef(c);
@@ -167,6 +179,25 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error) {
 }
 
 static uint64_t now_ms(void);
+
+/* A call failed on the thread's connection: if libvirt's RPC layer says the
+ * connection is gone, reconnect so that the caller can try once more.
+ * Returns 1 if it may retry, 0 if the failure is not the connection's (its
+ * libvirt error kept for the caller), or a negative errno with error set. */
+static int reconnect_after_failure(Virt *v, virConnectPtr *conn, sd_bus_error *error) {
+        int r;
+
+        if (!drop_if_connection_failed(v))
+                return 0;
+        virConnectClose(TAKE_PTR(*conn));
+        r = virt_connect(v, conn, error);
+        return r < 0 ? r : 1;
+}
+
+void virt_connection_changed(Virt *v) {
+        atomic_fetch_add(&v->epoch, 1);
+        virt_invalidate_host_info(v);
+}
 
 void virt_invalidate_host_info(Virt *v) {
         pthread_mutex_lock(&v->lock);
@@ -333,6 +364,11 @@ int virt_secret_create_with_uuid(Virt *v, const char *want_uuid, const char *usa
         }
 
         secret = virSecretDefineXML(conn, xml, 0);
+        if (!secret && (r = reconnect_after_failure(v, &conn, error)) != 0) {
+                if (r < 0)
+                        goto finish;
+                secret = virSecretDefineXML(conn, xml, 0);
+        }
         if (!secret) {
                 virErrorPtr saved = virSaveLastError();
                 /* Our usage ids encode domain and target, and the caller
@@ -395,6 +431,11 @@ int virt_secret_undefine(Virt *v, const char *uuid, sd_bus_error *error) {
                 return r;
 
         secret = virSecretLookupByUUIDString(conn, uuid);
+        if (!secret && (r = reconnect_after_failure(v, &conn, error)) != 0) {
+                if (r < 0)
+                        return r;
+                secret = virSecretLookupByUUIDString(conn, uuid);
+        }
         if (!secret) {
                 virErrorPtr e = virGetLastError();
                 if (e && e->code == VIR_ERR_NO_SECRET)
@@ -421,6 +462,11 @@ int virt_ceph_secret(Virt *v, const char *spec, char ret_uuid[VIR_UUID_STRING_BU
         /* A UUID, else the usage name an admin gave it ("client.libvirt
          * secret" and the like); either way it must be a ceph secret. */
         secret = virSecretLookupByUUIDString(conn, spec);
+        if (!secret && (r = reconnect_after_failure(v, &conn, error)) != 0) {
+                if (r < 0)
+                        return r;
+                secret = virSecretLookupByUUIDString(conn, spec);
+        }
         if (!secret)
                 secret = virSecretLookupByUsage(conn, VIR_SECRET_USAGE_TYPE_CEPH, spec);
         if (!secret || virSecretGetUsageType(secret) != VIR_SECRET_USAGE_TYPE_CEPH)
@@ -442,6 +488,11 @@ int virt_secret_exists(Virt *v, const char *uuid, bool *ret, sd_bus_error *error
         if (r < 0)
                 return r;
         secret = virSecretLookupByUUIDString(conn, uuid);
+        if (!secret && (r = reconnect_after_failure(v, &conn, error)) != 0) {
+                if (r < 0)
+                        return r;
+                secret = virSecretLookupByUUIDString(conn, uuid);
+        }
         if (!secret) {
                 virErrorPtr e = virGetLastError();
                 if (!(e && e->code == VIR_ERR_NO_SECRET))
@@ -465,6 +516,11 @@ int virt_secret_undefine_ours(Virt *v, const char *uuid, const char *usage_id, s
                 return r;
 
         secret = virSecretLookupByUUIDString(conn, uuid);
+        if (!secret && (r = reconnect_after_failure(v, &conn, error)) != 0) {
+                if (r < 0)
+                        return r;
+                secret = virSecretLookupByUUIDString(conn, uuid);
+        }
         if (!secret) {
                 virErrorPtr e = virGetLastError();
                 if (e && e->code == VIR_ERR_NO_SECRET)

@@ -35,6 +35,9 @@ int virt_connect(Virt *v, virConnectPtr *ret, sd_bus_error *error);
 int virt_host_info(Virt *v, HostInfo *ret, sd_bus_error *error);
 /* libvirtd went away or came back: the versions may have changed. */
 void virt_invalidate_host_info(Virt *v);
+/* libvirtd went or came back (the events thread saw it): every worker's
+ * connection is reopened before its next use. */
+void virt_connection_changed(Virt *v);
 
 /* By name or UUID (a string that is a UUID is tried as one first).
  * Error.NoSuchDomain. */
