@@ -292,6 +292,47 @@ static void test_save_during_rescan(void) {
         g_unlink(state);
 }
 
+/* The periodic look at every attached volume's disk (every 10 s, for
+ * libvirt's lost device-removed events) landing while the guest is
+ * managed-saved: the look found the domain's definition without the
+ * plugged disk and, the save event not handled yet, cleaned the volume
+ * up, undefining the secret the restore needs (seen in CI with the ASan
+ * build).  Here the look is held for 3 s (daemon/manager-events.c,
+ * "recheck:pause") between its domain look-up and its reading of the
+ * disks, the save made then, and its event held for 4 s
+ * (daemon/events.c, "events:late-saved"). */
+static void test_save_during_recheck(void) {
+        virDomainPtr g = lv_start_persistent_guest("lc-recheck");
+        g_autofree char *img = lv_make_luks1_image("recheck.img", PASS, PATTERN, 16);
+        g_autofree char *fault = lv_sandbox_path("fault");
+        GError *error = NULL;
+
+        g_autofree char *path =
+                lv_attach(bus, "lc-recheck", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        set_fault("recheck:pause");
+        /* Taken (the file removed) when a look starts: within 10 s. */
+        for (guint i = 0; i < 300 && g_file_test(fault, G_FILE_TEST_EXISTS); i++)
+                g_usleep(50 * 1000);
+        g_assert_false(g_file_test(fault, G_FILE_TEST_EXISTS));
+        set_fault("events:late-saved");
+        g_assert_cmpint(virDomainManagedSave(g, 0), ==, 0);
+        g_assert_true(lv_volume_wait_state(bus, path, "saved", 10000));
+        g_assert_false(g_file_test(fault, G_FILE_TEST_EXISTS));
+        /* The held look is over now. */
+        g_usleep(4 * G_USEC_PER_SEC);
+        g_autofree char *now = lv_volume_prop_string(bus, path, "State");
+        g_assert_cmpstr(now, ==, "saved");
+        g_assert_cmpuint(lv_count_secrets(), ==, 1);
+
+        g_assert_cmpint(virDomainCreate(g), ==, 0); /* restores from the managed save image */
+        g_assert_true(lv_volume_wait_state(bus, path, "attached", 5000));
+        g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
+        g_assert_true(lv_detach(bus, path, NULL, &error));
+        g_assert_no_error(error);
+        lv_remove_guest(g);
+}
+
 static void test_libvirtd_restart(void) {
         virDomainPtr g = lv_start_guest("lc-restart");
         g_autofree char *i1 = lv_make_luks1_image("lvr1.img", PASS, PATTERN, 16);
@@ -517,6 +558,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/lifecycle/same-domain-serialised", test_same_domain_serialised);
         g_test_add_func("/lifecycle/libvirtd-restart", test_libvirtd_restart);
         g_test_add_func("/lifecycle/save-during-rescan", test_save_during_rescan);
+        g_test_add_func("/lifecycle/save-during-recheck", test_save_during_recheck);
         g_test_add_func("/idle/exit-and-reactivate", test_idle_exit);
 
         return g_test_run();
