@@ -36,6 +36,16 @@ function invalidArgsField(message) {
     return null;
 }
 
+// What the page checks of a source before asking the service: an absolute
+// path, or an RBD image "rbd:POOL/IMAGE" (the service checks the names).
+export function sourceProblem(source) {
+    if (!source)
+        return S.errRequired;
+    if (source.startsWith("/") || /^rbd:[^/]+\/./.test(source))
+        return null;
+    return S.errAbsolute;
+}
+
 // Is this a refusal by polkit (or by the bus)?
 export function isAuthError(err) {
     const name = err && err.name;

@@ -12,7 +12,7 @@
 //   - every visible text comes from strings.js.
 
 import { S, f } from "./strings.js";
-import { describe, isAuthError, nativeObstacle } from "./errors.js";
+import { describe, isAuthError, nativeObstacle, sourceProblem } from "./errors.js";
 import { $, el, openDialog, closeDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
 import { createActions } from "./actions.js";
 import { protectionCell } from "./protection.js";
@@ -505,10 +505,8 @@ function submitAttach(ev) {
     };
     if (!domain)
         bad("domain", S.errRequired);
-    if (!source)
-        bad("source", S.errRequired);
-    else if (!source.startsWith("/"))
-        bad("source", S.errAbsolute);
+    if (sourceProblem(source))
+        bad("source", sourceProblem(source));
     if (!passInput.value)
         bad("passphrase", S.errRequired);
     if (firstBad) {
@@ -621,8 +619,8 @@ function submitProbe(ev) {
     clearDialog("probe", ["source"]);
     $("probe-result").hidden = true;
     const source = $("probe-source").value.trim();
-    if (!source || !source.startsWith("/")) {
-        setFieldError("probe", "source", source ? S.errAbsolute : S.errRequired).focus();
+    if (sourceProblem(source)) {
+        setFieldError("probe", "source", sourceProblem(source)).focus();
         return;
     }
     $("probe-progress").textContent = S.probing;

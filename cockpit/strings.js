@@ -130,7 +130,7 @@ export const S = Object.freeze({
     guestState: _("$0 ($1)"),
     fieldGuestHelp: _("Name or UUID of a running virtual machine."),
     fieldSource: _("Source"),
-    fieldSourceHelp: _("Absolute path of a LUKS image file or block device on this host."),
+    fieldSourceHelp: _("Absolute path of a LUKS image file or block device on this host, or a Ceph RBD image as rbd:POOL/IMAGE."),
     fieldSourcePlaceholder: _("/var/lib/libvirt/images/data.img"),
     fieldPassphrase: _("Passphrase"),
     fieldPassphraseHelp: _("Sent once to the service and cleared from this page right away."),
@@ -179,7 +179,7 @@ export const S = Object.freeze({
 
     // Errors, as sentences next to the field they concern
     errRequired: _("This field is required."),
-    errAbsolute: _("Give an absolute path (starting with /)."),
+    errAbsolute: _("Give an absolute path (starting with /) or an RBD image (rbd:POOL/IMAGE)."),
     errBadPassphrase: _("This passphrase opens none of the volume's key slots."),
     errNotLuks: _("This is not a LUKS volume: no valid LUKS header was found."),
     errAlreadyAttached: _("This volume is already attached. $0"),

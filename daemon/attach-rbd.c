@@ -28,6 +28,34 @@
 #include "virt.h"
 
 #include "attach-internal.h"
+#include "attach-rbd.h"
+
+int rbd_native_preflight(Manager *m, const char *path, sd_bus_error *error) {
+        RbdName name;
+
+        /* libvirt's <source name> for a namespaced image is not something
+         * this service has seen work: probed, not attached. */
+        if (rbd_name_parse(path, &name, NULL) < 0 || name.ns[0])
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "RBD images in a namespace ('%s') can be probed but not attached yet.", path);
+        if (!m->config.ceph_secret)
+                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
+                                         "Attaching RBD images needs CephSecret= in luksvolumed.conf: the libvirt "
+                                         "'ceph' secret QEMU authenticates with.");
+        return 0;
+}
+
+int rbd_native_header_check(const char *path, const LuksInfo *luks, sd_bus_error *error) {
+        if (luks->version != 1)
+                return sd_bus_error_setf(
+                        error, LV_ERROR_NOT_SUPPORTED,
+                        "'%s' is LUKS%u: QEMU opens LUKS2 on RBD only through librbd's encryption "
+                        "(engine='librbd'), which libvirt before 11.3 cannot hot-plug into a running "
+                        "guest (it adds the passphrase secret after the disk that names it); LUKS1 RBD "
+                        "images attach natively.",
+                        path, luks->version);
+        return 0;
+}
 
 int attach_inspect_rbd(AttachOp *op) {
         Call *c = &op->call;
@@ -35,7 +63,6 @@ int attach_inspect_rbd(AttachOp *op) {
         const char *path = c->res.source.path;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
         char reason[512], obstacle[384];
-        RbdName name;
         ModeInput in;
         int r;
 
@@ -48,15 +75,9 @@ int attach_inspect_rbd(AttachOp *op) {
         if (op->options.native_header == NATIVE_HEADER_SHIM)
                 return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
                                          "No header shim can be made for an RBD image ('%s').", path);
-        /* libvirt's <source name> for a namespaced image is not something
-         * this service has seen work: probed, not attached. */
-        if (rbd_name_parse(path, &name, NULL) < 0 || name.ns[0])
-                return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                         "RBD images in a namespace ('%s') can be probed but not attached yet.", path);
-        if (!m->config.ceph_secret)
-                return sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                         "Attaching RBD images needs CephSecret= in luksvolumed.conf: the libvirt "
-                                         "'ceph' secret QEMU authenticates with.");
+        r = rbd_native_preflight(m, path, &op->error);
+        if (r < 0)
+                return r;
 
         r = luks_source_open_keys(&c->res.source, false, timeout_ms, &op->source, &op->error);
         if (r < 0)
@@ -73,14 +94,9 @@ int attach_inspect_rbd(AttachOp *op) {
                         "kernel mapping), the first at %s.",
                         path, op->luks.rbd_watchers, op->luks.rbd_watchers == 1 ? "" : "s",
                         op->luks.rbd_watcher[0] ? op->luks.rbd_watcher : "an address Ceph did not give");
-        if (op->luks.version != 1)
-                return sd_bus_error_setf(
-                        &op->error, LV_ERROR_NOT_SUPPORTED,
-                        "'%s' is LUKS%u: QEMU opens LUKS2 on RBD only through librbd's encryption "
-                        "(engine='librbd'), which libvirt before 11.3 cannot hot-plug into a running "
-                        "guest (it adds the passphrase secret after the disk that names it); LUKS1 RBD "
-                        "images attach natively.",
-                        path, op->luks.version);
+        r = rbd_native_header_check(path, &op->luks, &op->error);
+        if (r < 0)
+                return r;
 
         r = manager_mode_input(m, &in, NULL, &op->error);
         if (r < 0)

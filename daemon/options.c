@@ -446,6 +446,7 @@ void stage_options_done(StageOptions *o) {
         free(o->secret_uuid);
         free(o->target);
         free(o->usage);
+        free(o->ceph_secret);
         if (o->passphrase_fd >= 0)
                 close(o->passphrase_fd);
         *o = (StageOptions){ .passphrase_fd = -1 };
@@ -475,6 +476,8 @@ static int stage_option(sd_bus_message *m, const char *key, void *userdata, sd_b
                 return read_string_once(m, key, &o->target, error);
         if (streq(key, "usage"))
                 return read_string_once(m, key, &o->usage, error);
+        if (streq(key, "ceph-secret"))
+                return read_string_once(m, key, &o->ceph_secret, error);
         if (streq(key, "timeout")) {
                 if (o->timeout_sec != 0)
                         return duplicate(key, error);
@@ -512,6 +515,10 @@ int stage_options_parse(sd_bus_message *m, StageOptions *ret, sd_bus_error *erro
                 r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                      "Option 'target' (the disk's target on the source host) is required and must be "
                                      "a disk target name.");
+        else if (o.ceph_secret && !uuid_valid(o.ceph_secret))
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "Option 'ceph-secret' must be the UUID (lower case) of the libvirt 'ceph' "
+                                     "secret the disk names.");
         if (r < 0) {
                 stage_options_done(&o);
                 return r;

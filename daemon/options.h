@@ -84,6 +84,7 @@ typedef struct StageOptions {
         char *secret_uuid;
         char *target;
         char *usage;
+        char *ceph_secret; /* since 0.3: the UUID of the libvirt 'ceph' secret the RBD disk names */
         uint32_t timeout_sec;
         int passphrase_fd; /* dup()ed, owned; -1 if not given */
 } StageOptions;

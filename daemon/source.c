@@ -62,16 +62,6 @@ int source_validate(const char *path, sd_bus_error *error) {
         return 0;
 }
 
-int source_validate_attachable(const char *path, const char *what, sd_bus_error *error) {
-        int r = source_validate(path, error);
-        if (r < 0)
-                return r;
-        if (rbd_source_is(path))
-                return sd_bus_error_setf(error, LV_ERROR_NOT_SUPPORTED,
-                                         "%s of RBD images is not supported yet (Probe reads their headers).", what);
-        return 0;
-}
-
 /* What the resolving thread fills in; it may outlive the call that asked
  * (a path on a hung file system), so it owns everything it touches. */
 typedef struct ResolveTask {

@@ -25,9 +25,6 @@ void source_info_done(SourceInfo *s);
 /* Pure, for the event loop: InvalidArgs for empty, relative, over-long,
  * control characters, "." or ".." components. */
 int source_validate(const char *path, sd_bus_error *error);
-/* source_validate(), and NotSupported for an "rbd:" source: what (e.g.
- * "Attaching") is built for files and block devices only so far. */
-int source_validate_attachable(const char *path, const char *what, sd_bus_error *error);
 
 /* Worker threads only.  source_validate(), then realpath() and stat() on a
  * thread of their own, waiting at most timeout_ms: InvalidArgs for

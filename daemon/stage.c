@@ -8,11 +8,20 @@
  * caps as Attach does, the secret defined) → expiry armed → reply.
  *
  * Native mode only: cryptsetup mode would need the mapping the migrated
- * XML names prepared here (a device-mapper device), which is not done. */
+ * XML names prepared here (a device-mapper device), which is not done.
+ *
+ * RBD images (issue 18) stage as files do, with Attach's RBD checks
+ * (attach-rbd.h) except the one for other Ceph clients: the source host's
+ * QEMU has the image open, as it must.  The migrated XML names the source
+ * host's libvirt 'ceph' secret by UUID; this host must hold a ceph secret
+ * (CephSecret=), and it must be the same UUID, as for every client of
+ * RBD live migration (Nova's rbd_secret_uuid): checked when the option
+ * 'ceph-secret' is given (luksvolumectl migrate gives it). */
 
 #include <pthread.h>
 #include <stdio.h>
 
+#include "attach-rbd.h"
 #include "disk-xml.h"
 #include "errors.h"
 #include "header-policy.h"
@@ -327,6 +336,13 @@ static void stage_job(Call *c) {
         in.native_header = NATIVE_HEADER_VOLUME;
         in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
         in.header_obstacle = header_obstacle(&luks, luks_kdf_limits(), obstacle, sizeof obstacle);
+        if (c->res.source.rbd) {
+                r = rbd_native_header_check(c->res.source.path, &luks, &op->error);
+                if (r < 0)
+                        goto finish;
+                /* Neither exists for an image the host never maps. */
+                in.dm_crypt_available = in.dm_linear_available = false;
+        }
         if (mode_select(&in, reason, sizeof reason) != VOLUME_MODE_NATIVE) {
                 r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
                                       "Only native-mode volumes can be staged for migration: %s.", reason);
@@ -340,6 +356,22 @@ static void stage_job(Call *c) {
         manager_derive_end(m, c->caller_uid);
         if (r < 0)
                 goto finish;
+
+        if (c->res.source.rbd) {
+                char ceph_uuid[VIR_UUID_STRING_BUFLEN];
+
+                r = virt_ceph_secret(m->virt, m->config.ceph_secret, ceph_uuid, &op->error);
+                if (r < 0)
+                        goto finish;
+                if (op->options.ceph_secret && !streq(op->options.ceph_secret, ceph_uuid)) {
+                        r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
+                                              "The guest's disk names the libvirt 'ceph' secret %s, this host's "
+                                              "CephSecret= is %s: define the Ceph client's secret under the same "
+                                              "UUID on every host guests migrate between.",
+                                              op->options.ceph_secret, ceph_uuid);
+                        goto finish;
+                }
+        }
 
         pthread_rwlock_rdlock(&m->ops_lock);
         r = virt_secret_exists(m->virt, op->staged->secret_uuid, &exists, &op->error);
@@ -409,6 +441,11 @@ static void stage_resolved(Call *c) {
         }
         if (call_details_changed(c, STAGE_EXTRA(op))) {
                 stage_ask(c);
+                return;
+        }
+
+        if (c->res.source.rbd && rbd_native_preflight(m, c->res.source.path, &op->error) < 0) {
+                stage_end(op);
                 return;
         }
 
@@ -511,7 +548,7 @@ int method_stage_incoming(sd_bus_message *message, void *userdata, sd_bus_error 
         if (options.usage && !streq(options.usage, usage))
                 return sd_bus_error_setf(error, DBUS_ERROR_INVALID_ARGS,
                                          "Option 'usage' must be '%s' for that domain and target.", usage);
-        r = source_validate_attachable(source, "Staging", error);
+        r = source_validate(source, error);
         if (r < 0)
                 return r;
 

@@ -1796,8 +1796,8 @@ char *lv_guest_luks_node_for(virDomainPtr dom, const char *image_path) {
 }
 
 /* One qemu-io read check on one node; the verdict is read back from the log. */
-static gboolean node_reads_pattern(virDomainPtr dom, const char *node, guint8 pattern, gsize len) {
-        g_autofree char *log_path = g_strdup_printf("/var/log/libvirt/qemu/%s.log", virDomainGetName(dom));
+static gboolean node_reads_pattern(virDomainPtr dom, const char *log_dir, const char *node, guint8 pattern, gsize len) {
+        g_autofree char *log_path = g_strdup_printf("%s/%s.log", log_dir, virDomainGetName(dom));
         struct stat st;
         if (stat(log_path, &st) < 0)
                 g_error("no QEMU log %s: %s", log_path, g_strerror(errno));
@@ -1840,9 +1840,10 @@ static gboolean node_reads_pattern(virDomainPtr dom, const char *node, guint8 pa
         }
 }
 
-gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guint8 pattern, gsize len) {
+gboolean lv_guest_reads_pattern_logged(virDomainPtr dom, const char *log_dir, const char *node_name, guint8 pattern,
+                                       gsize len) {
         if (node_name != NULL)
-                return node_reads_pattern(dom, node_name, pattern, len);
+                return node_reads_pattern(dom, log_dir, node_name, pattern, len);
 
         g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(dom);
         guint nluks = 0;
@@ -1851,12 +1852,16 @@ gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guin
                 if (!g_str_equal(n->drv, "luks"))
                         continue;
                 nluks++;
-                if (node_reads_pattern(dom, n->node_name, pattern, len))
+                if (node_reads_pattern(dom, log_dir, n->node_name, pattern, len))
                         return TRUE;
         }
         if (nluks == 0)
                 g_test_message("guest %s has no block node with driver luks", virDomainGetName(dom));
         return FALSE;
+}
+
+gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guint8 pattern, gsize len) {
+        return lv_guest_reads_pattern_logged(dom, "/var/log/libvirt/qemu", node_name, pattern, len);
 }
 
 gboolean lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len) {
@@ -2045,11 +2050,15 @@ char *lv_ceph_tool(const char *const *argv) {
 }
 
 void lv_ceph_define_secret(void) {
+        lv_ceph_define_secret_on(lv_virt());
+}
+
+void lv_ceph_define_secret_on(virConnectPtr conn) {
         const char *get_key[] = { "ceph", "auth", "get-key", "client.admin", NULL };
         g_autofree char *key = lv_ceph_tool(get_key);
         gsize len = 0;
         g_autofree guchar *raw = g_base64_decode(g_strstrip(key), &len);
-        virSecretPtr s = virSecretDefineXML(lv_virt(),
+        virSecretPtr s = virSecretDefineXML(conn,
                                             "<secret ephemeral='no' private='yes'><uuid>" LV_CEPH_SECRET_UUID "</uuid>"
                                             "<usage type='ceph'><name>client.admin secret</name></usage></secret>",
                                             0);

@@ -347,6 +347,10 @@ GPtrArray *lv_guest_block_nodes(virDomainPtr dom);
  * node_name NULL: every node with drv "luks" is tried, TRUE if any reads the
  * pattern (FALSE, with a message, if there is none). */
 gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guint8 pattern, gsize len);
+/* The same for a guest whose QEMU logs to log_dir (another host's
+ * /var/log/libvirt/qemu, e.g. second-host.h's). */
+gboolean lv_guest_reads_pattern_logged(virDomainPtr dom, const char *log_dir, const char *node_name, guint8 pattern,
+                                       gsize len);
 gboolean lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len);
 /* Name of the "luks" node whose file is image_path, or NULL. */
 char *lv_guest_luks_node_for(virDomainPtr dom, const char *image_path);
@@ -366,5 +370,7 @@ char *lv_ceph_tool(const char *const *argv);
  * secret") holding client.admin's key, as a host running guests from Ceph
  * has one. */
 void lv_ceph_define_secret(void);
+/* The same on another host's libvirt (the same UUID on every host). */
+void lv_ceph_define_secret_on(virConnectPtr conn);
 
 G_END_DECLS

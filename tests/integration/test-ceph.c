@@ -20,7 +20,14 @@
  * as for files.  LUKS2 (libvirt 9.0 cannot hot-plug librbd's encryption),
  * cryptsetup mode, an image another client has open, namespaced images
  * on attach answer typed refusals, and the pool rule of polkit/examples
- * grants what it says. */
+ * grants what it says.
+ *
+ * Live migration (issue 19 for RBD): a second libvirt host
+ * (tests/sandbox/second-host.sh, the same cluster, the same ceph secret
+ * UUID) stages the volume with StageIncoming, the guest migrates without
+ * --unsafe (libvirt knows RBD is shared storage), B's QEMU reads the
+ * plaintext and B's service holds the volume; a ceph secret UUID other
+ * than B's is refused when staging. */
 
 #include <signal.h>
 #include <string.h>
@@ -31,6 +38,7 @@
 
 #include "fixture.h"
 #include "lv-client.h"
+#include "second-host.h"
 
 #define CEPH_DIR             LV_CEPH_DIR
 #define PASS                 "rbd-passphrase"
@@ -42,7 +50,7 @@
 
 static GDBusConnection *bus;
 static virDomainPtr guest;
-static const char *cluster_sh, *ctl, *pool_rule;
+static const char *cluster_sh, *ctl, *pool_rule, *second_host_sh, *daemon_path, *daemon_config;
 
 static char *ceph_tool(const char *const *argv) {
         return lv_ceph_tool(argv);
@@ -590,14 +598,123 @@ static void test_namespace(void) {
         g_clear_error(&error);
 }
 
+static gboolean stage_on(LvSecondHost *h, const char *domain_uuid, const char *source, GVariant *options,
+                         GError **error) {
+        GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1);
+        g_autoptr(GVariant) reply =
+                lv_call_manager(h->bus, "StageIncoming",
+                                g_variant_new("(ss@ay@a{sv})", domain_uuid, source, pass, options), NULL, error);
+        return reply != NULL;
+}
+
+static gboolean secret_on(virConnectPtr conn, const char *uuid) {
+        virSecretPtr s = virSecretLookupByUUIDString(conn, uuid);
+        if (s)
+                virSecretFree(s);
+        return s != NULL;
+}
+
+/* Polls until the volume object at path is (present) or is not on bus. */
+static gboolean wait_object(GDBusConnection *on, const char *path, gboolean present) {
+        for (guint i = 0; i < 400; i++) {
+                g_autoptr(GVariant) p = lv_volume_props(on, path);
+                if ((p != NULL) == present)
+                        return TRUE;
+                g_usleep(50 * 1000);
+        }
+        return FALSE;
+}
+
+static gboolean wait_secret_gone(virConnectPtr conn, const char *uuid) {
+        for (guint i = 0; i < 400 && secret_on(conn, uuid); i++)
+                g_usleep(50 * 1000);
+        return !secret_on(conn, uuid);
+}
+
+/* A guest with a native RBD volume moves to another host of the same
+ * cluster: staged there, migrated live, read there, released here. */
+static void test_migrate(void) {
+        LvSecondHost *hb = lv_second_host_start(second_host_sh, daemon_path, daemon_config);
+        lv_ceph_define_secret_on(hb->virt);
+        make_image("rbd/mig", 16, "luks1");
+        write_pattern("mig", PATTERN + 1);
+
+        virDomainPtr g = lv_start_guest("ceph-mig");
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        GError *error = NULL;
+        g_assert_cmpint(virDomainGetUUIDString(g, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus, "ceph-mig", "rbd:rbd/mig", PASS,
+                                          lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *secret = lv_volume_prop_string(bus, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus, path, "Target");
+
+        /* The disk names the ceph secret by UUID: B must have the same. */
+        g_assert_false(
+                stage_on(hb, uuid, "rbd:rbd/mig",
+                         lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target),
+                                 "ceph-secret", g_variant_new_string("00000000-1111-2222-3333-444444444444"), NULL),
+                         &error));
+        lv_assert_error(error, NOT_SUPPORTED);
+        g_assert_nonnull(strstr(error->message, "same UUID"));
+        g_clear_error(&error);
+        g_assert_false(secret_on(hb->virt, secret));
+
+        /* Staged on B while A's QEMU has the image open, as it must. */
+        g_assert_true(
+                stage_on(hb, uuid, "rbd:rbd/mig",
+                         lv_opts("secret-uuid", g_variant_new_string(secret), "target", g_variant_new_string(target),
+                                 "ceph-secret", g_variant_new_string(LV_CEPH_SECRET_UUID), NULL),
+                         &error));
+        g_assert_no_error(error);
+        g_assert_true(secret_on(hb->virt, secret));
+
+        /* No VIR_MIGRATE_UNSAFE: libvirt itself takes RBD as shared. */
+        g_autofree char *err = NULL;
+        virDomainPtr gb = lv_migrate_to(hb, g, VIR_MIGRATE_LIVE, &err);
+        g_assert_nonnull(gb);
+        virDomainFree(g);
+        g_autofree char *xml_b = virDomainGetXMLDesc(gb, 0);
+        if (!strstr(xml_b, "protocol='rbd'")) {
+                g_autofree char *blog = lv_second_host_daemon_log(hb);
+                g_test_message("B's XML: %s\nB's log: %s", xml_b, blog);
+        }
+        g_assert_nonnull(strstr(xml_b, "protocol='rbd'"));
+        g_assert_nonnull(strstr(xml_b, "<encryption format='luks'"));
+
+        g_assert_true(wait_object(hb->bus, path, TRUE));
+        g_autofree char *mode_b = lv_volume_prop_string(hb->bus, path, "Mode");
+        g_autofree char *source_b = lv_volume_prop_string(hb->bus, path, "Source");
+        g_assert_cmpstr(mode_b, ==, "native");
+        g_assert_cmpstr(source_b, ==, "rbd:rbd/mig");
+        g_assert_true(lv_second_host_reads_pattern(hb, gb, NULL, PATTERN + 1, 65536));
+        assert_nothing_mapped();
+
+        /* A let go of it. */
+        g_assert_true(wait_object(bus, path, FALSE));
+        g_assert_true(wait_secret_gone(lv_virt(), secret));
+
+        /* Detached on B through B's service: no secret of ours left there. */
+        g_assert_true(lv_detach(hb->bus, path, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_true(wait_secret_gone(hb->virt, secret));
+        g_assert_cmpint(virDomainDestroy(gb), ==, 0);
+        virDomainFree(gb);
+        lv_second_host_stop(hb);
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
-        if (argc < 4)
-                g_error("usage: %s [--tap] CLUSTER_SH LUKSVOLUMECTL POOL_RULE", argv[0]);
+        if (argc < 7)
+                g_error("usage: %s [--tap] CLUSTER_SH LUKSVOLUMECTL POOL_RULE SECOND_HOST_SH DAEMON DAEMON_ARG",
+                        argv[0]);
         cluster_sh = argv[1];
         ctl = argv[2];
         pool_rule = argv[3];
+        second_host_sh = argv[4];
+        daemon_path = argv[5];
+        daemon_config = argv[6];
 
         /* The cluster first: the daemon reads CephConfig= when the first
          * call activates it. */
@@ -631,6 +748,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/ceph/domain-stop", test_domain_stop);
         g_test_add_func("/ceph/cli", test_cli);
         g_test_add_func("/ceph/namespace", test_namespace);
+        g_test_add_func("/ceph/migrate", test_migrate);
 
         int r = g_test_run();
         lv_destroy_guest(guest);

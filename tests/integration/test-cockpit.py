@@ -835,6 +835,14 @@ def root_checks():
     p3 = probe(f"{IMAGES}/plain.img")
     ok(p3 and p3.get("error", "").startswith("This is not a LUKS volume"),
        "probe of a plain file: NotLuks shown at the source", p3)
+    # RBD images are sources too (issue 18): the page passes "rbd:" on, and
+    # the service's own check of the name comes back at the field.
+    p4 = probe("rbd:rbd/not a name")
+    ok(p4 and p4.get("error", "").startswith("The source is not valid"),
+       "probe of an rbd: source goes to the service, its name refused at the source", p4)
+    p5 = probe("images/data.img")
+    ok(p5 and "rbd:POOL/IMAGE" in p5.get("error", ""),
+       "a relative path is refused by the page, which names both source forms", p5)
     driver.switch_to.active_element.send_keys(Keys.ESCAPE)
     ok(wait_for(lambda: js("return !document.getElementById('probe-dialog').open"), 5)
        and js("return document.activeElement.id") == "probe-open",

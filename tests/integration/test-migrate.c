@@ -36,52 +36,16 @@
 
 #include "fixture.h"
 #include "lv-client.h"
+#include "second-host.h"
 
 #define PASS    "migration passphrase"
 #define PATTERN 0x6d
 
 static const char *second_host_sh, *daemon_path, *ctl_path;
+static LvSecondHost *hb;
 static char *shared_dir, *b_libvirt_uri;
 static GDBusConnection *bus_a, *bus_b;
 static virConnectPtr virt_b;
-static GSubprocess *host_b;
-static guint migration_port;
-
-static void start_host_b(void) {
-        shared_dir = lv_sandbox_path("hostb");
-        const char *argv[] = { "/bin/bash", second_host_sh, shared_dir, daemon_path, NULL };
-        gint64 t0 = g_get_monotonic_time();
-        host_b = lv_spawn_ready(argv);
-        g_test_message("host B up in %.1f s", (g_get_monotonic_time() - t0) / 1e6);
-
-        g_autofree char *address = g_strdup_printf("unix:path=%s/bus", shared_dir);
-        g_autoptr(GError) error = NULL;
-        bus_b = g_dbus_connection_new_for_address_sync(
-                address, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-                NULL, NULL, &error);
-        g_assert_no_error(error);
-
-        b_libvirt_uri = g_strdup_printf("qemu+unix:///system?socket=%s/libvirt/libvirt-sock", shared_dir);
-        virt_b = virConnectOpen(b_libvirt_uri);
-        if (!virt_b)
-                g_error("cannot connect to host B's libvirt (%s): %s", b_libvirt_uri, virGetLastErrorMessage());
-
-        /* Two hosts, as libvirt sees them. */
-        g_autofree char *ca = virConnectGetCapabilities(lv_virt());
-        g_autofree char *cb = virConnectGetCapabilities(virt_b);
-        g_assert_nonnull(ca);
-        g_assert_nonnull(cb);
-        g_autofree char *ua = g_strndup(strstr(ca, "<uuid>"), 48);
-        g_autofree char *ub = g_strndup(strstr(cb, "<uuid>"), 48);
-        g_assert_cmpstr(ua, !=, ub);
-}
-
-static char *b_daemon_log(void) {
-        g_autofree char *path = g_build_filename(shared_dir, "bus.log", NULL);
-        char *s = NULL;
-        g_assert_true(g_file_get_contents(path, &s, NULL, NULL));
-        return s;
-}
 
 static GVariant *scsi_native(void) {
         return lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("native"), NULL);
@@ -144,65 +108,10 @@ static gboolean secret_gone_on_b(const void *uuid) {
         return !secret_defined(virt_b, uuid);
 }
 
-/* Live migration A → B over the loopback, driven by this client as virsh
- * migrate --live does.  --unsafe: both hosts use one file system, which
- * libvirt cannot tell is shared storage.  Returns the domain on B or NULL
- * (with libvirt's error in *ret_error). */
+/* --unsafe: both hosts use one file system, which libvirt cannot tell is
+ * shared storage. */
 static virDomainPtr migrate(virDomainPtr dom, char **ret_error) {
-        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", migration_port++);
-        virTypedParameterPtr params = NULL;
-        int n = 0, max = 0;
-
-        g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, uri), ==, 0);
-        gint64 t0 = g_get_monotonic_time();
-        virDomainPtr moved = virDomainMigrate3(dom, virt_b, params, n, VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE);
-        virTypedParamsFree(params, n);
-        if (!moved) {
-                *ret_error = g_strdup(virGetLastErrorMessage());
-                g_test_message("migration of %s failed after %.1f s: %s", virDomainGetName(dom),
-                               (g_get_monotonic_time() - t0) / 1e6, *ret_error);
-                return NULL;
-        }
-        g_test_message("%s migrated to B in %.1f s", virDomainGetName(dom), (g_get_monotonic_time() - t0) / 1e6);
-        return moved;
-}
-
-/* Does B's QEMU read pattern from its luks node over image?  qemu-io runs
- * inside that QEMU (HMP through B's libvirt); its verdict lands in the
- * domain's QEMU log, which B keeps in SHARED/log. */
-static gboolean b_reads_pattern(virDomainPtr dom_b, const char *image, guint8 pattern, gsize len) {
-        g_autofree char *node = lv_guest_luks_node_for(dom_b, image);
-        if (!node) {
-                g_test_message("B's QEMU has no luks node over %s", image);
-                return FALSE;
-        }
-        g_autofree char *log_path = g_strdup_printf("%s/log/qemu/%s.log", shared_dir, virDomainGetName(dom_b));
-        struct stat st;
-        g_assert_no_errno(stat(log_path, &st));
-        g_autofree char *hmp =
-                g_strdup_printf("qemu-io %s \"read -P 0x%02x 0 %" G_GSIZE_FORMAT "\"", node, pattern, len);
-        char *reply = NULL;
-        if (virDomainQemuMonitorCommand(dom_b, hmp, &reply, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0)
-                g_error("HMP '%s' on B failed: %s", hmp, virGetLastErrorMessage());
-        free(reply);
-
-        g_autofree char *ok = g_strdup_printf("read %" G_GSIZE_FORMAT "/%" G_GSIZE_FORMAT " bytes", len, len);
-        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
-        for (;;) {
-                g_autofree char *all = NULL;
-                gsize n = 0;
-                g_assert_true(g_file_get_contents(log_path, &all, &n, NULL));
-                const char *news = n > (gsize) st.st_size ? all + st.st_size : "";
-                if (strstr(news, "Pattern verification failed") || strstr(news, "read failed")) {
-                        g_test_message("B's QEMU: %s", news);
-                        return FALSE;
-                }
-                if (strstr(news, ok))
-                        return TRUE;
-                if (g_get_monotonic_time() >= deadline)
-                        g_error("no qemu-io verdict in %s (new text: '%s')", log_path, news);
-                g_usleep(20 * 1000);
-        }
+        return lv_migrate_to(hb, dom, VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE, ret_error);
 }
 
 /* VolumeMigrated signals seen on one bus: "PATH DIRECTION" each. */
@@ -287,8 +196,8 @@ static void test_native(void) {
         g_assert_cmpstr(secret_b, ==, secret);
         g_assert_cmpstr(source_b, ==, image);
         g_assert_cmpstr(mode_b, ==, "native");
-        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
-        g_autofree char *blog = b_daemon_log();
+        g_assert_true(lv_second_host_reads_pattern(hb, dom_b, image, PATTERN, 65536));
+        g_autofree char *blog = lv_second_host_daemon_log(hb);
         g_assert_nonnull(strstr(blog, "adopted by volume"));
 
         /* A: the object and the secret are gone. */
@@ -399,7 +308,7 @@ static void test_stage_checks(void) {
         g_test_message("staged secret gone after %" G_GINT64_FORMAT " ms (timeout 2 s)", gone_ms);
         g_assert_cmpint(gone_ms, >=, 1900);
         g_assert_cmpuint(count_secrets(virt_b), ==, b_secrets);
-        g_autofree char *blog = b_daemon_log();
+        g_autofree char *blog = lv_second_host_daemon_log(hb);
         g_assert_nonnull(strstr(blog, "no domain arrived in time"));
 }
 
@@ -448,7 +357,7 @@ static void test_killed(void) {
         g_assert_true(wait_until(secret_gone_on_a, secret, 10000));
         g_assert_true(wait_until(object_gone_on_a, path, 10000));
         g_assert_true(wait_until(object_on_b, path, 20000));
-        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+        g_assert_true(lv_second_host_reads_pattern(hb, dom_b, image, PATTERN, 65536));
 
         g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
         virDomainFree(dom_b);
@@ -466,7 +375,7 @@ static gpointer migrate_thread(gpointer data) {
         MigrateThread *t = data;
         virTypedParameterPtr params = NULL;
         int n = 0, max = 0;
-        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", migration_port++);
+        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", lv_second_host_port(hb));
 
         g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, uri), ==, 0);
         /* Slow enough to be caught in the middle: 1 MiB/s. */
@@ -520,7 +429,7 @@ static void test_aborted(void) {
         g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
         g_assert_true(wait_until(object_gone_on_b, path, 20000));
         g_assert_false(incoming_on_b(uuid));
-        g_autofree char *blog = b_daemon_log();
+        g_autofree char *blog = lv_second_host_daemon_log(hb);
         g_auto(GStrv) lines = g_strsplit(blog, "\n", -1);
         for (char **l = lines; *l; l++)
                 if (strstr(*l, secret) || strstr(*l, uuid))
@@ -545,7 +454,7 @@ static void test_aborted(void) {
 static int run_ctl(const char *domain, const char *passfile, char **ret_out, char **ret_err) {
         g_autofree char *dest_uri = g_strdup(b_libvirt_uri);
         g_autofree char *dest_bus = g_strdup_printf("--dest-bus=unix:path=%s/bus", shared_dir);
-        g_autofree char *mig = g_strdup_printf("--migrate-uri=tcp://127.0.0.1:%u", migration_port++);
+        g_autofree char *mig = g_strdup_printf("--migrate-uri=tcp://127.0.0.1:%u", lv_second_host_port(hb));
         g_autofree char *pf = g_strdup_printf("--passphrase-file=%s", passfile);
         const char *argv[] = { ctl_path, "--no-ask-password", "migrate", domain,         dest_uri, dest_bus,
                                mig,      "--unsafe",          pf,        "--timeout=60", NULL };
@@ -589,7 +498,7 @@ static void test_cli(void) {
         g_assert_true(incoming_on_b(uuid));
         virDomainPtr dom_b = virDomainLookupByUUIDString(virt_b, uuid);
         g_assert_nonnull(dom_b);
-        g_assert_true(b_reads_pattern(dom_b, image, PATTERN, 65536));
+        g_assert_true(lv_second_host_reads_pattern(hb, dom_b, image, PATTERN, 65536));
         g_assert_true(wait_until(object_gone_on_a, path, 20000));
         g_assert_true(wait_until(secret_gone_on_a, secret, 20000));
         virDomainFree(dom);
@@ -665,10 +574,13 @@ int main(int argc, char **argv) {
         daemon_path = argv[2];
         ctl_path = argv[3];
         lv_require_sandbox();
-        migration_port = 49152 + (guint) g_random_int_range(0, 1000);
 
         bus_a = lv_bus();
-        start_host_b();
+        hb = lv_second_host_start(second_host_sh, daemon_path, NULL);
+        shared_dir = hb->shared_dir;
+        b_libvirt_uri = hb->libvirt_uri;
+        bus_b = hb->bus;
+        virt_b = hb->virt;
 
         g_test_add_func("/migrate/stage-checks", test_stage_checks);
         g_test_add_func("/migrate/stage-polkit", test_stage_polkit);
@@ -679,8 +591,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/migrate/cli", test_cli);
         int r = g_test_run();
 
-        virConnectClose(virt_b);
-        g_object_unref(bus_b);
-        lv_kill_wait(host_b);
+        lv_second_host_stop(hb);
         return r;
 }
