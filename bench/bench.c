@@ -509,9 +509,33 @@ static void scale_series(void) {
         }
 }
 
+/* Probe('') 200 times idle, then (n_slow images made into slow[]) while
+ * n_slow slow attaches run over the four domains; the attaches' wall. */
+static double probe_under_load(const char *const *doms4, char **slow, guint n_slow, GArray *idle, GArray *loaded) {
+        for (int i = 0; i < 200; i++) {
+                g_autoptr(GError) error = NULL;
+                double s = now_ms();
+                g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe(bus, "", &error);
+                g_assert_no_error(error);
+                sample_add(idle, now_ms() - s);
+        }
+        for (guint i = 0; i < n_slow; i++) {
+                g_autofree char *n = g_strdup_printf("bench-slow%u.img", i);
+                slow[i] = lv_make_luks1_image_full(n, PASS, 0x5a, 16, SLOW_ITER_MS);
+        }
+        return run_attaches(doms4, 4, slow, n_slow, NULL, loaded);
+}
+
+static void probe_row(guint n_slow, GArray *idle, GArray *loaded) {
+        double p50 = percentile(loaded, 50), p90 = percentile(loaded, 90), p99 = percentile(loaded, 99);
+        double ip50 = percentile(idle, 50), ip99 = percentile(idle, 99);
+        printf("| Probe('') p50 / p90 / p99 under %u slow attaches (ms, n=%u) | %.1f / %.1f / %.1f | idle p50 %.1f, p99 %.1f | p99 %.2f× idle | p99 ≤ 10 ms %s |\n",
+               n_slow, loaded->len, p50, p90, p99, ip50, ip99, p99 / ip99, p99 <= 10 ? "✓" : "✗");
+}
+
 int main(int argc, char *argv[]) {
         guint scale_n = 200, scale_m = 20;
-        bool series = false, scale_given = false, shim = false, cold = false, cycle_only = false;
+        bool series = false, scale_given = false, shim = false, cold = false, cycle_only = false, probe_only = false;
         const char *rbd_cluster = NULL;
 
         /* Line by line: a row printed before a crash is not lost in a pipe's
@@ -530,6 +554,8 @@ int main(int argc, char *argv[]) {
                         cold = true;
                 else if (g_str_equal(argv[i], "--cycle"))
                         cycle_only = true;
+                else if (g_str_equal(argv[i], "--probe"))
+                        probe_only = true;
                 else if (g_str_has_prefix(argv[i], "--rbd="))
                         rbd_cluster = argv[i] + strlen("--rbd=");
                 else if (g_str_has_prefix(argv[i], "--scale=")) {
@@ -554,6 +580,21 @@ int main(int argc, char *argv[]) {
                 table_header();
                 cycle_rows(&cyc);
                 lv_destroy_guest(d);
+                return 0;
+        }
+        if (probe_only) {
+                /* Only Probe('') under 8 slow attaches. */
+                const char *doms4[4] = { "bench-a", "bench-b", "bench-c", "bench-d" };
+                virDomainPtr d[4];
+                for (int i = 0; i < 4; i++)
+                        d[i] = lv_start_guest(doms4[i]);
+                char *slow[8] = {};
+                GArray *idle = samples_new(), *loaded = samples_new();
+                (void) probe_under_load(doms4, slow, 8, idle, loaded);
+                table_header();
+                probe_row(8, idle, loaded);
+                for (int i = 0; i < 4; i++)
+                        lv_destroy_guest(d[i]);
                 return 0;
         }
         if (rbd_cluster) {
@@ -598,21 +639,9 @@ int main(int argc, char *argv[]) {
 
         /* 2. Probe('') idle, then under n_slow slow attaches over 4 domains. */
         guint n_slow = short_run ? 4 : 8;
-        GArray *idle = samples_new();
-        for (int i = 0; i < 200; i++) {
-                g_autoptr(GError) error = NULL;
-                double s = now_ms();
-                g_autoptr(GVariant) info G_GNUC_UNUSED = lv_probe(bus, "", &error);
-                g_assert_no_error(error);
-                sample_add(idle, now_ms() - s);
-        }
         char *slow[8] = {};
-        for (guint i = 0; i < n_slow; i++) {
-                g_autofree char *n = g_strdup_printf("bench-slow%u.img", i);
-                slow[i] = lv_make_luks1_image_full(n, PASS, 0x5a, 16, SLOW_ITER_MS);
-        }
-        GArray *loaded = samples_new();
-        double wall4 = run_attaches(doms4, 4, slow, n_slow, NULL, loaded);
+        GArray *idle = samples_new(), *loaded = samples_new();
+        double wall4 = probe_under_load(doms4, slow, n_slow, idle, loaded);
 
         /* 3. the same on one domain. */
         double wall1 = run_attaches(doms4, 1, slow, n_slow, NULL, NULL);
@@ -635,12 +664,9 @@ int main(int argc, char *argv[]) {
                 g_string_free(csv, TRUE);
         }
 
-        double p50 = percentile(loaded, 50), p90 = percentile(loaded, 90), p99 = percentile(loaded, 99);
-        double ip50 = percentile(idle, 50), ip99 = percentile(idle, 99);
         table_header();
         cycle_rows(&cyc);
-        printf("| Probe('') p50 / p90 / p99 under %u slow attaches (ms, n=%u) | %.1f / %.1f / %.1f | idle p50 %.1f, p99 %.1f | p99 %.2f× idle | p99 ≤ 10 ms %s |\n",
-               n_slow, loaded->len, p50, p90, p99, ip50, ip99, p99 / ip99, p99 <= 10 ? "✓" : "✗");
+        probe_row(n_slow, idle, loaded);
         printf("| %u slow attaches over 4 domains, wall (ms) | %.0f | 1 domain %.0f | %.2f× faster | — |\n", n_slow,
                wall4, wall1, wall1 / wall4);
         if (!short_run)

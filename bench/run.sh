@@ -8,7 +8,7 @@
 # attach of the scale scenario) and attach-latency.png (gnuplot-nox,
 # installed if missing).
 #
-#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--rbd] [--cold] [--cycle] [--debug] [OUTDIR]
+#   bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--rbd] [--cold] [--cycle] [--probe] [--debug] [OUTDIR]
 #
 #   (none)       everything; ~10 minutes on an otherwise idle 2-core machine.
 #                Run nothing else meanwhile: the guest-stall figures are
@@ -33,6 +33,7 @@
 #                `virsh attach-device`: results-rbd.md; ~1 minute.
 #   --cold       only cold activation and idle memory (seconds).
 #   --cycle      only the Attach+Detach cycle against the libvirt-API floor.
+#   --probe      only Probe('') idle and under 8 slow attaches (~1 minute).
 #   --debug      the daemon at --log-level=debug, its log kept as
 #                OUTDIR/logs/ (bus.log): each call's "Trace of …" line says where
 #                its time went (call_trace() in daemon/call.c).
@@ -51,11 +52,11 @@ for a in "$@"; do
                 --short) short=1; args+=("$a") ;;
                 --series) series=1; args+=("$a") ;;
                 --shim) shim=1; args+=("$a") ;;
-                --cold|--cycle) args+=("$a") ;;
+                --cold|--cycle|--probe) args+=("$a") ;;
                 --rbd) rbd=1; args+=("--rbd=$src/tests/ceph/cluster.sh") ;;
                 --debug) debug=1 ;;
                 --scale=*) args+=("$a") ;;
-                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--rbd] [--cold] [--cycle] [--debug] [OUTDIR]" >&2; exit 2 ;;
+                -*) echo "usage: bench/run.sh [--short] [--scale=N,M] [--series] [--shim] [--rbd] [--cold] [--cycle] [--probe] [--debug] [OUTDIR]" >&2; exit 2 ;;
                 *) out=$a ;;
         esac
 done
