@@ -279,6 +279,58 @@ static char *attach_scsi(const char *source, const char *pass, GVariant *extra, 
                          extra ? extra : lv_opts("bus", g_variant_new_string("scsi"), NULL), error);
 }
 
+/* A crafted LUKS1 header on an RBD image: the daemon decides from the
+ * header which key-slot areas to read through librbd, so the header's
+ * numbers are the attacker's.  Seven extra slots marked active, each
+ * claiming 2^32-1 stripes of the 64-byte key (256 GiB of key material)
+ * and material at sector 2^32-1 (2 TiB, past the image's end) or at
+ * sector 1 (inside the header).  The daemon copies only in-bounds areas up
+ * to its cap, libcryptsetup refuses the header (NotLuks) for Probe and
+ * Attach alike, no secret is defined, and the daemon stays up.  (The sum
+ * wrap 493d107 fixed needs an image of about 2^61 bytes, which this test
+ * does not make: it guards the bounds, not that fix.) */
+static void test_crafted_header(void) {
+        g_autofree char *file = lv_make_luks1_image("crafted.img", PASS, PATTERN, 4);
+        g_autofree char *buf = NULL;
+        gsize len = 0;
+        g_assert_true(g_file_get_contents(file, &buf, &len, NULL));
+        g_assert_cmpuint(len, >, 4096);
+        for (guint i = 1; i < 8; i++) {
+                guint8 *slot = (guint8 *) buf + 208 + 48 * i;
+                const guint32 active = GUINT32_TO_BE(0x00AC71F3), iterations = GUINT32_TO_BE(1000);
+                const guint32 offset = GUINT32_TO_BE(i % 2 ? 0xFFFFFFFFU : 1U), stripes = GUINT32_TO_BE(0xFFFFFFFFU);
+                memcpy(slot, &active, 4);
+                memcpy(slot + 4, &iterations, 4);
+                memcpy(slot + 40, &offset, 4);
+                memcpy(slot + 44, &stripes, 4);
+        }
+        g_assert_true(g_file_set_contents(file, buf, (gssize) len, NULL));
+        const char *import[] = { "rbd", "import", file, "rbd/crafted", NULL };
+        g_free(ceph_tool(import));
+        guint secrets = lv_count_secrets();
+
+        GError *error = NULL;
+        g_autoptr(GVariant) info = lv_probe(bus, "rbd:rbd/crafted", &error);
+        g_assert_null(info);
+        g_autofree char *probe_error = lv_error_name(error);
+        g_test_message("Probe of the crafted header: %s: %s", probe_error, error->message);
+        g_assert_cmpstr(probe_error, ==, NOT_LUKS);
+        g_clear_error(&error);
+
+        g_autofree char *path = attach_scsi("rbd:rbd/crafted", PASS, NULL, &error);
+        g_assert_null(path);
+        g_autofree char *attach_error = lv_error_name(error);
+        g_test_message("Attach of the crafted header: %s: %s", attach_error, error->message);
+        g_assert_cmpstr(attach_error, ==, NOT_LUKS);
+        g_clear_error(&error);
+        g_assert_cmpuint(lv_count_secrets(), ==, secrets);
+
+        /* Still the same daemon, answering. */
+        g_autoptr(GVariant) host = lv_probe(bus, "", &error);
+        g_assert_no_error(error);
+        g_assert_nonnull(host);
+}
+
 static void test_attach_luks1(void) {
         GError *error = NULL;
         guint secrets = lv_count_secrets();
@@ -735,6 +787,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/ceph/probe-luks1", test_probe_luks1);
         g_test_add_func("/ceph/probe-luks2", test_probe_luks2);
         g_test_add_func("/ceph/probe-errors", test_probe_errors);
+        g_test_add_func("/ceph/crafted-header", test_crafted_header);
         g_test_add_func("/ceph/probe-watchers", test_probe_watchers);
         g_test_add_func("/ceph/probe-unprivileged", test_probe_unprivileged);
         g_test_add_func("/ceph/attach-luks1", test_attach_luks1);
