@@ -16,7 +16,8 @@
  * host's libvirt 'ceph' secret by UUID; this host must hold a ceph secret
  * (CephSecret=), and it must be the same UUID, as for every client of
  * RBD live migration (Nova's rbd_secret_uuid): checked when the option
- * 'ceph-secret' is given (luksvolumectl migrate gives it). */
+ * 'ceph-secret' is given (luksvolumectl migrate does not know it and does
+ * not give it; libvirt then refuses a mismatch when the guest arrives). */
 
 #include <pthread.h>
 #include <stdio.h>

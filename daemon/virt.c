@@ -30,8 +30,8 @@ struct Virt {
         pthread_key_t conn_key;
         /* Bumped whenever the events thread sees libvirtd go or come back.
          * A worker's connection made in an older epoch is dropped before
-         * use: its socket is not watched by any loop, so it still looks
-         * alive until the first call on it fails ("Cannot write data"). */
+         * use: it can still look alive until the first call on it fails
+         * ("Cannot write data", seen in CI after a libvirtd restart). */
         atomic_uint epoch;
         pthread_mutex_t lock; /* protects the domain lock list and the host info cache */
         pthread_cond_t cond;
@@ -129,12 +129,13 @@ void virt_thread_done(void *userdata) {
         }
 }
 
-/* After a libvirtd restart a thread's connection can still look alive
- * until its first RPC fails with an RPC-layer error ("client socket is
- * closed"). Then the connection is dropped so that one retry reconnects. */
 /* The epoch the calling thread's connection was opened in; one Virt per
  * process, so a thread-local is enough. */
 static _Thread_local unsigned conn_epoch;
+
+/* After a libvirtd restart a thread's connection can still look alive
+ * until its first RPC fails with an RPC-layer error ("client socket is
+ * closed"). Then the connection is dropped so that one retry reconnects. */
 
 static bool drop_if_connection_failed(Virt *v) {
         virErrorPtr e = virGetLastError();
