@@ -8,6 +8,7 @@
 
 import { S, f } from "./strings.js";
 import { describeAction } from "./errors.js";
+import { icon } from "./icons.js";
 import { el, $, setFieldError, setDialogAlert, clearDialog, closeDialog, openDialog, takePassphrase } from "./dom.js";
 
 const MANAGER_PATH = "/org/example/LuksVolume1";
@@ -112,10 +113,16 @@ export function createActions(ctx) {
         const menuId = "menu-" + path.replace(/[^A-Za-z0-9_-]/g, "_");
         const refused = allowed ? null : "access-note";
 
-        const item = (action, text, extra) => el("button", {
+        // PatternFly's menu: list items (role none) holding the menuitem
+        // buttons; a description line under an item says why it is off.
+        const item = (action, text, extra) => el("li", {
+            role: "none",
+            class: "pf-v5-c-menu__list-item" + (action === "detach" ? " pf-m-danger" : "")
+                + (!allowed || extra?.disabled ? " pf-m-disabled" : ""),
+        }, el("button", {
             type: "button",
             role: "menuitem",
-            class: "lv-menu-item" + (action === "detach" ? " lv-menu-item-danger" : ""),
+            class: "pf-v5-c-menu__item lv-menu-item",
             "data-action": action,
             "data-focus-key": action + ":" + path,
             "aria-describedby": extra?.why || refused,
@@ -131,7 +138,10 @@ export function createActions(ctx) {
                     openAction(action, path, again);
                 ev.stopPropagation();
             },
-        }, text, extra?.note ? el("span", { class: "lv-menu-note", id: extra.noteId }, extra.note) : null);
+        }, el("span", { class: "pf-v5-c-menu__item-main" },
+              el("span", { class: "pf-v5-c-menu__item-text" }, text)),
+        extra?.note ? el("span", { class: "pf-v5-c-menu__item-description lv-menu-note", id: extra.noteId }, extra.note) : null));
+        const separator = () => el("li", { class: "pf-v5-c-divider", role: "separator" });
 
         const roNote = "ro-" + menuId;
         const items = [
@@ -139,21 +149,23 @@ export function createActions(ctx) {
             item("resize", S.actionResize, v.ReadOnly
                 ? { disabled: true, note: S.readOnlyNoResize, noteId: roNote, why: roNote }
                 : undefined),
-            el("hr", { class: "lv-menu-sep", role: "separator" }),
+            separator(),
             item("verify", S.actionVerify),
             item("change", S.actionChange),
             item("add", S.actionAdd),
             item("remove", S.actionRemove),
         ];
         if (v.State === "saved")
-            items.push(el("hr", { class: "lv-menu-sep", role: "separator" }), item("rearm", S.actionRearm));
+            items.push(separator(), item("rearm", S.actionRearm));
 
-        const menu = el("div", { class: "lv-menu", role: "menu", id: menuId, hidden: !open,
-                                 "aria-label": f(S.rowMenu, v.Target, v.Domain) }, ...items);
+        const menu = el("div", { class: "pf-v5-c-menu lv-menu", id: menuId, hidden: !open },
+                        el("div", { class: "pf-v5-c-menu__content" },
+                           el("ul", { class: "pf-v5-c-menu__list", role: "menu",
+                                      "aria-label": f(S.rowMenu, v.Target, v.Domain) }, ...items)));
         menu.addEventListener("keydown", onMenuKey);
         const kebab = el("button", {
             type: "button",
-            class: "lv-kebab",
+            class: "pf-v5-c-menu-toggle pf-m-plain lv-kebab" + (open ? " pf-m-expanded" : ""),
             "aria-haspopup": "menu",
             "aria-expanded": open ? "true" : "false",
             "aria-controls": menuId,
@@ -168,18 +180,22 @@ export function createActions(ctx) {
                     m && menuItems(m)[0]?.focus();
                 }
             },
-        }, el("span", { "aria-hidden": "true" }, "⋮"));
-        return el("td", { class: "lv-actions" }, el("div", { class: "lv-menu-wrap" }, kebab, menu));
+        }, icon("kebab"));
+        return el("td", { class: "pf-v5-c-table__td pf-v5-c-table__action lv-actions" },
+                  el("div", { class: "lv-menu-wrap" }, kebab, menu));
     }
 
     // ── the action dialog ──
 
+    // A PatternFly form group: label, control, help and error text.
     function field(spec) {
         const id = "action-" + spec.id;
         if (spec.type === "checkbox") {
-            return el("div", { class: "lv-field lv-check" },
-                      el("input", { id, type: "checkbox" }),
-                      el("label", { for: id }, spec.label));
+            return el("div", { class: "pf-v5-c-form__group lv-field" },
+                      el("div", { class: "pf-v5-c-form__group-control" },
+                         el("div", { class: "pf-v5-c-check" },
+                            el("input", { id, type: "checkbox", class: "pf-v5-c-check__input" }),
+                            el("label", { for: id, class: "pf-v5-c-check__label" }, spec.label))));
         }
         const input = el("input", {
             id, type: spec.type, autocomplete: spec.type === "password" ? "off" : null,
@@ -189,10 +205,19 @@ export function createActions(ctx) {
         });
         if (spec.value)
             input.value = spec.value;
-        return el("div", { class: "lv-field" },
-                  el("label", { for: id }, spec.label), input,
-                  spec.help ? el("p", { class: "lv-help", id: id + "-help" }, spec.help) : null,
-                  el("p", { class: "lv-field-error", id: id + "-error", hidden: true }));
+        const helper = (cls, pid, text, hidden) =>
+            el("div", { class: "pf-v5-c-form__helper-text" },
+               el("div", { class: "pf-v5-c-helper-text" },
+                  el("div", { class: "pf-v5-c-helper-text__item" + (cls === "lv-field-error" ? " pf-m-error" : "") },
+                     el("p", { class: "pf-v5-c-helper-text__item-text " + cls, id: pid, hidden }, text))));
+        return el("div", { class: "pf-v5-c-form__group lv-field" },
+                  el("div", { class: "pf-v5-c-form__group-label" },
+                     el("label", { for: id, class: "pf-v5-c-form__label" },
+                        el("span", { class: "pf-v5-c-form__label-text" }, spec.label))),
+                  el("div", { class: "pf-v5-c-form__group-control" },
+                     el("span", { class: "pf-v5-c-form-control" }, input),
+                     spec.help ? helper("lv-help", id + "-help", spec.help, false) : null,
+                     helper("lv-field-error", id + "-error", "", true)));
     }
 
     function openAction(action, path, opener) {
@@ -209,7 +234,7 @@ export function createActions(ctx) {
         $("action-fields").replaceChildren(...a.fields(v).map(field));
         const submit = $("action-submit");
         submit.textContent = S[a.submit];
-        submit.className = "lv-btn " + (a.destructive ? "lv-btn-danger" : "lv-btn-primary");
+        submit.className = "pf-v5-c-button " + (a.destructive ? "pf-m-danger" : "pf-m-primary");
         // A destructive action is never the form's default: Enter in its
         // field does nothing, only the button does it.
         submit.type = a.destructive ? "button" : "submit";

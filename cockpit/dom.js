@@ -66,11 +66,12 @@ export function clearDialog(prefix, fields) {
         msg.textContent = "";
         msg.hidden = true;
     }
-    for (const input of dialog.querySelectorAll("[aria-invalid]"))
+    for (const input of dialog.querySelectorAll("[aria-invalid]")) {
         input.removeAttribute("aria-invalid");
-    const alert = $(`${prefix}-alert`);
-    alert.textContent = "";
-    alert.hidden = true;
+        input.closest(".pf-v5-c-form-control")?.classList.remove("pf-m-error");
+    }
+    $(`${prefix}-alert-text`).textContent = "";
+    $(`${prefix}-alert`).hidden = true;
 }
 
 export function setFieldError(prefix, field, text) {
@@ -79,13 +80,13 @@ export function setFieldError(prefix, field, text) {
     msg.hidden = false;
     const input = $(`${prefix}-${field}`);
     input.setAttribute("aria-invalid", "true");
+    input.closest(".pf-v5-c-form-control")?.classList.add("pf-m-error");
     return input;
 }
 
 export function setDialogAlert(prefix, text) {
-    const alert = $(`${prefix}-alert`);
-    alert.textContent = text;
-    alert.hidden = false;
+    $(`${prefix}-alert-text`).textContent = text;
+    $(`${prefix}-alert`).hidden = false;
 }
 
 // The passphrase as bytes for an `ay` argument (cockpit's D-Bus JSON wants

@@ -17,6 +17,7 @@ import { $, el, openDialog, closeDialog, clearDialog, setFieldError, setDialogAl
 import { createActions } from "./actions.js";
 import { protectionCell } from "./protection.js";
 import { createProgress } from "./progress.js";
+import { icon, spinner } from "./icons.js";
 
 const BUS_NAME = "org.example.LuksVolume1";
 const MANAGER_PATH = "/org/example/LuksVolume1";
@@ -103,18 +104,26 @@ function hideBanner() {
 // with aria-describedby).
 function setAccess(allowed) {
     mayManage = allowed;
-    const note = $("access-note");
-    note.textContent = allowed ? "" : S.accessDenied;
-    note.hidden = allowed;
+    $("access-note-text").textContent = allowed ? "" : S.accessDenied;
+    $("access-note").hidden = allowed;
     $("attach-open").disabled = !allowed;
     renderVolumes();
 }
 
 function showStatus(text) {
-    $("status").textContent = text;
+    $("status-text").textContent = text;
 }
 
 // ── host facts ─────────────────────────────────────────────────────────────
+
+// One term and its value in a PatternFly description list.
+function fact(attrs, term, value) {
+    return el("div", { class: "pf-v5-c-description-list__group lv-fact", ...attrs },
+              el("dt", { class: "pf-v5-c-description-list__term" },
+                 el("span", { class: "pf-v5-c-description-list__text" }, term)),
+              el("dd", { class: "pf-v5-c-description-list__description" },
+                 el("div", { class: "pf-v5-c-description-list__text" }, value)));
+}
 
 function renderHost() {
     const dl = $("host-facts");
@@ -133,7 +142,7 @@ function renderHost() {
         [S.hostDmCrypt, yesNo(h["dm-crypt"], "dm-crypt")],
     ];
     for (const [term, value] of rows)
-        dl.append(el("div", { class: "lv-fact" }, el("dt", {}, term), el("dd", {}, value)));
+        dl.append(fact({}, term, value));
 }
 
 function loadHost() {
@@ -196,23 +205,24 @@ function volumeRows(path, v, showSize, columns) {
     const st = rowState.get(path) || {};
     const detaching = v.State === "detaching";
 
+    const td = (attrs, ...children) => el("td", { ...attrs, class: "pf-v5-c-table__td " + (attrs.class || "") }, ...children);
     const row = el("tr", {
-        class: "lv-volume" + (detaching ? " lv-volume-detaching" : ""),
+        class: "pf-v5-c-table__tr lv-volume" + (detaching ? " lv-volume-detaching" : ""),
         "data-path": path,
         "data-target": v.Target,
         "data-mode": v.Mode,
         "data-state": v.State,
     },
-    el("th", { scope: "row", class: "lv-target" }, v.Target,
+    el("th", { scope: "row", class: "pf-v5-c-table__th lv-target", "data-label": S.colTarget }, v.Target,
        v.LuksVersion ? el("span", { class: "lv-luks" }, f(S.luksVersion, v.LuksVersion)) : null),
-    el("td", { "data-label": S.colBus }, v.Bus),
-    el("td", { class: "lv-source", "data-label": S.colSource }, el("code", { title: v.Source }, v.Source)),
+    td({ "data-label": S.colBus }, v.Bus),
+    td({ class: "lv-source", "data-label": S.colSource }, el("code", { title: v.Source }, v.Source)),
     labelled(protectionCell(v, v.Mode === "cryptsetup" ? cryptsetupWhy(v) : null), S.colProtection),
-    el("td", { "data-label": S.colState }, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
+    td({ "data-label": S.colState }, el("span", { class: detaching ? "lv-state lv-state-detaching" : "lv-state" },
                     detaching ? S.stateDetaching : v.State === "attached" ? S.stateAttached
                         : v.State === "saved" ? S.stateSaved : v.State)),
-    el("td", { "data-label": S.colAccess }, v.ReadOnly ? S.readOnly : S.readWrite),
-    showSize ? el("td", { class: "lv-size", "data-label": S.colSize },
+    td({ "data-label": S.colAccess }, v.ReadOnly ? S.readOnly : S.readWrite),
+    showSize ? td({ class: "lv-size", "data-label": S.colSize },
                   typeof v.Size === "number" ? cockpit.format_bytes(v.Size, 1024) : "—") : null,
     actions.cell(path, v));
 
@@ -221,19 +231,41 @@ function volumeRows(path, v, showSize, columns) {
         const retry = st.note.kind === "busy"
             ? el("button", {
                 type: "button",
-                class: "lv-btn lv-btn-secondary lv-btn-small",
+                class: "pf-v5-c-button pf-m-secondary pf-m-small",
                 "aria-label": f(S.retryDetachLabel, v.Target, v.Domain),
                 "data-focus-key": "retry:" + path,
                 disabled: st.pending,
                 onclick: () => detach(path),
             }, S.retryDetach)
             : null;
-        rows.push(el("tr", { class: "lv-note-row", "data-note-for": path },
-                     el("td", { colspan: columns },
-                        el("div", { class: `lv-note lv-note-${st.note.kind}`, role: "alert" },
-                           el("p", {}, st.note.text), retry))));
+        // An inline PatternFly alert under the row: a busy detach (with
+        // its retry) or a failed one.
+        const busy = st.note.kind === "busy";
+        rows.push(el("tr", { class: "pf-v5-c-table__tr lv-note-row", "data-note-for": path },
+                     el("td", { class: "pf-v5-c-table__td", colspan: columns },
+                        el("div", { class: `pf-v5-c-alert pf-m-inline pf-m-${busy ? "warning" : "danger"} lv-note lv-note-${st.note.kind}`,
+                                    role: "alert" },
+                           el("div", { class: "pf-v5-c-alert__icon" }, icon(busy ? "warning" : "danger")),
+                           el("p", { class: "pf-v5-c-alert__title" }, st.note.text),
+                           retry ? el("div", { class: "pf-v5-c-alert__action-group" }, retry) : null))));
     }
     return rows;
+}
+
+// PatternFly's empty state: what the list is for, and the way to fill it.
+function emptyState() {
+    const attach = el("button", { type: "button", class: "pf-v5-c-button pf-m-primary", disabled: mayManage === false,
+                                  "aria-describedby": mayManage === false ? "access-note" : null,
+                                  onclick: ev => openAttach(ev) }, S.attachOpen);
+    return el("div", { class: "pf-v5-c-empty-state pf-m-sm lv-empty", id: "volumes-empty" },
+              el("div", { class: "pf-v5-c-empty-state__content" },
+                 el("div", { class: "pf-v5-c-empty-state__header" },
+                    el("div", { class: "pf-v5-c-empty-state__icon" }, icon("lock")),
+                    el("div", { class: "pf-v5-c-empty-state__title" },
+                       el("h3", { class: "pf-v5-c-empty-state__title-text" }, S.volumesEmpty))),
+                 el("div", { class: "pf-v5-c-empty-state__body" }, S.volumesEmptyBody),
+                 el("div", { class: "pf-v5-c-empty-state__footer" },
+                    el("div", { class: "pf-v5-c-empty-state__actions" }, attach))));
 }
 
 function renderVolumes() {
@@ -246,12 +278,12 @@ function renderVolumes() {
     if (pending)
         container.append(pending);
     if (!volumesLoaded) {
-        container.append(el("p", { class: "lv-muted" }, S.volumesLoading));
+        container.append(el("div", { class: "lv-loading" }, spinner("lg"), el("p", { class: "lv-muted" }, S.volumesLoading)));
         return;
     }
     if (volumes.size === 0) {
         if (!pending)
-            container.append(el("p", { class: "lv-empty", id: "volumes-empty" }, S.volumesEmpty));
+            container.append(emptyState());
         return;
     }
 
@@ -277,19 +309,23 @@ function renderVolumes() {
         if (showSize)
             cols.push(["size", S.colSize]);
         const head = el("tr", {},
-                        ...cols.map(([key, text]) => el("th", { scope: "col", class: "lv-col-" + key }, text)),
-                        el("th", { scope: "col", class: "lv-col-actions" },
-                           el("span", { class: "lv-sr-only" }, S.colActions)));
-        const body = el("tbody", {});
+                        ...cols.map(([key, text]) => el("th", { scope: "col", class: "pf-v5-c-table__th lv-col-" + key }, text)),
+                        el("th", { scope: "col", class: "pf-v5-c-table__th lv-col-actions" },
+                           el("span", { class: "pf-v5-screen-reader" }, S.colActions)));
+        head.className = "pf-v5-c-table__tr";
+        const body = el("tbody", { class: "pf-v5-c-table__tbody" });
         for (const [path, v] of g.list)
             body.append(...volumeRows(path, v, showSize, columns));
         container.append(
             el("section", { class: "lv-guest", "data-domain": g.name, "aria-labelledby": headingId },
-               el("h3", { id: headingId }, g.name,
+               el("h3", { id: headingId, class: "pf-v5-c-title pf-m-lg" }, g.name,
                   g.uuid ? el("span", { class: "lv-uuid" }, f(S.guestUuid, g.uuid)) : null),
                el("div", { class: "lv-table-wrap" },
-                  el("table", { class: showSize ? "lv-table lv-table-size" : "lv-table", "aria-labelledby": headingId },
-                     el("thead", {}, head), body))));
+                  // pf-m-grid-md: below PatternFly's md breakpoint each row
+                  // stacks, every cell beside its column's name (data-label).
+                  el("table", { class: "pf-v5-c-table pf-m-compact pf-m-grid-md " + (showSize ? "lv-table lv-table-size" : "lv-table"),
+                                role: "grid", "aria-labelledby": headingId },
+                     el("thead", { class: "pf-v5-c-table__thead" }, head), body))));
     }
 
     if (focusKey) {
@@ -578,7 +614,7 @@ function renderProbe(info) {
     const dl = $("probe-result");
     dl.replaceChildren();
     const add = (key, term, value) =>
-        dl.append(el("div", { class: "lv-fact", "data-probe": key }, el("dt", {}, term), el("dd", {}, value)));
+        dl.append(fact({ "data-probe": key }, term, value));
 
     add("luks-version", S.probeLuksVersion, f(S.luksVersion, info["luks-version"]));
     if (info.uuid)

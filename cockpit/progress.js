@@ -6,6 +6,7 @@
 // volume list; and its cancellation (CancelAttach), which the service
 // honours until the disk is being plugged in.
 
+import { icon, spinner } from "./icons.js";
 import { S, f } from "./strings.js";
 import { el, $ } from "./dom.js";
 
@@ -34,11 +35,18 @@ export function createProgress(ctx) {
         }
         const at = STEPS.indexOf(current.step);
         list.hidden = false;
+        // PatternFly's progress stepper: done steps pf-m-success, the
+        // running one pf-m-current with a spinner, the rest pf-m-pending.
         list.replaceChildren(...STEPS.map((step, i) => el("li", {
-            class: "lv-step " + (i < at ? "lv-step-done" : i === at ? "lv-step-current" : "lv-step-todo"),
+            class: "pf-v5-c-progress-stepper__step lv-step "
+                + (i < at ? "pf-m-success lv-step-done" : i === at ? "pf-m-current pf-m-info lv-step-current" : "pf-m-pending lv-step-todo"),
             "data-step": step,
             "aria-current": i === at ? "step" : null,
-        }, S["step_" + step.replace("-", "_")])));
+        }, el("div", { class: "pf-v5-c-progress-stepper__step-connector" },
+              el("span", { class: "pf-v5-c-progress-stepper__step-icon" },
+                 i < at ? icon("check") : i === at ? spinner("sm") : null)),
+        el("div", { class: "pf-v5-c-progress-stepper__step-main" },
+           el("div", { class: "pf-v5-c-progress-stepper__step-title" }, S["step_" + step.replace("-", "_")])))));
         const note = { asked: S.cancelling, late: S.cancelTooLate, unsupported: S.cancelUnsupported }[current.cancel];
         $("attach-progress").textContent = note || "";
     }
@@ -100,7 +108,7 @@ export function createProgress(ctx) {
         if (!current)
             return null;
         return el("div", { class: "lv-pending", id: "pending-attach", role: "status", "data-step": current.step },
-                  el("span", { class: "lv-spinner", "aria-hidden": "true" }),
+                  spinner("md"),
                   el("span", {}, f(S.pendingAttach, current.source, current.domain), " ",
                      el("strong", {}, S["step_" + current.step.replace("-", "_")])),
                   current.cancel === "asked" ? el("span", { class: "lv-muted" }, " " + S.cancelling) : null);

@@ -10,13 +10,21 @@
 
 import { S, f } from "./strings.js";
 import { el } from "./dom.js";
+import { icon } from "./icons.js";
+
+// A PatternFly label: icon and text, in the colour of what it says.
+function badge(cls, color, glyph, text, attrs) {
+    return el("span", { class: `pf-v5-c-label pf-m-${color} lv-badge ${cls}`, ...attrs },
+              el("span", { class: "pf-v5-c-label__content" },
+                 glyph ? el("span", { class: "pf-v5-c-label__icon" }, icon(glyph)) : null,
+                 el("span", { class: "pf-v5-c-label__text" }, text)));
+}
 
 // why: the reason text, or null while unknown.
 export function protectionCell(v, why) {
     if (v.Mode === "native") {
-        return el("td", { class: "lv-protection" },
-                  el("span", { class: "lv-badge lv-badge-native", "data-mode": "native" },
-                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "✓"), S.nativeBadge),
+        return el("td", { class: "pf-v5-c-table__td lv-protection" },
+                  badge("lv-badge-native", "green", "lock", S.nativeBadge, { "data-mode": "native" }),
                   " ",
                   el("span", { class: "lv-mode-text" }, S.nativeText),
                   v.NativeHeader === "shim"
@@ -25,9 +33,8 @@ export function protectionCell(v, why) {
                       : null);
     }
     if (v.Mode === "cryptsetup") {
-        return el("td", { class: "lv-protection" },
-                  el("span", { class: "lv-badge lv-badge-host", "data-mode": "cryptsetup" },
-                     el("span", { class: "lv-badge-icon", "aria-hidden": "true" }, "!"), S.cryptsetupBadge),
+        return el("td", { class: "pf-v5-c-table__td lv-protection" },
+                  badge("lv-badge-host", "orange", "warning", S.cryptsetupBadge, { "data-mode": "cryptsetup" }),
                   " ",
                   el("span", { class: "lv-mode-text" }, S.cryptsetupText),
                   v.MapperDevice
@@ -35,9 +42,9 @@ export function protectionCell(v, why) {
                            el("code", {}, v.MapperDevice))
                       : null,
                   why ? el("span", { class: "lv-why", "data-why": "" }, f(S.cryptsetupWhy, why)) : null,
-                  el("span", { class: "lv-cleartext-warning", role: "note" }, S.cryptsetupWarning));
+                  el("span", { class: "lv-cleartext-warning", role: "note" }, icon("warning"), " ", S.cryptsetupWarning));
     }
-    return el("td", { class: "lv-protection" },
-              el("span", { class: "lv-badge" }, S.unknownModeBadge), " ",
+    return el("td", { class: "pf-v5-c-table__td lv-protection" },
+              badge("", "grey", null, S.unknownModeBadge), " ",
               el("span", { class: "lv-mode-text" }, f(S.unknownModeText, v.Mode || "")));
 }

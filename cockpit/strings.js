@@ -41,6 +41,7 @@ export const S = Object.freeze({
     // Volume list
     volumesLoading: _("Loading volumes…"),
     volumesEmpty: _("No encrypted volume is attached to any guest."),
+    volumesEmptyBody: _("Attach a LUKS image file or block device to a running guest; where QEMU can read its header, the guest decrypts it and the host never holds its cleartext."),
     guestUuid: _("UUID $0"),
     colTarget: _("Target"),
     colBus: _("Bus"),

@@ -51,8 +51,27 @@ for p in "${packages[@]}"; do
         fi
 done
 
+# The Cockpit page's PatternFly 5 (npm, pinned with its integrity hash by
+# cockpit/package-lock.json) into cockpit/node_modules; only the npm
+# registry is asked.  Debian's npm if the machine has no npm of its own.
+cockpit_npm() {
+        local dir
+        dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/cockpit"
+        if [ -f "$dir/node_modules/@patternfly/patternfly/package.json" ] &&
+                [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+                return 0
+        fi
+        if ! command -v npm >/dev/null; then
+                [ "$(id -u)" -eq 0 ] || { echo "install-deps: npm is missing and not root." >&2; return 1; }
+                apt-get install -y -qq --no-install-recommends npm >/dev/null
+        fi
+        echo "install-deps: npm ci in $dir"
+        (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
         echo "install-deps: all ${#packages[@]} packages present."
+        cockpit_npm
         exit 0
 fi
 
@@ -66,3 +85,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done."
+cockpit_npm

@@ -962,6 +962,25 @@ def theme_checks():
        f"{light} fonts={fonts}")
     shot("10-light-desktop")
 
+    # PatternFly 5's own stylesheets, not a look-alike: patternfly.css (made
+    # from the npm package at build time) is loaded, the page's controls are
+    # PatternFly components, and PatternFly's rules style them (its primary
+    # button colour, its modal box, its grid table, its menu toggle).
+    pf = js("""const sheet = [...document.styleSheets].find(s => (s.href || '').endsWith('/patternfly.css'));
+               const rules = sheet ? sheet.cssRules.length : 0;
+               const primary = getComputedStyle(document.getElementById('attach-open')).backgroundColor;
+               const modal = getComputedStyle(document.getElementById('attach-dialog')).getPropertyValue('--pf-v5-c-modal-box--BackgroundColor').trim();
+               const row = document.querySelector('tr.lv-volume');
+               return [rules, primary, modal,
+                       !!row && row.closest('table').classList.contains('pf-v5-c-table'),
+                       !!document.querySelector('.lv-kebab.pf-v5-c-menu-toggle'),
+                       !!document.querySelector('.lv-badge.pf-v5-c-label'),
+                       [...document.querySelectorAll('#page button, dialog button')].every(b => b.classList.contains('pf-v5-c-button')
+                           || b.classList.contains('pf-v5-c-menu-toggle') || b.classList.contains('pf-v5-c-menu__item'))]""")
+    ok(pf[0] > 1000 and pf[1] == "rgb(0, 102, 204)" and pf[2] != "" and all(pf[3:]),
+       "PatternFly 5's own CSS: patternfly.css loaded; buttons, modal boxes, table, menu toggle and labels are its components",
+       f"{pf}")
+
     # Phone width: nothing scrolls sideways, the page nor the dialogs.
     set_width(480)
     time.sleep(0.5)

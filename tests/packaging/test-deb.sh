@@ -91,6 +91,15 @@ else
                 tar -x -C "$tree"
 fi
 [ -f "$tree/debian/control" ] || die "$from has no debian/control (is debian/ committed?)"
+# The Cockpit page is styled with PatternFly 5 from npm (cockpit/package-lock.json),
+# which `npm ci` put in cockpit/node_modules (ignored by git).  A release
+# tarball carries it as a source would carry any vendored build input; here
+# the copy takes the one npm installed.
+pf=cockpit/node_modules/@patternfly/patternfly
+[ -f "$src/$pf/patternfly-base.css" ] ||
+        die "$pf is missing: run npm ci in cockpit/ (tests/install-deps.sh does)"
+mkdir -p "$tree/$pf"
+cp -r "$src/$pf/." "$tree/$pf/"
 echo "test-deb: building from a copy of the $from in $tree"
 
 # ── build dependencies ────────────────────────────────────────────────────
@@ -232,6 +241,8 @@ cockpit_expected=(
         $page/protection.js
         $page/progress.js
         $page/theme.js
+        $page/icons.js
+        $page/patternfly.css
         $page/po.de.js
         $page/luksvolume.css
         /usr/share/doc/luksvolumed-cockpit/copyright
