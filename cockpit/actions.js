@@ -158,9 +158,9 @@ export function createActions(ctx) {
         if (v.State === "saved")
             items.push(separator(), item("rearm", S.actionRearm));
 
-        const menu = el("div", { class: "pf-v5-c-menu lv-menu", id: menuId, hidden: !open },
+        const menu = el("div", { class: "pf-v5-c-menu lv-menu", hidden: !open },
                         el("div", { class: "pf-v5-c-menu__content" },
-                           el("ul", { class: "pf-v5-c-menu__list", role: "menu",
+                           el("ul", { class: "pf-v5-c-menu__list", role: "menu", id: menuId,
                                       "aria-label": f(S.rowMenu, v.Target, v.Domain) }, ...items)));
         menu.addEventListener("keydown", onMenuKey);
         const kebab = el("button", {

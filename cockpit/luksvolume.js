@@ -324,7 +324,7 @@ function renderVolumes() {
                   // pf-m-grid-md: below PatternFly's md breakpoint each row
                   // stacks, every cell beside its column's name (data-label).
                   el("table", { class: "pf-v5-c-table pf-m-compact pf-m-grid-md " + (showSize ? "lv-table lv-table-size" : "lv-table"),
-                                role: "grid", "aria-labelledby": headingId },
+                                "aria-labelledby": headingId },
                      el("thead", { class: "pf-v5-c-table__thead" }, head), body))));
     }
 

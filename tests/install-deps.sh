@@ -63,6 +63,8 @@ cockpit_npm() {
         fi
         if ! command -v npm >/dev/null; then
                 [ "$(id -u)" -eq 0 ] || { echo "install-deps: npm is missing and not root." >&2; return 1; }
+                export DEBIAN_FRONTEND=noninteractive
+                apt-get update -qq
                 apt-get install -y -qq --no-install-recommends npm >/dev/null
         fi
         echo "install-deps: npm ci in $dir"
