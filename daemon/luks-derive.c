@@ -46,7 +46,8 @@ static uint64_t now_ms(void) {
  * derivations run).  What bounds a caller who attaches costly volumes over
  * and over is the cap on derivations in flight (4, 2 per uid: uid-cap.h)
  * and the header limits, not the priority.  Threads libcryptsetup starts
- * for argon2 inherit the policy.  Never under crypt_lock: slots that would
+ * for argon2, and those the LUKS1 fast path starts for PBKDF2's output
+ * blocks (luks1-fast.c), inherit the policy.  Never under crypt_lock: slots that would
  * need it are refused first (luks_source_check()). */
 
 typedef struct DeriveThread {

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <nettle/aes.h>
 #include <nettle/hmac.h>
-#include <nettle/pbkdf2.h>
+#include <nettle/memxor.h>
 #include <nettle/sha1.h>
 #include <nettle/sha2.h>
 #include <nettle/xts.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "luks1-fast.h"
+#include "passphrase.h"
 #include "util.h"
 
 /* The on-disk LUKS1 header (big-endian), as the LUKS1 specification lays
@@ -120,28 +123,149 @@ int luks1_header_facts(const void *buf, size_t n, uint64_t source_size, Luks1Fac
         return 0;
 }
 
-/* PBKDF2-HMAC with the header's hash, through nettle's generic HMAC. */
-static void derive_key(const Hash *h, const void *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
-                       unsigned iterations, uint8_t *out, size_t out_len) {
-        if (h->nettle == &nettle_sha1) {
-                struct hmac_sha1_ctx ctx;
-                hmac_sha1_set_key(&ctx, pass_len, pass);
-                PBKDF2(&ctx, hmac_sha1_update, hmac_sha1_digest, SHA1_DIGEST_SIZE, iterations, salt_len, salt, out_len,
-                       out);
-                explicit_bzero(&ctx, sizeof ctx);
-        } else if (h->nettle == &nettle_sha256) {
-                struct hmac_sha256_ctx ctx;
-                hmac_sha256_set_key(&ctx, pass_len, pass);
-                PBKDF2(&ctx, hmac_sha256_update, hmac_sha256_digest, SHA256_DIGEST_SIZE, iterations, salt_len, salt,
-                       out_len, out);
-                explicit_bzero(&ctx, sizeof ctx);
-        } else {
-                struct hmac_sha512_ctx ctx;
-                hmac_sha512_set_key(&ctx, pass_len, pass);
-                PBKDF2(&ctx, hmac_sha512_update, hmac_sha512_digest, SHA512_DIGEST_SIZE, iterations, salt_len, salt,
-                       out_len, out);
-                explicit_bzero(&ctx, sizeof ctx);
+/* PBKDF2-HMAC (RFC 8018) with the header's hash, one output block at a
+ * time: block i is U_1 ^ ... ^ U_c with U_1 = HMAC(P, salt || INT(i)) and
+ * U_j = HMAC(P, U_j-1).
+ *
+ * Why not nettle's PBKDF2() in one go: a slot's key material is as long as
+ * the volume key, so cryptsetup's LUKS1 default (aes-xts-plain64, 512-bit
+ * key, sha256) needs two blocks — and each block costs the slot's whole
+ * iteration count, independently of the other.  QEMU and libcryptsetup
+ * compute them one after the other; here each runs on a thread of its own
+ * when the machine has the cores, so a slot costs the wall time of one
+ * block (issue 17: a shim attach's derivation against QEMU's own).  The
+ * CPU spent is the same; the threads inherit the caller's SCHED_BATCH
+ * (luks-derive.c).  A block whose thread cannot be started is computed by
+ * the caller: the result never depends on the threads. */
+
+typedef union HmacCtx {
+        struct hmac_sha1_ctx sha1;
+        struct hmac_sha256_ctx sha256;
+        struct hmac_sha512_ctx sha512;
+} HmacCtx;
+
+#define PBKDF2_MAX_THREADS 4U
+
+typedef struct Pbkdf2 {
+        HmacCtx keyed; /* HMAC keyed with the passphrase: read-only once set */
+        nettle_hash_update_func *update;
+        nettle_hash_digest_func *digest;
+        size_t digest_size;
+        const uint8_t *salt;
+        size_t salt_len;
+        unsigned iterations;
+        uint8_t *out;
+        size_t out_len;
+        unsigned n_blocks, stride;
+} Pbkdf2;
+
+typedef struct Pbkdf2Part {
+        const Pbkdf2 *job;
+        unsigned first; /* blocks first, first + stride, ... */
+} Pbkdf2Part;
+
+/* nettle's HMAC functions take their own context types; these give them
+ * the one signature Pbkdf2 calls through. */
+#define HMAC_CALLS(h)                                                                  \
+        static void call_##h##_update(void *ctx, size_t length, const uint8_t *data) { \
+                hmac_##h##_update(ctx, length, data);                                  \
+        }                                                                              \
+        static void call_##h##_digest(void *ctx, size_t length, uint8_t *digest) {     \
+                hmac_##h##_digest(ctx, length, digest);                                \
         }
+HMAC_CALLS(sha1)
+HMAC_CALLS(sha256)
+HMAC_CALLS(sha512)
+
+static void pbkdf2_block(const Pbkdf2 *job, unsigned i) {
+        size_t ds = job->digest_size, off = (size_t) i * ds, n = MIN(ds, job->out_len - off);
+        uint8_t u[SHA512_DIGEST_SIZE], t[SHA512_DIGEST_SIZE];
+        uint32_t index = htobe32(i + 1);
+        HmacCtx ctx = job->keyed;
+
+        job->update(&ctx, job->salt_len, job->salt);
+        job->update(&ctx, sizeof index, (const uint8_t *) &index);
+        job->digest(&ctx, ds, u);
+        memcpy(t, u, ds);
+        for (unsigned c = 1; c < job->iterations; c++) {
+                job->update(&ctx, ds, u);
+                job->digest(&ctx, ds, u);
+                memxor(t, u, ds);
+        }
+        memcpy(job->out + off, t, n);
+        explicit_bzero(u, sizeof u);
+        explicit_bzero(t, sizeof t);
+        explicit_bzero(&ctx, sizeof ctx);
+}
+
+static void pbkdf2_part(const Pbkdf2Part *part) {
+        for (unsigned i = part->first; i < part->job->n_blocks; i += part->job->stride)
+                pbkdf2_block(part->job, i);
+}
+
+static void *pbkdf2_thread(void *p) {
+        pbkdf2_part(p);
+        /* The hash functions' frames held the key's intermediate values;
+         * glibc keeps this stack for the next thread. */
+        stack_scrub();
+        return NULL;
+}
+
+static unsigned cpus_usable(void) {
+        cpu_set_t set;
+
+        if (sched_getaffinity(0, sizeof set, &set) < 0)
+                return 1;
+        return (unsigned) MAX(CPU_COUNT(&set), 1);
+}
+
+int luks1_fast_pbkdf2(const char *hash_name, const void *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
+                      unsigned iterations, uint8_t *out, size_t out_len) {
+        const Hash *h = hash_by_name(hash_name);
+        Pbkdf2Part parts[PBKDF2_MAX_THREADS];
+        pthread_t threads[PBKDF2_MAX_THREADS];
+        bool started[PBKDF2_MAX_THREADS] = {};
+        Pbkdf2 job;
+
+        if (!h || iterations == 0 || out_len == 0)
+                return -EINVAL;
+        job = (Pbkdf2){
+                .digest_size = h->nettle->digest_size,
+                .salt = salt,
+                .salt_len = salt_len,
+                .iterations = iterations,
+                .out = out,
+                .out_len = out_len,
+                .n_blocks = (unsigned) ((out_len + h->nettle->digest_size - 1) / h->nettle->digest_size),
+        };
+        job.stride = MIN(MIN(job.n_blocks, cpus_usable()), PBKDF2_MAX_THREADS);
+        if (h->nettle == &nettle_sha1) {
+                hmac_sha1_set_key(&job.keyed.sha1, pass_len, pass);
+                job.update = call_sha1_update;
+                job.digest = call_sha1_digest;
+        } else if (h->nettle == &nettle_sha256) {
+                hmac_sha256_set_key(&job.keyed.sha256, pass_len, pass);
+                job.update = call_sha256_update;
+                job.digest = call_sha256_digest;
+        } else {
+                hmac_sha512_set_key(&job.keyed.sha512, pass_len, pass);
+                job.update = call_sha512_update;
+                job.digest = call_sha512_digest;
+        }
+
+        for (unsigned w = 0; w < job.stride; w++)
+                parts[w] = (Pbkdf2Part){ .job = &job, .first = w };
+        for (unsigned w = 1; w < job.stride; w++)
+                started[w] = pthread_create(&threads[w], NULL, pbkdf2_thread, &parts[w]) == 0;
+        pbkdf2_part(&parts[0]);
+        for (unsigned w = 1; w < job.stride; w++) {
+                if (started[w])
+                        (void) pthread_join(threads[w], NULL);
+                else
+                        pbkdf2_part(&parts[w]);
+        }
+        explicit_bzero(&job.keyed, sizeof job.keyed);
+        return 0;
 }
 
 /* LUKS's anti-forensic diffusion: each digest-sized block of buf hashed
@@ -211,6 +335,7 @@ int luks1_fast_candidate(int fd, unsigned slot, const void *passphrase, size_t p
         const Hash *h;
         size_t key_bytes, af_bytes, area;
         ssize_t n;
+        int r;
 
         if (slot >= LUKS1_KEY_SLOTS)
                 return -EINVAL;
@@ -240,12 +365,18 @@ int luks1_fast_candidate(int fd, unsigned slot, const void *passphrase, size_t p
                 return -ENOMEM;
         n = pread(fd, material, area, (off_t) be32toh(ks->key_material_offset) * LUKS1_SECTOR);
         if (n < 0 || (size_t) n != area) {
-                int r = n < 0 ? negative_errno() : -EBADMSG;
+                r = n < 0 ? negative_errno() : -EBADMSG;
                 free(material);
                 return r;
         }
 
-        derive_key(h, passphrase, passphrase_len, ks->salt, sizeof ks->salt, iterations, key, key_bytes);
+        r = luks1_fast_pbkdf2(h->name, passphrase, passphrase_len, ks->salt, sizeof ks->salt, iterations, key,
+                              key_bytes);
+        if (r < 0) {
+                explicit_bzero(material, area);
+                free(material);
+                return r;
+        }
         xts_decrypt(key, key_bytes, material, area);
         af_merge(h, material, key_bytes, stripes, vk);
         *ret_len = key_bytes;

@@ -7,8 +7,11 @@
  * a candidate the digest refuses, and headers it does not handle (another
  * hash, mode or cipher) must be left to libcryptsetup (0). */
 
+#include <errno.h>
 #include <glib.h>
 #include <libcryptsetup.h>
+#include <nettle/pbkdf2.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -249,9 +252,101 @@ static void test_active_areas(void) {
         g_assert_cmpint(luks1_active_areas(buf, 100, off, len, &n), ==, -EBADMSG);
 }
 
+/* luks1_fast_pbkdf2() against RFC 6070's vectors and nettle's own PBKDF2()
+ * (one block after the other), for every hash, output lengths from 1 byte
+ * to 5 blocks, passphrases longer than a hash block (HMAC hashes the key
+ * first) — once with every CPU this process may use and once bound to a
+ * single one: the blocks' threads must not change the result. */
+static void nettle_reference(const char *hash, const guint8 *pass, gsize pass_len, const guint8 *salt, gsize salt_len,
+                             unsigned iters, guint8 *out, gsize out_len) {
+        if (g_str_equal(hash, "sha1"))
+                pbkdf2_hmac_sha1(pass_len, pass, iters, salt_len, salt, out_len, out);
+        else if (g_str_equal(hash, "sha256"))
+                pbkdf2_hmac_sha256(pass_len, pass, iters, salt_len, salt, out_len, out);
+        else
+                pbkdf2_hmac_sha512(pass_len, pass, iters, salt_len, salt, out_len, out);
+}
+
+static void pbkdf2_compare(gboolean one_cpu) {
+        static const char *const hashes[] = { "sha1", "sha256", "sha512" };
+        static const unsigned iters[] = { 1, 2, 3, 1000 };
+        static const gsize lens[] = { 1, 16, 20, 21, 32, 33, 40, 63, 64, 65, 100, 128, 129, 320 };
+        cpu_set_t saved, one;
+
+        if (one_cpu) {
+                g_assert_cmpint(sched_getaffinity(0, sizeof saved, &saved), ==, 0);
+                CPU_ZERO(&one);
+                for (int c = 0; c < CPU_SETSIZE; c++)
+                        if (CPU_ISSET(c, &saved)) {
+                                CPU_SET(c, &one);
+                                break;
+                        }
+                g_assert_cmpint(sched_setaffinity(0, sizeof one, &one), ==, 0);
+        }
+        for (gsize hi = 0; hi < G_N_ELEMENTS(hashes); hi++)
+                for (gsize ii = 0; ii < G_N_ELEMENTS(iters); ii++)
+                        for (gsize li = 0; li < G_N_ELEMENTS(lens); li++) {
+                                guint8 pass[300], salt[32], want[320], got[320];
+                                gsize pass_len = (gsize) g_test_rand_int_range(0, sizeof pass);
+                                for (gsize k = 0; k < sizeof pass; k++)
+                                        pass[k] = (guint8) g_test_rand_int();
+                                for (gsize k = 0; k < sizeof salt; k++)
+                                        salt[k] = (guint8) g_test_rand_int();
+                                nettle_reference(hashes[hi], pass, pass_len, salt, sizeof salt, iters[ii], want,
+                                                 lens[li]);
+                                memset(got, 0xa5, sizeof got);
+                                g_assert_cmpint(luks1_fast_pbkdf2(hashes[hi], pass, pass_len, salt, sizeof salt,
+                                                                  iters[ii], got, lens[li]),
+                                                ==, 0);
+                                g_assert_cmpmem(got, lens[li], want, lens[li]);
+                                /* Not a byte past out_len. */
+                                for (gsize k = lens[li]; k < sizeof got; k++)
+                                        g_assert_cmpuint(got[k], ==, 0xa5);
+                        }
+        if (one_cpu)
+                g_assert_cmpint(sched_setaffinity(0, sizeof saved, &saved), ==, 0);
+}
+
+static void test_pbkdf2(void) {
+        static const struct {
+                const char *pass;
+                gsize pass_len;
+                const char *salt;
+                gsize salt_len;
+                unsigned iters;
+                const char *hex;
+        } rfc6070[] = {
+                { "password", 8, "salt", 4, 1, "0c60c80f961f0e71f3a9b524af6012062fe037a6" },
+                { "password", 8, "salt", 4, 2, "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957" },
+                { "password", 8, "salt", 4, 4096, "4b007901b765489abead49d926f721d065a429c1" },
+                { "passwordPASSWORDpassword", 24, "saltSALTsaltSALTsaltSALTsaltSALTsalt", 36, 4096,
+                  "3d2eec4fe41c849b80c8d83662c0e44a8b291a964cf2f07038" },
+                { "pass\0word", 9, "sa\0lt", 5, 4096, "56fa6aa75548099dcc37d7f03425e0c3" },
+        };
+        guint8 out[64];
+
+        for (gsize i = 0; i < G_N_ELEMENTS(rfc6070); i++) {
+                gsize len = strlen(rfc6070[i].hex) / 2;
+                g_assert_cmpint(luks1_fast_pbkdf2("sha1", rfc6070[i].pass, rfc6070[i].pass_len,
+                                                  (const guint8 *) rfc6070[i].salt, rfc6070[i].salt_len,
+                                                  rfc6070[i].iters, out, len),
+                                ==, 0);
+                g_autoptr(GString) hex = g_string_new(NULL);
+                for (gsize k = 0; k < len; k++)
+                        g_string_append_printf(hex, "%02x", out[k]);
+                g_assert_cmpstr(hex->str, ==, rfc6070[i].hex);
+        }
+        pbkdf2_compare(FALSE);
+        pbkdf2_compare(TRUE);
+        g_assert_cmpint(luks1_fast_pbkdf2("md5", "p", 1, (const guint8 *) "s", 1, 1, out, 16), ==, -EINVAL);
+        g_assert_cmpint(luks1_fast_pbkdf2("sha256", "p", 1, (const guint8 *) "s", 1, 0, out, 16), ==, -EINVAL);
+        g_assert_cmpint(luks1_fast_pbkdf2("sha256", "p", 1, (const guint8 *) "s", 1, 1, out, 0), ==, -EINVAL);
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         crypt_set_log_callback(NULL, quiet_log, NULL);
+        g_test_add_func("/luks1-fast/pbkdf2", test_pbkdf2);
         g_test_add_func("/luks1-fast/differential", test_differential);
         g_test_add_func("/luks1-fast/unsupported", test_unsupported);
         g_test_add_func("/luks1-fast/not-luks1", test_not_luks1);
