@@ -353,16 +353,23 @@ static double cold_call_ms(void) {
         return now_ms() - t0;
 }
 
-static double virsh_list_ms(void) {
-        const char *argv[] = { "virsh", "-c", g_getenv("LV_LIBVIRT_URI"), "list", NULL };
+/* One run of argv to its exit, in ms; it must succeed. */
+static double timed_run_ms(const char *const *argv, GSpawnFlags flags) {
         gint status;
+
+        g_assert_nonnull(argv[0]);
         double t0 = now_ms();
         g_assert_true(g_spawn_sync(NULL, (char **) argv, NULL,
-                                   G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
-                                   NULL, NULL, NULL, &status, NULL));
+                                   flags | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL,
+                                   NULL, &status, NULL));
         double ms = now_ms() - t0;
         g_assert_true(g_spawn_check_wait_status(status, NULL));
         return ms;
+}
+
+static double virsh_list_ms(void) {
+        const char *argv[] = { "virsh", "-c", g_getenv("LV_LIBVIRT_URI"), "list", NULL };
+        return timed_run_ms(argv, G_SPAWN_SEARCH_PATH);
 }
 
 /* The floor of any cold activation on this machine: the daemon's binary
@@ -370,15 +377,7 @@ static double virsh_list_ms(void) {
  * some 55 more), doing nothing (--version). */
 static double exec_floor_ms(void) {
         const char *argv[] = { g_getenv("LV_DAEMON_BINARY"), "--version", NULL };
-        gint status;
-
-        g_assert_nonnull(argv[0]);
-        double t0 = now_ms();
-        g_assert_true(g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
-                                   NULL, NULL, NULL, NULL, &status, NULL));
-        double ms = now_ms() - t0;
-        g_assert_true(g_spawn_check_wait_status(status, NULL));
-        return ms;
+        return timed_run_ms(argv, 0);
 }
 
 /* Below that: a program that only links libvirt and returns, or (connect)
@@ -391,14 +390,7 @@ static double libvirt_floor_ms(bool connect) {
         g_autofree char *dir = g_path_get_dirname(self);
         g_autofree char *prog = g_build_filename(dir, "luksvolume-libvirt-floor", NULL);
         const char *argv[] = { prog, connect ? g_getenv("LV_LIBVIRT_URI") : NULL, NULL };
-        gint status;
-
-        double t0 = now_ms();
-        g_assert_true(g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
-                                   NULL, NULL, NULL, NULL, &status, NULL));
-        double ms = now_ms() - t0;
-        g_assert_true(g_spawn_check_wait_status(status, NULL));
-        return ms;
+        return timed_run_ms(argv, 0);
 }
 
 void cold_activation_and_memory(void) {

@@ -11,6 +11,7 @@
 #include <libcryptsetup.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <string.h>
 #include <time.h>
@@ -45,7 +46,10 @@ static uint64_t now_ms(void) {
  * wakes — so callers keep getting answers (trust-kdf measures Probe while
  * derivations run).  What bounds a caller who attaches costly volumes over
  * and over is the cap on derivations in flight (4, 2 per uid: uid-cap.h)
- * and the header limits, not the priority.  Threads libcryptsetup starts
+ * and the header limits, not the priority; a LUKS1 slot's derivation may
+ * use a thread per PBKDF2 block (up to the cores, luks1-fast.c), so a uid's
+ * two derivations may hold every core for their time, as two cryptsetup
+ * runs would.  Threads libcryptsetup starts
  * for argon2, and those the LUKS1 fast path starts for PBKDF2's output
  * blocks (luks1-fast.c), inherit the policy.  Never under crypt_lock: slots that would
  * need it are refused first (luks_source_check()). */
@@ -56,10 +60,16 @@ typedef struct DeriveThread {
 } DeriveThread;
 
 static void *derive_thread(void *p) {
+        static atomic_bool warned = false;
         DeriveThread *d = p;
+        int r;
 
-        /* Best effort: at worst the derivation runs as a normal thread. */
-        (void) pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){ .sched_priority = 0 });
+        /* Best effort: at worst the derivation runs as a normal thread —
+         * said once, so that a sandbox that forbids it (the unit's system
+         * call filter) shows in the journal (tests/systemd checks). */
+        r = pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){ .sched_priority = 0 });
+        if (r != 0 && !atomic_exchange(&warned, true))
+                log_warning("Key derivations run as normal threads: cannot set SCHED_BATCH: %s", strerror(r));
         d->fn(d->arg);
         /* The derived keys passed through libcryptsetup's frames, on this
          * thread's stack, which glibc keeps for the next thread. */

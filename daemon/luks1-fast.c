@@ -238,7 +238,10 @@ int luks1_fast_pbkdf2(const char *hash_name, const void *pass, size_t pass_len, 
                 .out_len = out_len,
                 .n_blocks = (unsigned) ((out_len + h->nettle->digest_size - 1) / h->nettle->digest_size),
         };
-        job.stride = MIN(MIN(job.n_blocks, cpus_usable()), PBKDF2_MAX_THREADS);
+        /* Once: MIN() evaluates its arguments more than once, and the
+         * affinity may change meanwhile. */
+        unsigned cpus = cpus_usable();
+        job.stride = MIN(MIN(job.n_blocks, cpus), PBKDF2_MAX_THREADS);
         if (h->nettle == &nettle_sha1) {
                 hmac_sha1_set_key(&job.keyed.sha1, pass_len, pass);
                 job.update = call_sha1_update;

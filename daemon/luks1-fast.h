@@ -32,7 +32,9 @@ int luks1_fast_candidate(int fd, unsigned slot, const void *passphrase, size_t p
 /* PBKDF2-HMAC with hash_name (sha1, sha256 or sha512) into out[out_len],
  * its output blocks computed on up to four threads at once (as many as the
  * caller may run on): luks1-fast.c says why.  0, or -EINVAL for another
- * hash, no iterations or no output.  The unit test holds it against
+ * hash, no iterations or no output.  The threads scrub their stacks; the
+ * caller's own (which computes the first block) is the caller's to scrub
+ * (luks-derive.c's derivation threads do).  The unit test holds it against
  * nettle's PBKDF2() and RFC 6070's vectors. */
 int luks1_fast_pbkdf2(const char *hash_name, const void *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
                       unsigned iterations, uint8_t *out, size_t out_len);

@@ -470,6 +470,17 @@ wrong_passphrase() {
 }
 point "a wrong passphrase (LUKS1 and LUKS2): Error.BadPassphrase, exit 4, nothing left" wrong_passphrase
 
+# Every attach and refusal above derived key slots on a thread that puts
+# itself under SCHED_BATCH (daemon/luks-derive.c); the unit's system call
+# filter must let it (@resources holds sched_setscheduler), or the daemon
+# says once that its derivations run as normal threads.
+sched_batch() {
+        journalctl -q --no-pager -u "$UNIT" >"$W/unit.journal"
+        grep -q 'derived in [0-9]* ms' "$W/unit.journal" || skip_point "no key derivation was logged above"
+        ! grep 'cannot set SCHED_BATCH' "$W/unit.journal" || fail "the sandboxed daemon cannot use SCHED_BATCH"
+}
+point "key derivations run under SCHED_BATCH in the sandboxed unit (its system call filter allows it)" sched_batch
+
 # ──────────────────────────────── polkit ──────────────────────────────────
 plain_user() {
         local rc=0

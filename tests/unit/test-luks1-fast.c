@@ -336,6 +336,34 @@ static void test_pbkdf2(void) {
                         g_string_append_printf(hex, "%02x", out[k]);
                 g_assert_cmpstr(hex->str, ==, rfc6070[i].hex);
         }
+        /* RFC 7914 section 11: PBKDF2-HMAC-SHA256, two blocks each. */
+        static const struct {
+                const char *pass, *salt;
+                unsigned iters;
+                const char *hex;
+        } rfc7914[] = {
+                { "passwd", "salt", 1,
+                  "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+                  "49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783" },
+                { "Password", "NaCl", 80000,
+                  "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56"
+                  "a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d" },
+        };
+        for (gsize i = 0; i < G_N_ELEMENTS(rfc7914); i++) {
+                g_assert_cmpint(luks1_fast_pbkdf2("sha256", rfc7914[i].pass, strlen(rfc7914[i].pass),
+                                                  (const guint8 *) rfc7914[i].salt, strlen(rfc7914[i].salt),
+                                                  rfc7914[i].iters, out, 64),
+                                ==, 0);
+                g_autoptr(GString) hex = g_string_new(NULL);
+                for (gsize k = 0; k < 64; k++)
+                        g_string_append_printf(hex, "%02x", out[k]);
+                g_assert_cmpstr(hex->str, ==, rfc7914[i].hex);
+        }
+
+        cpu_set_t set;
+        g_assert_cmpint(sched_getaffinity(0, sizeof set, &set), ==, 0);
+        if (CPU_COUNT(&set) < 2)
+                g_test_message("one CPU usable: the blocks' threads are not exercised here");
         pbkdf2_compare(FALSE);
         pbkdf2_compare(TRUE);
         g_assert_cmpint(luks1_fast_pbkdf2("md5", "p", 1, (const guint8 *) "s", 1, 1, out, 16), ==, -EINVAL);
