@@ -198,13 +198,16 @@ static void pbkdf2_block(const Pbkdf2 *job, unsigned i) {
         explicit_bzero(&ctx, sizeof ctx);
 }
 
-static void pbkdf2_part(const Pbkdf2Part *part) {
-        for (unsigned i = part->first; i < part->job->n_blocks; i += part->job->stride)
-                pbkdf2_block(part->job, i);
+/* Blocks first, first + stride, ... */
+static void pbkdf2_blocks(const Pbkdf2 *job, unsigned first) {
+        for (unsigned i = first; i < job->n_blocks; i += job->stride)
+                pbkdf2_block(job, i);
 }
 
 static void *pbkdf2_thread(void *p) {
-        pbkdf2_part(p);
+        const Pbkdf2Part *part = p;
+
+        pbkdf2_blocks(part->job, part->first);
         /* The hash functions' frames held the key's intermediate values;
          * glibc keeps this stack for the next thread. */
         stack_scrub();
@@ -240,8 +243,10 @@ int luks1_fast_pbkdf2(const char *hash_name, const void *pass, size_t pass_len, 
         };
         /* Once: MIN() evaluates its arguments more than once, and the
          * affinity may change meanwhile. */
-        unsigned cpus = cpus_usable();
-        job.stride = MIN(MIN(job.n_blocks, cpus), PBKDF2_MAX_THREADS);
+        const unsigned cpus = cpus_usable();
+        /* A local bound for the loops: job escapes to the threads. */
+        const unsigned stride = MIN(MIN(job.n_blocks, cpus), PBKDF2_MAX_THREADS);
+        job.stride = stride;
         if (h->nettle == &nettle_sha1) {
                 hmac_sha1_set_key(&job.keyed.sha1, pass_len, pass);
                 job.update = call_sha1_update;
@@ -256,16 +261,16 @@ int luks1_fast_pbkdf2(const char *hash_name, const void *pass, size_t pass_len, 
                 job.digest = call_sha512_digest;
         }
 
-        for (unsigned w = 0; w < job.stride; w++)
+        for (unsigned w = 1; w < stride; w++)
                 parts[w] = (Pbkdf2Part){ .job = &job, .first = w };
-        for (unsigned w = 1; w < job.stride; w++)
+        for (unsigned w = 1; w < stride; w++)
                 started[w] = pthread_create(&threads[w], NULL, pbkdf2_thread, &parts[w]) == 0;
-        pbkdf2_part(&parts[0]);
-        for (unsigned w = 1; w < job.stride; w++) {
+        pbkdf2_blocks(&job, 0);
+        for (unsigned w = 1; w < stride; w++) {
                 if (started[w])
                         (void) pthread_join(threads[w], NULL);
                 else
-                        pbkdf2_part(&parts[w]);
+                        pbkdf2_blocks(&job, w);
         }
         explicit_bzero(&job.keyed, sizeof job.keyed);
         return 0;
