@@ -49,10 +49,10 @@ static uint64_t now_ms(void) {
  * and the header limits, not the priority; a LUKS1 slot's derivation may
  * use a thread per PBKDF2 block (up to the cores, luks1-fast.c), so a uid's
  * two derivations may hold every core for their time, as two cryptsetup
- * runs would.  Threads libcryptsetup starts
- * for argon2, and those the LUKS1 fast path starts for PBKDF2's output
- * blocks (luks1-fast.c), inherit the policy.  Never under crypt_lock: slots that would
- * need it are refused first (luks_source_check()). */
+ * runs would.  Threads libcryptsetup starts for argon2, and those the
+ * LUKS1 fast path starts for PBKDF2's output blocks, inherit the policy.
+ * Never under crypt_lock: slots that would need it are refused first
+ * (luks_source_check()). */
 
 typedef struct DeriveThread {
         void (*fn)(void *arg);
