@@ -56,7 +56,7 @@ int volume_backing_release(Virt *virt, const VolumeBacking *b, sd_bus_error *err
                 _cleanup_free_ char *expected = NULL;
                 const char *name;
 
-                bool shim = startswith(b->mapper_device, "/dev/mapper/" LUKS_SHIM_PREFIX);
+                bool shim = luks_shim_path_ours(b->mapper_device);
 
                 r = shim ? luks_shim_name(b->domain_uuid, b->target, &expected)
                          : luks_mapping_name(b->domain_uuid, b->target, &expected);

@@ -4,17 +4,19 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "luks.h"
 #include "mode.h"
 #include "util.h"
 
 /* Strings read from files live until exit (the config outlives parsing). */
-static char *owned_uri, *owned_ceph_config, *owned_ceph_client, *owned_ceph_secret;
+static char *owned_uri, *owned_ceph_config, *owned_ceph_client, *owned_ceph_secret, *owned_device_tag;
 
 void config_strings_free(void) {
         owned_uri = mfree(owned_uri);
         owned_ceph_config = mfree(owned_ceph_config);
         owned_ceph_client = mfree(owned_ceph_client);
         owned_ceph_secret = mfree(owned_ceph_secret);
+        owned_device_tag = mfree(owned_device_tag);
 }
 
 /* *owned = a copy of value, kept until config_strings_free(). */
@@ -142,6 +144,14 @@ static int handler(void *user, const char *section, const char *name, const char
                         what = "not a number of seconds from 1 to 86400";
                 else
                         c->stage_timeout_sec = u;
+        } else if (streq(name, "DeviceTag")) {
+                if (!isempty(value) && !luks_device_tag_valid(value))
+                        what = "not 1 to 16 characters from a-z and 0-9 (and not 'shim')";
+                else if (own_string(&owned_device_tag, value) < 0) {
+                        st->error = -ENOMEM;
+                        return 0;
+                } else
+                        c->device_tag = owned_device_tag;
         } else if (streq(name, "MaxPbkdf2Iterations")) {
                 /* Below 1000 no LUKS slot would open (cryptsetup's minimum). */
                 if (parse_uint(value, UINT32_MAX, &u) < 0 || u < 1000)

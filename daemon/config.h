@@ -35,6 +35,9 @@ typedef struct ManagerConfig {
         /* The libvirt 'ceph' secret QEMU authenticates with (UUID or usage
          * name); NULL: RBD sources can be probed, not attached. */
         const char *ceph_secret;
+        /* DeviceTag= (since 0.3): in this service's device-mapper names,
+         * for several libvirt hosts sharing one kernel (luks.h); NULL: none. */
+        const char *device_tag;
 } ManagerConfig;
 
 #define CONFIG_FILE_DEFAULT "/etc/luksvolumed.conf"

@@ -182,9 +182,7 @@ static void detach_request_job(Call *c) {
                         if (d.encrypted)
                                 /* A header shim of ours goes with the secret. */
                                 r = volume_backing_set(b, b->domain_uuid, b->target, d.secret_uuid,
-                                                       d.source && startswith(d.source, "/dev/mapper/" LUKS_SHIM_PREFIX)
-                                                               ? d.source
-                                                               : NULL);
+                                                       luks_shim_path_ours(d.source) ? d.source : NULL);
                         else
                                 r = volume_backing_set(b, b->domain_uuid, b->target, NULL,
                                                        d.source ?: b->mapper_device);

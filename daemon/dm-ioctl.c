@@ -45,6 +45,24 @@ int dm_suspend(const char *name, bool suspend) {
         return dm_call(DM_DEV_SUSPEND, &io);
 }
 
+int dm_device_exists(const char *name, bool *ret) {
+        struct dm_ioctl io = {};
+        int r;
+
+        if (strlen(name) >= sizeof io.name)
+                return -ENAMETOOLONG;
+        dm_header(&io, sizeof io, name, 0);
+        r = dm_call(DM_DEV_STATUS, &io);
+        if (r == -ENXIO) {
+                *ret = false;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        *ret = true;
+        return 0;
+}
+
 /* The one crypt target of a DM_TABLE_STATUS answer in buf. */
 static int parse_status(const char *buf, char **ret_params, uint64_t *ret_sectors, bool *ret_read_only) {
         const struct dm_ioctl *io = (const struct dm_ioctl *) buf;

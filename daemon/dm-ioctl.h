@@ -29,6 +29,8 @@ int dm_crypt_resize(const char *name, dev_t data_device_rdev, uint64_t size, uns
 void dm_header(struct dm_ioctl *io, size_t size, const char *name, uint32_t flags);
 /* One request on /dev/mapper/control; negative errno. */
 int dm_call(unsigned long request, struct dm_ioctl *io);
+/* Whether the kernel has a device-mapper device name (any target). */
+int dm_device_exists(const char *name, bool *ret);
 /* Suspends or resumes name; a resume swaps in a loaded inactive table. */
 int dm_suspend(const char *name, bool suspend);
 /* Suspends name, waiting at most timeout_ms for the I/O in flight (then

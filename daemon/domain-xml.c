@@ -30,6 +30,7 @@
 #include "util.h"
 #include "volume-id.h"
 #include "xml-internal.h"
+#include "xml-node.h"
 
 /* Far beyond any real domain XML (hundreds of disks and NICs stay well under
  * a megabyte), small enough that a runaway input cannot pin a worker. */
@@ -66,19 +67,6 @@ void disk_info_array_free(DiskInfo *d, size_t n) {
         for (size_t i = 0; i < n; i++)
                 disk_info_free(d + i);
         free(d);
-}
-
-/* libvirt's elements live in no namespace; a namespaced <x:disk> (say in
- * <metadata>) is somebody else's and must not match. */
-static bool node_is(const xmlNode *n, const char *name) {
-        return n->type == XML_ELEMENT_NODE && !n->ns && xmlStrEqual(n->name, BAD_CAST name);
-}
-
-static xmlNode *first_child(xmlNode *parent, const char *name) {
-        for (xmlNode *c = parent->children; c; c = c->next)
-                if (node_is(c, name))
-                        return c;
-        return NULL;
 }
 
 /* The text nodes from first on, concatenated, into a malloc()ed string; a
@@ -137,7 +125,7 @@ static int host_path_of(xmlNode *holder, char **ret) {
         r = attr_dup(holder, "type", &type);
         if (r < 0)
                 return r;
-        source = first_child(holder, "source");
+        source = xml_first_child(holder, "source");
         if (!source)
                 return 0;
         if (streq_ptr(type, "block"))
@@ -166,7 +154,7 @@ static int other_sources_from_node(xmlNode *disk, char ***ret) {
         xmlNode *node = disk, *bs;
         int r;
 
-        for (unsigned depth = 0; depth < BACKING_CHAIN_MAX && (bs = first_child(node, "backingStore")); depth++) {
+        for (unsigned depth = 0; depth < BACKING_CHAIN_MAX && (bs = xml_first_child(node, "backingStore")); depth++) {
                 char *path;
 
                 r = host_path_of(bs, &path);
@@ -179,7 +167,7 @@ static int other_sources_from_node(xmlNode *disk, char ***ret) {
                 node = bs;
         }
 
-        xmlNode *mirror = first_child(disk, "mirror");
+        xmlNode *mirror = xml_first_child(disk, "mirror");
         if (mirror) {
                 char *path;
 
@@ -239,19 +227,19 @@ static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
         /* The first of each; libvirt emits at most one.  Only direct children
          * count: <mirror> and <backingStore> carry <source>s of their own. */
         for (xmlNode *c = node->children; c; c = c->next) {
-                if (!source && node_is(c, "source"))
+                if (!source && xml_node_is(c, "source"))
                         source = c;
-                else if (!target && node_is(c, "target"))
+                else if (!target && xml_node_is(c, "target"))
                         target = c;
-                else if (!alias && node_is(c, "alias"))
+                else if (!alias && xml_node_is(c, "alias"))
                         alias = c;
-                else if (!legacy_encryption && node_is(c, "encryption"))
+                else if (!legacy_encryption && xml_node_is(c, "encryption"))
                         legacy_encryption = c;
-                else if (!driver && node_is(c, "driver"))
+                else if (!driver && xml_node_is(c, "driver"))
                         driver = c;
-                else if (!serial && node_is(c, "serial"))
+                else if (!serial && xml_node_is(c, "serial"))
                         serial = c;
-                else if (node_is(c, "readonly"))
+                else if (xml_node_is(c, "readonly"))
                         d->read_only = true;
         }
 
@@ -279,7 +267,7 @@ static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
                 if (r < 0)
                         return r;
 
-                encryption = first_child(source, "encryption");
+                encryption = xml_first_child(source, "encryption");
         }
         if (!encryption)
                 encryption = legacy_encryption;
@@ -292,7 +280,7 @@ static int disk_fill(xmlNode *node, const char *type, DiskInfo *d) {
                 if (r < 0)
                         return r;
 
-                secret = first_child(encryption, "secret");
+                secret = xml_first_child(encryption, "secret");
                 if (secret) {
                         r = attr_dup(secret, "uuid", &d->secret_uuid);
                         if (r < 0)
@@ -431,7 +419,7 @@ static int parse_domain(const char *domain_xml, xmlDoc **ret_doc, xmlNode **ret_
                 return -EBADMSG;
 
         root = xmlDocGetRootElement(doc);
-        if (!root || !node_is(root, "domain"))
+        if (!root || !xml_node_is(root, "domain"))
                 return -EBADMSG;
 
         *ret_root = root;
@@ -458,11 +446,11 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
 
         /* All <devices> sections, though libvirt writes exactly one. */
         for (xmlNode *devices = root->children; devices; devices = devices->next) {
-                if (!node_is(devices, "devices"))
+                if (!xml_node_is(devices, "devices"))
                         continue;
 
                 for (xmlNode *c = devices->children; c; c = c->next) {
-                        if (!node_is(c, "disk"))
+                        if (!xml_node_is(c, "disk"))
                                 continue;
 
                         if (n == allocated) {
@@ -498,7 +486,7 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
 /* Whether a <disk>'s <target dev> is target; a disk without one makes the
  * document invalid (-EBADMSG). */
 static int disk_has_target(xmlNode *disk, const char *target, bool *ret) {
-        xmlNode *t = first_child(disk, "target");
+        xmlNode *t = xml_first_child(disk, "target");
         char *dev = NULL;
         int r;
 
@@ -534,13 +522,13 @@ int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *r
          * reports two disks with one target. */
         xmlNode *match = NULL;
         for (xmlNode *devices = root->children; devices; devices = devices->next) {
-                if (!node_is(devices, "devices"))
+                if (!xml_node_is(devices, "devices"))
                         continue;
 
                 for (xmlNode *c = devices->children; c; c = c->next) {
                         bool is_target;
 
-                        if (!node_is(c, "disk"))
+                        if (!xml_node_is(c, "disk"))
                                 continue;
                         r = disk_has_target(c, target, &is_target);
                         if (r < 0)

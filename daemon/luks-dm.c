@@ -69,8 +69,52 @@ bool luks_dm_crypt_available(void) {
         return access("/sys/module/dm_crypt", F_OK) >= 0 || kernel_module_file(u.release, "dm-crypt");
 }
 
+/* Written once by luks_device_tag_set() before any thread exists. */
+static char mapping_prefix[sizeof(LUKS_MAPPING_PREFIX) + LUKS_DEVICE_TAG_MAX + 1] = LUKS_MAPPING_PREFIX;
+
+int luks_device_tag_set(const char *tag) {
+        if (isempty(tag)) {
+                snprintf(mapping_prefix, sizeof mapping_prefix, "%s", LUKS_MAPPING_PREFIX);
+                return 0;
+        }
+        if (!luks_device_tag_valid(tag))
+                return -EINVAL;
+        snprintf(mapping_prefix, sizeof mapping_prefix, LUKS_MAPPING_PREFIX "%s-", tag);
+        return 0;
+}
+
+const char *luks_mapping_prefix(void) {
+        return mapping_prefix;
+}
+
 int luks_mapping_name(const char *domain_uuid, const char *target, char **ret) {
-        return volume_id_build_prefixed(LUKS_MAPPING_PREFIX, domain_uuid, target, ret);
+        return volume_id_build_prefixed(mapping_prefix, domain_uuid, target, ret);
+}
+
+bool luks_device_name_ours(const char *name, bool *ret_shim) {
+        _cleanup_free_ char *uuid = NULL, *target = NULL;
+        const char *id;
+        bool shim;
+
+        /* A volume id starts with a hex digit and a tag ends in '-': an
+         * untagged service never takes "luksvol-TAG-…" for its own, nor a
+         * tagged one another tag's or the untagged names. */
+        if (!name || !startswith(name, mapping_prefix))
+                return false;
+        id = name + strlen(mapping_prefix);
+        shim = startswith(id, "shim-");
+        if (volume_id_parse(shim ? id + strlen("shim-") : id, &uuid, &target) < 0)
+                return false;
+        if (ret_shim)
+                *ret_shim = shim;
+        return true;
+}
+
+bool luks_shim_path_ours(const char *path) {
+        bool shim = false;
+
+        return path && startswith(path, "/dev/mapper/") &&
+               luks_device_name_ours(path + strlen("/dev/mapper/"), &shim) && shim;
 }
 
 /* Opening the data device reads its first sector (libcryptsetup's direct-io

@@ -47,7 +47,7 @@ int luks_shim_name(const char *domain_uuid, const char *target, char **ret) {
         r = luks_mapping_name(domain_uuid, target, &crypt_name);
         if (r < 0)
                 return r;
-        if (asprintf(ret, LUKS_SHIM_PREFIX "%s", crypt_name + strlen(LUKS_MAPPING_PREFIX)) < 0)
+        if (asprintf(ret, "%sshim-%s", luks_mapping_prefix(), crypt_name + strlen(luks_mapping_prefix())) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -284,7 +284,9 @@ static int shim_table(const char *name, DmLinearPiece pieces[static 2], char **r
         size_t n = 0;
         int r;
 
-        if (!startswith(name, LUKS_SHIM_PREFIX))
+        bool shim = false;
+
+        if (!luks_device_name_ours(name, &shim) || !shim)
                 return -EMEDIUMTYPE;
         r = dm_linear_table(name, pieces, 2, &n, ret_uuid);
         if (r < 0)

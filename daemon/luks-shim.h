@@ -28,8 +28,9 @@
  * usual alignment). */
 #define LUKS_SHIM_HEADER_SECTORS 4096U
 #define LUKS_SHIM_ITERATIONS     1000U
-/* Device names: the mapping prefix (so the udev rule hides them too), then
- * "shim-": never a hex digit, so never a cryptsetup-mode mapping's name. */
+/* Device names: the mapping prefix (so the udev rule hides them too; with
+ * DeviceTag= the tagged one, luks_mapping_prefix()), then "shim-": never a
+ * hex digit, so never a cryptsetup-mode mapping's name. */
 #define LUKS_SHIM_PREFIX         "luksvol-shim-"
 
 typedef struct LuksShim {
@@ -51,7 +52,8 @@ void luks_shim_done(LuksShim *shim);
 int luks_shim_make(LuksSource *s, const LuksInfo *info, const Passphrase *passphrase, unsigned timeout_ms,
                    LuksShim *ret, sd_bus_error *error);
 
-/* "luksvol-shim-<domain uuid hex>_<target>". */
+/* "luksvol-shim-<domain uuid hex>_<target>" ("luksvol-TAG-shim-…" with a
+ * DeviceTag=). */
 int luks_shim_name(const char *domain_uuid, const char *target, char **ret);
 
 /* Makes the linear device name: the shim's header (through a loop device

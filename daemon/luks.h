@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <systemd/sd-bus.h>
 
@@ -167,10 +168,39 @@ bool luks_dm_crypt_available(void);
 
 /* Every dm-crypt mapping this service opens is named
  * LUKS_MAPPING_PREFIX + the volume id (domain UUID hex + "_" + target), so
- * the start-up scan can tell ours from anyone else's. */
+ * the start-up scan can tell ours from anyone else's.  With DeviceTag=TAG
+ * the prefix is "luksvol-TAG-": for several libvirt hosts that share one
+ * kernel (nested test hosts, containers), whose services would otherwise
+ * name the same disk's devices alike and take each other's for orphans. */
 #define LUKS_MAPPING_PREFIX "luksvol-"
+#define LUKS_DEVICE_TAG_MAX 16
+
+/* Sets the tag ([a-z0-9], 1 to LUKS_DEVICE_TAG_MAX characters, not
+ * "shim"; NULL or "" for none) once at start-up, before any thread runs;
+ * -EINVAL if malformed. */
+int luks_device_tag_set(const char *tag);
+/* Inline: the configuration parser checks it too. */
+static inline bool luks_device_tag_valid(const char *tag) {
+        size_t n = tag ? strlen(tag) : 0;
+
+        if (n == 0 || n > LUKS_DEVICE_TAG_MAX || strcmp(tag, "shim") == 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((tag[i] >= 'a' && tag[i] <= 'z') || (tag[i] >= '0' && tag[i] <= '9')))
+                        return false;
+        return true;
+}
+/* "luksvol-" or "luksvol-TAG-". */
+const char *luks_mapping_prefix(void);
 
 int luks_mapping_name(const char *domain_uuid, const char *target, char **ret);
+
+/* Is name a device-mapper device this service (with its tag) names: its
+ * prefix, then (*ret_shim) "shim-" or not, then a volume id.  Another
+ * tag's devices and anything else are not. */
+bool luks_device_name_ours(const char *name, bool *ret_shim);
+/* "/dev/mapper/" + a header shim's name of ours. */
+bool luks_shim_path_ours(const char *path);
 
 /* Opens s as /dev/mapper/NAME (a file gets a loop device bound to the
  * descriptor s holds; the mapping is private to the service: udev's disk

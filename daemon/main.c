@@ -198,6 +198,11 @@ int main(int argc, char *argv[]) {
 
         harden_process();
         luks_set_kdf_limits(&config.kdf);
+        /* Validated when read; before any thread names a device. */
+        if (luks_device_tag_set(config.device_tag) < 0) {
+                log_error("Bad DeviceTag=.");
+                return EXIT_FAILURE;
+        }
         rbd_configure(config.ceph_config, config.ceph_client);
 
         /* Before any thread exists: both libraries set up global state

@@ -127,9 +127,10 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("VerifyPassphrase", SD_BUS_ARGS("s", source, "ay", passphrase, "a{sv}", options),
                                 SD_BUS_RESULT("u", slot), method_verify_passphrase,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
-        SD_BUS_METHOD_WITH_ARGS(
-                "StageIncoming", SD_BUS_ARGS("s", domain_uuid, "s", source, "ay", passphrase, "a{sv}", options),
-                SD_BUS_NO_RESULT, method_stage_incoming, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("StageIncoming",
+                                SD_BUS_ARGS("s", domain_uuid, "s", source, "ay", passphrase, "a{sv}", options),
+                                SD_BUS_RESULT("a{sv}", staged), method_stage_incoming,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("CancelAttach", SD_BUS_ARGS("s", request_id), SD_BUS_RESULT("b", cancelled),
                                 method_cancel_attach, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("AttachProgress", SD_BUS_ARGS("s", request_id, "s", step), 0),

@@ -467,6 +467,7 @@ static int read_string_once(sd_bus_message *m, const char *key, char **slot, sd_
 
 static int stage_option(sd_bus_message *m, const char *key, void *userdata, sd_bus_error *error) {
         StageOptions *o = userdata;
+        const char *s = NULL;
         uint32_t u = 0;
         int r;
 
@@ -496,11 +497,52 @@ static int stage_option(sd_bus_message *m, const char *key, void *userdata, sd_b
                         return duplicate(key, error);
                 return read_fd_option(m, key, &o->passphrase_fd, error);
         }
+        if (streq(key, "mode")) {
+                if (o->seen_mode)
+                        return duplicate(key, error);
+                o->seen_mode = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                o->mode = volume_mode_from_string(s);
+                if (o->mode != VOLUME_MODE_NATIVE && o->mode != VOLUME_MODE_CRYPTSETUP)
+                        return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                                "Option 'mode' must be native or cryptsetup (the volume's Mode on "
+                                                "the source host).");
+                return 1;
+        }
+        if (streq(key, "native-header")) {
+                if (o->seen_header)
+                        return duplicate(key, error);
+                o->seen_header = true;
+                r = read_variant(m, key, 's', &s, error);
+                if (r < 0)
+                        return r;
+                o->native_header = native_header_from_string(s);
+                if (o->native_header != NATIVE_HEADER_VOLUME && o->native_header != NATIVE_HEADER_SHIM)
+                        return sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                                "Option 'native-header' must be volume or shim (the volume's "
+                                                "NativeHeader on the source host).");
+                return 1;
+        }
+        if (streq(key, "read-only") || streq(key, "discard")) {
+                bool *seen = streq(key, "read-only") ? &o->seen_ro : &o->seen_discard;
+                int b = 0;
+
+                if (*seen)
+                        return duplicate(key, error);
+                *seen = true;
+                r = read_variant(m, key, 'b', &b, error);
+                if (r < 0)
+                        return r;
+                *(streq(key, "read-only") ? &o->read_only : &o->discard) = b;
+                return 1;
+        }
         return 0;
 }
 
 int stage_options_parse(sd_bus_message *m, StageOptions *ret, sd_bus_error *error) {
-        StageOptions o = { .passphrase_fd = -1 };
+        StageOptions o = { .passphrase_fd = -1, .mode = VOLUME_MODE_NATIVE, .native_header = NATIVE_HEADER_VOLUME };
         int r;
 
         r = parse_dict(m, stage_option, &o, error);
@@ -508,7 +550,17 @@ int stage_options_parse(sd_bus_message *m, StageOptions *ret, sd_bus_error *erro
                 stage_options_done(&o);
                 return r;
         }
-        if (!o.secret_uuid || !uuid_valid(o.secret_uuid))
+        if (o.mode == VOLUME_MODE_CRYPTSETUP && (o.secret_uuid || o.seen_header || o.usage))
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "A cryptsetup-mode volume has no secret: options 'secret-uuid', 'usage' and "
+                                     "'native-header' are for native mode.");
+        else if (o.mode == VOLUME_MODE_NATIVE && o.discard)
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "Option 'discard' is for cryptsetup mode (QEMU's LUKS driver passes none on).");
+        else if (o.read_only && o.discard)
+                r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
+                                     "Options 'discard' and 'read-only' exclude each other.");
+        else if (o.mode == VOLUME_MODE_NATIVE && (!o.secret_uuid || !uuid_valid(o.secret_uuid)))
                 r = sd_bus_error_set(error, DBUS_ERROR_INVALID_ARGS,
                                      "Option 'secret-uuid' (the source host's secret UUID, lower case) is required.");
         else if (!o.target || !bus_from_target(o.target) || !target_valid_for_bus(o.target, bus_from_target(o.target)))

@@ -81,12 +81,19 @@ int probe_options_parse(sd_bus_message *m, sd_bus_error *error);
  * hosts name the secret alike); timeout is how long the staged secret waits
  * for the domain (seconds; 0: the configured StageTimeoutSec). */
 typedef struct StageOptions {
-        char *secret_uuid;
+        char *secret_uuid; /* native mode only */
         char *target;
         char *usage;
         char *ceph_secret; /* since 0.3: the UUID of the libvirt 'ceph' secret the RBD disk names */
         uint32_t timeout_sec;
         int passphrase_fd; /* dup()ed, owned; -1 if not given */
+        /* Since 0.3: the volume's Mode and NativeHeader on the source
+         * (native and volume by default); read-only and discard as it was
+         * attached there: the device made here must match. */
+        VolumeMode mode;
+        NativeHeader native_header;
+        bool read_only, discard;
+        bool seen_mode, seen_header, seen_ro, seen_discard;
 } StageOptions;
 
 #define STAGE_TIMEOUT_MAX_SEC 86400U

@@ -33,8 +33,7 @@ static bool disk_on_shim(Volume *v, const DiskInfo *d) {
         _cleanup_free_ char *expected = NULL, *source = NULL;
         LuksInfo info;
 
-        if (!d->source || !startswith(d->source, "/dev/mapper/" LUKS_SHIM_PREFIX) ||
-            luks_shim_name(v->domain_uuid, v->target, &expected) < 0 ||
+        if (!luks_shim_path_ours(d->source) || luks_shim_name(v->domain_uuid, v->target, &expected) < 0 ||
             !streq(d->source + strlen("/dev/mapper/"), expected))
                 return false;
         v->native_header = NATIVE_HEADER_SHIM;
@@ -648,11 +647,14 @@ static void cleanup_orphan_mappings(const Volume *keep) {
         while ((de = readdir(d))) {
                 sd_bus_error error = SD_BUS_ERROR_NULL;
 
-                if (!startswith(de->d_name, LUKS_MAPPING_PREFIX) || mapping_kept(keep, de->d_name))
+                bool shim = false;
+
+                /* Ours by name: another service's (DeviceTag=) are not. */
+                if (!luks_device_name_ours(de->d_name, &shim) || mapping_kept(keep, de->d_name))
                         continue;
                 /* A header shim: ciphertext only, but nothing of ours
                  * uses it any more. */
-                if (startswith(de->d_name, LUKS_SHIM_PREFIX)) {
+                if (shim) {
                         if (luks_shim_remove(de->d_name, &error) >= 0)
                                 log_notice("Removed orphaned header shim %s.", de->d_name);
                         else

@@ -3,12 +3,17 @@
 /* StageIncoming (stage.h): parse → resolve the source (worker, window) →
  * authorize (stage-incoming, the details of attach) → registry checks and
  * the caller's guess allowance → the entry registered, so that the orphan
- * cleanup keeps its secret from now on → job (worker: passphrase-fd, the
- * header, native mode possible, the passphrase verified under the derive
- * caps as Attach does, the secret defined) → expiry armed → reply.
+ * cleanup keeps its secret and device from now on → job (stage-job.c:
+ * passphrase-fd, the header, the source's mode possible here, the
+ * passphrase checked under the derive caps as Attach does, then the
+ * device and the secret made) → expiry armed → reply (the device's path).
  *
- * Native mode only: cryptsetup mode would need the mapping the migrated
- * XML names prepared here (a device-mapper device), which is not done.
+ * Cryptsetup-mode and header-shim volumes (since 0.3): this host makes its
+ * own device for the disk, named as its Attach would name it (with its
+ * DeviceTag=, another name than the source's when several hosts share a
+ * kernel); the migrating client puts that path into the destination's
+ * domain XML (VIR_MIGRATE_PARAM_DEST_XML).  A shim's secret here holds
+ * this host's own one-time passphrase under the source's secret UUID.
  *
  * RBD images (issue 18) stage as files do, with Attach's RBD checks
  * (attach-rbd.h) except the one for other Ceph clients: the source host's
@@ -24,30 +29,20 @@
 
 #include "attach-rbd.h"
 #include "disk-xml.h"
+#include "dm-ioctl.h"
 #include "errors.h"
+#include "fault.h"
 #include "header-policy.h"
+#include "luks-shim.h"
 #include "luks.h"
 #include "manager.h"
 #include "operations.h"
 #include "options.h"
 #include "passphrase.h"
+#include "stage-internal.h"
 #include "stage.h"
 #include "util.h"
 #include "volume-id.h"
-
-struct Staged {
-        Manager *manager;
-        Staged *next;
-        char domain_uuid[VIR_UUID_STRING_BUFLEN];
-        char secret_uuid[VIR_UUID_STRING_BUFLEN];
-        char *target;
-        char *usage;
-        char *source;
-        bool defined;   /* the secret exists (the staging job succeeded) */
-        bool arrived;   /* its domain arrived here as an incoming migration */
-        bool releasing; /* a release job is at work */
-        sd_event_source *timer;
-};
 
 /* The list is changed on the event loop only, and read by the orphan
  * cleanup on a worker (stage_keep_secrets()). */
@@ -60,6 +55,7 @@ static Staged *staged_free(Staged *s) {
         free(s->target);
         free(s->usage);
         free(s->source);
+        free(s->device);
         free(s);
         return NULL;
 }
@@ -80,9 +76,14 @@ static void staged_unlink(Manager *m, Staged *s) {
 static Staged *staged_find(Manager *m, const char *domain_uuid, const char *target, const char *secret_uuid) {
         for (Staged *s = m->staged; s; s = s->next)
                 if ((streq(s->domain_uuid, domain_uuid) && streq(s->target, target)) ||
-                    streq(s->secret_uuid, secret_uuid))
+                    (secret_uuid && streq(s->secret_uuid, secret_uuid)))
                         return s;
         return NULL;
+}
+
+/* What an entry holds, for the journal: its secret, else its mapping. */
+static const char *staged_what(const Staged *s) {
+        return s->secret_uuid[0] ? s->secret_uuid : s->device ? s->device : "?";
 }
 
 bool stage_keep_secrets(Manager *m, Volume **list) {
@@ -91,8 +92,18 @@ bool stage_keep_secrets(Manager *m, Volume **list) {
         pthread_mutex_lock(&stage_lock);
         for (Staged *s = m->staged; s; s = s->next) {
                 Volume *v = NULL;
+                char **device_slot;
 
-                if (volume_new("", s->domain_uuid, s->target, &v) < 0 || !(v->secret_uuid = strdup(s->secret_uuid))) {
+                if (volume_new("", s->domain_uuid, s->target, &v) < 0 ||
+                    (s->secret_uuid[0] && !(v->secret_uuid = strdup(s->secret_uuid)))) {
+                        volume_free(v);
+                        ok = false;
+                        break;
+                }
+                /* Its device too (made or being made): no orphan either. */
+                device_slot = s->shim ? &v->shim_device : &v->mapper_device;
+                if (s->device && asprintf(device_slot, "/dev/mapper/%s", s->device) < 0) {
+                        *device_slot = NULL;
                         volume_free(v);
                         ok = false;
                         break;
@@ -109,7 +120,8 @@ bool stage_keep_secrets(Manager *m, Volume **list) {
 typedef struct ReleaseJob {
         Manager *manager;
         Staged *staged;
-        char *domain_uuid, *secret_uuid, *usage;
+        char *domain_uuid, *secret_uuid, *usage, *device;
+        bool shim;
         const char *why;
         bool kept; /* its domain runs here: the secret is the guest's */
         sd_bus_error error;
@@ -130,8 +142,23 @@ static void release_job(void *userdata) {
                 virDomainFree(dom);
                 j->kept = true;
                 j->r = 0;
-        } else
-                j->r = virt_secret_undefine_ours(m->virt, j->secret_uuid, j->usage, &j->error);
+        } else {
+                sd_bus_error device_error = SD_BUS_ERROR_NULL;
+                int k = 0;
+
+                j->r = j->secret_uuid[0] ? virt_secret_undefine_ours(m->virt, j->secret_uuid, j->usage, &j->error) : 0;
+                /* The secret first: nothing can open the shim with it
+                 * then.  No QEMU has the device open: none runs the domain
+                 * here. */
+                if (j->device)
+                        k = j->shim ? luks_shim_remove(j->device, &device_error)
+                                    : luks_deactivate(j->device, &device_error);
+                if (k < 0 && j->r >= 0) {
+                        j->r = k;
+                        (void) sd_bus_error_copy(&j->error, &device_error);
+                }
+                sd_bus_error_free(&device_error);
+        }
         pthread_rwlock_unlock(&m->ops_lock);
 }
 
@@ -141,19 +168,20 @@ static void release_done(void *userdata) {
         Staged *s = j->staged;
 
         if (j->kept) {
-                log_info("Staged secret %s: domain %s runs here; left to its volume.", j->secret_uuid, j->domain_uuid);
+                log_info("Staged %s: domain %s runs here; left to its volume.", staged_what(s), j->domain_uuid);
                 (void) manager_rescan(m, false);
         } else if (j->r < 0)
                 /* Left defined: the next orphan cleanup takes it (its
-                 * usage is ours and nothing names it). */
-                log_warning("Cannot undefine staged secret %s (%s): %s", j->secret_uuid, j->why, j->error.message);
+                 * usage or name is ours and nothing names it). */
+                log_warning("Cannot release staged %s (%s): %s", staged_what(s), j->why, j->error.message);
         else
-                log_info("Staged secret %s for domain %s undefined (%s).", j->secret_uuid, j->domain_uuid, j->why);
+                log_info("Staged %s for domain %s released (%s).", staged_what(s), j->domain_uuid, j->why);
         staged_unlink(m, s);
 
         free(j->domain_uuid);
         free(j->secret_uuid);
         free(j->usage);
+        free(j->device);
         sd_bus_error_free(&j->error);
         free(j);
 }
@@ -173,9 +201,11 @@ static void staged_release(Staged *s, const char *why) {
                         .domain_uuid = strdup(s->domain_uuid),
                         .secret_uuid = strdup(s->secret_uuid),
                         .usage = strdup(s->usage),
+                        .device = s->device ? strdup(s->device) : NULL,
+                        .shim = s->shim,
                         .why = why,
                 };
-                if (j->domain_uuid && j->secret_uuid && j->usage &&
+                if (j->domain_uuid && j->secret_uuid && j->usage && (j->device || !s->device) &&
                     worker_submit(m->worker, release_job, release_done, j) >= 0) {
                         s->releasing = true;
                         return;
@@ -183,18 +213,19 @@ static void staged_release(Staged *s, const char *why) {
                 free(j->domain_uuid);
                 free(j->secret_uuid);
                 free(j->usage);
+                free(j->device);
                 free(j);
         }
-        /* No job: the entry goes, its secret is an orphan for the next
-         * cleanup. */
-        log_warning("Cannot undefine staged secret %s now; the orphan cleanup will.", s->secret_uuid);
+        /* No job: the entry goes, its secret or device is an orphan for
+         * the next cleanup. */
+        log_warning("Cannot release staged %s now; the orphan cleanup will.", staged_what(s));
         staged_unlink(m, s);
 }
 
 static int on_expired(sd_event_source *source, uint64_t usec, void *userdata) {
         Staged *s = userdata;
 
-        log_notice("Staged secret %s for domain %s (%s): no domain arrived in time.", s->secret_uuid, s->domain_uuid,
+        log_notice("Staged %s for domain %s (%s): no domain arrived in time.", staged_what(s), s->domain_uuid,
                    s->target);
         staged_release(s, "expired");
         return 0;
@@ -208,9 +239,11 @@ void stage_after_scan(Manager *m) {
                 if (!s->defined || s->releasing)
                         continue;
                 for (Volume *v = m->volumes; v; v = v->next)
-                        if (streq(v->domain_uuid, s->domain_uuid) && streq_ptr(v->secret_uuid, s->secret_uuid)) {
-                                log_info("Staged secret %s adopted by volume %s of domain '%s'.", s->secret_uuid,
-                                         v->path, v->domain);
+                        if (streq(v->domain_uuid, s->domain_uuid) && streq(v->target, s->target) &&
+                            (s->secret_uuid[0] ? streq_ptr(v->secret_uuid, s->secret_uuid)
+                                               : v->mode == VOLUME_MODE_CRYPTSETUP)) {
+                                log_info("Staged %s adopted by volume %s of domain '%s'.", staged_what(s), v->path,
+                                         v->domain);
                                 staged_unlink(m, s);
                                 break;
                         }
@@ -227,8 +260,8 @@ void stage_domain_gone(Manager *m, const char *domain_uuid) {
         for (Staged *s = m->staged, *n; s; s = n) {
                 n = s->next;
                 if (s->defined && s->arrived && streq(s->domain_uuid, domain_uuid)) {
-                        log_notice("Domain %s stopped before its staged secret %s was adopted (failed migration?).",
-                                   domain_uuid, s->secret_uuid);
+                        log_notice("Domain %s stopped before its staged %s was adopted (failed migration?).",
+                                   domain_uuid, staged_what(s));
                         staged_release(s, "its domain stopped");
                 }
         }
@@ -247,26 +280,11 @@ void stage_free_all(Manager *m) {
 
 /* ----------------------------------------------------------- the call */
 
-typedef struct StageOp {
-        Call call;
-
-        char domain_uuid[VIR_UUID_STRING_BUFLEN];
-        StageOptions options;
-        char *usage;
-        Passphrase *passphrase;
-        bool guess_counted;
-        Staged *staged; /* registered, not yet defined */
-
-        int slot;
-        sd_bus_error error;
-        int r;
-} StageOp;
-
 /* Details beyond source: attach's, the domain named by its UUID (it does
  * not exist here yet). */
 #define STAGE_EXTRA(op)                                                                                  \
         ((const char *const[]){ "domain", (op)->domain_uuid, "domain-uuid", (op)->domain_uuid, "target", \
-                                (op)->options.target, "mode", "native", NULL })
+                                (op)->options.target, "mode", volume_mode_to_string((op)->options.mode), NULL })
 
 static void stage_op_free(Call *c) {
         StageOp *op = (StageOp *) c;
@@ -275,6 +293,7 @@ static void stage_op_free(Call *c) {
         stage_options_done(&op->options);
         free(op->usage);
         passphrase_free(op->passphrase);
+        luks_shim_done(&op->shim);
         sd_bus_error_free(&op->error);
         call_done(c);
         free(op);
@@ -294,100 +313,26 @@ static void stage_end(StageOp *op) {
         call_unref(c);
 }
 
-/* Worker. */
-static void stage_job(Call *c) {
-        StageOp *op = (StageOp *) c;
-        Manager *m = c->manager;
-        _cleanup_(luks_source_freep) LuksSource *source = NULL;
-        unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
-        char reason[512], obstacle[384], uuid[VIR_UUID_STRING_BUFLEN];
-        bool exists = false;
-        uint64_t cost;
-        LuksInfo luks;
-        ModeInput in;
-        int r = 0;
+/* a{sv}: "device", the path the migrated disk must name here, if a device
+ * was made (its name carries this host's DeviceTag=). */
+static int stage_reply(sd_bus_message *call, const Staged *s) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        int r;
 
-        if (!op->passphrase)
-                r = read_passphrase_option(c, &op->options.passphrase_fd, "passphrase-fd", &op->passphrase, &op->error);
-        if (r < 0)
-                goto finish;
-
-        /* Read-only, and no check for QEMU's locks: the guest's QEMU on
-         * the source host has the volume open, as it must. */
-        r = luks_source_open_keys(&c->res.source, false, timeout_ms, &source, &op->error);
+        r = sd_bus_message_new_method_return(call, &reply);
         if (r >= 0)
-                r = luks_source_info(source, &luks, &op->error);
-        if (r < 0)
-                goto finish;
-
-        /* What Attach would decide for it here, asked for native mode: the
-         * same refusals (LUKS2, a cipher QEMU lacks, a passphrase QEMU
-         * cannot take, an older libvirt or QEMU, a header over the limits). */
-        r = manager_mode_input(m, &in, NULL, &op->error);
-        if (r < 0)
-                goto finish;
-        in.luks_version = luks.version;
-        in.cipher = luks.cipher_name;
-        in.cipher_mode = luks.cipher_mode;
-        in.hash = luks.hash;
-        in.requested = VOLUME_MODE_NATIVE;
-        /* The migrated disk names the volume itself: what is staged is a
-         * secret for the volume's own header (no header shim is prepared
-         * here; luksvolumectl migrate refuses shim volumes). */
-        in.native_header = NATIVE_HEADER_VOLUME;
-        in.passphrase_not_text = !passphrase_qemu_compatible(op->passphrase);
-        in.header_obstacle = header_obstacle(&luks, luks_kdf_limits(), obstacle, sizeof obstacle);
-        if (c->res.source.rbd) {
-                r = rbd_native_header_check(c->res.source.path, &luks, &op->error);
-                if (r < 0)
-                        goto finish;
-                /* Neither exists for an image the host never maps. */
-                in.dm_crypt_available = in.dm_linear_available = false;
+                r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r >= 0 && s->device) {
+                if (asprintf(&path, "/dev/mapper/%s", s->device) < 0)
+                        return -ENOMEM;
+                r = sd_bus_message_append(reply, "{sv}", "device", "s", path);
         }
-        if (mode_select(&in, reason, sizeof reason) != VOLUME_MODE_NATIVE) {
-                r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                      "Only native-mode volumes can be staged for migration: %s.", reason);
-                goto finish;
-        }
-
-        r = manager_derive_begin(m, c->caller_uid, &op->error);
-        if (r < 0)
-                goto finish;
-        r = luks_source_verify(source, op->passphrase, timeout_ms, &op->slot, &cost, &op->error);
-        manager_derive_end(m, c->caller_uid);
-        if (r < 0)
-                goto finish;
-
-        if (c->res.source.rbd) {
-                char ceph_uuid[VIR_UUID_STRING_BUFLEN];
-
-                r = virt_ceph_secret(m->virt, m->config.ceph_secret, ceph_uuid, &op->error);
-                if (r < 0)
-                        goto finish;
-                if (op->options.ceph_secret && !streq(op->options.ceph_secret, ceph_uuid)) {
-                        r = sd_bus_error_setf(&op->error, LV_ERROR_NOT_SUPPORTED,
-                                              "The guest's disk names the libvirt 'ceph' secret %s, this host's "
-                                              "CephSecret= is %s: define the Ceph client's secret under the same "
-                                              "UUID on every host guests migrate between.",
-                                              op->options.ceph_secret, ceph_uuid);
-                        goto finish;
-                }
-        }
-
-        pthread_rwlock_rdlock(&m->ops_lock);
-        r = virt_secret_exists(m->virt, op->staged->secret_uuid, &exists, &op->error);
-        if (r >= 0 && exists)
-                r = sd_bus_error_setf(&op->error, LV_ERROR_ALREADY_ATTACHED,
-                                      "A secret with UUID %s is already defined on this host.",
-                                      op->staged->secret_uuid);
         if (r >= 0)
-                r = virt_secret_create_with_uuid(m->virt, op->staged->secret_uuid, op->usage, &op->passphrase, uuid,
-                                                 &op->error);
-        pthread_rwlock_unlock(&m->ops_lock);
-
-finish:
-        op->passphrase = passphrase_free(op->passphrase);
-        op->r = r;
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        return r;
 }
 
 static void stage_done(Call *c) {
@@ -398,6 +343,7 @@ static void stage_done(Call *c) {
         int r;
 
         if (op->r < 0) {
+                /* The job removed what it made. */
                 staged_unlink(m, s);
                 stage_end(op);
                 return;
@@ -413,9 +359,11 @@ static void stage_done(Call *c) {
                 stage_end(op);
                 return;
         }
-        log_info("Staged secret %s for domain %s (%s, '%s', key slot %d) for %" PRIu32 " s.", s->secret_uuid,
-                 s->domain_uuid, s->target, s->source, op->slot, timeout_sec);
-        (void) sd_bus_reply_method_return(c->message, NULL);
+        log_info("Staged %s for domain %s (%s, '%s', key slot %d) for %" PRIu32 " s.", staged_what(s), s->domain_uuid,
+                 s->target, s->source, op->slot, timeout_sec);
+        r = stage_reply(c->message, s);
+        if (r < 0)
+                log_warning("Cannot answer StageIncoming: %s", strerror(-r));
         c->replied = true;
         stage_end(op);
 }
@@ -464,6 +412,10 @@ static void stage_resolved(Call *c) {
         else if (staged_find(m, op->domain_uuid, op->options.target, op->options.secret_uuid))
                 sd_bus_error_setf(&op->error, LV_ERROR_ALREADY_ATTACHED,
                                   "That disk or secret UUID is staged here already.");
+        else if (c->res.source.rbd &&
+                 (op->options.mode != VOLUME_MODE_NATIVE || op->options.native_header != NATIVE_HEADER_VOLUME))
+                sd_bus_error_set(&op->error, LV_ERROR_NOT_SUPPORTED,
+                                 "An RBD image stages in native mode with its own header only.");
         else if (m->n_volumes + m->n_claims + m->n_staged >= m->config.max_volumes)
                 sd_bus_error_setf(&op->error, LV_ERROR_BUSY, "The limit of %u attached volumes is reached.",
                                   m->config.max_volumes);
@@ -477,12 +429,20 @@ static void stage_resolved(Call *c) {
         if (s) {
                 s->manager = m;
                 snprintf(s->domain_uuid, sizeof s->domain_uuid, "%s", op->domain_uuid);
-                snprintf(s->secret_uuid, sizeof s->secret_uuid, "%s", op->options.secret_uuid);
+                snprintf(s->secret_uuid, sizeof s->secret_uuid, "%s", strempty(op->options.secret_uuid));
                 s->target = strdup(op->options.target);
                 s->usage = strdup(op->usage);
                 s->source = strdup(c->res.source.path);
+                /* Named here, so that the orphan cleanup keeps it from
+                 * before it exists. */
+                s->shim = op->options.mode == VOLUME_MODE_NATIVE && op->options.native_header == NATIVE_HEADER_SHIM;
+                if (op->options.mode == VOLUME_MODE_CRYPTSETUP)
+                        (void) luks_mapping_name(op->domain_uuid, op->options.target, &s->device);
+                else if (s->shim)
+                        (void) luks_shim_name(op->domain_uuid, op->options.target, &s->device);
         }
-        if (!s || !s->target || !s->usage || !s->source) {
+        if (!s || !s->target || !s->usage || !s->source ||
+            (!s->device && (s->shim || op->options.mode == VOLUME_MODE_CRYPTSETUP))) {
                 staged_free(s);
                 sd_bus_error_set(&op->error, LV_ERROR_FAILED, "Out of memory.");
                 stage_end(op);
@@ -557,6 +517,7 @@ int method_stage_incoming(sd_bus_message *message, void *userdata, sd_bus_error 
         if (!op)
                 return sd_bus_error_set(error, LV_ERROR_FAILED, "Out of memory.");
         call_init(&op->call, m, message, stage_op_free);
+        op->shim = LUKS_SHIM_NULL;
         snprintf(op->domain_uuid, sizeof op->domain_uuid, "%s", domain_uuid);
         op->options = options;
         options = (StageOptions){ .passphrase_fd = -1 };

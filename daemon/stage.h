@@ -5,11 +5,13 @@
  * on the destination host, the ephemeral private secret a native volume's
  * disk names, under the UUID and usage the source host's service gave it,
  * so that the destination libvirt finds it when it prepares the incoming
- * QEMU.  The staged secret waits for its domain at most a timeout; when the
- * domain has arrived, the rescan that follows adopts the disk as a normal
- * volume object and the staged entry goes (its secret is the volume's now);
- * when the timeout passes first, or the incoming domain stops before it was
- * adopted (a failed migration), the secret is undefined. */
+ * QEMU; for a cryptsetup-mode volume it opens the dm-crypt mapping, for a
+ * header-shim volume the shim device and its secret.  What is staged waits
+ * for its domain at most a timeout; when the domain has arrived, the
+ * rescan that follows adopts the disk as a normal volume object and the
+ * staged entry goes (its secret and device are the volume's now); when the
+ * timeout passes first, or the incoming domain stops before it was adopted
+ * (a failed migration), the secret is undefined and the device removed. */
 
 #include <stdbool.h>
 
@@ -24,8 +26,8 @@ typedef struct Manager Manager;
 int method_stage_incoming(sd_bus_message *message, void *userdata, sd_bus_error *error);
 
 /* Worker threads, under the exclusive ops lock (the orphan cleanup):
- * prepends to *list a Volume per staged secret, carrying only its UUID, so
- * that the cleanup keeps it.  False if memory ran out (then no cleanup). */
+ * prepends to *list a Volume per staged entry, carrying only its secret's
+ * UUID and its device, so that the cleanup keeps them.  False if memory ran out (then no cleanup). */
 bool stage_keep_secrets(Manager *m, Volume **list);
 
 /* Event loop hooks (manager-events.c). */

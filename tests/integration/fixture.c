@@ -1864,6 +1864,18 @@ gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guin
         return lv_guest_reads_pattern_logged(dom, "/var/log/libvirt/qemu", node_name, pattern, len);
 }
 
+gboolean lv_guest_reads_pattern_on_device(virDomainPtr dom, const char *log_dir, const char *file, guint8 pattern,
+                                          gsize len) {
+        g_autoptr(GPtrArray) nodes = lv_guest_block_nodes(dom);
+        for (guint i = 0; i < nodes->len; i++) {
+                LvBlockNode *n = nodes->pdata[i];
+                if (g_strcmp0(n->file, file) == 0 && g_strcmp0(n->drv, "luks") != 0)
+                        return lv_guest_reads_pattern_logged(dom, log_dir, n->node_name, pattern, len);
+        }
+        g_test_message("%s has no block node for %s", virDomainGetName(dom), file);
+        return FALSE;
+}
+
 gboolean lv_guest_reads_pattern(virDomainPtr dom, guint8 pattern, gsize len) {
         return lv_guest_reads_pattern_on(dom, NULL, pattern, len);
 }

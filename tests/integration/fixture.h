@@ -347,6 +347,10 @@ GPtrArray *lv_guest_block_nodes(virDomainPtr dom);
  * node_name NULL: every node with drv "luks" is tried, TRUE if any reads the
  * pattern (FALSE, with a message, if there is none). */
 gboolean lv_guest_reads_pattern_on(virDomainPtr dom, const char *node_name, guint8 pattern, gsize len);
+/* The same on the guest's raw (not luks) node over the block device file
+ * (a dm-crypt mapping: the kernel decrypted), QEMU's log in log_dir. */
+gboolean lv_guest_reads_pattern_on_device(virDomainPtr dom, const char *log_dir, const char *file, guint8 pattern,
+                                          gsize len);
 /* The same for a guest whose QEMU logs to log_dir (another host's
  * /var/log/libvirt/qemu, e.g. second-host.h's). */
 gboolean lv_guest_reads_pattern_logged(virDomainPtr dom, const char *log_dir, const char *node_name, guint8 pattern,

@@ -22,6 +22,26 @@
  *   /migrate/killed      kill -9 of either daemon leaves no secret behind.
  *   /migrate/cli         luksvolumectl migrate.
  *
+ * With LV_MIGRATE_DM=1, inside the dm-crypt VM (tests/vm), the same two
+ * hosts share one kernel with device-mapper; B's service has
+ * DeviceTag=hostb, A's none:
+ *
+ *   /migrate/dm/cryptsetup  a cryptsetup-mode volume through luksvolumectl
+ *                        migrate: B opens its own mapping, the guest's XML
+ *                        on B names it, B's QEMU reads the plaintext there,
+ *                        A closed its mapping.
+ *   /migrate/dm/shim     a header-shim volume: StageIncoming answers B's
+ *                        shim device, the migration names it in the
+ *                        destination XML, B's QEMU decrypts through B's shim;
+ *                        A's daemon, killed before, removes A's shim and
+ *                        secret when it starts again.
+ *   /migrate/dm/expired  a staged mapping nobody claims is gone after its
+ *                        timeout.
+ *   /migrate/dm/killed   kill -9 of A's daemon leaves B's staged devices
+ *                        alone (another tag); kill -9 of B's daemon with a
+ *                        mapping and a shim staged: its next start removes
+ *                        them and the shim's secret.
+ *
  * argv[1]: second-host.sh, argv[2]: the daemon, argv[3]: luksvolumectl
  * (before GTest's options). */
 
@@ -42,6 +62,7 @@
 #define PATTERN 0x6d
 
 static const char *second_host_sh, *daemon_path, *ctl_path;
+static gboolean dm_mode;
 static LvSecondHost *hb;
 static char *shared_dir, *b_libvirt_uri;
 static GDBusConnection *bus_a, *bus_b;
@@ -566,6 +587,258 @@ static void test_stage_polkit(void) {
         g_clear_error(&error);
 }
 
+/* ------------------------------------------------ device-mapper hosts */
+
+static gboolean device_exists(const void *path) {
+        return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+static gboolean device_gone(const void *path) {
+        return !g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+/* StageIncoming's answer: the device made on B, or NULL. */
+static char *stage_device(const char *domain_uuid, const char *source, const char *passphrase, GVariant *options,
+                          GError **error) {
+        GVariant *pass = g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, passphrase, strlen(passphrase), 1);
+        g_autoptr(GVariant) reply =
+                lv_call_manager(bus_b, "StageIncoming",
+                                g_variant_new("(ss@ay@a{sv})", domain_uuid, source, pass, options), NULL, error);
+        char *device = NULL;
+
+        if (!reply)
+                return NULL;
+        g_assert_cmpstr(g_variant_get_type_string(reply), ==, "(a{sv})");
+        g_autoptr(GVariant) dict = g_variant_get_child_value(reply, 0);
+        g_assert_true(g_variant_lookup(dict, "device", "s", &device));
+        return device;
+}
+
+/* B's QEMU reads pattern from the raw block node over device (no luks
+ * node: the kernel's dm-crypt decrypts). */
+static gboolean b_reads_pattern_raw(virDomainPtr dom_b, const char *device, guint8 pattern) {
+        g_autofree char *log_dir = g_build_filename(shared_dir, "log", "qemu", NULL);
+        return lv_guest_reads_pattern_on_device(dom_b, log_dir, device, pattern, 65536);
+}
+
+static void test_dm_cryptsetup(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-crypt.img", PASS, PATTERN, 16);
+        g_autofree char *passfile = lv_sandbox_path("mig-crypt.pass");
+        virDomainPtr dom = lv_start_guest("mig-crypt");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_true(g_file_set_contents_full(passfile, PASS, -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL));
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(
+                bus_a, "mig-crypt", image, PASS,
+                lv_opts("bus", g_variant_new_string("scsi"), "mode", g_variant_new_string("cryptsetup"), NULL), &error);
+        g_assert_no_error(error);
+        g_autofree char *mapper_a = lv_volume_prop_string(bus_a, path, "MapperDevice");
+        g_assert_true(g_str_has_prefix(mapper_a, "/dev/mapper/luksvol-"));
+        g_assert_false(g_str_has_prefix(mapper_a, "/dev/mapper/luksvol-hostb-"));
+        g_assert_true(device_exists(mapper_a));
+
+        g_autofree char *out = NULL, *err = NULL;
+        g_assert_cmpint(run_ctl("mig-crypt", passfile, &out, &err), ==, 0);
+        g_assert_cmpstr(g_strstrip(out), ==, path);
+
+        /* B: its own mapping, named in the guest's XML there, holding
+         * the plaintext for B's QEMU. */
+        virDomainPtr dom_b = virDomainLookupByUUIDString(virt_b, uuid);
+        g_assert_nonnull(dom_b);
+        g_assert_cmpint(virDomainIsActive(dom_b), ==, 1);
+        g_assert_true(wait_until(object_on_b, path, 20000));
+        g_autofree char *mode_b = lv_volume_prop_string(bus_b, path, "Mode");
+        g_autofree char *mapper_b = lv_volume_prop_string(bus_b, path, "MapperDevice");
+        g_autofree char *source_b = lv_volume_prop_string(bus_b, path, "Source");
+        g_assert_cmpstr(mode_b, ==, "cryptsetup");
+        g_assert_true(g_str_has_prefix(mapper_b, "/dev/mapper/luksvol-hostb-"));
+        g_assert_cmpstr(source_b, ==, image);
+        g_autofree char *xml_b = virDomainGetXMLDesc(dom_b, 0);
+        g_assert_nonnull(strstr(xml_b, mapper_b));
+        g_assert_null(strstr(xml_b, mapper_a));
+        g_assert_null(strstr(xml_b, "<encryption"));
+        g_assert_true(b_reads_pattern_raw(dom_b, mapper_b, PATTERN));
+        g_assert_false(b_reads_pattern_raw(dom_b, mapper_b, PATTERN ^ 0xff));
+        g_autofree char *blog = lv_second_host_daemon_log(hb);
+        g_assert_nonnull(strstr(blog, "adopted by volume"));
+
+        /* A: object and mapping gone. */
+        g_assert_true(wait_until(object_gone_on_a, path, 20000));
+        g_assert_true(wait_until(device_gone, mapper_a, 20000));
+        virDomainFree(dom);
+
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(device_gone, mapper_b, 20000));
+}
+
+/* The domain XML for B with one disk's source device renamed (a test's
+ * stand-in for luksvolumectl's libxml2 rewrite). */
+static char *dest_xml_renamed(virDomainPtr dom, const char *from, const char *to) {
+        g_autofree char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_MIGRATABLE | VIR_DOMAIN_XML_SECURE);
+        g_autofree char *quoted = g_strdup_printf("'%s'", from);
+        g_autofree char *replacement = g_strdup_printf("'%s'", to);
+
+        g_assert_nonnull(xml);
+        g_assert_nonnull(strstr(xml, quoted));
+        g_auto(GStrv) parts = g_strsplit(xml, quoted, -1);
+        g_assert_cmpuint(g_strv_length(parts), ==, 2);
+        return g_strjoinv(replacement, parts);
+}
+
+static void test_dm_shim(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-shim.img", PASS, PATTERN, 16);
+        virDomainPtr dom = lv_start_guest("mig-shim");
+        GError *error = NULL;
+        char uuid[VIR_UUID_STRING_BUFLEN];
+
+        g_assert_cmpint(virDomainGetUUIDString(dom, uuid), ==, 0);
+        g_autofree char *path = lv_attach(bus_a, "mig-shim", image, PASS, scsi_native(), &error);
+        g_assert_no_error(error);
+        g_autofree char *header = lv_volume_prop_string(bus_a, path, "NativeHeader");
+        g_autofree char *shim_a = lv_volume_prop_string(bus_a, path, "ShimDevice");
+        g_autofree char *secret = lv_volume_prop_string(bus_a, path, "SecretUUID");
+        g_autofree char *target = lv_volume_prop_string(bus_a, path, "Target");
+        g_assert_cmpstr(header, ==, "shim");
+        g_assert_true(g_str_has_prefix(shim_a, "/dev/mapper/luksvol-shim-"));
+
+        /* A wrong passphrase: nothing made on B. */
+        g_assert_null(
+                stage_device(uuid, image, "wrong passphrase",
+                             lv_opts("secret-uuid", g_variant_new_string(secret), "target",
+                                     g_variant_new_string(target), "native-header", g_variant_new_string("shim"), NULL),
+                             &error));
+        lv_assert_error(error, LV_ERR("BadPassphrase"));
+        g_clear_error(&error);
+        g_assert_false(secret_defined(virt_b, secret));
+
+        g_autofree char *shim_b =
+                stage_device(uuid, image, PASS,
+                             lv_opts("secret-uuid", g_variant_new_string(secret), "target",
+                                     g_variant_new_string(target), "native-header", g_variant_new_string("shim"), NULL),
+                             &error);
+        g_assert_no_error(error);
+        g_test_message("B's shim: %s (A's %s)", shim_b, shim_a);
+        g_assert_true(g_str_has_prefix(shim_b, "/dev/mapper/luksvol-hostb-shim-"));
+        g_assert_true(device_exists(shim_b));
+        g_assert_true(secret_defined(virt_b, secret));
+
+        /* A's daemon dies before the guest leaves: its shim and secret
+         * are left to its next start. */
+        g_autofree char *dest_xml = dest_xml_renamed(dom, shim_a, shim_b);
+        lv_daemon_kill(bus_a, SIGKILL);
+        g_autofree char *uri = g_strdup_printf("tcp://127.0.0.1:%u", lv_second_host_port(hb));
+        virTypedParameterPtr params = NULL;
+        int n = 0, max = 0;
+        g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, uri), ==, 0);
+        g_assert_cmpint(virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_DEST_XML, dest_xml), ==, 0);
+        virDomainPtr dom_b = virDomainMigrate3(dom, virt_b, params, n, VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE);
+        virTypedParamsFree(params, n);
+        if (!dom_b)
+                g_error("migration failed: %s", virGetLastErrorMessage());
+
+        /* B: QEMU decrypts through B's shim, with B's one-time passphrase
+         * under A's secret UUID. */
+        g_assert_true(wait_until(object_on_b, path, 20000));
+        g_autofree char *header_b = lv_volume_prop_string(bus_b, path, "NativeHeader");
+        g_autofree char *shim_prop_b = lv_volume_prop_string(bus_b, path, "ShimDevice");
+        g_autofree char *secret_b = lv_volume_prop_string(bus_b, path, "SecretUUID");
+        g_assert_cmpstr(header_b, ==, "shim");
+        g_assert_cmpstr(shim_prop_b, ==, shim_b);
+        g_assert_cmpstr(secret_b, ==, secret);
+        g_assert_true(lv_second_host_reads_pattern(hb, dom_b, shim_b, PATTERN, 65536));
+
+        /* A: secret and shim gone once a daemon runs there again. */
+        g_assert_true(device_exists(shim_a));
+        g_assert_true(secret_defined(lv_virt(), secret));
+        g_auto(GStrv) objs_a = lv_managed_objects(bus_a);
+        g_assert_true(wait_until(object_gone_on_a, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_a, secret, 20000));
+        g_assert_true(wait_until(device_gone, shim_a, 20000));
+        virDomainFree(dom);
+
+        g_assert_cmpint(virDomainDestroy(dom_b), ==, 0);
+        virDomainFree(dom_b);
+        g_assert_true(wait_until(object_gone_on_b, path, 20000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 20000));
+        g_assert_true(wait_until(device_gone, shim_b, 20000));
+}
+
+static void test_dm_expired(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-dm-exp.img", PASS, PATTERN, 16);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        GError *error = NULL;
+
+        /* cryptsetup mode takes no secret. */
+        g_assert_null(
+                stage_device(domain_uuid, image, PASS,
+                             lv_opts("target", g_variant_new_string("sdd"), "mode", g_variant_new_string("cryptsetup"),
+                                     "secret-uuid", g_variant_new_string(domain_uuid), NULL),
+                             &error));
+        lv_assert_error(error, "org.freedesktop.DBus.Error.InvalidArgs");
+        g_clear_error(&error);
+
+        gint64 t0 = g_get_monotonic_time();
+        g_autofree char *mapper =
+                stage_device(domain_uuid, image, PASS,
+                             lv_opts("target", g_variant_new_string("sdd"), "mode", g_variant_new_string("cryptsetup"),
+                                     "timeout", g_variant_new_uint32(3), NULL),
+                             &error);
+        g_assert_no_error(error);
+        g_assert_true(g_str_has_prefix(mapper, "/dev/mapper/luksvol-hostb-"));
+        g_assert_true(device_exists(mapper));
+        g_assert_true(wait_until(device_gone, mapper, 15000));
+        gint64 gone_ms = (g_get_monotonic_time() - t0) / 1000;
+        g_test_message("staged mapping gone after %" G_GINT64_FORMAT " ms (timeout 3 s)", gone_ms);
+        g_assert_cmpint(gone_ms, >=, 2900);
+        g_autofree char *blog = lv_second_host_daemon_log(hb);
+        g_assert_nonnull(strstr(blog, "no domain arrived in time"));
+}
+
+static void test_dm_killed(void) {
+        g_autofree char *image = lv_make_luks1_image("mig-dm-kill.img", PASS, PATTERN, 16);
+        g_autofree char *image2 = lv_make_luks1_image("mig-dm-kill2.img", PASS, PATTERN, 16);
+        g_autofree char *domain_uuid = g_uuid_string_random();
+        g_autofree char *secret = g_uuid_string_random();
+        GError *error = NULL;
+
+        g_autofree char *mapper = stage_device(
+                domain_uuid, image, PASS,
+                lv_opts("target", g_variant_new_string("sde"), "mode", g_variant_new_string("cryptsetup"), NULL),
+                &error);
+        g_assert_no_error(error);
+        g_autofree char *shim =
+                stage_device(domain_uuid, image2, PASS,
+                             lv_opts("target", g_variant_new_string("sdf"), "secret-uuid", g_variant_new_string(secret),
+                                     "native-header", g_variant_new_string("shim"), NULL),
+                             &error);
+        g_assert_no_error(error);
+        g_assert_true(device_exists(mapper));
+        g_assert_true(device_exists(shim));
+
+        /* A's daemon starts over: its orphan cleanup must not take B's
+         * devices (another tag) for its own. */
+        g_auto(GStrv) objs_a0 = lv_managed_objects(bus_a); /* activated, if it was not */
+        lv_daemon_kill(bus_a, SIGKILL);
+        g_auto(GStrv) objs_a = lv_managed_objects(bus_a);
+        g_usleep(500 * 1000);
+        g_assert_true(device_exists(mapper));
+        g_assert_true(device_exists(shim));
+
+        /* B's daemon killed: the devices and the secret stay until its
+         * next start, whose cleanup finds nothing owns them. */
+        lv_daemon_kill(bus_b, SIGKILL);
+        g_assert_true(device_exists(mapper));
+        g_assert_true(secret_defined(virt_b, secret));
+        g_auto(GStrv) objs_b = lv_managed_objects(bus_b);
+        g_assert_true(wait_until(device_gone, mapper, 15000));
+        g_assert_true(wait_until(device_gone, shim, 15000));
+        g_assert_true(wait_until(secret_gone_on_b, secret, 15000));
+}
+
 int main(int argc, char **argv) {
         g_test_init(&argc, &argv, NULL);
         if (argc < 4)
@@ -575,20 +848,37 @@ int main(int argc, char **argv) {
         ctl_path = argv[3];
         lv_require_sandbox();
 
+        dm_mode = g_strcmp0(g_getenv("LV_MIGRATE_DM"), "1") == 0;
+
         bus_a = lv_bus();
-        hb = lv_second_host_start(second_host_sh, daemon_path, NULL);
+        g_autofree char *b_config = NULL;
+        g_autofree char *b_config_arg = NULL;
+        if (dm_mode) {
+                /* Two services on one kernel: B's device names carry its tag. */
+                b_config = lv_sandbox_path("hostb.conf");
+                g_assert_true(g_file_set_contents(b_config, "[Daemon]\nDeviceTag=hostb\n", -1, NULL));
+                b_config_arg = g_strdup_printf("--config=%s", b_config);
+        }
+        hb = lv_second_host_start(second_host_sh, daemon_path, b_config_arg);
         shared_dir = hb->shared_dir;
         b_libvirt_uri = hb->libvirt_uri;
         bus_b = hb->bus;
         virt_b = hb->virt;
 
-        g_test_add_func("/migrate/stage-checks", test_stage_checks);
-        g_test_add_func("/migrate/stage-polkit", test_stage_polkit);
-        g_test_add_func("/migrate/native", test_native);
-        g_test_add_func("/migrate/unstaged", test_unstaged);
-        g_test_add_func("/migrate/aborted", test_aborted);
-        g_test_add_func("/migrate/killed", test_killed);
-        g_test_add_func("/migrate/cli", test_cli);
+        if (dm_mode) {
+                g_test_add_func("/migrate/dm/killed", test_dm_killed);
+                g_test_add_func("/migrate/dm/expired", test_dm_expired);
+                g_test_add_func("/migrate/dm/cryptsetup", test_dm_cryptsetup);
+                g_test_add_func("/migrate/dm/shim", test_dm_shim);
+        } else {
+                g_test_add_func("/migrate/stage-checks", test_stage_checks);
+                g_test_add_func("/migrate/stage-polkit", test_stage_polkit);
+                g_test_add_func("/migrate/native", test_native);
+                g_test_add_func("/migrate/unstaged", test_unstaged);
+                g_test_add_func("/migrate/aborted", test_aborted);
+                g_test_add_func("/migrate/killed", test_killed);
+                g_test_add_func("/migrate/cli", test_cli);
+        }
         int r = g_test_run();
 
         lv_second_host_stop(hb);

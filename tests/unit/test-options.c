@@ -549,6 +549,64 @@ static void test_stage(void) {
                         g_error("%s: expected InvalidArgs, got %s", refused[i].what, e ? e : "success");
                 g_free(e);
         }
+        /* Since 0.3: the source's mode and header.  Native, the volume's
+         * own header, read-write by default; cryptsetup mode without a
+         * secret. */
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 2, "secret-uuid", "s", uuid, "target", "s", "sdb");
+        g_assert_null(parse_stage(m, &o));
+        g_assert_cmpint(o.mode, ==, VOLUME_MODE_NATIVE);
+        g_assert_cmpint(o.native_header, ==, NATIVE_HEADER_VOLUME);
+        g_assert_false(o.read_only);
+        g_assert_false(o.discard);
+        stage_options_done(&o);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 4, "secret-uuid", "s", uuid, "target", "s", "sdb", "native-header", "s",
+                              "shim", "read-only", "b", 1);
+        g_assert_null(parse_stage(m, &o));
+        g_assert_cmpint(o.native_header, ==, NATIVE_HEADER_SHIM);
+        g_assert_true(o.read_only);
+        stage_options_done(&o);
+        m = new_message();
+        sd_bus_message_append(m, "a{sv}", 3, "target", "s", "vdb", "mode", "s", "cryptsetup", "discard", "b", 1);
+        g_assert_null(parse_stage(m, &o));
+        g_assert_cmpint(o.mode, ==, VOLUME_MODE_CRYPTSETUP);
+        g_assert_null(o.secret_uuid);
+        g_assert_true(o.discard);
+        stage_options_done(&o);
+        struct {
+                const char *what;
+                sd_bus_message *m;
+        } refused_modes[] = {
+                { "cryptsetup with a secret", new_message() },
+                { "cryptsetup with a header", new_message() },
+                { "mode auto", new_message() },
+                { "header auto", new_message() },
+                { "native discard", new_message() },
+                { "cryptsetup read-only discard", new_message() },
+                { "mode twice", new_message() },
+        };
+        sd_bus_message_append(refused_modes[0].m, "a{sv}", 3, "target", "s", "sdb", "mode", "s", "cryptsetup",
+                              "secret-uuid", "s", uuid);
+        sd_bus_message_append(refused_modes[1].m, "a{sv}", 3, "target", "s", "sdb", "mode", "s", "cryptsetup",
+                              "native-header", "s", "volume");
+        sd_bus_message_append(refused_modes[2].m, "a{sv}", 3, "target", "s", "sdb", "secret-uuid", "s", uuid, "mode",
+                              "s", "auto");
+        sd_bus_message_append(refused_modes[3].m, "a{sv}", 3, "target", "s", "sdb", "secret-uuid", "s", uuid,
+                              "native-header", "s", "auto");
+        sd_bus_message_append(refused_modes[4].m, "a{sv}", 3, "target", "s", "sdb", "secret-uuid", "s", uuid, "discard",
+                              "b", 1);
+        sd_bus_message_append(refused_modes[5].m, "a{sv}", 4, "target", "s", "sdb", "mode", "s", "cryptsetup",
+                              "read-only", "b", 1, "discard", "b", 1);
+        sd_bus_message_append(refused_modes[6].m, "a{sv}", 3, "target", "s", "sdb", "mode", "s", "cryptsetup", "mode",
+                              "s", "cryptsetup");
+        for (size_t i = 0; i < G_N_ELEMENTS(refused_modes); i++) {
+                e = parse_stage(refused_modes[i].m, &o);
+                if (g_strcmp0(e, DBUS_ERROR_INVALID_ARGS) != 0)
+                        g_error("%s: expected InvalidArgs, got %s", refused_modes[i].what, e ? e : "success");
+                g_free(e);
+        }
+
         const uint32_t timeouts[] = { 0, 86401 };
         for (size_t i = 0; i < G_N_ELEMENTS(timeouts); i++) {
                 m = new_message();
