@@ -9,7 +9,7 @@
 import { S, f } from "./strings.js";
 import { describeAction } from "./errors.js";
 import { icon } from "./icons.js";
-import { el, $, setFieldError, setDialogAlert, clearDialog, closeDialog, openDialog, takePassphrase } from "./dom.js";
+import { el, tableCell, $, setFieldError, setDialogAlert, clearDialog, closeDialog, openDialog, takePassphrase } from "./dom.js";
 
 const MANAGER_PATH = "/org/example/LuksVolume1";
 const MANAGER_IFACE = "org.example.LuksVolume1";
@@ -181,7 +181,7 @@ export function createActions(ctx) {
                 }
             },
         }, icon("kebab"));
-        return el("td", { class: "pf-v5-c-table__td pf-v5-c-table__action lv-actions" },
+        return tableCell({ class: "pf-v5-c-table__action lv-actions" },
                   el("div", { class: "lv-menu-wrap" }, kebab, menu));
     }
 

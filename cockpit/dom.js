@@ -26,6 +26,12 @@ export function el(tag, attrs, ...children) {
     return node;
 }
 
+// A PatternFly table cell: <td> with the table's cell class and any more.
+export function tableCell(attrs, ...children) {
+    const more = attrs && attrs.class ? " " + attrs.class : "";
+    return el("td", { ...attrs, class: "pf-v5-c-table__td" + more }, ...children);
+}
+
 // Focus moves with the element that had it across re-renders: elements
 // that can be re-created carry data-focus-key.
 export function restoreFocus(node) {

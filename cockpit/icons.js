@@ -15,33 +15,32 @@ const PATHS = {
 
 const NS = "http://www.w3.org/2000/svg";
 
+// One SVG element with its attributes and children.
+function svgElement(tag, attrs, ...children) {
+    const node = document.createElementNS(NS, tag);
+    for (const [name, value] of Object.entries(attrs))
+        node.setAttribute(name, value);
+    node.append(...children);
+    return node;
+}
+
 export function icon(name) {
-    const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("class", "lv-icon");
-    svg.setAttribute("viewBox", "0 0 16 16");
-    svg.setAttribute("width", "1em");
-    svg.setAttribute("height", "1em");
-    svg.setAttribute("fill", "currentColor");
-    svg.setAttribute("aria-hidden", "true");
-    const path = document.createElementNS(NS, "path");
-    path.setAttribute("d", PATHS[name]);
-    svg.append(path);
-    return svg;
+    return svgElement("svg", {
+        class: "lv-icon",
+        viewBox: "0 0 16 16",
+        width: "1em",
+        height: "1em",
+        fill: "currentColor",
+        "aria-hidden": "true",
+    }, svgElement("path", { d: PATHS[name] }));
 }
 
 // PatternFly's spinner: an SVG circle PatternFly's CSS animates.
 export function spinner(size) {
-    const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("class", `pf-v5-c-spinner pf-m-${size || "md"}`);
-    svg.setAttribute("role", "progressbar");
-    svg.setAttribute("viewBox", "0 0 100 100");
-    svg.setAttribute("aria-hidden", "true");
-    const circle = document.createElementNS(NS, "circle");
-    circle.setAttribute("class", "pf-v5-c-spinner__path");
-    circle.setAttribute("cx", "50");
-    circle.setAttribute("cy", "50");
-    circle.setAttribute("r", "45");
-    circle.setAttribute("fill", "none");
-    svg.append(circle);
-    return svg;
+    return svgElement("svg", {
+        class: `pf-v5-c-spinner pf-m-${size || "md"}`,
+        role: "progressbar",
+        viewBox: "0 0 100 100",
+        "aria-hidden": "true",
+    }, svgElement("circle", { class: "pf-v5-c-spinner__path", cx: "50", cy: "50", r: "45", fill: "none" }));
 }

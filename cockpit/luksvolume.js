@@ -13,7 +13,7 @@
 
 import { S, f } from "./strings.js";
 import { describe, isAuthError, nativeObstacle, sourceProblem } from "./errors.js";
-import { $, el, openDialog, closeDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
+import { $, el, tableCell, openDialog, closeDialog, clearDialog, setFieldError, setDialogAlert, takePassphrase } from "./dom.js";
 import { createActions } from "./actions.js";
 import { protectionCell } from "./protection.js";
 import { createProgress } from "./progress.js";
@@ -205,7 +205,7 @@ function volumeRows(path, v, showSize, columns) {
     const st = rowState.get(path) || {};
     const detaching = v.State === "detaching";
 
-    const td = (attrs, ...children) => el("td", { ...attrs, class: "pf-v5-c-table__td " + (attrs.class || "") }, ...children);
+    const td = tableCell;
     const row = el("tr", {
         class: "pf-v5-c-table__tr lv-volume" + (detaching ? " lv-volume-detaching" : ""),
         "data-path": path,
@@ -242,7 +242,7 @@ function volumeRows(path, v, showSize, columns) {
         // its retry) or a failed one.
         const busy = st.note.kind === "busy";
         rows.push(el("tr", { class: "pf-v5-c-table__tr lv-note-row", "data-note-for": path },
-                     el("td", { class: "pf-v5-c-table__td", colspan: columns },
+                     tableCell({ colspan: columns },
                         el("div", { class: `pf-v5-c-alert pf-m-inline pf-m-${busy ? "warning" : "danger"} lv-note lv-note-${st.note.kind}`,
                                     role: "alert" },
                            el("div", { class: "pf-v5-c-alert__icon" }, icon(busy ? "warning" : "danger")),

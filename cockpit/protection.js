@@ -9,7 +9,7 @@
 // rows the sandbox cannot make (it has no device-mapper).
 
 import { S, f } from "./strings.js";
-import { el } from "./dom.js";
+import { el, tableCell } from "./dom.js";
 import { icon } from "./icons.js";
 
 // A PatternFly label: icon and text, in the colour of what it says.
@@ -23,7 +23,7 @@ function badge(cls, color, glyph, text, attrs) {
 // why: the reason text, or null while unknown.
 export function protectionCell(v, why) {
     if (v.Mode === "native") {
-        return el("td", { class: "pf-v5-c-table__td lv-protection" },
+        return tableCell({ class: "lv-protection" },
                   badge("lv-badge-native", "green", "lock", S.nativeBadge, { "data-mode": "native" }),
                   " ",
                   el("span", { class: "lv-mode-text" }, S.nativeText),
@@ -33,7 +33,7 @@ export function protectionCell(v, why) {
                       : null);
     }
     if (v.Mode === "cryptsetup") {
-        return el("td", { class: "pf-v5-c-table__td lv-protection" },
+        return tableCell({ class: "lv-protection" },
                   badge("lv-badge-host", "orange", "warning", S.cryptsetupBadge, { "data-mode": "cryptsetup" }),
                   " ",
                   el("span", { class: "lv-mode-text" }, S.cryptsetupText),
@@ -44,7 +44,7 @@ export function protectionCell(v, why) {
                   why ? el("span", { class: "lv-why", "data-why": "" }, f(S.cryptsetupWhy, why)) : null,
                   el("span", { class: "lv-cleartext-warning", role: "note" }, icon("warning"), " ", S.cryptsetupWarning));
     }
-    return el("td", { class: "pf-v5-c-table__td lv-protection" },
+    return tableCell({ class: "lv-protection" },
               badge("", "grey", null, S.unknownModeBadge), " ",
               el("span", { class: "lv-mode-text" }, f(S.unknownModeText, v.Mode || "")));
 }
