@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -144,54 +145,96 @@ int qemu_files_read(const char *run_dir, const char *domain_name, const char *do
         return list_files(pid, ret);
 }
 
-int qemu_files_find_path(const char *run_dir, const char *domain_name, const char *domain_uuid, const char *path,
-                         OpenFile *ret) {
+void qemu_paths_done(QemuPaths *p) {
+        for (size_t i = 0; i < p->n; i++)
+                free(p->items[i].name);
+        free(p->items);
+        *p = (QemuPaths){};
+}
+
+int qemu_paths_read(const char *run_dir, const char *domain_name, const char *domain_uuid, QemuPaths *ret) {
         _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(qemu_paths_done) QemuPaths p = {};
+        size_t allocated = 0;
         char dir[64], name[PATH_MAX];
-        bool found = false;
         struct dirent *de;
-        OpenFile f = {};
-        pid_t pid = 0;
         int r;
 
-        r = qemu_pid(run_dir, domain_name, domain_uuid, &pid);
+        r = qemu_pid(run_dir, domain_name, domain_uuid, &p.pid);
         if (r < 0)
                 return r;
-        snprintf(dir, sizeof dir, "/proc/%d/fd", (int) pid);
+        snprintf(dir, sizeof dir, "/proc/%d/fd", (int) p.pid);
         d = opendir(dir);
         if (!d)
                 return errno == ENOENT ? -ESRCH : negative_errno();
 
         while ((de = readdir(d))) {
                 struct statx stx;
-                OpenFile g;
+                OpenFile f;
                 ssize_t k;
 
                 if (de->d_name[0] == '.')
                         continue;
                 k = readlinkat(dirfd(d), de->d_name, name, sizeof name - 1);
-                if (k < 0)
-                        continue;
+                if (k < 0 || name[0] != '/')
+                        continue; /* closed meanwhile, or no file's name */
                 name[k] = 0;
-                if (!streq(name, path))
-                        continue;
                 if (statx(dirfd(d), de->d_name, AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) < 0)
                         continue;
                 if (S_ISREG(stx.stx_mode))
-                        g = (OpenFile){ .dev = makedev(stx.stx_dev_major, stx.stx_dev_minor), .ino = stx.stx_ino };
+                        f = (OpenFile){ .dev = makedev(stx.stx_dev_major, stx.stx_dev_minor), .ino = stx.stx_ino };
                 else if (S_ISBLK(stx.stx_mode))
-                        g = (OpenFile){ .block = true, .dev = makedev(stx.stx_rdev_major, stx.stx_rdev_minor) };
+                        f = (OpenFile){ .block = true, .dev = makedev(stx.stx_rdev_major, stx.stx_rdev_minor) };
                 else
                         continue;
-                if (found && (g.block != f.block || g.dev != f.dev || g.ino != f.ino))
+                if (p.n == allocated) {
+                        size_t m = allocated ? allocated * 2 : 32;
+                        QemuPath *q = reallocarray(p.items, m, sizeof *q);
+                        if (!q)
+                                return -ENOMEM;
+                        p.items = q;
+                        allocated = m;
+                }
+                p.items[p.n].name = strdup(name);
+                if (!p.items[p.n].name)
+                        return -ENOMEM;
+                p.items[p.n++].file = f;
+        }
+        *ret = p;
+        /* Ours no more: the cleanup frees nothing. */
+        memset(&p, 0, sizeof p);
+        return 0;
+}
+
+int qemu_paths_find(const QemuPaths *p, const char *path, OpenFile *ret) {
+        bool found = false;
+        OpenFile f = {};
+
+        for (size_t i = 0; i < p->n; i++) {
+                const OpenFile *g = &p->items[i].file;
+
+                if (!streq(p->items[i].name, path))
+                        continue;
+                if (found && (g->block != f.block || g->dev != f.dev || g->ino != f.ino))
                         return -ENOTUNIQ;
-                f = g;
+                f = *g;
                 found = true;
         }
         if (!found)
                 return -ENOENT;
         *ret = f;
         return 0;
+}
+
+int qemu_files_find_path(const char *run_dir, const char *domain_name, const char *domain_uuid, const char *path,
+                         OpenFile *ret) {
+        _cleanup_(qemu_paths_done) QemuPaths p = {};
+        int r;
+
+        r = qemu_paths_read(run_dir, domain_name, domain_uuid, &p);
+        if (r < 0)
+                return r;
+        return qemu_paths_find(&p, path, ret);
 }
 
 int qemu_files_reread(const QemuFiles *before, QemuFiles *ret) {

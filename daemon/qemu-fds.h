@@ -68,3 +68,24 @@ int qemu_files_wait_released(const QemuFiles *before, unsigned timeout_ms);
  * open, -ENOTUNIQ if it has two different ones. */
 int qemu_files_find_path(const char *run_dir, const char *domain_name, const char *domain_uuid, const char *path,
                          OpenFile *ret);
+
+/* The same look-up for many paths of one QEMU: its descriptor table read
+ * once, by name (a rescan asks for every volume of every domain; reading
+ * the table once per volume was most of its source facts' time, issue
+ * 20). */
+typedef struct QemuPath {
+        char *name; /* readlink of /proc/PID/fd/N */
+        OpenFile file;
+} QemuPath;
+
+typedef struct QemuPaths {
+        pid_t pid;
+        QemuPath *items;
+        size_t n;
+} QemuPaths;
+
+void qemu_paths_done(QemuPaths *p);
+/* As qemu_files_read(), with each file's name; -ESRCH if no such process. */
+int qemu_paths_read(const char *run_dir, const char *domain_name, const char *domain_uuid, QemuPaths *ret);
+/* As qemu_files_find_path(), in what qemu_paths_read() found. */
+int qemu_paths_find(const QemuPaths *p, const char *path, OpenFile *ret);
