@@ -28,11 +28,7 @@
 #include <stdio.h>
 
 #include "attach-rbd.h"
-#include "disk-xml.h"
-#include "dm-ioctl.h"
 #include "errors.h"
-#include "fault.h"
-#include "header-policy.h"
 #include "luks-shim.h"
 #include "luks.h"
 #include "manager.h"
