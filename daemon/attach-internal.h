@@ -43,7 +43,7 @@ typedef struct AttachOp {
         Volume *volume;
         /* The attach failed but its disk could not be unplugged: the
          * volume is registered all the same, "detaching", so that it is
-         * seen and the unplug retried (manager-events.c). */
+         * seen and the unplug retried (manager-reconcile.c). */
         bool keep_volume;
         bool fault_unplug_fails; /* test hook: the undo's unplug "fails" */
 

@@ -51,10 +51,6 @@ typedef struct DetachOp {
         bool timed_out;   /* the caller's timeout passed */
         bool event_seen;  /* device-removed or domain gone arrived */
         bool domain_gone; /* the domain stopped or left (set on the loop only) */
-        /* libvirt's device-removed event for our disk arrived (on the loop
-         * only): libvirt sends it once the disk is out of the live XML and
-         * QEMU has let go of it, so nothing needs asking again. */
-        bool removed_seen;
         sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
@@ -250,7 +246,7 @@ static void detach_check(DetachOp *op) {
         if (op->step != DETACH_WAITING)
                 return;
         /* No job runs now: the worker's fields are ours to set. */
-        if (op->domain_gone || op->removed_seen)
+        if (op->domain_gone)
                 op->gone = true;
         op->step = DETACH_CHECKING;
         if (call_submit(&op->call, detach_release_job, detach_released) < 0)
@@ -362,7 +358,9 @@ static void waiter_removed(VolumeWaiter *w) {
         DetachOp *op = from_waiter(w);
 
         call_trace(&op->call, "removed-event");
-        op->removed_seen = true;
+        /* Only a reason to look now: the alias is the same for every plug
+         * at this target, and an event about an earlier plug can arrive
+         * late (manager-reconcile.c).  The release job's look decides. */
         waiter_changed(op);
 }
 

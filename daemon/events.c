@@ -132,6 +132,10 @@ static void on_device_removal_failed(virConnectPtr conn, virDomainPtr dom, const
 
 static void on_device_removed(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
         disks_changed(opaque, dom);
+        /* Test-only: the event reaches the manager after the disk's target
+         * has been plugged again, as it can on a loaded host. */
+        if (fault_trigger("events:late-removed"))
+                (void) usleep(4 * 1000 * 1000);
         post_simple(opaque, VIRT_EVENT_DEVICE_REMOVED, dom, alias);
 }
 

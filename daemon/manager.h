@@ -188,13 +188,21 @@ void manager_arm_idle(Manager *m);
  * initial: the start-up scan, after which the bus name is requested. */
 int manager_rescan(Manager *m, bool initial);
 void manager_on_virt_event(const VirtEvent *event, void *userdata);
+/* Did an event say v's domain stopped, or v's disk went, after sequence
+ * number seq (Manager.event_seq)?  If so, have the live XML looked at
+ * (manager_volume_verify_gone()) and return true. */
+bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq);
+
+/* manager-reconcile.c: clean-up and the looks at the live XML */
 /* Undefines the secret / closes the mapping, then removes the object;
  * unless an operation is already at work on the volume. */
 void manager_volume_cleanup(Manager *m, Volume *v, const char *why);
-/* Did v's domain stop, or v's disk go, after sequence number seq
- * (Manager.event_seq)?  If so, start its cleanup and return true. */
-bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq);
-/* Arms the reconciliation timers (see manager-events.c). */
+/* An event says v's disk or domain is gone: look at the live XML, and
+ * clean v up (saying why, a static string) if it is so.  Events name a
+ * disk by its alias, the same for every plug at one target: a late one may
+ * be about an earlier plug. */
+void manager_volume_verify_gone(Manager *m, Volume *v, const char *why);
+/* Arms the reconciliation timers. */
 int manager_reconcile_start(Manager *m);
 
 /* manager-bus.c */

@@ -81,12 +81,13 @@ typedef struct Volume {
          * dm/md/LVM on it while the guest writes it; -1 otherwise. */
         int hold_fd;
 
-        bool operation_pending; /* a Detach or cleanup is running for it */
-        bool resize_pending;    /* a Resize is running for it */
-        uint64_t state_seq;     /* Manager.state_seq when an event last set State */
-        VolumeWaiter *waiter;   /* a Detach waiting for the guest; NULL otherwise */
-        bool rechecking;        /* a look at the live XML is on its way (reconciliation) */
-        bool unplug_retry;      /* "detaching" after an attach whose undo could not unplug: ask again */
+        bool operation_pending;  /* a Detach or cleanup is running for it */
+        bool resize_pending;     /* a Resize is running for it */
+        uint64_t state_seq;      /* Manager.state_seq when an event last set State */
+        VolumeWaiter *waiter;    /* a Detach waiting for the guest; NULL otherwise */
+        bool rechecking;         /* a look at the live XML is on its way (reconciliation) */
+        const char *recheck_why; /* an event asked for a look while one ran: look again (static text) */
+        bool unplug_retry;       /* "detaching" after an attach whose undo could not unplug: ask again */
         uint64_t last_recheck_usec;
 } Volume;
 

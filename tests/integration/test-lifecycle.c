@@ -297,7 +297,7 @@ static void test_save_during_rescan(void) {
  * managed-saved: the look found the domain's definition without the
  * plugged disk and, the save event not handled yet, cleaned the volume
  * up, undefining the secret the restore needs (seen in CI with the ASan
- * build).  Here the look is held for 3 s (daemon/manager-events.c,
+ * build).  Here the look is held for 3 s (daemon/manager-reconcile.c,
  * "recheck:pause") between its domain look-up and its reading of the
  * disks, the save made then, and its event held for 4 s
  * (daemon/events.c, "events:late-saved"). */
@@ -331,6 +331,45 @@ static void test_save_during_recheck(void) {
         g_assert_true(lv_detach(bus, path, NULL, &error));
         g_assert_no_error(error);
         lv_remove_guest(g);
+}
+
+/* A device-removed event is named by the disk's alias, which is the same
+ * for every plug at one target.  One that reaches the daemon late (here held
+ * 4 s on the events thread, daemon/events.c "events:late-removed") after a
+ * Detach that finished by looking at the live XML, and after the next
+ * Attach plugged the same target again, is not about the new volume: it
+ * must not clean that one up (undefining the secret of a disk the guest
+ * has).  Seen in a fresh-clone CI's trust-path test, 2026-12-06, as a
+ * Detach answered Busy: the stale event had started a clean-up. */
+static void test_stale_removed_event(void) {
+        virDomainPtr g = lv_start_guest("lc-stale");
+        g_autofree char *img = lv_make_luks1_image("stale.img", PASS, PATTERN, 16);
+        g_autofree char *fault = lv_sandbox_path("fault");
+        GError *error = NULL;
+
+        g_autofree char *p1 =
+                lv_attach(bus, "lc-stale", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        set_fault("events:late-removed");
+        g_assert_true(lv_detach(bus, p1, NULL, &error));
+        g_assert_no_error(error);
+        /* The event was taken, and is held now. */
+        g_assert_false(g_file_test(fault, G_FILE_TEST_EXISTS));
+
+        g_autofree char *p2 =
+                lv_attach(bus, "lc-stale", img, PASS, lv_opts("bus", g_variant_new_string("scsi"), NULL), &error);
+        g_assert_no_error(error);
+        g_assert_cmpstr(p2, ==, p1); /* the same target: the same alias */
+        /* The held event has arrived by now. */
+        g_usleep(6 * G_USEC_PER_SEC);
+        g_autofree char *state = lv_volume_prop_string(bus, p2, "State");
+        g_assert_cmpstr(state, ==, "attached");
+        g_assert_cmpuint(lv_count_secrets(), ==, 1);
+        g_assert_true(lv_guest_reads_pattern(g, PATTERN, 65536));
+        g_assert_true(lv_detach(bus, p2, NULL, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(lv_count_secrets(), ==, 0);
+        lv_destroy_guest(g);
 }
 
 static void test_libvirtd_restart(void) {
@@ -556,6 +595,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/lifecycle/destroy-domain", test_destroy_domain);
         g_test_add_func("/lifecycle/parallel-domains", test_parallel_domains);
         g_test_add_func("/lifecycle/same-domain-serialised", test_same_domain_serialised);
+        g_test_add_func("/lifecycle/stale-removed-event", test_stale_removed_event);
         g_test_add_func("/lifecycle/libvirtd-restart", test_libvirtd_restart);
         g_test_add_func("/lifecycle/save-during-rescan", test_save_during_rescan);
         g_test_add_func("/lifecycle/save-during-recheck", test_save_during_recheck);

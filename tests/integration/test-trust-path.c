@@ -114,8 +114,12 @@ static void attack(GDBusConnection *user, const char *approved, const char *dir,
                                 wrong++;
                                 g_test_message("round %u: the guest's QEMU has %s open", i, victim);
                         }
-                        /* Seen failing once in a fresh-clone CI (2026-12-06, not
-                         * reproduced in 4 runs since): say why, for the next. */
+                        /* Failed twice in fresh-clone CIs (2026-12-06) with
+                         * Busy: a late device-removed event of an undone
+                         * plug at this target had started a clean-up of
+                         * this volume.  Fixed (events are checked against
+                         * the live XML); /lifecycle/stale-removed-event
+                         * forces it. */
                         if (!lv_detach(bus, p, NULL, &error))
                                 g_error("round %u: Detach of %s failed: %s", i, p, error ? error->message : "?");
                         g_assert_no_error(error);

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* Ending a volume whose disk or domain is gone (the clean-up job), and the
+ * reconciliation that looks at the live XML itself: periodically, for the
+ * events libvirt 9.0 sometimes loses, and on demand, when an event names a
+ * disk.  An event is a hint and the live XML the truth: a disk's alias is
+ * the same for every plug at one target, so a device-removed event that
+ * arrives late may be about an earlier plug of a disk that is back. */
+
+#include <libvirt/libvirt.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "errors.h"
+#include "event-log.h"
+#include "fault.h"
+#include "manager.h"
+#include "util.h"
+#include "volume-id.h"
+
+/* ------------------------------------------------- cleaning up a volume */
+
+typedef struct CleanupJob {
+        Manager *manager;
+        char *path;
+        uint64_t generation;
+        VolumeBacking backing;
+        const char *why;
+        sd_bus_error error;
+        int r;
+} CleanupJob;
+
+static CleanupJob *cleanup_job_free(CleanupJob *j) {
+        if (!j)
+                return NULL;
+        free(j->path);
+        volume_backing_done(&j->backing);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
+
+static void cleanup_job(void *userdata) {
+        CleanupJob *j = userdata;
+        Manager *m = j->manager;
+
+        pthread_rwlock_rdlock(&m->ops_lock);
+        j->r = volume_backing_release(m->virt, &j->backing, &j->error);
+        pthread_rwlock_unlock(&m->ops_lock);
+}
+
+static void cleanup_done(void *userdata) {
+        CleanupJob *j = userdata;
+        Manager *m = j->manager;
+        Volume *v = manager_find_volume(m, j->path, j->generation);
+
+        if (j->r < 0) {
+                /* Keep the object: it is the handle for a later Detach. */
+                log_warning("Cleanup of %s (%s) failed: %s", j->path, j->why, j->error.message);
+                if (v)
+                        v->operation_pending = false;
+        } else if (v) {
+                log_volume_event(VOLUME_EVENT_CLEANED_UP, LOG_LEVEL_INFO, v->domain, v->source, v->target,
+                                 volume_mode_to_string(v->mode), "Volume %s cleaned up (%s).", j->path, j->why);
+                manager_remove_volume(m, v);
+        }
+
+        cleanup_job_free(j);
+        manager_arm_idle(m);
+}
+
+void manager_volume_cleanup(Manager *m, Volume *v, const char *why) {
+        CleanupJob *j;
+
+        if (v->operation_pending)
+                return; /* the operation at work finishes it */
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return log_oom(), (void) 0;
+        j->manager = m;
+        j->why = why;
+        j->generation = v->generation;
+        j->path = strdup(v->path);
+        if (!j->path || volume_backing_set(&j->backing, v->domain_uuid, v->target, v->secret_uuid,
+                                           v->mapper_device ?: v->shim_device) < 0) {
+                cleanup_job_free(j);
+                return log_oom(), (void) 0;
+        }
+        if (worker_submit(m->worker, cleanup_job, cleanup_done, j) < 0) {
+                cleanup_job_free(j);
+                return;
+        }
+        v->operation_pending = true;
+}
+
+/* ------------------------------------------------------ reconciliation */
+
+/* libvirt 9.0 sometimes drops a disk from the live XML without a
+ * device-removed event.  A volume left "detaching" by a Detach that
+ * answered Busy is therefore looked at every 2 s, every other attached
+ * volume every 10 s, and everything is rescanned once a minute (orphans
+ * included), so that such a volume is cleaned up within seconds without
+ * anybody calling. */
+#define RECHECK_INTERVAL_USEC (2 * 1000000ULL)
+#define RECHECK_ATTACHED_USEC (10 * 1000000ULL)
+#define RESCAN_INTERVAL_USEC  (60 * 1000000ULL)
+
+typedef struct RecheckJob {
+        Manager *manager;
+        char *path;
+        uint64_t generation;
+        char *domain_uuid, *target;
+        bool unplug;     /* ask the guest to release the disk (again) if it is there */
+        const char *why; /* what asked for the look (an event); NULL: the timer */
+        bool gone;
+} RecheckJob;
+
+static RecheckJob *recheck_job_free(RecheckJob *j) {
+        if (!j)
+                return NULL;
+        free(j->path);
+        free(j->domain_uuid);
+        free(j->target);
+        free(j);
+        return NULL;
+}
+
+static void recheck_job(void *userdata) {
+        RecheckJob *j = userdata;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        virDomainPtr dom = NULL;
+        bool present = true, looked = false;
+
+        if (virt_domain_lookup_running(j->manager->virt, j->domain_uuid, &dom, &error) < 0)
+                /* Not running any more (the stop event does the rest), or
+                 * libvirt unreachable: no conclusion. */
+                present = !sd_bus_error_has_names(&error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING);
+        else {
+                /* Test-only: a save or stop lands between the look-up and
+                 * the look at the disks. */
+                if (fault_trigger("recheck:pause"))
+                        (void) usleep(3 * 1000 * 1000);
+                if (virt_disk_present(dom, j->target, &present, &error) >= 0)
+                        looked = true;
+                else
+                        present = true;
+        }
+        if (!present && dom && virDomainIsActive(dom) != 1)
+                /* It stopped or was saved meanwhile (after a managed save
+                 * the domain's XML is its definition, without the disks
+                 * plugged in): its lifecycle event decides, not this look.
+                 * A saved volume cleaned up here lost the secret its
+                 * restore needs (seen in CI, 2026-12-06). */
+                present = true, looked = false;
+        if (present && looked && j->unplug) {
+                /* A disk an attach failed to take back (attach.c): the
+                 * guest must not keep it, so the request is repeated until
+                 * it lets go; the device-removed event, or the next look,
+                 * ends the volume. */
+                _cleanup_free_ char *alias = NULL;
+                if (disk_alias_build(j->domain_uuid, j->target, &alias) >= 0 &&
+                    virt_detach_request(dom, j->target, alias, &error) < 0)
+                        log_warning("Cannot ask %s to release %s again: %s", j->domain_uuid, j->target, error.message);
+        }
+        if (dom)
+                virDomainFree(dom);
+        sd_bus_error_free(&error);
+        j->gone = !present;
+}
+
+static int recheck_submit(Manager *m, Volume *v, const char *why);
+
+static void recheck_done(void *userdata) {
+        RecheckJob *j = userdata;
+        Manager *m = j->manager;
+        Volume *v = manager_find_volume(m, j->path, j->generation);
+
+        if (v) {
+                const char *again = TAKE_PTR(v->recheck_why);
+
+                v->rechecking = false;
+                if (j->gone && v->state != VOLUME_STATE_SAVED && !v->waiter)
+                        manager_volume_cleanup(m, v,
+                                               j->why  ? j->why
+                                               : again ? again
+                                               : v->state == VOLUME_STATE_DETACHING
+                                                       ? "the guest released it (no event came)"
+                                                       : "its disk is gone from the guest (no event came)");
+                else if (!j->gone && again)
+                        /* An event came while this look ran: what it read
+                         * may be older than the event. */
+                        (void) recheck_submit(m, v, again);
+        }
+        recheck_job_free(j);
+}
+
+static int recheck_submit(Manager *m, Volume *v, const char *why) {
+        RecheckJob *j;
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return log_oom();
+        *j = (RecheckJob){
+                .manager = m,
+                .path = strdup(v->path),
+                .generation = v->generation,
+                .domain_uuid = strdup(v->domain_uuid),
+                .target = strdup(v->target),
+                .unplug = v->unplug_retry,
+                .why = why,
+        };
+        if (!j->path || !j->domain_uuid || !j->target) {
+                recheck_job_free(j);
+                return log_oom();
+        }
+        if (worker_submit(m->worker, recheck_job, recheck_done, j) < 0) {
+                recheck_job_free(j);
+                return -ENOMEM;
+        }
+        v->rechecking = true;
+        return 0;
+}
+
+void manager_volume_verify_gone(Manager *m, Volume *v, const char *why) {
+        if (v->state == VOLUME_STATE_SAVED || v->waiter || v->operation_pending)
+                return; /* its lifecycle event, or the operation at work, decides */
+        if (v->rechecking) {
+                v->recheck_why = why; /* looked at again when this look is done */
+                return;
+        }
+        if (recheck_submit(m, v, why) < 0)
+                /* No look possible: the 10 s one will do. */
+                log_warning("Cannot look at the disk of %s now; the periodic look will.", v->path);
+}
+
+static int on_recheck_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        for (Volume *v = m->volumes; v; v = v->next) {
+                if (v->state == VOLUME_STATE_SAVED || v->waiter || v->operation_pending || v->rechecking)
+                        continue;
+                if (v->state != VOLUME_STATE_DETACHING && usec - v->last_recheck_usec < RECHECK_ATTACHED_USEC)
+                        continue;
+                v->last_recheck_usec = usec;
+                if (recheck_submit(m, v, NULL) < 0)
+                        break;
+        }
+
+        (void) sd_event_source_set_time_relative(s, RECHECK_INTERVAL_USEC);
+        return 0;
+}
+
+static int on_rescan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->volumes && m->initial_scan_started && m->scan_in_flight == 0)
+                (void) manager_rescan(m, false);
+        (void) sd_event_source_set_time_relative(s, RESCAN_INTERVAL_USEC);
+        return 0;
+}
+
+int manager_reconcile_start(Manager *m) {
+        int r;
+
+        r = sd_event_add_time_relative(m->event, &m->recheck_timer, CLOCK_MONOTONIC, RECHECK_INTERVAL_USEC, 0,
+                                       on_recheck_timer, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(m->recheck_timer, SD_EVENT_ON);
+        r = sd_event_add_time_relative(m->event, &m->rescan_timer, CLOCK_MONOTONIC, RESCAN_INTERVAL_USEC, 0,
+                                       on_rescan_timer, m);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(m->rescan_timer, SD_EVENT_ON);
+}
