@@ -51,6 +51,10 @@ typedef struct DetachOp {
         bool timed_out;   /* the caller's timeout passed */
         bool event_seen;  /* device-removed or domain gone arrived */
         bool domain_gone; /* the domain stopped or left (set on the loop only) */
+        /* libvirt's device-removed event for this very plug arrived (on the
+         * loop only; Volume.plug_event_seen): it comes once the disk is out
+         * of the live XML, so no look is needed. */
+        bool removed_certain;
         sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
@@ -246,7 +250,7 @@ static void detach_check(DetachOp *op) {
         if (op->step != DETACH_WAITING)
                 return;
         /* No job runs now: the worker's fields are ours to set. */
-        if (op->domain_gone)
+        if (op->domain_gone || op->removed_certain)
                 op->gone = true;
         op->step = DETACH_CHECKING;
         if (call_submit(&op->call, detach_release_job, detach_released) < 0)
@@ -354,13 +358,15 @@ static void waiter_changed(DetachOp *op) {
                 op->event_seen = true;
 }
 
-static void waiter_removed(VolumeWaiter *w) {
+static void waiter_removed(VolumeWaiter *w, bool certain) {
         DetachOp *op = from_waiter(w);
 
-        call_trace(&op->call, "removed-event");
-        /* Only a reason to look now: the alias is the same for every plug
-         * at this target, and an event about an earlier plug can arrive
-         * late (manager-reconcile.c).  The release job's look decides. */
+        call_trace(&op->call, certain ? "removed-event" : "removed-event-unsure");
+        /* An event that may be about an earlier plug at this target (same
+         * alias) is only a reason to look now; the release job's look
+         * decides. */
+        if (certain)
+                op->removed_certain = true;
         waiter_changed(op);
 }
 
