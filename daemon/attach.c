@@ -267,9 +267,6 @@ static void attach_act_done(Call *c) {
 
         v = TAKE_PTR(op->volume);
         (void) manager_add_volume(m, v);
-        /* libvirt's device-added event for the plug may have come before
-         * the volume was here to take it. */
-        manager_volume_note_plug_event(m, v, op->event_seq);
         /* The guest stopped while we were plugging the disk in: the event
          * found no volume to clean up then; it does now. */
         (void) manager_volume_gone_since(m, v, op->event_seq);

@@ -51,14 +51,14 @@ typedef struct DetachOp {
         bool timed_out;   /* the caller's timeout passed */
         bool event_seen;  /* device-removed or domain gone arrived */
         bool domain_gone; /* the domain stopped or left (set on the loop only) */
-        /* libvirt's device-removed event for this very plug arrived (on the
-         * loop only; Volume.plug_event_seen): it comes once the disk is out
-         * of the live XML, so no look is needed. */
-        bool removed_certain;
         sd_event_source *timeout_timer, *poll_timer;
 
         /* copies for the worker: it must not read the Volume */
         VolumeBacking backing;
+        /* The domain, as the request job found it running: the release
+         * job's look at the live XML is then one call to libvirt, not
+         * three (look-up, running?, XML).  Worker jobs only, one at a time. */
+        virDomainPtr dom;
         char *source;
         char *alias;
 
@@ -88,6 +88,8 @@ static void detach_op_free(Call *c) {
 
         detach_unregister(op);
         free(op->path);
+        if (op->dom)
+                virDomainFree(op->dom);
         volume_backing_done(&op->backing);
         free(op->source);
         free(op->alias);
@@ -195,6 +197,8 @@ static void detach_request_job(Call *c) {
                 }
         }
         virt_domain_unlock(m->virt, b->domain_uuid);
+        if (r >= 0 && !op->gone && virDomainRef(dom) >= 0)
+                op->dom = dom;
 
 finish:
         pthread_rwlock_unlock(&m->ops_lock);
@@ -212,7 +216,21 @@ static void detach_release_job(Call *c) {
 
         pthread_rwlock_rdlock(&m->ops_lock);
 
-        if (!op->gone) {
+        /* One call: the live XML of the domain the request found.  A domain
+         * that stopped since answers with its configuration (no hot-plugged
+         * disk: gone, as the look-up below would say) or "gone away"; any
+         * other failure (a connection lost meanwhile) falls back to a
+         * fresh look-up. */
+        if (!op->gone && op->dom) {
+                if (virt_disk_present(op->dom, op->backing.target, &present, &op->error) >= 0)
+                        op->gone = !present;
+                else {
+                        sd_bus_error_free(&op->error);
+                        virDomainFree(op->dom);
+                        op->dom = NULL;
+                }
+        }
+        if (!op->gone && !op->dom) {
                 r = virt_domain_lookup_running(m->virt, op->backing.domain_uuid, &dom, &op->error);
                 if (r < 0) {
                         if (!sd_bus_error_has_names(&op->error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING))
@@ -250,7 +268,7 @@ static void detach_check(DetachOp *op) {
         if (op->step != DETACH_WAITING)
                 return;
         /* No job runs now: the worker's fields are ours to set. */
-        if (op->domain_gone || op->removed_certain)
+        if (op->domain_gone)
                 op->gone = true;
         op->step = DETACH_CHECKING;
         if (call_submit(&op->call, detach_release_job, detach_released) < 0)
@@ -358,15 +376,13 @@ static void waiter_changed(DetachOp *op) {
                 op->event_seen = true;
 }
 
-static void waiter_removed(VolumeWaiter *w, bool certain) {
+static void waiter_removed(VolumeWaiter *w) {
         DetachOp *op = from_waiter(w);
 
-        call_trace(&op->call, certain ? "removed-event" : "removed-event-unsure");
-        /* An event that may be about an earlier plug at this target (same
-         * alias) is only a reason to look now; the release job's look
-         * decides. */
-        if (certain)
-                op->removed_certain = true;
+        call_trace(&op->call, "removed-event");
+        /* Only a reason to look now: the alias is the same for every plug
+         * at this target, and an event about an earlier plug can arrive
+         * late (manager-reconcile.c).  The release job's look decides. */
         waiter_changed(op);
 }
 

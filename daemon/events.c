@@ -88,7 +88,6 @@ static void disks_changed(VirtEvents *e, virDomainPtr dom) {
 
 static void on_device_added(virConnectPtr conn, virDomainPtr dom, const char *alias, void *opaque) {
         disks_changed(opaque, dom);
-        post_simple(opaque, VIRT_EVENT_DEVICE_ADDED, dom, alias);
 }
 
 static void on_block_job(virConnectPtr conn, virDomainPtr dom, const char *disk, int type, int status, void *opaque) {

@@ -17,7 +17,6 @@ typedef enum VirtEventKind {
         VIRT_EVENT_DOMAIN_RESTORED,       /* started from a saved state */
         VIRT_EVENT_DOMAIN_MIGRATED_OUT,   /* stopped: it runs on another host now */
         VIRT_EVENT_DOMAIN_MIGRATED_IN,    /* started: it came from another host */
-        VIRT_EVENT_DEVICE_ADDED,          /* a device was plugged in */
         VIRT_EVENT_DEVICE_REMOVED,        /* QEMU let go of a device */
         VIRT_EVENT_DEVICE_REMOVAL_FAILED, /* the guest refused to let go of a device */
         VIRT_EVENT_CONNECTED,             /* (re)connected: state may have changed meanwhile */

@@ -297,13 +297,12 @@ int manager_rescan(Manager *m, bool initial) {
 
 /* ---------------------------------------------------------------- events */
 
-static void remember_event(Manager *m, const char *uuid, const char *alias, bool added) {
+static void remember_event(Manager *m, const char *uuid, const char *alias) {
         size_t slot = m->event_seq % ELEMENTSOF(m->recent);
 
         m->event_seq++;
         snprintf(m->recent[slot].uuid, sizeof m->recent[slot].uuid, "%s", uuid);
         snprintf(m->recent[slot].alias, sizeof m->recent[slot].alias, "%s", strempty(alias));
-        m->recent[slot].added = added;
         m->recent[slot].seq = m->event_seq;
 }
 
@@ -313,7 +312,7 @@ bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq) {
         if (disk_alias_build(v->domain_uuid, v->target, &ours) < 0)
                 return false;
         for (size_t i = 0; i < ELEMENTSOF(m->recent); i++) {
-                if (m->recent[i].seq <= seq || m->recent[i].added || !streq(m->recent[i].uuid, v->domain_uuid))
+                if (m->recent[i].seq <= seq || !streq(m->recent[i].uuid, v->domain_uuid))
                         continue;
                 if (isempty(m->recent[i].alias)) {
                         manager_volume_verify_gone(m, v, "its domain stopped meanwhile");
@@ -325,22 +324,6 @@ bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq) {
                 }
         }
         return false;
-}
-
-void manager_volume_note_plug_event(Manager *m, Volume *v, uint64_t seq) {
-        _cleanup_free_ char *ours = NULL;
-        uint64_t latest = 0;
-
-        if (disk_alias_build(v->domain_uuid, v->target, &ours) < 0)
-                return;
-        for (size_t i = 0; i < ELEMENTSOF(m->recent); i++) {
-                if (m->recent[i].seq <= seq || m->recent[i].seq < latest || !streq(m->recent[i].uuid, v->domain_uuid))
-                        continue;
-                if (isempty(m->recent[i].alias) || streq(m->recent[i].alias, ours)) {
-                        latest = m->recent[i].seq;
-                        v->plug_event_seen = m->recent[i].added;
-                }
-        }
 }
 
 /* The volume whose disk has that alias in that domain. */
@@ -358,7 +341,7 @@ static Volume *volume_of_disk(Manager *m, const char *uuid, const char *alias) {
 /* The domain is not running here any more (stopped, crashed, undefined,
  * migrated away): its volumes' secrets and mappings go. */
 static void on_domain_gone(Manager *m, const char *uuid, const char *why) {
-        remember_event(m, uuid, NULL, false);
+        remember_event(m, uuid, NULL);
 
         for (Volume *v = m->volumes, *n; v; v = n) {
                 n = v->next;
@@ -419,41 +402,27 @@ static void on_migrated_out(Manager *m, const char *uuid) {
         on_domain_gone(m, uuid, "its domain migrated to another host");
 }
 
-static void on_device_added(Manager *m, const char *uuid, const char *alias) {
-        Volume *v;
-
-        remember_event(m, uuid, alias, true);
-        v = volume_of_disk(m, uuid, alias);
-        if (v)
-                v->plug_event_seen = true;
-}
-
 static void on_device_removed(Manager *m, const char *uuid, const char *alias) {
         Volume *v;
-        bool certain;
-        const char *why;
 
-        remember_event(m, uuid, alias, false);
+        remember_event(m, uuid, alias);
         v = volume_of_disk(m, uuid, alias);
         if (!v)
                 return;
-        /* About this very plug only if its device-added event came first
-         * (Volume.plug_event_seen): an event about an earlier plug at this
-         * target (same alias) can arrive late, after a new plug -- seen in
-         * CI, 2026-12-06, as the clean-up of a disk the guest had.  Then
-         * the live XML decides. */
-        certain = v->plug_event_seen;
-        v->plug_event_seen = false;
-        /* A Detach waiting for it finishes; otherwise it is a guest that let
-         * go after a Detach answered Busy, or someone unplugging our disk
-         * behind our back, which ends the volume just the same. */
-        why = v->state == VOLUME_STATE_DETACHING ? "the guest released it" : "it was unplugged outside this service";
+        /* A Detach waiting for it finishes (it confirms in the live XML);
+         * otherwise it is a guest that let go after a Detach answered Busy,
+         * or someone unplugging our disk behind our back, which ends the
+         * volume just the same -- or an event about an earlier plug at this
+         * target (same alias) arriving late, after a new plug: so the live
+         * XML decides (seen in CI, 2026-12-06: the clean-up of a disk the
+         * guest had). */
         if (v->waiter)
-                v->waiter->removed(v->waiter, certain);
-        else if (certain)
-                manager_volume_cleanup(m, v, why);
+                v->waiter->removed(v->waiter);
         else
-                manager_volume_verify_gone(m, v, why);
+                manager_volume_verify_gone(m, v,
+                                           v->state == VOLUME_STATE_DETACHING
+                                                   ? "the guest released it"
+                                                   : "it was unplugged outside this service");
 }
 
 static void on_device_removal_failed(Manager *m, const char *uuid, const char *alias) {
@@ -500,9 +469,6 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata) {
                 snprintf(m->migrated_in, sizeof m->migrated_in, "%s", event->domain_uuid);
                 stage_domain_arrived(m, event->domain_uuid);
                 (void) manager_rescan(m, false);
-                break;
-        case VIRT_EVENT_DEVICE_ADDED:
-                on_device_added(m, event->domain_uuid, event->device_alias);
                 break;
         case VIRT_EVENT_DEVICE_REMOVED:
                 on_device_removed(m, event->domain_uuid, event->device_alias);

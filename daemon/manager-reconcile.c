@@ -277,7 +277,9 @@ static void recheck_done(void *userdata) {
                          * may be older than the event. */
                         if (!again_job)
                                 again_job = recheck_job_new(m, j->domain_uuid);
-                        if (!again_job || recheck_job_add(again_job, v, again) < 0)
+                        if (again_job && recheck_job_add(again_job, v, again) >= 0)
+                                again_job->items[again_job->n - 1].unplug = false; /* as in verify_gone */
+                        else
                                 log_warning("Cannot look at the disk of %s again now; the periodic look will.",
                                             v->path);
                 }
@@ -293,14 +295,21 @@ static int recheck_submit(Manager *m, RecheckJob *j) {
                 recheck_job_free(j);
                 return 0;
         }
-        if (worker_submit(m->worker, recheck_job, recheck_done, j) < 0) {
-                recheck_job_free(j);
-                return -ENOMEM;
-        }
+        /* Marked before the job is handed over: from then on it is the
+         * worker's until its completion runs here. */
         for (size_t i = 0; i < j->n; i++) {
                 Volume *v = manager_find_volume(m, j->items[i].path, j->items[i].generation);
                 if (v)
                         v->rechecking = true;
+        }
+        if (worker_submit(m->worker, recheck_job, recheck_done, j) < 0) {
+                for (size_t i = 0; i < j->n; i++) {
+                        Volume *v = manager_find_volume(m, j->items[i].path, j->items[i].generation);
+                        if (v)
+                                v->rechecking = false;
+                }
+                recheck_job_free(j);
+                return -ENOMEM;
         }
         return 0;
 }
@@ -319,7 +328,16 @@ void manager_volume_verify_gone(Manager *m, Volume *v, const char *why) {
                 return;
         }
         j = recheck_job_new(m, v->domain_uuid);
-        if (!j || recheck_job_add(j, v, why) < 0 || recheck_submit(m, TAKE_PTR(j)) < 0) {
+        if (!j || recheck_job_add(j, v, why) < 0) {
+                recheck_job_free(j);
+                log_warning("Cannot look at the disk of %s now; the periodic look will.", v->path);
+                return;
+        }
+        /* An event said the disk went: no new request to let go of it.  A
+         * disk now at that target may be a newer plug (same alias) that an
+         * attach made the moment the target was free. */
+        j->items[0].unplug = false;
+        if (recheck_submit(m, TAKE_PTR(j)) < 0) {
                 recheck_job_free(j);
                 /* No look possible: the 10 s one will do. */
                 log_warning("Cannot look at the disk of %s now; the periodic look will.", v->path);

@@ -94,14 +94,13 @@ typedef struct Manager {
          * workers take and put them. */
         UidCap *derivations;
 
-        /* Recent domain-stopped, device-removed and device-added events,
-         * numbered, so work that started before an event (an attach plugging
-         * a disk into a guest as it stopped, a scan reading XML just before
-         * a device went) can tell when it lands in the registry. */
+        /* Recent domain-stopped and device-removed events, numbered, so
+         * work that started before an event (an attach plugging a disk into
+         * a guest as it stopped, a scan reading XML just before a device
+         * went) can tell when it lands in the registry. */
         struct {
                 char uuid[37];
                 char alias[96]; /* "" for a domain stop */
-                bool added;     /* device-added, not removed */
                 uint64_t seq;
         } recent[64];
         uint64_t event_seq;
@@ -193,10 +192,6 @@ void manager_on_virt_event(const VirtEvent *event, void *userdata);
  * number seq (Manager.event_seq)?  If so, have the live XML looked at
  * (manager_volume_verify_gone()) and return true. */
 bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq);
-/* Did libvirt's device-added event for v's disk arrive after seq, and no
- * removal after it?  Then v's plug is the one later events name
- * (Volume.plug_event_seen). */
-void manager_volume_note_plug_event(Manager *m, Volume *v, uint64_t seq);
 
 /* manager-reconcile.c: clean-up and the looks at the live XML */
 /* Undefines the secret / closes the mapping, then removes the object;

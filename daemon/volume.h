@@ -25,9 +25,7 @@ typedef enum VolumeState {
  * here instead of starting a cleanup of their own. */
 typedef struct VolumeWaiter VolumeWaiter;
 struct VolumeWaiter {
-        /* QEMU let go of the device; certain: of this plug (else maybe of
-         * an earlier one at the same target: look) */
-        void (*removed)(VolumeWaiter *w, bool certain);
+        void (*removed)(VolumeWaiter *w);     /* QEMU let go of the device */
         void (*refused)(VolumeWaiter *w);     /* the guest refused to */
         void (*domain_gone)(VolumeWaiter *w); /* the domain stopped, or left for another host */
         void (*saved)(VolumeWaiter *w);       /* the domain was saved with the disk in it */
@@ -89,13 +87,7 @@ typedef struct Volume {
         VolumeWaiter *waiter;    /* a Detach waiting for the guest; NULL otherwise */
         bool rechecking;         /* a look at the live XML is on its way (reconciliation) */
         const char *recheck_why; /* an event asked for a look while one ran: look again (static text) */
-        /* libvirt's device-added event for this very plug reached the loop.
-         * Events arrive in libvirt's order, and a disk's alias is the same
-         * for every plug at one target: a device-removed event after it is
-         * about this plug, one before it may be about an earlier one (then
-         * the live XML decides). */
-        bool plug_event_seen;
-        bool unplug_retry; /* "detaching" after an attach whose undo could not unplug: ask again */
+        bool unplug_retry;       /* "detaching" after an attach whose undo could not unplug: ask again */
         uint64_t last_recheck_usec;
 } Volume;
 
