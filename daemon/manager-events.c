@@ -315,7 +315,8 @@ bool manager_volume_gone_since(Manager *m, Volume *v, uint64_t seq) {
                 if (m->recent[i].seq <= seq || !streq(m->recent[i].uuid, v->domain_uuid))
                         continue;
                 if (isempty(m->recent[i].alias)) {
-                        manager_volume_verify_gone(m, v, "its domain stopped meanwhile");
+                        /* Its domain's stop event: as on_domain_gone() does. */
+                        manager_volume_cleanup(m, v, "its domain stopped meanwhile");
                         return true;
                 }
                 if (streq(m->recent[i].alias, ours)) {

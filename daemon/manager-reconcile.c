@@ -200,34 +200,35 @@ static void recheck_job(void *userdata) {
         _cleanup_free_ char *xml = NULL;
         DiskInfo *disks = NULL;
         size_t nd = 0;
-        bool running = true, looked = false;
+        bool looked = false;
 
-        if (virt_domain_lookup_running(j->manager->virt, j->domain_uuid, &dom, &error) < 0)
-                /* Not running any more (the stop event does the rest), or
-                 * libvirt unreachable: no conclusion. */
-                running = !sd_bus_error_has_names(&error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING);
-        else {
+        /* Only the live XML of a domain that runs, before and after it was
+         * read, says a disk is gone.  A domain that is not running (or not
+         * there) is its lifecycle event's to decide: stopped ends its
+         * volumes, saved keeps them for the restore.  A save to a file
+         * makes a transient domain vanish before the saved event arrives;
+         * a look that took that for "gone" closed the mapping the restore
+         * needed (seen in CI, 2026-12-07, test-cryptsetup's
+         * saved-keep-mapping). */
+        if (virt_domain_lookup_running(j->manager->virt, j->domain_uuid, &dom, &error) >= 0) {
                 /* Test-only: a save or stop lands between the look-up and
                  * the look at the disks. */
                 if (fault_trigger("recheck:pause"))
                         (void) usleep(3 * 1000 * 1000);
-                if (virt_domain_live_xml(dom, &xml, &error) < 0)
-                        /* A guest that went away took its disks along. */
-                        running = !sd_bus_error_has_name(&error, LV_ERROR_DOMAIN_NOT_RUNNING);
-                else if (domain_xml_list_disks(xml, &disks, &nd) >= 0)
+                if (virt_domain_live_xml(dom, &xml, &error) >= 0 && domain_xml_list_disks(xml, &disks, &nd) >= 0)
                         looked = true;
-        }
-        if ((!running || looked) && dom && virDomainIsActive(dom) != 1)
                 /* It stopped or was saved meanwhile (after a managed save
                  * the domain's XML is its definition, without the disks
-                 * plugged in): its lifecycle event decides, not this look.
-                 * A saved volume cleaned up here lost the secret its
-                 * restore needs (seen in CI, 2026-12-06). */
-                running = true, looked = false;
+                 * plugged in): no conclusion either.  A saved volume
+                 * cleaned up here lost the secret its restore needs (seen
+                 * in CI, 2026-12-06). */
+                if (looked && virDomainIsActive(dom) != 1)
+                        looked = false;
+        }
 
         for (size_t i = 0; i < j->n; i++) {
                 RecheckItem *it = &j->items[i];
-                bool present = running && (!looked || has_target(disks, nd, it->target));
+                bool present = !looked || has_target(disks, nd, it->target);
 
                 it->gone = !present;
                 if (present && looked && it->unplug) {
