@@ -32,6 +32,9 @@
 #                attached through the daemon against libvirt's API and
 #                `virsh attach-device`: results-rbd.md; ~1 minute.
 #   --cold       only cold activation and idle memory (seconds).
+#                This and the full run also time v0.1.0's daemon (f56ba28,
+#                built from the clone's history into BUILD/bench/v0.1.0, ~1
+#                minute the first time) on the same cold call, interleaved.
 #   --cycle      only the Attach+Detach cycle against the libvirt-API floor.
 #   --probe      only Probe('') idle and under 8 slow attaches (~1 minute).
 #   --debug      the daemon at --log-level=debug, its log kept as
@@ -45,14 +48,15 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$src/build}
 out=
-short=0 series=0 shim=0 debug=0 rbd=0
+short=0 series=0 shim=0 debug=0 rbd=0 only=0
 args=()
 for a in "$@"; do
         case $a in
                 --short) short=1; args+=("$a") ;;
                 --series) series=1; args+=("$a") ;;
                 --shim) shim=1; args+=("$a") ;;
-                --cold|--cycle|--probe) args+=("$a") ;;
+                --cold) args+=("$a") ;;
+                --cycle|--probe) only=1; args+=("$a") ;;
                 --rbd) rbd=1; args+=("--rbd=$src/tests/ceph/cluster.sh") ;;
                 --debug) debug=1 ;;
                 --scale=*) args+=("$a") ;;
@@ -92,6 +96,24 @@ if [ "$shim" = 1 ]; then
                 -- "$build/bench/luksvolume-bench" /tmp "${args[@]}" | tee "$out/results-shim.md"
         rc=${PIPESTATUS[0]}
         exit "$rc"
+fi
+
+# The cold row's other baseline: v0.1.0's daemon (issue 20 compares with
+# its cold start), when this clone has its commit.  Only the daemon is
+# built; a failure to build it leaves the row out, not the benchmark.
+baseline_rev=f56ba28
+if [ "$short" = 0 ] && [ "$series" = 0 ] && [ "$rbd" = 0 ] && [ "$only" = 0 ] &&
+        git -C "$src" cat-file -e "$baseline_rev^{commit}" 2>/dev/null; then
+        v010=$build/bench/v0.1.0
+        if [ ! -x "$v010/build/daemon/luksvolumed" ]; then
+                rm -rf "$v010"
+                mkdir -p "$v010/src"
+                git -C "$src" archive "$baseline_rev" | tar -x -C "$v010/src"
+                { meson setup "$v010/build" "$v010/src" -Dtests=false >/dev/null &&
+                        ninja -C "$v010/build" daemon/luksvolumed >/dev/null; } ||
+                        echo "bench: v0.1.0's daemon did not build; no v0.1.0 row" >&2
+        fi
+        [ ! -x "$v010/build/daemon/luksvolumed" ] || export LV_BASELINE_DAEMON=$v010/build/daemon/luksvolumed
 fi
 
 # The sandbox mounts tmpfs over /run and friends; $out is a host path it can
