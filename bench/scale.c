@@ -443,8 +443,8 @@ static void activation_set(const char *contents) {
  * v0.1.0's, measured on another day; this is v0.1.0 on this machine, in
  * this run, started by the same bus in the same way. */
 static double baseline_cold_call_ms(const char *ours, const char *baseline) {
-        g_autofree char *contents = g_strdup_printf("[D-BUS Service]\nName=%s\nExec='%s'\nUser=root\n", LV_BUS_NAME,
-                                                    baseline);
+        g_autofree char *contents =
+                g_strdup_printf("[D-BUS Service]\nName=%s\nExec='%s'\nUser=root\n", LV_BUS_NAME, baseline);
 
         activation_set(contents);
         double ms = cold_call_ms();

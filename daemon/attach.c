@@ -97,13 +97,9 @@ static uint64_t realtime_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
-static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
-        _cleanup_free_ char *xml = NULL;
+static int pick_target(AttachOp *op, const char *xml, char **ret) {
         int r;
 
-        r = virt_domain_live_xml(dom, &xml, &op->error);
-        if (r < 0)
-                return r;
         r = domain_xml_pick_target(xml, op->options.target, op->options.bus, ret);
         if (r == -EEXIST)
                 return sd_bus_error_setf(&op->error, LV_ERROR_TARGET_IN_USE,
@@ -118,12 +114,46 @@ static int pick_target(AttachOp *op, virDomainPtr dom, char **ret) {
         return 0;
 }
 
+/* The running domain and its live XML, for the target.  The resolution's
+ * domain is the one a look-up by its UUID would find now, and the live
+ * XML, read anyway, says whether it still runs (its id): two calls to
+ * libvirtd fewer an Attach (0.55 ms, bench --cycle --debug).  Any doubt
+ * -- the read failed (say, a connection lost meanwhile), the domain no
+ * longer runs -- takes the full look-up, whose errors callers know. */
+static int domain_running_xml(AttachOp *op, virDomainPtr *ret_dom, char **ret_xml) {
+        Call *c = &op->call;
+        _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
+        _cleanup_free_ char *xml = NULL;
+        int r;
+
+        if (c->res.dom && virDomainRef(c->res.dom) >= 0) {
+                dom = c->res.dom;
+                xml = virDomainGetXMLDesc(dom, 0);
+                if (xml && domain_xml_running(xml) != 1)
+                        xml = mfree(xml);
+                if (!xml)
+                        virDomainFree(TAKE_PTR(dom));
+        }
+        if (!dom) {
+                r = virt_domain_lookup_running(c->manager->virt, c->res.domain_uuid, &dom, &op->error);
+                if (r < 0)
+                        return r;
+                r = virt_domain_live_xml(dom, &xml, &op->error);
+                if (r < 0)
+                        return r;
+        }
+        *ret_dom = TAKE_PTR(dom);
+        *ret_xml = TAKE_PTR(xml);
+        return 0;
+}
+
 /* Worker. */
 static void attach_act_job(Call *c) {
         AttachOp *op = (AttachOp *) c;
         Manager *m = c->manager;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
         _cleanup_close_ int hold_fd = -EBADF;
+        _cleanup_free_ char *xml = NULL;
         const char *domain_uuid = c->res.domain_uuid;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
         bool locked = false;
@@ -172,15 +202,15 @@ static void attach_act_job(Call *c) {
                 }
         }
 
-        r = virt_domain_lookup_running(m->virt, domain_uuid, &dom, &op->error);
-        if (r < 0)
-                goto finish;
-
+        /* The lock first: the target is chosen from this XML. */
         virt_domain_lock(m->virt, domain_uuid);
         locked = true;
-
+        r = domain_running_xml(op, &dom, &xml);
+        if (r < 0)
+                goto finish;
         call_trace(c, "looked-up");
-        r = pick_target(op, dom, &op->target);
+        r = pick_target(op, xml, &op->target);
+        xml = mfree(xml);
         if (r < 0)
                 goto finish;
         const char *target = op->target;

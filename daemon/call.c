@@ -92,6 +92,8 @@ void call_done(Call *c) {
         sd_bus_error_free(&c->res.source_error);
         free(c->res.domain_name);
         free(c->res.domain_uuid);
+        if (c->res.dom)
+                virDomainFree(c->res.dom);
         sd_bus_error_free(&c->res.domain_error);
         free(c->action);
         strv_free(c->asked);
@@ -243,9 +245,10 @@ static void resolve_job(Call *c) {
                         sd_bus_error_set(&res->domain_error, LV_ERROR_FAILED, "Out of memory.");
                 /* Looked up, yet not running: the name and UUID still serve
                  * polkit; the error is for the authorized caller. */
-                if (res->domain_name)
-                        (void) virt_domain_check_running(dom, res->domain_name, &res->domain_error);
-                virDomainFree(dom);
+                if (res->domain_name && virt_domain_check_running(dom, res->domain_name, &res->domain_error) >= 0)
+                        res->dom = TAKE_PTR(dom);
+                if (dom)
+                        virDomainFree(dom);
         }
 }
 

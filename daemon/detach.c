@@ -144,7 +144,8 @@ static void detach_request_job(Call *c) {
 
         pthread_rwlock_rdlock(&m->ops_lock);
 
-        r = virt_domain_lookup_running(m->virt, b->domain_uuid, &dom, &op->error);
+        /* Whether it still runs, its live XML says below (its id). */
+        r = virt_domain_lookup(m->virt, b->domain_uuid, &dom, &op->error);
         if (r < 0) {
                 if (!sd_bus_error_has_names(&op->error, LV_ERROR_NO_SUCH_DOMAIN, LV_ERROR_DOMAIN_NOT_RUNNING))
                         goto finish;
@@ -164,7 +165,13 @@ static void detach_request_job(Call *c) {
         r = virt_domain_live_xml(dom, &xml, &op->error);
         call_trace(c, "live-xml");
         if (r >= 0) {
-                r = domain_xml_find_disk(xml, b->target, &d);
+                r = domain_xml_running(xml);
+                if (r == 0)
+                        /* Stopped (a persistent domain's XML is now its
+                         * configuration): no hot-plugged disk is left. */
+                        r = -ENOENT;
+                else if (r > 0)
+                        r = domain_xml_find_disk(xml, b->target, &d);
                 if (r == -ENOENT) {
                         op->gone = true;
                         r = 0;

@@ -544,6 +544,28 @@ int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *r
         return -ENOENT;
 }
 
+int domain_xml_running(const char *domain_xml) {
+        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
+        _cleanup_free_ char *id = NULL;
+        xmlNode *root;
+        int r;
+
+        if (!domain_xml)
+                return -EINVAL;
+
+        disk_xml_init();
+        QUIET_XML_ERRORS;
+
+        r = parse_domain(domain_xml, &doc, &root);
+        if (r < 0)
+                return r;
+        r = attr_dup(root, "id", &id);
+        if (r < 0)
+                return r;
+        /* libvirt writes the id of a running domain only (and -1 never). */
+        return !isempty(id) && !streq(id, "-1");
+}
+
 int domain_xml_pick_target(const char *domain_xml, const char *wanted, const char *bus, char **ret) {
         DiskInfo *disks = NULL;
         char **used;

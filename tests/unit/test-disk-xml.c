@@ -1230,6 +1230,21 @@ static void test_threads(void) {
 }
 
 /* live_xml's disks: vda, hdc, sdb, sdc, vdb, vdc. */
+/* Running or not, from the root's id (what virDomainIsActive() says). */
+static void test_running(void) {
+        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='7'><name>g</name><devices/></domain>"), ==, 1);
+        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='0'><devices/></domain>"), ==, 1);
+        /* A stopped domain's XML (its configuration) has no id. */
+        g_assert_cmpint(domain_xml_running("<domain type='qemu'><name>g</name><devices/></domain>"), ==, 0);
+        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='-1'/>"), ==, 0);
+        g_assert_cmpint(domain_xml_running("<domain type='qemu' id=''/>"), ==, 0);
+        /* An id elsewhere is not the domain's. */
+        g_assert_cmpint(domain_xml_running("<domain><devices><disk id='3'/></devices></domain>"), ==, 0);
+        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='7'"), ==, -EBADMSG);
+        g_assert_cmpint(domain_xml_running("<notadomain id='7'/>"), <, 0);
+        g_assert_cmpint(domain_xml_running(NULL), ==, -EINVAL);
+}
+
 static void test_pick_target(void) {
         char *t = NULL;
 
@@ -1276,6 +1291,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/disk-xml/errors-quiet", test_errors_quiet);
         g_test_add_func("/disk-xml/threads", test_threads);
         g_test_add_func("/disk-xml/pick-target", test_pick_target);
+        g_test_add_func("/disk-xml/running", test_running);
 
         return g_test_run();
 }
