@@ -7,7 +7,14 @@
 #include <gio/gio.h>
 #include <stdbool.h>
 
-#define PASS "benchmark passphrase"
+#define PASS        "benchmark passphrase"
+/* Before each set of timed cycles the host comes to rest: right after
+ * guests start (TCG firmware boots), or after N attaches in a row,
+ * libvirtd and QEMU answer 1.3-1.6x slower for a while (libvirt's own
+ * attach beside the daemon's showed it, 2026-12-07), and that is neither
+ * what an attach costs nor what attaching N volumes does to it.  Every
+ * set (and its interleaved baseline) gets the same pause. */
+#define SETTLE_USEC (5 * G_USEC_PER_SEC)
 
 extern GDBusConnection *bus;
 extern const char *outdir;

@@ -38,12 +38,6 @@
 #define OBJECTS_TARGET_MS   150.0
 #define COMPLETE_TARGET_MS  1000.0
 #define TARGET_AT           200u
-/* Before each set of probe cycles the host comes to rest: right after
- * M guests start, or after N attaches in a row, libvirtd and QEMU answer
- * 1.3-1.6x slower for a while (libvirt's own attach beside the daemon's
- * showed it, 2026-12-07), and that is not what attaching N volumes costs.
- * Both sets get the same pause. */
-#define SETTLE_USEC         (5 * G_USEC_PER_SEC)
 
 static const char *mark(bool ok) {
         return ok ? "✓" : "✗";
