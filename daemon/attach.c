@@ -97,10 +97,13 @@ static uint64_t realtime_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
+/* -ESRCH (no error set): the XML says the domain is not running. */
 static int pick_target(AttachOp *op, const char *xml, char **ret) {
         int r;
 
-        r = domain_xml_pick_target(xml, op->options.target, op->options.bus, ret);
+        r = domain_xml_pick_target_running(xml, op->options.target, op->options.bus, ret);
+        if (r == -ESRCH)
+                return r;
         if (r == -EEXIST)
                 return sd_bus_error_setf(&op->error, LV_ERROR_TARGET_IN_USE,
                                          "Target '%s' is already in use in the domain.", op->options.target);
@@ -114,13 +117,14 @@ static int pick_target(AttachOp *op, const char *xml, char **ret) {
         return 0;
 }
 
-/* The running domain and its live XML, for the target.  The resolution's
- * domain is the one a look-up by its UUID would find now, and the live
- * XML, read anyway, says whether it still runs (its id): two calls to
- * libvirtd fewer an Attach (0.55 ms, bench --cycle --debug).  Any doubt
- * -- the read failed (say, a connection lost meanwhile), the domain no
- * longer runs -- takes the full look-up, whose errors callers know. */
-static int domain_running_xml(AttachOp *op, virDomainPtr *ret_dom, char **ret_xml) {
+/* The running domain, and op->target on it.  The resolution's domain is
+ * the one a look-up by its UUID would find now, and its live XML, read
+ * anyway for the target, says in the same parse whether it still runs
+ * (its id): two calls to libvirtd fewer an Attach (0.55 ms, bench --cycle
+ * --debug).  Any doubt -- the read failed (say, a connection lost
+ * meanwhile), the domain no longer runs -- takes the full look-up, whose
+ * errors callers know. */
+static int domain_and_target(AttachOp *op, virDomainPtr *ret_dom) {
         Call *c = &op->call;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
         _cleanup_free_ char *xml = NULL;
@@ -129,10 +133,12 @@ static int domain_running_xml(AttachOp *op, virDomainPtr *ret_dom, char **ret_xm
         if (c->res.dom && virDomainRef(c->res.dom) >= 0) {
                 dom = c->res.dom;
                 xml = virDomainGetXMLDesc(dom, 0);
-                if (xml && domain_xml_running(xml) != 1)
-                        xml = mfree(xml);
-                if (!xml)
+                r = xml ? pick_target(op, xml, &op->target) : -ESRCH;
+                if (r == -ESRCH) {
                         virDomainFree(TAKE_PTR(dom));
+                        xml = mfree(xml);
+                } else if (r < 0)
+                        return r;
         }
         if (!dom) {
                 r = virt_domain_lookup_running(c->manager->virt, c->res.domain_uuid, &dom, &op->error);
@@ -141,9 +147,14 @@ static int domain_running_xml(AttachOp *op, virDomainPtr *ret_dom, char **ret_xm
                 r = virt_domain_live_xml(dom, &xml, &op->error);
                 if (r < 0)
                         return r;
+                r = pick_target(op, xml, &op->target);
+                if (r == -ESRCH)
+                        return sd_bus_error_setf(&op->error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.",
+                                                 c->res.domain_name);
+                if (r < 0)
+                        return r;
         }
         *ret_dom = TAKE_PTR(dom);
-        *ret_xml = TAKE_PTR(xml);
         return 0;
 }
 
@@ -153,7 +164,6 @@ static void attach_act_job(Call *c) {
         Manager *m = c->manager;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
         _cleanup_close_ int hold_fd = -EBADF;
-        _cleanup_free_ char *xml = NULL;
         const char *domain_uuid = c->res.domain_uuid;
         unsigned timeout_ms = m->config.source_timeout_sec * 1000U;
         bool locked = false;
@@ -202,15 +212,10 @@ static void attach_act_job(Call *c) {
                 }
         }
 
-        /* The lock first: the target is chosen from this XML. */
+        /* The lock first: the target is chosen from the live XML. */
         virt_domain_lock(m->virt, domain_uuid);
         locked = true;
-        r = domain_running_xml(op, &dom, &xml);
-        if (r < 0)
-                goto finish;
-        call_trace(c, "looked-up");
-        r = pick_target(op, xml, &op->target);
-        xml = mfree(xml);
+        r = domain_and_target(op, &dom);
         if (r < 0)
                 goto finish;
         const char *target = op->target;

@@ -165,13 +165,11 @@ static void detach_request_job(Call *c) {
         r = virt_domain_live_xml(dom, &xml, &op->error);
         call_trace(c, "live-xml");
         if (r >= 0) {
-                r = domain_xml_running(xml);
-                if (r == 0)
+                r = domain_xml_find_disk_running(xml, b->target, &d);
+                if (r == -ESRCH)
                         /* Stopped (a persistent domain's XML is now its
                          * configuration): no hot-plugged disk is left. */
                         r = -ENOENT;
-                else if (r > 0)
-                        r = domain_xml_find_disk(xml, b->target, &d);
                 if (r == -ENOENT) {
                         op->gone = true;
                         r = 0;

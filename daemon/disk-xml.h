@@ -81,13 +81,14 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
 /* The disk whose <target dev> equals target; -ENOENT if none. */
 int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *ret);
 
-/* Whether the domain of that XML (virDomainGetXMLDesc(dom, 0)) is running:
- * libvirt gives a running domain's root element its id, the same fact
- * virDomainIsActive() asks libvirtd for, so a caller that reads the XML
- * anyway saves that call.  1 running, 0 not, -EBADMSG/-ENOMEM as above. */
-int domain_xml_running(const char *domain_xml);
-
 /* The target a new disk gets: wanted if no disk of the domain has it
  * (-EEXIST if one has), else the first free name on bus (-ENOSPC if none
  * is left); -EBADMSG and -ENOMEM as above. */
 int domain_xml_pick_target(const char *domain_xml, const char *wanted, const char *bus, char **ret);
+
+/* The same two for the live XML of a domain that must be running, in the
+ * same parse: -ESRCH if it is not.  libvirt gives a running domain's root
+ * element its id (the fact virDomainIsActive() asks libvirtd for), so a
+ * caller that reads the XML anyway saves that call. */
+int domain_xml_find_disk_running(const char *domain_xml, const char *target, DiskInfo *ret);
+int domain_xml_pick_target_running(const char *domain_xml, const char *wanted, const char *bus, char **ret);

@@ -427,22 +427,45 @@ static int parse_domain(const char *domain_xml, xmlDoc **ret_doc, xmlNode **ret_
         return 0;
 }
 
-int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *ret_n) {
-        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
-        DiskInfo *disks = NULL;
-        size_t n = 0, allocated = 0;
-        xmlNode *root;
+/* Whether the domain of that root is running: libvirt gives a running
+ * domain's root element its id (virDomainIsActive() is the same fact,
+ * def->id != -1), and writes no id for a domain that is not. */
+static int root_running(const xmlNode *root) {
+        _cleanup_free_ char *id = NULL;
         int r;
 
-        if (!domain_xml || !ret_disks || !ret_n)
-                return -EINVAL;
+        r = attr_dup(root, "id", &id);
+        if (r < 0)
+                return r;
+        return !isempty(id) && !streq(id, "-1");
+}
 
-        disk_xml_init();
-        QUIET_XML_ERRORS;
+/* Parses domain_xml into ret_doc and ret_root; with must_run, a domain
+ * that is not running is -ESRCH. */
+static int parse_domain_checked(const char *domain_xml, bool must_run, xmlDoc **ret_doc, xmlNode **ret_root) {
+        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
+        xmlNode *root;
+        int r;
 
         r = parse_domain(domain_xml, &doc, &root);
         if (r < 0)
                 return r;
+        if (must_run) {
+                r = root_running(root);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return -ESRCH;
+        }
+        *ret_doc = TAKE_PTR(doc);
+        *ret_root = root;
+        return 0;
+}
+
+static int list_disks(xmlNode *root, DiskInfo **ret_disks, size_t *ret_n) {
+        DiskInfo *disks = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
 
         /* All <devices> sections, though libvirt writes exactly one. */
         for (xmlNode *devices = root->children; devices; devices = devices->next) {
@@ -483,6 +506,23 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
         return 0;
 }
 
+int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *ret_n) {
+        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
+        xmlNode *root;
+        int r;
+
+        if (!domain_xml || !ret_disks || !ret_n)
+                return -EINVAL;
+
+        disk_xml_init();
+        QUIET_XML_ERRORS;
+
+        r = parse_domain(domain_xml, &doc, &root);
+        if (r < 0)
+                return r;
+        return list_disks(root, ret_disks, ret_n);
+}
+
 /* Whether a <disk>'s <target dev> is target; a disk without one makes the
  * document invalid (-EBADMSG). */
 static int disk_has_target(xmlNode *disk, const char *target, bool *ret) {
@@ -501,7 +541,7 @@ static int disk_has_target(xmlNode *disk, const char *target, bool *ret) {
         return r;
 }
 
-int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *ret) {
+static int find_disk(const char *domain_xml, bool must_run, const char *target, DiskInfo *ret) {
         _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
         xmlNode *root;
         int r;
@@ -512,7 +552,7 @@ int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *r
         disk_xml_init();
         QUIET_XML_ERRORS;
 
-        r = parse_domain(domain_xml, &doc, &root);
+        r = parse_domain_checked(domain_xml, must_run, &doc, &root);
         if (r < 0)
                 return r;
 
@@ -544,35 +584,32 @@ int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *r
         return -ENOENT;
 }
 
-int domain_xml_running(const char *domain_xml) {
+int domain_xml_find_disk(const char *domain_xml, const char *target, DiskInfo *ret) {
+        return find_disk(domain_xml, false, target, ret);
+}
+
+int domain_xml_find_disk_running(const char *domain_xml, const char *target, DiskInfo *ret) {
+        return find_disk(domain_xml, true, target, ret);
+}
+
+static int pick_target(const char *domain_xml, bool must_run, const char *wanted, const char *bus, char **ret) {
         _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
-        _cleanup_free_ char *id = NULL;
+        DiskInfo *disks = NULL;
         xmlNode *root;
+        char **used;
+        size_t n = 0;
         int r;
 
-        if (!domain_xml)
+        if (!domain_xml || !ret)
                 return -EINVAL;
 
         disk_xml_init();
         QUIET_XML_ERRORS;
 
-        r = parse_domain(domain_xml, &doc, &root);
+        r = parse_domain_checked(domain_xml, must_run, &doc, &root);
         if (r < 0)
                 return r;
-        r = attr_dup(root, "id", &id);
-        if (r < 0)
-                return r;
-        /* libvirt writes the id of a running domain only (and -1 never). */
-        return !isempty(id) && !streq(id, "-1");
-}
-
-int domain_xml_pick_target(const char *domain_xml, const char *wanted, const char *bus, char **ret) {
-        DiskInfo *disks = NULL;
-        char **used;
-        size_t n = 0;
-        int r;
-
-        r = domain_xml_list_disks(domain_xml, &disks, &n);
+        r = list_disks(root, &disks, &n);
         if (r < 0)
                 return r;
         used = calloc(n + 1, sizeof *used);
@@ -599,4 +636,12 @@ int domain_xml_pick_target(const char *domain_xml, const char *wanted, const cha
         free(used);
         disk_info_array_free(disks, n);
         return r;
+}
+
+int domain_xml_pick_target(const char *domain_xml, const char *wanted, const char *bus, char **ret) {
+        return pick_target(domain_xml, false, wanted, bus, ret);
+}
+
+int domain_xml_pick_target_running(const char *domain_xml, const char *wanted, const char *bus, char **ret) {
+        return pick_target(domain_xml, true, wanted, bus, ret);
 }

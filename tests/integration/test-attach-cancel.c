@@ -51,7 +51,7 @@ static void on_reply(GObject *source, GAsyncResult *res, gpointer userdata) {
         p->done = TRUE;
 }
 
-static Pending *attach_async(GDBusConnection *bus, const char *id, const char *source) {
+static Pending *attach_async_to(GDBusConnection *bus, const char *domain, const char *id, const char *source) {
         Pending *p = g_new0(Pending, 1);
         GVariantBuilder opts;
 
@@ -65,11 +65,15 @@ static Pending *attach_async(GDBusConnection *bus, const char *id, const char *s
         if (id)
                 g_variant_builder_add(&opts, "{sv}", "request-id", g_variant_new_string(id));
         g_dbus_connection_call(bus, LV_BUS_NAME, "/org/example/LuksVolume1", LV_BUS_NAME, "Attach",
-                               g_variant_new("(ss@ay@a{sv})", "lvtest-guest", source,
+                               g_variant_new("(ss@ay@a{sv})", domain, source,
                                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
                                              g_variant_builder_end(&opts)),
                                G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NONE, 120000, NULL, on_reply, p);
         return p;
+}
+
+static Pending *attach_async(GDBusConnection *bus, const char *id, const char *source) {
+        return attach_async_to(bus, "lvtest-guest", id, source);
 }
 
 static void pending_free(GDBusConnection *bus, Pending *p) {
@@ -210,6 +214,43 @@ static void test_not_yours(void) {
         assert_nothing_left();
 }
 
+/* The domain stops while the key is derived: the attach answers as it
+ * would have at its start (the act job keeps the domain its resolution
+ * found and reads "running" off the live XML; a stopped domain takes the
+ * full look-up again), and leaves nothing behind.  Persistent: its XML is
+ * now its configuration, without an id (DomainNotRunning); transient: it
+ * is gone (NoSuchDomain). */
+static void test_domain_stops_while_deriving(void) {
+        static const struct {
+                const char *name;
+                gboolean persistent;
+                const char *error;
+        } cases[] = {
+                { "lvtest-stops-p", TRUE, LV_ERR("DomainNotRunning") },
+                { "lvtest-stops-t", FALSE, LV_ERR("NoSuchDomain") },
+        };
+        /* The request id only for the progress signals it brings. */
+
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                virDomainPtr dom =
+                        cases[i].persistent ? lv_start_persistent_guest(cases[i].name) : lv_start_guest(cases[i].name);
+                Pending *p = attach_async_to(root_bus, cases[i].name, cases[i].name, slow_img);
+
+                wait_for(p, "deriving-key");
+                g_assert_false(p->done);
+                g_assert_cmpint(virDomainDestroy(dom), ==, 0);
+                wait_for(p, NULL);
+                lv_assert_error(p->error, cases[i].error);
+                g_assert_null(p->path);
+                pending_free(root_bus, p);
+                assert_nothing_left();
+                if (cases[i].persistent)
+                        lv_remove_guest(dom);
+                else
+                        virDomainFree(dom);
+        }
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         lv_require_sandbox();
@@ -221,6 +262,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/attach-cancel/cancel-while-deriving", test_cancel_while_deriving);
         g_test_add_func("/attach-cancel/too-late", test_too_late);
         g_test_add_func("/attach-cancel/not-yours", test_not_yours);
+        g_test_add_func("/attach-cancel/domain-stops-while-deriving", test_domain_stops_while_deriving);
 
         int r = g_test_run();
         lv_destroy_guest(guest);

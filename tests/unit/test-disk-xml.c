@@ -1230,19 +1230,52 @@ static void test_threads(void) {
 }
 
 /* live_xml's disks: vda, hdc, sdb, sdc, vdb, vdc. */
-/* Running or not, from the root's id (what virDomainIsActive() says). */
+/* The _running variants: running or not from the root's id (what
+ * virDomainIsActive() says), in the same parse as the query. */
 static void test_running(void) {
-        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='7'><name>g</name><devices/></domain>"), ==, 1);
-        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='0'><devices/></domain>"), ==, 1);
-        /* A stopped domain's XML (its configuration) has no id. */
-        g_assert_cmpint(domain_xml_running("<domain type='qemu'><name>g</name><devices/></domain>"), ==, 0);
-        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='-1'/>"), ==, 0);
-        g_assert_cmpint(domain_xml_running("<domain type='qemu' id=''/>"), ==, 0);
-        /* An id elsewhere is not the domain's. */
-        g_assert_cmpint(domain_xml_running("<domain><devices><disk id='3'/></devices></domain>"), ==, 0);
-        g_assert_cmpint(domain_xml_running("<domain type='qemu' id='7'"), ==, -EBADMSG);
-        g_assert_cmpint(domain_xml_running("<notadomain id='7'/>"), <, 0);
-        g_assert_cmpint(domain_xml_running(NULL), ==, -EINVAL);
+        static const char *const running[] = {
+                "<domain type='qemu' id='7'><name>g</name><devices><disk><target dev='sda'/></disk></devices></domain>",
+                "<domain type='qemu' id='0'><devices><disk><target dev='sda'/></disk></devices></domain>",
+        };
+        static const char *const stopped[] = {
+                /* A stopped domain's XML (its configuration) has no id. */
+                "<domain type='qemu'><name>g</name><devices><disk><target dev='sda'/></disk></devices></domain>",
+                "<domain type='qemu' id='-1'><devices><disk><target dev='sda'/></disk></devices></domain>",
+                "<domain type='qemu' id=''><devices><disk><target dev='sda'/></disk></devices></domain>",
+                /* An id elsewhere is not the domain's. */
+                "<domain><devices><disk id='3'><target dev='sda'/></disk></devices></domain>",
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(running); i++) {
+                DiskInfo d = {};
+                char *t = NULL;
+
+                g_assert_cmpint(domain_xml_find_disk_running(running[i], "sda", &d), ==, 0);
+                g_assert_cmpstr(d.target, ==, "sda");
+                disk_info_free(&d);
+                g_assert_cmpint(domain_xml_find_disk_running(running[i], "sdb", &d), ==, -ENOENT);
+                g_assert_cmpint(domain_xml_pick_target_running(running[i], NULL, "scsi", &t), ==, 0);
+                g_assert_cmpstr(t, ==, "sdb");
+                free(t);
+                g_assert_cmpint(domain_xml_pick_target_running(running[i], "sda", "scsi", &t), ==, -EEXIST);
+        }
+        for (size_t i = 0; i < G_N_ELEMENTS(stopped); i++) {
+                DiskInfo d = {};
+                char *t = NULL;
+
+                g_assert_cmpint(domain_xml_find_disk_running(stopped[i], "sda", &d), ==, -ESRCH);
+                g_assert_cmpint(domain_xml_pick_target_running(stopped[i], NULL, "scsi", &t), ==, -ESRCH);
+                g_assert_null(t);
+                /* The variants that do not ask answer as before. */
+                g_assert_cmpint(domain_xml_find_disk(stopped[i], "sda", &d), ==, 0);
+                disk_info_free(&d);
+        }
+        /* Malformed stays malformed, running or not. */
+        DiskInfo d = {};
+        char *t = NULL;
+        g_assert_cmpint(domain_xml_find_disk_running("<domain type='qemu' id='7'", "sda", &d), ==, -EBADMSG);
+        g_assert_cmpint(domain_xml_pick_target_running("<notadomain id='7'/>", NULL, "scsi", &t), ==, -EBADMSG);
+        g_assert_cmpint(domain_xml_pick_target_running(NULL, NULL, "scsi", &t), ==, -EINVAL);
 }
 
 static void test_pick_target(void) {
