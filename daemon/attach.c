@@ -171,6 +171,12 @@ static void attach_act_job(Call *c) {
 
         pthread_rwlock_rdlock(&m->ops_lock);
 
+        /* A failure that sets no error: call_done() still answers. */
+        if (fault_trigger("attach:no-error")) {
+                r = -EIO;
+                goto finish;
+        }
+
         if (op->mode == VOLUME_MODE_NATIVE && op->header != NATIVE_HEADER_SHIM &&
             header_refusal_iterations(&op->luks) <= m->config.precheck_iterations) {
                 /* A header this cheap costs QEMU less to refuse a wrong

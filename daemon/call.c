@@ -72,6 +72,21 @@ void call_done(Call *c) {
 
         trace_log(c);
 
+        /* Every method call gets an answer: a path that ended without one
+         * (a failure that set no error; a held refusal whose timer had not
+         * fired yet) must not leave its caller waiting for its timeout. */
+        if (c->message && !c->replied) {
+                if (sd_bus_error_is_set(&c->held_error))
+                        (void) sd_bus_reply_method_error(c->message, &c->held_error);
+                else {
+                        log_error("A %s call ended without an answer (a bug); answering Failed.",
+                                  strempty(sd_bus_message_get_member(c->message)));
+                        (void) sd_bus_reply_method_errorf(c->message, LV_ERROR_FAILED,
+                                                          "Internal error: the call ended without an answer.");
+                }
+                c->replied = true;
+        }
+
         if (c->prev)
                 c->prev->next = c->next;
         else if (m->calls == c)

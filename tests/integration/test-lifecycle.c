@@ -372,6 +372,33 @@ static void test_stale_removed_event(void) {
         lv_destroy_guest(g);
 }
 
+/* A call is always answered.  An Attach whose act job fails without
+ * setting an error (fault "attach:no-error", a stand-in for such a bug)
+ * used to leave its caller waiting until its own timeout; call_done()
+ * now answers Failed, and the attach leaves nothing behind.  The call
+ * waits 15 s at most, where the daemon would have answered at once. */
+static void test_always_answered(void) {
+        virDomainPtr g = lv_start_guest("lc-answer");
+        g_autofree char *img = lv_make_luks1_image("answer.img", PASS, PATTERN, 16);
+        g_autoptr(GError) error = NULL;
+
+        set_fault("attach:no-error");
+        gint64 t0 = g_get_monotonic_time();
+        g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
+                bus, LV_BUS_NAME, LV_PATH, LV_IFACE, "Attach",
+                g_variant_new("(ss@ay@a{sv})", "lc-answer", img,
+                              g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, PASS, strlen(PASS), 1),
+                              lv_opts("bus", g_variant_new_string("scsi"), NULL)),
+                G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NONE, 15000, NULL, &error);
+        g_assert_null(reply);
+        lv_assert_error(error, LV_ERR("Failed"));
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, 10 * G_USEC_PER_SEC);
+        g_auto(GStrv) objs = lv_managed_objects(bus);
+        g_assert_cmpuint(g_strv_length(objs), ==, 0);
+        g_assert_cmpuint(lv_count_secrets(), ==, 0);
+        lv_destroy_guest(g);
+}
+
 /* A disk that leaves the guest without a device-removed event (libvirt 9.0
  * loses some; here dropped on the events thread, daemon/events.c
  * "events:drop-removed") is found by the periodic look at the live XML,
@@ -647,6 +674,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/lifecycle/same-domain-serialised", test_same_domain_serialised);
         g_test_add_func("/lifecycle/stale-removed-event", test_stale_removed_event);
         g_test_add_func("/lifecycle/removed-without-event", test_removed_without_event);
+        g_test_add_func("/lifecycle/always-answered", test_always_answered);
         g_test_add_func("/lifecycle/libvirtd-restart", test_libvirtd_restart);
         g_test_add_func("/lifecycle/save-during-rescan", test_save_during_rescan);
         g_test_add_func("/lifecycle/save-during-recheck", test_save_during_recheck);
