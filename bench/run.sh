@@ -108,10 +108,11 @@ if [ "$short" = 0 ] && [ "$series" = 0 ] && [ "$rbd" = 0 ] && [ "$only" = 0 ] &&
         if [ ! -x "$v010/build/daemon/luksvolumed" ]; then
                 rm -rf "$v010"
                 mkdir -p "$v010/src"
-                git -C "$src" archive "$baseline_rev" | tar -x -C "$v010/src"
-                { meson setup "$v010/build" "$v010/src" -Dtests=false >/dev/null &&
-                        ninja -C "$v010/build" daemon/luksvolumed >/dev/null; } ||
+                if ! { git -C "$src" archive "$baseline_rev" | tar -x -C "$v010/src" &&
+                        meson setup "$v010/build" "$v010/src" -Dtests=false >/dev/null &&
+                        ninja -C "$v010/build" daemon/luksvolumed >/dev/null; }; then
                         echo "bench: v0.1.0's daemon did not build; no v0.1.0 row" >&2
+                fi
         fi
         [ ! -x "$v010/build/daemon/luksvolumed" ] || export LV_BASELINE_DAEMON=$v010/build/daemon/luksvolumed
 fi

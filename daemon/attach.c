@@ -117,43 +117,30 @@ static int pick_target(AttachOp *op, const char *xml, char **ret) {
         return 0;
 }
 
-/* The running domain, and op->target on it.  The resolution's domain is
- * the one a look-up by its UUID would find now, and its live XML, read
- * anyway for the target, says in the same parse whether it still runs
- * (its id): two calls to libvirtd fewer an Attach (0.55 ms, bench --cycle
- * --debug).  Any doubt -- the read failed (say, a connection lost
- * meanwhile), the domain no longer runs -- takes the full look-up, whose
- * errors callers know. */
+/* The running domain, and op->target on it.  Whether it still runs, its
+ * live XML says in the same parse as the target (its root's id): one call
+ * to libvirtd fewer an Attach than a virDomainIsActive() would cost.  The
+ * look-up is this thread's own, on its own connection: the plug below may
+ * wait seconds for QEMU, and no other thread's calls may queue behind it
+ * (virt.c). */
 static int domain_and_target(AttachOp *op, virDomainPtr *ret_dom) {
         Call *c = &op->call;
         _cleanup_(virDomainFreep) virDomainPtr dom = NULL;
         _cleanup_free_ char *xml = NULL;
         int r;
 
-        if (c->res.dom && virDomainRef(c->res.dom) >= 0) {
-                dom = c->res.dom;
-                xml = virDomainGetXMLDesc(dom, 0);
-                r = xml ? pick_target(op, xml, &op->target) : -ESRCH;
-                if (r == -ESRCH) {
-                        virDomainFree(TAKE_PTR(dom));
-                        xml = mfree(xml);
-                } else if (r < 0)
-                        return r;
-        }
-        if (!dom) {
-                r = virt_domain_lookup_running(c->manager->virt, c->res.domain_uuid, &dom, &op->error);
-                if (r < 0)
-                        return r;
-                r = virt_domain_live_xml(dom, &xml, &op->error);
-                if (r < 0)
-                        return r;
-                r = pick_target(op, xml, &op->target);
-                if (r == -ESRCH)
-                        return sd_bus_error_setf(&op->error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.",
-                                                 c->res.domain_name);
-                if (r < 0)
-                        return r;
-        }
+        r = virt_domain_lookup(c->manager->virt, c->res.domain_uuid, &dom, &op->error);
+        if (r < 0)
+                return r;
+        r = virt_domain_live_xml(dom, &xml, &op->error);
+        if (r < 0)
+                return r;
+        r = pick_target(op, xml, &op->target);
+        if (r == -ESRCH)
+                return sd_bus_error_setf(&op->error, LV_ERROR_DOMAIN_NOT_RUNNING, "Domain '%s' is not running.",
+                                         c->res.domain_name);
+        if (r < 0)
+                return r;
         *ret_dom = TAKE_PTR(dom);
         return 0;
 }

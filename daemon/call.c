@@ -73,9 +73,10 @@ void call_done(Call *c) {
         trace_log(c);
 
         /* Every method call gets an answer: a path that ended without one
-         * (a failure that set no error; a held refusal whose timer had not
-         * fired yet) must not leave its caller waiting for its timeout. */
-        if (c->message && !c->replied) {
+         * (a failure that set no error) must not leave its caller waiting
+         * for its timeout.  Not while the service stops (manager_free()):
+         * then the bus answers that it went away, outcome unknown. */
+        if (c->message && !c->replied && !m->stopping) {
                 if (sd_bus_error_is_set(&c->held_error))
                         (void) sd_bus_reply_method_error(c->message, &c->held_error);
                 else {
@@ -107,8 +108,6 @@ void call_done(Call *c) {
         sd_bus_error_free(&c->res.source_error);
         free(c->res.domain_name);
         free(c->res.domain_uuid);
-        if (c->res.dom)
-                virDomainFree(c->res.dom);
         sd_bus_error_free(&c->res.domain_error);
         free(c->action);
         strv_free(c->asked);
@@ -260,10 +259,9 @@ static void resolve_job(Call *c) {
                         sd_bus_error_set(&res->domain_error, LV_ERROR_FAILED, "Out of memory.");
                 /* Looked up, yet not running: the name and UUID still serve
                  * polkit; the error is for the authorized caller. */
-                if (res->domain_name && virt_domain_check_running(dom, res->domain_name, &res->domain_error) >= 0)
-                        res->dom = TAKE_PTR(dom);
-                if (dom)
-                        virDomainFree(dom);
+                if (res->domain_name)
+                        (void) virt_domain_check_running(dom, res->domain_name, &res->domain_error);
+                virDomainFree(dom);
         }
 }
 

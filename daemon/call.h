@@ -47,7 +47,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <libvirt/libvirt.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -79,10 +78,6 @@ typedef struct Resolution {
         sd_bus_error source_error;
         char *domain_name; /* NULL unless resolved */
         char *domain_uuid;
-        /* The domain found, when it was running: its look-up costs the
-         * operation nothing again (attach_act_job()).  A reference on the
-         * resolving worker's connection. */
-        virDomainPtr dom;
         sd_bus_error domain_error; /* NoSuchDomain, DomainNotRunning, Failed */
 } Resolution;
 

@@ -164,7 +164,13 @@ static void detach_request_job(Call *c) {
         call_trace(c, "looked-up");
         r = virt_domain_live_xml(dom, &xml, &op->error);
         call_trace(c, "live-xml");
-        if (r >= 0) {
+        if (r < 0 && sd_bus_error_has_name(&op->error, LV_ERROR_DOMAIN_NOT_RUNNING)) {
+                /* A transient domain that went away since the look-up: its
+                 * disk with it, as for one the look-up no longer finds. */
+                sd_bus_error_free(&op->error);
+                op->gone = true;
+                r = 0;
+        } else if (r >= 0) {
                 r = domain_xml_find_disk_running(xml, b->target, &d);
                 if (r == -ESRCH)
                         /* Stopped (a persistent domain's XML is now its

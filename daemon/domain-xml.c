@@ -440,15 +440,14 @@ static int root_running(const xmlNode *root) {
         return !isempty(id) && !streq(id, "-1");
 }
 
-/* Parses domain_xml into ret_doc and ret_root, quietly; with must_run, a
- * domain that is not running is -ESRCH. */
+/* Parses domain_xml into ret_doc and ret_root; with must_run, a domain
+ * that is not running is -ESRCH.  Under the caller's QUIET_XML_ERRORS,
+ * which must cover the reading of the tree as well (xmlGetProp() and
+ * friends report allocation failures too). */
 static int parse_domain_checked(const char *domain_xml, bool must_run, xmlDoc **ret_doc, xmlNode **ret_root) {
         _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
         xmlNode *root;
         int r;
-
-        disk_xml_init();
-        QUIET_XML_ERRORS;
 
         r = parse_domain(domain_xml, &doc, &root);
         if (r < 0)
@@ -517,6 +516,9 @@ int domain_xml_list_disks(const char *domain_xml, DiskInfo **ret_disks, size_t *
         if (!domain_xml || !ret_disks || !ret_n)
                 return -EINVAL;
 
+        disk_xml_init();
+        QUIET_XML_ERRORS;
+
         r = parse_domain_checked(domain_xml, false, &doc, &root);
         if (r < 0)
                 return r;
@@ -548,6 +550,9 @@ static int find_disk(const char *domain_xml, bool must_run, const char *target, 
 
         if (!domain_xml || isempty(target) || !ret)
                 return -EINVAL;
+
+        disk_xml_init();
+        QUIET_XML_ERRORS;
 
         r = parse_domain_checked(domain_xml, must_run, &doc, &root);
         if (r < 0)
@@ -599,6 +604,9 @@ static int pick_target(const char *domain_xml, bool must_run, const char *wanted
 
         if (!domain_xml || !ret)
                 return -EINVAL;
+
+        disk_xml_init();
+        QUIET_XML_ERRORS;
 
         r = parse_domain_checked(domain_xml, must_run, &doc, &root);
         if (r < 0)

@@ -72,6 +72,10 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        /* The calls freed below go unanswered: the bus tells their callers
+         * the service went away, which is the truth (an attach may have
+         * plugged its disk); call_done() must not answer Failed. */
+        m->stopping = true;
         /* Threads first: their done callbacks reference the manager.  (No
          * job waits for a guest: detaches wait on the loop.) */
         m->name_acquired = false;

@@ -125,7 +125,8 @@ typedef struct Manager {
         unsigned calls_in_flight;
         sd_event_source *idle_timer;
         bool name_acquired;
-        bool exiting; /* name released: exit once idle */
+        bool exiting;  /* name released: exit once idle */
+        bool stopping; /* manager_free() at work: calls end unanswered */
 } Manager;
 
 int manager_new(const ManagerConfig *config, Manager **ret);

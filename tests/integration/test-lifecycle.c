@@ -375,8 +375,9 @@ static void test_stale_removed_event(void) {
 /* A call is always answered.  An Attach whose act job fails without
  * setting an error (fault "attach:no-error", a stand-in for such a bug)
  * used to leave its caller waiting until its own timeout; call_done()
- * now answers Failed, and the attach leaves nothing behind.  The call
- * waits 15 s at most, where the daemon would have answered at once. */
+ * now answers Failed.  (The fault fires before the job creates anything:
+ * the checks after the answer only see that nothing else went wrong.)
+ * The call waits 15 s at most, where the daemon answers at once. */
 static void test_always_answered(void) {
         virDomainPtr g = lv_start_guest("lc-answer");
         g_autofree char *img = lv_make_luks1_image("answer.img", PASS, PATTERN, 16);
