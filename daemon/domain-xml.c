@@ -431,13 +431,15 @@ static int parse_domain(const char *domain_xml, xmlDoc **ret_doc, xmlNode **ret_
  * domain's root element its id (virDomainIsActive() is the same fact,
  * def->id != -1), and writes no id for a domain that is not. */
 static int root_running(const xmlNode *root) {
-        _cleanup_free_ char *id = NULL;
+        char *id = NULL;
         int r;
 
         r = attr_dup(root, "id", &id);
         if (r < 0)
                 return r;
-        return !isempty(id) && !streq(id, "-1");
+        r = !isempty(id) && !streq(id, "-1");
+        free(id);
+        return r;
 }
 
 /* Parses domain_xml into ret_doc and ret_root; with must_run, a domain

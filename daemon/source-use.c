@@ -356,20 +356,13 @@ typedef struct XmlFetch {
         char *xml;
 } XmlFetch;
 
-/* The entries the index did not know, by their place in the listing's
- * order (which the checks below keep). */
-typedef struct FetchList {
-        XmlFetch *fetch;
-        size_t *todo;
-} FetchList;
-
 static void fetch_one(size_t i, void *userdata) {
-        FetchList *l = userdata;
-        XmlFetch *f = &l->fetch[l->todo[i]];
+        XmlFetch *f = (XmlFetch *) userdata + i;
 
         /* Stopped or undefined since the listing: it uses nothing any more
          * (NULL, skipped). */
-        f->xml = virDomainGetXMLDesc(f->dom, f->flags);
+        if (!f->known)
+                f->xml = virDomainGetXMLDesc(f->dom, f->flags);
 }
 
 typedef struct VisitState {
@@ -506,21 +499,8 @@ static int collect_disk_paths(Virt *virt, DiskIndex *index, StatTask *t, sd_bus_
                 }
                 for (size_t i = 0; i < n_fetch && r >= 0; i++)
                         r = add_known(index, t, &allocated, &fetch[i]);
-                /* Threads only for what must be read: with every domain
-                 * known (the usual case) none is started at all. */
-                if (r >= 0) {
-                        _cleanup_free_ size_t *todo = calloc(n_fetch + 1, sizeof *todo);
-                        size_t n_todo = 0;
-
-                        if (!todo)
-                                r = -ENOMEM;
-                        for (size_t i = 0; todo && i < n_fetch; i++)
-                                if (!fetch[i].known)
-                                        todo[n_todo++] = i;
-                        if (todo)
-                                parallel_for(n_todo, XML_FETCH_THREADS, fetch_one,
-                                             &(FetchList){ .fetch = fetch, .todo = todo });
-                }
+                if (r >= 0)
+                        parallel_for(n_fetch, XML_FETCH_THREADS, fetch_one, fetch);
                 for (size_t i = 0; i < n_fetch && r >= 0; i++)
                         if (!fetch[i].known)
                                 r = add_domain_disks(index, t, &allocated, &fetch[i]);
